@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rmig.h - live migration of guest memory over RDMA (public API).
+ *
+ * rmig moves a virtual machine's RAM from a source host to a destination
+ * host.  A migration has N channels (1..64); each is one connection served by
+ * its own thread on each side.  The caller's migration thread queues pages;
+ * they are batched into packets and handed to the next idle channel, whose
+ * thread writes the pages by one-sided RDMA WRITE straight from the source's
+ * registered RAM into the destination's registered RAM, then sends a small
+ * header naming the pages.  A sync proves that every page queued before it is
+ * in place on the destination.
+ *
+ * Conventions (every function):
+ *   - return 0 (or a documented non-negative value) on success, a negative
+ *     errno on failure; outputs are written only on success;
+ *   - on failure, rmig_last_error() returns a message for the calling thread
+ *     naming what was wrong and where (channel, field, value);
+ *   - handles are opaque; parameter structs carry a field_mask (or size) so
+ *     they can grow without breaking callers.
+ *
+ * Thread safety: one thread (the caller's migration thread) drives a session.
+ * rmig_src_cancel(), rmig_dest_cancel(), the *_state(), *_error() and
+ * *_get_stats() functions may be called from any thread.
+ *
+ * See rmig(7) (docs/rmig.7.rst) and the per-family pages in docs/.
+ */
+#ifndef RMIG_RMIG_H
+#define RMIG_RMIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RMIG_BUILDING_LIBRARY)
+#define RMIG_API __attribute__((visibility("default")))
+#else
+#define RMIG_API
+#endif
+
+#define RMIG_VERSION_MAJOR 0
+#define RMIG_VERSION_MINOR 1
+#define RMIG_VERSION_PATCH 0
+
+/** Upper bound on channels per migration. */
+#define RMIG_MAX_CHANNELS 64
+/** Upper bound on pages per packet (header size stays below one message). */
+#define RMIG_MAX_PAGES_PER_PACKET 4096
+/** RAM block name length, including the terminating NUL. */
+#define RMIG_BLOCK_NAME_MAX 64
+/** Upper bound on RAM blocks per session. */
+#define RMIG_MAX_BLOCKS 256
+/** Device-state idstr length, including the terminating NUL. */
+#define RMIG_IDSTR_MAX 256
+/** Default and hard upper bound of one device-state blob, in bytes. */
+#define RMIG_DEVSTATE_MAX_DEFAULT (64u << 20)
+#define RMIG_DEVSTATE_MAX_LIMIT (1u << 30)
+
+/** Version string of the library, "MAJOR.MINOR.PATCH". */
+RMIG_API const char *rmig_version(void);
+
+/**
+ * Message describing the last failed rmig call made by this thread
+ * (thread-local, like dlerror()).  Never NULL; "" when nothing failed yet.
+ */
+RMIG_API const char *rmig_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Logging                                                             */
+
+enum rmig_log_level {
+	RMIG_LOG_ERROR = 0,
+	RMIG_LOG_WARN = 1,
+	RMIG_LOG_INFO = 2,
+	RMIG_LOG_DEBUG = 3,
+};
+
+typedef void (*rmig_log_fn)(enum rmig_log_level level, const char *msg,
+			    void *arg);
+
+/**
+ * Route library log lines to @fn (NULL restores the default: stderr, level
+ * from the RMIG_LOG_LEVEL environment variable, default WARN).  Messages
+ * above @max_level are dropped.  Call before creating sessions.
+ */
+RMIG_API void rmig_set_log_handler(rmig_log_fn fn, void *arg,
+				   enum rmig_log_level max_level);
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+
+enum rmig_transport {
+	/** Verbs when a device exists and the route resolves (in a later
+	 *  release), else libfabric tcp.  The choice and the reason are
+	 *  logged at INFO. */
+	RMIG_TRANSPORT_AUTO = 0,
+	/** libfabric, FI_EP_MSG; provider named by fabric_provider. */
+	RMIG_TRANSPORT_FABRIC = 1,
+};
+
+/** Bits of rmig_config.field_mask: which fields the caller set. */
+enum rmig_config_field {
+	RMIG_CFG_TRANSPORT = 1u << 0,
+	RMIG_CFG_FABRIC_PROVIDER = 1u << 1,
+	RMIG_CFG_ADDRESS = 1u << 2,
+	RMIG_CFG_CHANNELS = 1u << 3,
+	RMIG_CFG_PAGE_SIZE = 1u << 4,
+	RMIG_CFG_PAGES_PER_PACKET = 1u << 5,
+	RMIG_CFG_UUID = 1u << 6,
+	RMIG_CFG_CONNECT_TIMEOUT = 1u << 7,
+	RMIG_CFG_DEVSTATE_MAX = 1u << 8,
+};
+
+/**
+ * Session configuration.  Zero-initialise, set the fields you need and their
+ * bits in field_mask; unset fields take their defaults.
+ */
+struct rmig_config {
+	uint64_t field_mask;
+	/** Default RMIG_TRANSPORT_AUTO. */
+	enum rmig_transport transport;
+	/** libfabric provider name, default "tcp".  Any provider offering
+	 *  FI_MSG|FI_RMA|FI_REMOTE_CQ_DATA on FI_EP_MSG works. */
+	const char *fabric_provider;
+	/** "host:port" (IPv6 as "[addr]:port").  Source: where to connect.
+	 *  Destination: where to listen; port 0 picks a free port (see
+	 *  rmig_dest_get_address()).  Required. */
+	const char *address;
+	/** Number of channels, 1..RMIG_MAX_CHANNELS, default 4.  On the
+	 *  destination this is the number it expects; when unset there, it
+	 *  accepts what the first valid source handshake announces. */
+	unsigned channels;
+	/** Target page size in bytes: 4096 (default) or 2097152. */
+	size_t page_size;
+	/** Pages per packet, 1..RMIG_MAX_PAGES_PER_PACKET, default 128. */
+	unsigned pages_per_packet;
+	/** Session UUID.  Source: sent in every channel's handshake (default:
+	 *  random).  Destination: when set, a source with another UUID is
+	 *  rejected; when unset, the first valid source's UUID is adopted. */
+	uint8_t uuid[16];
+	/** Milliseconds to wait for a connection or a handshake answer,
+	 *  default 10000. */
+	unsigned connect_timeout_ms;
+	/** Destination: largest device-state blob accepted, in bytes, default
+	 *  RMIG_DEVSTATE_MAX_DEFAULT, at most RMIG_DEVSTATE_MAX_LIMIT.
+	 *  Source: largest blob it will send. */
+	uint64_t devstate_max;
+};
+
+/* ------------------------------------------------------------------ */
+/* State and statistics                                                */
+
+enum rmig_state {
+	RMIG_STATE_SETUP = 0,     /**< created, not yet connected */
+	RMIG_STATE_ACTIVE = 1,    /**< channels connected, migrating */
+	RMIG_STATE_COMPLETED = 2, /**< finished successfully */
+	RMIG_STATE_FAILED = 3,    /**< an error ended it; see *_error() */
+	RMIG_STATE_CANCELLED = 4, /**< cancelled by the caller */
+};
+
+/** Name of a state ("setup", "active", ...). */
+RMIG_API const char *rmig_state_name(enum rmig_state state);
+
+/** Counters of one channel (like QEMU's query-migrate, per channel). */
+struct rmig_channel_stats {
+	uint64_t bytes;        /**< page bytes + message bytes moved */
+	uint64_t packets;      /**< page packets */
+	uint64_t normal_pages; /**< pages written (source) / received (dest) */
+	uint64_t zero_pages;   /**< pages sent as zero */
+	uint64_t syncs;        /**< SYNC markers sent / received */
+	uint64_t messages;     /**< messages (headers, SYNC, state, credit) */
+};
+
+struct rmig_stats {
+	/** Set by the caller to sizeof(struct rmig_stats); the library fills
+	 *  only what fits, so older callers keep working. */
+	size_t size;
+	enum rmig_state state;
+	unsigned channels;
+	uint64_t bytes;
+	uint64_t packets;
+	uint64_t normal_pages;
+	uint64_t zero_pages;
+	uint64_t syncs;          /**< completed syncs (whole session) */
+	uint64_t devstate_blobs; /**< device-state blobs sent / received */
+	uint64_t devstate_bytes;
+	uint64_t zero_pages_cleared; /**< dest: zero pages that had data */
+	uint64_t rejected_handshakes; /**< dest: connections turned away */
+	/** Nanoseconds spent registering memory. */
+	uint64_t registration_ns;
+	struct rmig_channel_stats channel[RMIG_MAX_CHANNELS];
+};
+
+/* ------------------------------------------------------------------ */
+/* Source                                                              */
+
+typedef struct rmig_src rmig_src;
+
+/** Create a source session.  Nothing is connected yet. */
+RMIG_API int rmig_src_create(const struct rmig_config *cfg, rmig_src **out);
+
+/**
+ * Register a RAM block (before rmig_src_connect()).  @name must be unique,
+ * at most RMIG_BLOCK_NAME_MAX-1 bytes; @host and @length page-aligned to the
+ * session's page size.  The destination must register a block with the same
+ * name and length.  Returns the block index (>= 0), used in queue calls.
+ * The memory stays owned by the caller; rmig only reads it.
+ */
+RMIG_API int rmig_src_add_block(rmig_src *s, const char *name, void *host,
+				size_t length);
+
+/**
+ * Connect every channel, handshake, and match RAM blocks against the
+ * destination's table.  Blocks the caller; bounded by connect_timeout_ms per
+ * step.  Errors: -ECONNREFUSED (nobody listening or handshake rejected; the
+ * message carries the destination's reason), -ETIMEDOUT, -EINVAL (block
+ * table mismatch), -EPROTO.
+ */
+RMIG_API int rmig_src_connect(rmig_src *s);
+
+/**
+ * Queue one page (block index, byte offset).  Pages are collected into a
+ * packet (pages_per_packet pages of one block) and the packet is handed to the
+ * next idle channel; the call waits when every channel is busy.  Returns
+ * 0, or the session's error.
+ */
+RMIG_API int rmig_src_queue_page(rmig_src *s, int block, uint64_t offset);
+
+/**
+ * Queue @n pages of one block at once (any n; split into packets).  Flushes
+ * the partial batch of rmig_src_queue_page() first.
+ */
+RMIG_API int rmig_src_queue_pages(rmig_src *s, int block,
+				  const uint64_t *offsets, size_t n);
+
+/**
+ * Send a device-state blob.  @idstr is NUL-terminated, at most
+ * RMIG_IDSTR_MAX bytes with the NUL; @len at most the session's devstate_max.
+ * The bytes are copied before the call returns.  Blobs arrive at the
+ * destination in the order they were sent; a blob sent before a sync is
+ * available there once that sync completes.
+ */
+RMIG_API int rmig_src_send_devstate(rmig_src *s, const char *idstr,
+				    uint32_t instance_id, const void *data,
+				    size_t len);
+
+/**
+ * Flush the partial batch, make every channel send a SYNC marker after the
+ * packets it owes, and wait until the destination has seen SYNC on every
+ * channel (and its caller has reached rmig_dest_wait_sync()).  On return every
+ * page queued before the call is in place on the destination.
+ */
+RMIG_API int rmig_src_sync(rmig_src *s);
+
+/**
+ * Final sync: like rmig_src_sync(), marked final, after which the channels
+ * close.  On success the state is RMIG_STATE_COMPLETED.
+ */
+RMIG_API int rmig_src_finish(rmig_src *s);
+
+/**
+ * Abort the migration from any thread: blocked and later calls return
+ * -ECANCELED and the state becomes RMIG_STATE_CANCELLED.  The connections
+ * close at rmig_src_destroy(), where the destination sees them go.  The
+ * source's memory is untouched (rmig never writes it).
+ */
+RMIG_API void rmig_src_cancel(rmig_src *s);
+
+/** Stop every thread, close every connection, deregister memory, free. */
+RMIG_API void rmig_src_destroy(rmig_src *s);
+
+RMIG_API enum rmig_state rmig_src_state(rmig_src *s);
+/** Message of the session's first error ("" when none).  Valid until
+ *  rmig_src_destroy(). */
+RMIG_API const char *rmig_src_error(rmig_src *s);
+RMIG_API int rmig_src_get_stats(rmig_src *s, struct rmig_stats *st);
+
+/* ------------------------------------------------------------------ */
+/* Destination                                                         */
+
+typedef struct rmig_dest rmig_dest;
+
+RMIG_API int rmig_dest_create(const struct rmig_config *cfg, rmig_dest **out);
+
+/**
+ * Register a RAM block where pages will land (before rmig_dest_listen()).
+ * Same rules as rmig_src_add_block().  Returns the block index.
+ */
+RMIG_API int rmig_dest_add_block(rmig_dest *d, const char *name, void *host,
+				 size_t length);
+
+/** Bind and listen on the configured address. */
+RMIG_API int rmig_dest_listen(rmig_dest *d);
+
+/** The address actually bound ("host:port"), after rmig_dest_listen(). */
+RMIG_API int rmig_dest_get_address(rmig_dest *d, char *buf, size_t len);
+
+/**
+ * Accept connections until every channel of one source has handshaked.
+ * Connections whose handshake is wrong (magic, version, UUID, channel id out
+ * of range or duplicate, channel count, page size, packet size) are rejected
+ * with a message naming the field, before any memory key is revealed, and
+ * the call keeps waiting.  @timeout_ms < 0 waits forever.
+ */
+RMIG_API int rmig_dest_accept(rmig_dest *d, int timeout_ms);
+
+/**
+ * Wait until every channel has stopped at the next SYNC marker, then release
+ * them.  Returns 0 for a sync, 1 for the source's final sync (the migration
+ * is complete; call rmig_dest_finish()), or a negative errno (-ETIMEDOUT when
+ * @timeout_ms >= 0 ran out, with the channels still running).
+ */
+RMIG_API int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms);
+
+/** A received device-state blob. */
+struct rmig_devstate {
+	char idstr[RMIG_IDSTR_MAX];
+	uint32_t instance_id;
+	size_t len;
+	void *data;
+};
+
+/**
+ * Take the next device-state blob, in the order the source sent them.
+ * -EAGAIN when none is ready.  Free with rmig_devstate_free().
+ */
+RMIG_API int rmig_dest_recv_devstate(rmig_dest *d, struct rmig_devstate **out);
+RMIG_API void rmig_devstate_free(struct rmig_devstate *ds);
+
+/** After the final sync: join the channels and mark the session completed. */
+RMIG_API int rmig_dest_finish(rmig_dest *d);
+
+RMIG_API void rmig_dest_cancel(rmig_dest *d);
+RMIG_API void rmig_dest_destroy(rmig_dest *d);
+RMIG_API enum rmig_state rmig_dest_state(rmig_dest *d);
+RMIG_API const char *rmig_dest_error(rmig_dest *d);
+RMIG_API int rmig_dest_get_stats(rmig_dest *d, struct rmig_stats *st);
+
+/**
+ * Number of pages of @block received since the session started (normal or
+ * zero, each page counted once), from the destination's received bitmap.
+ */
+RMIG_API int64_t rmig_dest_block_received(rmig_dest *d, int block);
+
+/* ------------------------------------------------------------------ */
+/* Tunables                                                            */
+
+/**
+ * Tunables (rx/tx queue depths, timeouts, ...) have defaults and can be
+ * overridden by environment variables RMIG_<NAME>.  Iterate them with
+ * @index = 0, 1, ... until -ENOENT.
+ */
+struct rmig_param_info {
+	const char *name;
+	const char *help;
+	long long default_value;
+	long long value; /**< effective value (environment applied) */
+};
+RMIG_API int rmig_param_get(unsigned index, struct rmig_param_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RMIG_RMIG_H */

@@ -1,0 +1,476 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * chan.c - one channel's message layer, shared by source and destination:
+ * receive buffers posted ahead and granted to the peer as credits, send
+ * buffers, and tx accounting for unsignaled writes.
+ *
+ * Credits.  Each side posts rx_depth credited buffers plus RMIG_CREDIT_SPARE
+ * spares.  Every message except CREDIT costs the sender one credit; the
+ * receiver reposts the buffer once it has handled the message and grants it
+ * back in the immediate of its next message (12 bits), or, once rx_depth/2
+ * are waiting, in an empty CREDIT message.  CREDIT messages cost no credit:
+ * they land in the spares, and since a side sends one only after receiving
+ * rx_depth/2 credited messages, no more than two are ever outstanding.  So a
+ * sender never sends without a buffer waiting for it, and receiver-not-ready
+ * cannot happen.  The source's very first credit (for the HANDSHAKE) is given
+ * by the protocol; the ACCEPT grants the rest.
+ *
+ * Everything here runs on the thread that owns the channel: the caller's
+ * thread while connecting, then the channel thread.  Only the statistics
+ * (relaxed atomics) are read by other threads.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+#define CQE_BATCH 16
+
+static inline uint8_t *rx_buf(struct rmig_chan *ch, unsigned i)
+{
+	return ch->bufs + (size_t)i * RMIG_MSG_SIZE;
+}
+
+static inline uint8_t *tx_buf(struct rmig_chan *ch, unsigned i)
+{
+	return ch->bufs + (size_t)(ch->nrx + i) * RMIG_MSG_SIZE;
+}
+
+static int post_rx(struct rmig_chan *ch, unsigned i)
+{
+	struct rmig_session *s = ch->sess;
+
+	return s->ops.post_recv(ch->conn, rx_buf(ch, i), RMIG_MSG_SIZE,
+				ch->bufs_mr, (void *)(uintptr_t)(i + 1));
+}
+
+int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
+		   struct rmig_prov_conn *conn)
+{
+	unsigned ntx = s->tx_depth;
+	int ret;
+
+	memset(ch, 0, sizeof(*ch));
+	ch->sess = s;
+	ch->id = id;
+	ch->conn = conn;
+	ch->nrx = s->rx_depth + RMIG_CREDIT_SPARE;
+	ch->bufs_len = (size_t)(ch->nrx + ntx) * RMIG_MSG_SIZE;
+	ch->bufs = aligned_alloc(4096, ch->bufs_len);
+	if (!ch->bufs)
+		return rmig_err(-ENOMEM, "channel %u: cannot allocate %zu "
+				"bytes of message buffers", id, ch->bufs_len);
+	/* Touch the buffers now rather than on the hot path. */
+	memset(ch->bufs, 0, ch->bufs_len);
+	ret = s->ops.mr_reg(s->dom, ch->bufs, ch->bufs_len, false,
+			    &ch->bufs_mr);
+	if (ret) {
+		rmig_err_prefix("channel %u: registering message buffers", id);
+		goto err_free_bufs;
+	}
+
+	ch->nrecs = ntx + RMIG_CREDIT_SPARE + 8;
+	ch->recs = calloc(ch->nrecs, sizeof(*ch->recs));
+	ch->txbuf_free = calloc(ntx, sizeof(*ch->txbuf_free));
+	ch->stash = calloc(ch->nrx, sizeof(*ch->stash));
+	if (!ch->recs || !ch->txbuf_free || !ch->stash) {
+		ret = rmig_err(-ENOMEM, "channel %u: out of memory", id);
+		goto err_free_arrays;
+	}
+	for (unsigned i = 0; i < ch->nrecs; i++)
+		ch->recs[i].next_free = (int32_t)i + 1 < (int32_t)ch->nrecs ?
+					(int32_t)i + 1 : -1;
+	ch->rec_free = 0;
+	for (unsigned i = 0; i < ntx; i++)
+		ch->txbuf_free[i] = (int32_t)(ntx - 1 - i);
+	ch->ntxbuf_free = ntx;
+
+	for (unsigned i = 0; i < ch->nrx; i++) {
+		ret = post_rx(ch, i);
+		if (ret) {
+			rmig_err_prefix("channel %u: posting receive %u", id, i);
+			goto err_free_arrays;
+		}
+	}
+	return 0;
+
+err_free_arrays:
+	free(ch->recs);
+	free(ch->txbuf_free);
+	free(ch->stash);
+	s->ops.mr_dereg(ch->bufs_mr);
+err_free_bufs:
+	free(ch->bufs);
+	memset(ch, 0, sizeof(*ch));
+	return ret;
+}
+
+/* Close the connection first (it flushes what is posted), then free. */
+void rmig_chan_fini(struct rmig_chan *ch)
+{
+	struct rmig_session *s = ch->sess;
+
+	if (!s)
+		return;
+	if (ch->conn)
+		s->ops.conn_close(ch->conn);
+	ch->conn = NULL;
+	if (ch->bufs_mr)
+		s->ops.mr_dereg(ch->bufs_mr);
+	free(ch->bufs);
+	free(ch->recs);
+	free(ch->txbuf_free);
+	free(ch->stash);
+	memset(ch, 0, sizeof(*ch));
+}
+
+static struct rmig_txrec *rec_get(struct rmig_chan *ch)
+{
+	struct rmig_txrec *r;
+
+	if (ch->rec_free < 0)
+		return NULL;
+	r = &ch->recs[ch->rec_free];
+	ch->rec_free = r->next_free;
+	r->ops = 0;
+	r->buf = -1;
+	return r;
+}
+
+static void rec_put(struct rmig_chan *ch, struct rmig_txrec *r)
+{
+	r->next_free = ch->rec_free;
+	ch->rec_free = (int32_t)(r - ch->recs);
+}
+
+static int proto_err(struct rmig_chan *ch, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int proto_err(struct rmig_chan *ch, const char *fmt, ...)
+{
+	char msg[RMIG_ERR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return rmig_err(-EPROTO, "%s", msg);
+}
+
+/* Handle up to CQE_BATCH completions, waiting up to @timeout_ms for the
+ * first.  Received messages (other than CREDIT) are stashed in order. */
+static int chan_poll(struct rmig_chan *ch, int timeout_ms)
+{
+	struct rmig_session *s = ch->sess;
+	struct rmig_cqe cqe[CQE_BATCH];
+	int n = s->ops.poll(ch->conn, cqe, CQE_BATCH, timeout_ms);
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		struct rmig_cqe *e = &cqe[i];
+
+		if (e->op != RMIG_CQE_RECV) {
+			struct rmig_txrec *r = e->ctx;
+
+			if (r < ch->recs || r >= ch->recs + ch->nrecs)
+				return proto_err(ch, "completion with unknown "
+						 "context %p", e->ctx);
+			ch->ops_outstanding -= r->ops;
+			if (r->buf >= 0)
+				ch->txbuf_free[ch->ntxbuf_free++] = r->buf;
+			rec_put(ch, r);
+			continue;
+		}
+
+		uintptr_t idx = (uintptr_t)e->ctx - 1;
+		enum rmig_msg_type type;
+		unsigned grant;
+		int ret;
+
+		if (idx >= ch->nrx)
+			return proto_err(ch, "receive completion with unknown "
+					 "context %p", e->ctx);
+		ret = rmig_imm_parse(e->imm, &type, &grant);
+		if (ret)
+			return ret;
+		if (e->len > RMIG_MSG_SIZE)
+			return proto_err(ch, "%s message of %zu bytes exceeds "
+					 "%u", rmig_msg_type_name(type), e->len,
+					 RMIG_MSG_SIZE);
+		ch->credits += grant;
+		if (ch->credits > ch->peer_depth)
+			return proto_err(ch, "peer granted %u credits, more "
+					 "than its %u receive buffers",
+					 ch->credits, ch->peer_depth);
+		RMIG_STAT_ADD(ch, messages, 1);
+		RMIG_STAT_ADD(ch, bytes, e->len);
+		if (type == RMIG_MSG_ERROR) {
+			/* The peer is failing the migration: its reason is
+			 * the most useful message, whatever we were doing. */
+			char text[RMIG_REJECT_TEXT_MAX + 1];
+			enum rmig_reject reason;
+
+			ret = rmig_reject_decode(rx_buf(ch, (unsigned)idx),
+						 e->len, &reason, text,
+						 sizeof(text));
+			if (ret)
+				return ret;
+			return rmig_err(-EPROTO, "peer reported: %s", text);
+		}
+		if (type == RMIG_MSG_CREDIT) {
+			if (e->len)
+				return proto_err(ch, "CREDIT message with %zu "
+						 "bytes of body", e->len);
+			ret = post_rx(ch, (unsigned)idx);
+			if (ret)
+				return ret;
+			continue;
+		}
+		struct rmig_msg *m = &ch->stash[(ch->stash_head +
+						  ch->stash_count) % ch->nrx];
+		m->type = type;
+		m->data = rx_buf(ch, (unsigned)idx);
+		m->len = e->len;
+		m->rx_index = (unsigned)idx;
+		ch->stash_count++;
+	}
+	return n;
+}
+
+static int slice(struct rmig_session *s, int timeout_ms, uint64_t deadline)
+{
+	int sl = (int)rmig_param(RMIG_PARAM_POLL_SLICE_MS);
+
+	if (timeout_ms == 0)
+		return 0;
+	if (timeout_ms > 0) {
+		uint64_t now = rmig_now_ns();
+		uint64_t left = deadline > now ? (deadline - now) / 1000000 : 0;
+
+		if ((uint64_t)sl > left)
+			sl = (int)left;
+	}
+	return sl;
+}
+
+int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms)
+{
+	struct rmig_session *s = ch->sess;
+	uint64_t deadline = rmig_now_ns() + (uint64_t)(timeout_ms > 0 ?
+					     timeout_ms : 0) * 1000000ull;
+
+	for (;;) {
+		if (ch->stash_count) {
+			*m = ch->stash[ch->stash_head];
+			ch->stash_head = (ch->stash_head + 1) % ch->nrx;
+			ch->stash_count--;
+			return 1;
+		}
+		/* Pairs with the release store in rmig_sess_fail(). */
+		if (atomic_load_explicit(&s->err, memory_order_acquire))
+			return -ECANCELED;
+		int ret = chan_poll(ch, slice(s, timeout_ms, deadline));
+
+		if (ret < 0)
+			return ret;
+		if (ch->stash_count)
+			continue;
+		if (timeout_ms >= 0 && rmig_now_ns() >= deadline)
+			return 0;
+	}
+}
+
+static int send_credit(struct rmig_chan *ch)
+{
+	struct rmig_session *s = ch->sess;
+	unsigned grant = ch->ungranted;
+	struct rmig_txrec *r;
+	int ret;
+
+	while (!(r = rec_get(ch)) || ch->ops_outstanding >= s->max_ops) {
+		if (r)
+			rec_put(ch, r);
+		ret = chan_poll(ch, (int)rmig_param(RMIG_PARAM_POLL_SLICE_MS));
+		if (ret < 0)
+			return ret;
+		if (atomic_load_explicit(&s->err, memory_order_acquire))
+			return -ECANCELED;
+	}
+	r->ops = ch->ops_unsignaled + 1;
+	ret = s->ops.send(ch->conn, tx_buf(ch, 0), 0, ch->bufs_mr,
+			  rmig_imm_make(RMIG_MSG_CREDIT, grant), r);
+	if (ret) {
+		rec_put(ch, r);
+		return ret;
+	}
+	ch->ops_unsignaled = 0;
+	ch->ops_outstanding++;
+	ch->ungranted = 0;
+	RMIG_STAT_ADD(ch, messages, 1);
+	return 0;
+}
+
+int rmig_chan_msg_done(struct rmig_chan *ch, struct rmig_msg *m)
+{
+	int ret = post_rx(ch, m->rx_index);
+
+	if (ret)
+		return ret;
+	ch->ungranted++;
+	if (ch->ungranted >= ch->sess->rx_depth / 2)
+		return send_credit(ch);
+	return 0;
+}
+
+/* Wait until the channel can post @nops more ops, and, when @need_msg, has
+ * a credit, a tx buffer and a completion record.  @timeout_ms < 0: wait
+ * until the session fails. */
+static int wait_tx(struct rmig_chan *ch, unsigned nops, bool need_msg,
+		   bool need_rec, int timeout_ms)
+{
+	struct rmig_session *s = ch->sess;
+	uint64_t deadline = rmig_now_ns() + (uint64_t)(timeout_ms > 0 ?
+					     timeout_ms : 0) * 1000000ull;
+
+	for (;;) {
+		bool ok = ch->ops_outstanding + nops <= s->max_ops;
+
+		if (need_msg)
+			ok = ok && ch->credits > 0 && ch->ntxbuf_free > 0;
+		if (need_rec)
+			ok = ok && ch->rec_free >= 0;
+		if (ok)
+			return 0;
+		/* Pairs with the release store in rmig_sess_fail(). */
+		if (atomic_load_explicit(&s->err, memory_order_acquire))
+			return -ECANCELED;
+		if (timeout_ms >= 0 && rmig_now_ns() >= deadline)
+			return rmig_err(-ETIMEDOUT, "no %s from the peer for "
+					"%d ms", need_msg && !ch->credits ?
+					"credit" : "completion", timeout_ms);
+		int ret = chan_poll(ch, slice(s, timeout_ms, deadline));
+
+		if (ret < 0)
+			return ret;
+	}
+}
+
+int rmig_chan_tx_get(struct rmig_chan *ch, uint8_t **buf, int timeout_ms)
+{
+	int ret = wait_tx(ch, 1, true, true, timeout_ms);
+	int32_t idx;
+
+	if (ret)
+		return ret;
+	idx = ch->txbuf_free[--ch->ntxbuf_free];
+	*buf = tx_buf(ch, (unsigned)idx);
+	return idx;
+}
+
+int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
+		      size_t len)
+{
+	struct rmig_session *s = ch->sess;
+	unsigned grant = ch->ungranted > RMIG_IMM_CREDITS_MAX ?
+			 RMIG_IMM_CREDITS_MAX : ch->ungranted;
+	struct rmig_txrec *r = rec_get(ch);
+	int ret;
+
+	/* rmig_chan_tx_get() waited for a record and a credit. */
+	r->buf = idx;
+	r->ops = ch->ops_unsignaled + 1;
+	ret = s->ops.send(ch->conn, tx_buf(ch, (unsigned)idx), len,
+			  ch->bufs_mr, rmig_imm_make(type, grant), r);
+	if (ret) {
+		r->buf = -1;
+		rec_put(ch, r);
+		ch->txbuf_free[ch->ntxbuf_free++] = idx;
+		return ret;
+	}
+	ch->ops_unsignaled = 0;
+	ch->ops_outstanding++;
+	ch->credits--;
+	ch->ungranted -= grant;
+	RMIG_STAT_ADD(ch, messages, 1);
+	RMIG_STAT_ADD(ch, bytes, len);
+	return 0;
+}
+
+int rmig_chan_write(struct rmig_chan *ch, void *local, size_t len,
+		    struct rmig_prov_mr *mr, uint64_t raddr, uint64_t rkey)
+{
+	struct rmig_session *s = ch->sess;
+	size_t chunk = s->attr.max_msg_size;
+	uint8_t *p = local;
+
+	while (len) {
+		size_t n = len < chunk ? len : chunk;
+		/* Signal every max_ops/4 writes so long runs of writes
+		 * retire even before the packet's header is sent. */
+		bool sig = ch->ops_unsignaled + 1 >= s->max_ops / 4;
+		struct rmig_iov iov = { .addr = p, .len = n, .mr = mr };
+		struct rmig_txrec *r = NULL;
+		int ret = wait_tx(ch, 1, false, sig, -1);
+
+		if (ret)
+			return ret;
+		if (sig) {
+			r = rec_get(ch);
+			r->ops = ch->ops_unsignaled + 1;
+		}
+		ret = s->ops.write(ch->conn, &iov, 1, raddr, rkey, r, sig);
+		if (ret) {
+			if (r)
+				rec_put(ch, r);
+			return ret;
+		}
+		ch->ops_outstanding++;
+		if (sig)
+			ch->ops_unsignaled = 0;
+		else
+			ch->ops_unsignaled++;
+		RMIG_STAT_ADD(ch, bytes, n);
+		p += n;
+		raddr += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms)
+{
+	struct rmig_session *s = ch->sess;
+	uint64_t deadline = rmig_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	while (ch->ops_outstanding) {
+		if (rmig_now_ns() >= deadline)
+			return rmig_err(-ETIMEDOUT, "channel %u: %u operations "
+					"still outstanding after %d ms", ch->id,
+					ch->ops_outstanding, timeout_ms);
+		int ret = chan_poll(ch, slice(s, timeout_ms, deadline));
+
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+void rmig_chan_send_error(struct rmig_chan *ch, const char *text)
+{
+	uint8_t *buf;
+	int idx;
+
+	if (!ch->conn || !ch->credits || !ch->ntxbuf_free ||
+	    ch->rec_free < 0 || ch->ops_outstanding >= ch->sess->max_ops)
+		return;
+	idx = ch->txbuf_free[--ch->ntxbuf_free];
+	buf = tx_buf(ch, (unsigned)idx);
+	size_t len = rmig_reject_encode(RMIG_REJECT_NONE, text, buf,
+					RMIG_MSG_SIZE);
+	if (rmig_chan_tx_send(ch, idx, RMIG_MSG_ERROR, len) == 0)
+		(void)rmig_chan_drain(ch, 1000);
+}

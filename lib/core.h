@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core.h - internal structures shared by the source and destination
+ * sessions: the session (provider, RAM blocks, first error), the channel
+ * (one connection: message buffers, credits, tx accounting) and tunables.
+ */
+#ifndef RMIG_CORE_H
+#define RMIG_CORE_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "error.h"
+#include "provider.h"
+#include "rmig/rmig.h"
+#include "wire.h"
+
+/* Tunables (params.c).  Environment: RMIG_<NAME>. */
+enum rmig_param_id {
+	RMIG_PARAM_RX_DEPTH,      /* credited receive buffers per channel */
+	RMIG_PARAM_TX_DEPTH,      /* message buffers per channel */
+	RMIG_PARAM_MAX_WRITE_OPS, /* outstanding tx ops per channel */
+	RMIG_PARAM_POLL_SLICE_MS, /* longest blocking poll before re-checking */
+	RMIG_PARAM_COUNT
+};
+long long rmig_param(enum rmig_param_id id);
+
+/** Receive buffers beyond the credited ones, for uncredited CREDIT
+ *  messages.  A side sends CREDIT only once rx_depth/2 credited messages
+ *  from its peer are ungranted, so at most two can be outstanding. */
+#define RMIG_CREDIT_SPARE 4
+
+struct rmig_block {
+	char name[RMIG_BLOCK_NAME_MAX];
+	uint8_t *host;
+	uint64_t length;
+	struct rmig_prov_mr *mr;
+	/* Source: where this block lives on the destination. */
+	uint32_t remote_index;
+	uint64_t raddr;
+	uint64_t rkey;
+	/* Destination: received bitmap, one bit a page, set by the channel
+	 * threads with relaxed fetch_or (each bit's meaning is only read after
+	 * a sync, whose semaphores order it). */
+	_Atomic uint64_t *received;
+	_Atomic int64_t received_count;
+};
+
+struct rmig_chan;
+
+/** What a session kicks when it fails: implemented by src.c and dest.c. */
+typedef void (*rmig_kick_fn)(void *side);
+
+struct rmig_session {
+	struct rmig_provider_ops ops;
+	struct rmig_prov_domain *dom;
+	struct rmig_prov_attr attr;
+	bool is_dest;
+
+	/* Resolved configuration. */
+	char *address;
+	char *subprovider;
+	unsigned channels;
+	uint64_t page_size;
+	unsigned pages_per_packet;
+	uint8_t uuid[16];
+	bool uuid_set;
+	unsigned connect_timeout_ms;
+	uint64_t devstate_max;
+	unsigned rx_depth;
+	unsigned tx_depth;
+	unsigned max_ops;
+
+	struct rmig_block blocks[RMIG_MAX_BLOCKS];
+	unsigned nblocks;
+	uint64_t registration_ns;
+
+	/* First error wins.  err is set once, under err_lock, together with
+	 * errmsg; readers that see err != 0 (acquire) see errmsg (release in
+	 * rmig_sess_fail). */
+	pthread_mutex_t err_lock;
+	_Atomic int err;
+	char errmsg[RMIG_ERR_MSG_MAX];
+	_Atomic int state; /* enum rmig_state */
+
+	rmig_kick_fn kick;
+	void *kick_arg;
+};
+
+/* Message buffers of a channel: rx_depth + RMIG_CREDIT_SPARE receive
+ * buffers, then tx_depth send buffers, RMIG_MSG_SIZE each, one
+ * registration. */
+struct rmig_txrec {
+	uint32_t ops;   /* tx ops retired when this signaled op completes */
+	int32_t buf;    /* tx buffer index, or -1 */
+	int32_t next_free;
+};
+
+struct rmig_msg {
+	enum rmig_msg_type type;
+	uint8_t *data;
+	size_t len;
+	unsigned rx_index;
+};
+
+struct rmig_chan_stats_atomic {
+	_Atomic uint64_t bytes, packets, normal_pages, zero_pages, syncs,
+		messages;
+};
+
+struct rmig_chan {
+	struct rmig_session *sess;
+	unsigned id;
+	struct rmig_prov_conn *conn;
+	char peer[80];
+
+	uint8_t *bufs;
+	size_t bufs_len;
+	struct rmig_prov_mr *bufs_mr;
+	unsigned nrx; /* rx_depth + spare */
+
+	/* tx accounting (channel thread only). */
+	struct rmig_txrec *recs;
+	unsigned nrecs;
+	int32_t rec_free;
+	int32_t *txbuf_free; /* stack of free tx buffer indices */
+	unsigned ntxbuf_free;
+	uint32_t ops_outstanding; /* posted, not yet retired */
+	uint32_t ops_unsignaled;  /* posted since the last signaled op */
+
+	/* Credits (channel thread only). */
+	unsigned credits;   /* credited messages we may still send */
+	unsigned peer_depth; /* the peer's credited buffers: credits cap */
+	unsigned ungranted; /* credited buffers reposted, not yet granted */
+
+	/* Received messages stashed while waiting to send. */
+	struct rmig_msg *stash;
+	unsigned stash_head, stash_count;
+
+	struct rmig_chan_stats_atomic st;
+};
+
+/* session.c */
+int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
+		   const struct rmig_provider_ops *prov, bool is_dest);
+void rmig_sess_fini(struct rmig_session *s);
+int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
+			size_t length);
+int rmig_sess_open_domain(struct rmig_session *s, bool remote_write);
+/** Record the session's first error (later ones are only logged), mark it
+ *  failed, and kick every thread.  Returns @code. */
+int rmig_sess_fail(struct rmig_session *s, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/** Like rmig_sess_fail(), for a cancellation: state CANCELLED. */
+int rmig_sess_cancel(struct rmig_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/** The first error's message, "" when none. */
+const char *rmig_sess_errmsg(struct rmig_session *s);
+/** Copy @st into the caller's @out, as much as out->size allows. */
+int rmig_stats_copy_out(struct rmig_stats *out, const struct rmig_stats *st);
+/** Session error as a return value, with the message copied to this
+ *  thread's rmig_last_error(); 0 when none. */
+int rmig_sess_check(struct rmig_session *s);
+void rmig_sess_stats(struct rmig_session *s, struct rmig_chan **chans,
+		     unsigned nchans, struct rmig_stats *st);
+int rmig_sess_check_page(struct rmig_session *s, int block, uint64_t offset);
+const struct rmig_provider_ops *rmig_select_provider(
+	const struct rmig_config *cfg, char *why, size_t whylen);
+
+/* chan.c */
+int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
+		   struct rmig_prov_conn *conn);
+void rmig_chan_fini(struct rmig_chan *ch);
+/** Wait up to @timeout_ms for the next message (1), 0 on timeout/wake. */
+int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms);
+/** Give a received message's buffer back (repost, grant). */
+int rmig_chan_msg_done(struct rmig_chan *ch, struct rmig_msg *m);
+/** A tx buffer to encode a message into; waits for a credit and a buffer.
+ *  Returns the buffer index >= 0. */
+int rmig_chan_tx_get(struct rmig_chan *ch, uint8_t **buf, int timeout_ms);
+/** Send tx buffer @idx holding @len bytes as a message of @type. */
+int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
+		      size_t len);
+/** RDMA WRITE of [local, local+len) to raddr/rkey (split as needed). */
+int rmig_chan_write(struct rmig_chan *ch, void *local, size_t len,
+		    struct rmig_prov_mr *mr, uint64_t raddr, uint64_t rkey);
+/** Wait until every posted tx op has completed. */
+int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms);
+/** Send an ERROR message (best effort, never blocks long). */
+void rmig_chan_send_error(struct rmig_chan *ch, const char *text);
+
+/* Internal constructors used by tests to pick a provider. */
+int rmig_src_create_prov(const struct rmig_config *cfg,
+			 const struct rmig_provider_ops *prov, rmig_src **out);
+int rmig_dest_create_prov(const struct rmig_config *cfg,
+			  const struct rmig_provider_ops *prov,
+			  rmig_dest **out);
+
+static inline uint64_t rmig_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#define RMIG_STAT_ADD(ch, field, v)                                          \
+	atomic_fetch_add_explicit(&(ch)->st.field, (v), memory_order_relaxed)
+
+#endif /* RMIG_CORE_H */

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * provider.c - the table of providers and the -EOPNOTSUPP stubs that fill
+ * every op a provider leaves out, so the hot path never tests for NULL.
+ */
+#include "provider.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "error.h"
+
+/* Built-in providers; keep sorted by name. */
+static const struct rmig_provider_ops *const builtin[] = {
+	&rmig_fabric_provider,
+};
+
+#define EXTRA_MAX 4
+static const struct rmig_provider_ops *extra[EXTRA_MAX];
+static pthread_mutex_t extra_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int rmig_provider_register(const struct rmig_provider_ops *p)
+{
+	int ret = rmig_err(-ENOSPC, "provider table full (%d extra)", EXTRA_MAX);
+
+	pthread_mutex_lock(&extra_lock);
+	for (int i = 0; i < EXTRA_MAX; i++) {
+		if (!extra[i] || extra[i] == p) {
+			extra[i] = p;
+			ret = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&extra_lock);
+	return ret;
+}
+
+const struct rmig_provider_ops *rmig_provider_find(const char *name)
+{
+	const struct rmig_provider_ops *found = NULL;
+
+	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+		if (!strcmp(builtin[i]->name, name))
+			return builtin[i];
+	pthread_mutex_lock(&extra_lock);
+	for (int i = 0; i < EXTRA_MAX && !found; i++)
+		if (extra[i] && !strcmp(extra[i]->name, name))
+			found = extra[i];
+	pthread_mutex_unlock(&extra_lock);
+	return found;
+}
+
+/* Stubs: each says which op is missing. */
+#define NOSUP(op) rmig_err(-EOPNOTSUPP, "provider does not support " op)
+
+static int stub_domain_open(const struct rmig_prov_params *p,
+			    struct rmig_prov_domain **out,
+			    struct rmig_prov_attr *attr)
+{
+	return NOSUP("domain_open");
+}
+static void stub_domain_close(struct rmig_prov_domain *dom) {}
+static int stub_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
+		       bool remote_write, struct rmig_prov_mr **out)
+{
+	return NOSUP("mr_reg");
+}
+static void stub_mr_dereg(struct rmig_prov_mr *mr) {}
+static int stub_listen(struct rmig_prov_domain *dom,
+		       struct rmig_prov_listener **out)
+{
+	return NOSUP("listen");
+}
+static int stub_listen_name(struct rmig_prov_listener *l, char *buf,
+			    size_t len)
+{
+	return NOSUP("listen_name");
+}
+static int stub_listen_get(struct rmig_prov_listener *l, int timeout_ms,
+			   struct rmig_prov_conn **out)
+{
+	return NOSUP("listen_get");
+}
+static void stub_listen_close(struct rmig_prov_listener *l) {}
+static int stub_conn_create(struct rmig_prov_domain *dom,
+			    struct rmig_prov_conn **out)
+{
+	return NOSUP("conn_create");
+}
+static int stub_conn_establish(struct rmig_prov_conn *c, int timeout_ms)
+{
+	return NOSUP("conn_establish");
+}
+static int stub_conn_peer_name(struct rmig_prov_conn *c, char *buf,
+			       size_t len)
+{
+	return NOSUP("conn_peer_name");
+}
+static void stub_conn_close(struct rmig_prov_conn *c) {}
+static int stub_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
+			  struct rmig_prov_mr *mr, void *ctx)
+{
+	return NOSUP("post_recv");
+}
+static int stub_send(struct rmig_prov_conn *c, const void *buf, size_t len,
+		     struct rmig_prov_mr *mr, uint32_t imm, void *ctx)
+{
+	return NOSUP("send");
+}
+static int stub_write(struct rmig_prov_conn *c, const struct rmig_iov *iov,
+		      unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
+		      bool signaled)
+{
+	return NOSUP("write");
+}
+static int stub_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
+		     int timeout_ms)
+{
+	return NOSUP("poll");
+}
+static void stub_conn_wake(struct rmig_prov_conn *c) {}
+
+void rmig_provider_fill(struct rmig_provider_ops *out,
+			const struct rmig_provider_ops *p)
+{
+	static const struct rmig_provider_ops stubs = {
+		.name = "stub",
+		.abi = RMIG_PROVIDER_ABI,
+		.domain_open = stub_domain_open,
+		.domain_close = stub_domain_close,
+		.mr_reg = stub_mr_reg,
+		.mr_dereg = stub_mr_dereg,
+		.listen = stub_listen,
+		.listen_name = stub_listen_name,
+		.listen_get = stub_listen_get,
+		.listen_close = stub_listen_close,
+		.conn_create = stub_conn_create,
+		.conn_establish = stub_conn_establish,
+		.conn_peer_name = stub_conn_peer_name,
+		.conn_close = stub_conn_close,
+		.post_recv = stub_post_recv,
+		.send = stub_send,
+		.write = stub_write,
+		.poll = stub_poll,
+		.conn_wake = stub_conn_wake,
+	};
+
+	*out = stubs;
+	out->name = p->name;
+	out->abi = p->abi;
+#define FILL(f) do { if (p->f) out->f = p->f; } while (0)
+	FILL(domain_open);
+	FILL(domain_close);
+	FILL(mr_reg);
+	FILL(mr_dereg);
+	FILL(listen);
+	FILL(listen_name);
+	FILL(listen_get);
+	FILL(listen_close);
+	FILL(conn_create);
+	FILL(conn_establish);
+	FILL(conn_peer_name);
+	FILL(conn_close);
+	FILL(post_recv);
+	FILL(send);
+	FILL(write);
+	FILL(poll);
+	FILL(conn_wake);
+#undef FILL
+}

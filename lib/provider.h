@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * provider.h - the interface between the core and a transport provider.
+ *
+ * A provider is one const struct rmig_provider: a name, an ABI version and
+ * function pointers.  The core keeps an explicit table of built-in providers
+ * (provider.c) and, before use, copies each into a full ops table whose
+ * missing entries return -EOPNOTSUPP, so no caller ever tests for NULL.
+ *
+ * Memory registration (domain, mr) is kept apart from data transfer (conn).
+ * The core owns the protocol (handshake, credits, headers); a provider only
+ * moves bytes:
+ *
+ *   - post_recv: a receive buffer for one message (<= RMIG_MSG_SIZE bytes);
+ *   - send: a message with a 32-bit immediate (SEND_WITH_IMM, fi_senddata
+ *     with FI_REMOTE_CQ_DATA); always produces a completion;
+ *   - write: an RDMA WRITE from local registered memory to a remote address
+ *     and key; a completion only when @signaled.  A later send on the same
+ *     connection is delivered after the write has landed (RC ordering,
+ *     FI_ORDER_SAW), so the send's arrival proves the write's;
+ *   - poll: completions, in posting order per direction.
+ *
+ * Errors: negative errno, with a message recorded by rmig_err() that names
+ * the operation and the provider's own error text.  A peer that went away
+ * makes poll (or the next post) fail with -ECONNRESET.
+ *
+ * Threads: one connection is driven by one thread at a time, except
+ * conn_wake(), which any thread may call.
+ */
+#ifndef RMIG_PROVIDER_H
+#define RMIG_PROVIDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RMIG_PROVIDER_ABI 1
+
+struct rmig_prov_domain;   /* provider-private */
+struct rmig_prov_listener; /* provider-private */
+
+/** A memory registration; the provider embeds it as its first member. */
+struct rmig_prov_mr {
+	void *addr;
+	size_t len;
+	/** What the peer puts in a write to reach @addr: addr itself when the
+	 *  provider uses virtual addresses, else 0 (offset-based). */
+	uint64_t raddr;
+	uint64_t rkey;
+	/** Local descriptor for posting (fi_mr_desc); NULL if not needed. */
+	void *desc;
+};
+
+/** A connection; the provider embeds it as its first member. */
+struct rmig_prov_conn {
+	const struct rmig_provider_ops *ops;
+};
+
+/** Parameters for opening a domain. */
+struct rmig_prov_params {
+	/** "host:port" to listen on (destination) or to connect to (source). */
+	const char *address;
+	/** Provider-specific selector, e.g. libfabric provider name "tcp". */
+	const char *subprovider;
+	/** True for the listening side. */
+	bool passive;
+	/** Receive and transmit queue depths the core will use per conn. */
+	unsigned rx_depth;
+	unsigned tx_depth;
+};
+
+/** Limits the provider reports after opening a domain. */
+struct rmig_prov_attr {
+	char name[64];          /* e.g. "fabric/tcp" */
+	size_t max_msg_size;    /* largest single write or send */
+	unsigned max_iov;       /* local segments per write */
+	unsigned max_tx;        /* outstanding tx operations per conn */
+	unsigned max_rx;        /* outstanding receives per conn */
+};
+
+/** One local segment of a write. */
+struct rmig_iov {
+	void *addr;
+	size_t len;
+	struct rmig_prov_mr *mr; /* registration covering [addr, addr+len) */
+};
+
+enum rmig_cqe_op {
+	RMIG_CQE_RECV = 1,
+	RMIG_CQE_SEND = 2,
+	RMIG_CQE_WRITE = 3,
+};
+
+struct rmig_cqe {
+	enum rmig_cqe_op op;
+	void *ctx;     /* as passed to post_recv/send/write */
+	size_t len;    /* RECV: bytes received */
+	uint32_t imm;  /* RECV: the immediate */
+};
+
+struct rmig_provider_ops {
+	const char *name;
+	unsigned abi; /* RMIG_PROVIDER_ABI */
+
+	/* Domain and memory. */
+	int (*domain_open)(const struct rmig_prov_params *p,
+			   struct rmig_prov_domain **out,
+			   struct rmig_prov_attr *attr);
+	void (*domain_close)(struct rmig_prov_domain *dom);
+	/** Register [addr, addr+len).  @remote_write: the peer may write it. */
+	int (*mr_reg)(struct rmig_prov_domain *dom, void *addr, size_t len,
+		      bool remote_write, struct rmig_prov_mr **out);
+	void (*mr_dereg)(struct rmig_prov_mr *mr);
+
+	/* Connection management.  A connection is created in a state where
+	 * receives may be posted, then established. */
+	int (*listen)(struct rmig_prov_domain *dom,
+		      struct rmig_prov_listener **out);
+	/** Bound address as "host:port". */
+	int (*listen_name)(struct rmig_prov_listener *l, char *buf,
+			   size_t len);
+	/** Wait up to @timeout_ms (<0 forever) for a connection request and
+	 *  return it, not yet established (-ETIMEDOUT when none). */
+	int (*listen_get)(struct rmig_prov_listener *l, int timeout_ms,
+			  struct rmig_prov_conn **out);
+	void (*listen_close)(struct rmig_prov_listener *l);
+	/** Source side: a connection to p->address, not yet established. */
+	int (*conn_create)(struct rmig_prov_domain *dom,
+			   struct rmig_prov_conn **out);
+	/** Establish (accept a request or connect), waiting up to
+	 *  @timeout_ms.  Receives posted before stay posted. */
+	int (*conn_establish)(struct rmig_prov_conn *c, int timeout_ms);
+	/** Peer's address as "host:port" (for messages). */
+	int (*conn_peer_name)(struct rmig_prov_conn *c, char *buf,
+			      size_t len);
+	void (*conn_close)(struct rmig_prov_conn *c);
+
+	/* Data transfer. */
+	int (*post_recv)(struct rmig_prov_conn *c, void *buf, size_t len,
+			 struct rmig_prov_mr *mr, void *ctx);
+	int (*send)(struct rmig_prov_conn *c, const void *buf, size_t len,
+		    struct rmig_prov_mr *mr, uint32_t imm, void *ctx);
+	int (*write)(struct rmig_prov_conn *c, const struct rmig_iov *iov,
+		     unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
+		     bool signaled);
+	/** Up to @max completions; waits up to @timeout_ms (0: no wait, <0:
+	 *  forever) for the first.  Returns the count (0 on timeout or after
+	 *  conn_wake()), or a negative errno for a failed operation or a lost
+	 *  connection. */
+	int (*poll)(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
+		    int timeout_ms);
+	/** Make a poll() blocked on @c (now or next) return early. */
+	void (*conn_wake)(struct rmig_prov_conn *c);
+};
+
+/** Look up a built-in provider by name ("fabric"); NULL if absent. */
+const struct rmig_provider_ops *rmig_provider_find(const char *name);
+
+/** Fill @out with @p, replacing NULL entries by -EOPNOTSUPP stubs. */
+void rmig_provider_fill(struct rmig_provider_ops *out,
+			const struct rmig_provider_ops *p);
+
+/**
+ * Register an extra provider (tests: an in-process mock).  Not exported from
+ * the shared library.  Returns -ENOSPC when the table is full.
+ */
+int rmig_provider_register(const struct rmig_provider_ops *p);
+
+/* Built-in providers. */
+extern const struct rmig_provider_ops rmig_fabric_provider;
+
+#endif /* RMIG_PROVIDER_H */

@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * session.c - what source and destination sessions share: configuration
+ * checks, provider selection, RAM blocks and their registration, the first
+ * error, statistics.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core.h"
+
+const char *rmig_version(void)
+{
+	return "0.1.0";
+}
+
+const char *rmig_state_name(enum rmig_state state)
+{
+	switch (state) {
+	case RMIG_STATE_SETUP: return "setup";
+	case RMIG_STATE_ACTIVE: return "active";
+	case RMIG_STATE_COMPLETED: return "completed";
+	case RMIG_STATE_FAILED: return "failed";
+	case RMIG_STATE_CANCELLED: return "cancelled";
+	}
+	return "unknown";
+}
+
+const struct rmig_provider_ops *rmig_select_provider(
+	const struct rmig_config *cfg, char *why, size_t whylen)
+{
+	enum rmig_transport t = (cfg->field_mask & RMIG_CFG_TRANSPORT) ?
+				cfg->transport : RMIG_TRANSPORT_AUTO;
+
+	switch (t) {
+	case RMIG_TRANSPORT_AUTO:
+		snprintf(why, whylen, "transport auto: libfabric (no verbs "
+			 "provider in this build)");
+		return rmig_provider_find("fabric");
+	case RMIG_TRANSPORT_FABRIC:
+		snprintf(why, whylen, "transport fabric: libfabric");
+		return rmig_provider_find("fabric");
+	}
+	rmig_err(-EINVAL, "config: transport %d unknown (expected "
+		 "RMIG_TRANSPORT_AUTO or RMIG_TRANSPORT_FABRIC)", (int)t);
+	return NULL;
+}
+
+int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
+		   const struct rmig_provider_ops *prov, bool is_dest)
+{
+	uint64_t m;
+	const char *sub;
+
+	memset(s, 0, sizeof(*s));
+	if (!cfg)
+		return rmig_err(-EINVAL, "config is NULL");
+	m = cfg->field_mask;
+	if (m & ~(uint64_t)0x1ff)
+		return rmig_err(-EINVAL, "config: unknown field_mask bits "
+				"0x%llx", (unsigned long long)(m & ~0x1ffull));
+	if (!(m & RMIG_CFG_ADDRESS) || !cfg->address || !*cfg->address)
+		return rmig_err(-EINVAL, "config: address is required "
+				"(\"host:port\")");
+	s->is_dest = is_dest;
+	s->channels = 4;
+	if (m & RMIG_CFG_CHANNELS) {
+		if (cfg->channels < 1 || cfg->channels > RMIG_MAX_CHANNELS)
+			return rmig_err(-EINVAL, "config: channels %u out of "
+					"range 1..%d", cfg->channels,
+					RMIG_MAX_CHANNELS);
+		s->channels = cfg->channels;
+	} else if (is_dest) {
+		s->channels = 0; /* adopt the source's */
+	}
+	s->page_size = 4096;
+	if (m & RMIG_CFG_PAGE_SIZE) {
+		if (cfg->page_size != 4096 && cfg->page_size != (2u << 20))
+			return rmig_err(-EINVAL, "config: page_size %zu not "
+					"supported (4096 or 2097152)",
+					cfg->page_size);
+		s->page_size = cfg->page_size;
+	}
+	s->pages_per_packet = 128;
+	if (m & RMIG_CFG_PAGES_PER_PACKET) {
+		if (cfg->pages_per_packet < 1 ||
+		    cfg->pages_per_packet > RMIG_MAX_PAGES_PER_PACKET)
+			return rmig_err(-EINVAL, "config: pages_per_packet %u "
+					"out of range 1..%d",
+					cfg->pages_per_packet,
+					RMIG_MAX_PAGES_PER_PACKET);
+		s->pages_per_packet = cfg->pages_per_packet;
+	}
+	if (m & RMIG_CFG_UUID) {
+		memcpy(s->uuid, cfg->uuid, 16);
+		s->uuid_set = true;
+	} else if (!is_dest) {
+		if (getrandom(s->uuid, 16, 0) != 16)
+			return rmig_err(-errno, "getrandom for the session "
+					"UUID: %s", strerror(errno));
+		s->uuid_set = true;
+	}
+	s->connect_timeout_ms = 10000;
+	if (m & RMIG_CFG_CONNECT_TIMEOUT) {
+		if (!cfg->connect_timeout_ms || cfg->connect_timeout_ms >
+		    3600u * 1000)
+			return rmig_err(-EINVAL, "config: connect_timeout_ms "
+					"%u out of range 1..3600000",
+					cfg->connect_timeout_ms);
+		s->connect_timeout_ms = cfg->connect_timeout_ms;
+	}
+	s->devstate_max = RMIG_DEVSTATE_MAX_DEFAULT;
+	if (m & RMIG_CFG_DEVSTATE_MAX) {
+		if (cfg->devstate_max > RMIG_DEVSTATE_MAX_LIMIT)
+			return rmig_err(-EINVAL, "config: devstate_max %llu "
+					"above the limit %u",
+					(unsigned long long)cfg->devstate_max,
+					RMIG_DEVSTATE_MAX_LIMIT);
+		s->devstate_max = cfg->devstate_max;
+	}
+	sub = (m & RMIG_CFG_FABRIC_PROVIDER) && cfg->fabric_provider ?
+	      cfg->fabric_provider : "tcp";
+
+	if (!prov) {
+		char why[128];
+
+		prov = rmig_select_provider(cfg, why, sizeof(why));
+		if (!prov)
+			return -EINVAL;
+		rmig_log_info("%s", why);
+	}
+	if (prov->abi != RMIG_PROVIDER_ABI)
+		return rmig_err(-ENOTSUP, "provider %s has ABI %u, expected %u",
+				prov->name, prov->abi, RMIG_PROVIDER_ABI);
+	rmig_provider_fill(&s->ops, prov);
+
+	s->rx_depth = (unsigned)rmig_param(RMIG_PARAM_RX_DEPTH);
+	s->tx_depth = (unsigned)rmig_param(RMIG_PARAM_TX_DEPTH);
+	s->max_ops = (unsigned)rmig_param(RMIG_PARAM_MAX_WRITE_OPS);
+	s->address = strdup(cfg->address);
+	s->subprovider = strdup(sub);
+	if (!s->address || !s->subprovider) {
+		free(s->address);
+		free(s->subprovider);
+		return rmig_err(-ENOMEM, "out of memory");
+	}
+	pthread_mutex_init(&s->err_lock, NULL);
+	atomic_init(&s->err, 0);
+	atomic_init(&s->state, RMIG_STATE_SETUP);
+	return 0;
+}
+
+void rmig_sess_fini(struct rmig_session *s)
+{
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		if (s->blocks[i].mr)
+			s->ops.mr_dereg(s->blocks[i].mr);
+		free(s->blocks[i].received);
+	}
+	s->nblocks = 0;
+	if (s->dom)
+		s->ops.domain_close(s->dom);
+	s->dom = NULL;
+	free(s->address);
+	free(s->subprovider);
+	pthread_mutex_destroy(&s->err_lock);
+}
+
+int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
+			size_t length)
+{
+	struct rmig_block *b;
+	size_t nlen;
+
+	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
+		return rmig_err(-EBUSY, "add_block: blocks must be added "
+				"before %s", s->is_dest ? "listen" : "connect");
+	if (!name || !*name)
+		return rmig_err(-EINVAL, "add_block: name is empty");
+	nlen = strnlen(name, RMIG_BLOCK_NAME_MAX);
+	if (nlen >= RMIG_BLOCK_NAME_MAX)
+		return rmig_err(-EINVAL, "add_block: name '%.20s...' longer "
+				"than %d bytes", name, RMIG_BLOCK_NAME_MAX - 1);
+	if (!host)
+		return rmig_err(-EINVAL, "add_block '%s': host address is "
+				"NULL", name);
+	if (!length || length % s->page_size)
+		return rmig_err(-EINVAL, "add_block '%s': length %zu is not a "
+				"nonzero multiple of the page size %llu", name,
+				length, (unsigned long long)s->page_size);
+	if ((uintptr_t)host % s->page_size)
+		return rmig_err(-EINVAL, "add_block '%s': host address %p is "
+				"not aligned to the page size %llu", name, host,
+				(unsigned long long)s->page_size);
+	if (s->nblocks >= RMIG_MAX_BLOCKS)
+		return rmig_err(-ENOSPC, "add_block '%s': already %d blocks",
+				name, RMIG_MAX_BLOCKS);
+	for (unsigned i = 0; i < s->nblocks; i++)
+		if (!strcmp(s->blocks[i].name, name))
+			return rmig_err(-EEXIST, "add_block: a block named "
+					"'%s' exists already (index %u)", name,
+					i);
+	b = &s->blocks[s->nblocks];
+	memset(b, 0, sizeof(*b));
+	memcpy(b->name, name, nlen + 1);
+	b->host = host;
+	b->length = length;
+	return (int)s->nblocks++;
+}
+
+/* Open the provider's domain and register every block once (pin-all). */
+int rmig_sess_open_domain(struct rmig_session *s, bool remote_write)
+{
+	struct rmig_prov_params p = {
+		.address = s->address,
+		.subprovider = s->subprovider,
+		.passive = s->is_dest,
+		.rx_depth = s->rx_depth + RMIG_CREDIT_SPARE,
+		.tx_depth = s->max_ops,
+	};
+	uint64_t t0;
+	int ret;
+
+	if (!s->nblocks)
+		return rmig_err(-EINVAL, "no RAM block registered (call "
+				"rmig_%s_add_block first)",
+				s->is_dest ? "dest" : "src");
+	ret = s->ops.domain_open(&p, &s->dom, &s->attr);
+	if (ret)
+		return ret;
+	if (s->attr.max_tx && s->attr.max_tx < s->max_ops)
+		s->max_ops = s->attr.max_tx;
+	if (s->max_ops < 8)
+		s->max_ops = 8;
+	if (!s->attr.max_msg_size)
+		s->attr.max_msg_size = 1u << 30;
+	if (s->attr.max_rx && s->attr.max_rx < s->rx_depth + RMIG_CREDIT_SPARE) {
+		ret = rmig_err(-EINVAL, "%s: receive queue of %u entries is "
+			       "below the %u rmig needs (lower rx_depth)",
+			       s->attr.name, s->attr.max_rx,
+			       s->rx_depth + RMIG_CREDIT_SPARE);
+		goto err_close;
+	}
+	rmig_log_info("%s: domain open on %s (max_msg_size %zu, max_tx %u)",
+		      s->attr.name, s->address, s->attr.max_msg_size,
+		      s->attr.max_tx);
+
+	t0 = rmig_now_ns();
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+
+		ret = s->ops.mr_reg(s->dom, b->host, b->length, remote_write,
+				    &b->mr);
+		if (ret) {
+			rmig_err_prefix("registering RAM block '%s' (%llu "
+					"bytes)", b->name,
+					(unsigned long long)b->length);
+			goto err_dereg;
+		}
+		if (s->is_dest) {
+			uint64_t pages = b->length / s->page_size;
+
+			b->received = calloc((pages + 63) / 64,
+					     sizeof(*b->received));
+			if (!b->received) {
+				ret = rmig_err(-ENOMEM, "received bitmap of "
+					       "block '%s'", b->name);
+				goto err_dereg;
+			}
+		}
+	}
+	s->registration_ns = rmig_now_ns() - t0;
+	return 0;
+
+err_dereg:
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		if (s->blocks[i].mr)
+			s->ops.mr_dereg(s->blocks[i].mr);
+		s->blocks[i].mr = NULL;
+		free(s->blocks[i].received);
+		s->blocks[i].received = NULL;
+	}
+err_close:
+	s->ops.domain_close(s->dom);
+	s->dom = NULL;
+	return ret;
+}
+
+static int sess_fail_v(struct rmig_session *s, enum rmig_state state,
+		       int code, const char *fmt, va_list ap)
+{
+	char msg[RMIG_ERR_MSG_MAX];
+	bool first = false;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	pthread_mutex_lock(&s->err_lock);
+	if (!atomic_load_explicit(&s->err, memory_order_relaxed)) {
+		memcpy(s->errmsg, msg, sizeof(msg));
+		/* Publishes errmsg; pairs with the acquire loads of err in
+		 * rmig_sess_check(), the *_error() getters and every thread's
+		 * wait loop. */
+		atomic_store_explicit(&s->err, code, memory_order_release);
+		atomic_store(&s->state, state);
+		first = true;
+	}
+	pthread_mutex_unlock(&s->err_lock);
+	if (first) {
+		if (state == RMIG_STATE_FAILED)
+			rmig_log_error("%s", msg);
+		else
+			rmig_log_info("%s", msg);
+		if (s->kick)
+			s->kick(s->kick_arg);
+	} else {
+		rmig_log_debug("after the first error: %s", msg);
+	}
+	return code;
+}
+
+int rmig_sess_fail(struct rmig_session *s, int code, const char *fmt, ...)
+{
+	va_list ap;
+	int ret;
+
+	va_start(ap, fmt);
+	ret = sess_fail_v(s, RMIG_STATE_FAILED, code, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+int rmig_sess_cancel(struct rmig_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	int ret;
+
+	va_start(ap, fmt);
+	ret = sess_fail_v(s, RMIG_STATE_CANCELLED, -ECANCELED, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+int rmig_sess_check(struct rmig_session *s)
+{
+	/* Pairs with the release store in sess_fail_v(). */
+	int err = atomic_load_explicit(&s->err, memory_order_acquire);
+
+	if (err)
+		return rmig_err(err, "%s", s->errmsg);
+	return 0;
+}
+
+const char *rmig_sess_errmsg(struct rmig_session *s)
+{
+	/* Pairs with the release store in sess_fail_v(). */
+	if (atomic_load_explicit(&s->err, memory_order_acquire))
+		return s->errmsg;
+	return "";
+}
+
+int rmig_sess_check_page(struct rmig_session *s, int block, uint64_t offset)
+{
+	if (block < 0 || (unsigned)block >= s->nblocks)
+		return rmig_err(-EINVAL, "block index %d out of range (%u "
+				"blocks)", block, s->nblocks);
+	if (offset % s->page_size)
+		return rmig_err(-EINVAL, "block '%s': offset 0x%llx not "
+				"aligned to the page size %llu",
+				s->blocks[block].name,
+				(unsigned long long)offset,
+				(unsigned long long)s->page_size);
+	if (offset >= s->blocks[block].length)
+		return rmig_err(-EINVAL, "block '%s': offset 0x%llx past the "
+				"end (length 0x%llx)", s->blocks[block].name,
+				(unsigned long long)offset,
+				(unsigned long long)s->blocks[block].length);
+	return 0;
+}
+
+void rmig_sess_stats(struct rmig_session *s, struct rmig_chan **chans,
+		     unsigned nchans, struct rmig_stats *stp)
+{
+	struct rmig_stats st;
+
+	memset(&st, 0, sizeof(st));
+	st.size = sizeof(st);
+	st.state = (enum rmig_state)atomic_load(&s->state);
+	st.channels = nchans;
+	st.registration_ns = s->registration_ns;
+	for (unsigned i = 0; i < nchans && i < RMIG_MAX_CHANNELS; i++) {
+		struct rmig_channel_stats *c = &st.channel[i];
+		struct rmig_chan *ch = chans[i];
+
+		if (!ch)
+			continue;
+#define LD(f) c->f = atomic_load_explicit(&ch->st.f, memory_order_relaxed)
+		LD(bytes);
+		LD(packets);
+		LD(normal_pages);
+		LD(zero_pages);
+		LD(syncs);
+		LD(messages);
+#undef LD
+		st.bytes += c->bytes;
+		st.packets += c->packets;
+		st.normal_pages += c->normal_pages;
+		st.zero_pages += c->zero_pages;
+	}
+	*stp = st;
+}
+
+int rmig_stats_copy_out(struct rmig_stats *out, const struct rmig_stats *st)
+{
+	size_t n;
+
+	if (!out)
+		return rmig_err(-EINVAL, "get_stats: stats pointer is NULL");
+	if (out->size < offsetof(struct rmig_stats, state))
+		return rmig_err(-EINVAL, "get_stats: size %zu too small (set "
+				"it to sizeof(struct rmig_stats))", out->size);
+	/* Copy what fits the caller's struct (older callers pass less). */
+	n = out->size < sizeof(*st) ? out->size : sizeof(*st);
+	memcpy((char *)out + sizeof(out->size), (const char *)st +
+	       sizeof(st->size), n - sizeof(st->size));
+	return 0;
+}

@@ -1,0 +1,887 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * src.c - the source session: the caller's migration thread fills page
+ * batches and hands each to the next idle channel thread, which zero-checks
+ * the pages, writes the normal ones straight from the caller's registered RAM
+ * into the destination's (RDMA WRITE), then sends the packet header behind
+ * them on the same connection.
+ *
+ * Handoff (as multifd's multifd_send()): channels_ready counts idle channels.
+ * The caller waits on it, picks a channel whose pending_job is false, swaps
+ * its filled batch with the channel's empty one, sets pending_job (release)
+ * and posts the channel's semaphore.  The channel thread reads pending_job
+ * (acquire), sends, clears pending_job (release) and posts channels_ready.
+ * No lock on the hot path, and never more batches in flight than channels.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "zero.h"
+
+enum src_job_type { JOB_PAGES, JOB_DEVSTATE };
+
+struct src_job {
+	enum src_job_type type;
+	/* JOB_PAGES */
+	int block;
+	uint32_t n;
+	uint64_t *offsets; /* capacity pages_per_packet; circulates by swap */
+	/* JOB_DEVSTATE */
+	char *idstr;
+	uint32_t instance_id;
+	uint32_t seq;
+	uint8_t *data;
+	size_t len;
+};
+
+struct src_chan {
+	struct rmig_chan ch; /* first: container_of-free casts */
+	struct rmig_src *src;
+	pthread_t thread;
+	sem_t sem;      /* caller -> thread: a job or a sync is pending */
+	sem_t sem_sync; /* thread -> caller: sync done (or thread gone) */
+	/* Set by the caller when it hands a job, cleared by the channel
+	 * thread when the job is done.  See the handoff comment above. */
+	_Atomic bool pending_job;
+	/* Set by the caller before posting sem for a sync, cleared by the
+	 * thread.  sem_post/sem_wait order it: no barrier needed. */
+	_Atomic bool pending_sync;
+	bool sync_final;
+	struct src_job job;
+	uint64_t packets_sent;
+	uint64_t sync_num;
+	uint64_t *normal, *zero; /* scratch, pages_per_packet each */
+};
+
+struct rmig_src {
+	struct rmig_session s;
+	struct src_chan *chans[RMIG_MAX_CHANNELS];
+	struct rmig_chan *chan_ptrs[RMIG_MAX_CHANNELS];
+	/* Channels whose thread runs; kick() only touches those.  Release
+	 * after pthread_create, acquire in kick(). */
+	_Atomic unsigned nthreads;
+	unsigned nchans;
+	sem_t channels_ready;
+	unsigned next_channel;
+	struct src_job batch;
+	uint32_t devstate_seq;
+	_Atomic uint64_t syncs_done, devstate_blobs, devstate_bytes;
+	bool joined;
+};
+
+static void sem_wait_nointr(sem_t *sem)
+{
+	while (sem_wait(sem) && errno == EINTR)
+		;
+}
+
+static void src_kick(void *arg)
+{
+	struct rmig_src *src = arg;
+	/* Pairs with the release store after pthread_create(). */
+	unsigned n = atomic_load_explicit(&src->nthreads, memory_order_acquire);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct src_chan *p = src->chans[i];
+
+		sem_post(&p->sem);
+		sem_post(&p->sem_sync);
+		src->s.ops.conn_wake(p->ch.conn);
+		sem_post(&src->channels_ready);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Channel thread                                                      */
+
+static int send_pages(struct src_chan *p)
+{
+	struct rmig_session *s = &p->src->s;
+	struct rmig_chan *ch = &p->ch;
+	struct rmig_block *b = &s->blocks[p->job.block];
+	const uint64_t ps = s->page_size;
+	uint32_t nn = 0, nz = 0;
+	struct rmig_packet_hdr h;
+	uint8_t *buf;
+	int idx, ret;
+
+	for (uint32_t i = 0; i < p->job.n; i++) {
+		uint64_t off = p->job.offsets[i];
+
+		if (rmig_buffer_is_zero(b->host + off, ps))
+			p->zero[nz++] = off;
+		else
+			p->normal[nn++] = off;
+	}
+	/* Coalesce runs of contiguous pages into one write each. */
+	for (uint32_t i = 0; i < nn;) {
+		uint32_t j = i + 1;
+
+		while (j < nn && p->normal[j] == p->normal[j - 1] + ps)
+			j++;
+		ret = rmig_chan_write(ch, b->host + p->normal[i],
+				      (size_t)(j - i) * ps, b->mr,
+				      b->raddr + p->normal[i], b->rkey);
+		if (ret)
+			return ret;
+		i = j;
+	}
+	idx = rmig_chan_tx_get(ch, &buf, -1);
+	if (idx < 0)
+		return idx;
+	h = (struct rmig_packet_hdr){
+		.block = b->remote_index,
+		.packet_num = p->packets_sent,
+		.normal_count = nn,
+		.zero_count = nz,
+	};
+	ret = rmig_chan_tx_send(ch, idx, RMIG_MSG_PACKET,
+				rmig_packet_encode(&h, p->normal, p->zero, buf,
+						   RMIG_MSG_SIZE));
+	if (ret)
+		return ret;
+	p->packets_sent++;
+	RMIG_STAT_ADD(ch, packets, 1);
+	RMIG_STAT_ADD(ch, normal_pages, nn);
+	RMIG_STAT_ADD(ch, zero_pages, nz);
+	return 0;
+}
+
+static int send_devstate(struct src_chan *p)
+{
+	struct rmig_chan *ch = &p->ch;
+	struct src_job *j = &p->job;
+	size_t idlen = strlen(j->idstr) + 1;
+	size_t room = rmig_devstate_frag_room(idlen);
+	uint64_t off = 0;
+
+	do {
+		size_t m = j->len - off < room ? j->len - off : room;
+		struct rmig_devstate_frag f = {
+			.seq = j->seq,
+			.instance_id = j->instance_id,
+			.total_len = j->len,
+			.frag_off = off,
+			.frag_len = (uint32_t)m,
+			.idstr = j->idstr,
+			.idstr_len = (uint16_t)idlen,
+			.data = j->data + off,
+		};
+		uint8_t *buf;
+		int idx = rmig_chan_tx_get(ch, &buf, -1);
+		int ret;
+
+		if (idx < 0)
+			return idx;
+		ret = rmig_chan_tx_send(ch, idx, RMIG_MSG_DEVSTATE,
+					rmig_devstate_encode(&f, buf,
+							     RMIG_MSG_SIZE));
+		if (ret)
+			return ret;
+		off += m;
+	} while (off < j->len);
+	atomic_fetch_add_explicit(&p->src->devstate_blobs, 1,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->src->devstate_bytes, j->len,
+				  memory_order_relaxed);
+	return 0;
+}
+
+/* Turn a message the destination sent in anger into the session error. */
+static int peer_error(struct rmig_chan *ch, struct rmig_msg *m)
+{
+	enum rmig_reject reason;
+	char text[RMIG_REJECT_TEXT_MAX + 1];
+	int ret = rmig_reject_decode(m->data, m->len, &reason, text,
+				     sizeof(text));
+
+	if (ret)
+		return ret;
+	return rmig_err(m->type == RMIG_MSG_REJECT ? -ECONNREFUSED : -EPROTO,
+			"destination %s: %s", m->type == RMIG_MSG_REJECT ?
+			"rejected the handshake" : "reported an error", text);
+}
+
+static int send_sync(struct src_chan *p)
+{
+	struct rmig_chan *ch = &p->ch;
+	struct rmig_sync_msg sm = {
+		.flags = p->sync_final ? RMIG_SYNC_FINAL : 0,
+		.sync_num = ++p->sync_num,
+		.packets = p->packets_sent,
+	};
+	struct rmig_msg m;
+	uint64_t acked;
+	uint8_t *buf;
+	int idx, ret;
+
+	idx = rmig_chan_tx_get(ch, &buf, -1);
+	if (idx < 0)
+		return idx;
+	ret = rmig_chan_tx_send(ch, idx, RMIG_MSG_SYNC,
+				rmig_sync_encode(&sm, buf));
+	if (ret)
+		return ret;
+	/* The destination answers once its caller has seen SYNC on every
+	 * channel; that may take as long as the caller likes. */
+	do {
+		ret = rmig_chan_recv(ch, &m, -1);
+	} while (ret == 0);
+	if (ret < 0)
+		return ret;
+	if (m.type == RMIG_MSG_ERROR)
+		return peer_error(ch, &m);
+	if (m.type != RMIG_MSG_SYNC_ACK)
+		return rmig_err(-EPROTO, "expected SYNC_ACK, got %s",
+				rmig_msg_type_name(m.type));
+	ret = rmig_sync_ack_decode(m.data, m.len, &acked);
+	if (ret)
+		return ret;
+	if (acked != sm.sync_num)
+		return rmig_err(-EPROTO, "SYNC_ACK for sync %llu, expected "
+				"%llu", (unsigned long long)acked,
+				(unsigned long long)sm.sync_num);
+	RMIG_STAT_ADD(ch, syncs, 1);
+	return rmig_chan_msg_done(ch, &m);
+}
+
+static void *src_thread(void *arg)
+{
+	struct src_chan *p = arg;
+	struct rmig_src *src = p->src;
+	struct rmig_session *s = &src->s;
+	int ret = 0;
+
+	for (;;) {
+		sem_post(&src->channels_ready);
+		sem_wait_nointr(&p->sem);
+		/* Pairs with the release store in rmig_sess_fail(). */
+		if (atomic_load_explicit(&s->err, memory_order_acquire))
+			break;
+		/* Read pending_job before p->job.  Pairs with the release
+		 * store in publish(). */
+		if (atomic_load_explicit(&p->pending_job,
+					 memory_order_acquire)) {
+			ret = p->job.type == JOB_PAGES ? send_pages(p) :
+							 send_devstate(p);
+			if (p->job.type == JOB_DEVSTATE) {
+				free(p->job.data);
+				free(p->job.idstr);
+				p->job.data = NULL;
+				p->job.idstr = NULL;
+				p->job.type = JOB_PAGES;
+			}
+			p->job.n = 0;
+			/* Publish that p->job is ours no more.  Pairs with
+			 * the acquire fence in claim_channel(). */
+			atomic_store_explicit(&p->pending_job, false,
+					      memory_order_release);
+			if (ret)
+				break;
+		} else if (atomic_load_explicit(&p->pending_sync,
+						memory_order_relaxed)) {
+			ret = send_sync(p);
+			atomic_store_explicit(&p->pending_sync, false,
+					      memory_order_relaxed);
+			sem_post(&p->sem_sync);
+			if (ret || p->sync_final)
+				break;
+		}
+	}
+	if (ret && ret != -ECANCELED)
+		rmig_sess_fail(s, ret, "channel %u (%s): %s", p->ch.id,
+			       p->ch.peer, rmig_err_msg());
+	if (!ret && p->sync_final)
+		(void)rmig_chan_drain(&p->ch, 1000);
+	/* Let a caller blocked on us go and look at the error. */
+	sem_post(&p->sem_sync);
+	sem_post(&src->channels_ready);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Caller side                                                         */
+
+/* Wait for an idle channel and return it (NULL on session error). */
+static struct src_chan *claim_channel(struct rmig_src *src)
+{
+	struct rmig_session *s = &src->s;
+
+	for (;;) {
+		sem_wait_nointr(&src->channels_ready);
+		if (rmig_sess_check(s))
+			return NULL;
+		for (unsigned k = 0; k < src->nchans; k++) {
+			unsigned i = (src->next_channel + k) % src->nchans;
+			struct src_chan *p = src->chans[i];
+
+			/* Lockless read: only the channel thread clears
+			 * pending_job, only we set it. */
+			if (!atomic_load_explicit(&p->pending_job,
+						  memory_order_relaxed)) {
+				/* Read pending_job before touching p->job.
+				 * Pairs with the release store in
+				 * src_thread(). */
+				atomic_thread_fence(memory_order_acquire);
+				src->next_channel = (i + 1) % src->nchans;
+				return p;
+			}
+		}
+		/* A token without an idle channel only comes from a kick;
+		 * the error check above returns then.  Be defensive. */
+	}
+}
+
+static void publish(struct src_chan *p)
+{
+	/* p->job is filled before pending_job reads true.  Pairs with the
+	 * acquire load in src_thread(). */
+	atomic_store_explicit(&p->pending_job, true, memory_order_release);
+	sem_post(&p->sem);
+}
+
+static int flush_batch(struct rmig_src *src)
+{
+	struct src_chan *p;
+	struct src_job tmp;
+
+	if (!src->batch.n)
+		return 0;
+	p = claim_channel(src);
+	if (!p)
+		return rmig_sess_check(&src->s);
+	tmp = p->job;
+	p->job = src->batch;
+	src->batch = tmp;
+	src->batch.n = 0;
+	publish(p);
+	return 0;
+}
+
+static int check_active(struct rmig_src *src, const char *what)
+{
+	int ret = rmig_sess_check(&src->s);
+
+	if (ret)
+		return ret;
+	if (atomic_load(&src->s.state) != RMIG_STATE_ACTIVE)
+		return rmig_err(-ENOTCONN, "%s: session is %s, not active",
+				what, rmig_state_name(atomic_load(
+					&src->s.state)));
+	return 0;
+}
+
+int rmig_src_queue_page(rmig_src *src, int block, uint64_t offset)
+{
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "queue_page: session is NULL");
+	ret = check_active(src, "queue_page");
+	if (ret)
+		return ret;
+	ret = rmig_sess_check_page(&src->s, block, offset);
+	if (ret)
+		return ret;
+	if (src->batch.n && src->batch.block != block) {
+		ret = flush_batch(src);
+		if (ret)
+			return ret;
+	}
+	src->batch.block = block;
+	src->batch.offsets[src->batch.n++] = offset;
+	if (src->batch.n == src->s.pages_per_packet)
+		return flush_batch(src);
+	return 0;
+}
+
+int rmig_src_queue_pages(rmig_src *src, int block, const uint64_t *offsets,
+			 size_t n)
+{
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "queue_pages: session is NULL");
+	if (!offsets && n)
+		return rmig_err(-EINVAL, "queue_pages: offsets is NULL");
+	ret = check_active(src, "queue_pages");
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n; i++) {
+		ret = rmig_sess_check_page(&src->s, block, offsets[i]);
+		if (ret) {
+			rmig_err_prefix("queue_pages: page %zu", i);
+			return ret;
+		}
+	}
+	ret = flush_batch(src);
+	for (size_t i = 0; !ret && i < n;) {
+		size_t k = n - i < src->s.pages_per_packet ?
+			   n - i : src->s.pages_per_packet;
+
+		memcpy(src->batch.offsets, offsets + i, k * sizeof(*offsets));
+		src->batch.block = block;
+		src->batch.n = (uint32_t)k;
+		ret = flush_batch(src);
+		i += k;
+	}
+	return ret;
+}
+
+int rmig_src_send_devstate(rmig_src *src, const char *idstr,
+			   uint32_t instance_id, const void *data, size_t len)
+{
+	struct src_chan *p;
+	size_t idlen;
+	char *id_copy;
+	uint8_t *copy;
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "send_devstate: session is NULL");
+	ret = check_active(src, "send_devstate");
+	if (ret)
+		return ret;
+	if (!idstr || !*idstr)
+		return rmig_err(-EINVAL, "send_devstate: idstr is empty");
+	idlen = strnlen(idstr, RMIG_IDSTR_MAX);
+	if (idlen >= RMIG_IDSTR_MAX)
+		return rmig_err(-EINVAL, "send_devstate: idstr '%.32s...' "
+				"longer than %d bytes", idstr,
+				RMIG_IDSTR_MAX - 1);
+	if (len > src->s.devstate_max)
+		return rmig_err(-EMSGSIZE, "send_devstate '%s': %zu bytes "
+				"above devstate_max %llu", idstr, len,
+				(unsigned long long)src->s.devstate_max);
+	if (!data && len)
+		return rmig_err(-EINVAL, "send_devstate '%s': data is NULL",
+				idstr);
+	copy = malloc(len ? len : 1);
+	id_copy = strdup(idstr);
+	if (!copy || !id_copy) {
+		free(copy);
+		free(id_copy);
+		return rmig_err(-ENOMEM, "send_devstate '%s': cannot copy %zu "
+				"bytes", idstr, len);
+	}
+	if (len)
+		memcpy(copy, data, len);
+	p = claim_channel(src);
+	if (!p) {
+		free(copy);
+		free(id_copy);
+		return rmig_sess_check(&src->s);
+	}
+	/* p->job.offsets stays with the channel. */
+	p->job.type = JOB_DEVSTATE;
+	p->job.idstr = id_copy;
+	p->job.instance_id = instance_id;
+	p->job.seq = src->devstate_seq++;
+	p->job.data = copy;
+	p->job.len = len;
+	publish(p);
+	return 0;
+}
+
+static int do_sync(struct rmig_src *src, bool final)
+{
+	struct rmig_session *s = &src->s;
+	int ret = flush_batch(src);
+
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < src->nchans; i++) {
+		struct src_chan *p = src->chans[i];
+
+		p->sync_final = final;
+		atomic_store_explicit(&p->pending_sync, true,
+				      memory_order_relaxed);
+		sem_post(&p->sem);
+	}
+	for (unsigned i = 0; i < src->nchans; i++) {
+		sem_wait_nointr(&src->chans[i]->sem_sync);
+		ret = rmig_sess_check(s);
+		if (ret)
+			return ret;
+	}
+	/* Each channel posted channels_ready once more after its sync;
+	 * take those back so the count stays "idle channels". */
+	for (unsigned i = 0; i < src->nchans && !final; i++)
+		sem_wait_nointr(&src->channels_ready);
+	ret = rmig_sess_check(s);
+	if (ret)
+		return ret;
+	atomic_fetch_add_explicit(&src->syncs_done, 1, memory_order_relaxed);
+	return 0;
+}
+
+int rmig_src_sync(rmig_src *src)
+{
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "sync: session is NULL");
+	ret = check_active(src, "sync");
+	if (ret)
+		return ret;
+	return do_sync(src, false);
+}
+
+static void join_threads(struct rmig_src *src)
+{
+	unsigned n = atomic_load(&src->nthreads);
+
+	if (src->joined)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(src->chans[i]->thread, NULL);
+	src->joined = true;
+}
+
+int rmig_src_finish(rmig_src *src)
+{
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "finish: session is NULL");
+	ret = check_active(src, "finish");
+	if (ret)
+		return ret;
+	ret = do_sync(src, true);
+	join_threads(src);
+	if (ret)
+		return ret;
+	ret = rmig_sess_check(&src->s);
+	if (ret)
+		return ret;
+	atomic_store(&src->s.state, RMIG_STATE_COMPLETED);
+	return 0;
+}
+
+void rmig_src_cancel(rmig_src *src)
+{
+	if (src)
+		rmig_sess_cancel(&src->s, "migration cancelled by the caller");
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup and teardown                                                  */
+
+int rmig_src_create_prov(const struct rmig_config *cfg,
+			 const struct rmig_provider_ops *prov, rmig_src **out)
+{
+	struct rmig_src *src;
+	int ret;
+
+	if (!out)
+		return rmig_err(-EINVAL, "src_create: out is NULL");
+	src = calloc(1, sizeof(*src));
+	if (!src)
+		return rmig_err(-ENOMEM, "src_create: out of memory");
+	ret = rmig_sess_init(&src->s, cfg, prov, false);
+	if (ret) {
+		free(src);
+		return ret;
+	}
+	src->batch.offsets = calloc(src->s.pages_per_packet, sizeof(uint64_t));
+	if (!src->batch.offsets) {
+		rmig_sess_fini(&src->s);
+		free(src);
+		return rmig_err(-ENOMEM, "src_create: out of memory");
+	}
+	sem_init(&src->channels_ready, 0, 0);
+	src->s.kick = src_kick;
+	src->s.kick_arg = src;
+	*out = src;
+	return 0;
+}
+
+int rmig_src_create(const struct rmig_config *cfg, rmig_src **out)
+{
+	return rmig_src_create_prov(cfg, NULL, out);
+}
+
+int rmig_src_add_block(rmig_src *src, const char *name, void *host,
+		       size_t length)
+{
+	if (!src)
+		return rmig_err(-EINVAL, "add_block: session is NULL");
+	return rmig_sess_add_block(&src->s, name, host, length);
+}
+
+/* Match our blocks against the destination's table (channel 0), or check
+ * a later channel got the same table. */
+static int match_blocks(struct rmig_src *src, unsigned chan,
+			const struct rmig_wire_block *wb, unsigned nwb)
+{
+	struct rmig_session *s = &src->s;
+
+	if (chan > 0) {
+		for (unsigned i = 0; i < s->nblocks; i++) {
+			const struct rmig_block *b = &s->blocks[i];
+			const struct rmig_wire_block *w =
+				b->remote_index < nwb ? &wb[b->remote_index] :
+							NULL;
+
+			if (!w || strcmp(w->name, b->name) || w->rkey != b->rkey
+			    || w->raddr != b->raddr)
+				return rmig_err(-EPROTO, "RAM block table of "
+						"channel %u differs from "
+						"channel 0's at block '%s'",
+						chan, b->name);
+		}
+		return 0;
+	}
+	if (nwb != s->nblocks)
+		return rmig_err(-EINVAL, "destination has %u RAM blocks, the "
+				"source %u", nwb, s->nblocks);
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+		unsigned j;
+
+		for (j = 0; j < nwb; j++)
+			if (!strcmp(wb[j].name, b->name))
+				break;
+		if (j == nwb)
+			return rmig_err(-EINVAL, "RAM block '%s' does not "
+					"exist on the destination", b->name);
+		if (wb[j].length != b->length)
+			return rmig_err(-EINVAL, "RAM block '%s': length %llu "
+					"on the source, %llu on the "
+					"destination", b->name,
+					(unsigned long long)b->length,
+					(unsigned long long)wb[j].length);
+		if (wb[j].page_size != s->page_size)
+			return rmig_err(-EINVAL, "RAM block '%s': page size "
+					"%llu on the source, %u on the "
+					"destination", b->name,
+					(unsigned long long)s->page_size,
+					wb[j].page_size);
+		b->remote_index = j;
+		b->raddr = wb[j].raddr;
+		b->rkey = wb[j].rkey;
+	}
+	return 0;
+}
+
+static int connect_one(struct rmig_src *src, unsigned id)
+{
+	struct rmig_session *s = &src->s;
+	struct src_chan *p = src->chans[id];
+	struct rmig_chan *ch = &p->ch;
+	int tmo = (int)s->connect_timeout_ms;
+	struct rmig_handshake h = {
+		.magic = RMIG_WIRE_MAGIC,
+		.version = RMIG_WIRE_VERSION,
+		.channel_id = (uint16_t)id,
+		.channel_count = (uint16_t)s->channels,
+		.page_size = (uint32_t)s->page_size,
+		.pages_per_packet = s->pages_per_packet,
+		.rx_depth = s->rx_depth,
+		.msg_size = RMIG_MSG_SIZE,
+	};
+	struct rmig_wire_block *wb;
+	struct rmig_prov_conn *conn;
+	struct rmig_msg m;
+	uint32_t peer_depth;
+	unsigned nwb;
+	uint8_t *buf;
+	int idx, ret;
+
+	ret = s->ops.conn_create(s->dom, &conn);
+	if (ret)
+		return ret;
+	ret = rmig_chan_init(ch, s, id, conn);
+	if (ret) {
+		s->ops.conn_close(conn);
+		return ret;
+	}
+	/* The protocol gives one credit, for the handshake; the ACCEPT
+	 * grants the rest (up to the 12-bit immediate's limit). */
+	ch->credits = 1;
+	ch->peer_depth = RMIG_IMM_CREDITS_MAX + 1;
+	ret = s->ops.conn_establish(conn, tmo);
+	if (ret)
+		return ret;
+	if (s->ops.conn_peer_name(conn, ch->peer, sizeof(ch->peer)))
+		snprintf(ch->peer, sizeof(ch->peer), "%s", s->address);
+	memcpy(h.uuid, s->uuid, 16);
+	idx = rmig_chan_tx_get(ch, &buf, tmo);
+	if (idx < 0)
+		return idx;
+	ret = rmig_chan_tx_send(ch, idx, RMIG_MSG_HANDSHAKE,
+				rmig_handshake_encode(&h, buf));
+	if (ret)
+		return ret;
+	ret = rmig_chan_recv(ch, &m, tmo);
+	if (ret == 0)
+		return rmig_err(-ETIMEDOUT, "no answer to the handshake "
+				"within %d ms", tmo);
+	if (ret < 0)
+		return ret;
+	if (m.type == RMIG_MSG_REJECT || m.type == RMIG_MSG_ERROR)
+		return peer_error(ch, &m);
+	if (m.type != RMIG_MSG_ACCEPT)
+		return rmig_err(-EPROTO, "expected ACCEPT, got %s",
+				rmig_msg_type_name(m.type));
+	wb = calloc(RMIG_MAX_BLOCKS, sizeof(*wb));
+	if (!wb)
+		return rmig_err(-ENOMEM, "out of memory");
+	ret = rmig_accept_decode(m.data, m.len, &peer_depth, wb, &nwb);
+	if (!ret)
+		ret = match_blocks(src, id, wb, nwb);
+	free(wb);
+	if (ret)
+		return ret;
+	if (peer_depth < 2 || peer_depth > RMIG_IMM_CREDITS_MAX ||
+	    ch->credits > peer_depth)
+		return rmig_err(-EPROTO, "ACCEPT: receive depth %u invalid "
+				"(credits %u)", peer_depth, ch->credits);
+	ch->peer_depth = peer_depth;
+	return rmig_chan_msg_done(ch, &m);
+}
+
+static void free_chan(struct rmig_src *src, unsigned i)
+{
+	struct src_chan *p = src->chans[i];
+
+	if (!p)
+		return;
+	rmig_chan_fini(&p->ch);
+	sem_destroy(&p->sem);
+	sem_destroy(&p->sem_sync);
+	free(p->job.offsets);
+	free(p->job.data);
+	free(p->job.idstr);
+	free(p->normal);
+	free(p->zero);
+	free(p);
+	src->chans[i] = NULL;
+	src->chan_ptrs[i] = NULL;
+}
+
+int rmig_src_connect(rmig_src *src)
+{
+	struct rmig_session *s;
+	unsigned ppp;
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "connect: session is NULL");
+	s = &src->s;
+	ret = rmig_sess_check(s);
+	if (ret)
+		return ret;
+	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
+		return rmig_err(-EISCONN, "connect: session is %s",
+				rmig_state_name(atomic_load(&s->state)));
+	ret = rmig_sess_open_domain(s, false);
+	if (ret)
+		return ret;
+	ppp = s->pages_per_packet;
+	for (unsigned i = 0; i < s->channels; i++) {
+		struct src_chan *p = calloc(1, sizeof(*p));
+
+		if (!p || !(p->job.offsets = calloc(ppp, sizeof(uint64_t))) ||
+		    !(p->normal = calloc(ppp, sizeof(uint64_t))) ||
+		    !(p->zero = calloc(ppp, sizeof(uint64_t)))) {
+			if (p) {
+				free(p->job.offsets);
+				free(p->normal);
+			}
+			free(p);
+			ret = rmig_err(-ENOMEM, "connect: out of memory");
+			goto err_free;
+		}
+		p->src = src;
+		sem_init(&p->sem, 0, 0);
+		sem_init(&p->sem_sync, 0, 0);
+		src->chans[i] = p;
+		src->chan_ptrs[i] = &p->ch;
+		src->nchans = i + 1;
+		ret = connect_one(src, i);
+		if (ret) {
+			rmig_err_prefix("channel %u to %s", i, s->address);
+			goto err_free;
+		}
+	}
+	atomic_store(&s->state, RMIG_STATE_ACTIVE);
+	for (unsigned i = 0; i < src->nchans; i++) {
+		struct src_chan *p = src->chans[i];
+		char name[32];
+
+		ret = pthread_create(&p->thread, NULL, src_thread, p);
+		if (ret) {
+			ret = rmig_sess_fail(s, -ret, "connect: cannot start "
+					     "channel thread %u: %s", i,
+					     strerror(ret));
+			join_threads(src);
+			return ret;
+		}
+		snprintf(name, sizeof(name), "rmig-src/%u", i);
+		pthread_setname_np(p->thread, name);
+		/* Pairs with the acquire load in src_kick(). */
+		atomic_store_explicit(&src->nthreads, i + 1,
+				      memory_order_release);
+	}
+	rmig_log_info("connected %u channels to %s over %s", src->nchans,
+		      s->address, s->attr.name);
+	return 0;
+
+err_free:
+	/* Keep the message: record it as the session's error. */
+	ret = rmig_sess_fail(s, ret, "%s", rmig_err_msg());
+	for (unsigned i = 0; i < src->nchans; i++)
+		free_chan(src, i);
+	src->nchans = 0;
+	return ret;
+}
+
+void rmig_src_destroy(rmig_src *src)
+{
+	if (!src)
+		return;
+	if (atomic_load(&src->nthreads) && !src->joined)
+		rmig_sess_cancel(&src->s, "session destroyed while active");
+	join_threads(src);
+	for (unsigned i = 0; i < src->nchans; i++)
+		free_chan(src, i);
+	rmig_sess_fini(&src->s);
+	sem_destroy(&src->channels_ready);
+	free(src->batch.offsets);
+	free(src);
+}
+
+enum rmig_state rmig_src_state(rmig_src *src)
+{
+	return src ? (enum rmig_state)atomic_load(&src->s.state) :
+		     RMIG_STATE_FAILED;
+}
+
+const char *rmig_src_error(rmig_src *src)
+{
+	return src ? rmig_sess_errmsg(&src->s) : "session is NULL";
+}
+
+int rmig_src_get_stats(rmig_src *src, struct rmig_stats *out)
+{
+	struct rmig_stats st;
+
+	if (!src)
+		return rmig_err(-EINVAL, "get_stats: session is NULL");
+	/* Channels are counted once their thread runs.  Pairs with the
+	 * release store after pthread_create(). */
+	rmig_sess_stats(&src->s, src->chan_ptrs,
+			atomic_load_explicit(&src->nthreads,
+					     memory_order_acquire), &st);
+	st.syncs = atomic_load_explicit(&src->syncs_done,
+					memory_order_relaxed);
+	st.devstate_blobs = atomic_load_explicit(&src->devstate_blobs,
+						 memory_order_relaxed);
+	st.devstate_bytes = atomic_load_explicit(&src->devstate_bytes,
+						 memory_order_relaxed);
+	return rmig_stats_copy_out(out, &st);
+}

@@ -1,0 +1,826 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wire.c - encode and decode the rmig wire format (layout in wire.h).
+ *
+ * Every field goes through the put_* / get_* helpers below: one byte at a
+ * time, big-endian, never a cast of a buffer pointer, so neither the
+ * buffer's alignment nor the host's byte order matters (the compiler turns
+ * each helper into a load and a byte swap).
+ *
+ * Decoders take hostile bytes.  Their rules:
+ *   - the message length is checked against the fixed header before any
+ *     field is read, and against the exact total once the counts are known;
+ *   - every count is bounded before it is multiplied or looped over, and
+ *     sums are formed in 64 bits from 32-bit fields, so nothing can wrap;
+ *   - range checks are written so they cannot overflow either
+ *     (off <= len - size, never off + size <= len);
+ *   - reserved fields must be zero, unknown flags are refused;
+ *   - the caller's outputs are written only once every check has passed;
+ *   - a failure returns -EPROTO (-EINVAL for a caller-side mistake) and
+ *     records, through rmig_err(), the message, the field, the value
+ *     received and what was expected.
+ */
+#include "wire.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+
+#define IMM_TYPE_SHIFT 28
+#define IMM_CREDITS_SHIFT 16
+#define IMM_LOW_MASK 0xffffu
+#define PAGE_SIZE_MIN 4096u
+#define OFFSET_LEN 8u /* one u64 page offset in a packet header */
+
+/* Byte helpers -------------------------------------------------------- */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	put_u32(p, (uint32_t)(v >> 32));
+	put_u32(p + 4, (uint32_t)v);
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)((unsigned)p[0] << 8 | (unsigned)p[1]);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	return (uint64_t)get_u32(p) << 32 | (uint64_t)get_u32(p + 4);
+}
+
+/** A page size the decoders accept: a power of two, at least 4096. */
+static bool page_size_valid(uint64_t ps)
+{
+	return ps >= PAGE_SIZE_MIN && (ps & (ps - 1)) == 0;
+}
+
+static bool msg_type_known(uint32_t type)
+{
+	return type >= RMIG_MSG_HANDSHAKE && type <= RMIG_MSG_ERROR;
+}
+
+/* Message types and immediates ---------------------------------------- */
+
+const char *rmig_msg_type_name(unsigned type)
+{
+	static const char *const names[] = {
+		[RMIG_MSG_HANDSHAKE] = "HANDSHAKE",
+		[RMIG_MSG_ACCEPT] = "ACCEPT",
+		[RMIG_MSG_REJECT] = "REJECT",
+		[RMIG_MSG_PACKET] = "PACKET",
+		[RMIG_MSG_SYNC] = "SYNC",
+		[RMIG_MSG_SYNC_ACK] = "SYNC_ACK",
+		[RMIG_MSG_DEVSTATE] = "DEVSTATE",
+		[RMIG_MSG_CREDIT] = "CREDIT",
+		[RMIG_MSG_ERROR] = "ERROR",
+	};
+
+	if (type < sizeof(names) / sizeof(names[0]) && names[type])
+		return names[type];
+	return "UNKNOWN";
+}
+
+/*
+ * Credits above RMIG_IMM_CREDITS_MAX do not fit the 12-bit field; they are
+ * clamped (never wrapped), and the caller grants the rest with a later
+ * message.
+ */
+uint32_t rmig_imm_make(enum rmig_msg_type type, unsigned credits)
+{
+	if (credits > RMIG_IMM_CREDITS_MAX)
+		credits = RMIG_IMM_CREDITS_MAX;
+	return ((uint32_t)type & 0xfu) << IMM_TYPE_SHIFT |
+	       (uint32_t)credits << IMM_CREDITS_SHIFT;
+}
+
+int rmig_imm_parse(uint32_t imm, enum rmig_msg_type *type, unsigned *credits)
+{
+	uint32_t t = imm >> IMM_TYPE_SHIFT;
+
+	if (imm & IMM_LOW_MASK)
+		return rmig_err(-EPROTO,
+				"immediate 0x%08" PRIx32 ": low 16 bits 0x%04" PRIx32
+				" set (expected 0)", imm, imm & IMM_LOW_MASK);
+	if (!msg_type_known(t))
+		return rmig_err(-EPROTO,
+				"immediate 0x%08" PRIx32 ": unknown message type %" PRIu32
+				" (expected %d..%d)", imm, t, RMIG_MSG_HANDSHAKE,
+				RMIG_MSG_ERROR);
+	*type = (enum rmig_msg_type)t;
+	*credits = (imm >> IMM_CREDITS_SHIFT) & RMIG_IMM_CREDITS_MAX;
+	return 0;
+}
+
+/* Handshake ----------------------------------------------------------- */
+
+size_t rmig_handshake_encode(const struct rmig_handshake *h, void *buf)
+{
+	uint8_t *p = buf;
+
+	put_u32(p + 0, h->magic);
+	put_u16(p + 4, h->version);
+	put_u16(p + 6, h->flags);
+	memcpy(p + 8, h->uuid, sizeof(h->uuid));
+	put_u16(p + 24, h->channel_id);
+	put_u16(p + 26, h->channel_count);
+	put_u32(p + 28, h->page_size);
+	put_u32(p + 32, h->pages_per_packet);
+	put_u32(p + 36, h->features);
+	put_u32(p + 40, h->rx_depth);
+	put_u32(p + 44, h->msg_size);
+	return RMIG_HANDSHAKE_LEN;
+}
+
+int rmig_handshake_decode(const void *buf, size_t len,
+			  struct rmig_handshake *h)
+{
+	const uint8_t *p = buf;
+
+	if (len != RMIG_HANDSHAKE_LEN)
+		return rmig_err(-EPROTO,
+				"handshake: length %zu (expected %u)", len,
+				RMIG_HANDSHAKE_LEN);
+	h->magic = get_u32(p + 0);
+	h->version = get_u16(p + 4);
+	h->flags = get_u16(p + 6);
+	memcpy(h->uuid, p + 8, sizeof(h->uuid));
+	h->channel_id = get_u16(p + 24);
+	h->channel_count = get_u16(p + 26);
+	h->page_size = get_u32(p + 28);
+	h->pages_per_packet = get_u32(p + 32);
+	h->features = get_u32(p + 36);
+	h->rx_depth = get_u32(p + 40);
+	h->msg_size = get_u32(p + 44);
+	return 0;
+}
+
+static void uuid_hex(const uint8_t uuid[16], char out[33])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = hex[uuid[i] >> 4];
+		out[2 * i + 1] = hex[uuid[i] & 0xf];
+	}
+	out[32] = '\0';
+}
+
+/** Write the reason text (bounded by RMIG_REJECT_TEXT_MAX) and return @r. */
+static enum rmig_reject reject(enum rmig_reject r, char *why, size_t whylen,
+			       const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static enum rmig_reject reject(enum rmig_reject r, char *why, size_t whylen,
+			       const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || !whylen)
+		return r;
+	if (whylen > RMIG_REJECT_TEXT_MAX)
+		whylen = RMIG_REJECT_TEXT_MAX;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/*
+ * Order: is this an rmig peer of our version (magic, version), does it
+ * speak what we speak (flags, features, message size, rx depth), is it our
+ * session (UUID), which channel (count, id, duplicate), then the transfer
+ * parameters (page size, pages per packet).  Each check relies only on the
+ * ones before it: the id range needs a valid count, and the duplicate test
+ * indexes the bitmap with an id already known to be below
+ * RMIG_MAX_CHANNELS.  A caller that rejects nothing passes seen = NULL.
+ */
+enum rmig_reject rmig_handshake_check(const struct rmig_handshake *h,
+				      const struct rmig_handshake_expect *e,
+				      char *why, size_t whylen)
+{
+	uint64_t hdr_bytes;
+
+	if (h->magic != RMIG_WIRE_MAGIC)
+		return reject(RMIG_REJECT_MAGIC, why, whylen,
+			      "bad magic 0x%08" PRIx32 " (expected 0x%08x)",
+			      h->magic, RMIG_WIRE_MAGIC);
+	if (h->version != RMIG_WIRE_VERSION)
+		return reject(RMIG_REJECT_VERSION, why, whylen,
+			      "version %u (expected %d)", h->version,
+			      RMIG_WIRE_VERSION);
+	if (h->flags)
+		return reject(RMIG_REJECT_FEATURES, why, whylen,
+			      "unknown flags 0x%04x (expected 0)", h->flags);
+	if (h->features)
+		return reject(RMIG_REJECT_FEATURES, why, whylen,
+			      "unknown features 0x%08" PRIx32 " (expected 0)",
+			      h->features);
+	if (h->msg_size != RMIG_MSG_SIZE)
+		return reject(RMIG_REJECT_MALFORMED, why, whylen,
+			      "message size %" PRIu32 " (expected %u)",
+			      h->msg_size, RMIG_MSG_SIZE);
+	if (h->rx_depth == 0)
+		return reject(RMIG_REJECT_MALFORMED, why, whylen,
+			      "rx depth 0 (expected at least 1 posted buffer)");
+	if (e->uuid_set && memcmp(h->uuid, e->uuid, sizeof(h->uuid))) {
+		char got[33], want[33];
+
+		uuid_hex(h->uuid, got);
+		uuid_hex(e->uuid, want);
+		return reject(RMIG_REJECT_UUID, why, whylen,
+			      "UUID mismatch: source %s expected %s", got,
+			      want);
+	}
+	if (h->channel_count == 0 || h->channel_count > RMIG_MAX_CHANNELS)
+		return reject(RMIG_REJECT_CHANNEL_COUNT, why, whylen,
+			      "channel count %u (expected 1..%d)",
+			      h->channel_count, RMIG_MAX_CHANNELS);
+	if (e->channel_count && h->channel_count != e->channel_count)
+		return reject(RMIG_REJECT_CHANNEL_COUNT, why, whylen,
+			      "channel count %u (expected %u)",
+			      h->channel_count, e->channel_count);
+	if (h->channel_id >= h->channel_count)
+		return reject(RMIG_REJECT_CHANNEL_ID, why, whylen,
+			      "channel id %u out of range (expected 0..%u for channel count %u)",
+			      h->channel_id, h->channel_count - 1u,
+			      h->channel_count);
+	if (e->seen && (e->seen[h->channel_id / 64] >> (h->channel_id % 64)) & 1)
+		return reject(RMIG_REJECT_DUPLICATE_CHANNEL, why, whylen,
+			      "duplicate channel id %u (expected a channel id not yet connected)",
+			      h->channel_id);
+	/* e->page_size 0: the destination takes any valid page size. */
+	if (e->page_size && h->page_size != e->page_size)
+		return reject(RMIG_REJECT_PAGE_SIZE, why, whylen,
+			      "page size %" PRIu32 " (expected %" PRIu32 ")",
+			      h->page_size, e->page_size);
+	if (!page_size_valid(h->page_size))
+		return reject(RMIG_REJECT_PAGE_SIZE, why, whylen,
+			      "page size %" PRIu32
+			      " (expected a power of two >= %u)",
+			      h->page_size, PAGE_SIZE_MIN);
+	if (h->pages_per_packet == 0 ||
+	    h->pages_per_packet > RMIG_MAX_PAGES_PER_PACKET)
+		return reject(RMIG_REJECT_PACKET_SIZE, why, whylen,
+			      "pages per packet %" PRIu32 " (expected 1..%d)",
+			      h->pages_per_packet, RMIG_MAX_PAGES_PER_PACKET);
+	hdr_bytes = RMIG_PACKET_HDR_LEN +
+		    (uint64_t)h->pages_per_packet * OFFSET_LEN;
+	if (hdr_bytes > RMIG_MSG_SIZE)
+		return reject(RMIG_REJECT_PACKET_SIZE, why, whylen,
+			      "pages per packet %" PRIu32 ": a %" PRIu64
+			      "-byte packet header (expected at most %u bytes)",
+			      h->pages_per_packet, hdr_bytes, RMIG_MSG_SIZE);
+	if (why && whylen)
+		why[0] = '\0';
+	return RMIG_REJECT_NONE;
+}
+
+/* Accept -------------------------------------------------------------- */
+
+/* Returns 0 for a count no ACCEPT may carry (above RMIG_MAX_BLOCKS). */
+size_t rmig_accept_len(unsigned nblocks)
+{
+	if (nblocks > RMIG_MAX_BLOCKS)
+		return 0;
+	return RMIG_ACCEPT_HDR_LEN + (size_t)nblocks * RMIG_ACCEPT_BLOCK_LEN;
+}
+
+size_t rmig_accept_encode(uint32_t rx_depth, const struct rmig_wire_block *b,
+			  unsigned nblocks, void *buf, size_t len)
+{
+	size_t need = rmig_accept_len(nblocks);
+	uint8_t *p = buf;
+
+	if (nblocks == 0 || need == 0 || !buf || len < need)
+		return 0;
+	put_u32(p + 0, RMIG_WIRE_MAGIC);
+	put_u16(p + 4, RMIG_WIRE_VERSION);
+	put_u16(p + 6, (uint16_t)nblocks);
+	put_u32(p + 8, rx_depth);
+	put_u32(p + 12, 0);
+	p += RMIG_ACCEPT_HDR_LEN;
+	for (unsigned i = 0; i < nblocks; i++, p += RMIG_ACCEPT_BLOCK_LEN) {
+		/* At most 63 name bytes, the rest NUL padding. */
+		size_t n = strnlen(b[i].name, RMIG_BLOCK_NAME_MAX - 1);
+
+		memset(p, 0, RMIG_BLOCK_NAME_MAX);
+		memcpy(p, b[i].name, n);
+		put_u64(p + 64, b[i].length);
+		put_u64(p + 72, b[i].raddr);
+		put_u64(p + 80, b[i].rkey);
+		put_u32(p + 88, b[i].page_size);
+		put_u32(p + 92, 0);
+	}
+	return need;
+}
+
+/** Check one 96-byte block entry; @i only names it in messages. */
+static int accept_block_check(const uint8_t *q, unsigned i)
+{
+	const uint8_t *nul = memchr(q, 0, RMIG_BLOCK_NAME_MAX);
+	uint64_t length = get_u64(q + 64);
+	uint64_t raddr = get_u64(q + 72);
+	uint32_t ps = get_u32(q + 88);
+	uint32_t reserved = get_u32(q + 92);
+
+	if (!nul)
+		return rmig_err(-EPROTO,
+				"accept: block %u: name not NUL-terminated within %d bytes",
+				i, RMIG_BLOCK_NAME_MAX);
+	if (nul == q)
+		return rmig_err(-EPROTO,
+				"accept: block %u: empty name (expected 1..%d bytes)",
+				i, RMIG_BLOCK_NAME_MAX - 1);
+	for (const uint8_t *r = nul + 1; r < q + RMIG_BLOCK_NAME_MAX; r++)
+		if (*r)
+			return rmig_err(-EPROTO,
+					"accept: block %u: name byte %td is 0x%02x after the terminating NUL (expected zero padding)",
+					i, r - q, *r);
+	if (!page_size_valid(ps))
+		return rmig_err(-EPROTO,
+				"accept: block %u: page size %" PRIu32
+				" (expected a power of two >= %u)",
+				i, ps, PAGE_SIZE_MIN);
+	if (length == 0 || length % ps)
+		return rmig_err(-EPROTO,
+				"accept: block %u: length %" PRIu64
+				" (expected a nonzero multiple of the page size %" PRIu32 ")",
+				i, length, ps);
+	if (raddr > UINT64_MAX - length)
+		return rmig_err(-EPROTO,
+				"accept: block %u: remote address 0x%" PRIx64
+				" + length 0x%" PRIx64
+				" wraps around (expected a range below 2^64)",
+				i, raddr, length);
+	if (reserved)
+		return rmig_err(-EPROTO,
+				"accept: block %u: reserved field 0x%08" PRIx32
+				" (expected 0)", i, reserved);
+	return 0;
+}
+
+int rmig_accept_decode(const void *buf, size_t len, uint32_t *rx_depth,
+		       struct rmig_wire_block *blocks, unsigned *nblocks)
+{
+	const uint8_t *p = buf;
+	uint32_t magic, rx, reserved;
+	unsigned version, count;
+	int ret;
+
+	if (len < RMIG_ACCEPT_HDR_LEN)
+		return rmig_err(-EPROTO,
+				"accept: length %zu shorter than the %u-byte header",
+				len, RMIG_ACCEPT_HDR_LEN);
+	magic = get_u32(p + 0);
+	version = get_u16(p + 4);
+	count = get_u16(p + 6);
+	rx = get_u32(p + 8);
+	reserved = get_u32(p + 12);
+	if (magic != RMIG_WIRE_MAGIC)
+		return rmig_err(-EPROTO,
+				"accept: bad magic 0x%08" PRIx32 " (expected 0x%08x)",
+				magic, RMIG_WIRE_MAGIC);
+	if (version != RMIG_WIRE_VERSION)
+		return rmig_err(-EPROTO, "accept: version %u (expected %d)",
+				version, RMIG_WIRE_VERSION);
+	if (count == 0 || count > RMIG_MAX_BLOCKS)
+		return rmig_err(-EPROTO,
+				"accept: block count %u (expected 1..%d)", count,
+				RMIG_MAX_BLOCKS);
+	if ((len - RMIG_ACCEPT_HDR_LEN) % RMIG_ACCEPT_BLOCK_LEN)
+		return rmig_err(-EPROTO,
+				"accept: length %zu (expected %u + a multiple of %u)",
+				len, RMIG_ACCEPT_HDR_LEN, RMIG_ACCEPT_BLOCK_LEN);
+	if (len != rmig_accept_len(count))
+		return rmig_err(-EPROTO,
+				"accept: length %zu holds %zu blocks (expected %zu bytes for block count %u)",
+				len, (len - RMIG_ACCEPT_HDR_LEN) / RMIG_ACCEPT_BLOCK_LEN,
+				rmig_accept_len(count), count);
+	if (rx == 0)
+		return rmig_err(-EPROTO,
+				"accept: rx depth 0 (expected at least 1 posted buffer)");
+	if (reserved)
+		return rmig_err(-EPROTO,
+				"accept: reserved field 0x%08" PRIx32 " (expected 0)",
+				reserved);
+
+	/* Pass 1: check everything; the caller's arrays stay untouched. */
+	p += RMIG_ACCEPT_HDR_LEN;
+	for (unsigned i = 0; i < count; i++) {
+		const uint8_t *q = p + (size_t)i * RMIG_ACCEPT_BLOCK_LEN;
+
+		ret = accept_block_check(q, i);
+		if (ret)
+			return ret;
+		/* Both names are NUL-terminated within 64 bytes now. */
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp((const char *)q,
+				    (const char *)(p + (size_t)j * RMIG_ACCEPT_BLOCK_LEN)))
+				return rmig_err(-EPROTO,
+						"accept: block %u: name duplicates block %u (expected unique names)",
+						i, j);
+	}
+
+	/* Pass 2: fill the outputs. */
+	for (unsigned i = 0; i < count; i++) {
+		const uint8_t *q = p + (size_t)i * RMIG_ACCEPT_BLOCK_LEN;
+
+		memcpy(blocks[i].name, q, RMIG_BLOCK_NAME_MAX);
+		blocks[i].length = get_u64(q + 64);
+		blocks[i].raddr = get_u64(q + 72);
+		blocks[i].rkey = get_u64(q + 80);
+		blocks[i].page_size = get_u32(q + 88);
+	}
+	*rx_depth = rx;
+	*nblocks = count;
+	return 0;
+}
+
+/* Reject / error ------------------------------------------------------ */
+
+size_t rmig_reject_encode(enum rmig_reject reason, const char *text,
+			  void *buf, size_t len)
+{
+	size_t n = text ? strnlen(text, RMIG_REJECT_TEXT_MAX - 1) : 0;
+	uint8_t *p = buf;
+
+	if (!buf || len < 8 + n + 1)
+		return 0;
+	put_u32(p + 0, (uint32_t)reason);
+	put_u32(p + 4, (uint32_t)(n + 1));
+	if (n)
+		memcpy(p + 8, text, n);
+	p[8 + n] = '\0';
+	return 8 + n + 1;
+}
+
+int rmig_reject_decode(const void *buf, size_t len, enum rmig_reject *reason,
+		       char *text, size_t textlen)
+{
+	const uint8_t *p = buf;
+	uint32_t r, n;
+	const uint8_t *nul;
+
+	if (len < 8)
+		return rmig_err(-EPROTO,
+				"reject: length %zu shorter than the 8-byte header",
+				len);
+	r = get_u32(p + 0);
+	n = get_u32(p + 4);
+	if (r > RMIG_REJECT_MALFORMED)
+		return rmig_err(-EPROTO,
+				"reject: unknown reason %" PRIu32 " (expected 0..%d)",
+				r, RMIG_REJECT_MALFORMED);
+	if (n == 0 || n > RMIG_REJECT_TEXT_MAX)
+		return rmig_err(-EPROTO,
+				"reject: text length %" PRIu32 " (expected 1..%u)",
+				n, RMIG_REJECT_TEXT_MAX);
+	if (len != 8 + (size_t)n)
+		return rmig_err(-EPROTO,
+				"reject: length %zu (expected %zu for a %" PRIu32
+				"-byte text)", len, 8 + (size_t)n, n);
+	if (p[8 + n - 1] != '\0')
+		return rmig_err(-EPROTO,
+				"reject: text not NUL-terminated (last byte 0x%02x)",
+				p[8 + n - 1]);
+	nul = memchr(p + 8, 0, n);
+	if (nul != p + 8 + n - 1)
+		return rmig_err(-EPROTO,
+				"reject: NUL inside the text at byte %td of %" PRIu32,
+				nul - (p + 8), n);
+
+	if (text && textlen) {
+		/* Copy, truncating to @textlen; control characters become
+		 * '?' so the peer's text cannot steer a terminal or a log. */
+		size_t k = n - 1 < textlen - 1 ? n - 1 : textlen - 1;
+
+		for (size_t i = 0; i < k; i++) {
+			uint8_t c = p[8 + i];
+
+			text[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		}
+		text[k] = '\0';
+	}
+	*reason = (enum rmig_reject)r;
+	return 0;
+}
+
+/* Packet header ------------------------------------------------------- */
+
+size_t rmig_packet_len(uint32_t normal, uint32_t zero)
+{
+	/* At most 2^33 offsets: the product stays far below 2^64. */
+	uint64_t bytes = RMIG_PACKET_HDR_LEN +
+			 ((uint64_t)normal + zero) * OFFSET_LEN;
+
+#if SIZE_MAX < UINT64_MAX
+	if (bytes > SIZE_MAX)
+		return SIZE_MAX;
+#endif
+	return (size_t)bytes;
+}
+
+size_t rmig_packet_encode(const struct rmig_packet_hdr *h,
+			  const uint64_t *normal, const uint64_t *zero,
+			  void *buf, size_t len)
+{
+	size_t need = rmig_packet_len(h->normal_count, h->zero_count);
+	uint8_t *p = buf;
+
+	if (!buf || len < need)
+		return 0;
+	put_u32(p + 0, h->flags);
+	put_u32(p + 4, h->block);
+	put_u64(p + 8, h->packet_num);
+	put_u32(p + 16, h->normal_count);
+	put_u32(p + 20, h->zero_count);
+	p += RMIG_PACKET_HDR_LEN;
+	for (uint32_t i = 0; i < h->normal_count; i++, p += OFFSET_LEN)
+		put_u64(p, normal[i]);
+	for (uint32_t i = 0; i < h->zero_count; i++, p += OFFSET_LEN)
+		put_u64(p, zero[i]);
+	return need;
+}
+
+int rmig_packet_decode(const void *buf, size_t len,
+		       const struct rmig_packet_limits *lim,
+		       struct rmig_packet_hdr *h)
+{
+	const uint8_t *p = buf;
+	uint32_t flags, block, normal, zero, max_pages;
+	uint64_t total, ps, blen;
+	size_t want;
+
+	ps = lim->page_size;
+	if (ps == 0 || (ps & (ps - 1)))
+		return rmig_err(-EINVAL,
+				"packet limits: page size %" PRIu64
+				" (expected a power of two)", ps);
+	if (len < RMIG_PACKET_HDR_LEN)
+		return rmig_err(-EPROTO,
+				"packet header: length %zu shorter than the %u-byte header",
+				len, RMIG_PACKET_HDR_LEN);
+	flags = get_u32(p + 0);
+	block = get_u32(p + 4);
+	normal = get_u32(p + 16);
+	zero = get_u32(p + 20);
+	if (flags)
+		return rmig_err(-EPROTO,
+				"packet header: unknown flags 0x%08" PRIx32
+				" (expected 0)", flags);
+	if (block >= lim->nblocks)
+		return rmig_err(-EPROTO,
+				"packet header: block index %" PRIu32
+				" out of range (%u blocks)", block, lim->nblocks);
+
+	total = (uint64_t)normal + zero;
+	max_pages = lim->pages_per_packet;
+	if (max_pages > RMIG_MAX_PAGES_PER_PACKET)
+		max_pages = RMIG_MAX_PAGES_PER_PACKET;
+	if (total == 0)
+		return rmig_err(-EPROTO,
+				"packet header: no pages (normal count 0, zero count 0; expected 1..%" PRIu32 ")",
+				max_pages);
+	if (total > max_pages)
+		return rmig_err(-EPROTO,
+				"packet header: normal count %" PRIu32
+				" + zero count %" PRIu32
+				" above pages per packet %" PRIu32,
+				normal, zero, max_pages);
+	/* total <= 4096 here: the length cannot overflow. */
+	want = RMIG_PACKET_HDR_LEN + (size_t)total * OFFSET_LEN;
+	if (len != want)
+		return rmig_err(-EPROTO,
+				"packet header: length %zu (expected %zu for %" PRIu32
+				" normal + %" PRIu32 " zero pages)",
+				len, want, normal, zero);
+
+	blen = lim->block_len[block];
+	for (uint32_t i = 0; i < total; i++) {
+		uint64_t off = get_u64(p + RMIG_PACKET_HDR_LEN +
+				       (size_t)i * OFFSET_LEN);
+		const char *kind = i < normal ? "normal" : "zero";
+		uint32_t k = i < normal ? i : i - normal;
+
+		if (off & (ps - 1))
+			return rmig_err(-EPROTO,
+					"packet header: %s page %" PRIu32
+					" offset 0x%" PRIx64
+					" not aligned to the page size %" PRIu64,
+					kind, k, off, ps);
+		/* off + ps <= blen, written so it cannot wrap. */
+		if (blen < ps || off > blen - ps)
+			return rmig_err(-EPROTO,
+					"packet header: %s page %" PRIu32
+					" offset 0x%" PRIx64
+					" past the end of block %" PRIu32
+					" (length 0x%" PRIx64 ")",
+					kind, k, off, block, blen);
+	}
+
+	h->flags = flags;
+	h->block = block;
+	h->packet_num = get_u64(p + 8);
+	h->normal_count = normal;
+	h->zero_count = zero;
+	h->offsets = p + RMIG_PACKET_HDR_LEN;
+	return 0;
+}
+
+uint64_t rmig_packet_offset(const struct rmig_packet_hdr *h, uint32_t i)
+{
+	return get_u64(h->offsets + (size_t)i * OFFSET_LEN);
+}
+
+/* Sync ---------------------------------------------------------------- */
+
+size_t rmig_sync_encode(const struct rmig_sync_msg *m, void *buf)
+{
+	uint8_t *p = buf;
+
+	put_u32(p + 0, m->flags);
+	put_u32(p + 4, 0);
+	put_u64(p + 8, m->sync_num);
+	put_u64(p + 16, m->packets);
+	return RMIG_SYNC_LEN;
+}
+
+int rmig_sync_decode(const void *buf, size_t len, struct rmig_sync_msg *m)
+{
+	const uint8_t *p = buf;
+	uint32_t flags, reserved;
+
+	if (len != RMIG_SYNC_LEN)
+		return rmig_err(-EPROTO, "sync: length %zu (expected %u)", len,
+				RMIG_SYNC_LEN);
+	flags = get_u32(p + 0);
+	reserved = get_u32(p + 4);
+	if (flags & ~RMIG_SYNC_FINAL)
+		return rmig_err(-EPROTO,
+				"sync: unknown flags 0x%08" PRIx32
+				" (expected only 0x%x)", flags & ~RMIG_SYNC_FINAL,
+				RMIG_SYNC_FINAL);
+	if (reserved)
+		return rmig_err(-EPROTO,
+				"sync: reserved field 0x%08" PRIx32 " (expected 0)",
+				reserved);
+	m->flags = flags;
+	m->sync_num = get_u64(p + 8);
+	m->packets = get_u64(p + 16);
+	return 0;
+}
+
+size_t rmig_sync_ack_encode(uint64_t sync_num, void *buf)
+{
+	put_u64(buf, sync_num);
+	return RMIG_SYNC_ACK_LEN;
+}
+
+int rmig_sync_ack_decode(const void *buf, size_t len, uint64_t *sync_num)
+{
+	if (len != RMIG_SYNC_ACK_LEN)
+		return rmig_err(-EPROTO, "sync ack: length %zu (expected %u)",
+				len, RMIG_SYNC_ACK_LEN);
+	*sync_num = get_u64(buf);
+	return 0;
+}
+
+/* Device state fragments ---------------------------------------------- */
+
+size_t rmig_devstate_frag_room(size_t idstr_len)
+{
+	if (idstr_len > RMIG_MSG_SIZE - RMIG_DEVSTATE_HDR_LEN)
+		return 0;
+	return RMIG_MSG_SIZE - RMIG_DEVSTATE_HDR_LEN - idstr_len;
+}
+
+/*
+ * The idstr length is taken from @f->idstr (strlen + 1); a nonzero
+ * @f->idstr_len must agree with it.  Returns 0 when the fragment cannot be
+ * encoded: idstr too long, fragment beyond the total or the message, or
+ * @len too small.
+ */
+size_t rmig_devstate_encode(const struct rmig_devstate_frag *f, void *buf,
+			    size_t len)
+{
+	uint8_t *p = buf;
+	size_t n, need;
+
+	if (!f->idstr || !buf)
+		return 0;
+	n = strnlen(f->idstr, RMIG_IDSTR_MAX) + 1;
+	if (n > RMIG_IDSTR_MAX || (f->idstr_len && f->idstr_len != n))
+		return 0;
+	if (f->frag_len > rmig_devstate_frag_room(n))
+		return 0;
+	if (f->frag_off > f->total_len ||
+	    f->frag_len > f->total_len - f->frag_off)
+		return 0;
+	if (f->frag_len && !f->data)
+		return 0;
+	need = RMIG_DEVSTATE_HDR_LEN + n + f->frag_len;
+	if (len < need)
+		return 0;
+	put_u32(p + 0, f->seq);
+	put_u32(p + 4, f->instance_id);
+	put_u64(p + 8, f->total_len);
+	put_u64(p + 16, f->frag_off);
+	put_u16(p + 24, (uint16_t)n);
+	put_u16(p + 26, 0);
+	put_u32(p + 28, f->frag_len);
+	memcpy(p + RMIG_DEVSTATE_HDR_LEN, f->idstr, n - 1);
+	p[RMIG_DEVSTATE_HDR_LEN + n - 1] = '\0';
+	if (f->frag_len)
+		memcpy(p + RMIG_DEVSTATE_HDR_LEN + n, f->data, f->frag_len);
+	return need;
+}
+
+int rmig_devstate_decode(const void *buf, size_t len, uint64_t max_total,
+			 struct rmig_devstate_frag *f)
+{
+	const uint8_t *p = buf;
+	const uint8_t *id, *nul;
+	uint64_t total, off, want;
+	uint32_t m;
+	unsigned n, reserved;
+
+	if (len < RMIG_DEVSTATE_HDR_LEN)
+		return rmig_err(-EPROTO,
+				"devstate: length %zu shorter than the %u-byte header",
+				len, RMIG_DEVSTATE_HDR_LEN);
+	total = get_u64(p + 8);
+	off = get_u64(p + 16);
+	n = get_u16(p + 24);
+	reserved = get_u16(p + 26);
+	m = get_u32(p + 28);
+	if (reserved)
+		return rmig_err(-EPROTO,
+				"devstate: reserved field 0x%04x (expected 0)",
+				reserved);
+	if (n == 0 || n > RMIG_IDSTR_MAX)
+		return rmig_err(-EPROTO,
+				"devstate: idstr length %u (expected 1..%d including the NUL)",
+				n, RMIG_IDSTR_MAX);
+	if (total > max_total)
+		return rmig_err(-EPROTO,
+				"devstate: total length %" PRIu64
+				" above the limit %" PRIu64, total, max_total);
+	if (off > total || m > total - off)
+		return rmig_err(-EPROTO,
+				"devstate: fragment at %" PRIu64 " of %" PRIu32
+				" bytes past the total length %" PRIu64,
+				off, m, total);
+	/* n <= 256 and m < 2^32: no overflow in 64 bits. */
+	want = (uint64_t)RMIG_DEVSTATE_HDR_LEN + n + m;
+	if ((uint64_t)len != want)
+		return rmig_err(-EPROTO,
+				"devstate: length %zu (expected %" PRIu64
+				" for a %u-byte idstr and a %" PRIu32
+				"-byte fragment)", len, want, n, m);
+	id = p + RMIG_DEVSTATE_HDR_LEN;
+	if (id[n - 1] != '\0')
+		return rmig_err(-EPROTO,
+				"devstate: idstr not NUL-terminated (byte %u is 0x%02x)",
+				n - 1, id[n - 1]);
+	nul = memchr(id, 0, n);
+	if (nul != id + n - 1)
+		return rmig_err(-EPROTO,
+				"devstate: NUL inside idstr at byte %td (expected only at byte %u)",
+				nul - id, n - 1);
+
+	f->seq = get_u32(p + 0);
+	f->instance_id = get_u32(p + 4);
+	f->total_len = total;
+	f->frag_off = off;
+	f->frag_len = m;
+	f->idstr = (const char *)id;
+	f->idstr_len = (uint16_t)n;
+	f->data = id + n;
+	return 0;
+}

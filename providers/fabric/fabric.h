@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fabric.h - private header of the libfabric provider (prefix rfab_).
+ *
+ * One domain per rmig_prov_params (fi_getinfo + fi_fabric + fi_domain), one
+ * passive endpoint with its own EQ per listener, and per connection one
+ * FI_EP_MSG endpoint with its own EQ (connection events, FI_SHUTDOWN) and its
+ * own CQ (FI_CQ_FORMAT_DATA with a wait object, bound with
+ * FI_SELECTIVE_COMPLETION so unsignaled writes produce nothing).
+ *
+ * fabric_domain.c holds the domain, memory registration, listener and the ops
+ * table; fabric_conn.c holds connections, data operations and poll.
+ */
+#ifndef RMIG_PROVIDERS_FABRIC_H
+#define RMIG_PROVIDERS_FABRIC_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_eq.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include "error.h"
+#include "provider.h"
+
+/** The libfabric API version this provider is written against. */
+#define RFAB_FI_VERSION FI_VERSION(1, 17)
+/** Default libfabric provider when rmig_prov_params.subprovider is NULL. */
+#define RFAB_DEFAULT_PROV "tcp"
+/** Local segments per write we can describe on the stack. */
+#define RFAB_MAX_IOV 64
+/** Completions read from the CQ per call. */
+#define RFAB_CQ_BATCH 16
+/** A blocking poll waits in slices this long, checking the EQ and the wake
+ *  flag between slices, so a lost peer or a wake is noticed promptly even
+ *  where fi_cq_sread does not return for it. */
+#define RFAB_SLICE_MS 100
+/** How long a post retries -FI_EAGAIN (driving progress) before giving up. */
+#define RFAB_POST_RETRY_MS 5000
+/** Longest "host:port" we format or accept. */
+#define RFAB_ADDR_MAX 128
+/** mr_mode bits we ask for and can live with. */
+#define RFAB_MR_MODE \
+	(FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY)
+
+struct rfab_domain {
+	struct fi_info *info;        /* chosen fi_getinfo entry (owned) */
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	bool passive;
+	uint64_t mr_mode;            /* as granted by the provider */
+	size_t tx_size;              /* endpoint queue sizes we use */
+	size_t rx_size;
+	unsigned max_iov;
+	char prov_name[32];
+	char address[RFAB_ADDR_MAX]; /* params->address, for messages */
+	/* Next requested MR key when the provider lets us choose (no
+	 * FI_MR_PROV_KEY).  Only fetch_add'ed: uniqueness needs atomicity, not
+	 * ordering, so relaxed (pairs with nothing). */
+	atomic_uint_fast64_t next_key;
+};
+
+struct rfab_mr {
+	struct rmig_prov_mr base; /* first member: rmig_prov_mr * casts back */
+	struct fid_mr *mr;
+};
+
+struct rfab_listener {
+	struct rfab_domain *dom;
+	struct fid_eq *eq;
+	struct fid_pep *pep;
+};
+
+/** Completions read while driving progress from a post, returned by poll()
+ *  before anything else.  Touched only by the connection's driving thread. */
+struct rfab_ovf {
+	struct fi_cq_data_entry *e;
+	size_t cap;
+	size_t head;
+	size_t count;
+};
+
+struct rfab_conn {
+	struct rmig_prov_conn base; /* first member */
+	struct rfab_domain *dom;
+	struct fid_ep *ep;
+	struct fid_eq *eq;
+	struct fid_cq *cq;
+	bool passive;
+	bool connected;     /* FI_CONNECTED seen: fi_shutdown on close */
+	bool peer_closed;   /* FI_SHUTDOWN seen on the EQ */
+	struct rfab_ovf ovf;
+	/* First error wins: once set, every post and poll returns it again
+	 * (after any completions read before it). */
+	int err;
+	char err_msg[RMIG_ERR_MSG_MAX];
+	char name[RFAB_ADDR_MAX];   /* peer, for messages */
+	/* Set by conn_wake() from any thread, consumed by poll() on the driving
+	 * thread; see the pairing comments at both ends. */
+	atomic_bool wake;
+};
+
+static inline struct rfab_domain *to_rfab_domain(struct rmig_prov_domain *d)
+{
+	return (struct rfab_domain *)(void *)d;
+}
+
+static inline struct rfab_listener *
+to_rfab_listener(struct rmig_prov_listener *l)
+{
+	return (struct rfab_listener *)(void *)l;
+}
+
+static inline struct rfab_conn *to_rfab_conn(struct rmig_prov_conn *c)
+{
+	return (struct rfab_conn *)(void *)c;
+}
+
+static inline struct rfab_mr *to_rfab_mr(struct rmig_prov_mr *m)
+{
+	return (struct rfab_mr *)(void *)m;
+}
+
+/* Helpers shared by the two source files. */
+
+/** Translate a libfabric return code (negative FI_E*) or positive FI errno
+ *  (error entries) into a negative errno. */
+int rfab_errno(int fi_code);
+/** True when @err (positive FI errno of an error entry) means the peer or
+ *  the connection went away. */
+bool rfab_err_is_dead_peer(int err);
+/** Format a sockaddr as "host:port" ("[addr]:port" for IPv6). */
+int rfab_format_addr(const void *sa, size_t salen, char *buf, size_t len);
+/** Monotonic clock in milliseconds. */
+int64_t rfab_now_ms(void);
+
+/** Create a connection's EQ, CQ and endpoint from @info, bind and enable it,
+ *  so receives can be posted.  @name names the peer in messages. */
+int rfab_conn_new(struct rfab_domain *dom, struct fi_info *info, bool passive,
+		  const char *name, struct rfab_conn **out);
+
+/* The ops (fabric_domain.c). */
+int rfab_domain_open(const struct rmig_prov_params *p,
+		     struct rmig_prov_domain **out, struct rmig_prov_attr *attr);
+void rfab_domain_close(struct rmig_prov_domain *d);
+int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
+		bool remote_write, struct rmig_prov_mr **out);
+void rfab_mr_dereg(struct rmig_prov_mr *m);
+int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out);
+int rfab_listen_name(struct rmig_prov_listener *l, char *buf, size_t len);
+int rfab_listen_get(struct rmig_prov_listener *l, int timeout_ms,
+		    struct rmig_prov_conn **out);
+void rfab_listen_close(struct rmig_prov_listener *l);
+
+/* The ops (fabric_conn.c). */
+int rfab_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out);
+int rfab_conn_establish(struct rmig_prov_conn *c, int timeout_ms);
+int rfab_conn_peer_name(struct rmig_prov_conn *c, char *buf, size_t len);
+void rfab_conn_close(struct rmig_prov_conn *c);
+int rfab_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
+		   struct rmig_prov_mr *mr, void *ctx);
+int rfab_send(struct rmig_prov_conn *c, const void *buf, size_t len,
+	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx);
+int rfab_write(struct rmig_prov_conn *c, const struct rmig_iov *iov,
+	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
+	       bool signaled);
+int rfab_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
+	      int timeout_ms);
+void rfab_conn_wake(struct rmig_prov_conn *c);
+
+#endif /* RMIG_PROVIDERS_FABRIC_H */

@@ -1,0 +1,756 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fabric_conn.c - libfabric provider: connections, data operations, poll.
+ *
+ * One thread drives a connection (posts, poll, establish, close); only
+ * conn_wake() comes from other threads, and it touches nothing but the
+ * atomic wake flag and fi_cq_signal() on the (thread-safe) CQ.
+ */
+#include "fabric.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+/* What a CM event queue entry looks like, with room for private data. */
+union rfab_cm_buf {
+	struct fi_eq_cm_entry cm;
+	uint8_t raw[sizeof(struct fi_eq_cm_entry) + 256];
+};
+
+/* Record the connection's first error (first error wins) and return it,
+ * with its message, to the caller. */
+static int rfab_fail(struct rfab_conn *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int rfab_fail(struct rfab_conn *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!c->err) {
+		va_start(ap, fmt);
+		vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
+		va_end(ap);
+		c->err = code;
+	}
+	return rmig_err(c->err, "%s", c->err_msg);
+}
+
+static const char *rfab_op_name(uint64_t flags)
+{
+	if (flags & FI_RECV)
+		return "RECV";
+	if (flags & FI_WRITE)
+		return "WRITE";
+	if (flags & FI_SEND)
+		return "SEND";
+	return "operation";
+}
+
+/* ------------------------------------------------------------------ */
+/* Overflow queue: completions read while a post drove progress.       */
+
+/* Make room for @n more entries. */
+static int rfab_ovf_reserve(struct rfab_ovf *o, size_t n)
+{
+	struct fi_cq_data_entry *e;
+	size_t cap;
+
+	if (o->cap - o->count >= n)
+		return 0;
+	cap = o->cap ? o->cap * 2 : 64;
+	while (cap - o->count < n)
+		cap *= 2;
+	e = calloc(cap, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	for (size_t i = 0; i < o->count; i++)
+		e[i] = o->e[(o->head + i) % o->cap];
+	free(o->e);
+	o->e = e;
+	o->cap = cap;
+	o->head = 0;
+	return 0;
+}
+
+static void rfab_ovf_push(struct rfab_ovf *o, const struct fi_cq_data_entry *e,
+			  size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		o->e[(o->head + o->count++) % o->cap] = e[i];
+}
+
+static void rfab_to_cqe(const struct fi_cq_data_entry *e, struct rmig_cqe *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->ctx = e->op_context;
+	if (e->flags & FI_RECV) {
+		q->op = RMIG_CQE_RECV;
+		q->len = e->len;
+		if (e->flags & FI_REMOTE_CQ_DATA)
+			q->imm = (uint32_t)e->data;
+	} else if (e->flags & FI_WRITE) {
+		q->op = RMIG_CQE_WRITE;
+	} else {
+		q->op = RMIG_CQE_SEND;
+	}
+}
+
+static int rfab_ovf_pop(struct rfab_ovf *o, struct rmig_cqe *q, int max)
+{
+	int n = 0;
+
+	while (n < max && o->count) {
+		rfab_to_cqe(&o->e[o->head], &q[n++]);
+		o->head = (o->head + 1) % o->cap;
+		o->count--;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Event queue and completion errors                                   */
+
+/* Read what the connection's EQ holds without waiting.  Sets
+ * c->peer_closed on FI_SHUTDOWN; an EQ error fails the connection. */
+static int rfab_eq_drain(struct rfab_conn *c)
+{
+	union rfab_cm_buf ev;
+	uint32_t event;
+	ssize_t n;
+
+	for (int k = 0; k < 8; k++) {
+		n = fi_eq_read(c->eq, &event, &ev, sizeof(ev), 0);
+		if (n == -FI_EAGAIN)
+			return 0;
+		if (n == -FI_EAVAIL) {
+			struct fi_eq_err_entry err = { 0 };
+			int code;
+
+			n = fi_eq_readerr(c->eq, &err, 0);
+			if (n < 0)
+				return rfab_fail(c, rfab_errno((int)n),
+						 "fabric connection to %s: fi_eq_readerr: %s (%zd)",
+						 c->name, fi_strerror((int)-n), n);
+			code = rfab_err_is_dead_peer(err.err) ?
+				       -ECONNRESET :
+				       rfab_errno(err.err ? err.err : FI_EOTHER);
+			return rfab_fail(c, code,
+					 "fabric connection to %s failed: %s (err %d, prov_errno %d: %s)",
+					 c->name, fi_strerror(err.err), err.err,
+					 err.prov_errno,
+					 fi_eq_strerror(c->eq, err.prov_errno,
+							err.err_data, NULL, 0));
+		}
+		if (n < 0)
+			return rfab_fail(c, rfab_errno((int)n),
+					 "fabric connection to %s: fi_eq_read: %s (%zd)",
+					 c->name, fi_strerror((int)-n), n);
+		if (event == FI_SHUTDOWN)
+			c->peer_closed = true;
+		/* Other events (a late FI_CONNECTED) need nothing. */
+	}
+	return 0;
+}
+
+/* Fail with -ECONNRESET when the EQ says the peer has gone. */
+static int rfab_eq_check(struct rfab_conn *c, const char *op)
+{
+	int ret = rfab_eq_drain(c);
+
+	if (ret)
+		return ret;
+	if (c->peer_closed)
+		return rfab_fail(c, -ECONNRESET,
+				 "fabric %s on connection to %s: peer closed the connection",
+				 op, c->name);
+	return 0;
+}
+
+/* fi_cq_read/sread said -FI_EAVAIL: read the error entry and fail. */
+static int rfab_cq_error(struct rfab_conn *c)
+{
+	struct fi_cq_err_entry err = { 0 };
+	bool dead;
+	ssize_t n;
+	int ret;
+
+	n = fi_cq_readerr(c->cq, &err, 0);
+	if (n == -FI_EAGAIN)
+		return 0; /* nothing after all */
+	if (n < 0)
+		return rfab_fail(c, rfab_errno((int)n),
+				 "fabric poll on connection to %s: fi_cq_readerr: %s (%zd)",
+				 c->name, fi_strerror((int)-n), n);
+	/* Learn whether the peer closed; an EQ error fails first. */
+	ret = rfab_eq_drain(c);
+	if (ret)
+		return ret;
+	dead = c->peer_closed || rfab_err_is_dead_peer(err.err);
+	return rfab_fail(c, dead ? -ECONNRESET : rfab_errno(err.err ? err.err : FI_EOTHER),
+			 "fabric %s on connection to %s failed: %s%s (err %d, prov_errno %d: %s)",
+			 rfab_op_name(err.flags), c->name,
+			 c->peer_closed ? "peer closed the connection; " :
+			 dead ? "connection lost; " : "",
+			 fi_strerror(err.err), err.err, err.prov_errno,
+			 fi_cq_strerror(c->cq, err.prov_errno, err.err_data, NULL,
+					0));
+}
+
+/* A post said -FI_EAGAIN: read completions into the overflow queue (which
+ * is what frees provider resources) and check for a lost peer.  Gives up
+ * after RFAB_POST_RETRY_MS from the first call (*deadline 0). */
+static int rfab_post_progress(struct rfab_conn *c, const char *op,
+			      int64_t *deadline)
+{
+	struct fi_cq_data_entry buf[RFAB_CQ_BATCH];
+	struct timespec nap = { 0, 100 * 1000 };
+	ssize_t n;
+	int ret;
+
+	if (!*deadline)
+		*deadline = rfab_now_ms() + RFAB_POST_RETRY_MS;
+	if (rfab_ovf_reserve(&c->ovf, RFAB_CQ_BATCH))
+		return rmig_err(-ENOMEM,
+				"fabric %s on connection to %s: out of memory for completions",
+				op, c->name);
+	n = fi_cq_read(c->cq, buf, RFAB_CQ_BATCH);
+	if (n > 0) {
+		rfab_ovf_push(&c->ovf, buf, (size_t)n);
+		return 0;
+	}
+	if (n == -FI_EAVAIL)
+		return rfab_cq_error(c); /* 0 when the entry vanished: retry */
+	if (n != -FI_EAGAIN)
+		return rfab_fail(c, rfab_errno((int)n),
+				 "fabric %s on connection to %s: fi_cq_read: %s (%zd)",
+				 op, c->name, fi_strerror((int)-n), n);
+	ret = rfab_eq_check(c, op);
+	if (ret)
+		return ret;
+	if (rfab_now_ms() >= *deadline)
+		return rmig_err(-ETIMEDOUT,
+				"fabric %s on connection to %s: provider queue still full after %d ms",
+				op, c->name, RFAB_POST_RETRY_MS);
+	nanosleep(&nap, NULL);
+	return 0;
+}
+
+/* A post failed with @ret (not -FI_EAGAIN). */
+static int rfab_post_failed(struct rfab_conn *c, const char *op, ssize_t ret)
+{
+	int r = rfab_eq_check(c, op);
+
+	if (r)
+		return r;
+	if (ret == -FI_EOPBADSTATE || ret == -FI_ENOTCONN ||
+	    ret == -FI_ECONNRESET || ret == -EPIPE)
+		return rfab_fail(c, -ECONNRESET,
+				 "fabric %s on connection to %s: connection lost: %s (%zd)",
+				 op, c->name, fi_strerror((int)-ret), ret);
+	return rmig_err(rfab_errno((int)ret),
+			"fabric %s on connection to %s: %s (%zd)", op, c->name,
+			fi_strerror((int)-ret), ret);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+
+int rfab_conn_new(struct rfab_domain *dom, struct fi_info *info, bool passive,
+		  const char *name, struct rfab_conn **out)
+{
+	struct fi_eq_attr eq_attr = {
+		.size = 16,
+		.wait_obj = FI_WAIT_UNSPEC,
+	};
+	struct fi_cq_attr cq_attr = {
+		.size = dom->tx_size + dom->rx_size,
+		.format = FI_CQ_FORMAT_DATA,
+		.wait_obj = FI_WAIT_UNSPEC,
+		.wait_cond = FI_CQ_COND_NONE,
+	};
+	struct rfab_conn *c;
+	int ret;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return rmig_err(-ENOMEM, "fabric connection: out of memory");
+	c->base.ops = &rmig_fabric_provider;
+	c->dom = dom;
+	c->passive = passive;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	/* No other thread can see the connection yet. */
+	atomic_init(&c->wake, false);
+	if (rfab_ovf_reserve(&c->ovf, RFAB_CQ_BATCH)) {
+		ret = rmig_err(-ENOMEM, "fabric connection: out of memory");
+		goto err_free_conn;
+	}
+
+	ret = fi_eq_open(dom->fabric, &eq_attr, &c->eq, c);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric connection to %s: fi_eq_open: %s (%d)",
+			       c->name, fi_strerror(-ret), ret);
+		goto err_free_ovf;
+	}
+	ret = fi_cq_open(dom->domain, &cq_attr, &c->cq, c);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret),
+			       "fabric connection to %s: fi_cq_open(%zu entries): %s (%d)",
+			       c->name, cq_attr.size, fi_strerror(-ret), ret);
+		goto err_close_eq;
+	}
+	ret = fi_endpoint(dom->domain, info, &c->ep, c);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric connection to %s: fi_endpoint: %s (%d)",
+			       c->name, fi_strerror(-ret), ret);
+		goto err_close_cq;
+	}
+	ret = fi_ep_bind(c->ep, &c->eq->fid, 0);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret),
+			       "fabric connection to %s: fi_ep_bind(eq): %s (%d)",
+			       c->name, fi_strerror(-ret), ret);
+		goto err_close_ep;
+	}
+	/* Selective: only posts flagged FI_COMPLETION produce entries. */
+	ret = fi_ep_bind(c->ep, &c->cq->fid,
+			 FI_TRANSMIT | FI_RECV | FI_SELECTIVE_COMPLETION);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret),
+			       "fabric connection to %s: fi_ep_bind(cq): %s (%d)",
+			       c->name, fi_strerror(-ret), ret);
+		goto err_close_ep;
+	}
+	ret = fi_enable(c->ep);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric connection to %s: fi_enable: %s (%d)",
+			       c->name, fi_strerror(-ret), ret);
+		goto err_close_ep;
+	}
+	*out = c;
+	return 0;
+
+err_close_ep:
+	fi_close(&c->ep->fid);
+err_close_cq:
+	fi_close(&c->cq->fid);
+err_close_eq:
+	fi_close(&c->eq->fid);
+err_free_ovf:
+	free(c->ovf.e);
+err_free_conn:
+	free(c);
+	return ret;
+}
+
+int rfab_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out)
+{
+	struct rfab_domain *dom = to_rfab_domain(d);
+	struct rfab_conn *c;
+	int ret;
+
+	if (!dom || !out)
+		return rmig_err(-EINVAL, "fabric conn_create: NULL argument");
+	if (dom->passive)
+		return rmig_err(-EINVAL,
+				"fabric conn_create: domain for %s was opened for listening, not connecting",
+				dom->address);
+	ret = rfab_conn_new(dom, dom->info, false, dom->address, &c);
+	if (ret)
+		return ret;
+	*out = &c->base;
+	return 0;
+}
+
+/* Errno for a failed connection setup (error entry @err, positive). */
+static int rfab_setup_errno(const struct rfab_conn *c, int err)
+{
+	if (!c->passive) {
+		switch (err) {
+		case FI_ETIMEDOUT:
+		case FI_EHOSTUNREACH:
+		case FI_ENETUNREACH:
+			return -err;
+		default:
+			return -ECONNREFUSED;
+		}
+	}
+	if (rfab_err_is_dead_peer(err))
+		return -ECONNRESET;
+	return rfab_errno(err ? err : FI_EOTHER);
+}
+
+/* Wait for FI_CONNECTED on the connection's EQ. */
+static int rfab_wait_connected(struct rfab_conn *c, int timeout_ms)
+{
+	const char *what = c->passive ? "accept from" : "connect to";
+	int64_t deadline = timeout_ms > 0 ? rfab_now_ms() + timeout_ms : 0;
+	union rfab_cm_buf ev;
+	uint32_t event;
+	ssize_t n;
+	int wait;
+
+	for (;;) {
+		wait = timeout_ms;
+		if (timeout_ms > 0) {
+			int64_t left = deadline - rfab_now_ms();
+
+			wait = left > 0 ? (int)left : 0;
+		}
+		n = fi_eq_sread(c->eq, &event, &ev, sizeof(ev), wait, 0);
+		if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT)
+			return rmig_err(-ETIMEDOUT,
+					"fabric %s %s: not established within %d ms",
+					what, c->name, timeout_ms);
+		if (n == -FI_EAVAIL) {
+			struct fi_eq_err_entry err = { 0 };
+
+			n = fi_eq_readerr(c->eq, &err, 0);
+			if (n < 0)
+				return rmig_err(rfab_errno((int)n),
+						"fabric %s %s: fi_eq_readerr: %s (%zd)",
+						what, c->name, fi_strerror((int)-n), n);
+			return rmig_err(rfab_setup_errno(c, err.err),
+					"fabric %s %s failed: %s (err %d, prov_errno %d: %s)",
+					what, c->name, fi_strerror(err.err), err.err,
+					err.prov_errno,
+					fi_eq_strerror(c->eq, err.prov_errno,
+						       err.err_data, NULL, 0));
+		}
+		if (n < 0)
+			return rmig_err(rfab_errno((int)n),
+					"fabric %s %s: fi_eq_sread: %s (%zd)", what,
+					c->name, fi_strerror((int)-n), n);
+		if (event == FI_CONNECTED) {
+			c->connected = true;
+			return 0;
+		}
+		if (event == FI_SHUTDOWN) {
+			c->peer_closed = true;
+			return rmig_err(c->passive ? -ECONNRESET : -ECONNREFUSED,
+					"fabric %s %s: peer closed the connection during setup",
+					what, c->name);
+		}
+		if (timeout_ms == 0 ||
+		    (timeout_ms > 0 && rfab_now_ms() >= deadline))
+			return rmig_err(-ETIMEDOUT,
+					"fabric %s %s: not established within %d ms",
+					what, c->name, timeout_ms);
+	}
+}
+
+int rfab_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+	int ret;
+
+	if (!c)
+		return rmig_err(-EINVAL, "fabric conn_establish: NULL connection");
+	if (c->connected)
+		return rmig_err(-EISCONN,
+				"fabric conn_establish: connection to %s is already established",
+				c->name);
+	if (c->passive) {
+		ret = fi_accept(c->ep, NULL, 0);
+		if (ret)
+			return rmig_err(rfab_errno(ret),
+					"fabric accept from %s: fi_accept: %s (%d)",
+					c->name, fi_strerror(-ret), ret);
+	} else {
+		ret = fi_connect(c->ep, c->dom->info->dest_addr, NULL, 0);
+		if (ret == -FI_ECONNREFUSED)
+			return rmig_err(-ECONNREFUSED,
+					"fabric connect to %s: fi_connect: %s (%d)",
+					c->name, fi_strerror(-ret), ret);
+		if (ret)
+			return rmig_err(rfab_errno(ret),
+					"fabric connect to %s: fi_connect: %s (%d)",
+					c->name, fi_strerror(-ret), ret);
+	}
+	return rfab_wait_connected(c, timeout_ms);
+}
+
+int rfab_conn_peer_name(struct rmig_prov_conn *pc, char *buf, size_t len)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+	struct sockaddr_storage ss;
+	size_t sslen = sizeof(ss);
+	int ret;
+
+	if (!c || !buf || !len)
+		return rmig_err(-EINVAL, "fabric conn_peer_name: bad argument");
+	ret = fi_getpeer(c->ep, &ss, &sslen);
+	if (ret)
+		return rmig_err(rfab_errno(ret),
+				"fabric conn_peer_name (%s): fi_getpeer: %s (%d)",
+				c->name, fi_strerror(-ret), ret);
+	return rfab_format_addr(&ss, sslen, buf, len);
+}
+
+void rfab_conn_close(struct rmig_prov_conn *pc)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+	int ret;
+
+	if (!c)
+		return;
+	if (c->connected && !c->peer_closed) {
+		ret = fi_shutdown(c->ep, 0);
+		if (ret)
+			rmig_log_debug("fabric conn_close (%s): fi_shutdown: %s (%d)",
+				       c->name, fi_strerror(-ret), ret);
+	}
+	ret = fi_close(&c->ep->fid);
+	if (ret)
+		rmig_log_warn("fabric conn_close (%s): fi_close(ep): %s (%d)",
+			      c->name, fi_strerror(-ret), ret);
+	ret = fi_close(&c->cq->fid);
+	if (ret)
+		rmig_log_warn("fabric conn_close (%s): fi_close(cq): %s (%d)",
+			      c->name, fi_strerror(-ret), ret);
+	ret = fi_close(&c->eq->fid);
+	if (ret)
+		rmig_log_warn("fabric conn_close (%s): fi_close(eq): %s (%d)",
+			      c->name, fi_strerror(-ret), ret);
+	free(c->ovf.e);
+	free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Data transfer                                                       */
+
+static int rfab_need_desc(struct rfab_conn *c, const char *op,
+			  const struct rmig_prov_mr *mr)
+{
+	if (!mr && (c->dom->mr_mode & FI_MR_LOCAL))
+		return rmig_err(-EINVAL,
+				"fabric %s on connection to %s: %s needs registered local buffers (FI_MR_LOCAL) but none was given",
+				op, c->name, c->dom->prov_name);
+	return 0;
+}
+
+int rfab_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
+		   struct rmig_prov_mr *mr, void *ctx)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	void *desc = mr ? mr->desc : NULL;
+	struct fi_msg msg = {
+		.msg_iov = &iov,
+		.desc = &desc,
+		.iov_count = 1,
+		.addr = 0,
+		.context = ctx,
+		.data = 0,
+	};
+	int64_t deadline = 0;
+	ssize_t ret;
+	int r;
+
+	if (!c || (!buf && len))
+		return rmig_err(-EINVAL, "fabric post_recv: bad argument");
+	if (c->err)
+		return rmig_err(c->err, "%s", c->err_msg);
+	r = rfab_need_desc(c, "post_recv", mr);
+	if (r)
+		return r;
+	/* FI_COMPLETION: the CQ is bound with FI_SELECTIVE_COMPLETION. */
+	while ((ret = fi_recvmsg(c->ep, &msg, FI_COMPLETION)) == -FI_EAGAIN) {
+		r = rfab_post_progress(c, "post_recv", &deadline);
+		if (r)
+			return r;
+	}
+	if (ret)
+		return rfab_post_failed(c, "post_recv", ret);
+	return 0;
+}
+
+int rfab_send(struct rmig_prov_conn *pc, const void *buf, size_t len,
+	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	void *desc = mr ? mr->desc : NULL;
+	struct fi_msg msg = {
+		.msg_iov = &iov,
+		.desc = &desc,
+		.iov_count = 1,
+		.addr = 0,
+		.context = ctx,
+		.data = imm,
+	};
+	int64_t deadline = 0;
+	ssize_t ret;
+	int r;
+
+	if (!c || (!buf && len))
+		return rmig_err(-EINVAL, "fabric send: bad argument");
+	if (c->err)
+		return rmig_err(c->err, "%s", c->err_msg);
+	r = rfab_need_desc(c, "send", mr);
+	if (r)
+		return r;
+	while ((ret = fi_sendmsg(c->ep, &msg,
+				 FI_REMOTE_CQ_DATA | FI_COMPLETION)) == -FI_EAGAIN) {
+		r = rfab_post_progress(c, "send", &deadline);
+		if (r)
+			return r;
+	}
+	if (ret)
+		return rfab_post_failed(c, "send", ret);
+	return 0;
+}
+
+int rfab_write(struct rmig_prov_conn *pc, const struct rmig_iov *iov,
+	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
+	       bool signaled)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+	struct iovec v[RFAB_MAX_IOV];
+	void *desc[RFAB_MAX_IOV];
+	struct fi_rma_iov rma = { .addr = raddr, .len = 0, .key = rkey };
+	struct fi_msg_rma msg = {
+		.msg_iov = v,
+		.desc = desc,
+		.iov_count = niov,
+		.addr = 0,
+		.rma_iov = &rma,
+		.rma_iov_count = 1,
+		.context = ctx,
+		.data = 0,
+	};
+	int64_t deadline = 0;
+	ssize_t ret;
+	int r;
+
+	if (!c || !iov)
+		return rmig_err(-EINVAL, "fabric write: NULL argument");
+	if (niov < 1 || niov > c->dom->max_iov)
+		return rmig_err(-EINVAL,
+				"fabric write on connection to %s: %u segments, %s allows 1..%u",
+				c->name, niov, c->dom->prov_name, c->dom->max_iov);
+	if (c->err)
+		return rmig_err(c->err, "%s", c->err_msg);
+	for (unsigned i = 0; i < niov; i++) {
+		r = rfab_need_desc(c, "write", iov[i].mr);
+		if (r)
+			return r;
+		if (rma.len + iov[i].len < rma.len)
+			return rmig_err(-EOVERFLOW,
+					"fabric write on connection to %s: segment %u overflows the length",
+					c->name, i);
+		v[i].iov_base = iov[i].addr;
+		v[i].iov_len = iov[i].len;
+		desc[i] = iov[i].mr ? iov[i].mr->desc : NULL;
+		rma.len += iov[i].len;
+	}
+	/* Unsignaled: no flag, so no completion (selective completion). */
+	while ((ret = fi_writemsg(c->ep, &msg, signaled ? FI_COMPLETION : 0)) ==
+	       -FI_EAGAIN) {
+		r = rfab_post_progress(c, "write", &deadline);
+		if (r)
+			return r;
+	}
+	if (ret)
+		return rfab_post_failed(c, "write", ret);
+	return 0;
+}
+
+static int rfab_deliver(const struct fi_cq_data_entry *e, ssize_t n,
+			struct rmig_cqe *q)
+{
+	for (ssize_t i = 0; i < n; i++)
+		rfab_to_cqe(&e[i], &q[i]);
+	return (int)n;
+}
+
+int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
+	      int timeout_ms)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+	struct fi_cq_data_entry buf[RFAB_CQ_BATCH];
+	int64_t deadline = timeout_ms > 0 ? rfab_now_ms() + timeout_ms : 0;
+	size_t count;
+	ssize_t n;
+	int ret, slice;
+
+	if (!c || !cqe || max < 0)
+		return rmig_err(-EINVAL, "fabric poll: bad argument");
+	if (!max)
+		return 0;
+	if (c->ovf.count)
+		return rfab_ovf_pop(&c->ovf, cqe, max);
+	if (c->err)
+		return rmig_err(c->err, "%s", c->err_msg);
+	count = max < RFAB_CQ_BATCH ? (size_t)max : RFAB_CQ_BATCH;
+
+	for (;;) {
+		n = fi_cq_read(c->cq, buf, count);
+		if (n > 0)
+			return rfab_deliver(buf, n, cqe);
+		if (n == -FI_EAVAIL) {
+			ret = rfab_cq_error(c);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (n != -FI_EAGAIN)
+			return rfab_fail(c, rfab_errno((int)n),
+					 "fabric poll on connection to %s: fi_cq_read: %s (%zd)",
+					 c->name, fi_strerror((int)-n), n);
+		ret = rfab_eq_check(c, "poll");
+		if (ret)
+			return ret;
+		if (timeout_ms == 0)
+			return 0;
+		/* Acquire: pairs with the release store in rfab_conn_wake().
+		 * The wake is consumed only here, by a poll that would
+		 * otherwise block, so none is lost: one that lands after this
+		 * check is seen by fi_cq_sread (fi_cq_signal) or, at the
+		 * latest, by this check one slice later. */
+		if (atomic_exchange_explicit(&c->wake, false,
+					     memory_order_acquire))
+			return 0;
+		slice = RFAB_SLICE_MS;
+		if (timeout_ms > 0) {
+			int64_t left = deadline - rfab_now_ms();
+
+			if (left <= 0)
+				return 0;
+			if (left < slice)
+				slice = (int)left;
+		}
+		n = fi_cq_sread(c->cq, buf, count, NULL, slice);
+		if (n > 0)
+			return rfab_deliver(buf, n, cqe);
+		if (n == -FI_EAVAIL) {
+			ret = rfab_cq_error(c);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (n != -FI_EAGAIN && n != -FI_ETIMEDOUT && n != -FI_EINTR)
+			return rfab_fail(c, rfab_errno((int)n),
+					 "fabric poll on connection to %s: fi_cq_sread: %s (%zd)",
+					 c->name, fi_strerror((int)-n), n);
+	}
+}
+
+void rfab_conn_wake(struct rmig_prov_conn *pc)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+
+	if (!c)
+		return;
+	/* Release: pairs with the acquire exchange in rfab_poll(), so the
+	 * woken poll also sees whatever the waker wrote before waking. */
+	atomic_store_explicit(&c->wake, true, memory_order_release);
+	/* End a blocked fi_cq_sread now; where a provider cannot, the
+	 * poll's slice bounds the delay. */
+	(void)fi_cq_signal(c->cq);
+}

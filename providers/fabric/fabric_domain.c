@@ -1,0 +1,661 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fabric_domain.c - libfabric provider: domain, memory registration,
+ * listener and the ops table.
+ */
+#include "fabric.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+const struct rmig_provider_ops rmig_fabric_provider = {
+	.name = "fabric",
+	.abi = RMIG_PROVIDER_ABI,
+	.domain_open = rfab_domain_open,
+	.domain_close = rfab_domain_close,
+	.mr_reg = rfab_mr_reg,
+	.mr_dereg = rfab_mr_dereg,
+	.listen = rfab_listen,
+	.listen_name = rfab_listen_name,
+	.listen_get = rfab_listen_get,
+	.listen_close = rfab_listen_close,
+	.conn_create = rfab_conn_create,
+	.conn_establish = rfab_conn_establish,
+	.conn_peer_name = rfab_conn_peer_name,
+	.conn_close = rfab_conn_close,
+	.post_recv = rfab_post_recv,
+	.send = rfab_send,
+	.write = rfab_write,
+	.poll = rfab_poll,
+	.conn_wake = rfab_conn_wake,
+};
+
+/* ------------------------------------------------------------------ */
+/* Shared helpers                                                      */
+
+int rfab_errno(int fi_code)
+{
+	int e = fi_code < 0 ? -fi_code : fi_code;
+
+	switch (e) {
+	case FI_ETOOSMALL:
+	case FI_ENORX:
+		return -ENOBUFS;
+	case FI_EOPBADSTATE:
+		return -ENOTCONN;
+	case FI_EBADFLAGS:
+	case FI_ENOEQ:
+	case FI_EDOMAIN:
+	case FI_ENOCQ:
+	case FI_ENOAV:
+		return -EINVAL;
+	case FI_ECRC:
+		return -EBADMSG;
+	case FI_ETRUNC:
+		return -EMSGSIZE;
+	case FI_ENOKEY:
+		return -ENOKEY;
+	case FI_EOVERRUN:
+		return -EOVERFLOW;
+	case FI_ENODATA:
+		return -ENODATA;
+	default:
+		/* Below FI_ERRNO_OFFSET libfabric codes are system errnos. */
+		if (e > 0 && e < FI_ERRNO_OFFSET)
+			return -e;
+		return -EIO; /* FI_EOTHER, FI_EAVAIL, unknown */
+	}
+}
+
+bool rfab_err_is_dead_peer(int err)
+{
+	switch (err) {
+	case FI_ECONNRESET:
+	case FI_ECONNABORTED:
+	case EPIPE: /* no FI_EPIPE; FI codes below 256 are errnos */
+	case FI_ENOTCONN:
+	case FI_ESHUTDOWN:
+	case FI_ECANCELED: /* posted work flushed because the endpoint died */
+	case FI_ETIMEDOUT: /* transport retries exhausted: peer unreachable */
+		return true;
+	default:
+		return false;
+	}
+}
+
+int rfab_format_addr(const void *sa, size_t salen, char *buf, size_t len)
+{
+	const struct sockaddr *s = sa;
+	char host[INET6_ADDRSTRLEN];
+	int n;
+
+	if (salen >= sizeof(struct sockaddr_in) && s->sa_family == AF_INET) {
+		const struct sockaddr_in *in = sa;
+
+		if (!inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host)))
+			return rmig_err(-errno, "fabric: inet_ntop: %s",
+					strerror(errno));
+		n = snprintf(buf, len, "%s:%u", host,
+			     (unsigned)ntohs(in->sin_port));
+	} else if (salen >= sizeof(struct sockaddr_in6) &&
+		   s->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = sa;
+
+		if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)))
+			return rmig_err(-errno, "fabric: inet_ntop: %s",
+					strerror(errno));
+		n = snprintf(buf, len, "[%s]:%u", host,
+			     (unsigned)ntohs(in6->sin6_port));
+	} else {
+		return rmig_err(-EAFNOSUPPORT,
+				"fabric: address family %d (length %zu) is not IPv4 or IPv6",
+				salen >= sizeof(s->sa_family) ? s->sa_family : -1,
+				salen);
+	}
+	if (n < 0 || (size_t)n >= len)
+		return rmig_err(-ENOSPC,
+				"fabric: address needs %d bytes, buffer has %zu",
+				n + 1, len);
+	return 0;
+}
+
+int64_t rfab_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Domain                                                              */
+
+/* Split "host:port" or "[v6addr]:port" into @node ("" for any) and @svc. */
+static int rfab_split_addr(const char *addr, char *node, size_t nlen,
+			   char *svc, size_t slen)
+{
+	const char *host = addr, *host_end, *port;
+	size_t hl, pl;
+	char *end;
+	unsigned long v;
+
+	if (!addr || !*addr)
+		return rmig_err(-EINVAL, "fabric: no address given (want host:port)");
+	if (addr[0] == '[') {
+		host = addr + 1;
+		host_end = strchr(host, ']');
+		if (!host_end || host_end[1] != ':')
+			return rmig_err(-EINVAL,
+					"fabric: address \"%s\": want [addr]:port",
+					addr);
+		port = host_end + 2;
+	} else {
+		host_end = strrchr(addr, ':');
+		if (!host_end)
+			return rmig_err(-EINVAL,
+					"fabric: address \"%s\" has no port (want host:port)",
+					addr);
+		if (memchr(addr, ':', (size_t)(host_end - addr)))
+			return rmig_err(-EINVAL,
+					"fabric: address \"%s\": write IPv6 addresses as [addr]:port",
+					addr);
+		port = host_end + 1;
+	}
+	hl = (size_t)(host_end - host);
+	pl = strlen(port);
+	errno = 0;
+	v = strtoul(port, &end, 10);
+	if (!pl || *end || errno || v > 65535 || port[0] == '-' ||
+	    port[0] == '+')
+		return rmig_err(-EINVAL,
+				"fabric: address \"%s\": port \"%s\" is not 0..65535",
+				addr, port);
+	if (hl >= nlen || pl >= slen)
+		return rmig_err(-ENAMETOOLONG, "fabric: address \"%s\" too long",
+				addr);
+	memcpy(node, host, hl);
+	node[hl] = '\0';
+	memcpy(svc, port, pl + 1);
+	return 0;
+}
+
+/* Why @i cannot carry our protocol, or NULL when it can. */
+static const char *rfab_info_reject(const struct fi_info *i)
+{
+	const uint64_t caps = FI_MSG | FI_RMA | FI_WRITE | FI_REMOTE_WRITE |
+			      FI_SEND | FI_RECV;
+	uint64_t mr_mode = (uint64_t)i->domain_attr->mr_mode;
+
+	if (i->ep_attr->type != FI_EP_MSG)
+		return "endpoint type is not FI_EP_MSG";
+	if ((i->caps & caps) != caps)
+		return "lacks FI_MSG|FI_RMA|FI_WRITE|FI_REMOTE_WRITE|FI_SEND|FI_RECV";
+	if (!(i->tx_attr->msg_order & FI_ORDER_SAW))
+		return "does not order sends after writes (no FI_ORDER_SAW)";
+	if (i->domain_attr->cq_data_size < 4)
+		return "remote CQ data is smaller than 4 bytes";
+	if (mr_mode & FI_MR_RAW)
+		return "needs raw memory keys (FI_MR_RAW), which rmig does not carry";
+	if (mr_mode & FI_MR_ENDPOINT)
+		return "binds memory registrations to endpoints (FI_MR_ENDPOINT), which rmig does not do";
+	if (mr_mode & ~(uint64_t)RFAB_MR_MODE)
+		return "needs mr_mode bits beyond LOCAL|VIRT_ADDR|ALLOCATED|PROV_KEY";
+	if (i->mode & ~(uint64_t)FI_RX_CQ_DATA)
+		return "needs mode bits other than FI_RX_CQ_DATA";
+	if (i->domain_attr->threading != FI_THREAD_SAFE)
+		return "is not FI_THREAD_SAFE";
+	if (i->tx_attr->iov_limit < 1 || i->tx_attr->rma_iov_limit < 1)
+		return "allows no iov in an RMA write";
+	return NULL;
+}
+
+static struct fi_info *rfab_hints(const struct rmig_prov_params *p,
+				  const char *prov)
+{
+	struct fi_info *h = fi_allocinfo();
+
+	if (!h)
+		return NULL;
+	h->ep_attr->type = FI_EP_MSG;
+	h->caps = FI_MSG | FI_RMA | FI_WRITE | FI_REMOTE_WRITE | FI_SEND |
+		  FI_RECV;
+	/* FI_RX_CQ_DATA (verbs): remote CQ data needs a posted receive.  We
+	 * always post receives for sends, and never use writedata. */
+	h->mode = FI_RX_CQ_DATA;
+	h->domain_attr->mr_mode = RFAB_MR_MODE;
+	h->domain_attr->threading = FI_THREAD_SAFE;
+	h->domain_attr->cq_data_size = 4; /* 8 would drop verbs */
+	h->tx_attr->msg_order = FI_ORDER_SAW;
+	h->rx_attr->msg_order = FI_ORDER_SAW;
+	h->tx_attr->size = p->tx_depth;
+	h->rx_attr->size = p->rx_depth;
+	h->fabric_attr->prov_name = strdup(prov);
+	if (!h->fabric_attr->prov_name) {
+		fi_freeinfo(h);
+		return NULL;
+	}
+	return h;
+}
+
+int rfab_domain_open(const struct rmig_prov_params *p,
+		     struct rmig_prov_domain **out, struct rmig_prov_attr *attr)
+{
+	const char *prov = p && p->subprovider ? p->subprovider : RFAB_DEFAULT_PROV;
+	char node[RFAB_ADDR_MAX], svc[16];
+	struct fi_info *hints, *list = NULL, *i;
+	const char *why = NULL, *why_prov = NULL;
+	struct rfab_domain *dom;
+	uint64_t flags;
+	int ret;
+
+	if (!p || !out || !attr)
+		return rmig_err(-EINVAL, "fabric domain_open: NULL argument");
+	ret = rfab_split_addr(p->address, node, sizeof(node), svc, sizeof(svc));
+	if (ret)
+		return ret;
+	if (!p->passive && !node[0])
+		return rmig_err(-EINVAL,
+				"fabric domain_open: address \"%s\" names no host to connect to",
+				p->address);
+
+	dom = calloc(1, sizeof(*dom));
+	if (!dom)
+		return rmig_err(-ENOMEM, "fabric domain_open: out of memory");
+	dom->passive = p->passive;
+	snprintf(dom->address, sizeof(dom->address), "%s", p->address);
+
+	hints = rfab_hints(p, prov);
+	if (!hints) {
+		ret = rmig_err(-ENOMEM, "fabric domain_open: out of memory");
+		goto err_free_dom;
+	}
+	flags = p->passive ? FI_SOURCE : 0;
+	ret = fi_getinfo(RFAB_FI_VERSION, node[0] ? node : NULL, svc, flags,
+			 hints, &list);
+	if (ret == -FI_ENODATA && (p->tx_depth || p->rx_depth)) {
+		/* Depths beyond the provider's maximum filter it out: take its
+		 * default sizes instead and report them as the limits. */
+		hints->tx_attr->size = 0;
+		hints->rx_attr->size = 0;
+		ret = fi_getinfo(RFAB_FI_VERSION, node[0] ? node : NULL, svc,
+				 flags, hints, &list);
+	}
+	fi_freeinfo(hints);
+	if (ret == -FI_ENODATA) {
+		ret = rmig_err(-ENODEV,
+			       "fabric domain_open: libfabric provider \"%s\" offers no FI_EP_MSG endpoint with MSG+RMA write, 4-byte remote CQ data, FI_ORDER_SAW and FI_THREAD_SAFE for %s (fi_getinfo: %s)",
+			       prov, p->address, fi_strerror(-ret));
+		goto err_free_dom;
+	}
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret),
+			       "fabric domain_open: fi_getinfo(%s, prov %s): %s (%d)",
+			       p->address, prov, fi_strerror(-ret), ret);
+		goto err_free_dom;
+	}
+	for (i = list; i; i = i->next) {
+		const char *w = rfab_info_reject(i);
+
+		if (!w)
+			break;
+		if (!why) {
+			why = w;
+			why_prov = i->fabric_attr->prov_name;
+		}
+	}
+	if (!i) {
+		ret = rmig_err(-ENODEV,
+			       "fabric domain_open: libfabric provider \"%s\" for %s %s",
+			       why_prov ? why_prov : prov, p->address, why);
+		goto err_free_list;
+	}
+	dom->info = fi_dupinfo(i);
+	if (!dom->info) {
+		ret = rmig_err(-ENOMEM, "fabric domain_open: fi_dupinfo failed");
+		goto err_free_list;
+	}
+	fi_freeinfo(list);
+	list = NULL;
+
+	/* Use the depths we were asked for where the provider allows them. */
+	dom->tx_size = dom->info->tx_attr->size;
+	if (p->tx_depth && p->tx_depth < dom->tx_size)
+		dom->tx_size = p->tx_depth;
+	dom->rx_size = dom->info->rx_attr->size;
+	if (p->rx_depth && p->rx_depth < dom->rx_size)
+		dom->rx_size = p->rx_depth;
+	dom->info->tx_attr->size = dom->tx_size;
+	dom->info->rx_attr->size = dom->rx_size;
+	dom->mr_mode = (uint64_t)dom->info->domain_attr->mr_mode;
+	/* One remote iov per write; local iovs are limited by iov_limit. */
+	dom->max_iov = dom->info->tx_attr->iov_limit < RFAB_MAX_IOV ?
+			       (unsigned)dom->info->tx_attr->iov_limit :
+			       RFAB_MAX_IOV;
+	snprintf(dom->prov_name, sizeof(dom->prov_name), "%s",
+		 dom->info->fabric_attr->prov_name);
+	/* Relaxed: see the field's comment. */
+	atomic_init(&dom->next_key, 1);
+
+	ret = fi_fabric(dom->info->fabric_attr, &dom->fabric, NULL);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric domain_open: fi_fabric(%s): %s (%d)",
+			       dom->prov_name, fi_strerror(-ret), ret);
+		goto err_free_info;
+	}
+	ret = fi_domain(dom->fabric, dom->info, &dom->domain, NULL);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric domain_open: fi_domain(%s, %s): %s (%d)",
+			       dom->prov_name, dom->info->domain_attr->name,
+			       fi_strerror(-ret), ret);
+		goto err_close_fabric;
+	}
+
+	memset(attr, 0, sizeof(*attr));
+	snprintf(attr->name, sizeof(attr->name), "fabric/%s", dom->prov_name);
+	attr->max_msg_size = dom->info->ep_attr->max_msg_size > SIZE_MAX ?
+				     SIZE_MAX :
+				     (size_t)dom->info->ep_attr->max_msg_size;
+	attr->max_iov = dom->max_iov;
+	attr->max_tx = dom->tx_size > UINT_MAX ? UINT_MAX : (unsigned)dom->tx_size;
+	attr->max_rx = dom->rx_size > UINT_MAX ? UINT_MAX : (unsigned)dom->rx_size;
+	*out = (struct rmig_prov_domain *)(void *)dom;
+	return 0;
+
+err_close_fabric:
+	fi_close(&dom->fabric->fid);
+err_free_info:
+	fi_freeinfo(dom->info);
+err_free_list:
+	if (list)
+		fi_freeinfo(list);
+err_free_dom:
+	free(dom);
+	return ret;
+}
+
+void rfab_domain_close(struct rmig_prov_domain *d)
+{
+	struct rfab_domain *dom = to_rfab_domain(d);
+	int ret;
+
+	if (!dom)
+		return;
+	ret = fi_close(&dom->domain->fid);
+	if (ret)
+		rmig_log_warn("fabric domain_close: fi_close(domain): %s (%d)",
+			      fi_strerror(-ret), ret);
+	ret = fi_close(&dom->fabric->fid);
+	if (ret)
+		rmig_log_warn("fabric domain_close: fi_close(fabric): %s (%d)",
+			      fi_strerror(-ret), ret);
+	fi_freeinfo(dom->info);
+	free(dom);
+}
+
+/* ------------------------------------------------------------------ */
+/* Memory registration                                                 */
+
+int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
+		bool remote_write, struct rmig_prov_mr **out)
+{
+	struct rfab_domain *dom = to_rfab_domain(d);
+	uint64_t access = FI_SEND | FI_RECV | FI_WRITE;
+	uint64_t key = 0;
+	struct rfab_mr *m;
+	int ret;
+
+	if (!dom || !addr || !len || !out)
+		return rmig_err(-EINVAL, "fabric mr_reg: bad argument (addr %p, len %zu)",
+				addr, len);
+	if (remote_write)
+		access |= FI_REMOTE_WRITE;
+	if (!(dom->mr_mode & FI_MR_PROV_KEY))
+		/* Relaxed: uniqueness only, see the field's comment. */
+		key = atomic_fetch_add_explicit(&dom->next_key, 1,
+						memory_order_relaxed);
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return rmig_err(-ENOMEM, "fabric mr_reg: out of memory");
+	ret = fi_mr_reg(dom->domain, addr, len, access, 0, key, 0, &m->mr, NULL);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret),
+			       "fabric mr_reg: fi_mr_reg(%p, %zu bytes, key %llu) on %s: %s (%d)",
+			       addr, len, (unsigned long long)key, dom->prov_name,
+			       fi_strerror(-ret), ret);
+		goto err_free_mr;
+	}
+	m->base.addr = addr;
+	m->base.len = len;
+	m->base.raddr = dom->mr_mode & FI_MR_VIRT_ADDR ? (uint64_t)(uintptr_t)addr : 0;
+	m->base.rkey = fi_mr_key(m->mr);
+	if (m->base.rkey == FI_KEY_NOTAVAIL) {
+		ret = rmig_err(-EOPNOTSUPP,
+			       "fabric mr_reg: %s gives no key for %p (%zu bytes): raw keys are not supported",
+			       dom->prov_name, addr, len);
+		goto err_close_mr;
+	}
+	m->base.desc = dom->mr_mode & FI_MR_LOCAL ? fi_mr_desc(m->mr) : NULL;
+	*out = &m->base;
+	return 0;
+
+err_close_mr:
+	fi_close(&m->mr->fid);
+err_free_mr:
+	free(m);
+	return ret;
+}
+
+void rfab_mr_dereg(struct rmig_prov_mr *pm)
+{
+	struct rfab_mr *m = to_rfab_mr(pm);
+	int ret;
+
+	if (!m)
+		return;
+	ret = fi_close(&m->mr->fid);
+	if (ret)
+		rmig_log_warn("fabric mr_dereg: fi_close(mr %p, %zu bytes): %s (%d)",
+			      m->base.addr, m->base.len, fi_strerror(-ret), ret);
+	free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* Listener                                                            */
+
+int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
+{
+	struct rfab_domain *dom = to_rfab_domain(d);
+	struct fi_eq_attr eq_attr = {
+		.size = 64,
+		.wait_obj = FI_WAIT_UNSPEC,
+	};
+	struct rfab_listener *l;
+	int ret;
+
+	if (!dom || !out)
+		return rmig_err(-EINVAL, "fabric listen: NULL argument");
+	if (!dom->passive)
+		return rmig_err(-EINVAL,
+				"fabric listen: domain for %s was opened for connecting, not listening",
+				dom->address);
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return rmig_err(-ENOMEM, "fabric listen: out of memory");
+	l->dom = dom;
+	ret = fi_eq_open(dom->fabric, &eq_attr, &l->eq, NULL);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric listen on %s: fi_eq_open: %s (%d)",
+			       dom->address, fi_strerror(-ret), ret);
+		goto err_free_listener;
+	}
+	ret = fi_passive_ep(dom->fabric, dom->info, &l->pep, l);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric listen on %s: fi_passive_ep: %s (%d)",
+			       dom->address, fi_strerror(-ret), ret);
+		goto err_close_eq;
+	}
+	ret = fi_pep_bind(l->pep, &l->eq->fid, 0);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric listen on %s: fi_pep_bind: %s (%d)",
+			       dom->address, fi_strerror(-ret), ret);
+		goto err_close_pep;
+	}
+	ret = fi_listen(l->pep);
+	if (ret) {
+		ret = rmig_err(rfab_errno(ret), "fabric listen on %s: fi_listen: %s (%d)",
+			       dom->address, fi_strerror(-ret), ret);
+		goto err_close_pep;
+	}
+	*out = (struct rmig_prov_listener *)(void *)l;
+	return 0;
+
+err_close_pep:
+	fi_close(&l->pep->fid);
+err_close_eq:
+	fi_close(&l->eq->fid);
+err_free_listener:
+	free(l);
+	return ret;
+}
+
+int rfab_listen_name(struct rmig_prov_listener *pl, char *buf, size_t len)
+{
+	struct rfab_listener *l = to_rfab_listener(pl);
+	struct sockaddr_storage ss;
+	size_t sslen = sizeof(ss);
+	int ret;
+
+	if (!l || !buf || !len)
+		return rmig_err(-EINVAL, "fabric listen_name: bad argument");
+	ret = fi_getname(&l->pep->fid, &ss, &sslen);
+	if (ret)
+		return rmig_err(rfab_errno(ret), "fabric listen_name on %s: fi_getname: %s (%d)",
+				l->dom->address, fi_strerror(-ret), ret);
+	return rfab_format_addr(&ss, sslen, buf, len);
+}
+
+/* What a CM event queue entry looks like, with room for private data. */
+union rfab_cm_buf {
+	struct fi_eq_cm_entry cm;
+	uint8_t raw[sizeof(struct fi_eq_cm_entry) + 256];
+};
+
+int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
+		    struct rmig_prov_conn **out)
+{
+	struct rfab_listener *l = to_rfab_listener(pl);
+	int64_t deadline = timeout_ms > 0 ? rfab_now_ms() + timeout_ms : 0;
+	char name[RFAB_ADDR_MAX] = "unknown peer";
+	struct rfab_conn *c;
+	union rfab_cm_buf ev;
+	uint32_t event;
+	ssize_t n;
+	int ret, wait;
+
+	if (!l || !out)
+		return rmig_err(-EINVAL, "fabric listen_get: NULL argument");
+	for (;;) {
+		wait = timeout_ms;
+		if (timeout_ms > 0) {
+			int64_t left = deadline - rfab_now_ms();
+
+			wait = left > 0 ? (int)left : 0;
+		}
+		n = fi_eq_sread(l->eq, &event, &ev, sizeof(ev), wait, 0);
+		if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT)
+			return rmig_err(-ETIMEDOUT,
+					"fabric listen_get on %s: no connection request within %d ms",
+					l->dom->address, timeout_ms);
+		if (n == -FI_EAVAIL) {
+			struct fi_eq_err_entry err = { 0 };
+
+			n = fi_eq_readerr(l->eq, &err, 0);
+			if (n < 0)
+				return rmig_err(rfab_errno((int)n),
+						"fabric listen_get on %s: fi_eq_readerr: %s",
+						l->dom->address, fi_strerror((int)-n));
+			return rmig_err(rfab_errno(err.err ? err.err : FI_EOTHER),
+					"fabric listen_get on %s: connection request failed: %s (err %d, prov_errno %d: %s)",
+					l->dom->address, fi_strerror(err.err), err.err,
+					err.prov_errno,
+					fi_eq_strerror(l->eq, err.prov_errno,
+						       err.err_data, NULL, 0));
+		}
+		if (n < 0)
+			return rmig_err(rfab_errno((int)n),
+					"fabric listen_get on %s: fi_eq_sread: %s (%zd)",
+					l->dom->address, fi_strerror((int)-n), n);
+		if (event == FI_CONNREQ && ev.cm.info)
+			break;
+		/* Nothing else is expected on a passive endpoint's EQ. */
+		if (timeout_ms == 0 || (timeout_ms > 0 && rfab_now_ms() >= deadline))
+			return rmig_err(-ETIMEDOUT,
+					"fabric listen_get on %s: no connection request within %d ms",
+					l->dom->address, timeout_ms);
+	}
+
+	if (ev.cm.info->dest_addr)
+		(void)rfab_format_addr(ev.cm.info->dest_addr,
+				       ev.cm.info->dest_addrlen, name,
+				       sizeof(name));
+	/* Our queue sizes, not whatever the request carries. */
+	ev.cm.info->tx_attr->size = l->dom->tx_size;
+	ev.cm.info->rx_attr->size = l->dom->rx_size;
+	ret = rfab_conn_new(l->dom, ev.cm.info, true, name, &c);
+	if (ret) {
+		rmig_err_prefix("fabric listen_get on %s", l->dom->address);
+		goto err_reject;
+	}
+	fi_freeinfo(ev.cm.info);
+	*out = &c->base;
+	return 0;
+
+err_reject:
+	fi_reject(l->pep, ev.cm.info->handle, NULL, 0);
+	fi_freeinfo(ev.cm.info);
+	return ret;
+}
+
+void rfab_listen_close(struct rmig_prov_listener *pl)
+{
+	struct rfab_listener *l = to_rfab_listener(pl);
+	union rfab_cm_buf ev;
+	uint32_t event;
+	ssize_t n;
+	int ret;
+
+	if (!l)
+		return;
+	/* Refuse requests nobody will pick up, and free their info. */
+	while ((n = fi_eq_read(l->eq, &event, &ev, sizeof(ev), 0)) > 0 ||
+	       n == -FI_EAVAIL) {
+		if (n == -FI_EAVAIL) {
+			struct fi_eq_err_entry err = { 0 };
+
+			if (fi_eq_readerr(l->eq, &err, 0) < 0)
+				break;
+			continue;
+		}
+		if (event != FI_CONNREQ || !ev.cm.info)
+			continue;
+		fi_reject(l->pep, ev.cm.info->handle, NULL, 0);
+		fi_freeinfo(ev.cm.info);
+	}
+	ret = fi_close(&l->pep->fid);
+	if (ret)
+		rmig_log_warn("fabric listen_close on %s: fi_close(pep): %s (%d)",
+			      l->dom->address, fi_strerror(-ret), ret);
+	ret = fi_close(&l->eq->fid);
+	if (ret)
+		rmig_log_warn("fabric listen_close on %s: fi_close(eq): %s (%d)",
+			      l->dom->address, fi_strerror(-ret), ret);
+	free(l);
+}

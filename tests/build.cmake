@@ -1,0 +1,12 @@
+# Build checks: the shared library exports only what lib/librmig.map lists,
+# and the public header compiles alone with strict flags.
+add_test(NAME check_exports
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_exports.sh $<TARGET_FILE:rmig>
+          ${PROJECT_SOURCE_DIR}/lib/librmig.map)
+set_tests_properties(check_exports PROPERTIES TIMEOUT 30 LABELS "unit;build")
+
+add_executable(header_alone header_alone.c)
+target_include_directories(header_alone PRIVATE ${PROJECT_SOURCE_DIR}/include)
+target_compile_options(header_alone PRIVATE -std=c11 -pedantic-errors)
+add_test(NAME header_alone COMMAND header_alone)
+set_tests_properties(header_alone PROPERTIES TIMEOUT 30 LABELS "unit;build")

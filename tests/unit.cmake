@@ -1,0 +1,3 @@
+# Unit tests: no network, no RDMA; each links the internal static library.
+rmig_test(test_wire SOURCES test_wire.c CMOCKA TIMEOUT 60 LABELS unit)
+rmig_test(test_zero SOURCES test_zero.c CMOCKA TIMEOUT 120 LABELS unit)
