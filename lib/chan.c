@@ -241,6 +241,13 @@ static int chan_poll(struct rmig_chan *ch, int timeout_ms)
 	return n;
 }
 
+int rmig_chan_progress(struct rmig_chan *ch, int timeout_ms)
+{
+	int ret = chan_poll(ch, timeout_ms);
+
+	return ret < 0 ? ret : 0;
+}
+
 static int slice(struct rmig_session *s, int timeout_ms, uint64_t deadline)
 {
 	int sl = (int)rmig_param(RMIG_PARAM_POLL_SLICE_MS);

@@ -177,6 +177,9 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 void rmig_chan_fini(struct rmig_chan *ch);
 /** Wait up to @timeout_ms for the next message (1), 0 on timeout/wake. */
 int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms);
+/** Handle completions for up to @timeout_ms (progress for providers that
+ *  need it); messages received are kept for rmig_chan_recv(). */
+int rmig_chan_progress(struct rmig_chan *ch, int timeout_ms);
 /** Give a received message's buffer back (repost, grant). */
 int rmig_chan_msg_done(struct rmig_chan *ch, struct rmig_msg *m);
 /** A tx buffer to encode a message into; waits for a credit and a buffer.

@@ -49,6 +49,9 @@ struct src_chan {
 	/* Set by the caller before posting sem for a sync, cleared by the
 	 * thread.  sem_post/sem_wait order it: no barrier needed. */
 	_Atomic bool pending_sync;
+	/* The thread is driving progress in poll() while it waits for work,
+	 * so a new job must also wake the poll.  See wait_work(). */
+	_Atomic bool polling;
 	bool sync_final;
 	struct src_job job;
 	uint64_t packets_sent;
@@ -248,6 +251,40 @@ static int send_sync(struct src_chan *p)
 	return rmig_chan_msg_done(ch, &m);
 }
 
+/*
+ * Wait for the caller's next job or sync.  While writes are outstanding,
+ * keep driving the provider's progress (libfabric tcp moves data only while
+ * someone polls) instead of sleeping on the semaphore, and let publish()
+ * wake the poll.  The seq_cst fences here and in publish() make the pair
+ * "polling = true; sem_trywait()" / "sem_post(); read polling" a store-buffer
+ * handshake: either the thread sees the post, or the caller sees polling and
+ * wakes the poll.
+ */
+static int wait_work(struct src_chan *p)
+{
+	struct rmig_chan *ch = &p->ch;
+	int ret;
+
+	for (;;) {
+		if (!ch->ops_outstanding) {
+			sem_wait_nointr(&p->sem);
+			return 0;
+		}
+		atomic_store_explicit(&p->polling, true, memory_order_relaxed);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (sem_trywait(&p->sem) == 0) {
+			atomic_store_explicit(&p->polling, false,
+					      memory_order_relaxed);
+			return 0;
+		}
+		ret = rmig_chan_progress(ch, (int)rmig_param(
+						 RMIG_PARAM_POLL_SLICE_MS));
+		atomic_store_explicit(&p->polling, false, memory_order_relaxed);
+		if (ret)
+			return ret;
+	}
+}
+
 static void *src_thread(void *arg)
 {
 	struct src_chan *p = arg;
@@ -257,7 +294,9 @@ static void *src_thread(void *arg)
 
 	for (;;) {
 		sem_post(&src->channels_ready);
-		sem_wait_nointr(&p->sem);
+		ret = wait_work(p);
+		if (ret)
+			break;
 		/* Pairs with the release store in rmig_sess_fail(). */
 		if (atomic_load_explicit(&s->err, memory_order_acquire))
 			break;
@@ -341,6 +380,10 @@ static void publish(struct src_chan *p)
 	 * acquire load in src_thread(). */
 	atomic_store_explicit(&p->pending_job, true, memory_order_release);
 	sem_post(&p->sem);
+	/* Pairs with the fence in wait_work(). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&p->polling, memory_order_relaxed))
+		p->src->s.ops.conn_wake(p->ch.conn);
 }
 
 static int flush_batch(struct rmig_src *src)
@@ -500,6 +543,10 @@ static int do_sync(struct rmig_src *src, bool final)
 		atomic_store_explicit(&p->pending_sync, true,
 				      memory_order_relaxed);
 		sem_post(&p->sem);
+		/* Pairs with the fence in wait_work(). */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&p->polling, memory_order_relaxed))
+			s->ops.conn_wake(p->ch.conn);
 	}
 	for (unsigned i = 0; i < src->nchans; i++) {
 		sem_wait_nointr(&src->chans[i]->sem_sync);

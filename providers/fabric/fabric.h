@@ -107,6 +107,12 @@ struct rfab_conn {
 	atomic_bool wake;
 };
 
+/* What a CM event queue entry looks like, with room for private data. */
+union rfab_cm_buf {
+	struct fi_eq_cm_entry cm;
+	uint8_t raw[sizeof(struct fi_eq_cm_entry) + 256];
+};
+
 static inline struct rfab_domain *to_rfab_domain(struct rmig_prov_domain *d)
 {
 	return (struct rfab_domain *)(void *)d;
@@ -136,6 +142,10 @@ int rfab_errno(int fi_code);
 /** True when @err (positive FI errno of an error entry) means the peer or
  *  the connection went away. */
 bool rfab_err_is_dead_peer(int err);
+/** ", prov_errno N: text" for a message, or "" when the provider gave no
+ *  code of its own; formatted into @buf. */
+const char *rfab_prov_detail(char *buf, size_t len, int prov_errno,
+			     const char *text);
 /** Format a sockaddr as "host:port" ("[addr]:port" for IPv6). */
 int rfab_format_addr(const void *sa, size_t salen, char *buf, size_t len);
 /** Monotonic clock in milliseconds. */

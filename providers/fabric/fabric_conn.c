@@ -17,12 +17,6 @@
 #include <sys/uio.h>
 #include <time.h>
 
-/* What a CM event queue entry looks like, with room for private data. */
-union rfab_cm_buf {
-	struct fi_eq_cm_entry cm;
-	uint8_t raw[sizeof(struct fi_eq_cm_entry) + 256];
-};
-
 /* Record the connection's first error (first error wins) and return it,
  * with its message, to the caller. */
 static int rfab_fail(struct rfab_conn *c, int code, const char *fmt, ...)
@@ -130,6 +124,7 @@ static int rfab_eq_drain(struct rfab_conn *c)
 			return 0;
 		if (n == -FI_EAVAIL) {
 			struct fi_eq_err_entry err = { 0 };
+			char det[RMIG_ERR_MSG_MAX / 2];
 			int code;
 
 			n = fi_eq_readerr(c->eq, &err, 0);
@@ -141,11 +136,11 @@ static int rfab_eq_drain(struct rfab_conn *c)
 				       -ECONNRESET :
 				       rfab_errno(err.err ? err.err : FI_EOTHER);
 			return rfab_fail(c, code,
-					 "fabric connection to %s failed: %s (err %d, prov_errno %d: %s)",
+					 "fabric connection to %s failed: %s (err %d%s)",
 					 c->name, fi_strerror(err.err), err.err,
-					 err.prov_errno,
-					 fi_eq_strerror(c->eq, err.prov_errno,
-							err.err_data, NULL, 0));
+					 rfab_prov_detail(det, sizeof(det), err.prov_errno,
+							  fi_eq_strerror(c->eq, err.prov_errno,
+									 err.err_data, NULL, 0)));
 		}
 		if (n < 0)
 			return rfab_fail(c, rfab_errno((int)n),
@@ -176,6 +171,7 @@ static int rfab_eq_check(struct rfab_conn *c, const char *op)
 static int rfab_cq_error(struct rfab_conn *c)
 {
 	struct fi_cq_err_entry err = { 0 };
+	char det[RMIG_ERR_MSG_MAX / 2];
 	bool dead;
 	ssize_t n;
 	int ret;
@@ -193,13 +189,14 @@ static int rfab_cq_error(struct rfab_conn *c)
 		return ret;
 	dead = c->peer_closed || rfab_err_is_dead_peer(err.err);
 	return rfab_fail(c, dead ? -ECONNRESET : rfab_errno(err.err ? err.err : FI_EOTHER),
-			 "fabric %s on connection to %s failed: %s%s (err %d, prov_errno %d: %s)",
+			 "fabric %s on connection to %s failed: %s%s (err %d%s)",
 			 rfab_op_name(err.flags), c->name,
 			 c->peer_closed ? "peer closed the connection; " :
 			 dead ? "connection lost; " : "",
-			 fi_strerror(err.err), err.err, err.prov_errno,
-			 fi_cq_strerror(c->cq, err.prov_errno, err.err_data, NULL,
-					0));
+			 fi_strerror(err.err), err.err,
+			 rfab_prov_detail(det, sizeof(det), err.prov_errno,
+					  fi_cq_strerror(c->cq, err.prov_errno,
+							 err.err_data, NULL, 0)));
 }
 
 /* A post said -FI_EAGAIN: read completions into the overflow queue (which
@@ -390,6 +387,7 @@ static int rfab_wait_connected(struct rfab_conn *c, int timeout_ms)
 {
 	const char *what = c->passive ? "accept from" : "connect to";
 	int64_t deadline = timeout_ms > 0 ? rfab_now_ms() + timeout_ms : 0;
+	char det[RMIG_ERR_MSG_MAX / 2];
 	union rfab_cm_buf ev;
 	uint32_t event;
 	ssize_t n;
@@ -416,11 +414,11 @@ static int rfab_wait_connected(struct rfab_conn *c, int timeout_ms)
 						"fabric %s %s: fi_eq_readerr: %s (%zd)",
 						what, c->name, fi_strerror((int)-n), n);
 			return rmig_err(rfab_setup_errno(c, err.err),
-					"fabric %s %s failed: %s (err %d, prov_errno %d: %s)",
+					"fabric %s %s failed: %s (err %d%s)",
 					what, c->name, fi_strerror(err.err), err.err,
-					err.prov_errno,
-					fi_eq_strerror(c->eq, err.prov_errno,
-						       err.err_data, NULL, 0));
+					rfab_prov_detail(det, sizeof(det), err.prov_errno,
+							 fi_eq_strerror(c->eq, err.prov_errno,
+									err.err_data, NULL, 0)));
 		}
 		if (n < 0)
 			return rmig_err(rfab_errno((int)n),

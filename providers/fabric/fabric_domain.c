@@ -90,6 +90,16 @@ bool rfab_err_is_dead_peer(int err)
 	}
 }
 
+const char *rfab_prov_detail(char *buf, size_t len, int prov_errno,
+			     const char *text)
+{
+	if (!prov_errno)
+		return "";
+	snprintf(buf, len, ", prov_errno %d: %s", prov_errno,
+		 text ? text : "?");
+	return buf;
+}
+
 int rfab_format_addr(const void *sa, size_t salen, char *buf, size_t len)
 {
 	const struct sockaddr *s = sa;
@@ -542,12 +552,6 @@ int rfab_listen_name(struct rmig_prov_listener *pl, char *buf, size_t len)
 	return rfab_format_addr(&ss, sslen, buf, len);
 }
 
-/* What a CM event queue entry looks like, with room for private data. */
-union rfab_cm_buf {
-	struct fi_eq_cm_entry cm;
-	uint8_t raw[sizeof(struct fi_eq_cm_entry) + 256];
-};
-
 int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		    struct rmig_prov_conn **out)
 {
@@ -576,6 +580,7 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 					l->dom->address, timeout_ms);
 		if (n == -FI_EAVAIL) {
 			struct fi_eq_err_entry err = { 0 };
+			char det[RMIG_ERR_MSG_MAX / 2];
 
 			n = fi_eq_readerr(l->eq, &err, 0);
 			if (n < 0)
@@ -583,11 +588,11 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 						"fabric listen_get on %s: fi_eq_readerr: %s",
 						l->dom->address, fi_strerror((int)-n));
 			return rmig_err(rfab_errno(err.err ? err.err : FI_EOTHER),
-					"fabric listen_get on %s: connection request failed: %s (err %d, prov_errno %d: %s)",
+					"fabric listen_get on %s: connection request failed: %s (err %d%s)",
 					l->dom->address, fi_strerror(err.err), err.err,
-					err.prov_errno,
-					fi_eq_strerror(l->eq, err.prov_errno,
-						       err.err_data, NULL, 0));
+					rfab_prov_detail(det, sizeof(det), err.prov_errno,
+							 fi_eq_strerror(l->eq, err.prov_errno,
+									err.err_data, NULL, 0)));
 		}
 		if (n < 0)
 			return rmig_err(rfab_errno((int)n),
