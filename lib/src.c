@@ -208,11 +208,11 @@ static int peer_error(struct rmig_chan *ch, struct rmig_msg *m)
 			"rejected the handshake" : "reported an error", text);
 }
 
-static int send_sync(struct src_chan *p)
+static int send_sync(struct src_chan *p, bool final)
 {
 	struct rmig_chan *ch = &p->ch;
 	struct rmig_sync_msg sm = {
-		.flags = p->sync_final ? RMIG_SYNC_FINAL : 0,
+		.flags = final ? RMIG_SYNC_FINAL : 0,
 		.sync_num = ++p->sync_num,
 		.packets = p->packets_sent,
 	};
@@ -254,11 +254,11 @@ static int send_sync(struct src_chan *p)
 /*
  * Wait for the caller's next job or sync.  While writes are outstanding,
  * keep driving the provider's progress (libfabric tcp moves data only while
- * someone polls) instead of sleeping on the semaphore, and let publish()
- * wake the poll.  The seq_cst fences here and in publish() make the pair
- * "polling = true; sem_trywait()" / "sem_post(); read polling" a store-buffer
- * handshake: either the thread sees the post, or the caller sees polling and
- * wakes the poll.
+ * someone polls) instead of sleeping on the semaphore, and let the caller
+ * wake the poll.  All four accesses are seq_cst: "polling = true; read
+ * pending_*" here against "pending_* = true; read polling" in publish() and
+ * do_sync() is a store-buffer handshake, so either we see the new work or
+ * the caller sees polling and wakes the poll.
  */
 static int wait_work(struct src_chan *p)
 {
@@ -270,18 +270,21 @@ static int wait_work(struct src_chan *p)
 			sem_wait_nointr(&p->sem);
 			return 0;
 		}
-		atomic_store_explicit(&p->polling, true, memory_order_relaxed);
-		atomic_thread_fence(memory_order_seq_cst);
-		if (sem_trywait(&p->sem) == 0) {
-			atomic_store_explicit(&p->polling, false,
-					      memory_order_relaxed);
+		atomic_store(&p->polling, true);
+		if (atomic_load(&p->pending_job) ||
+		    atomic_load(&p->pending_sync)) {
+			atomic_store(&p->polling, false);
+			sem_wait_nointr(&p->sem);
 			return 0;
 		}
 		ret = rmig_chan_progress(ch, (int)rmig_param(
 						 RMIG_PARAM_POLL_SLICE_MS));
-		atomic_store_explicit(&p->polling, false, memory_order_relaxed);
+		atomic_store(&p->polling, false);
 		if (ret)
 			return ret;
+		/* Pairs with the release store in rmig_sess_fail(). */
+		if (atomic_load_explicit(&p->src->s.err, memory_order_acquire))
+			return -ECANCELED;
 	}
 }
 
@@ -290,6 +293,7 @@ static void *src_thread(void *arg)
 	struct src_chan *p = arg;
 	struct rmig_src *src = p->src;
 	struct rmig_session *s = &src->s;
+	bool final = false;
 	int ret = 0;
 
 	for (;;) {
@@ -322,18 +326,21 @@ static void *src_thread(void *arg)
 				break;
 		} else if (atomic_load_explicit(&p->pending_sync,
 						memory_order_relaxed)) {
-			ret = send_sync(p);
+			/* Read sync_final before sem_sync lets the caller
+			 * go on (and maybe write it for the next sync). */
+			final = p->sync_final;
+			ret = send_sync(p, final);
 			atomic_store_explicit(&p->pending_sync, false,
 					      memory_order_relaxed);
 			sem_post(&p->sem_sync);
-			if (ret || p->sync_final)
+			if (ret || final)
 				break;
 		}
 	}
 	if (ret && ret != -ECANCELED)
 		rmig_sess_fail(s, ret, "channel %u (%s): %s", p->ch.id,
 			       p->ch.peer, rmig_err_msg());
-	if (!ret && p->sync_final)
+	if (!ret && final)
 		(void)rmig_chan_drain(&p->ch, 1000);
 	/* Let a caller blocked on us go and look at the error. */
 	sem_post(&p->sem_sync);
@@ -357,14 +364,12 @@ static struct src_chan *claim_channel(struct rmig_src *src)
 			unsigned i = (src->next_channel + k) % src->nchans;
 			struct src_chan *p = src->chans[i];
 
-			/* Lockless read: only the channel thread clears
-			 * pending_job, only we set it. */
+			/* Only the channel thread clears pending_job, only
+			 * we set it.  Acquire: read it before touching
+			 * p->job; pairs with the release store in
+			 * src_thread(). */
 			if (!atomic_load_explicit(&p->pending_job,
-						  memory_order_relaxed)) {
-				/* Read pending_job before touching p->job.
-				 * Pairs with the release store in
-				 * src_thread(). */
-				atomic_thread_fence(memory_order_acquire);
+						  memory_order_acquire)) {
 				src->next_channel = (i + 1) % src->nchans;
 				return p;
 			}
@@ -376,13 +381,12 @@ static struct src_chan *claim_channel(struct rmig_src *src)
 
 static void publish(struct src_chan *p)
 {
-	/* p->job is filled before pending_job reads true.  Pairs with the
-	 * acquire load in src_thread(). */
-	atomic_store_explicit(&p->pending_job, true, memory_order_release);
+	/* p->job is filled before pending_job reads true: the seq_cst store
+	 * releases, pairing with the acquire load in src_thread(); seq_cst
+	 * also for the handshake with wait_work(). */
+	atomic_store(&p->pending_job, true);
 	sem_post(&p->sem);
-	/* Pairs with the fence in wait_work(). */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&p->polling, memory_order_relaxed))
+	if (atomic_load(&p->polling))
 		p->src->s.ops.conn_wake(p->ch.conn);
 }
 
@@ -540,12 +544,10 @@ static int do_sync(struct rmig_src *src, bool final)
 		struct src_chan *p = src->chans[i];
 
 		p->sync_final = final;
-		atomic_store_explicit(&p->pending_sync, true,
-				      memory_order_relaxed);
+		/* seq_cst: handshake with wait_work(), see there. */
+		atomic_store(&p->pending_sync, true);
 		sem_post(&p->sem);
-		/* Pairs with the fence in wait_work(). */
-		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_load_explicit(&p->polling, memory_order_relaxed))
+		if (atomic_load(&p->polling))
 			s->ops.conn_wake(p->ch.conn);
 	}
 	for (unsigned i = 0; i < src->nchans; i++) {

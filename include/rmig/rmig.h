@@ -207,7 +207,10 @@ RMIG_API int rmig_src_create(const struct rmig_config *cfg, rmig_src **out);
  * at most RMIG_BLOCK_NAME_MAX-1 bytes; @host and @length page-aligned to the
  * session's page size.  The destination must register a block with the same
  * name and length.  Returns the block index (>= 0), used in queue calls.
- * The memory stays owned by the caller; rmig only reads it.
+ * The memory stays owned by the caller; rmig only reads it.  Errors:
+ * -EINVAL (NULL, empty or long name, unaligned address or length), -EEXIST
+ * (a block of that name exists), -ENOSPC (RMIG_MAX_BLOCKS reached), -EBUSY
+ * (after connect).
  */
 RMIG_API int rmig_src_add_block(rmig_src *s, const char *name, void *host,
 				size_t length);

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mock_provider.h - an in-process transport provider for tests.
+ *
+ * rmig_mock_provider (name "mock") implements every op of provider.h inside
+ * one process, with the semantics a real RC transport has, so the core can
+ * be tested without a network:
+ *
+ *   - domain/mr: a registration's raddr is its virtual address, its rkey a
+ *     process-unique id.  A write is checked against the rkey: it must exist,
+ *     belong to the peer's domain, allow remote writes, and the whole range
+ *     must lie inside the registration; otherwise the write fails with
+ *     -EACCES at the writer's poll (a remote access error) and the
+ *     connection breaks (the peer's poll then fails with -ECONNRESET).
+ *   - listen: on the domain's address string, in a process-global registry
+ *     ("host:0" gets a free port; listen_name() says which).  conn_create +
+ *     conn_establish on the source side pairs with listen_get +
+ *     conn_establish on the listening side; establishing a connection to an
+ *     address nobody listens on fails with -ECONNREFUSED, one the listener
+ *     closes without establishing with -ECONNREFUSED, one nobody accepts in
+ *     time with -ETIMEDOUT.
+ *   - send: delivered synchronously, in order, into the oldest receive
+ *     posted on the peer, with its immediate.  A send finding no posted
+ *     receive (receiver not ready) or a receive buffer too small is a
+ *     protocol bug: both ends fail with -EPROTO.
+ *   - write: memcpy into the peer's registered memory at raddr, done before
+ *     the call returns, so a later send on the connection is delivered after
+ *     it.  A completion only when signaled.
+ *   - send queue: every send and write takes a slot until a later (or its
+ *     own) signaled completion is polled, as with verbs; posting past the
+ *     domain's max_tx fails with -ENOMEM, receives past max_rx likewise.
+ *   - poll: completions in order; an error completion is returned as the
+ *     negative errno (after the good completions before it) and stays: the
+ *     connection is in error, later posts are flushed silently until that
+ *     error has been polled and fail with it afterwards.  conn_wake() is
+ *     sticky (a wake with nobody polling makes the next poll return 0 at
+ *     once; none is lost).  conn_close() makes the peer's poll fail with
+ *     -ECONNRESET once it has taken the completions queued before.
+ *
+ * Checks beyond a real provider, counted and reported on stderr: a
+ * connection used by two threads at once (only conn_wake() may be called
+ * from another thread), and a send buffer modified before its completion
+ * was polled (its bytes are compared when the completion is reaped; the
+ * connection then fails with -EPROTO).  conn_wake() on a connection that is
+ * no longer open aborts the process.
+ *
+ * Everything is thread-safe.  Unlike a global lock, the locking only makes
+ * the happens-before edges a real transport gives: a write's bytes reach the
+ * peer's thread through the later send's delivery, so ThreadSanitizer still
+ * sees a destination that reads pages it has not been told about.
+ *
+ * Configuration, fault injection and counters below are process-global; call
+ * mock_reset() between tests, while no connection is open.
+ */
+#ifndef RMIG_TESTS_MOCK_PROVIDER_H
+#define RMIG_TESTS_MOCK_PROVIDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "provider.h"
+
+/** The provider.  Register with rmig_provider_register(&rmig_mock_provider)
+ *  or pass it to rmig_src_create_prov()/rmig_dest_create_prov(). */
+extern const struct rmig_provider_ops rmig_mock_provider;
+
+/* ------------------------------------------------------------------ */
+/* Fault injection                                                     */
+
+/**
+ * Make the @nth (1 = the next) call of @op, counted from now over every
+ * connection, fail with @err (a negative errno; positive values are
+ * negated).  @nth 0 disarms.  One armed fault per op; it fires once.
+ * Ops:
+ *   "mr_reg", "conn_create", "establish", "post_recv", "send", "write":
+ *       the call itself returns @err;
+ *   "poll": the call returns @err and the connection stays in error;
+ *   "send_cqe", "write_cqe": the call succeeds but the operation completes
+ *       with @err at the poster's poll (nothing reaches the peer), and the
+ *       connection breaks (the peer's poll fails with -ECONNRESET).
+ * Returns 0, or -EINVAL for an unknown op or err 0.
+ */
+int mock_fail_after(const char *op, unsigned nth, int err);
+
+/** Disarm every fault. */
+void mock_clear_faults(void);
+
+/** Sleep @us microseconds in every write before it lands (0: none). */
+void mock_set_delay_us(unsigned us);
+
+/** Limits reported by (and enforced for) domains opened from now on.
+ *  Defaults: max_iov 4, max_msg_size 1 GiB. */
+void mock_set_max_iov(unsigned n);
+void mock_set_max_msg_size(size_t n);
+
+/** Compare each send buffer at completion time with its bytes at posting
+ *  time (default on). */
+void mock_set_check_send_buffers(bool on);
+
+/**
+ * Called (from the writer's thread) after each write has landed, with the
+ * remote address and length of the whole write.  Set it while no
+ * connection is open; NULL removes it.
+ */
+typedef void (*mock_write_hook_fn)(uint64_t raddr, size_t len, void *arg);
+void mock_set_write_hook(mock_write_hook_fn fn, void *arg);
+
+/** Back to defaults: faults disarmed, no delay, default limits, no hook,
+ *  counters zero (the live-object counts are kept: they are not counters
+ *  of events). */
+void mock_reset(void);
+
+/* ------------------------------------------------------------------ */
+/* Counters                                                            */
+
+struct mock_counters {
+	uint64_t writes;          /**< write calls that landed */
+	uint64_t write_bytes;
+	uint64_t signaled_writes;
+	uint64_t sends;           /**< sends delivered to the peer */
+	uint64_t send_bytes;
+	uint64_t recvs_posted;
+	uint64_t polls;
+	uint64_t wakes;
+	uint64_t connects;        /**< connections established */
+	uint64_t rnr;             /**< receiver-not-ready events */
+	uint64_t access_errors;   /**< writes failed with -EACCES */
+	uint64_t faults_fired;
+	uint64_t flushed;         /**< posts dropped on a connection in error */
+	uint64_t concurrent_use;  /**< a connection used by two threads */
+	uint64_t send_buf_modified;
+	uint64_t max_tx_outstanding;   /**< send-queue occupancy, any conn */
+	uint64_t max_rx_posted;        /**< receives posted, any conn */
+	uint64_t max_concurrent_writes; /**< threads inside write at once */
+	/** Sends by the top 4 bits of the immediate (rmig's message type). */
+	uint64_t sends_by_type[16];
+	/* Objects open now (not reset by mock_reset()). */
+	uint64_t live_domains;
+	uint64_t live_mrs;
+	uint64_t live_listeners;
+	uint64_t live_conns;
+	uint64_t domain_close_busy; /**< domain_close with objects still open */
+};
+
+/** Snapshot of every counter (each read atomically, not all at once). */
+void mock_get_counters(struct mock_counters *out);
+
+uint64_t mock_count_writes(void);
+uint64_t mock_count_sends(void);
+/** Sends whose immediate's bits 31..28 equal @type. */
+uint64_t mock_count_sends_type(unsigned type);
+uint64_t mock_max_tx_outstanding(void);
+uint64_t mock_max_concurrent_writes(void);
+/** Domains + registrations + listeners + connections open now. */
+uint64_t mock_live_objects(void);
+
+#endif /* RMIG_TESTS_MOCK_PROVIDER_H */
