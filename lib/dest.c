@@ -215,13 +215,17 @@ static int handle_devstate(struct dest_chan *p, struct rmig_msg *m)
 	if (p->cur_off < n->ds.len)
 		return 0;
 	p->cur = NULL;
+	/* Count before handing the node over: the caller may take and free
+	 * it as soon as ds_enqueue() drops the lock. */
+	size_t len = n->ds.len;
+
 	ret = ds_enqueue(d, n);
 	if (ret) {
 		ds_free(n);
 		return ret;
 	}
 	atomic_fetch_add_explicit(&d->devstate_blobs, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&d->devstate_bytes, n->ds.len,
+	atomic_fetch_add_explicit(&d->devstate_bytes, len,
 				  memory_order_relaxed);
 	return 0;
 }

@@ -188,7 +188,7 @@ struct rmig_stats {
 	uint64_t devstate_blobs; /**< device-state blobs sent / received */
 	uint64_t devstate_bytes;
 	uint64_t zero_pages_cleared; /**< dest: zero pages that had data */
-	uint64_t rejected_handshakes; /**< dest: connections turned away */
+	uint64_t rejected_handshakes; /**< dest: handshakes answered REJECT */
 	/** Nanoseconds spent registering memory. */
 	uint64_t registration_ns;
 	struct rmig_channel_stats channel[RMIG_MAX_CHANNELS];

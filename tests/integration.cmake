@@ -1,0 +1,69 @@
+# Loopback integration tests (label "integration"): libfabric tcp on
+# 127.0.0.1 only, source and destination in separate processes (see
+# testutil.h).  Every case has a ctest TIMEOUT and, inside, a watchdog
+# (RMIG_TEST_WATCHDOG, seconds, a little shorter) armed with alarm() in each
+# child.
+#
+# Cases labelled "large" (1 GiB and more) are for the normal build; the
+# sanitizer builds (RMIG_SANITIZE) leave them out, cap every memory size
+# with RMIG_TEST_MAX_MIB and give more time.  Short set in a normal build:
+#   ctest -L integration -LE large
+
+if(RMIG_SANITIZE)
+  set(RMIG_INTEG_ENV RMIG_TEST_MAX_MIB=32)
+  set(RMIG_INTEG_SLOW 3)
+else()
+  set(RMIG_INTEG_ENV "")
+  set(RMIG_INTEG_SLOW 1)
+endif()
+
+# rmig_integ_test(NAME TIMEOUT_S SOURCES src... ARGS a... [LARGE])
+function(rmig_integ_test name timeout)
+  cmake_parse_arguments(I "LARGE" "" "SOURCES;ARGS" ${ARGN})
+  if(I_LARGE AND RMIG_SANITIZE)
+    return()
+  endif()
+  math(EXPR t "${timeout} * ${RMIG_INTEG_SLOW}")
+  math(EXPR wd "${t} - 20")
+  set(labels integration)
+  if(I_LARGE)
+    list(APPEND labels large)
+  endif()
+  rmig_test(${name} SOURCES ${I_SOURCES} testutil.c TIMEOUT ${t}
+    LABELS ${labels} ARGS ${I_ARGS}
+    ENV RMIG_TEST_WATCHDOG=${wd} ${RMIG_INTEG_ENV})
+  if(I_LARGE)
+    # Two processes with 1 GiB each and both cores busy: run alone.
+    string(REPLACE ";" "_" suffix "${I_ARGS}")
+    string(REGEX REPLACE "[^A-Za-z0-9_]" "" suffix "${suffix}")
+    set_tests_properties(${name}_${suffix} PROPERTIES RUN_SERIAL TRUE)
+  endif()
+endfunction()
+
+# test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE [ppp=N] [adopt=1]
+#              [verify=each|final] [poll=1] [storm=N]
+rmig_integ_test(test_migrate 120 SOURCES test_migrate.c ARGS 1 64 3 4096)
+rmig_integ_test(test_migrate 120 ARGS 2 128 4 4096 adopt=1)
+rmig_integ_test(test_migrate 180 ARGS 4 256 3 4096)
+rmig_integ_test(test_migrate 120 ARGS 8 64 2 4096 ppp=4096)
+rmig_integ_test(test_migrate 120 ARGS 1 24 2 4096 ppp=1)
+rmig_integ_test(test_migrate 180 ARGS 2 256 3 2097152)
+rmig_integ_test(test_migrate 120 ARGS 4 16 3 4096 poll=1 storm=20000)
+rmig_integ_test(test_migrate 600 ARGS 8 1024 3 4096 LARGE)
+
+# test_handshake MODE
+rmig_integ_test(test_handshake 120 SOURCES test_handshake.c ARGS raw)
+rmig_integ_test(test_handshake 90 ARGS dup)
+rmig_integ_test(test_handshake 90 ARGS dup adopt=1)
+rmig_integ_test(test_handshake 150 ARGS extra)
+rmig_integ_test(test_handshake 90 ARGS srcreject)
+rmig_integ_test(test_handshake 60 ARGS refused)
+
+# test_peer_death killdest|killsrc CHANNELS SIZE_MIB
+rmig_integ_test(test_peer_death 120 SOURCES test_peer_death.c
+  ARGS killdest 4 256)
+rmig_integ_test(test_peer_death 120 ARGS killsrc 4 256)
+rmig_integ_test(test_peer_death 120 ARGS killdest 1 64)
+rmig_integ_test(test_peer_death 120 ARGS killsrc 8 64)
+rmig_integ_test(test_peer_death 120 ARGS killdest 2 32 idle)
+rmig_integ_test(test_peer_death 120 ARGS killsrc 2 32 idle)

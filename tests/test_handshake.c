@@ -1,0 +1,1081 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_handshake.c - the destination's handshake checks, over libfabric tcp
+ * on 127.0.0.1, against a real listening destination in its own process.
+ *
+ *   test_handshake raw        handcrafted bad handshakes from a raw client
+ *                             (provider interface + wire encoders); each must
+ *                             get exactly one REJECT naming the problem, never
+ *                             an ACCEPT, then a close; afterwards a real
+ *                             source migrates and the destination counts the
+ *                             rejections.
+ *   test_handshake dup [adopt=1]
+ *                             a valid channel 0 (ACCEPT), then channel 0 again
+ *                             (duplicate), a foreign UUID and a foreign
+ *                             channel count (both judged against the first
+ *                             channel when the destination adopts), then a
+ *                             valid channel 1; the raw "source" then goes away
+ *                             and the destination must notice.
+ *   test_handshake extra      malformed first messages (truncated, oversized,
+ *                             wrong type, bad immediate, silent close, ...);
+ *                             no ACCEPT, closed, and a real source still
+ *                             migrates afterwards.
+ *   test_handshake srcreject  rmig_src_connect() against a destination with
+ *                             another UUID: -ECONNREFUSED, the destination's
+ *                             reason in rmig_last_error(); rmig_dest_cancel()
+ *                             ends the destination's accept.
+ *   test_handshake refused    rmig_src_connect() to a closed port on
+ *                             127.0.0.1: -ECONNREFUSED, promptly.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "provider.h"
+#include "testutil.h"
+#include "wire.h"
+
+#define CHANNELS 2
+#define PAGE 4096u
+#define IMAGE_MIB 16
+
+struct ctx {
+	const char *mode;
+	bool adopt;
+	char addr[TU_ADDR_MAX];
+	uint8_t uuid[16];       /* the destination's (and good source's) */
+	uint8_t other_uuid[16]; /* a foreign one */
+	struct tu_pipe addrp;   /* dest -> parent */
+	struct tu_pipe note;    /* raw client or source -> dest */
+	unsigned expect_rejected; /* dest: exact count (0: at least one) */
+	bool expect_rejected_min;
+};
+
+static int accept_timeout_ms(void)
+{
+	return (int)tu_watchdog_s() * 1000 - 15000;
+}
+
+/* ------------------------------------------------------------------ */
+/* The raw client: a source reduced to the provider interface.         */
+
+#define RAW_NRX 4
+#define RAW_SLOTS 4
+#define RAW_BUFS (RAW_NRX + 1)
+
+struct raw {
+	struct rmig_provider_ops ops;
+	struct rmig_prov_domain *dom;
+	struct rmig_prov_attr attr;
+	struct rmig_prov_mr *mr;
+	uint8_t *mem;
+	size_t memlen;
+};
+
+struct raw_conn {
+	struct raw *raw;
+	struct rmig_prov_conn *c;
+	uint8_t *rx[RAW_NRX];
+	uint8_t *tx;
+	unsigned sends_done;
+};
+
+struct raw_msg {
+	enum rmig_msg_type type;
+	uint32_t imm;
+	size_t len;
+	const uint8_t *buf;
+};
+
+static bool raw_open(struct raw *r, const char *addr)
+{
+	const struct rmig_provider_ops *p = rmig_provider_find("fabric");
+	struct rmig_prov_params params = {
+		.address = addr,
+		.subprovider = "tcp",
+		.passive = false,
+		.rx_depth = RAW_NRX,
+		.tx_depth = 4,
+	};
+
+	memset(r, 0, sizeof(*r));
+	if (!TU_CHECK(p, "no \"fabric\" provider"))
+		return false;
+	rmig_provider_fill(&r->ops, p);
+	if (!TU_RMIG_OK(r->ops.domain_open(&params, &r->dom, &r->attr)))
+		return false;
+	r->memlen = (size_t)RAW_SLOTS * RAW_BUFS * RMIG_MSG_SIZE;
+	r->mem = tu_alloc(r->memlen, 4096);
+	if (!TU_CHECK(r->mem, "alloc"))
+		return false;
+	memset(r->mem, 0, r->memlen);
+	if (!TU_RMIG_OK(r->ops.mr_reg(r->dom, r->mem, r->memlen, false,
+				      &r->mr)))
+		return false;
+	tu_msg("raw client: provider %s, max_msg %zu", r->attr.name,
+	       r->attr.max_msg_size);
+	return true;
+}
+
+static void raw_close(struct raw *r)
+{
+	if (r->mr)
+		r->ops.mr_dereg(r->mr);
+	if (r->dom)
+		r->ops.domain_close(r->dom);
+	tu_free(r->mem, r->memlen);
+	memset(r, 0, sizeof(*r));
+}
+
+static bool raw_connect(struct raw *r, unsigned slot, struct raw_conn *rc)
+{
+	uint8_t *base = r->mem + (size_t)slot * RAW_BUFS * RMIG_MSG_SIZE;
+
+	memset(rc, 0, sizeof(*rc));
+	rc->raw = r;
+	for (unsigned i = 0; i < RAW_NRX; i++)
+		rc->rx[i] = base + (size_t)i * RMIG_MSG_SIZE;
+	rc->tx = base + (size_t)RAW_NRX * RMIG_MSG_SIZE;
+	if (!TU_RMIG_OK(r->ops.conn_create(r->dom, &rc->c)))
+		return false;
+	for (unsigned i = 0; i < RAW_NRX; i++)
+		if (!TU_RMIG_OK(r->ops.post_recv(rc->c, rc->rx[i],
+						 RMIG_MSG_SIZE, r->mr,
+						 rc->rx[i])))
+			return false;
+	return TU_RMIG_OK(r->ops.conn_establish(rc->c, 10000));
+}
+
+static void raw_disconnect(struct raw_conn *rc)
+{
+	if (rc->c)
+		rc->raw->ops.conn_close(rc->c);
+	rc->c = NULL;
+}
+
+static bool raw_send(struct raw_conn *rc, const void *buf, size_t len,
+		     uint32_t imm)
+{
+	if (len)
+		memcpy(rc->tx, buf, len);
+	return TU_RMIG_OK(rc->raw->ops.send(rc->c, rc->tx, len, rc->raw->mr,
+					    imm, rc->tx));
+}
+
+/* Next received message within @timeout_ms: 1 (in @m), 0 on timeout, or
+ * the provider's negative errno (the connection is gone). */
+static int raw_recv(struct raw_conn *rc, int timeout_ms, struct raw_msg *m)
+{
+	uint64_t t0 = tu_now_ns();
+
+	for (;;) {
+		struct rmig_cqe cqe[1];
+		int left = timeout_ms - (int)tu_ms_since(t0);
+		int n;
+
+		if (left <= 0)
+			return 0;
+		n = rc->raw->ops.poll(rc->c, cqe, 1, left > 200 ? 200 : left);
+		if (n < 0)
+			return n;
+		for (int i = 0; i < n; i++) {
+			unsigned credits;
+
+			if (cqe[i].op != RMIG_CQE_RECV) {
+				rc->sends_done++;
+				continue;
+			}
+			m->imm = cqe[i].imm;
+			m->len = cqe[i].len;
+			m->buf = cqe[i].ctx;
+			if (rmig_imm_parse(cqe[i].imm, &m->type, &credits))
+				m->type = 0;
+			return 1;
+		}
+	}
+}
+
+/* The handshake a correct source would send. */
+static void good_hs(struct rmig_handshake *h, const uint8_t *uuid,
+		    unsigned id)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = RMIG_WIRE_MAGIC;
+	h->version = RMIG_WIRE_VERSION;
+	memcpy(h->uuid, uuid, 16);
+	h->channel_id = (uint16_t)id;
+	h->channel_count = CHANNELS;
+	h->page_size = PAGE;
+	h->pages_per_packet = 128;
+	h->rx_depth = RAW_NRX;
+	h->msg_size = RMIG_MSG_SIZE;
+}
+
+static bool send_hs(struct raw_conn *rc, const struct rmig_handshake *h)
+{
+	uint8_t buf[RMIG_HANDSHAKE_LEN];
+	size_t len = rmig_handshake_encode(h, buf);
+
+	if (!TU_CHECK(len == RMIG_HANDSHAKE_LEN, "encoded %zu bytes", len))
+		return false;
+	return raw_send(rc, buf, len, rmig_imm_make(RMIG_MSG_HANDSHAKE, 0));
+}
+
+struct expect {
+	unsigned reasons[3]; /* acceptable reasons (0 ends the list) */
+	const char *kw[3];   /* the text must contain one of these */
+	const char *value;   /* ... and this (the value received), if set */
+};
+
+/*
+ * The only reply must be one REJECT with an expected reason and a text that
+ * names the problem; no ACCEPT ever; then the destination closes.
+ * @closed_ok_without_reject: for inputs that are not a handshake at all
+ * (silent close), where no REJECT can be asked for.
+ */
+static bool expect_reject(struct raw_conn *rc, const char *name,
+			  const struct expect *e, unsigned *rejects)
+{
+	char text[RMIG_REJECT_TEXT_MAX + 1] = "";
+	enum rmig_reject reason = RMIG_REJECT_NONE;
+	struct raw_msg m;
+	uint64_t t0 = tu_now_ns();
+	double t_rej, t_close;
+	bool ok = true, kw = false;
+	int ret;
+
+	ret = raw_recv(rc, 10000, &m);
+	if (!TU_CHECK(ret == 1, "case '%s': no REJECT (%s %d%s%s)", name,
+		      ret == 0 ? "nothing within 10 s" : "connection lost:",
+		      ret, ret ? ", " : "", ret ? rmig_last_error() : ""))
+		return false;
+	if (!TU_CHECK(m.type != RMIG_MSG_ACCEPT,
+		      "case '%s': the destination sent ACCEPT (memory keys!) "
+		      "to a bad handshake", name))
+		return false;
+	if (!TU_CHECK(m.type == RMIG_MSG_REJECT,
+		      "case '%s': first reply has imm 0x%08x (%s), want REJECT",
+		      name, m.imm, rmig_msg_type_name(m.type)))
+		return false;
+	t_rej = tu_ms_since(t0);
+	if (!TU_RMIG_OK(rmig_reject_decode(m.buf, m.len, &reason, text,
+					   sizeof(text))))
+		return false;
+	(*rejects)++;
+	ok &= TU_CHECK(reason == e->reasons[0] ||
+			       (e->reasons[1] && reason == e->reasons[1]) ||
+			       (e->reasons[2] && reason == e->reasons[2]),
+		       "case '%s': reason %u (\"%s\"), want %u", name, reason,
+		       text, e->reasons[0]);
+	for (int i = 0; i < 3 && e->kw[i]; i++)
+		kw |= tu_strcasestr(text, e->kw[i]);
+	ok &= TU_CHECK(kw || !e->kw[0],
+		       "case '%s': reject text \"%s\" does not name the "
+		       "problem (want \"%s\"%s%s)",
+		       name, text, e->kw[0], e->kw[1] ? " or \"" : "",
+		       e->kw[1] ? e->kw[1] : "");
+	ok &= TU_CHECK(!e->value || strstr(text, e->value),
+		       "case '%s': reject text \"%s\" does not give the value "
+		       "received (%s)",
+		       name, text, e->value);
+
+	/* Nothing else may follow, and the destination must hang up. */
+	ret = raw_recv(rc, 5000, &m);
+	t_close = tu_ms_since(t0);
+	if (ret == 1) {
+		ok &= TU_CHECK(m.type != RMIG_MSG_ACCEPT,
+			       "case '%s': ACCEPT after REJECT", name);
+		ok &= TU_CHECK(false,
+			       "case '%s': a second message (imm 0x%08x, %s) "
+			       "after REJECT",
+			       name, m.imm, rmig_msg_type_name(m.type));
+	} else {
+		ok &= TU_CHECK(ret < 0,
+			       "case '%s': the destination did not close the "
+			       "connection within 5 s after REJECT",
+			       name);
+	}
+	tu_msg("case %-34s REJECT %2u \"%s\" (%.1f ms), closed (%d) after "
+	       "%.1f ms",
+	       name, reason, text, t_rej, ret, t_close);
+	return ok;
+}
+
+/* For inputs that are no handshake at all: never ACCEPT, closed in time;
+ * a REJECT, if any, must name a plausible reason. */
+static bool expect_turned_away(struct raw_conn *rc, const char *name,
+			       const struct expect *e, unsigned *rejects)
+{
+	struct raw_msg m;
+	uint64_t t0 = tu_now_ns();
+	int ret = raw_recv(rc, 15000, &m);
+
+	if (ret == 1) {
+		if (!TU_CHECK(m.type != RMIG_MSG_ACCEPT,
+			      "case '%s': ACCEPT (memory keys) sent", name))
+			return false;
+		if (m.type == RMIG_MSG_REJECT || m.type == RMIG_MSG_ERROR) {
+			char text[RMIG_REJECT_TEXT_MAX + 1] = "";
+			enum rmig_reject reason = 0;
+
+			rmig_reject_decode(m.buf, m.len, &reason, text,
+					   sizeof(text));
+			tu_msg("case %-34s %s %u \"%s\"", name,
+			       rmig_msg_type_name(m.type), reason, text);
+			if (m.type == RMIG_MSG_REJECT)
+				(*rejects)++;
+			ret = raw_recv(rc, 5000, &m);
+			if (!TU_CHECK(ret <= 0,
+				      "case '%s': message %s after %s", name,
+				      rmig_msg_type_name(m.type),
+				      "REJECT"))
+				return false;
+		} else {
+			return TU_CHECK(false,
+					"case '%s': reply imm 0x%08x (%s)",
+					name, m.imm,
+					rmig_msg_type_name(m.type));
+		}
+	}
+	if (!TU_CHECK(ret < 0, "case '%s': connection not closed within "
+				"the time allowed", name))
+		return false;
+	tu_msg("case %-34s closed (%d) after %.1f ms", name, ret,
+	       tu_ms_since(t0));
+	(void)e;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad handshakes for "raw" (each changes one field of a good one).    */
+
+struct hs_case {
+	const char *name;
+	struct expect e;
+};
+
+static const struct hs_case raw_cases[] = {
+	{ "wrong uuid", { { RMIG_REJECT_UUID }, { "uuid" }, NULL } },
+	{ "wrong version (7)",
+	  { { RMIG_REJECT_VERSION }, { "version" }, "7" } },
+	{ "version 0", { { RMIG_REJECT_VERSION }, { "version" }, "0" } },
+	{ "bad magic", { { RMIG_REJECT_MAGIC }, { "magic" }, NULL } },
+	{ "channel id == count (2 of 2)",
+	  { { RMIG_REJECT_CHANNEL_ID }, { "channel" }, "2" } },
+	{ "channel id 64",
+	  { { RMIG_REJECT_CHANNEL_ID }, { "channel" }, "64" } },
+	{ "channel id 65535",
+	  { { RMIG_REJECT_CHANNEL_ID }, { "channel" }, "65535" } },
+	{ "channel count 65",
+	  { { RMIG_REJECT_CHANNEL_COUNT }, { "count", "channels" }, "65" } },
+	{ "channel count 0",
+	  { { RMIG_REJECT_CHANNEL_COUNT, RMIG_REJECT_CHANNEL_ID },
+	    { "count", "channel" }, "0" } },
+	{ "channel count 3 (dest wants 2)",
+	  { { RMIG_REJECT_CHANNEL_COUNT }, { "count", "channels" }, "3" } },
+	{ "channel count 1 (dest wants 2)",
+	  { { RMIG_REJECT_CHANNEL_COUNT }, { "count", "channels" }, "1" } },
+	{ "page size 2097152 (dest 4096)",
+	  { { RMIG_REJECT_PAGE_SIZE }, { "page size", "page_size" },
+	    "2097152" } },
+	{ "page size 12345",
+	  { { RMIG_REJECT_PAGE_SIZE }, { "page size", "page_size" },
+	    "12345" } },
+	{ "pages per packet 0",
+	  { { RMIG_REJECT_PACKET_SIZE }, { "packet" }, "0" } },
+	{ "pages per packet 4097",
+	  { { RMIG_REJECT_PACKET_SIZE }, { "packet" }, "4097" } },
+	{ "unknown feature bit",
+	  { { RMIG_REJECT_FEATURES }, { "feature" }, NULL } },
+};
+#define NRAW (sizeof(raw_cases) / sizeof(raw_cases[0]))
+
+static void raw_mutate(unsigned i, struct rmig_handshake *h,
+		       const struct ctx *cx)
+{
+	switch (i) {
+	case 0: memcpy(h->uuid, cx->other_uuid, 16); break;
+	case 1: h->version = 7; break;
+	case 2: h->version = 0; break;
+	case 3: h->magic = 0x58585858u; break;
+	case 4: h->channel_id = 2; break;
+	case 5: h->channel_id = 64; break;
+	case 6: h->channel_id = 65535; break;
+	case 7: h->channel_count = 65; break;
+	case 8: h->channel_count = 0; break;
+	case 9: h->channel_count = 3; break;
+	case 10: h->channel_count = 1; break;
+	case 11: h->page_size = 2u << 20; break;
+	case 12: h->page_size = 12345; break;
+	case 13: h->pages_per_packet = 0; break;
+	case 14: h->pages_per_packet = RMIG_MAX_PAGES_PER_PACKET + 1; break;
+	case 15: h->features = 0x80000000u; break;
+	}
+}
+
+static int run_raw(void *arg)
+{
+	struct ctx *cx = arg;
+	struct raw r;
+	unsigned rejects = 0;
+	bool ok = true;
+
+	if (!raw_open(&r, cx->addr))
+		return 1;
+	for (unsigned i = 0; i < NRAW; i++) {
+		struct raw_conn rc;
+		struct rmig_handshake h;
+
+		good_hs(&h, cx->uuid, 0);
+		raw_mutate(i, &h, cx);
+		if (raw_connect(&r, 0, &rc) && send_hs(&rc, &h))
+			ok &= expect_reject(&rc, raw_cases[i].name,
+					    &raw_cases[i].e, &rejects);
+		else
+			ok = false;
+		raw_disconnect(&rc);
+	}
+	raw_close(&r);
+	tu_msg("%u/%zu bad handshakes rejected as expected", rejects, NRAW);
+	return ok && rejects == NRAW ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* "extra": first messages that are not a proper handshake.            */
+
+enum extra_kind {
+	X_TRUNCATED,  /* 47 bytes */
+	X_OVERSIZED,  /* 49 bytes */
+	X_EMPTY,      /* 0 bytes */
+	X_WRONG_TYPE, /* a good body with imm type PACKET */
+	X_BAD_IMM,    /* imm with low bits set */
+	X_FLAGS,      /* flags != 0 */
+	X_MSG_SIZE,   /* msg_size 1024 < RMIG_MSG_SIZE */
+	X_RX_DEPTH,   /* rx_depth 0 */
+	X_SILENT,     /* connect, send nothing, close */
+	X_GARBAGE,    /* 4096 random bytes */
+	X_COUNT
+};
+
+static const char *const extra_names[X_COUNT] = {
+	"truncated handshake (47 bytes)", "oversized handshake (49 bytes)",
+	"empty message",                  "handshake with imm type PACKET",
+	"immediate with low bits set",    "handshake flags 0x8000",
+	"message size 1024",              "rx depth 0",
+	"silent connect and close",       "4096 bytes of garbage",
+};
+
+static int run_extra(void *arg)
+{
+	struct ctx *cx = arg;
+	static const struct expect any = {
+		.reasons = { RMIG_REJECT_MALFORMED }
+	};
+	uint8_t big[4096];
+	struct raw r;
+	unsigned rejects = 0;
+	bool ok = true;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 131 + 7);
+	if (!raw_open(&r, cx->addr))
+		return 1;
+	for (unsigned k = 0; k < X_COUNT; k++) {
+		uint8_t buf[RMIG_HANDSHAKE_LEN + 1] = { 0 };
+		struct rmig_handshake h;
+		struct raw_conn rc;
+		uint32_t imm = rmig_imm_make(RMIG_MSG_HANDSHAKE, 0);
+		const void *body = buf;
+		size_t len;
+
+		good_hs(&h, cx->uuid, 0);
+		if (k == X_FLAGS)
+			h.flags = 0x8000;
+		if (k == X_MSG_SIZE)
+			h.msg_size = 1024;
+		if (k == X_RX_DEPTH)
+			h.rx_depth = 0;
+		len = rmig_handshake_encode(&h, buf);
+		if (k == X_TRUNCATED)
+			len--;
+		if (k == X_OVERSIZED)
+			len++;
+		if (k == X_EMPTY)
+			len = 0;
+		if (k == X_WRONG_TYPE)
+			imm = rmig_imm_make(RMIG_MSG_PACKET, 0);
+		if (k == X_BAD_IMM)
+			imm |= 0x1;
+		if (k == X_GARBAGE) {
+			body = big;
+			len = sizeof(big);
+		}
+		if (!raw_connect(&r, 0, &rc)) {
+			ok = false;
+			raw_disconnect(&rc);
+			continue;
+		}
+		if (k == X_SILENT) {
+			raw_disconnect(&rc);
+			tu_msg("case %-34s done", extra_names[k]);
+			continue;
+		}
+		if (raw_send(&rc, body, len, imm))
+			ok &= expect_turned_away(&rc, extra_names[k], &any,
+						 &rejects);
+		else
+			ok = false;
+		raw_disconnect(&rc);
+	}
+	raw_close(&r);
+	/* Tell the destination how many REJECTs we saw. */
+	tu_send_u64(cx->note.w, rejects);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* "dup": duplicate channel id, adopted UUID and channel count.        */
+
+static bool expect_accept(struct raw_conn *rc, const char *name,
+			  const struct tu_image *im)
+{
+	static struct rmig_wire_block blocks[RMIG_MAX_BLOCKS];
+	struct raw_msg m;
+	unsigned nb = 0;
+	uint32_t rxd = 0;
+	unsigned credits = 0;
+	bool ok = true;
+	int ret;
+
+	/* A CREDIT (it reveals nothing) may come first; then ACCEPT. */
+	while ((ret = raw_recv(rc, 10000, &m)) == 1 &&
+	       m.type == RMIG_MSG_CREDIT && credits < RAW_NRX - 1)
+		credits++;
+	if (!TU_CHECK(ret == 1 && m.type == RMIG_MSG_ACCEPT,
+		      "case '%s': want ACCEPT, got %d / imm 0x%08x (%s)", name,
+		      ret, ret == 1 ? m.imm : 0,
+		      ret == 1 ? rmig_msg_type_name(m.type) : "-"))
+		return false;
+	if (!TU_RMIG_OK(rmig_accept_decode(m.buf, m.len, &rxd, blocks, &nb)))
+		return false;
+	ok &= TU_CHECK(nb == im->nblocks, "%u blocks in ACCEPT", nb);
+	for (unsigned b = 0; ok && b < nb; b++)
+		ok &= TU_CHECK(!strcmp(blocks[b].name, im->b[b].name) &&
+				       blocks[b].length == im->b[b].len &&
+				       blocks[b].page_size == PAGE,
+			       "ACCEPT block %u: \"%s\" %" PRIu64 " bytes page "
+			       "%u, want \"%s\" %zu",
+			       b, blocks[b].name, blocks[b].length,
+			       blocks[b].page_size, im->b[b].name,
+			       im->b[b].len);
+	ok &= TU_CHECK(rxd > 0, "destination rx depth 0");
+	tu_msg("case %-34s ACCEPT: %u blocks, dest rx depth %u (after %u "
+	       "CREDIT)", name, nb, rxd, credits);
+	return ok;
+}
+
+static int run_dup(void *arg)
+{
+	struct ctx *cx = arg;
+	static const struct expect dup = {
+		{ RMIG_REJECT_DUPLICATE_CHANNEL }, { "duplicate", "already" },
+		"0"
+	};
+	static const struct expect uuid = { .reasons = { RMIG_REJECT_UUID },
+					    .kw = { "uuid" } };
+	static const struct expect count = {
+		{ RMIG_REJECT_CHANNEL_COUNT }, { "count", "channels" }, "3"
+	};
+	struct raw_conn x0 = { 0 }, x1 = { 0 }, y = { 0 };
+	struct rmig_handshake h;
+	struct tu_image im;
+	struct raw r;
+	unsigned rejects = 0;
+	bool ok = false;
+
+	tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1);
+	if (!raw_open(&r, cx->addr))
+		return 1;
+	/* A valid channel 0. */
+	good_hs(&h, cx->uuid, 0);
+	if (!raw_connect(&r, 0, &x0) || !send_hs(&x0, &h) ||
+	    !expect_accept(&x0, "valid channel 0", &im))
+		goto out;
+	/* Channel 0 again. */
+	if (!raw_connect(&r, 1, &y) || !send_hs(&y, &h) ||
+	    !expect_reject(&y, "duplicate channel 0", &dup, &rejects))
+		goto out;
+	raw_disconnect(&y);
+	/* Channel 1 of another session. */
+	good_hs(&h, cx->other_uuid, 1);
+	if (!raw_connect(&r, 1, &y) || !send_hs(&y, &h) ||
+	    !expect_reject(&y, "channel 1, other uuid", &uuid, &rejects))
+		goto out;
+	raw_disconnect(&y);
+	/* Channel 1 announcing another channel count. */
+	good_hs(&h, cx->uuid, 1);
+	h.channel_count = 3;
+	if (!raw_connect(&r, 1, &y) || !send_hs(&y, &h) ||
+	    !expect_reject(&y, "channel 1, count 3", &count, &rejects))
+		goto out;
+	raw_disconnect(&y);
+	/* The real channel 1. */
+	good_hs(&h, cx->uuid, 1);
+	if (!raw_connect(&r, 2, &x1) || !send_hs(&x1, &h) ||
+	    !expect_accept(&x1, "valid channel 1", &im))
+		goto out;
+	ok = true;
+out:
+	/* The raw "source" goes away; the destination must notice. */
+	tu_sleep_ms(300);
+	tu_send_u64(cx->note.w, tu_now_ns());
+	raw_disconnect(&y);
+	raw_disconnect(&x1);
+	raw_disconnect(&x0);
+	raw_close(&r);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* A real source and destination (small, one round).                   */
+
+static const char blob_id[] = "0000:00:1f.0/ich9-lpc";
+
+static int run_good_src(void *arg)
+{
+	unsigned threads0 = tu_count_threads();
+	int fds0 = tu_count_fds();
+	struct ctx *cx = arg;
+	struct rmig_config cfg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	struct tu_image im;
+	uint64_t *offs[TU_MAX_BLOCKS] = { 0 }, normal = 0, zero = 0;
+	size_t n[TU_MAX_BLOCKS];
+	uint8_t blob[100000];
+	rmig_src *s = NULL;
+	bool ok = false;
+
+	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
+	    tu_image_alloc(&im, false))
+		return 1;
+	for (unsigned b = 0; b < im.nblocks; b++)
+		if (!(offs[b] = calloc(tu_image_pages(&im, b), 8)))
+			goto out;
+	memset(blob, 0x3c, sizeof(blob));
+	tu_config(&cfg, cx->addr, CHANNELS, PAGE, cx->uuid);
+	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)))
+		goto out;
+	for (unsigned b = 0; b < im.nblocks; b++)
+		if (!TU_RMIG_OK(rmig_src_add_block(s, im.b[b].name,
+						   im.b[b].mem, im.b[b].len)))
+			goto out;
+	if (!TU_RMIG_OK(rmig_src_connect(s)))
+		goto out;
+	tu_image_write_round(&im, 0, offs, n, &normal, &zero);
+	for (unsigned b = 0; b < im.nblocks; b++)
+		if (!TU_RMIG_OK(rmig_src_queue_pages(s, (int)b, offs[b], n[b])))
+			goto out;
+	if (!TU_RMIG_OK(rmig_src_send_devstate(s, blob_id, 3, blob,
+					       sizeof(blob))) ||
+	    !TU_RMIG_OK(rmig_src_finish(s)) ||
+	    !TU_RMIG_OK(rmig_src_get_stats(s, &st)))
+		goto out;
+	tu_print_stats("src", &st);
+	ok = TU_CHECK(st.normal_pages == normal && st.zero_pages == zero,
+		      "src pages %" PRIu64 "/%" PRIu64 ", want %" PRIu64
+		      "/%" PRIu64,
+		      st.normal_pages, st.zero_pages, normal, zero);
+	ok &= tu_stats_coherent(&st, CHANNELS);
+	tu_msg("migration after the rejections: done");
+out:
+	if (s)
+		rmig_src_destroy(s);
+	if (s)
+		ok &= tu_check_no_leaks("src", threads0, fds0);
+	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
+		free(offs[b]);
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* Destination side of a good migration, after rmig_dest_accept(). */
+static bool dest_finish_good(rmig_dest *d, struct tu_image *im)
+{
+	struct rmig_devstate *ds = NULL;
+	int ret;
+
+	do {
+		ret = rmig_dest_wait_sync(d, 60000);
+		if (!TU_RMIG_OK(ret))
+			return false;
+	} while (ret == 0);
+	if (!TU_RMIG_OK(rmig_dest_recv_devstate(d, &ds)))
+		return false;
+	ret = TU_CHECK(!strcmp(ds->idstr, blob_id) && ds->instance_id == 3 &&
+			       ds->len == 100000 &&
+			       ((uint8_t *)ds->data)[99999] == 0x3c,
+		       "device state blob damaged");
+	rmig_devstate_free(ds);
+	return ret && TU_RMIG_OK(rmig_dest_finish(d)) &&
+	       TU_CHECK(tu_image_verify(im, 0) == 0, "image differs");
+}
+
+static int run_dest(void *arg)
+{
+	unsigned threads0 = tu_count_threads();
+	int fds0 = tu_count_fds();
+	struct ctx *cx = arg;
+	struct rmig_config cfg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	struct tu_image im;
+	char addr[TU_ADDR_MAX];
+	bool adopt = cx->adopt;
+	rmig_dest *d = NULL;
+	bool ok = false;
+	uint64_t t0;
+	int ret;
+
+	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
+	    tu_image_alloc(&im, true))
+		return 1;
+	tu_config(&cfg, TU_LOOPBACK_LISTEN, adopt ? 0 : CHANNELS, PAGE,
+		  adopt ? NULL : cx->uuid);
+	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
+		goto out;
+	for (unsigned b = 0; b < im.nblocks; b++)
+		if (!TU_RMIG_OK(rmig_dest_add_block(d, im.b[b].name,
+						    im.b[b].mem, im.b[b].len)))
+			goto out;
+	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
+	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))) ||
+	    !TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) ||
+	    tu_send_str(cx->addrp.w, addr))
+		goto out;
+	t0 = tu_now_ns();
+	ret = rmig_dest_accept(d, accept_timeout_ms());
+	if (!TU_RMIG_OK(ret))
+		goto out;
+	tu_msg("rmig_dest_accept returned after %.1f ms", tu_ms_since(t0));
+
+	if (!strcmp(cx->mode, "dup")) {
+		uint64_t t_gone = 0;
+
+		/* The raw source goes away: wait_sync must fail, promptly. */
+		ret = rmig_dest_wait_sync(d, 30000);
+		t0 = tu_now_ns();
+		if (!TU_CHECK(!tu_recv_u64(cx->note.r, &t_gone, 5000),
+			      "no note from the raw client"))
+			goto out;
+		tu_msg("wait_sync after the peer left: %d (%s) %.1f ms after "
+		       "it closed",
+		       ret, rmig_last_error(), (double)(t0 - t_gone) / 1e6);
+		if (!TU_CHECK(ret < 0 && ret != -ETIMEDOUT,
+			      "wait_sync returned %d", ret) ||
+		    !TU_CHECK(t0 - t_gone < 10000000000ull,
+			      "peer loss noticed after %.1f ms",
+			      (double)(t0 - t_gone) / 1e6))
+			goto out;
+	} else {
+		if (!dest_finish_good(d, &im))
+			goto out;
+	}
+	if (!strcmp(cx->mode, "extra")) {
+		uint64_t seen = 0;
+
+		if (!TU_CHECK(!tu_recv_u64(cx->note.r, &seen, 5000),
+			      "no note from the raw client"))
+			goto out;
+		cx->expect_rejected = (unsigned)seen;
+	}
+	if (!TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
+		goto out;
+	tu_print_stats("dest", &st);
+	ok = TU_CHECK(st.rejected_handshakes == cx->expect_rejected ||
+			      (cx->expect_rejected_min &&
+			       st.rejected_handshakes >= cx->expect_rejected),
+		      "rejected_handshakes %" PRIu64 ", want %s%u",
+		      st.rejected_handshakes,
+		      cx->expect_rejected_min ? ">= " : "",
+		      cx->expect_rejected);
+out:
+	if (d) {
+		t0 = tu_now_ns();
+		rmig_dest_destroy(d);
+		ok &= TU_CHECK(tu_ms_since(t0) < 10000,
+			       "rmig_dest_destroy took %.1f ms",
+			       tu_ms_since(t0));
+		ok &= tu_check_no_leaks("dest", threads0, fds0);
+	}
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* "srcreject" and "refused": the source's view.                        */
+
+struct canceller {
+	rmig_dest *d;
+	int fd;
+	uint64_t t_cancel;
+};
+
+static void *cancel_thread(void *arg)
+{
+	struct canceller *c = arg;
+	uint64_t v;
+
+	/* Wait for the source to be done (or the pipe to close). */
+	tu_recv_u64(c->fd, &v, accept_timeout_ms() - 5000);
+	c->t_cancel = tu_now_ns();
+	rmig_dest_cancel(c->d);
+	return NULL;
+}
+
+static int run_dest_reject(void *arg)
+{
+	unsigned threads0 = tu_count_threads();
+	int fds0 = tu_count_fds();
+	struct ctx *cx = arg;
+	struct rmig_config cfg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	struct tu_image im;
+	struct canceller can = { .fd = cx->note.r };
+	char addr[TU_ADDR_MAX];
+	rmig_dest *d = NULL;
+	pthread_t th;
+	bool ok = false, started = false;
+	int ret;
+
+	if (tu_image_layout(&im, 16u << 20, PAGE, 1) ||
+	    tu_image_alloc(&im, true))
+		return 1;
+	tu_config(&cfg, TU_LOOPBACK_LISTEN, CHANNELS, PAGE, cx->uuid);
+	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
+		goto out;
+	for (unsigned b = 0; b < im.nblocks; b++)
+		if (!TU_RMIG_OK(rmig_dest_add_block(d, im.b[b].name,
+						    im.b[b].mem, im.b[b].len)))
+			goto out;
+	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
+	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))) ||
+	    tu_send_str(cx->addrp.w, addr))
+		goto out;
+	can.d = d;
+	if (pthread_create(&th, NULL, cancel_thread, &can))
+		goto out;
+	started = true;
+	ret = rmig_dest_accept(d, accept_timeout_ms());
+	pthread_join(th, NULL);
+	started = false;
+	tu_msg("rmig_dest_accept: %d (%s), %.1f ms after rmig_dest_cancel",
+	       ret, rmig_last_error(), tu_ms_since(can.t_cancel));
+	ok = TU_CHECK(ret < 0, "accept succeeded with a foreign source");
+	ok &= TU_CHECK(ret == -ECANCELED,
+		       "accept interrupted by rmig_dest_cancel returned %d, "
+		       "want -ECANCELED", ret);
+	ok &= TU_CHECK(tu_ms_since(can.t_cancel) < 5000,
+		       "accept returned %.1f ms after cancel",
+		       tu_ms_since(can.t_cancel));
+	ok &= TU_RMIG_OK(rmig_dest_get_stats(d, &st));
+	tu_print_stats("dest", &st);
+	ok &= TU_CHECK(st.rejected_handshakes >= 1, "rejected %" PRIu64,
+		       st.rejected_handshakes);
+	ok &= TU_CHECK(rmig_dest_state(d) != RMIG_STATE_ACTIVE &&
+			       rmig_dest_state(d) != RMIG_STATE_COMPLETED,
+		       "state %s after cancel",
+		       rmig_state_name(rmig_dest_state(d)));
+out:
+	if (started)
+		pthread_join(th, NULL);
+	if (d) {
+		rmig_dest_destroy(d);
+		ok &= tu_check_no_leaks("dest", threads0, fds0);
+	}
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+static int src_expect_refused(const char *addr, const uint8_t *uuid,
+			      const char *want_in_msg, int max_ms,
+			      char msg[1024])
+{
+	unsigned threads0 = tu_count_threads();
+	int fds0 = tu_count_fds();
+	struct rmig_config cfg;
+	uint8_t *mem = tu_alloc(1u << 20, 4096);
+	rmig_src *s = NULL;
+	bool ok = false;
+	uint64_t t0;
+	int ret;
+
+	if (!mem)
+		return 1;
+	tu_config(&cfg, addr, CHANNELS, PAGE, uuid);
+	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)) ||
+	    !TU_RMIG_OK(rmig_src_add_block(s, "pc.ram", mem, 1u << 20)))
+		goto out;
+	t0 = tu_now_ns();
+	ret = rmig_src_connect(s);
+	snprintf(msg, 1024, "%s", rmig_last_error());
+	tu_msg("rmig_src_connect(%s): %d (%s) after %.1f ms: \"%s\"", addr,
+	       ret, strerror(-ret), tu_ms_since(t0), msg);
+	ok = TU_CHECK(ret == -ECONNREFUSED, "connect returned %d, want %d",
+		      ret, -ECONNREFUSED);
+	ok &= TU_CHECK(tu_ms_since(t0) < max_ms, "connect took %.1f ms",
+		       tu_ms_since(t0));
+	ok &= TU_CHECK(tu_strcasestr(msg, want_in_msg),
+		       "rmig_last_error() \"%s\" does not contain \"%s\"", msg,
+		       want_in_msg);
+	ok &= TU_CHECK(rmig_src_state(s) != RMIG_STATE_ACTIVE &&
+			       rmig_src_state(s) != RMIG_STATE_COMPLETED,
+		       "state %s", rmig_state_name(rmig_src_state(s)));
+	/* Sticky: nothing can be queued on a session that never connected. */
+	ret = rmig_src_queue_page(s, 0, 0);
+	ok &= TU_CHECK(ret < 0, "queue_page after failed connect: %d", ret);
+out:
+	if (s) {
+		t0 = tu_now_ns();
+		rmig_src_destroy(s);
+		ok &= TU_CHECK(tu_ms_since(t0) < 10000, "destroy took %.1f ms",
+			       tu_ms_since(t0));
+		ok &= tu_check_no_leaks("src", threads0, fds0);
+	}
+	tu_free(mem, 1u << 20);
+	return ok ? 0 : 1;
+}
+
+static int run_src_reject(void *arg)
+{
+	struct ctx *cx = arg;
+	char hex[33], dashed[37], msg[1024] = "";
+	int rc, n = 0;
+
+	/* The destination's reason must reach the caller: it names the
+	 * field, and the UUID it expected, which the source cannot know but
+	 * from the destination. */
+	rc = src_expect_refused(cx->addr, cx->other_uuid, "uuid", 10000, msg);
+	for (int i = 0; i < 16; i++) {
+		snprintf(hex + 2 * i, 3, "%02x", cx->uuid[i]);
+		n += snprintf(dashed + n, sizeof(dashed) - (size_t)n, "%s%02x",
+			      i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "",
+			      cx->uuid[i]);
+	}
+	if (!TU_CHECK(tu_strcasestr(msg, hex) || tu_strcasestr(msg, dashed),
+		      "rmig_last_error() \"%s\" does not carry the "
+		      "destination's reason (its UUID %s)", msg, dashed))
+		rc = 1;
+
+	tu_send_u64(cx->note.w, 1);
+	return rc;
+}
+
+static int run_src_refused(void *arg)
+{
+	struct ctx *cx = arg;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	char msg[1024] = "";
+
+	/* A port on 127.0.0.1 that nobody listens on: bind, read, close. */
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
+	    getsockname(fd, (struct sockaddr *)&sin, &sl))
+		return 1;
+	close(fd);
+	snprintf(cx->addr, sizeof(cx->addr), "127.0.0.1:%u",
+		 ntohs(sin.sin_port));
+	/* The message names where: the address tried. */
+	return src_expect_refused(cx->addr, cx->uuid, cx->addr, 10000, msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Parent                                                              */
+
+static uint64_t deadline(void)
+{
+	return tu_now_ns() + (uint64_t)(tu_watchdog_s() + 5) * 1000000000u;
+}
+
+int main(int argc, char **argv)
+{
+	static struct ctx cx;
+	struct tu_child ch[3];
+	uint64_t t0 = tu_now_ns();
+	int n = 0, rc;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_handshake raw|dup [adopt=1]|"
+				"extra|srcreject|refused\n");
+		return 2;
+	}
+	cx.mode = argv[1];
+	cx.adopt = argc > 2 && !strcmp(argv[2], "adopt=1");
+	signal(SIGPIPE, SIG_IGN);
+	tu_uuid(cx.uuid, 0xabcdef01);
+	tu_uuid(cx.other_uuid, 0x10fedcba);
+	if (tu_pipe_open(&cx.addrp) || tu_pipe_open(&cx.note))
+		return 1;
+	memset(ch, 0, sizeof(ch));
+	tu_msg("test_handshake %s%s", cx.mode,
+	       cx.adopt ? " (dest adopts)" : "");
+
+	if (!strcmp(cx.mode, "refused")) {
+		if (tu_spawn(&ch[n++], "src", run_src_refused, &cx))
+			return 1;
+	} else if (!strcmp(cx.mode, "srcreject")) {
+		cx.expect_rejected = 1;
+		cx.expect_rejected_min = true;
+		if (tu_spawn(&ch[n++], "dest", run_dest_reject, &cx))
+			return 1;
+		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
+			      "no address from the destination"))
+			goto wait;
+		if (tu_spawn(&ch[n++], "src", run_src_reject, &cx))
+			return 1;
+	} else if (!strcmp(cx.mode, "raw") || !strcmp(cx.mode, "extra") ||
+		   !strcmp(cx.mode, "dup")) {
+		bool dup = !strcmp(cx.mode, "dup");
+		int (*client)(void *) = dup ? run_dup
+				      : !strcmp(cx.mode, "raw") ? run_raw
+								: run_extra;
+
+		cx.expect_rejected = dup ? 3 : NRAW;
+		/* extra: at least the REJECTs the client saw (it tells the
+		 * destination); silent closes may count too. */
+		cx.expect_rejected_min = !strcmp(cx.mode, "extra");
+		if (tu_spawn(&ch[n++], "dest", run_dest, &cx))
+			return 1;
+		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
+			      "no address from the destination"))
+			goto wait;
+		if (tu_spawn(&ch[n++], "raw", client, &cx))
+			return 1;
+		if (!dup) {
+			/* A correct source, once the raw client is done. */
+			if (!tu_reap(&ch[1], accept_timeout_ms())) {
+				tu_kill(&ch[1]);
+				tu_reap(&ch[1], -1);
+			}
+			tu_msg("raw client finished: %s",
+			       tu_child_ok(&ch[1]) ? "ok" : "FAILED");
+			if (tu_spawn(&ch[n++], "src", run_good_src, &cx))
+				return 1;
+		}
+	} else {
+		fprintf(stderr, "unknown mode %s\n", cx.mode);
+		return 2;
+	}
+wait:
+	rc = tu_wait_children(ch, n, deadline(), 15000);
+	tu_msg("%s in %.1f s", rc ? "FAILED" : "PASSED",
+	       tu_ms_since(t0) / 1000);
+	return rc;
+}

@@ -1,0 +1,729 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_migrate.c - end-to-end migration over libfabric tcp on 127.0.0.1,
+ * source and destination in separate processes.
+ *
+ *   test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE [ppp=N] [adopt=1]
+ *                [verify=each|final] [poll=1] [storm=N] [seed=N]
+ *
+ * The source lays out three RAM blocks (tu_image), writes round 0 (a mix of
+ * random, sparse and zero pages), queues every page and syncs; each later
+ * round rewrites a subset of pages (data turning to zero, zero turning to
+ * data), re-queues exactly those and syncs; the last round ends with
+ * rmig_src_finish().  Device-state blobs (0 bytes to several MiB, distinct
+ * idstr and instance ids) go out between the pages.
+ *
+ * The destination pre-fills its RAM with nonzero garbage, regenerates the
+ * expected image from the seed and compares byte for byte (after every sync
+ * with verify=each, in which case the source waits for the verdict before
+ * changing its memory), checks the blobs arrive intact and in order, and that
+ * the stats agree with the model and with the source's (compared by the
+ * parent).
+ *
+ * adopt=1: the destination sets neither channel count nor UUID and must
+ * adopt the source's.  ppp=N: pages per packet on the source.  storm=N:
+ * N tiny blobs more per round.  poll=1: the destination's caller polls
+ * (rmig_dest_wait_sync(1 ms), taking and freeing blobs between), so blobs
+ * are taken while the channel threads are still receiving.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/*
+ * Under ThreadSanitizer the destination compares its RAM only after
+ * rmig_dest_finish() (which joins the channel threads).  A comparison
+ * between syncs is ordered against the next round's RDMA writes only
+ * through the source process (verdict pipe -> source -> wire), an edge
+ * TSan cannot see, so it would report the emulated one-sided writes
+ * (libfabric's memcpy in a channel thread) as racing with the compare.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define TU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TU_TSAN 1
+#endif
+#endif
+#ifndef TU_TSAN
+#define TU_TSAN 0
+#endif
+
+struct opts {
+	unsigned channels;
+	size_t mib;
+	unsigned rounds;
+	size_t page_size;
+	unsigned ppp; /* 0: default */
+	bool adopt;
+	bool verify_each;
+	bool poll;      /* dest polls: wait_sync(1 ms) + recv_devstate */
+	unsigned storm; /* tiny blobs more per round */
+	uint64_t seed;
+};
+
+struct ctx {
+	struct opts o;
+	uint8_t uuid[16];
+	struct tu_pipe addr;   /* dest -> src: bound address */
+	struct tu_pipe verdict; /* dest -> src: round verified */
+	struct tu_pipe dstats; /* dest -> parent */
+	struct tu_pipe sstats; /* src -> parent */
+};
+
+/* ------------------------------------------------------------------ */
+/* Device-state blobs.  The fixed set goes out in round min(group,
+ * rounds-1); with storm=N, N tiny blobs more follow in every round.  The
+ * table is built before the fork, so both sides know the order.         */
+
+struct blob_spec {
+	const char *idstr; /* NULL: the longest idstr allowed */
+	uint32_t instance_id;
+	size_t len;
+	unsigned group;
+};
+
+static const struct blob_spec fixed_blobs[] = {
+	{ "0000:00:02.0/vga", 0, 4096, 0 },
+	{ "0000:00:03.0/virtio-net", 1, 0, 0 },          /* empty blob */
+	{ "0000:00:04.0/vfio-pci", 2, 200000, 0 },       /* > 64 KiB */
+	{ "timer", 0xffffffffu, 1, 1 },
+	{ NULL, 7, 65536, 1 },                           /* max idstr */
+	{ "0000:00:05.0/vfio-pci", 3, (1u << 20) + 3, 1 },
+	{ "0000:00:04.0/vfio-pci", 4, 65537, 2 },        /* same idstr */
+	{ "cpu/0", 5, 65536 - 300, 2 },
+	{ "cpu/1", 6, (3u << 20) + 5, 2 },
+	{ "apic", 8, 0, 2 },                             /* empty, last */
+};
+#define NFIXED (sizeof(fixed_blobs) / sizeof(fixed_blobs[0]))
+#define BLOB_MAX_LEN ((3u << 20) + 5)
+
+struct blob {
+	char idstr[RMIG_IDSTR_MAX];
+	uint32_t instance_id;
+	size_t len;
+	unsigned round;
+};
+
+static struct blob *blobs;
+static unsigned nblobs;
+
+static bool build_blobs(const struct opts *o)
+{
+	blobs = calloc(NFIXED + (size_t)o->storm * o->rounds, sizeof(*blobs));
+	if (!blobs)
+		return false;
+	for (unsigned r = 0; r < o->rounds; r++) {
+		for (unsigned i = 0; i < NFIXED; i++) {
+			const struct blob_spec *f = &fixed_blobs[i];
+			struct blob *b = &blobs[nblobs];
+
+			if ((f->group < o->rounds ? f->group : o->rounds - 1) !=
+			    r)
+				continue;
+			if (f->idstr) {
+				snprintf(b->idstr, sizeof(b->idstr), "%s",
+					 f->idstr);
+			} else {
+				memset(b->idstr, 'x', RMIG_IDSTR_MAX - 1);
+				memcpy(b->idstr, "longest/", 8);
+			}
+			b->instance_id = f->instance_id;
+			b->len = f->len;
+			b->round = r;
+			nblobs++;
+		}
+		for (unsigned i = 0; i < o->storm; i++) {
+			struct blob *b = &blobs[nblobs];
+
+			snprintf(b->idstr, sizeof(b->idstr), "storm/%u/%u", r,
+				 i);
+			b->instance_id = 1000 + nblobs;
+			b->len = i % 97;
+			b->round = r;
+			nblobs++;
+		}
+	}
+	return true;
+}
+
+static void blob_data(const struct opts *o, unsigned i, uint8_t *buf)
+{
+	uint64_t x = (o->seed ^ (0x9e3779b97f4a7c15ull * (i + 1))) | 1;
+
+	for (size_t k = 0; k < blobs[i].len; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[k] = (uint8_t)(x >> 24);
+	}
+}
+
+static unsigned blobs_until(unsigned round)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < nblobs; i++)
+		if (blobs[i].round <= round)
+			n++;
+	return n;
+}
+
+static int wait_ms(const struct opts *o)
+{
+	return 30000 + (int)o->mib * 100;
+}
+
+/* ------------------------------------------------------------------ */
+/* Source                                                              */
+
+static uint64_t rng_next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* Queue one round's pages, mixing the two queue calls and the blocks so
+ * that queue_pages() must flush a partial queue_page() batch. */
+static bool queue_round(rmig_src *s, const struct tu_image *im,
+			unsigned round, uint64_t **offs, const size_t *n)
+{
+	uint64_t x = 0x1234567ull + round;
+	size_t chunks[] = { 1, 7, 1000, 129, 4096, 33 };
+	size_t i, c = 0;
+
+	if (round % 2) { /* odd rounds: block 0 in random order */
+		for (i = n[0]; i > 1; i--) {
+			size_t j = rng_next(&x) % i;
+			uint64_t t = offs[0][i - 1];
+
+			offs[0][i - 1] = offs[0][j];
+			offs[0][j] = t;
+		}
+	}
+	/* block 1 one page at a time: leaves a partial batch behind */
+	for (i = 0; i < n[1]; i++)
+		if (!TU_RMIG_OK(rmig_src_queue_page(s, 1, offs[1][i])))
+			return false;
+	/* block 0 in chunks of varying size */
+	for (i = 0; i < n[0]; c++) {
+		size_t k = chunks[c % (sizeof(chunks) / sizeof(chunks[0]))];
+
+		if (k > n[0] - i)
+			k = n[0] - i;
+		if (!TU_RMIG_OK(rmig_src_queue_pages(s, 0, offs[0] + i, k)))
+			return false;
+		i += k;
+	}
+	/* block 2: half singly, the rest at once */
+	for (i = 0; i < n[2] / 2; i++)
+		if (!TU_RMIG_OK(rmig_src_queue_page(s, 2, offs[2][i])))
+			return false;
+	if (n[2] - i &&
+	    !TU_RMIG_OK(rmig_src_queue_pages(s, 2, offs[2] + i, n[2] - i)))
+		return false;
+	return true;
+}
+
+static bool send_blobs(rmig_src *s, const struct opts *o, unsigned round,
+		       uint8_t *buf)
+{
+	for (unsigned i = 0; i < nblobs; i++) {
+		if (blobs[i].round != round)
+			continue;
+		blob_data(o, i, buf);
+		if (!TU_RMIG_OK(rmig_src_send_devstate(s, blobs[i].idstr,
+						      blobs[i].instance_id,
+						      buf, blobs[i].len)))
+			return false;
+		/* The bytes are copied before the call returns. */
+		memset(buf, 0xee, blobs[i].len);
+	}
+	return true;
+}
+
+static int run_src(void *arg)
+{
+	struct ctx *cx = arg;
+	struct opts *o = &cx->o;
+	struct tu_image im;
+	struct rmig_config cfg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	char addr[TU_ADDR_MAX];
+	uint64_t *offs[TU_MAX_BLOCKS] = { 0 };
+	size_t n[TU_MAX_BLOCKS];
+	uint64_t normal = 0, zero = 0, t0, bytes_queued = 0;
+	unsigned threads0 = tu_count_threads();
+	int fds0 = tu_count_fds();
+	uint8_t *blobbuf = NULL;
+	rmig_src *s = NULL;
+	bool ok = false;
+
+	if (tu_image_layout(&im, o->mib << 20, o->page_size, o->seed) ||
+	    tu_image_alloc(&im, false)) {
+		tu_msg("cannot lay out/allocate %zu MiB", o->mib);
+		return 1;
+	}
+	for (unsigned b = 0; b < im.nblocks; b++)
+		offs[b] = calloc(tu_image_pages(&im, b), sizeof(uint64_t));
+	blobbuf = malloc(BLOB_MAX_LEN);
+	if (!offs[0] || !offs[1] || !offs[2] || !blobbuf)
+		goto out;
+
+	if (!TU_CHECK(!tu_recv_str(cx->addr.r, addr, 30000),
+		      "no address from the destination"))
+		goto out;
+	tu_config(&cfg, addr, o->channels, o->page_size, cx->uuid);
+	if (o->ppp) {
+		cfg.field_mask |= RMIG_CFG_PAGES_PER_PACKET;
+		cfg.pages_per_packet = o->ppp;
+	}
+	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)))
+		goto out;
+	for (unsigned b = 0; b < im.nblocks; b++) {
+		int idx = rmig_src_add_block(s, im.b[b].name, im.b[b].mem,
+					     im.b[b].len);
+
+		if (!TU_RMIG_OK(idx) ||
+		    !TU_CHECK(idx == (int)b, "block index %d, want %u", idx, b))
+			goto out;
+	}
+	t0 = tu_now_ns();
+	if (!TU_RMIG_OK(rmig_src_connect(s)))
+		goto out;
+	tu_msg("connected to %s, %u channel(s), in %.1f ms", addr,
+	       o->channels, tu_ms_since(t0));
+	if (!TU_CHECK(rmig_src_state(s) == RMIG_STATE_ACTIVE, "state %s",
+		      rmig_state_name(rmig_src_state(s))))
+		goto out;
+
+	for (unsigned r = 0; r < o->rounds; r++) {
+		uint64_t n0 = normal, z0 = zero, tr = tu_now_ns();
+		size_t pages;
+
+		tu_image_write_round(&im, r, offs, n, &normal, &zero);
+		pages = n[0] + n[1] + n[2];
+		if (!queue_round(s, &im, r, offs, n) ||
+		    !send_blobs(s, o, r, blobbuf))
+			goto out;
+		if (r + 1 < o->rounds) {
+			if (!TU_RMIG_OK(rmig_src_sync(s)))
+				goto out;
+		} else if (!TU_RMIG_OK(rmig_src_finish(s))) {
+			goto out;
+		}
+		bytes_queued += (normal - n0) * o->page_size;
+		tu_msg("round %u: %zu pages (%" PRIu64 " normal, %" PRIu64
+		       " zero) %s in %.1f ms",
+		       r, pages, normal - n0, zero - z0,
+		       r + 1 < o->rounds ? "synced" : "finished",
+		       tu_ms_since(tr));
+		if (o->verify_each && r + 1 < o->rounds) {
+			uint64_t v = UINT64_MAX;
+
+			/* Do not touch memory until the destination has
+			 * compared its image of this round. */
+			if (!TU_CHECK(!tu_recv_u64(cx->verdict.r, &v,
+						   wait_ms(o)) &&
+					      v == r,
+				      "no verdict for round %u from the "
+				      "destination (got %" PRIu64 ")",
+				      r, v))
+				goto out;
+		}
+	}
+	tu_msg("migrated %" PRIu64 " MiB of page data in %.1f ms (%.0f MB/s)",
+	       bytes_queued >> 20, tu_ms_since(t0),
+	       (double)bytes_queued / 1e3 / tu_ms_since(t0));
+	if (!TU_CHECK(rmig_src_state(s) == RMIG_STATE_COMPLETED, "state %s",
+		      rmig_state_name(rmig_src_state(s))))
+		goto out;
+	if (!TU_RMIG_OK(rmig_src_get_stats(s, &st)))
+		goto out;
+	tu_print_stats("src", &st);
+	ok = tu_stats_coherent(&st, o->channels);
+	ok &= TU_CHECK(st.normal_pages == normal && st.zero_pages == zero,
+		       "src counted %" PRIu64 " normal / %" PRIu64
+		       " zero pages, model says %" PRIu64 " / %" PRIu64,
+		       st.normal_pages, st.zero_pages, normal, zero);
+	ok &= TU_CHECK(st.devstate_blobs == nblobs, "blobs %" PRIu64,
+		       st.devstate_blobs);
+	ok &= TU_CHECK(st.bytes >= normal * o->page_size,
+		       "bytes %" PRIu64 " < page bytes", st.bytes);
+	ok &= TU_CHECK(st.state == RMIG_STATE_COMPLETED, "stats state %s",
+		       rmig_state_name(st.state));
+	ok &= TU_CHECK(!tu_write_all(cx->sstats.w, &st, sizeof(st)),
+		       "stats pipe");
+	/* The library only reads source memory. */
+	ok &= TU_CHECK(tu_image_verify(&im, o->rounds - 1) == 0,
+		       "source memory changed under the library");
+out:
+	if (s) {
+		uint64_t td = tu_now_ns();
+
+		rmig_src_destroy(s);
+		tu_msg("rmig_src_destroy took %.1f ms", tu_ms_since(td));
+		ok &= tu_check_no_leaks(tu_role(), threads0, fds0);
+	}
+	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
+		free(offs[b]);
+	free(blobbuf);
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Destination                                                         */
+
+static bool check_blob(const struct opts *o, unsigned i,
+		       const struct rmig_devstate *ds, uint8_t *buf)
+{
+	const char *idstr = blobs[i].idstr;
+
+	if (!TU_CHECK(!strcmp(ds->idstr, idstr) &&
+			      ds->instance_id == blobs[i].instance_id,
+		      "blob %u arrived as \"%.40s\"/%u, want \"%.40s\"/%u "
+		      "(order or identity wrong)",
+		      i, ds->idstr, ds->instance_id, idstr,
+		      blobs[i].instance_id))
+		return false;
+	if (!TU_CHECK(ds->len == blobs[i].len,
+		      "blob %u (%s): %zu bytes, want %zu", i, idstr, ds->len,
+		      blobs[i].len))
+		return false;
+	blob_data(o, i, buf);
+	if (ds->len && !TU_CHECK(ds->data && !memcmp(ds->data, buf, ds->len),
+				 "blob %u (%s): content differs", i, idstr))
+		return false;
+	return true;
+}
+
+/* Take every blob that is ready.  After the sync of round @round (< 0:
+ * no sync yet) at least the ones sent in rounds <= @round must be there
+ * (exactly those when the source waits for our verdict). */
+static bool drain_blobs(rmig_dest *d, const struct opts *o, int round,
+			unsigned *got, uint8_t *buf, bool exact)
+{
+	unsigned want = round < 0 ? 0 : blobs_until((unsigned)round);
+	struct rmig_devstate *ds;
+	int ret;
+
+	while ((ret = rmig_dest_recv_devstate(d, &ds)) == 0) {
+		bool good = TU_CHECK(*got < nblobs, "more blobs than sent") &&
+			    check_blob(o, *got, ds, buf);
+
+		rmig_devstate_free(ds);
+		if (!good)
+			return false;
+		(*got)++;
+	}
+	if (!TU_CHECK(ret == -EAGAIN, "rmig_dest_recv_devstate: %d (%s)", ret,
+		      rmig_last_error()))
+		return false;
+	if (round < 0)
+		return true;
+	return TU_CHECK(exact ? *got == want : *got >= want,
+			"after round %d: %u blob(s) received, want %s%u", round,
+			*got, exact ? "" : ">= ", want);
+}
+
+static int run_dest(void *arg)
+{
+	struct ctx *cx = arg;
+	struct opts *o = &cx->o;
+	struct tu_image im;
+	struct rmig_config cfg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	char addr[TU_ADDR_MAX];
+	uint64_t normal = 0, zero = 0, cleared = 0, t0;
+	unsigned threads0 = tu_count_threads(), got = 0, r = 0;
+	int fds0 = tu_count_fds();
+	uint8_t *hasdata[TU_MAX_BLOCKS] = { 0 };
+	uint8_t *blobbuf = malloc(BLOB_MAX_LEN);
+	rmig_dest *d = NULL;
+	bool ok = false;
+	int ret;
+
+	if (tu_image_layout(&im, o->mib << 20, o->page_size, o->seed) ||
+	    tu_image_alloc(&im, true) || !blobbuf) {
+		tu_msg("cannot lay out/allocate %zu MiB", o->mib);
+		free(blobbuf);
+		return 1;
+	}
+	/* The model: what the stats must say, and which zero pages find
+	 * garbage (or earlier data) to clear. */
+	for (unsigned b = 0; b < im.nblocks; b++) {
+		hasdata[b] = malloc(tu_image_pages(&im, b));
+		if (!hasdata[b])
+			goto out;
+		memset(hasdata[b], 1, tu_image_pages(&im, b));
+	}
+	for (unsigned rr = 0; rr < o->rounds; rr++)
+		for (unsigned b = 0; b < im.nblocks; b++)
+			for (uint64_t p = 0; p < tu_image_pages(&im, b); p++) {
+				if (!tu_changed(&im, rr, b, p))
+					continue;
+				if (tu_kind_at(&im, rr, b, p) != TU_ZERO) {
+					normal++;
+					hasdata[b][p] = 1;
+					continue;
+				}
+				zero++;
+				cleared += hasdata[b][p];
+				hasdata[b][p] = 0;
+			}
+
+	tu_config(&cfg, TU_LOOPBACK_LISTEN, o->adopt ? 0 : o->channels,
+		  o->page_size, o->adopt ? NULL : cx->uuid);
+	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
+		goto out;
+	for (unsigned b = 0; b < im.nblocks; b++) {
+		int idx = rmig_dest_add_block(d, im.b[b].name, im.b[b].mem,
+					      im.b[b].len);
+
+		if (!TU_RMIG_OK(idx) ||
+		    !TU_CHECK(idx == (int)b, "block index %d, want %u", idx, b))
+			goto out;
+	}
+	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
+	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))))
+		goto out;
+	if (!TU_CHECK(!strncmp(addr, "127.0.0.1:", 10) &&
+			      strtoul(addr + 10, NULL, 10) > 0,
+		      "bound address \"%s\" is not 127.0.0.1:<port>", addr))
+		goto out;
+	tu_msg("listening on %s", addr);
+	if (tu_send_str(cx->addr.w, addr))
+		goto out;
+	t0 = tu_now_ns();
+	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
+		goto out;
+	tu_msg("accepted in %.1f ms", tu_ms_since(t0));
+	if (!TU_CHECK(rmig_dest_state(d) == RMIG_STATE_ACTIVE, "state %s",
+		      rmig_state_name(rmig_dest_state(d))))
+		goto out;
+
+	t0 = tu_now_ns();
+	for (;;) {
+		if (o->poll) {
+			/* A caller that polls: take blobs as they come (the
+			 * library hands them over while its channel threads
+			 * are still receiving), look for the sync every ms. */
+			if (!drain_blobs(d, o, -1, &got, blobbuf, false))
+				goto out;
+			ret = rmig_dest_wait_sync(d, 1);
+			if (ret == -ETIMEDOUT && tu_ms_since(t0) < wait_ms(o))
+				continue;
+			t0 = tu_now_ns();
+		} else {
+			ret = rmig_dest_wait_sync(d, wait_ms(o));
+		}
+		if (!TU_RMIG_OK(ret))
+			goto out;
+		if (ret == 1)
+			break;
+		if (!TU_CHECK(ret == 0 && r + 1 < o->rounds,
+			      "wait_sync returned %d for round %u of %u", ret,
+			      r, o->rounds))
+			goto out;
+		if (!drain_blobs(d, o, (int)r, &got, blobbuf, o->verify_each))
+			goto out;
+		if (o->verify_each) {
+			uint64_t tv = tu_now_ns();
+
+			if (!TU_CHECK(tu_image_verify(&im, r) == 0,
+				      "image differs after round %u", r))
+				goto out;
+			tu_msg("round %u verified in %.1f ms", r,
+			       tu_ms_since(tv));
+			if (tu_send_u64(cx->verdict.w, r))
+				goto out;
+		}
+		r++;
+	}
+	if (!TU_CHECK(r + 1 == o->rounds,
+		      "final sync after %u syncs, want %u", r, o->rounds - 1))
+		goto out;
+	if (!drain_blobs(d, o, (int)r, &got, blobbuf, true))
+		goto out;
+	if (!TU_RMIG_OK(rmig_dest_finish(d)))
+		goto out;
+	if (!TU_CHECK(rmig_dest_state(d) == RMIG_STATE_COMPLETED, "state %s",
+		      rmig_state_name(rmig_dest_state(d))))
+		goto out;
+	t0 = tu_now_ns();
+	if (!TU_CHECK(tu_image_verify(&im, o->rounds - 1) == 0,
+		      "final image differs"))
+		goto out;
+	tu_msg("final image verified (%zu MiB) in %.1f ms", o->mib,
+	       tu_ms_since(t0));
+
+	if (!TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
+		goto out;
+	tu_print_stats("dest", &st);
+	ok = tu_stats_coherent(&st, o->channels);
+	ok &= TU_CHECK(st.normal_pages == normal && st.zero_pages == zero,
+		       "dest counted %" PRIu64 " normal / %" PRIu64
+		       " zero pages, model says %" PRIu64 " / %" PRIu64,
+		       st.normal_pages, st.zero_pages, normal, zero);
+	ok &= TU_CHECK(st.zero_pages_cleared == cleared,
+		       "zero_pages_cleared %" PRIu64 ", model says %" PRIu64
+		       " (zero pages that found data)",
+		       st.zero_pages_cleared, cleared);
+	ok &= TU_CHECK(st.devstate_blobs == nblobs, "blobs %" PRIu64,
+		       st.devstate_blobs);
+	ok &= TU_CHECK(st.rejected_handshakes == 0, "rejected %" PRIu64,
+		       st.rejected_handshakes);
+	ok &= TU_CHECK(st.bytes >= normal * o->page_size,
+		       "bytes %" PRIu64 " < page bytes", st.bytes);
+	ok &= TU_CHECK(st.state == RMIG_STATE_COMPLETED, "stats state %s",
+		       rmig_state_name(st.state));
+	for (unsigned b = 0; b < im.nblocks; b++) {
+		int64_t n = rmig_dest_block_received(d, (int)b);
+
+		ok &= TU_CHECK(n == (int64_t)tu_image_pages(&im, b),
+			       "block %u: %" PRId64 " pages received, has %"
+			       PRIu64, b, n, tu_image_pages(&im, b));
+	}
+	ok &= TU_CHECK(!tu_write_all(cx->dstats.w, &st, sizeof(st)),
+		       "stats pipe");
+out:
+	if (d) {
+		uint64_t td = tu_now_ns();
+
+		rmig_dest_destroy(d);
+		tu_msg("rmig_dest_destroy took %.1f ms", tu_ms_since(td));
+		ok &= tu_check_no_leaks(tu_role(), threads0, fds0);
+	}
+	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
+		free(hasdata[b]);
+	free(blobbuf);
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Parent                                                              */
+
+static bool compare_stats(const struct rmig_stats *s,
+			  const struct rmig_stats *d, unsigned channels)
+{
+	bool ok = true;
+
+#define SAME(f)                                                              \
+	(ok &= TU_CHECK(s->f == d->f, #f ": src %" PRIu64 ", dest %" PRIu64, \
+			(uint64_t)s->f, (uint64_t)d->f))
+	SAME(channels);
+	SAME(packets);
+	SAME(normal_pages);
+	SAME(zero_pages);
+	SAME(syncs);
+	SAME(devstate_blobs);
+	SAME(devstate_bytes);
+	for (unsigned i = 0; i < channels; i++) {
+		SAME(channel[i].packets);
+		SAME(channel[i].normal_pages);
+		SAME(channel[i].zero_pages);
+		SAME(channel[i].syncs);
+	}
+#undef SAME
+	return ok;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: test_migrate CHANNELS SIZE_MIB ROUNDS "
+			"PAGE_SIZE [ppp=N] [adopt=1] [verify=each|final] "
+			"[poll=1] [storm=N] [seed=N]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static struct ctx cx;
+	struct opts *o = &cx.o;
+	struct tu_child ch[2];
+	struct rmig_stats ss, ds;
+	uint64_t blob_bytes = 0, t0 = tu_now_ns();
+	int rc;
+
+	if (argc < 5)
+		return usage();
+	o->channels = (unsigned)strtoul(argv[1], NULL, 0);
+	o->mib = tu_cap_mib(strtoull(argv[2], NULL, 0));
+	o->rounds = (unsigned)strtoul(argv[3], NULL, 0);
+	o->page_size = strtoull(argv[4], NULL, 0);
+	o->seed = 0x5eed0000ull + o->channels * 1000 + o->mib;
+	o->verify_each = o->mib <= 256 && !TU_TSAN;
+	for (int i = 5; i < argc; i++) {
+		if (!strncmp(argv[i], "ppp=", 4))
+			o->ppp = (unsigned)strtoul(argv[i] + 4, NULL, 0);
+		else if (!strcmp(argv[i], "adopt=1"))
+			o->adopt = true;
+		else if (!strcmp(argv[i], "verify=each"))
+			o->verify_each = true;
+		else if (!strcmp(argv[i], "verify=final"))
+			o->verify_each = false;
+		else if (!strcmp(argv[i], "poll=1"))
+			o->poll = true;
+		else if (!strncmp(argv[i], "storm=", 6))
+			o->storm = (unsigned)strtoul(argv[i] + 6, NULL, 0);
+		else if (!strncmp(argv[i], "seed=", 5))
+			o->seed = strtoull(argv[i] + 5, NULL, 0);
+		else
+			return usage();
+	}
+	if (o->verify_each && TU_TSAN)
+		tu_msg("verify=each under TSan: expect reports of the "
+		       "emulated RDMA writes racing with the compare");
+	if (!o->channels || o->channels > RMIG_MAX_CHANNELS || !o->rounds ||
+	    (o->page_size != 4096 && o->page_size != (2u << 20)))
+		return usage();
+	if (!build_blobs(o))
+		return 1;
+	for (unsigned i = 0; i < nblobs; i++)
+		blob_bytes += blobs[i].len;
+	tu_msg("test_migrate: %u channel(s), %zu MiB, %u round(s), page %zu, "
+	       "ppp %u, %s, verify %s, %s, %u blobs (%" PRIu64 " bytes), "
+	       "seed 0x%" PRIx64,
+	       o->channels, o->mib, o->rounds, o->page_size, o->ppp,
+	       o->adopt ? "dest adopts channels+uuid" : "dest configured",
+	       o->verify_each ? "each round" : "final",
+	       o->poll ? "dest polls" : "dest waits", nblobs, blob_bytes,
+	       o->seed);
+	signal(SIGPIPE, SIG_IGN);
+	tu_uuid(cx.uuid, o->seed);
+	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.verdict) ||
+	    tu_pipe_open(&cx.dstats) || tu_pipe_open(&cx.sstats))
+		return 1;
+	if (tu_spawn(&ch[0], "dest", run_dest, &cx) ||
+	    tu_spawn(&ch[1], "src", run_src, &cx))
+		return 1;
+	rc = tu_wait_children(ch, 2,
+			      tu_now_ns() + (uint64_t)(tu_watchdog_s() + 5) *
+						    1000000000u,
+			      15000);
+	if (!rc) {
+		bool ok = TU_CHECK(!tu_read_all(cx.sstats.r, &ss, sizeof(ss),
+						1000) &&
+					   !tu_read_all(cx.dstats.r, &ds,
+							sizeof(ds), 1000),
+				   "stats from the children");
+
+		ok = ok && compare_stats(&ss, &ds, o->channels);
+		ok = ok && TU_CHECK(ds.devstate_bytes == blob_bytes,
+				    "devstate_bytes %" PRIu64 ", sent %" PRIu64,
+				    ds.devstate_bytes, blob_bytes);
+		rc = ok ? 0 : 1;
+	}
+	tu_msg("%s in %.1f s", rc ? "FAILED" : "PASSED",
+	       tu_ms_since(t0) / 1000);
+	return rc;
+}

@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_peer_death.c - kill -9 one side in the middle of a transfer, over
+ * libfabric tcp on 127.0.0.1, source and destination in separate processes.
+ *
+ *   test_peer_death killdest CHANNELS SIZE_MIB
+ *       The source re-queues and syncs its whole memory in a loop; the
+ *       destination process is SIGKILLed.  The source's next (or pending)
+ *       call must fail within 10 s of the kill, later calls must fail too,
+ *       its memory must be unchanged (hash before and after), and
+ *       rmig_src_destroy() must return (within 10 s, no thread left).
+ *   test_peer_death killsrc CHANNELS SIZE_MIB
+ *       Same traffic; the source process is SIGKILLed.  The destination's
+ *       rmig_dest_wait_sync() must return a negative error (not a timeout)
+ *       within 10 s of the kill, and rmig_dest_destroy() must return.
+ *   ... idle
+ *       After one sync no traffic flows: killdest kills the destination
+ *       while the source is between calls (its next call must fail);
+ *       killsrc kills the source while the destination sits in
+ *       rmig_dest_wait_sync() on quiet connections.
+ *
+ * The parent records the kill time (CLOCK_MONOTONIC, shared by all
+ * processes) and sends it to the survivor, which measures the delay.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define DETECT_NS 10000000000ull /* the peer's loss must show within 10 s */
+
+struct ctx {
+	bool killdest;
+	bool idle; /* the survivor is between calls (or blocked waiting with
+		    * no traffic) when its peer dies */
+	unsigned channels;
+	size_t mib;
+	uint8_t uuid[16];
+	struct tu_pipe addr;    /* dest -> src */
+	struct tu_pipe started; /* src -> parent: the transfer is running */
+	struct tu_pipe tkill;   /* parent -> survivor: kill time */
+};
+
+/* ------------------------------------------------------------------ */
+/* Source: sync the whole memory again and again until something fails. */
+
+static int run_src(void *arg)
+{
+	struct ctx *cx = arg;
+	struct rmig_config cfg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	struct tu_image im;
+	uint64_t *offs[TU_MAX_BLOCKS] = { 0 }, normal = 0, zero = 0;
+	uint64_t h0, h1, t_err = 0, t_kill = 0, t0;
+	size_t n[TU_MAX_BLOCKS];
+	char addr[TU_ADDR_MAX];
+	unsigned threads0 = tu_count_threads(), round = 0;
+	int fds0 = tu_count_fds();
+	rmig_src *s = NULL;
+	const char *where = "";
+	bool ok = false, have_tkill = false;
+	int ret = 0;
+
+	if (tu_image_layout(&im, cx->mib << 20, 4096, 42) ||
+	    tu_image_alloc(&im, false))
+		return 1;
+	h0 = tu_image_hash(&im);
+	for (unsigned b = 0; b < im.nblocks; b++)
+		if (!(offs[b] = calloc(tu_image_pages(&im, b), 8)))
+			goto out;
+	tu_image_write_round(&im, 0, offs, n, &normal, &zero);
+	h0 = tu_image_hash(&im);
+	if (!TU_CHECK(!tu_recv_str(cx->addr.r, addr, 30000), "no address"))
+		goto out;
+	tu_config(&cfg, addr, cx->channels, 4096, cx->uuid);
+	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)))
+		goto out;
+	for (unsigned b = 0; b < im.nblocks; b++)
+		if (!TU_RMIG_OK(rmig_src_add_block(s, im.b[b].name,
+						   im.b[b].mem, im.b[b].len)))
+			goto out;
+	if (!TU_RMIG_OK(rmig_src_connect(s)))
+		goto out;
+
+	t0 = tu_now_ns();
+	while (tu_ms_since(t0) < 60000) {
+		for (unsigned b = 0; b < im.nblocks && !ret; b++) {
+			ret = rmig_src_queue_pages(s, (int)b, offs[b], n[b]);
+			where = "rmig_src_queue_pages";
+		}
+		if (!ret) {
+			ret = rmig_src_sync(s);
+			where = "rmig_src_sync";
+		}
+		if (ret) {
+			t_err = tu_now_ns();
+			break;
+		}
+		if (round++)
+			continue;
+		if (tu_send_u64(cx->started.w, 1))
+			goto out;
+		if (!cx->idle)
+			continue;
+		/* idle: no call in flight when the peer dies. */
+		if (!cx->killdest) {
+			tu_sleep_ms(60000);
+			break;
+		}
+		if (!TU_CHECK(!tu_recv_u64(cx->tkill.r, &t_kill, 60000),
+			      "no kill time from the parent"))
+			goto out;
+		have_tkill = true;
+		tu_sleep_ms(200);
+	}
+	if (!cx->killdest) {
+		/* killsrc: we should have been killed long ago. */
+		(void)TU_CHECK(false, "source still alive after 60 s (ret %d)",
+			       ret);
+		goto out;
+	}
+	if (!TU_CHECK(ret < 0, "no error within 60 s of transfer (%u rounds)",
+		      round))
+		goto out;
+	tu_msg("%s failed in round %u: %d (%s): %s", where, round, ret,
+	       strerror(-ret), rmig_last_error());
+	if (!have_tkill &&
+	    !TU_CHECK(!tu_recv_u64(cx->tkill.r, &t_kill, 15000),
+		      "no kill time from the parent"))
+		goto out;
+	ok = TU_CHECK(t_err > t_kill,
+		      "the source failed %.1f ms before the destination was "
+		      "killed",
+		      (double)(t_kill - t_err) / 1e6);
+	ok &= TU_CHECK(t_err - t_kill < DETECT_NS,
+		       "the error came %.1f ms after the kill (limit 10 s)",
+		       (double)(t_err - t_kill) / 1e6);
+	tu_msg("error %.1f ms after kill -9 of the destination",
+	       (double)(t_err - t_kill) / 1e6);
+	/* The error is the session's: every later call returns it. */
+	t0 = tu_now_ns();
+	ret = rmig_src_sync(s);
+	ok &= TU_CHECK(ret < 0, "rmig_src_sync after the error returned %d",
+		       ret);
+	ret = rmig_src_queue_page(s, 0, 0);
+	ok &= TU_CHECK(ret < 0, "rmig_src_queue_page after the error: %d",
+		       ret);
+	ret = rmig_src_finish(s);
+	ok &= TU_CHECK(ret < 0, "rmig_src_finish after the error: %d", ret);
+	ok &= TU_CHECK(tu_ms_since(t0) < 2000, "calls after the error took "
+		       "%.1f ms", tu_ms_since(t0));
+	ok &= TU_CHECK(rmig_src_state(s) == RMIG_STATE_FAILED, "state %s",
+		       rmig_state_name(rmig_src_state(s)));
+	ok &= TU_CHECK(rmig_src_error(s)[0], "empty rmig_src_error()");
+	tu_msg("rmig_src_error: \"%s\"", rmig_src_error(s));
+	if (TU_RMIG_OK(rmig_src_get_stats(s, &st)))
+		tu_print_stats("src", &st);
+out:
+	if (s) {
+		t0 = tu_now_ns();
+		rmig_src_destroy(s);
+		tu_msg("rmig_src_destroy took %.1f ms", tu_ms_since(t0));
+		ok &= TU_CHECK(tu_ms_since(t0) < 10000, "destroy took %.1f ms",
+			       tu_ms_since(t0));
+		ok &= tu_check_no_leaks(tu_role(), threads0, fds0);
+	}
+	if (im.b[0].mem) {
+		h1 = tu_image_hash(&im);
+		ok &= TU_CHECK(h1 == h0,
+			       "source memory changed: hash %016" PRIx64
+			       " before, %016" PRIx64 " after",
+			       h0, h1);
+	}
+	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
+		free(offs[b]);
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Destination: release syncs until something fails.                  */
+
+static int run_dest(void *arg)
+{
+	struct ctx *cx = arg;
+	struct rmig_config cfg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	struct tu_image im;
+	char addr[TU_ADDR_MAX];
+	unsigned threads0 = tu_count_threads(), syncs = 0;
+	int fds0 = tu_count_fds();
+	uint64_t t_err = 0, t_kill = 0, t0;
+	rmig_dest *d = NULL;
+	bool ok = false;
+	int ret;
+
+	if (tu_image_layout(&im, cx->mib << 20, 4096, 42) ||
+	    tu_image_alloc(&im, true))
+		return 1;
+	tu_config(&cfg, TU_LOOPBACK_LISTEN, cx->channels, 4096, cx->uuid);
+	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
+		goto out;
+	for (unsigned b = 0; b < im.nblocks; b++)
+		if (!TU_RMIG_OK(rmig_dest_add_block(d, im.b[b].name,
+						    im.b[b].mem, im.b[b].len)))
+			goto out;
+	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
+	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))) ||
+	    !TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) ||
+	    tu_send_str(cx->addr.w, addr))
+		goto out;
+	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
+		goto out;
+	for (;;) {
+		ret = rmig_dest_wait_sync(d, 30000);
+		if (ret != 0)
+			break;
+		syncs++;
+	}
+	t_err = tu_now_ns();
+	if (cx->killdest) {
+		(void)TU_CHECK(false,
+			       "destination not killed: wait_sync %d after %u "
+			       "syncs", ret, syncs);
+		goto out;
+	}
+	tu_msg("rmig_dest_wait_sync after %u syncs: %d (%s): %s", syncs, ret,
+	       strerror(ret < 0 ? -ret : 0), rmig_last_error());
+	if (!TU_CHECK(!tu_recv_u64(cx->tkill.r, &t_kill, 15000),
+		      "no kill time from the parent"))
+		goto out;
+	ok = TU_CHECK(ret < 0 && ret != -ETIMEDOUT,
+		      "wait_sync returned %d, want a negative error other "
+		      "than -ETIMEDOUT", ret);
+	ok &= TU_CHECK(t_err > t_kill,
+		       "the destination failed before the source was killed");
+	ok &= TU_CHECK(t_err - t_kill < DETECT_NS,
+		       "the error came %.1f ms after the kill (limit 10 s)",
+		       (double)(t_err - t_kill) / 1e6);
+	tu_msg("error %.1f ms after kill -9 of the source",
+	       (double)(t_err - t_kill) / 1e6);
+	ret = rmig_dest_wait_sync(d, 1000);
+	ok &= TU_CHECK(ret < 0 && ret != -ETIMEDOUT,
+		       "second wait_sync after the error returned %d", ret);
+	ret = rmig_dest_finish(d);
+	ok &= TU_CHECK(ret < 0, "rmig_dest_finish after the error: %d", ret);
+	ok &= TU_CHECK(rmig_dest_state(d) == RMIG_STATE_FAILED, "state %s",
+		       rmig_state_name(rmig_dest_state(d)));
+	ok &= TU_CHECK(rmig_dest_error(d)[0], "empty rmig_dest_error()");
+	tu_msg("rmig_dest_error: \"%s\"", rmig_dest_error(d));
+	if (TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
+		tu_print_stats("dest", &st);
+out:
+	if (d) {
+		t0 = tu_now_ns();
+		rmig_dest_destroy(d);
+		tu_msg("rmig_dest_destroy took %.1f ms", tu_ms_since(t0));
+		ok &= TU_CHECK(tu_ms_since(t0) < 10000, "destroy took %.1f ms",
+			       tu_ms_since(t0));
+		ok &= tu_check_no_leaks(tu_role(), threads0, fds0);
+	}
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Parent                                                              */
+
+int main(int argc, char **argv)
+{
+	static struct ctx cx;
+	struct tu_child ch[2];
+	struct tu_child *victim;
+	uint64_t v, t_kill, t0 = tu_now_ns();
+	bool killed = false;
+	int rc;
+
+	if (argc < 4 || argc > 5 ||
+	    (strcmp(argv[1], "killdest") && strcmp(argv[1], "killsrc")) ||
+	    (argc == 5 && strcmp(argv[4], "idle"))) {
+		fprintf(stderr, "usage: test_peer_death killdest|killsrc "
+				"CHANNELS SIZE_MIB [idle]\n");
+		return 2;
+	}
+	cx.idle = argc == 5;
+	cx.killdest = !strcmp(argv[1], "killdest");
+	cx.channels = (unsigned)strtoul(argv[2], NULL, 0);
+	cx.mib = tu_cap_mib(strtoull(argv[3], NULL, 0));
+	if (!cx.channels || cx.channels > RMIG_MAX_CHANNELS || cx.mib < 16)
+		return 2;
+	tu_msg("test_peer_death %s: %u channel(s), %zu MiB%s", argv[1],
+	       cx.channels, cx.mib, cx.idle ? ", idle" : "");
+	signal(SIGPIPE, SIG_IGN);
+	tu_uuid(cx.uuid, 77);
+	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.started) ||
+	    tu_pipe_open(&cx.tkill))
+		return 1;
+	memset(ch, 0, sizeof(ch));
+	if (tu_spawn(&ch[0], "dest", run_dest, &cx) ||
+	    tu_spawn(&ch[1], "src", run_src, &cx))
+		return 1;
+	victim = cx.killdest ? &ch[0] : &ch[1];
+	if (TU_CHECK(!tu_recv_u64(cx.started.r, &v, 60000),
+		     "the transfer did not start within 60 s")) {
+		/* Let the transfer run a little, then kill in mid-flight
+		 * (idle: once the source sits between calls). */
+		tu_sleep_ms(cx.idle ? 200 : 400);
+		if (TU_CHECK(!tu_reap(victim, 0), "%s already exited",
+			     victim->name)) {
+			victim->expect_kill = true;
+			t_kill = tu_now_ns();
+			tu_kill(victim);
+			tu_msg("kill -9 %s (pid %d)", victim->name,
+			       (int)victim->pid);
+			tu_send_u64(cx.tkill.w, t_kill);
+			killed = true;
+		}
+	}
+	rc = tu_wait_children(ch, 2,
+			      tu_now_ns() + (uint64_t)(tu_watchdog_s() + 5) *
+						    1000000000u,
+			      15000);
+	if (!killed)
+		rc = 1;
+	tu_msg("%s in %.1f s", rc ? "FAILED" : "PASSED",
+	       tu_ms_since(t0) / 1000);
+	return rc;
+}
