@@ -10,3 +10,12 @@ target_include_directories(header_alone PRIVATE ${PROJECT_SOURCE_DIR}/include)
 target_compile_options(header_alone PRIVATE -std=c11 -pedantic-errors)
 add_test(NAME header_alone COMMAND header_alone)
 set_tests_properties(header_alone PROPERTIES TIMEOUT 30 LABELS "unit;build")
+
+# The installed library is consumed by plain (unsanitized) programs, so this
+# check runs in the normal tree only.
+if(NOT RMIG_SANITIZE)
+add_test(NAME check_install
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_install.sh ${PROJECT_BINARY_DIR}
+          ${PROJECT_SOURCE_DIR})
+set_tests_properties(check_install PROPERTIES TIMEOUT 120 LABELS "build")
+endif()

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# dev.sh - set up a Debian 12 machine for rmig, build it, run it.
+#
+#   ./dev.sh demo [OPTIONS]   install what is missing, build, and run the main
+#                             job: rmig-migrate demo (1 GiB, libfabric tcp on
+#                             127.0.0.1); OPTIONS go to rmig-migrate demo
+#   ./dev.sh test             install what is missing, build three trees
+#                             (RelWithDebInfo, ASan+UBSan, TSan) under build/
+#                             and run the whole ctest suite in each
+#   ./dev.sh bench            install what is missing, run
+#                             perf/bench-loopback.sh on the default tree
+#   ./dev.sh deps             only install what is missing
+#
+# Packages are installed only when missing (checked with dpkg-query); apt-get
+# update runs once, and only then.  Root is needed for that (or sudo).
+#
+# Environment: RMIG_CTEST_JOBS (parallel tests per tree, default 1: the
+# loopback integration tests use both cores themselves), RMIG_TEST_TREES
+# (default "default asan tsan").
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+root=$PWD
+
+# What the build and the test suite need, and nothing else:
+#   build-essential  gcc (with libasan/libubsan/libtsan), make, binutils (nm
+#                    for the export check)
+#   cmake, pkg-config
+#   libfabric-dev    the transport (libfabric >= 1.17, tcp provider)
+#   libcmocka-dev    unit tests
+# Not needed yet: libibverbs-dev, librdmacm-dev (verbs provider, not in the
+# build), libnuma-dev (not used), libfabric-bin (fi_info, diagnostics only),
+# iperf3 (perf/bench-loopback.sh installs it itself).
+PACKAGES=(build-essential cmake pkg-config libfabric-dev libcmocka-dev)
+
+say() { printf 'dev.sh: %s\n' "$*"; }
+
+ensure_packages() {
+	local missing=() p sudo=
+	for p in "$@"; do
+		if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != \
+			"install ok installed" ]; then
+			missing+=("$p")
+		fi
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		return 0
+	fi
+	say "installing missing Debian packages: ${missing[*]}"
+	if [ "$(id -u)" -ne 0 ]; then
+		if ! command -v sudo >/dev/null 2>&1; then
+			say "need root (or sudo) to install: ${missing[*]}" >&2
+			exit 1
+		fi
+		sudo=sudo
+	fi
+	$sudo apt-get update
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y \
+		--no-install-recommends "${missing[@]}"
+}
+
+# configure NAME BUILD_TYPE SANITIZE
+configure() {
+	local dir=build/$1
+	cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE="$2" \
+		-DRMIG_SANITIZE="$3" >"$dir.configure.log" 2>&1 || {
+		cat "$dir.configure.log" >&2
+		return 1
+	}
+}
+
+build_tree() {
+	local name=$1 type=$2 san=$3 target=${4:-all}
+	mkdir -p build
+	configure "$name" "$type" "$san" &&
+		cmake --build "build/$name" --target "$target" -j "$(nproc)"
+}
+
+cmd_demo() {
+	ensure_packages "${PACKAGES[@]}"
+	build_tree default RelWithDebInfo "" rmig-migrate >/dev/null
+	exec build/default/tools/rmig-migrate demo "$@"
+}
+
+cmd_bench() {
+	ensure_packages "${PACKAGES[@]}" iperf3
+	build_tree default RelWithDebInfo "" rmig_bw >/dev/null
+	exec perf/bench-loopback.sh "$root/build/default"
+}
+
+# Per-tree results for the summary.
+declare -A T_STATUS T_PASSED T_FAILED T_SKIPPED T_TIME T_DESC
+
+# run_tree NAME BUILD_TYPE SANITIZE DESCRIPTION
+run_tree() {
+	local name=$1 type=$2 san=$3 desc=$4 dir=build/$1 start=$SECONDS
+	local log=build/$1.ctest.log total failed skipped rc=0
+	local -a ctest_env=() wrap=()
+
+	T_DESC[$name]=$desc
+	say "=== tree $name: $desc"
+	if ! build_tree "$name" "$type" "$san" >"build/$name.build.log" 2>&1; then
+		tail -50 "build/$name.build.log"
+		say "tree $name: build FAILED (full log: build/$name.build.log)"
+		T_STATUS[$name]="build FAILED"
+		T_PASSED[$name]=0 T_FAILED[$name]=1 T_SKIPPED[$name]=0
+		T_TIME[$name]=$((SECONDS - start))
+		return 1
+	fi
+
+	case $san in
+	*address*)
+		ctest_env+=("ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1")
+		ctest_env+=("UBSAN_OPTIONS=${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:halt_on_error=1")
+		if [ -f tests/lsan.supp ]; then
+			ctest_env+=("LSAN_OPTIONS=suppressions=$root/tests/lsan.supp")
+		fi
+		;;
+	*thread*)
+		local topt="halt_on_error=1 second_deadlock_stack=1"
+		if [ -f tests/tsan.supp ]; then
+			topt="$topt suppressions=$root/tests/tsan.supp"
+		fi
+		ctest_env+=("TSAN_OPTIONS=${TSAN_OPTIONS:+$TSAN_OPTIONS }$topt")
+		# gcc 12's TSan cannot map its shadow with more than 28 bits of
+		# mmap randomisation (newer kernels default to 32): run without
+		# ASLR there.
+		if [ "$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 28)" -gt 28 ] &&
+			setarch "$(uname -m)" -R true 2>/dev/null; then
+			wrap=(setarch "$(uname -m)" -R)
+		fi
+		;;
+	esac
+
+	# The sanitizer trees run the same tests.  The only difference is
+	# made in tests/integration.cmake, not here: under RMIG_SANITIZE the
+	# cases labelled "large" (1 GiB and more) are not registered, memory
+	# sizes are capped (RMIG_TEST_MAX_MIB) and timeouts are tripled.
+	env "${ctest_env[@]}" "${wrap[@]}" ctest --test-dir "$dir" \
+		--output-on-failure --timeout 900 -j "${RMIG_CTEST_JOBS:-1}" \
+		2>&1 | tee "$log" || rc=$? # pipefail: ctest's status
+
+	total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
+	failed=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
+	skipped=$(grep -c '(Skipped)$' "$log" || true)
+	if [ -z "$total" ]; then
+		total=0 failed=1
+		grep -q 'No tests were found' "$log" && say "tree $name: no tests found"
+	fi
+	T_PASSED[$name]=$((total - failed - skipped))
+	T_FAILED[$name]=$failed
+	T_SKIPPED[$name]=$skipped
+	T_TIME[$name]=$((SECONDS - start))
+	if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$total" -eq 0 ]; then
+		T_STATUS[$name]=FAILED
+		return 1
+	fi
+	T_STATUS[$name]=ok
+}
+
+cmd_test() {
+	local trees=${RMIG_TEST_TREES:-default asan tsan} t bad=0
+	local passed=0 failed=0 skipped=0 start=$SECONDS
+
+	ensure_packages "${PACKAGES[@]}"
+	mkdir -p build
+	for t in $trees; do
+		case $t in
+		default) run_tree default RelWithDebInfo "" "RelWithDebInfo" || bad=1 ;;
+		asan) run_tree asan RelWithDebInfo address,undefined \
+			"RMIG_SANITIZE=address,undefined" || bad=1 ;;
+		tsan) run_tree tsan RelWithDebInfo thread "RMIG_SANITIZE=thread" ||
+			bad=1 ;;
+		*) say "unknown tree '$t' (default, asan, tsan)"; exit 2 ;;
+		esac
+	done
+
+	echo
+	say "summary ($(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s)"
+	for t in $trees; do
+		printf '  %-8s %-34s %-13s %4d passed, %d failed, %d skipped  (%d s)\n' \
+			"$t" "${T_DESC[$t]}" "${T_STATUS[$t]}" "${T_PASSED[$t]}" \
+			"${T_FAILED[$t]}" "${T_SKIPPED[$t]}" "${T_TIME[$t]}"
+		passed=$((passed + T_PASSED[$t]))
+		failed=$((failed + T_FAILED[$t]))
+		skipped=$((skipped + T_SKIPPED[$t]))
+	done
+	echo "tests: $passed passed, $failed failed, $skipped skipped"
+	return $bad
+}
+
+case ${1:-} in
+demo) shift; cmd_demo "$@" ;;
+test) shift; cmd_test "$@" ;;
+bench) shift; cmd_bench "$@" ;;
+deps) ensure_packages "${PACKAGES[@]}" ;;
+-h | --help | help | "")
+	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	[ -n "${1:-}" ] ;;
+*)
+	say "unknown command '$1' (demo, test, bench, deps)"
+	exit 2 ;;
+esac
