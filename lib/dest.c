@@ -316,7 +316,9 @@ static void *dest_thread(void *arg)
 			break;
 	}
 out:
-	if (ret && ret != -ECANCELED) {
+	/* Record it unless the session failed first (then it is only the
+	 * echo of that failure).  Pairs with the release in sess_fail_v(). */
+	if (ret && !atomic_load_explicit(&s->err, memory_order_acquire)) {
 		char text[RMIG_ERR_MSG_MAX];
 
 		snprintf(text, sizeof(text), "destination channel %u: %s",

@@ -337,7 +337,9 @@ static void *src_thread(void *arg)
 				break;
 		}
 	}
-	if (ret && ret != -ECANCELED)
+	/* Record it unless the session failed first (then it is only the
+	 * echo of that failure; rmig_sess_fail() keeps the first anyway). */
+	if (ret && !atomic_load_explicit(&s->err, memory_order_acquire))
 		rmig_sess_fail(s, ret, "channel %u (%s): %s", p->ch.id,
 			       p->ch.peer, rmig_err_msg());
 	if (!ret && final)

@@ -1,8 +1,8 @@
-# Loopback integration tests (label "integration"): libfabric tcp on
-# 127.0.0.1 only, source and destination in separate processes (see
-# testutil.h).  Every case has a ctest TIMEOUT and, inside, a watchdog
-# (RMIG_TEST_WATCHDOG, seconds, a little shorter) armed with alarm() in each
-# child.
+# Loopback integration tests (label "integration"): libfabric tcp (one
+# test_migrate case: sockets) on 127.0.0.1 only, source and destination in
+# separate processes (see testutil.h).  Every case has a ctest TIMEOUT and,
+# inside, a watchdog (RMIG_TEST_WATCHDOG, seconds, a little shorter) armed
+# with alarm() in each child.
 #
 # Cases labelled "large" (1 GiB and more) are for the normal build; the
 # sanitizer builds (RMIG_SANITIZE) leave them out, cap every memory size
@@ -41,7 +41,7 @@ function(rmig_integ_test name timeout)
 endfunction()
 
 # test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE [ppp=N] [adopt=1]
-#              [verify=each|final] [poll=1] [storm=N]
+#              [verify=each|final] [poll=1] [storm=N] [prov=NAME]
 rmig_integ_test(test_migrate 120 SOURCES test_migrate.c ARGS 1 64 3 4096)
 rmig_integ_test(test_migrate 120 ARGS 2 128 4 4096 adopt=1)
 rmig_integ_test(test_migrate 180 ARGS 4 256 3 4096)
@@ -50,6 +50,9 @@ rmig_integ_test(test_migrate 120 ARGS 1 24 2 4096 ppp=1)
 rmig_integ_test(test_migrate 180 ARGS 2 256 3 2097152)
 rmig_integ_test(test_migrate 120 ARGS 4 16 3 4096 poll=1 storm=20000)
 rmig_integ_test(test_migrate 600 ARGS 8 1024 3 4096 LARGE)
+# The same over libfabric's sockets provider (FI_EP_MSG, its own progress
+# thread, fi_cq_signal reported as -FI_ECANCELED).
+rmig_integ_test(test_migrate 120 ARGS 2 64 3 4096 prov=sockets)
 
 # test_handshake MODE
 rmig_integ_test(test_handshake 120 SOURCES test_handshake.c ARGS raw)

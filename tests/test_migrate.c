@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_migrate.c - end-to-end migration over libfabric tcp on 127.0.0.1,
- * source and destination in separate processes.
+ * test_migrate.c - end-to-end migration over libfabric (tcp unless
+ * prov=NAME) on 127.0.0.1, source and destination in separate processes.
  *
  *   test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE [ppp=N] [adopt=1]
  *                [verify=each|final] [poll=1] [storm=N] [seed=N]
+ *                [prov=NAME]
  *
  * The source lays out three RAM blocks (tu_image), writes round 0 (a mix of
  * random, sparse and zero pages), queues every page and syncs; each later
@@ -24,7 +25,8 @@
  * adopt the source's.  ppp=N: pages per packet on the source.  storm=N:
  * N tiny blobs more per round.  poll=1: the destination's caller polls
  * (rmig_dest_wait_sync(1 ms), taking and freeing blobs between), so blobs
- * are taken while the channel threads are still receiving.
+ * are taken while the channel threads are still receiving.  prov=NAME: the
+ * libfabric provider (e.g. sockets) for both sides.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -641,7 +643,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: test_migrate CHANNELS SIZE_MIB ROUNDS "
 			"PAGE_SIZE [ppp=N] [adopt=1] [verify=each|final] "
-			"[poll=1] [storm=N] [seed=N]\n");
+			"[poll=1] [storm=N] [seed=N] [prov=NAME]\n");
 	return 2;
 }
 
@@ -677,6 +679,8 @@ int main(int argc, char **argv)
 			o->storm = (unsigned)strtoul(argv[i] + 6, NULL, 0);
 		else if (!strncmp(argv[i], "seed=", 5))
 			o->seed = strtoull(argv[i] + 5, NULL, 0);
+		else if (!strncmp(argv[i], "prov=", 5) && argv[i][5])
+			tu_set_fabric_provider(argv[i] + 5);
 		else
 			return usage();
 	}
@@ -690,9 +694,9 @@ int main(int argc, char **argv)
 		return 1;
 	for (unsigned i = 0; i < nblobs; i++)
 		blob_bytes += blobs[i].len;
-	tu_msg("test_migrate: %u channel(s), %zu MiB, %u round(s), page %zu, "
-	       "ppp %u, %s, verify %s, %s, %u blobs (%" PRIu64 " bytes), "
-	       "seed 0x%" PRIx64,
+	tu_msg("test_migrate: fabric/%s, %u channel(s), %zu MiB, %u round(s), "
+	       "page %zu, ppp %u, %s, verify %s, %s, %u blobs (%" PRIu64
+	       " bytes), seed 0x%" PRIx64, tu_fabric_provider(),
 	       o->channels, o->mib, o->rounds, o->page_size, o->ppp,
 	       o->adopt ? "dest adopts channels+uuid" : "dest configured",
 	       o->verify_each ? "each round" : "final",

@@ -746,6 +746,19 @@ uint64_t tu_image_verify(const struct tu_image *im, unsigned upto)
 /* ------------------------------------------------------------------ */
 /* rmig helpers                                                        */
 
+/* Set once in main() before any fork or thread; only read afterwards. */
+static const char *tu_prov = "tcp";
+
+void tu_set_fabric_provider(const char *name)
+{
+	tu_prov = name;
+}
+
+const char *tu_fabric_provider(void)
+{
+	return tu_prov;
+}
+
 void tu_config(struct rmig_config *cfg, const char *address,
 	       unsigned channels, size_t page_size, const uint8_t *uuid)
 {
@@ -754,7 +767,7 @@ void tu_config(struct rmig_config *cfg, const char *address,
 			  RMIG_CFG_ADDRESS | RMIG_CFG_PAGE_SIZE |
 			  RMIG_CFG_CONNECT_TIMEOUT;
 	cfg->transport = RMIG_TRANSPORT_FABRIC;
-	cfg->fabric_provider = "tcp";
+	cfg->fabric_provider = tu_prov;
 	cfg->address = address;
 	cfg->page_size = page_size;
 	cfg->connect_timeout_ms = 10000;

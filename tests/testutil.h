@@ -195,9 +195,13 @@ uint64_t tu_image_verify(const struct tu_image *im, unsigned upto);
 /* ------------------------------------------------------------------ */
 /* rmig helpers                                                        */
 
-/** Config for the fabric transport, tcp, 127.0.0.1. */
+/** Config for the fabric transport over tu_fabric_provider(), 127.0.0.1. */
 void tu_config(struct rmig_config *cfg, const char *address,
 	       unsigned channels, size_t page_size, const uint8_t *uuid);
+/** The libfabric provider tu_config() picks: "tcp" unless set (before the
+ *  children are forked; @name must outlive them, e.g. an argv string). */
+void tu_set_fabric_provider(const char *name);
+const char *tu_fabric_provider(void);
 void tu_uuid(uint8_t uuid[16], uint64_t seed);
 void tu_print_stats(const char *who, const struct rmig_stats *st);
 /** Per-channel sums equal the totals, channel count as expected. */

@@ -137,7 +137,8 @@ static inline struct rfab_mr *to_rfab_mr(struct rmig_prov_mr *m)
 /* Helpers shared by the two source files. */
 
 /** Translate a libfabric return code (negative FI_E*) or positive FI errno
- *  (error entries) into a negative errno. */
+ *  (error entries) into a negative errno; never -ECANCELED, which the core
+ *  reserves for a session that was already failed or cancelled. */
 int rfab_errno(int fi_code);
 /** True when @err (positive FI errno of an error entry) means the peer or
  *  the connection went away. */

@@ -199,6 +199,20 @@ static int rfab_cq_error(struct rfab_conn *c)
 							 err.err_data, NULL, 0)));
 }
 
+/* Whether a CQ read's @n is fi_cq_signal() ending it (from conn_wake())
+ * rather than a failure.  The util-based providers (tcp) return -FI_EAGAIN
+ * then, but sockets returns -FI_ECANCELED from fi_cq_sread, and its signal
+ * is sticky: fi_cq_signal() sets a flag that the next fi_cq_sread on that
+ * CQ consumes and returns as -FI_ECANCELED, even when nobody was waiting at
+ * the time of the signal, so it can also arrive for a wake that poll()
+ * already consumed through the wake flag.  Either way the caller just
+ * looks at the wake flag again; completions and errors are never reported
+ * as -FI_ECANCELED by a read (errors come as -FI_EAVAIL). */
+static bool rfab_cq_signaled(ssize_t n)
+{
+	return n == -FI_ECANCELED;
+}
+
 /* A post said -FI_EAGAIN: read completions into the overflow queue (which
  * is what frees provider resources) and check for a lost peer.  Gives up
  * after RFAB_POST_RETRY_MS from the first call (*deadline 0). */
@@ -223,7 +237,9 @@ static int rfab_post_progress(struct rfab_conn *c, const char *op,
 	}
 	if (n == -FI_EAVAIL)
 		return rfab_cq_error(c); /* 0 when the entry vanished: retry */
-	if (n != -FI_EAGAIN)
+	/* -FI_ECANCELED: a conn_wake() signal, not an error (see
+	 * rfab_cq_signaled()); the wake flag stays set for the next poll. */
+	if (n != -FI_EAGAIN && !rfab_cq_signaled(n))
 		return rfab_fail(c, rfab_errno((int)n),
 				 "fabric %s on connection to %s: fi_cq_read: %s (%zd)",
 				 op, c->name, fi_strerror((int)-n), n);
@@ -697,7 +713,7 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 				return ret;
 			continue;
 		}
-		if (n != -FI_EAGAIN)
+		if (n != -FI_EAGAIN && !rfab_cq_signaled(n))
 			return rfab_fail(c, rfab_errno((int)n),
 					 "fabric poll on connection to %s: fi_cq_read: %s (%zd)",
 					 c->name, fi_strerror((int)-n), n);
@@ -732,7 +748,10 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 				return ret;
 			continue;
 		}
-		if (n != -FI_EAGAIN && n != -FI_ETIMEDOUT && n != -FI_EINTR)
+		/* Timed out, interrupted or signaled: look at the CQ, the
+		 * EQ and the wake flag again. */
+		if (n != -FI_EAGAIN && n != -FI_ETIMEDOUT && n != -FI_EINTR &&
+		    !rfab_cq_signaled(n))
 			return rfab_fail(c, rfab_errno((int)n),
 					 "fabric poll on connection to %s: fi_cq_sread: %s (%zd)",
 					 c->name, fi_strerror((int)-n), n);

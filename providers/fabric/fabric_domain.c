@@ -66,6 +66,11 @@ int rfab_errno(int fi_code)
 		return -EOVERFLOW;
 	case FI_ENODATA:
 		return -ENODATA;
+	case FI_ECANCELED:
+		/* Work flushed by a dying endpoint.  Never -ECANCELED: the
+		 * core reads that as "the session was already failed or
+		 * cancelled" and would end the channel without reporting. */
+		return -ECONNRESET;
 	default:
 		/* Below FI_ERRNO_OFFSET libfabric codes are system errnos. */
 		if (e > 0 && e < FI_ERRNO_OFFSET)
