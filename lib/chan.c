@@ -211,15 +211,15 @@ static int chan_poll(struct rmig_chan *ch, int timeout_ms)
 		if (type == RMIG_MSG_ERROR) {
 			/* The peer is failing the migration: its reason is
 			 * the most useful message, whatever we were doing. */
-			char text[RMIG_REJECT_TEXT_MAX + 1];
-			enum rmig_reject reason;
+			char text[RMIG_ERROR_TEXT_MAX];
+			int errnum;
 
-			ret = rmig_reject_decode(rx_buf(ch, (unsigned)idx),
-						 e->len, &reason, text,
-						 sizeof(text));
+			ret = rmig_error_decode(rx_buf(ch, (unsigned)idx),
+						e->len, &errnum, text,
+						sizeof(text));
 			if (ret)
 				return ret;
-			return rmig_err(-EPROTO, "peer reported: %s", text);
+			return rmig_err(-errnum, "peer reported: %s", text);
 		}
 		if (type == RMIG_MSG_CREDIT) {
 			if (e->len)
@@ -277,9 +277,8 @@ int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms)
 			ch->stash_count--;
 			return 1;
 		}
-		/* Pairs with the release store in rmig_sess_fail(). */
-		if (atomic_load_explicit(&s->err, memory_order_acquire))
-			return -ECANCELED;
+		if (rmig_sess_failed(s))
+			return rmig_sess_check(s);
 		int ret = chan_poll(ch, slice(s, timeout_ms, deadline));
 
 		if (ret < 0)
@@ -304,8 +303,8 @@ static int send_credit(struct rmig_chan *ch)
 		ret = chan_poll(ch, (int)rmig_param(RMIG_PARAM_POLL_SLICE_MS));
 		if (ret < 0)
 			return ret;
-		if (atomic_load_explicit(&s->err, memory_order_acquire))
-			return -ECANCELED;
+		if (rmig_sess_failed(s))
+			return rmig_sess_check(s);
 	}
 	r->ops = ch->ops_unsignaled + 1;
 	ret = s->ops.send(ch->conn, tx_buf(ch, 0), 0, ch->bufs_mr,
@@ -352,9 +351,8 @@ static int wait_tx(struct rmig_chan *ch, unsigned nops, bool need_msg,
 			ok = ok && ch->rec_free >= 0;
 		if (ok)
 			return 0;
-		/* Pairs with the release store in rmig_sess_fail(). */
-		if (atomic_load_explicit(&s->err, memory_order_acquire))
-			return -ECANCELED;
+		if (rmig_sess_failed(s))
+			return rmig_sess_check(s);
 		if (timeout_ms >= 0 && rmig_now_ns() >= deadline)
 			return rmig_err(-ETIMEDOUT, "no %s from the peer for "
 					"%d ms", need_msg && !ch->credits ?
@@ -466,7 +464,7 @@ int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms)
 	return 0;
 }
 
-void rmig_chan_send_error(struct rmig_chan *ch, const char *text)
+void rmig_chan_send_error(struct rmig_chan *ch, int code, const char *text)
 {
 	uint8_t *buf;
 	int idx;
@@ -476,8 +474,7 @@ void rmig_chan_send_error(struct rmig_chan *ch, const char *text)
 		return;
 	idx = ch->txbuf_free[--ch->ntxbuf_free];
 	buf = tx_buf(ch, (unsigned)idx);
-	size_t len = rmig_reject_encode(RMIG_REJECT_NONE, text, buf,
-					RMIG_MSG_SIZE);
+	size_t len = rmig_error_encode(-code, text, buf, RMIG_MSG_SIZE);
 	if (rmig_chan_tx_send(ch, idx, RMIG_MSG_ERROR, len) == 0)
 		(void)rmig_chan_drain(ch, 1000);
 }

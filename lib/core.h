@@ -43,6 +43,10 @@ struct rmig_block {
 	uint32_t remote_index;
 	uint64_t raddr;
 	uint64_t rkey;
+	/* Source: pages queued since the last sync, one bit a page (the
+	 * caller's thread only).  A page queued twice before a sync could
+	 * land out of order on two channels, so the second is refused. */
+	uint64_t *queued;
 	/* Destination: received bitmap, one bit a page, set by the channel
 	 * threads with relaxed fetch_or (each bit's meaning is only read after
 	 * a sync, whose semaphores order it). */
@@ -162,6 +166,17 @@ int rmig_sess_cancel(struct rmig_session *s, const char *fmt, ...)
 const char *rmig_sess_errmsg(struct rmig_session *s);
 /** Copy @st into the caller's @out, as much as out->size allows. */
 int rmig_stats_copy_out(struct rmig_stats *out, const struct rmig_stats *st);
+/** True once the session has failed (acquire: the message is visible;
+ *  pairs with the release store in sess_fail_v()). */
+static inline bool rmig_sess_failed(struct rmig_session *s)
+{
+	return atomic_load_explicit(&s->err, memory_order_acquire) != 0;
+}
+/** Move the state from @from to @to; false if it was not @from. */
+bool rmig_sess_transition(struct rmig_session *s, enum rmig_state from,
+			  enum rmig_state to);
+/** Deregister blocks and close the domain (undo rmig_sess_open_domain). */
+void rmig_sess_close_domain(struct rmig_session *s);
 /** Session error as a return value, with the message copied to this
  *  thread's rmig_last_error(); 0 when none. */
 int rmig_sess_check(struct rmig_session *s);
@@ -193,8 +208,9 @@ int rmig_chan_write(struct rmig_chan *ch, void *local, size_t len,
 		    struct rmig_prov_mr *mr, uint64_t raddr, uint64_t rkey);
 /** Wait until every posted tx op has completed. */
 int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms);
-/** Send an ERROR message (best effort, never blocks long). */
-void rmig_chan_send_error(struct rmig_chan *ch, const char *text);
+/** Send an ERROR message carrying @code (negative errno) and @text (best
+ *  effort, never blocks long); the peer fails with -code and the text. */
+void rmig_chan_send_error(struct rmig_chan *ch, int code, const char *text);
 
 /* Internal constructors used by tests to pick a provider. */
 int rmig_src_create_prov(const struct rmig_config *cfg,

@@ -57,6 +57,12 @@ struct rmig_dest {
 	pthread_mutex_t ds_lock;
 	struct ds_node *ds_list; /* completed blobs, sorted by seq */
 	uint32_t ds_next;        /* seq the caller gets next */
+	uint64_t ds_queued;      /* bytes in ds_list */
+
+	/* What the caller configured (accept adopts the source's values
+	 * when these are unset, and restores them if it fails). */
+	bool cfg_uuid_set;
+	unsigned cfg_channels;
 
 	_Atomic uint64_t syncs_done, rejected, zero_cleared, devstate_blobs,
 		devstate_bytes;
@@ -159,6 +165,15 @@ static int ds_enqueue(struct rmig_dest *d, struct ds_node *n)
 			       "delivered already", n->seq, n->ds.idstr);
 		goto out;
 	}
+	if (d->ds_queued + n->ds.len > RMIG_DEVSTATE_MAX_LIMIT) {
+		ret = rmig_err(-ENOBUFS, "device state: blob %u ('%s', %zu "
+			       "bytes) would make %llu bytes waiting to be "
+			       "taken, above the %u limit", n->seq,
+			       n->ds.idstr, n->ds.len,
+			       (unsigned long long)(d->ds_queued + n->ds.len),
+			       RMIG_DEVSTATE_MAX_LIMIT);
+		goto out;
+	}
 	for (pp = &d->ds_list; *pp && (*pp)->seq < n->seq; pp = &(*pp)->next)
 		;
 	if (*pp && (*pp)->seq == n->seq) {
@@ -168,6 +183,7 @@ static int ds_enqueue(struct rmig_dest *d, struct ds_node *n)
 	}
 	n->next = *pp;
 	*pp = n;
+	d->ds_queued += n->ds.len;
 out:
 	pthread_mutex_unlock(&d->ds_lock);
 	return ret;
@@ -263,9 +279,8 @@ static int handle_sync(struct dest_chan *p, struct rmig_msg *m)
 	RMIG_STAT_ADD(ch, syncs, 1);
 	sem_post(&d->sync_arrived);
 	sem_wait_nointr(&p->release);
-	/* Pairs with the release store in rmig_sess_fail(). */
-	if (atomic_load_explicit(&d->s.err, memory_order_acquire))
-		return -ECANCELED;
+	if (rmig_sess_failed(&d->s))
+		return rmig_sess_check(&d->s);
 	idx = rmig_chan_tx_get(ch, &buf, -1);
 	if (idx < 0)
 		return idx;
@@ -317,17 +332,18 @@ static void *dest_thread(void *arg)
 	}
 out:
 	/* Record it unless the session failed first (then it is only the
-	 * echo of that failure).  Pairs with the release in sess_fail_v(). */
-	if (ret && !atomic_load_explicit(&s->err, memory_order_acquire)) {
-		char text[RMIG_ERR_MSG_MAX];
-
-		snprintf(text, sizeof(text), "destination channel %u: %s",
-			 ch->id, rmig_err_msg());
+	 * echo of that failure). */
+	if (ret && !rmig_sess_failed(s))
 		rmig_sess_fail(s, ret, "channel %u (%s): %s", ch->id, ch->peer,
 			       rmig_err_msg());
-		/* Tell the source why, where the connection still works. */
-		if (ret == -EPROTO)
-			rmig_chan_send_error(ch, text);
+	if (rmig_sess_failed(s)) {
+		char text[RMIG_ERR_MSG_MAX];
+
+		/* Tell the source why, where the connection still works, so
+		 * it fails with our reason rather than a reset. */
+		snprintf(text, sizeof(text), "destination: %s",
+			 rmig_sess_errmsg(s));
+		rmig_chan_send_error(ch, atomic_load(&s->err), text);
 	}
 	return NULL;
 }
@@ -410,6 +426,21 @@ int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms)
 					      d->chans[0]->sync_num,
 					      final ? " (final)" : "");
 	}
+	/* Every blob sent before this sync has arrived: the ones waiting
+	 * must follow on from ds_next without a gap, or the source skipped
+	 * one (and the rest could pile up for ever). */
+	pthread_mutex_lock(&d->ds_lock);
+	uint32_t want = d->ds_next;
+	struct ds_node *n;
+
+	for (n = d->ds_list; n && n->seq == want; n = n->next)
+		want++;
+	pthread_mutex_unlock(&d->ds_lock);
+	if (n)
+		return rmig_sess_fail(s, -EPROTO, "sync %llu: device-state "
+				      "blob %u missing (blob %u arrived)",
+				      (unsigned long long)
+				      d->chans[0]->sync_num, want, n->seq);
 	d->arrived = 0;
 	atomic_fetch_add_explicit(&d->syncs_done, 1, memory_order_relaxed);
 	for (unsigned i = 0; i < d->nchans; i++)
@@ -433,6 +464,7 @@ int rmig_dest_recv_devstate(rmig_dest *d, struct rmig_devstate **out)
 		n = d->ds_list;
 		d->ds_list = n->next;
 		d->ds_next++;
+		d->ds_queued -= n->ds.len;
 	}
 	pthread_mutex_unlock(&d->ds_lock);
 	if (!n)
@@ -471,10 +503,9 @@ int rmig_dest_finish(rmig_dest *d)
 			return ret;
 	}
 	join_threads(d);
-	ret = rmig_sess_check(&d->s);
-	if (ret)
-		return ret;
-	atomic_store(&d->s.state, RMIG_STATE_COMPLETED);
+	if (!rmig_sess_transition(&d->s, RMIG_STATE_ACTIVE,
+				  RMIG_STATE_COMPLETED))
+		return rmig_sess_check(&d->s);
 	return 0;
 }
 
@@ -505,6 +536,8 @@ int rmig_dest_create_prov(const struct rmig_config *cfg,
 	}
 	sem_init(&d->sync_arrived, 0, 0);
 	pthread_mutex_init(&d->ds_lock, NULL);
+	d->cfg_uuid_set = d->s.uuid_set;
+	d->cfg_channels = d->s.channels;
 	d->s.kick = dest_kick;
 	d->s.kick_arg = d;
 	*out = d;
@@ -542,6 +575,9 @@ int rmig_dest_listen(rmig_dest *d)
 	ret = s->ops.listen(s->dom, &d->listener);
 	if (ret) {
 		rmig_err_prefix("listen on %s", s->address);
+		/* Leave the session as it was, so listen can be retried. */
+		rmig_sess_close_domain(s);
+		d->listener = NULL;
 		return ret;
 	}
 	for (unsigned i = 0; i < s->nblocks; i++)
@@ -626,12 +662,18 @@ static int send_accept(struct rmig_dest *d, struct dest_chan *p)
 	return ret;
 }
 
-/* One incoming connection: establish, read the handshake, judge it. */
+/*
+ * One incoming connection: establish, read the handshake, judge it.  Waits at
+ * most @wait_ms for each step, so one silent connection cannot hold up the
+ * real source for long.  A connection that fails or is turned away is
+ * dropped (return 0); only a failure of this process (-ENOMEM) ends accept.
+ * What the handshake makes us adopt (UUID, channel count, the channel id as
+ * seen) is committed only once the ACCEPT is sent.
+ */
 static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
-		      uint64_t *seen)
+		      uint64_t *seen, int wait_ms)
 {
 	struct rmig_session *s = &d->s;
-	int tmo = (int)s->connect_timeout_ms;
 	struct rmig_handshake_expect e;
 	char why[RMIG_REJECT_TEXT_MAX];
 	enum rmig_reject reason;
@@ -652,20 +694,25 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 		s->ops.conn_close(conn);
 		sem_destroy(&p->release);
 		free(p);
-		return ret;
+		if (ret == -ENOMEM)
+			return ret;
+		rmig_log_warn("dropped an incoming connection: %s",
+			      rmig_err_msg());
+		return 0;
 	}
 	/* The source's first credit is implicit; we grant the others. */
 	p->ch.ungranted = s->rx_depth - 1;
-	ret = s->ops.conn_establish(conn, tmo);
+	ret = s->ops.conn_establish(conn, wait_ms);
 	if (ret)
-		goto err_free;
+		goto drop;
 	if (s->ops.conn_peer_name(conn, p->ch.peer, sizeof(p->ch.peer)))
 		snprintf(p->ch.peer, sizeof(p->ch.peer), "unknown peer");
-	ret = rmig_chan_recv(&p->ch, &m, tmo);
+	ret = rmig_chan_recv(&p->ch, &m, wait_ms);
 	if (ret == 0)
-		ret = rmig_err(-ETIMEDOUT, "no handshake within %d ms", tmo);
+		ret = rmig_err(-ETIMEDOUT, "no handshake within %d ms",
+			       wait_ms);
 	if (ret < 0)
-		goto err_free;
+		goto drop;
 	if (m.type != RMIG_MSG_HANDSHAKE) {
 		snprintf(why, sizeof(why), "first message is %s, expected "
 			 "HANDSHAKE", rmig_msg_type_name(m.type));
@@ -696,13 +743,6 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 		reject(d, p, reason, why);
 		return 0;
 	}
-	if (!s->uuid_set) {
-		memcpy(s->uuid, h.uuid, 16);
-		s->uuid_set = true;
-	}
-	if (!s->channels)
-		s->channels = h.channel_count;
-	seen[h.channel_id / 64] |= 1ull << (h.channel_id % 64);
 	p->ch.id = h.channel_id;
 	p->ch.peer_depth = h.rx_depth;
 	p->ch.credits = h.rx_depth;
@@ -710,7 +750,14 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	if (!ret)
 		ret = send_accept(d, p);
 	if (ret)
-		goto err_free;
+		goto drop;
+	if (!s->uuid_set) {
+		memcpy(s->uuid, h.uuid, 16);
+		s->uuid_set = true;
+	}
+	if (!s->channels)
+		s->channels = h.channel_count;
+	seen[h.channel_id / 64] |= 1ull << (h.channel_id % 64);
 	d->chans[h.channel_id] = p;
 	d->chan_ptrs[h.channel_id] = &p->ch;
 	d->nchans++;
@@ -718,12 +765,12 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 		      s->channels, p->ch.peer);
 	return 0;
 
-err_free:
+drop:
 	rmig_log_warn("dropped a connection from %s: %s",
 		      p->ch.peer[0] ? p->ch.peer : "unknown peer",
 		      rmig_err_msg());
 	free_chan(p);
-	return 0;
+	return ret == -ENOMEM ? ret : 0;
 }
 
 int rmig_dest_accept(rmig_dest *d, int timeout_ms)
@@ -748,14 +795,22 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 	deadline = rmig_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0)
 				   * 1000000ull;
 	while (!s->channels || d->nchans < s->channels) {
+		/* A connection's steps wait at most a quarter of the connect
+		 * timeout: a real source answers at once, and its own wait
+		 * for our ACCEPT is the whole connect timeout. */
+		int step = (int)s->connect_timeout_ms / 4;
 		struct rmig_prov_conn *conn;
 		int left = -1;
 
+		if (step < 100)
+			step = 100;
 		if (timeout_ms >= 0) {
 			uint64_t now = rmig_now_ns();
 
 			left = now < deadline ?
 			       (int)((deadline - now) / 1000000) : 0;
+			if (left < step)
+				step = left > 0 ? left : 1;
 		}
 		ret = rmig_sess_check(s);
 		if (ret)
@@ -774,11 +829,10 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 		}
 		if (ret)
 			goto err;
-		ret = accept_one(d, conn, seen);
+		ret = accept_one(d, conn, seen, step);
 		if (ret)
 			goto err;
 	}
-	atomic_store(&s->state, RMIG_STATE_ACTIVE);
 	for (unsigned i = 0; i < d->nchans; i++) {
 		struct dest_chan *p = d->chans[i];
 		char name[32];
@@ -797,17 +851,25 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 		atomic_store_explicit(&d->nthreads, i + 1,
 				      memory_order_release);
 	}
+	/* A cancel while the threads started may have kicked only some of
+	 * them: kick again now that all run (destroy kicks too). */
+	if (!rmig_sess_transition(s, RMIG_STATE_SETUP, RMIG_STATE_ACTIVE)) {
+		s->kick(s->kick_arg);
+		return rmig_sess_check(s);
+	}
 	return 0;
 
 err:
-	/* Channels accepted so far are dropped; the caller may accept
-	 * again (the session stays in setup). */
+	/* Channels accepted so far are dropped and what their handshakes
+	 * made us adopt is forgotten: the caller may accept again. */
 	for (unsigned i = 0; i < RMIG_MAX_CHANNELS; i++) {
 		free_chan(d->chans[i]);
 		d->chans[i] = NULL;
 		d->chan_ptrs[i] = NULL;
 	}
 	d->nchans = 0;
+	s->uuid_set = d->cfg_uuid_set;
+	s->channels = d->cfg_channels;
 	return ret;
 }
 
@@ -815,8 +877,12 @@ void rmig_dest_destroy(rmig_dest *d)
 {
 	if (!d)
 		return;
-	if (atomic_load(&d->nthreads) && !d->joined)
+	if (atomic_load(&d->nthreads) && !d->joined) {
 		rmig_sess_cancel(&d->s, "session destroyed while active");
+		/* Kick even if the session had failed before: every thread
+		 * exists now, whatever an earlier kick could reach. */
+		d->s.kick(d->s.kick_arg);
+	}
 	join_threads(d);
 	for (unsigned i = 0; i < RMIG_MAX_CHANNELS; i++)
 		free_chan(d->chans[i]);

@@ -157,15 +157,8 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 
 void rmig_sess_fini(struct rmig_session *s)
 {
-	for (unsigned i = 0; i < s->nblocks; i++) {
-		if (s->blocks[i].mr)
-			s->ops.mr_dereg(s->blocks[i].mr);
-		free(s->blocks[i].received);
-	}
+	rmig_sess_close_domain(s);
 	s->nblocks = 0;
-	if (s->dom)
-		s->ops.domain_close(s->dom);
-	s->dom = NULL;
 	free(s->address);
 	free(s->subprovider);
 	pthread_mutex_destroy(&s->err_lock);
@@ -262,33 +255,45 @@ int rmig_sess_open_domain(struct rmig_session *s, bool remote_write)
 					(unsigned long long)b->length);
 			goto err_dereg;
 		}
-		if (s->is_dest) {
-			uint64_t pages = b->length / s->page_size;
+		uint64_t words = (b->length / s->page_size + 63) / 64;
 
-			b->received = calloc((pages + 63) / 64,
-					     sizeof(*b->received));
-			if (!b->received) {
-				ret = rmig_err(-ENOMEM, "received bitmap of "
-					       "block '%s'", b->name);
-				goto err_dereg;
-			}
+		if (s->is_dest)
+			b->received = calloc(words, sizeof(*b->received));
+		else
+			b->queued = calloc(words, sizeof(*b->queued));
+		if (!b->received && !b->queued) {
+			ret = rmig_err(-ENOMEM, "page bitmap of block '%s' "
+				       "(%llu words)", b->name,
+				       (unsigned long long)words);
+			goto err_dereg;
 		}
 	}
 	s->registration_ns = rmig_now_ns() - t0;
 	return 0;
 
 err_dereg:
+	rmig_sess_close_domain(s);
+	return ret;
+err_close:
+	s->ops.domain_close(s->dom);
+	s->dom = NULL;
+	return ret;
+}
+
+void rmig_sess_close_domain(struct rmig_session *s)
+{
 	for (unsigned i = 0; i < s->nblocks; i++) {
 		if (s->blocks[i].mr)
 			s->ops.mr_dereg(s->blocks[i].mr);
 		s->blocks[i].mr = NULL;
 		free(s->blocks[i].received);
 		s->blocks[i].received = NULL;
+		free(s->blocks[i].queued);
+		s->blocks[i].queued = NULL;
 	}
-err_close:
-	s->ops.domain_close(s->dom);
+	if (s->dom)
+		s->ops.domain_close(s->dom);
 	s->dom = NULL;
-	return ret;
 }
 
 static int sess_fail_v(struct rmig_session *s, enum rmig_state state,
@@ -299,11 +304,13 @@ static int sess_fail_v(struct rmig_session *s, enum rmig_state state,
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	pthread_mutex_lock(&s->err_lock);
-	if (!atomic_load_explicit(&s->err, memory_order_relaxed)) {
+	/* A completed migration stays completed: a late cancel or a peer
+	 * closing afterwards changes nothing. */
+	if (!atomic_load_explicit(&s->err, memory_order_relaxed) &&
+	    atomic_load(&s->state) != RMIG_STATE_COMPLETED) {
 		memcpy(s->errmsg, msg, sizeof(msg));
 		/* Publishes errmsg; pairs with the acquire loads of err in
-		 * rmig_sess_check(), the *_error() getters and every thread's
-		 * wait loop. */
+		 * rmig_sess_failed() and its callers. */
 		atomic_store_explicit(&s->err, code, memory_order_release);
 		atomic_store(&s->state, state);
 		first = true;
@@ -342,6 +349,22 @@ int rmig_sess_cancel(struct rmig_session *s, const char *fmt, ...)
 	ret = sess_fail_v(s, RMIG_STATE_CANCELLED, -ECANCELED, fmt, ap);
 	va_end(ap);
 	return ret;
+}
+
+bool rmig_sess_transition(struct rmig_session *s, enum rmig_state from,
+			  enum rmig_state to)
+{
+	bool ok;
+
+	/* Under err_lock so a transition and a failure never interleave: the
+	 * state a failure sets is final. */
+	pthread_mutex_lock(&s->err_lock);
+	ok = !atomic_load_explicit(&s->err, memory_order_relaxed) &&
+	     atomic_load(&s->state) == (int)from;
+	if (ok)
+		atomic_store(&s->state, to);
+	pthread_mutex_unlock(&s->err_lock);
+	return ok;
 }
 
 int rmig_sess_check(struct rmig_session *s)

@@ -193,8 +193,9 @@ static int send_devstate(struct src_chan *p)
 	return 0;
 }
 
-/* Turn a message the destination sent in anger into the session error. */
-static int peer_error(struct rmig_chan *ch, struct rmig_msg *m)
+/* The destination turned our handshake away: say why.  (ERROR messages
+ * never get here: rmig_chan_recv() fails with them.) */
+static int peer_reject(struct rmig_msg *m)
 {
 	enum rmig_reject reason;
 	char text[RMIG_REJECT_TEXT_MAX + 1];
@@ -203,9 +204,8 @@ static int peer_error(struct rmig_chan *ch, struct rmig_msg *m)
 
 	if (ret)
 		return ret;
-	return rmig_err(m->type == RMIG_MSG_REJECT ? -ECONNREFUSED : -EPROTO,
-			"destination %s: %s", m->type == RMIG_MSG_REJECT ?
-			"rejected the handshake" : "reported an error", text);
+	return rmig_err(-ECONNREFUSED, "destination rejected the handshake: "
+			"%s", text);
 }
 
 static int send_sync(struct src_chan *p, bool final)
@@ -235,8 +235,6 @@ static int send_sync(struct src_chan *p, bool final)
 	} while (ret == 0);
 	if (ret < 0)
 		return ret;
-	if (m.type == RMIG_MSG_ERROR)
-		return peer_error(ch, &m);
 	if (m.type != RMIG_MSG_SYNC_ACK)
 		return rmig_err(-EPROTO, "expected SYNC_ACK, got %s",
 				rmig_msg_type_name(m.type));
@@ -282,9 +280,8 @@ static int wait_work(struct src_chan *p)
 		atomic_store(&p->polling, false);
 		if (ret)
 			return ret;
-		/* Pairs with the release store in rmig_sess_fail(). */
-		if (atomic_load_explicit(&p->src->s.err, memory_order_acquire))
-			return -ECANCELED;
+		if (rmig_sess_failed(&p->src->s))
+			return rmig_sess_check(&p->src->s);
 	}
 }
 
@@ -332,17 +329,27 @@ static void *src_thread(void *arg)
 			ret = send_sync(p, final);
 			atomic_store_explicit(&p->pending_sync, false,
 					      memory_order_relaxed);
+			/* On failure the exit path records the error before
+			 * it posts sem_sync, so the caller cannot see the
+			 * sync end without seeing the error. */
+			if (ret)
+				break;
 			sem_post(&p->sem_sync);
-			if (ret || final)
+			if (final)
 				break;
 		}
 	}
 	/* Record it unless the session failed first (then it is only the
 	 * echo of that failure; rmig_sess_fail() keeps the first anyway). */
-	if (ret && !atomic_load_explicit(&s->err, memory_order_acquire))
+	if (ret && !rmig_sess_failed(s))
 		rmig_sess_fail(s, ret, "channel %u (%s): %s", p->ch.id,
 			       p->ch.peer, rmig_err_msg());
-	if (!ret && final)
+	if (rmig_sess_failed(s))
+		/* Tell the destination why, where the connection still
+		 * works, so it fails with our reason, not a reset. */
+		rmig_chan_send_error(&p->ch, atomic_load(&s->err),
+				     rmig_sess_errmsg(s));
+	else if (final)
 		(void)rmig_chan_drain(&p->ch, 1000);
 	/* Let a caller blocked on us go and look at the error. */
 	sem_post(&p->sem_sync);
@@ -423,6 +430,29 @@ static int check_active(struct rmig_src *src, const char *what)
 	return 0;
 }
 
+/* Mark a page queued for this sync; -EBUSY if it is already. */
+static int mark_queued(struct rmig_src *src, int block, uint64_t offset)
+{
+	struct rmig_block *b = &src->s.blocks[block];
+	uint64_t pg = offset / src->s.page_size;
+	uint64_t mask = 1ull << (pg % 64);
+
+	if (b->queued[pg / 64] & mask)
+		return rmig_err(-EBUSY, "block '%s': page at offset 0x%llx "
+				"queued twice since the last sync (queue a "
+				"page at most once per sync)", b->name,
+				(unsigned long long)offset);
+	b->queued[pg / 64] |= mask;
+	return 0;
+}
+
+static void unmark_queued(struct rmig_src *src, int block, uint64_t offset)
+{
+	uint64_t pg = offset / src->s.page_size;
+
+	src->s.blocks[block].queued[pg / 64] &= ~(1ull << (pg % 64));
+}
+
 int rmig_src_queue_page(rmig_src *src, int block, uint64_t offset)
 {
 	int ret;
@@ -440,6 +470,9 @@ int rmig_src_queue_page(rmig_src *src, int block, uint64_t offset)
 		if (ret)
 			return ret;
 	}
+	ret = mark_queued(src, block, offset);
+	if (ret)
+		return ret;
 	src->batch.block = block;
 	src->batch.offsets[src->batch.n++] = offset;
 	if (src->batch.n == src->s.pages_per_packet)
@@ -463,6 +496,16 @@ int rmig_src_queue_pages(rmig_src *src, int block, const uint64_t *offsets,
 		ret = rmig_sess_check_page(&src->s, block, offsets[i]);
 		if (ret) {
 			rmig_err_prefix("queue_pages: page %zu", i);
+			return ret;
+		}
+	}
+	/* All or nothing: on a duplicate, forget the marks made here. */
+	for (size_t i = 0; i < n; i++) {
+		ret = mark_queued(src, block, offsets[i]);
+		if (ret) {
+			rmig_err_prefix("queue_pages: page %zu", i);
+			while (i--)
+				unmark_queued(src, block, offsets[i]);
 			return ret;
 		}
 	}
@@ -565,6 +608,10 @@ static int do_sync(struct rmig_src *src, bool final)
 	ret = rmig_sess_check(s);
 	if (ret)
 		return ret;
+	/* Everything queued so far is in place: pages may be queued again. */
+	for (unsigned i = 0; i < s->nblocks; i++)
+		memset(s->blocks[i].queued, 0,
+		       (s->blocks[i].length / s->page_size + 63) / 64 * 8);
 	atomic_fetch_add_explicit(&src->syncs_done, 1, memory_order_relaxed);
 	return 0;
 }
@@ -605,10 +652,9 @@ int rmig_src_finish(rmig_src *src)
 	join_threads(src);
 	if (ret)
 		return ret;
-	ret = rmig_sess_check(&src->s);
-	if (ret)
-		return ret;
-	atomic_store(&src->s.state, RMIG_STATE_COMPLETED);
+	if (!rmig_sess_transition(&src->s, RMIG_STATE_ACTIVE,
+				  RMIG_STATE_COMPLETED))
+		return rmig_sess_check(&src->s);
 	return 0;
 }
 
@@ -773,8 +819,8 @@ static int connect_one(struct rmig_src *src, unsigned id)
 				"within %d ms", tmo);
 	if (ret < 0)
 		return ret;
-	if (m.type == RMIG_MSG_REJECT || m.type == RMIG_MSG_ERROR)
-		return peer_error(ch, &m);
+	if (m.type == RMIG_MSG_REJECT)
+		return peer_reject(&m);
 	if (m.type != RMIG_MSG_ACCEPT)
 		return rmig_err(-EPROTO, "expected ACCEPT, got %s",
 				rmig_msg_type_name(m.type));
@@ -859,7 +905,6 @@ int rmig_src_connect(rmig_src *src)
 			goto err_free;
 		}
 	}
-	atomic_store(&s->state, RMIG_STATE_ACTIVE);
 	for (unsigned i = 0; i < src->nchans; i++) {
 		struct src_chan *p = src->chans[i];
 		char name[32];
@@ -878,6 +923,12 @@ int rmig_src_connect(rmig_src *src)
 		atomic_store_explicit(&src->nthreads, i + 1,
 				      memory_order_release);
 	}
+	/* A cancel while the threads started may have kicked only some of
+	 * them: kick again now that all run (destroy kicks too). */
+	if (!rmig_sess_transition(s, RMIG_STATE_SETUP, RMIG_STATE_ACTIVE)) {
+		s->kick(s->kick_arg);
+		return rmig_sess_check(s);
+	}
 	rmig_log_info("connected %u channels to %s over %s", src->nchans,
 		      s->address, s->attr.name);
 	return 0;
@@ -895,8 +946,12 @@ void rmig_src_destroy(rmig_src *src)
 {
 	if (!src)
 		return;
-	if (atomic_load(&src->nthreads) && !src->joined)
+	if (atomic_load(&src->nthreads) && !src->joined) {
 		rmig_sess_cancel(&src->s, "session destroyed while active");
+		/* Kick even if the session had failed before: every thread
+		 * exists now, whatever an earlier kick could reach. */
+		src->s.kick(src->s.kick_arg);
+	}
 	join_threads(src);
 	for (unsigned i = 0; i < src->nchans; i++)
 		free_chan(src, i);

@@ -464,15 +464,16 @@ int rmig_accept_decode(const void *buf, size_t len, uint32_t *rx_depth,
 
 /* Reject / error ------------------------------------------------------ */
 
-size_t rmig_reject_encode(enum rmig_reject reason, const char *text,
-			  void *buf, size_t len)
+/* REJECT and ERROR share a layout: a code, then a NUL-terminated text. */
+static size_t notice_encode(uint32_t code, const char *text, size_t textmax,
+			    void *buf, size_t len)
 {
-	size_t n = text ? strnlen(text, RMIG_REJECT_TEXT_MAX - 1) : 0;
+	size_t n = text ? strnlen(text, textmax - 1) : 0;
 	uint8_t *p = buf;
 
 	if (!buf || len < 8 + n + 1)
 		return 0;
-	put_u32(p + 0, (uint32_t)reason);
+	put_u32(p + 0, code);
 	put_u32(p + 4, (uint32_t)(n + 1));
 	if (n)
 		memcpy(p + 8, text, n);
@@ -480,8 +481,9 @@ size_t rmig_reject_encode(enum rmig_reject reason, const char *text,
 	return 8 + n + 1;
 }
 
-int rmig_reject_decode(const void *buf, size_t len, enum rmig_reject *reason,
-		       char *text, size_t textlen)
+static int notice_decode(const char *what, const void *buf, size_t len,
+			 uint32_t code_min, uint32_t code_max, size_t textmax,
+			 uint32_t *code, char *text, size_t textlen)
 {
 	const uint8_t *p = buf;
 	uint32_t r, n;
@@ -489,31 +491,31 @@ int rmig_reject_decode(const void *buf, size_t len, enum rmig_reject *reason,
 
 	if (len < 8)
 		return rmig_err(-EPROTO,
-				"reject: length %zu shorter than the 8-byte header",
-				len);
+				"%s: length %zu shorter than the 8-byte header",
+				what, len);
 	r = get_u32(p + 0);
 	n = get_u32(p + 4);
-	if (r > RMIG_REJECT_MALFORMED)
+	if (r < code_min || r > code_max)
 		return rmig_err(-EPROTO,
-				"reject: unknown reason %" PRIu32 " (expected 0..%d)",
-				r, RMIG_REJECT_MALFORMED);
-	if (n == 0 || n > RMIG_REJECT_TEXT_MAX)
+				"%s: unknown code %" PRIu32 " (expected %" PRIu32
+				"..%" PRIu32 ")", what, r, code_min, code_max);
+	if (n == 0 || n > textmax)
 		return rmig_err(-EPROTO,
-				"reject: text length %" PRIu32 " (expected 1..%u)",
-				n, RMIG_REJECT_TEXT_MAX);
+				"%s: text length %" PRIu32 " (expected 1..%zu)",
+				what, n, textmax);
 	if (len != 8 + (size_t)n)
 		return rmig_err(-EPROTO,
-				"reject: length %zu (expected %zu for a %" PRIu32
-				"-byte text)", len, 8 + (size_t)n, n);
+				"%s: length %zu (expected %zu for a %" PRIu32
+				"-byte text)", what, len, 8 + (size_t)n, n);
 	if (p[8 + n - 1] != '\0')
 		return rmig_err(-EPROTO,
-				"reject: text not NUL-terminated (last byte 0x%02x)",
-				p[8 + n - 1]);
+				"%s: text not NUL-terminated (last byte 0x%02x)",
+				what, p[8 + n - 1]);
 	nul = memchr(p + 8, 0, n);
 	if (nul != p + 8 + n - 1)
 		return rmig_err(-EPROTO,
-				"reject: NUL inside the text at byte %td of %" PRIu32,
-				nul - (p + 8), n);
+				"%s: NUL inside the text at byte %td of %" PRIu32,
+				what, nul - (p + 8), n);
 
 	if (text && textlen) {
 		/* Copy, truncating to @textlen; control characters become
@@ -527,8 +529,47 @@ int rmig_reject_decode(const void *buf, size_t len, enum rmig_reject *reason,
 		}
 		text[k] = '\0';
 	}
-	*reason = (enum rmig_reject)r;
+	*code = r;
 	return 0;
+}
+
+size_t rmig_reject_encode(enum rmig_reject reason, const char *text,
+			  void *buf, size_t len)
+{
+	return notice_encode((uint32_t)reason, text, RMIG_REJECT_TEXT_MAX, buf,
+			     len);
+}
+
+int rmig_reject_decode(const void *buf, size_t len, enum rmig_reject *reason,
+		       char *text, size_t textlen)
+{
+	uint32_t r;
+	int ret = notice_decode("reject", buf, len, 0, RMIG_REJECT_MALFORMED,
+				RMIG_REJECT_TEXT_MAX, &r, text, textlen);
+
+	if (!ret)
+		*reason = (enum rmig_reject)r;
+	return ret;
+}
+
+size_t rmig_error_encode(int errnum, const char *text, void *buf, size_t len)
+{
+	if (errnum < 1 || (unsigned)errnum > RMIG_ERROR_ERRNO_MAX)
+		errnum = EPROTO;
+	return notice_encode((uint32_t)errnum, text, RMIG_ERROR_TEXT_MAX, buf,
+			     len);
+}
+
+int rmig_error_decode(const void *buf, size_t len, int *errnum, char *text,
+		      size_t textlen)
+{
+	uint32_t r;
+	int ret = notice_decode("error", buf, len, 1, RMIG_ERROR_ERRNO_MAX,
+				RMIG_ERROR_TEXT_MAX, &r, text, textlen);
+
+	if (!ret)
+		*errnum = (int)r;
+	return ret;
 }
 
 /* Packet header ------------------------------------------------------- */

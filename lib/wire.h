@@ -29,8 +29,9 @@
  * REJECT (destination -> source): 0 u32 reason (enum rmig_reject), 4 u32
  *   text length n (incl. NUL, 1..RMIG_REJECT_TEXT_MAX), 8 char[n] text.
  *
- * ERROR (either way, best effort before closing): same layout as REJECT with
- *   reason 0.
+ * ERROR (either way, best effort before closing): 0 u32 errno of the failure
+ *   (1..RMIG_ERROR_ERRNO_MAX), 4 u32 text length n (incl. NUL,
+ *   1..RMIG_ERROR_TEXT_MAX), 8 char[n] text.
  *
  * PACKET header (source -> destination, after the packet's RDMA WRITEs)
  *   0 u32 flags (0)      4 u32 block index     8 u64 packet number
@@ -69,6 +70,8 @@
 #define RMIG_SYNC_ACK_LEN 8u
 #define RMIG_DEVSTATE_HDR_LEN 32u
 #define RMIG_REJECT_TEXT_MAX 200u
+#define RMIG_ERROR_TEXT_MAX 512u
+#define RMIG_ERROR_ERRNO_MAX 4095u
 #define RMIG_IMM_CREDITS_MAX 4095u
 #define RMIG_SYNC_FINAL 1u
 
@@ -178,6 +181,12 @@ size_t rmig_reject_encode(enum rmig_reject reason, const char *text,
 /** Decode; @text receives the NUL-terminated reason text. */
 int rmig_reject_decode(const void *buf, size_t len, enum rmig_reject *reason,
 		       char *text, size_t textlen);
+
+/** ERROR: @errnum is a positive errno; text is cut to fit. */
+size_t rmig_error_encode(int errnum, const char *text, void *buf, size_t len);
+/** Decode an ERROR: errno 1..RMIG_ERROR_ERRNO_MAX, text as for REJECT. */
+int rmig_error_decode(const void *buf, size_t len, int *errnum, char *text,
+		      size_t textlen);
 
 /* Packet header -------------------------------------------------------- */
 

@@ -929,7 +929,7 @@ static void test_reject_decode_rejections(void **state)
 
 	be32(buf, RMIG_REJECT_MALFORMED + 1);
 	assert_eproto(rmig_reject_decode(buf, len, &r, text, sizeof(text)),
-		      "unknown reason 11");
+		      "unknown code 11");
 	be32(buf, RMIG_REJECT_MAGIC);
 
 	be32(buf + 4, 0);

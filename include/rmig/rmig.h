@@ -227,14 +227,19 @@ RMIG_API int rmig_src_connect(rmig_src *s);
 /**
  * Queue one page (block index, byte offset).  Pages are collected into a
  * packet (pages_per_packet pages of one block) and the packet is handed to the
- * next idle channel; the call waits when every channel is busy.  Returns
- * 0, or the session's error.
+ * next idle channel; the call waits when every channel is busy.  A page may be
+ * queued at most once between two syncs (as multifd walks its dirty bitmap
+ * once per sync): two copies in flight on different channels could land out
+ * of order.  Returns 0; -EINVAL (block index, offset unaligned or past the
+ * end), -EBUSY (the page is queued already since the last sync), or the
+ * session's error.
  */
 RMIG_API int rmig_src_queue_page(rmig_src *s, int block, uint64_t offset);
 
 /**
  * Queue @n pages of one block at once (any n; split into packets).  Flushes
- * the partial batch of rmig_src_queue_page() first.
+ * the partial batch of rmig_src_queue_page() first.  All or nothing: on
+ * -EINVAL or -EBUSY (as rmig_src_queue_page()) no page of the call is queued.
  */
 RMIG_API int rmig_src_queue_pages(rmig_src *s, int block,
 				  const uint64_t *offsets, size_t n);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -417,6 +418,25 @@ void rfab_domain_close(struct rmig_prov_domain *d)
 /* ------------------------------------------------------------------ */
 /* Memory registration                                                 */
 
+/* A random key that fits the domain's mr_key_size, distinct within the
+ * domain: random high bits, then a per-domain counter in the low 16. */
+static int rfab_random_key(struct rfab_domain *dom, uint64_t *key)
+{
+	size_t ksz = dom->info->domain_attr->mr_key_size;
+	uint64_t r, mask;
+
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return rmig_err(-errno, "fabric mr_reg: getrandom for a memory "
+				"key: %s", strerror(errno));
+	mask = ksz >= 8 ? UINT64_MAX : (1ull << (8 * ksz)) - 1;
+	/* Relaxed: distinctness only, see the field's comment. */
+	r = (r << 16) | (atomic_fetch_add_explicit(&dom->next_key, 1,
+						   memory_order_relaxed) &
+			 0xffff);
+	*key = r & mask;
+	return 0;
+}
+
 int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
 		bool remote_write, struct rmig_prov_mr **out)
 {
@@ -431,10 +451,15 @@ int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
 				addr, len);
 	if (remote_write)
 		access |= FI_REMOTE_WRITE;
-	if (!(dom->mr_mode & FI_MR_PROV_KEY))
-		/* Relaxed: uniqueness only, see the field's comment. */
-		key = atomic_fetch_add_explicit(&dom->next_key, 1,
-						memory_order_relaxed);
+	if (!(dom->mr_mode & FI_MR_PROV_KEY)) {
+		/* We choose the key (tcp, sockets): make it unguessable, so
+		 * a peer that never passed the handshake cannot write into
+		 * a registration by counting keys.  The counter keeps keys
+		 * of one domain distinct. */
+		ret = rfab_random_key(dom, &key);
+		if (ret)
+			return ret;
+	}
 
 	m = calloc(1, sizeof(*m));
 	if (!m)
