@@ -6,5 +6,5 @@ rmig_test(test_fabric_provider SOURCES test_fabric_provider.c CMOCKA
   TIMEOUT 60 LABELS unit fabric)
 foreach(prov sockets net)
   rmig_test(test_fabric_provider ARGS prov=${prov} CMOCKA
-    TIMEOUT 60 LABELS unit fabric)
+    TIMEOUT 60 LABELS unit fabric ENV ${RMIG_OTHER_PROV_ENV})
 endforeach()

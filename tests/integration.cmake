@@ -17,9 +17,9 @@ else()
   set(RMIG_INTEG_SLOW 1)
 endif()
 
-# rmig_integ_test(NAME TIMEOUT_S SOURCES src... ARGS a... [LARGE])
+# rmig_integ_test(NAME TIMEOUT_S SOURCES src... ARGS a... [ENV k=v...] [LARGE])
 function(rmig_integ_test name timeout)
-  cmake_parse_arguments(I "LARGE" "" "SOURCES;ARGS" ${ARGN})
+  cmake_parse_arguments(I "LARGE" "" "SOURCES;ARGS;ENV" ${ARGN})
   if(I_LARGE AND RMIG_SANITIZE)
     return()
   endif()
@@ -31,7 +31,7 @@ function(rmig_integ_test name timeout)
   endif()
   rmig_test(${name} SOURCES ${I_SOURCES} testutil.c TIMEOUT ${t}
     LABELS ${labels} ARGS ${I_ARGS}
-    ENV RMIG_TEST_WATCHDOG=${wd} ${RMIG_INTEG_ENV})
+    ENV RMIG_TEST_WATCHDOG=${wd} ${RMIG_INTEG_ENV} ${I_ENV})
   if(I_LARGE)
     # Two processes with 1 GiB each and both cores busy: run alone.
     string(REPLACE ";" "_" suffix "${I_ARGS}")
@@ -52,7 +52,8 @@ rmig_integ_test(test_migrate 120 ARGS 4 16 3 4096 poll=1 storm=20000)
 rmig_integ_test(test_migrate 600 ARGS 8 1024 3 4096 LARGE)
 # The same over libfabric's sockets provider (FI_EP_MSG, its own progress
 # thread, fi_cq_signal reported as -FI_ECANCELED).
-rmig_integ_test(test_migrate 120 ARGS 2 64 3 4096 prov=sockets)
+rmig_integ_test(test_migrate 120 ARGS 2 64 3 4096 prov=sockets
+  ENV ${RMIG_OTHER_PROV_ENV})
 
 # test_handshake MODE
 rmig_integ_test(test_handshake 120 SOURCES test_handshake.c ARGS raw)
@@ -61,6 +62,13 @@ rmig_integ_test(test_handshake 90 ARGS dup adopt=1)
 rmig_integ_test(test_handshake 150 ARGS extra)
 rmig_integ_test(test_handshake 90 ARGS srcreject)
 rmig_integ_test(test_handshake 60 ARGS refused)
+# Regression cases of the accept / device-state hardening: a failed accept
+# forgets the UUID and channel count it adopted; a silent connection waits
+# at most a quarter of the connect timeout; a device-state gap at a sync
+# fails with -EPROTO and the ERROR carries it to the source.
+rmig_integ_test(test_handshake 90 ARGS forget)
+rmig_integ_test(test_handshake 90 ARGS silent)
+rmig_integ_test(test_handshake 60 ARGS dsgap)
 
 # test_peer_death killdest|killsrc CHANNELS SIZE_MIB
 rmig_integ_test(test_peer_death 120 SOURCES test_peer_death.c
