@@ -63,6 +63,9 @@ struct rmig_dest {
 	 * when these are unset, and restores them if it fails). */
 	bool cfg_uuid_set;
 	unsigned cfg_channels;
+	/* Pages per packet the source announced (every channel the same):
+	 * packet headers with more pages are refused. */
+	uint32_t ppp;
 
 	_Atomic uint64_t syncs_done, rejected, zero_cleared, devstate_blobs,
 		devstate_bytes;
@@ -737,6 +740,12 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 		snprintf(why, sizeof(why), "rx_depth %u above %u", h.rx_depth,
 			 RMIG_IMM_CREDITS_MAX);
 	}
+	if (reason == RMIG_REJECT_NONE && d->ppp &&
+	    h.pages_per_packet != d->ppp) {
+		reason = RMIG_REJECT_PACKET_SIZE;
+		snprintf(why, sizeof(why), "pages per packet %u, other "
+			 "channels announced %u", h.pages_per_packet, d->ppp);
+	}
 	if (reason != RMIG_REJECT_NONE) {
 		/* Nothing about our memory has been said on this
 		 * connection; answer why and close it. */
@@ -757,6 +766,7 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	}
 	if (!s->channels)
 		s->channels = h.channel_count;
+	d->ppp = h.pages_per_packet;
 	seen[h.channel_id / 64] |= 1ull << (h.channel_id % 64);
 	d->chans[h.channel_id] = p;
 	d->chan_ptrs[h.channel_id] = &p->ch;
@@ -833,6 +843,7 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 		if (ret)
 			goto err;
 	}
+	d->lim.pages_per_packet = d->ppp;
 	for (unsigned i = 0; i < d->nchans; i++) {
 		struct dest_chan *p = d->chans[i];
 		char name[32];
@@ -868,6 +879,7 @@ err:
 		d->chan_ptrs[i] = NULL;
 	}
 	d->nchans = 0;
+	d->ppp = 0;
 	s->uuid_set = d->cfg_uuid_set;
 	s->channels = d->cfg_channels;
 	return ret;
