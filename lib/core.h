@@ -156,7 +156,8 @@ int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
 			size_t length);
 int rmig_sess_open_domain(struct rmig_session *s, bool remote_write);
 /** Record the session's first error (later ones are only logged), mark it
- *  failed, and kick every thread.  Returns @code. */
+ *  failed, and kick every thread.  Returns @code, with the message also
+ *  in the calling thread's rmig_last_error(). */
 int rmig_sess_fail(struct rmig_session *s, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /** Like rmig_sess_fail(), for a cancellation: state CANCELLED. */

@@ -326,7 +326,8 @@ static int sess_fail_v(struct rmig_session *s, enum rmig_state state,
 	} else {
 		rmig_log_debug("after the first error: %s", msg);
 	}
-	return code;
+	/* The calling thread's rmig_last_error() names it too. */
+	return rmig_err(code, "%s", msg);
 }
 
 int rmig_sess_fail(struct rmig_session *s, int code, const char *fmt, ...)

@@ -544,6 +544,9 @@ static void mig_stop(struct mig *m)
 	if (m->src)
 		rmig_src_destroy(m->src);
 	m->src = NULL;
+	/* A driver held before its first wait_sync (a test that failed
+	 * before letting it go) must get to see the end too. */
+	atomic_store(&m->dv.go, true);
 	if (m->dthr_running && !driver_join(m, 2)) {
 		/* The test did not expect it to end by itself here. */
 		rmig_dest_cancel(m->dst);
@@ -1196,6 +1199,64 @@ static void test_cancel_dest(void **state)
 	assert_int_equal(rmig_src_state(m->src), RMIG_STATE_FAILED);
 }
 
+/*
+ * The destination is cancelled while the source's caller is blocked in
+ * rmig_src_sync() (the destination's caller is held before wait_sync, so
+ * every source channel waits for its SYNC_ACK).  Each destination channel
+ * sends an ERROR carrying the errno before it leaves, so the source's sync
+ * fails promptly with the destination's reason and errno (-ECANCELED), not
+ * with a reset, and not only once the destination is destroyed.  (The
+ * destination's connections stay open until rmig_dest_destroy(), which
+ * this test calls only afterwards: the ERROR is the only way the source can
+ * learn of the cancel, so the outcome is deterministic.)
+ */
+static void test_cancel_dest_in_sync(void **state)
+{
+	struct mig *m = *state;
+	struct canceller c;
+	pthread_t t;
+	uint64_t t0, took;
+	int ret;
+
+	mem_alloc(&m->mem, 16, 8);
+	mem_fill(&m->mem);
+	m->dv.hold = true;
+	mig_start(m, 2, 4, 0, 0);
+	for (size_t i = 0; i < 10; i++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
+	c = (struct canceller){ .dst = m->dst, .after_ms = 150 };
+	t0 = now_ms();
+	assert_int_equal(pthread_create(&t, NULL, cancel_thread, &c), 0);
+	/* src_call(): fails the test if the sync is still blocked after
+	 * CALL_DEADLINE_S (it then cancels both sides to get it back). */
+	ret = src_sync(m);
+	took = now_ms() - t0;
+	pthread_join(t, NULL);
+	if (ret != -ECANCELED)
+		fail_msg("rmig_src_sync after the destination was cancelled: "
+			 "%d (%s), want -ECANCELED from the peer's ERROR", ret,
+			 rmig_last_error());
+	assert_last_err_has("peer reported");
+	assert_last_err_has("cancelled");
+	assert_last_err_has("channel");
+	if (took > 5000)
+		fail_msg("rmig_src_sync returned %llu ms after the start, the "
+			 "cancel was at 150 ms", (unsigned long long)took);
+	/* The source did not cancel: it failed, with the peer's reason. */
+	assert_int_equal(rmig_src_state(m->src), RMIG_STATE_FAILED);
+	assert_err_has(rmig_src_error(m->src), "peer reported");
+	assert_err_has(rmig_src_error(m->src), "cancelled");
+	/* Sticky. */
+	assert_int_equal(rmig_src_sync(m->src), -ECANCELED);
+	/* The destination's caller, let go, sees its own cancel. */
+	atomic_store(&m->dv.go, true);
+	if (!driver_join(m, JOIN_TIMEOUT_S))
+		fail_msg("destination driver still running %d s after its "
+			 "cancel", JOIN_TIMEOUT_S);
+	assert_int_equal(m->dv.last_ret, -ECANCELED);
+	assert_int_equal(rmig_dest_state(m->dst), RMIG_STATE_CANCELLED);
+}
+
 /* ------------------------------------------------------------------ */
 /* Bad arguments                                                       */
 
@@ -1480,6 +1541,7 @@ int main(void)
 		T(test_cancel_blocked_queue),
 		T(test_cancel_blocked_sync),
 		T(test_cancel_dest),
+		T(test_cancel_dest_in_sync),
 		T(test_bad_config),
 		T(test_bad_blocks),
 		T(test_bad_queue_args),

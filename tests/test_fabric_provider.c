@@ -46,6 +46,9 @@
 
 #include "error.h"
 #include "provider.h"
+/* The provider's private header: test_random_keys looks at what the
+ * domain granted (mr_mode, key size) to know whether rmig chose the keys. */
+#include "../providers/fabric/fabric.h"
 
 #define MSG 256          /* bytes per message slot */
 #define NSLOT 16         /* receive slots (and send slots) per side */
@@ -954,6 +957,68 @@ static void test_no_fd_leak(void **state)
 	}
 }
 
+/*
+ * Memory keys rmig chooses (providers without FI_MR_PROV_KEY: tcp, sockets)
+ * are unguessable: two registrations of one domain get distinct keys, and
+ * neither is a small counter value (the keys used to be 1, 2, 3...: a peer
+ * that never passed the handshake could count its way into guest RAM).
+ *
+ * A key is random above its low 16 bits (rfab_random_key), so with the
+ * 8-byte keys of tcp a correct key is below 2^16 with probability 2^-48,
+ * and two keys share their random part with probability 2^-48: a false
+ * failure is negligible.
+ */
+static void test_random_keys(void **state)
+{
+	struct pair *p = *state;
+	const struct rfab_domain *dom = (const void *)p->pas.dom;
+	size_t ksz = dom->info->domain_attr->mr_key_size;
+	uint8_t *buf[2];
+	struct rmig_prov_mr *mr[2];
+	uint64_t k[2];
+
+	if (!strcmp(prov, "tcp")) {
+		/* What this test relies on for tcp: rmig picks the keys, and
+		 * they are 8 bytes wide. */
+		assert_int_equal(dom->mr_mode & FI_MR_PROV_KEY, 0);
+		assert_int_equal(ksz, 8);
+	} else if ((dom->mr_mode & FI_MR_PROV_KEY) || ksz < 8) {
+		printf("# %s: keys chosen by the provider or %zu bytes wide: "
+		       "key test not applicable\n", prov, ksz);
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		buf[i] = calloc(1, 2 * MSG);
+		assert_non_null(buf[i]);
+		/* As the destination registers guest RAM: remote write. */
+		CHECK_OK(ops->mr_reg(p->pas.dom, buf[i], 2 * MSG, true,
+				     &mr[i]));
+		k[i] = mr[i]->rkey;
+	}
+	printf("# %s keys: 0x%016llx 0x%016llx (message buffers: 0x%016llx)"
+	       "\n", prov, (unsigned long long)k[0], (unsigned long long)k[1],
+	       (unsigned long long)p->pas.mr->rkey);
+	/* Deregister first: a failed check must not leave the domain busy. */
+	for (int i = 0; i < 2; i++) {
+		ops->mr_dereg(mr[i]);
+		free(buf[i]);
+	}
+	if (k[0] == k[1])
+		fail_msg("two registrations got the same key 0x%llx",
+			 (unsigned long long)k[0]);
+	for (int i = 0; i < 2; i++)
+		if (k[i] < (1ull << 16))
+			fail_msg("registration %d got key 0x%llx, below 2^16: "
+				 "a guessable counter value", i,
+				 (unsigned long long)k[i]);
+	/* Not one random base plus a counter either: the random parts
+	 * differ (else one key would give away the next). */
+	if ((k[0] >> 16) == (k[1] >> 16))
+		fail_msg("keys 0x%llx and 0x%llx differ only in the low 16 "
+			 "bits", (unsigned long long)k[0],
+			 (unsigned long long)k[1]);
+}
+
 /* A port on 127.0.0.1 with nobody listening (bound, then released). */
 static int unused_port(void)
 {
@@ -1153,6 +1218,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_writes_beyond_depth,
 						pair_setup_small, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_parallel_conns, pair_setup,
+						pair_teardown),
+		cmocka_unit_test_setup_teardown(test_random_keys, pair_setup,
 						pair_teardown),
 		cmocka_unit_test(test_no_fd_leak),
 		cmocka_unit_test(test_connect_refused),

@@ -26,6 +26,22 @@
  *                             ends the destination's accept.
  *   test_handshake refused    rmig_src_connect() to a closed port on
  *                             127.0.0.1: -ECONNREFUSED, promptly.
+ *   test_handshake forget     a destination with no UUID and no channel
+ *                             count: a raw client's valid channel 0 of 2
+ *                             (UUID A) gets ACCEPT, channel 1 never comes and
+ *                             rmig_dest_accept() fails with -ETIMEDOUT; the
+ *                             next accept must have forgotten UUID A and the
+ *                             count: a real source with UUID B migrates.
+ *   test_handshake silent     a raw client connects and says nothing, then a
+ *                             real source connects (connect timeout 4 s on
+ *                             both sides): the silent connection is dropped
+ *                             after a quarter of the timeout and the source
+ *                             is accepted well within its timeout.
+ *   test_handshake dsgap      a raw client (1 channel) sends device-state
+ *                             blob 1 (blob 0 never comes), then SYNC 1:
+ *                             rmig_dest_wait_sync() fails with -EPROTO naming
+ *                             the missing blob, and the client receives an
+ *                             ERROR carrying EPROTO.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,6 +72,10 @@ struct ctx {
 	struct tu_pipe note;    /* raw client or source -> dest */
 	unsigned expect_rejected; /* dest: exact count (0: at least one) */
 	bool expect_rejected_min;
+	const uint8_t *src_uuid;  /* the real source's (default: uuid) */
+	unsigned connect_timeout_ms; /* real source and dest (0: default) */
+	struct tu_pipe back;      /* dest -> raw client */
+	struct tu_pipe go;        /* raw client -> parent */
 };
 
 static int accept_timeout_ms(void)
@@ -669,15 +689,24 @@ static int run_good_src(void *arg)
 		if (!(offs[b] = calloc(tu_image_pages(&im, b), 8)))
 			goto out;
 	memset(blob, 0x3c, sizeof(blob));
-	tu_config(&cfg, cx->addr, CHANNELS, PAGE, cx->uuid);
+	tu_config(&cfg, cx->addr, CHANNELS, PAGE,
+		  cx->src_uuid ? cx->src_uuid : cx->uuid);
+	if (cx->connect_timeout_ms)
+		cfg.connect_timeout_ms = cx->connect_timeout_ms;
 	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)))
 		goto out;
 	for (unsigned b = 0; b < im.nblocks; b++)
 		if (!TU_RMIG_OK(rmig_src_add_block(s, im.b[b].name,
 						   im.b[b].mem, im.b[b].len)))
 			goto out;
-	if (!TU_RMIG_OK(rmig_src_connect(s)))
-		goto out;
+	{
+		uint64_t t0 = tu_now_ns();
+
+		if (!TU_RMIG_OK(rmig_src_connect(s)))
+			goto out;
+		tu_msg("rmig_src_connect: %.1f ms (connect timeout %u ms)",
+		       tu_ms_since(t0), cfg.connect_timeout_ms);
+	}
 	tu_image_write_round(&im, 0, offs, n, &normal, &zero);
 	for (unsigned b = 0; b < im.nblocks; b++)
 		if (!TU_RMIG_OK(rmig_src_queue_pages(s, (int)b, offs[b], n[b])))
@@ -997,6 +1026,395 @@ static int run_src_refused(void *arg)
 }
 
 /* ------------------------------------------------------------------ */
+/* Destination setup shared by "forget", "silent" and "dsgap".          */
+
+/* Create, add the image's blocks, listen on 127.0.0.1:0 and hand the
+ * address to the parent.  @channels 0 / @uuid NULL: adopt the source's. */
+static rmig_dest *dest_up(struct ctx *cx, struct tu_image *im,
+			  unsigned channels, const uint8_t *uuid)
+{
+	struct rmig_config cfg;
+	char addr[TU_ADDR_MAX];
+	rmig_dest *d = NULL;
+
+	tu_config(&cfg, TU_LOOPBACK_LISTEN, channels, PAGE, uuid);
+	if (cx->connect_timeout_ms)
+		cfg.connect_timeout_ms = cx->connect_timeout_ms;
+	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
+		return NULL;
+	for (unsigned b = 0; b < im->nblocks; b++)
+		if (!TU_RMIG_OK(rmig_dest_add_block(d, im->b[b].name,
+						    im->b[b].mem,
+						    im->b[b].len)))
+			goto err;
+	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
+	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))) ||
+	    !TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) ||
+	    !TU_CHECK(!tu_send_str(cx->addrp.w, addr), "address pipe"))
+		goto err;
+	return d;
+err:
+	rmig_dest_destroy(d);
+	return NULL;
+}
+
+/* Send @len bytes from @tx (a buffer inside the raw client's registered
+ * memory that no other send in flight uses). */
+static bool raw_send_from(struct raw_conn *rc, uint8_t *tx, const void *buf,
+			  size_t len, uint32_t imm)
+{
+	if (len)
+		memcpy(tx, buf, len);
+	return TU_RMIG_OK(rc->raw->ops.send(rc->c, tx, len, rc->raw->mr, imm,
+					    tx));
+}
+
+/* ------------------------------------------------------------------ */
+/* "forget": a failed accept forgets the UUID and count it adopted.     */
+
+#define FORGET_ACCEPT1_MS 4000
+
+static int run_forget_raw(void *arg)
+{
+	struct ctx *cx = arg;
+	struct raw_conn x0 = { 0 };
+	struct rmig_handshake h;
+	struct tu_image im;
+	struct raw r;
+	uint64_t v = 0;
+	bool ok = false;
+
+	tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1);
+	if (!raw_open(&r, cx->addr))
+		goto note;
+	/* The destination starts its short accept now. */
+	tu_send_u64(cx->note.w, 1);
+	good_hs(&h, cx->uuid, 0); /* channel 0 of 2, UUID A */
+	ok = raw_connect(&r, 0, &x0) && send_hs(&x0, &h) &&
+	     expect_accept(&x0, "valid channel 0 of 2, uuid A", &im);
+note:
+	/* Tell the destination whether it did accept us (so adopted A and
+	 * the count of 2), then keep the connection until its accept has
+	 * given up on channel 1. */
+	tu_send_u64(cx->note.w, ok ? 2 : 0);
+	if (ok)
+		ok = TU_CHECK(!tu_recv_u64(cx->back.r, &v, 60000),
+			      "no word from the destination");
+	raw_disconnect(&x0);
+	if (r.dom)
+		raw_close(&r);
+	return ok ? 0 : 1;
+}
+
+static int run_forget_dest(void *arg)
+{
+	unsigned threads0 = tu_count_threads();
+	int fds0 = tu_count_fds();
+	struct ctx *cx = arg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	struct tu_image im;
+	rmig_dest *d = NULL;
+	uint64_t v = 0, t0;
+	bool ok = false, worded = false;
+	int ret;
+
+	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
+	    tu_image_alloc(&im, true))
+		return 1;
+	/* No UUID, no channel count: both come from the first handshake. */
+	d = dest_up(cx, &im, 0, NULL);
+	if (!d)
+		goto out;
+	if (!TU_CHECK(!tu_recv_u64(cx->note.r, &v, 30000) && v == 1,
+		      "the raw client did not start"))
+		goto out;
+	t0 = tu_now_ns();
+	ret = rmig_dest_accept(d, FORGET_ACCEPT1_MS);
+	tu_msg("first rmig_dest_accept: %d (%s) after %.1f ms", ret,
+	       rmig_last_error(), tu_ms_since(t0));
+	if (!TU_CHECK(!tu_recv_u64(cx->note.r, &v, 10000),
+		      "no note from the raw client") ||
+	    !TU_CHECK(v == 2, "the raw client's channel 0 was not accepted: "
+			      "the test did not set up what it tests"))
+		goto out;
+	if (!TU_CHECK(ret == -ETIMEDOUT, "first accept returned %d, want "
+					 "-ETIMEDOUT (channel 1 never came)",
+		      ret) ||
+	    !TU_CHECK(strstr(rmig_last_error(), "1 of 2"),
+		      "\"%s\" does not say 1 of 2 channels connected",
+		      rmig_last_error()))
+		goto out;
+	ok = TU_CHECK(rmig_dest_state(d) == RMIG_STATE_SETUP,
+		      "state %s after a failed accept",
+		      rmig_state_name(rmig_dest_state(d)));
+	/* The raw client may go; a real source with another UUID comes. */
+	tu_send_u64(cx->back.w, 1);
+	worded = true;
+	if (!TU_CHECK(!tu_send_str(cx->addrp.w, ok ? "accept again" :
+							"failed"),
+		      "pipe") || !ok)
+		goto out;
+	ok = false;
+	t0 = tu_now_ns();
+	ret = rmig_dest_accept(d, 30000);
+	tu_msg("second rmig_dest_accept: %d (%s) after %.1f ms", ret,
+	       ret ? rmig_last_error() : "", tu_ms_since(t0));
+	if (!TU_CHECK(ret == 0, "accept of source B after the failed accept "
+				"of A: %d (%s)", ret, rmig_last_error()) ||
+	    !dest_finish_good(d, &im) ||
+	    !TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
+		goto out;
+	tu_print_stats("dest", &st);
+	ok = TU_CHECK(st.rejected_handshakes == 0,
+		      "%" PRIu64 " handshakes rejected",
+		      st.rejected_handshakes);
+	ok &= tu_stats_coherent(&st, CHANNELS);
+out:
+	/* Nobody waits for words that will not come. */
+	if (!worded) {
+		tu_send_u64(cx->back.w, 0);
+		if (d) /* the address went out: the parent waits for more */
+			tu_send_str(cx->addrp.w, "failed");
+	}
+	if (d) {
+		rmig_dest_destroy(d);
+		ok &= tu_check_no_leaks("dest", threads0, fds0);
+	}
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* "silent": a connection that says nothing does not starve the source. */
+
+#define SILENT_CONNECT_MS 4000
+
+static int run_silent_raw(void *arg)
+{
+	struct ctx *cx = arg;
+	struct raw_conn x = { 0 };
+	struct raw_msg m;
+	struct raw r;
+	uint64_t t_conn;
+	bool ok = false;
+	int ret;
+
+	if (!raw_open(&r, cx->addr))
+		goto out;
+	if (!raw_connect(&r, 0, &x))
+		goto out;
+	/* Established: the destination is waiting for our handshake. */
+	t_conn = tu_now_ns();
+	tu_send_u64(cx->note.w, t_conn);
+	tu_send_u64(cx->go.w, t_conn);
+	/* We say nothing; the destination must give up on us, in a
+	 * quarter of its connect timeout, without sending anything. */
+	ret = raw_recv(&x, 3 * SILENT_CONNECT_MS, &m);
+	tu_msg("silent connection: %d%s%s after %.1f ms", ret,
+	       ret == 1 ? " message " : "",
+	       ret == 1 ? rmig_msg_type_name(m.type) : "", tu_ms_since(t_conn));
+	ok = TU_CHECK(ret < 0, "the silent connection got %s",
+		      ret == 1 ? rmig_msg_type_name(m.type) :
+				 "no close within 3 connect timeouts");
+	ok &= TU_CHECK(tu_ms_since(t_conn) < SILENT_CONNECT_MS,
+		       "the silent connection was closed after %.1f ms, not "
+		       "within the connect timeout (%d ms)",
+		       tu_ms_since(t_conn), SILENT_CONNECT_MS);
+out:
+	if (!ok)
+		tu_send_u64(cx->go.w, 0);
+	raw_disconnect(&x);
+	if (r.dom)
+		raw_close(&r);
+	return ok ? 0 : 1;
+}
+
+static int run_silent_dest(void *arg)
+{
+	unsigned threads0 = tu_count_threads();
+	int fds0 = tu_count_fds();
+	struct ctx *cx = arg;
+	struct rmig_stats st = { .size = sizeof(st) };
+	struct tu_image im;
+	rmig_dest *d = NULL;
+	uint64_t t_silent = 0, t_done;
+	bool ok = false;
+	int ret;
+
+	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
+	    tu_image_alloc(&im, true))
+		return 1;
+	d = dest_up(cx, &im, CHANNELS, cx->uuid);
+	if (!d)
+		goto out;
+	ret = rmig_dest_accept(d, 30000);
+	t_done = tu_now_ns();
+	if (!TU_CHECK(!tu_recv_u64(cx->note.r, &t_silent, 5000),
+		      "no note from the raw client"))
+		goto out;
+	tu_msg("rmig_dest_accept: %d (%s), %.1f ms after the silent "
+	       "connection was established", ret, ret ? rmig_last_error() : "",
+	       (double)(t_done - t_silent) / 1e6);
+	if (!TU_RMIG_OK(ret))
+		goto out;
+	/* Silent connection dropped after connect_timeout / 4, then the
+	 * source's channels: all of it well within one connect timeout. */
+	if (!TU_CHECK(t_done - t_silent < SILENT_CONNECT_MS * 1000000ull,
+		      "accept completed %.1f ms after the silent connection "
+		      "came, not within the connect timeout (%d ms)",
+		      (double)(t_done - t_silent) / 1e6, SILENT_CONNECT_MS) ||
+	    !dest_finish_good(d, &im) ||
+	    !TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
+		goto out;
+	tu_print_stats("dest", &st);
+	ok = TU_CHECK(st.rejected_handshakes == 0,
+		      "%" PRIu64 " handshakes rejected",
+		      st.rejected_handshakes);
+	ok &= tu_stats_coherent(&st, CHANNELS);
+out:
+	if (d) {
+		rmig_dest_destroy(d);
+		ok &= tu_check_no_leaks("dest", threads0, fds0);
+	}
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* "dsgap": a device-state blob missing at a sync.                      */
+
+static const char gap_id[] = "gap/dev";
+
+static int run_dsgap_raw(void *arg)
+{
+	struct ctx *cx = arg;
+	struct raw_conn x = { 0 };
+	struct rmig_handshake h;
+	struct rmig_sync_msg sm = { .flags = 0, .sync_num = 1, .packets = 0 };
+	uint8_t data[16], buf[256];
+	char text[RMIG_ERROR_TEXT_MAX] = "";
+	struct tu_image im;
+	struct raw_msg m;
+	struct raw r;
+	int errnum = 0, ret;
+	size_t len;
+	bool ok = false;
+
+	tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1);
+	memset(data, 0x5a, sizeof(data));
+	if (!raw_open(&r, cx->addr))
+		goto out;
+	good_hs(&h, cx->uuid, 0);
+	h.channel_count = 1;
+	if (!raw_connect(&r, 0, &x) || !send_hs(&x, &h) ||
+	    !expect_accept(&x, "valid channel 0 of 1", &im))
+		goto out;
+	/* Blob 1, whole in one fragment; blob 0 is never sent.  Each
+	 * message goes from its own tx buffer (in the other slots' area of
+	 * the registered memory), so none is overwritten in flight. */
+	{
+		struct rmig_devstate_frag f = {
+			.seq = 1,
+			.instance_id = 7,
+			.total_len = sizeof(data),
+			.frag_off = 0,
+			.frag_len = sizeof(data),
+			.idstr = gap_id,
+			.idstr_len = sizeof(gap_id),
+			.data = data,
+		};
+
+		len = rmig_devstate_encode(&f, buf, sizeof(buf));
+		if (!TU_CHECK(len > 0, "devstate encode") ||
+		    !raw_send_from(&x, r.mem + (size_t)1 * RAW_BUFS *
+					   RMIG_MSG_SIZE, buf, len,
+				   rmig_imm_make(RMIG_MSG_DEVSTATE, 0)))
+			goto out;
+	}
+	len = rmig_sync_encode(&sm, buf);
+	if (!raw_send_from(&x, r.mem + (size_t)2 * RAW_BUFS * RMIG_MSG_SIZE,
+			   buf, len, rmig_imm_make(RMIG_MSG_SYNC, 0)))
+		goto out;
+	/* The destination's answer: ERROR (CREDITs may come first; never a
+	 * SYNC_ACK). */
+	while ((ret = raw_recv(&x, 15000, &m)) == 1 &&
+	       m.type == RMIG_MSG_CREDIT)
+		;
+	if (!TU_CHECK(ret == 1, "no ERROR from the destination (%d: %s)",
+		      ret, ret ? rmig_last_error() : "nothing within 15 s") ||
+	    !TU_CHECK(m.type == RMIG_MSG_ERROR, "got imm 0x%08x (%s), want "
+						"ERROR", m.imm,
+		      rmig_msg_type_name(m.type)) ||
+	    !TU_RMIG_OK(rmig_error_decode(m.buf, m.len, &errnum, text,
+					  sizeof(text))))
+		goto out;
+	tu_msg("ERROR from the destination: errno %d (%s): \"%s\"", errnum,
+	       strerror(errnum), text);
+	ok = TU_CHECK(errnum == EPROTO, "ERROR carries errno %d, want EPROTO "
+					"(%d)", errnum, EPROTO);
+	ok &= TU_CHECK(strstr(text, "blob 0 missing"),
+		       "ERROR text \"%s\" does not name the missing blob",
+		       text);
+out:
+	tu_send_u64(cx->note.w, ok ? 1 : 0);
+	raw_disconnect(&x);
+	if (r.dom)
+		raw_close(&r);
+	return ok ? 0 : 1;
+}
+
+static int run_dsgap_dest(void *arg)
+{
+	unsigned threads0 = tu_count_threads();
+	int fds0 = tu_count_fds();
+	struct ctx *cx = arg;
+	struct rmig_devstate *ds = NULL;
+	struct tu_image im;
+	char msg[512];
+	rmig_dest *d = NULL;
+	uint64_t v = 0;
+	bool ok = false;
+	int ret;
+
+	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
+	    tu_image_alloc(&im, true))
+		return 1;
+	d = dest_up(cx, &im, 1, cx->uuid);
+	if (!d || !TU_RMIG_OK(rmig_dest_accept(d, 30000)))
+		goto out;
+	ret = rmig_dest_wait_sync(d, 20000);
+	snprintf(msg, sizeof(msg), "%s", rmig_last_error());
+	tu_msg("rmig_dest_wait_sync: %d, rmig_last_error() \"%s\", "
+	       "rmig_dest_error() \"%s\"", ret, msg, rmig_dest_error(d));
+	ok = TU_CHECK(ret == -EPROTO, "wait_sync returned %d, want -EPROTO "
+				      "(blob 1 arrived, blob 0 never did)",
+		      ret);
+	ok &= TU_CHECK(strstr(rmig_dest_error(d), "blob 0 missing"),
+		       "session error \"%s\" does not name the missing blob",
+		       rmig_dest_error(d));
+	ok &= TU_CHECK(strstr(msg, "blob 0 missing"),
+		       "rmig_last_error() \"%s\" after wait_sync failed does "
+		       "not name the missing blob", msg);
+	ok &= TU_CHECK(rmig_dest_state(d) == RMIG_STATE_FAILED, "state %s",
+		       rmig_state_name(rmig_dest_state(d)));
+	/* Blob 1 is never handed out: blob 0 comes first. */
+	ok &= TU_CHECK(rmig_dest_recv_devstate(d, &ds) == -EAGAIN,
+		       "recv_devstate handed out a blob past the gap");
+	if (ds)
+		rmig_devstate_free(ds);
+	/* Keep the connection until the raw client has the ERROR. */
+	ok &= TU_CHECK(!tu_recv_u64(cx->note.r, &v, 30000),
+		       "no note from the raw client");
+out:
+	if (d) {
+		rmig_dest_destroy(d);
+		ok &= tu_check_no_leaks("dest", threads0, fds0);
+	}
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ */
 /* Parent                                                              */
 
 static uint64_t deadline(void)
@@ -1013,7 +1431,8 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: test_handshake raw|dup [adopt=1]|"
-				"extra|srcreject|refused\n");
+				"extra|srcreject|refused|forget|silent|"
+				"dsgap\n");
 		return 2;
 	}
 	cx.mode = argv[1];
@@ -1021,7 +1440,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	tu_uuid(cx.uuid, 0xabcdef01);
 	tu_uuid(cx.other_uuid, 0x10fedcba);
-	if (tu_pipe_open(&cx.addrp) || tu_pipe_open(&cx.note))
+	if (tu_pipe_open(&cx.addrp) || tu_pipe_open(&cx.note) ||
+	    tu_pipe_open(&cx.back) || tu_pipe_open(&cx.go))
 		return 1;
 	memset(ch, 0, sizeof(ch));
 	tu_msg("test_handshake %s%s", cx.mode,
@@ -1039,6 +1459,49 @@ int main(int argc, char **argv)
 			      "no address from the destination"))
 			goto wait;
 		if (tu_spawn(&ch[n++], "src", run_src_reject, &cx))
+			return 1;
+	} else if (!strcmp(cx.mode, "forget")) {
+		char word[TU_ADDR_MAX];
+
+		cx.src_uuid = cx.other_uuid; /* source B; the raw client A */
+		if (tu_spawn(&ch[n++], "dest", run_forget_dest, &cx))
+			return 1;
+		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
+			      "no address from the destination"))
+			goto wait;
+		if (tu_spawn(&ch[n++], "raw", run_forget_raw, &cx))
+			return 1;
+		/* The source once the destination's first accept failed. */
+		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, word, 60000),
+			      "the destination's first accept did not end") ||
+		    strcmp(word, "accept again"))
+			goto wait;
+		if (tu_spawn(&ch[n++], "src", run_good_src, &cx))
+			return 1;
+	} else if (!strcmp(cx.mode, "silent")) {
+		uint64_t t = 0;
+
+		cx.connect_timeout_ms = SILENT_CONNECT_MS;
+		if (tu_spawn(&ch[n++], "dest", run_silent_dest, &cx))
+			return 1;
+		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
+			      "no address from the destination"))
+			goto wait;
+		if (tu_spawn(&ch[n++], "raw", run_silent_raw, &cx))
+			return 1;
+		/* The source once the silent connection is established. */
+		if (!TU_CHECK(!tu_recv_u64(cx.go.r, &t, 30000) && t,
+			      "the silent connection was not established"))
+			goto wait;
+		if (tu_spawn(&ch[n++], "src", run_good_src, &cx))
+			return 1;
+	} else if (!strcmp(cx.mode, "dsgap")) {
+		if (tu_spawn(&ch[n++], "dest", run_dsgap_dest, &cx))
+			return 1;
+		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
+			      "no address from the destination"))
+			goto wait;
+		if (tu_spawn(&ch[n++], "raw", run_dsgap_raw, &cx))
 			return 1;
 	} else if (!strcmp(cx.mode, "raw") || !strcmp(cx.mode, "extra") ||
 		   !strcmp(cx.mode, "dup")) {
