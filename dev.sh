@@ -166,6 +166,14 @@ cmd_test() {
 
 	ensure_packages "${PACKAGES[@]}"
 	mkdir -p build
+	# A Release (-O3) build of everything, compiled only: the optimiser
+	# finds warnings (-Werror) the -O2 trees do not.
+	say "=== release build (-O3, compile only)"
+	if ! build_tree release Release "" >build/release.build.log 2>&1; then
+		tail -50 build/release.build.log
+		say "release build FAILED (full log: build/release.build.log)"
+		bad=1
+	fi
 	for t in $trees; do
 		case $t in
 		default) run_tree default RelWithDebInfo "" "RelWithDebInfo" || bad=1 ;;

@@ -543,7 +543,7 @@ size_t rmig_reject_encode(enum rmig_reject reason, const char *text,
 int rmig_reject_decode(const void *buf, size_t len, enum rmig_reject *reason,
 		       char *text, size_t textlen)
 {
-	uint32_t r;
+	uint32_t r = 0;
 	int ret = notice_decode("reject", buf, len, 0, RMIG_REJECT_MALFORMED,
 				RMIG_REJECT_TEXT_MAX, &r, text, textlen);
 
@@ -563,7 +563,7 @@ size_t rmig_error_encode(int errnum, const char *text, void *buf, size_t len)
 int rmig_error_decode(const void *buf, size_t len, int *errnum, char *text,
 		      size_t textlen)
 {
-	uint32_t r;
+	uint32_t r = 0;
 	int ret = notice_decode("error", buf, len, 1, RMIG_ERROR_ERRNO_MAX,
 				RMIG_ERROR_TEXT_MAX, &r, text, textlen);
 
