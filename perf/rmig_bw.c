@@ -26,15 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include <rmig/rmig.h>
+
+#include "cli.h"
 
 #define PROG "rmig_bw"
 #define DEFAULT_PORT 18515
 #define SETTINGS_IDSTR "rmig_bw/settings"
-#define QUEUE_CHUNK 4096
 #define MAX_ITERS 1000
 #define RULE                                                                 \
 	"----------------------------------------------------------------------" \
@@ -47,12 +46,7 @@ struct bw_opts {
 	uint64_t size;
 	unsigned iters;
 	unsigned warmup;
-	unsigned channels;  /* 0: library default / adopt */
-	size_t page_size;
-	unsigned pages_per_packet;
-	enum rmig_transport transport;
-	bool transport_set;
-	const char *fabric_provider;
+	struct cli_session_opts sess; /* page size, channels, transport ... */
 	int timeout_s;
 };
 
@@ -65,75 +59,6 @@ struct bw_result {
 	double avg_mbps;
 	double mpps;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t peak_rss(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	uint64_t kb = 0;
-
-	if (f) {
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, "VmHWM: %" SCNu64 " kB", &kb) == 1)
-				break;
-		fclose(f);
-	}
-	if (!kb) {
-		struct rusage ru;
-
-		if (!getrusage(RUSAGE_SELF, &ru))
-			kb = (uint64_t)ru.ru_maxrss;
-	}
-	return kb * 1024;
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v;
-	double unit = 1;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v <= 0)
-		return -1;
-	if (!strcasecmp(end, "g") || !strcasecmp(end, "gib"))
-		unit = 1024.0 * 1024.0 * 1024.0;
-	else if (!strcasecmp(end, "m") || !strcasecmp(end, "mib"))
-		unit = 1024.0 * 1024.0;
-	else if (!strcasecmp(end, "k") || !strcasecmp(end, "kib"))
-		unit = 1024.0;
-	else if (*end)
-		return -1;
-	v *= unit;
-	if (v > (double)(1ull << 46))
-		return -1;
-	*out = (uint64_t)(v + 0.5);
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned long max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	if (*s == '-' || !*s)
-		return -1;
-	errno = 0;
-	v = strtoul(s, &end, 0);
-	if (errno || *end || v > max)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
 
 static void usage(FILE *f)
 {
@@ -192,69 +117,55 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 		.size = 2ull << 30,
 		.iters = 5,
 		.warmup = 1,
-		.page_size = 4096,
+		.sess = { .page_size = 4096 },
 		.timeout_s = -1,
 	};
 	while ((c = getopt_long(argc, argv, "p:b:s:n:w:q:P:t:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (parse_uint(optarg, 65535, &o->port))
+			if (cli_parse_unsigned(optarg, 65535, &o->port))
 				goto bad;
 			break;
 		case 'b':
 			o->bind = optarg;
 			break;
-		case 's':
-			if (parse_size(optarg, &o->size))
+		case 's': /* a plain number means bytes */
+			if (cli_parse_size(optarg, 1, false, &o->size))
 				goto bad;
 			break;
 		case 'n':
-			if (parse_uint(optarg, MAX_ITERS, &o->iters) || !o->iters)
+			if (cli_parse_count(optarg, MAX_ITERS, &o->iters))
 				goto bad;
 			break;
 		case 'w':
-			if (parse_uint(optarg, MAX_ITERS, &o->warmup))
+			if (cli_parse_unsigned(optarg, MAX_ITERS, &o->warmup))
 				goto bad;
 			break;
 		case 'q':
-			if (parse_uint(optarg, RMIG_MAX_CHANNELS, &o->channels) ||
-			    !o->channels)
+			if (cli_parse_count(optarg, RMIG_MAX_CHANNELS,
+					    &o->sess.channels))
 				goto bad;
 			break;
 		case 'S':
-			if (!strcasecmp(optarg, "4k"))
-				o->page_size = 4096;
-			else if (!strcasecmp(optarg, "2m"))
-				o->page_size = 2u << 20;
-			else
+			if (cli_parse_page_size(optarg, false, &o->sess.page_size))
 				goto bad;
 			break;
 		case 'P':
-			if (parse_uint(optarg, RMIG_MAX_PAGES_PER_PACKET,
-				       &o->pages_per_packet) ||
-			    !o->pages_per_packet)
+			if (cli_parse_count(optarg, RMIG_MAX_PAGES_PER_PACKET,
+					    &o->sess.pages_per_packet))
 				goto bad;
 			break;
 		case 'T':
-			if (!strcmp(optarg, "auto"))
-				o->transport = RMIG_TRANSPORT_AUTO;
-			else if (!strcmp(optarg, "fabric"))
-				o->transport = RMIG_TRANSPORT_FABRIC;
-			else
+			if (cli_parse_transport(optarg, &o->sess))
 				goto bad;
-			o->transport_set = true;
 			break;
 		case 'F':
-			o->fabric_provider = optarg;
+			o->sess.fabric_provider = optarg;
 			break;
-		case 't': {
-			unsigned t;
-
-			if (parse_uint(optarg, 1000000, &t))
+		case 't':
+			if (cli_parse_seconds(optarg, &o->timeout_s))
 				goto bad;
-			o->timeout_s = (int)t;
 			break;
-		}
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -270,9 +181,9 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 			argv[optind]);
 		return -1;
 	}
-	if (!o->size || o->size % o->page_size) {
+	if (!o->size || o->size % o->sess.page_size) {
 		fprintf(stderr, "%s: --size %" PRIu64 " is not a multiple of "
-			"the page size %zu\n", PROG, o->size, o->page_size);
+			"the page size %zu\n", PROG, o->size, o->sess.page_size);
 		return -1;
 	}
 	return 0;
@@ -282,49 +193,40 @@ bad:
 	return -1;
 }
 
-static void make_config(const struct bw_opts *o, struct rmig_config *cfg,
-			const char *address)
+/* "host:port", an IPv6 host in brackets. */
+static void host_port(char *buf, size_t len, const char *host, unsigned port)
 {
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_PAGE_SIZE;
-	cfg->address = address;
-	cfg->page_size = o->page_size;
-	if (o->transport_set) {
-		cfg->field_mask |= RMIG_CFG_TRANSPORT;
-		cfg->transport = o->transport;
-	}
-	if (o->fabric_provider) {
-		cfg->field_mask |= RMIG_CFG_FABRIC_PROVIDER;
-		cfg->fabric_provider = o->fabric_provider;
-	}
-	if (o->channels) {
-		cfg->field_mask |= RMIG_CFG_CHANNELS;
-		cfg->channels = o->channels;
-	}
-	if (o->pages_per_packet) {
-		cfg->field_mask |= RMIG_CFG_PAGES_PER_PACKET;
-		cfg->pages_per_packet = o->pages_per_packet;
-	}
+	if (strchr(host, ':') && host[0] != '[')
+		snprintf(buf, len, "[%s]:%u", host, port);
+	else
+		snprintf(buf, len, "%s:%u", host, port);
 }
 
-static void *map_ram(uint64_t size, size_t page_size, void **base,
-		     size_t *base_len)
+/* Create the session, client (@s) or server (@d), for @addr and add the RAM
+ * block; *what names the call.  Returns the block's index or a negative
+ * errno (*s or *d may then be set). */
+static int open_session(const struct bw_opts *o, const char *addr,
+			uint8_t *ram, rmig_src **s, rmig_dest **d,
+			const char **what)
 {
-	size_t len = (size_t)size + (page_size > 4096 ? page_size : 0);
-	uint8_t *p;
-	uint8_t *aligned;
+	struct rmig_config cfg;
+	int ret;
 
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	aligned = (uint8_t *)(((uintptr_t)p + page_size - 1) &
-			      ~(uintptr_t)(page_size - 1));
-	if (page_size > 4096)
-		madvise(aligned, (size_t)size, MADV_HUGEPAGE);
-	*base = p;
-	*base_len = len;
-	return aligned;
+	cli_make_config(&o->sess, &cfg, addr);
+	*what = "create";
+	ret = s ? rmig_src_create(&cfg, s) : rmig_dest_create(&cfg, d);
+	if (ret < 0)
+		return ret;
+	*what = "add_block";
+	return s ? rmig_src_add_block(*s, "ram", ram, (size_t)o->size) :
+		   rmig_dest_add_block(*d, "ram", ram, (size_t)o->size);
+}
+
+/* A library call (@what) failed with @ret. */
+static void lib_fail(const char *role, const char *what, int ret)
+{
+	fprintf(stderr, "%s: %s: %s failed: %s (%s)\n", PROG, role, what,
+		rmig_last_error(), strerror(-ret));
 }
 
 /* Word w of page p: never zero, different on every page. */
@@ -376,21 +278,22 @@ static void banner(const struct bw_opts *o, bool client, const char *peer)
 	       "server (destination)");
 	printf(" %-15s : %s\n", client ? "Server" : "Listening on", peer);
 	printf(" Transport       : %s%s%s\n",
-	       o->transport == RMIG_TRANSPORT_FABRIC ? "fabric" :
+	       o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" :
 	       "auto (verbs if present, else libfabric tcp)",
-	       o->fabric_provider ? ", provider " : "",
-	       o->fabric_provider ? o->fabric_provider : "");
-	if (o->channels)
-		printf(" Channels        : %u\n", o->channels);
+	       o->sess.fabric_provider ? ", provider " : "",
+	       o->sess.fabric_provider ? o->sess.fabric_provider : "");
+	if (o->sess.channels)
+		printf(" Channels        : %u\n", o->sess.channels);
 	else
 		printf(" Channels        : %s\n", client ? "4 (library default)" :
 		       "as the client announces");
-	printf(" Page size       : %zu B, %u pages/packet%s\n", o->page_size,
-	       o->pages_per_packet ? o->pages_per_packet : 128,
-	       o->pages_per_packet ? "" : " (library default)");
+	printf(" Page size       : %zu B, %u pages/packet%s\n",
+	       o->sess.page_size,
+	       o->sess.pages_per_packet ? o->sess.pages_per_packet : 128,
+	       o->sess.pages_per_packet ? "" : " (library default)");
 	printf(" Buffer          : %" PRIu64 " bytes (%.1f MiB) of non-zero "
 	       "pages, faulted in before the clock starts\n", o->size,
-	       (double)o->size / 1048576.0);
+	       cli_mib(o->size));
 	if (client)
 		printf(" Iterations      : %u timed after %u warm-up; one "
 		       "iteration = every page queued + rmig_src_sync()\n",
@@ -424,8 +327,8 @@ static void print_row(const struct bw_opts *o, bool client,
 		      const struct bw_result *r, unsigned channels,
 		      unsigned warmup, double prepare_s)
 {
-	uint64_t rss = peak_rss();
-	uint64_t over = rss > o->size ? rss - o->size : 0;
+	uint64_t rss = cli_peak_rss();
+	uint64_t over = cli_overhead(rss, o->size);
 
 	printf(" %-14s %-13s %-18s %-20s %s\n", "#bytes", "#iterations",
 	       "BW peak[MB/sec]", "BW average[MB/sec]", "MsgRate[Mpps]");
@@ -433,17 +336,16 @@ static void print_row(const struct bw_opts *o, bool client,
 	       r->iters, r->peak_mbps, r->avg_mbps, r->mpps);
 	printf(RULE "\n");
 	printf(" memory: peak RSS %.1f MiB - RAM block %.1f MiB = %.1f MiB "
-	       "overhead (%s, %u channels)\n", (double)rss / 1048576.0,
-	       (double)o->size / 1048576.0, (double)over / 1048576.0,
-	       client ? "source" : "destination", channels);
+	       "overhead (%s, %u channels)\n", cli_mib(rss), cli_mib(o->size),
+	       cli_mib(over), client ? "source" : "destination", channels);
 	printf("{\"test\":\"rmig_bw\",\"role\":\"%s\",\"channels\":%u,"
 	       "\"page_size\":%zu,\"pages_per_packet\":%u,\"bytes\":%" PRIu64
 	       ",\"iterations\":%u,\"warmup\":%u,\"bw_peak_mb_per_sec\":%.3f,"
 	       "\"bw_average_mb_per_sec\":%.3f,\"msg_rate_mpps\":%.6f,"
 	       "\"packets\":%" PRIu64 ",\"seconds\":%.6f,\"iteration_seconds\":[",
-	       client ? "client" : "server", channels, o->page_size,
-	       o->pages_per_packet ? o->pages_per_packet : 128, o->size,
-	       r->iters, warmup, r->peak_mbps, r->avg_mbps, r->mpps,
+	       client ? "client" : "server", channels, o->sess.page_size,
+	       o->sess.pages_per_packet ? o->sess.pages_per_packet : 128,
+	       o->size, r->iters, warmup, r->peak_mbps, r->avg_mbps, r->mpps,
 	       r->packets, r->total_s);
 	for (unsigned i = 0; i < r->iters; i++)
 		printf("%s%.6f", i ? "," : "", r->secs[i]);
@@ -471,67 +373,46 @@ static uint64_t dest_packets(rmig_dest *d)
 static int one_pass(rmig_src *s, int block, uint64_t pages, size_t page_size,
 		    uint64_t *offs)
 {
-	int ret;
+	int ret = cli_queue_all_pages(s, block, pages, page_size, offs);
 
-	for (uint64_t p = 0; p < pages;) {
-		size_t n = 0;
-
-		while (n < QUEUE_CHUNK && p < pages)
-			offs[n++] = p++ * page_size;
-		ret = rmig_src_queue_pages(s, block, offs, n);
-		if (ret < 0)
-			return ret;
-	}
-	return rmig_src_sync(s);
+	return ret < 0 ? ret : rmig_src_sync(s);
 }
 
 static int run_client(const struct bw_opts *o)
 {
 	static struct bw_result r;
-	struct rmig_config cfg;
 	struct rmig_stats st = { .size = sizeof(st) };
 	rmig_src *s = NULL;
 	void *base = NULL;
 	size_t base_len = 0;
 	uint8_t *ram;
 	uint64_t *offs = NULL;
-	uint64_t pages = o->size / o->page_size;
+	uint64_t pages = o->size / o->sess.page_size;
 	char addr[300];
 	char settings[128];
 	const char *what = "";
 	double t0, prepare_s;
 	int block, ret = -ENOMEM;
 
-	if (strchr(o->host, ':') && o->host[0] != '[')
-		snprintf(addr, sizeof(addr), "[%s]:%u", o->host, o->port);
-	else
-		snprintf(addr, sizeof(addr), "%s:%u", o->host, o->port);
+	host_port(addr, sizeof(addr), o->host, o->port);
 	banner(o, true, addr);
 
-	t0 = now_s();
-	ram = map_ram(o->size, o->page_size, &base, &base_len);
-	offs = malloc(QUEUE_CHUNK * sizeof(*offs));
+	t0 = cli_now_s();
+	ram = cli_map_ram(o->size, o->sess.page_size, &base, &base_len);
+	offs = malloc(CLI_QUEUE_CHUNK * sizeof(*offs));
 	if (!ram || !offs) {
 		fprintf(stderr, "%s: cannot allocate %" PRIu64 " bytes\n", PROG,
 			o->size);
 		goto out;
 	}
-	fill(ram, o->size, o->page_size);
-	prepare_s = now_s() - t0;
+	fill(ram, o->size, o->sess.page_size);
+	prepare_s = cli_now_s() - t0;
 	printf(" memory faulted in and filled in %.2f s, before the clock "
 	       "starts\n", prepare_s);
 
-	make_config(o, &cfg, addr);
-	what = "create";
-	ret = rmig_src_create(&cfg, &s);
+	ret = block = open_session(o, addr, ram, &s, NULL, &what);
 	if (ret < 0)
 		goto fail;
-	what = "add_block";
-	block = rmig_src_add_block(s, "ram", ram, (size_t)o->size);
-	if (block < 0) {
-		ret = block;
-		goto fail;
-	}
 	what = "connect";
 	ret = rmig_src_connect(s);
 	if (ret < 0)
@@ -539,7 +420,7 @@ static int run_client(const struct bw_opts *o)
 
 	/* Settings for the server, then a start sync it times from. */
 	snprintf(settings, sizeof(settings), "iters=%u warmup=%u size=%" PRIu64
-		 " page_size=%zu", o->iters, o->warmup, o->size, o->page_size);
+		 " page_size=%zu", o->iters, o->warmup, o->size, o->sess.page_size);
 	what = "send settings";
 	ret = rmig_src_send_devstate(s, SETTINGS_IDSTR, 0, settings,
 				     strlen(settings) + 1);
@@ -552,7 +433,7 @@ static int run_client(const struct bw_opts *o)
 
 	what = "warm-up";
 	for (unsigned i = 0; i < o->warmup; i++) {
-		ret = one_pass(s, block, pages, o->page_size, offs);
+		ret = one_pass(s, block, pages, o->sess.page_size, offs);
 		if (ret < 0)
 			goto fail;
 	}
@@ -560,11 +441,11 @@ static int run_client(const struct bw_opts *o)
 	r.iters = o->iters;
 	r.packets = src_packets(s);
 	for (unsigned i = 0; i < o->iters; i++) {
-		t0 = now_s();
-		ret = one_pass(s, block, pages, o->page_size, offs);
+		t0 = cli_now_s();
+		ret = one_pass(s, block, pages, o->sess.page_size, offs);
 		if (ret < 0)
 			goto fail;
-		r.secs[i] = now_s() - t0;
+		r.secs[i] = cli_now_s() - t0;
 	}
 	r.packets = src_packets(s) - r.packets;
 	what = "finish";
@@ -573,13 +454,12 @@ static int run_client(const struct bw_opts *o)
 		goto fail;
 	summarise(&r, o->size);
 	if (rmig_src_get_stats(s, &st))
-		st.channels = o->channels;
+		st.channels = o->sess.channels;
 	print_row(o, true, &r, st.channels, o->warmup, prepare_s);
 	ret = 0;
 	goto out;
 fail:
-	fprintf(stderr, "%s: client: %s failed: %s (%s)\n", PROG, what,
-		rmig_last_error(), strerror(-ret));
+	lib_fail("client", what, ret);
 out:
 	if (s)
 		rmig_src_destroy(s);
@@ -594,7 +474,6 @@ static int run_server(const struct bw_opts *o)
 	static struct bw_result r;
 	static double stamp[2 * MAX_ITERS + 2];
 	static uint64_t pk[2 * MAX_ITERS + 2];
-	struct rmig_config cfg;
 	struct rmig_stats st = { .size = sizeof(st) };
 	struct rmig_devstate *ds = NULL;
 	rmig_dest *d = NULL;
@@ -612,36 +491,22 @@ static int run_server(const struct bw_opts *o)
 	double t0, prepare_s;
 	int block, ret = -ENOMEM;
 
-	if (strchr(o->bind, ':') && o->bind[0] != '[')
-		snprintf(addr, sizeof(addr), "[%s]:%u", o->bind, o->port);
-	else
-		snprintf(addr, sizeof(addr), "%s:%u", o->bind, o->port);
+	host_port(addr, sizeof(addr), o->bind, o->port);
 
-	t0 = now_s();
-	ram = map_ram(o->size, o->page_size, &base, &base_len);
+	t0 = cli_now_s();
+	ram = cli_map_ram(o->size, o->sess.page_size, &base, &base_len);
 	if (!ram) {
 		fprintf(stderr, "%s: cannot allocate %" PRIu64 " bytes\n", PROG,
 			o->size);
 		goto out;
 	}
-	prepare_s = now_s() - t0;
+	prepare_s = cli_now_s() - t0;
 
-	make_config(o, &cfg, addr);
-	what = "create";
-	ret = rmig_dest_create(&cfg, &d);
+	ret = block = open_session(o, addr, ram, NULL, &d, &what);
 	if (ret < 0)
 		goto fail;
-	what = "add_block";
-	block = rmig_dest_add_block(d, "ram", ram, (size_t)o->size);
-	if (block < 0) {
-		ret = block;
-		goto fail;
-	}
 	what = "listen";
-	ret = rmig_dest_listen(d);
-	if (ret < 0)
-		goto fail;
-	ret = rmig_dest_get_address(d, bound, sizeof(bound));
+	ret = cli_dest_listen(d, bound, sizeof(bound));
 	if (ret < 0)
 		goto fail;
 	banner(o, false, bound);
@@ -669,7 +534,7 @@ static int run_server(const struct bw_opts *o)
 			fprintf(stderr, "%s: more syncs than announced\n", PROG);
 			goto out;
 		}
-		stamp[nsync] = now_s();
+		stamp[nsync] = cli_now_s();
 		pk[nsync] = dest_packets(d);
 		if (nsync == 0) {
 			what = "settings";
@@ -689,12 +554,12 @@ static int run_server(const struct bw_opts *o)
 			}
 			rmig_devstate_free(ds);
 			ds = NULL;
-			if (csize != o->size || cpage != o->page_size) {
+			if (csize != o->size || cpage != o->sess.page_size) {
 				fprintf(stderr, "%s: the client migrates %llu "
 					"bytes of %zu-byte pages, this server "
 					"has %" PRIu64 " of %zu: use the same "
 					"--size and --page-size\n", PROG, csize,
-					cpage, o->size, o->page_size);
+					cpage, o->size, o->sess.page_size);
 				ret = -EINVAL;
 				goto out;
 			}
@@ -721,8 +586,8 @@ static int run_server(const struct bw_opts *o)
 	r.packets = pk[warmup + iters] - pk[warmup];
 	summarise(&r, o->size);
 	if (rmig_dest_get_stats(d, &st))
-		st.channels = o->channels;
-	bad = spot_check(ram, o->size, o->page_size, &first_bad);
+		st.channels = o->sess.channels;
+	bad = spot_check(ram, o->size, o->sess.page_size, &first_bad);
 	if (bad) {
 		fprintf(stderr, "%s: data check FAILED: %" PRIu64 " pages "
 			"wrong, first page %" PRId64 "\n", PROG, bad, first_bad);
@@ -733,8 +598,7 @@ static int run_server(const struct bw_opts *o)
 	print_row(o, false, &r, st.channels, warmup, prepare_s);
 	goto out;
 fail:
-	fprintf(stderr, "%s: server: %s failed: %s (%s)\n", PROG, what,
-		rmig_last_error(), strerror(-ret));
+	lib_fail("server", what, ret);
 out:
 	if (ds)
 		rmig_devstate_free(ds);

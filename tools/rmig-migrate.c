@@ -35,17 +35,16 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <rmig/rmig.h>
 
+#include "cli.h"
+
 #define PROG "rmig-migrate"
 #define GOLDEN 0x9e3779b97f4a7c15ull
 #define MANIFEST_IDSTR "rmig-migrate/manifest"
-#define QUEUE_CHUNK 4096 /* page offsets handed to rmig_src_queue_pages() */
 #define DEMO_ACCEPT_TIMEOUT_S 60
 #define DEMO_GRACE_S 15 /* after one side failed, how long the other has */
 #define DEMO_LIMIT_BASE_S 60 /* demo: whole run, plus ... */
@@ -58,12 +57,7 @@ struct opts {
 	enum role role;
 	const char *address;    /* --connect / --listen */
 	uint64_t size;          /* bytes */
-	unsigned channels;      /* 0: library default (source) / adopt (dest) */
-	size_t page_size;
-	unsigned pages_per_packet; /* 0: library default */
-	enum rmig_transport transport;
-	bool transport_set;
-	const char *fabric_provider;
+	struct cli_session_opts sess; /* page size, channels, transport ... */
 	unsigned zero_percent;
 	uint64_t seed;
 	uint8_t uuid[16];
@@ -124,49 +118,14 @@ static void say(const char *fmt, ...)
 	fflush(stdout);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double mib(uint64_t bytes)
-{
-	return (double)bytes / (1024.0 * 1024.0);
-}
-
 /* "1.00 GiB" or "64 MiB" */
 static const char *human(uint64_t bytes, char buf[32])
 {
 	if (bytes >= (1ull << 30))
-		snprintf(buf, 32, "%.2f GiB", mib(bytes) / 1024.0);
+		snprintf(buf, 32, "%.2f GiB", cli_mib(bytes) / 1024.0);
 	else
-		snprintf(buf, 32, "%.1f MiB", mib(bytes));
+		snprintf(buf, 32, "%.1f MiB", cli_mib(bytes));
 	return buf;
-}
-
-/* Peak resident set size in bytes (VmHWM), 0 if unknown. */
-static uint64_t peak_rss(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	uint64_t kb = 0;
-
-	if (f) {
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, "VmHWM: %" SCNu64 " kB", &kb) == 1)
-				break;
-		fclose(f);
-	}
-	if (!kb) {
-		struct rusage ru;
-
-		if (!getrusage(RUSAGE_SELF, &ru))
-			kb = (uint64_t)ru.ru_maxrss;
-	}
-	return kb * 1024;
 }
 
 /* ------------------------------------------------------------------ */
@@ -197,50 +156,6 @@ static void fill_page(uint64_t *w, size_t words, uint64_t key)
 
 /* ------------------------------------------------------------------ */
 /* Parsing                                                             */
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v;
-	double unit = 1024.0 * 1024.0 * 1024.0; /* plain number: GiB */
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v <= 0)
-		return -1;
-	if (!strcasecmp(end, "") || !strcasecmp(end, "g") ||
-	    !strcasecmp(end, "gib") || !strcasecmp(end, "gb"))
-		unit = 1024.0 * 1024.0 * 1024.0;
-	else if (!strcasecmp(end, "m") || !strcasecmp(end, "mib") ||
-		 !strcasecmp(end, "mb"))
-		unit = 1024.0 * 1024.0;
-	else if (!strcasecmp(end, "k") || !strcasecmp(end, "kib") ||
-		 !strcasecmp(end, "kb"))
-		unit = 1024.0;
-	else
-		return -1;
-	v *= unit;
-	if (v > (double)(1ull << 46)) /* 64 TiB: surely a typo */
-		return -1;
-	*out = (uint64_t)(v + 0.5);
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned long long max,
-		      unsigned long long *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (*s == '-' || *s == '\0')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || *end || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
 
 static int hexval(char c)
 {
@@ -385,15 +300,32 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* "--NAME 'VALUE': expected WHAT" for the value of long_opts[idx], the
+ * option getopt_long() just returned; -1 for parse_args() to return. */
+static int bad_value(int idx, const char *what, ...)
+	__attribute__((format(printf, 2, 3)));
+static int bad_value(int idx, const char *what, ...)
+{
+	char expected[128];
+	va_list ap;
+
+	va_start(ap, what);
+	vsnprintf(expected, sizeof(expected), what, ap);
+	va_end(ap);
+	fail_msg("--%s '%s': expected %s", long_opts[idx].name, optarg,
+		 expected);
+	return -1;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	unsigned long long v;
-	int c;
+	int c, idx = 0;
 
 	*o = (struct opts){
 		.size = 1ull << 30,
-		.page_size = 4096,
-		.transport = RMIG_TRANSPORT_AUTO,
+		.sess = { .page_size = 4096,
+			  .transport = RMIG_TRANSPORT_AUTO },
 		.zero_percent = 25,
 		.seed = 1,
 		.timeout_s = -1,
@@ -422,7 +354,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	g_role = o->role;
 
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "vh", long_opts, &idx)) != -1) {
 		switch (c) {
 		case OPT_LISTEN:
 		case OPT_CONNECT:
@@ -434,88 +366,51 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			}
 			o->address = optarg;
 			break;
-		case OPT_SIZE:
-			if (parse_size(optarg, &o->size)) {
-				fail_msg("--size '%s': expected a size like 1G, "
-					 "512M, 2GiB or 64MiB", optarg);
-				return -1;
-			}
+		case OPT_SIZE: /* a plain number means GiB */
+			if (cli_parse_size(optarg, 1ull << 30, true, &o->size))
+				return bad_value(idx, "a size like 1G, 512M, "
+						 "2GiB or 64MiB");
 			break;
 		case OPT_CHANNELS:
-			if (parse_uint(optarg, RMIG_MAX_CHANNELS, &v) || !v) {
-				fail_msg("--channels '%s': expected 1..%d", optarg,
-					 RMIG_MAX_CHANNELS);
-				return -1;
-			}
-			o->channels = (unsigned)v;
+			if (cli_parse_count(optarg, RMIG_MAX_CHANNELS,
+					    &o->sess.channels))
+				return bad_value(idx, "1..%d", RMIG_MAX_CHANNELS);
 			break;
 		case OPT_PAGE_SIZE:
-			if (!strcasecmp(optarg, "4k") || !strcmp(optarg, "4096"))
-				o->page_size = 4096;
-			else if (!strcasecmp(optarg, "2m") ||
-				 !strcmp(optarg, "2097152"))
-				o->page_size = 2u << 20;
-			else {
-				fail_msg("--page-size '%s': expected 4k or 2m",
-					 optarg);
-				return -1;
-			}
+			if (cli_parse_page_size(optarg, true, &o->sess.page_size))
+				return bad_value(idx, "4k or 2m");
 			break;
 		case OPT_PPP:
-			if (parse_uint(optarg, RMIG_MAX_PAGES_PER_PACKET, &v) ||
-			    !v) {
-				fail_msg("--pages-per-packet '%s': expected 1..%d",
-					 optarg, RMIG_MAX_PAGES_PER_PACKET);
-				return -1;
-			}
-			o->pages_per_packet = (unsigned)v;
+			if (cli_parse_count(optarg, RMIG_MAX_PAGES_PER_PACKET,
+					    &o->sess.pages_per_packet))
+				return bad_value(idx, "1..%d",
+						 RMIG_MAX_PAGES_PER_PACKET);
 			break;
 		case OPT_TRANSPORT:
-			if (!strcmp(optarg, "auto"))
-				o->transport = RMIG_TRANSPORT_AUTO;
-			else if (!strcmp(optarg, "fabric"))
-				o->transport = RMIG_TRANSPORT_FABRIC;
-			else {
-				fail_msg("--transport '%s': expected auto or "
-					 "fabric", optarg);
-				return -1;
-			}
-			o->transport_set = true;
+			if (cli_parse_transport(optarg, &o->sess))
+				return bad_value(idx, "auto or fabric");
 			break;
 		case OPT_PROVIDER:
-			o->fabric_provider = optarg;
+			o->sess.fabric_provider = optarg;
 			break;
 		case OPT_ZERO:
-			if (parse_uint(optarg, 100, &v)) {
-				fail_msg("--zero-percent '%s': expected 0..100",
-					 optarg);
-				return -1;
-			}
-			o->zero_percent = (unsigned)v;
+			if (cli_parse_unsigned(optarg, 100, &o->zero_percent))
+				return bad_value(idx, "0..100");
 			break;
 		case OPT_SEED:
-			if (parse_uint(optarg, UINT64_MAX, &v)) {
-				fail_msg("--seed '%s': expected an unsigned "
-					 "integer", optarg);
-				return -1;
-			}
+			if (cli_parse_ull(optarg, UINT64_MAX, &v))
+				return bad_value(idx, "an unsigned integer");
 			o->seed = v;
 			break;
 		case OPT_UUID:
-			if (parse_uuid(optarg, o->uuid)) {
-				fail_msg("--uuid '%s': expected 32 hex digits, "
-					 "dashes allowed", optarg);
-				return -1;
-			}
+			if (parse_uuid(optarg, o->uuid))
+				return bad_value(idx, "32 hex digits, dashes "
+						 "allowed");
 			o->uuid_set = true;
 			break;
 		case OPT_TIMEOUT:
-			if (parse_uint(optarg, 1000000, &v)) {
-				fail_msg("--timeout '%s': expected seconds",
-					 optarg);
-				return -1;
-			}
-			o->timeout_s = (int)v;
+			if (cli_parse_seconds(optarg, &o->timeout_s))
+				return bad_value(idx, "seconds");
 			break;
 		case OPT_DIRTY:
 			o->dirty_dest = true;
@@ -538,9 +433,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		fail_msg("unexpected argument '%s'", argv[optind]);
 		return -1;
 	}
-	if (o->size % o->page_size) {
+	if (o->size % o->sess.page_size) {
 		fail_msg("--size %" PRIu64 " bytes is not a multiple of the "
-			 "page size (%zu)", o->size, o->page_size);
+			 "page size (%zu)", o->size, o->sess.page_size);
 		return -1;
 	}
 	if (o->role == ROLE_SOURCE && !o->address) {
@@ -583,51 +478,11 @@ static void log_cb(enum rmig_log_level level, const char *msg, void *arg)
 static void make_config(const struct opts *o, struct rmig_config *cfg,
 			const char *address)
 {
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_PAGE_SIZE;
-	cfg->address = address;
-	cfg->page_size = o->page_size;
-	if (o->transport_set) {
-		cfg->field_mask |= RMIG_CFG_TRANSPORT;
-		cfg->transport = o->transport;
-	}
-	if (o->fabric_provider) {
-		cfg->field_mask |= RMIG_CFG_FABRIC_PROVIDER;
-		cfg->fabric_provider = o->fabric_provider;
-	}
-	if (o->channels) {
-		cfg->field_mask |= RMIG_CFG_CHANNELS;
-		cfg->channels = o->channels;
-	}
-	if (o->pages_per_packet) {
-		cfg->field_mask |= RMIG_CFG_PAGES_PER_PACKET;
-		cfg->pages_per_packet = o->pages_per_packet;
-	}
+	cli_make_config(&o->sess, cfg, address);
 	if (o->uuid_set) {
 		cfg->field_mask |= RMIG_CFG_UUID;
 		memcpy(cfg->uuid, o->uuid, sizeof(cfg->uuid));
 	}
-}
-
-/* Map @size bytes aligned to @page_size and fault every page in
- * (MAP_POPULATE), so the first write during the migration costs nothing. */
-static void *map_ram(uint64_t size, size_t page_size, void **base,
-		     size_t *base_len)
-{
-	size_t len = (size_t)size + (page_size > 4096 ? page_size : 0);
-	uint8_t *p, *aligned;
-
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	aligned = (uint8_t *)(((uintptr_t)p + page_size - 1) &
-			      ~(uintptr_t)(page_size - 1));
-	if (page_size > 4096)
-		madvise(aligned, (size_t)size, MADV_HUGEPAGE);
-	*base = p;
-	*base_len = len;
-	return aligned;
 }
 
 /* SIGINT/SIGTERM: a thread waits for them and cancels the session; the
@@ -686,6 +541,17 @@ static void set_cancel_target(rmig_src *s, rmig_dest *d)
 	pthread_mutex_unlock(&sig_lock);
 }
 
+/* The start of a source or destination process (g_role set): signals
+ * cancel its session; -v routes the library log to stderr. */
+static void start_side(const struct opts *o)
+{
+	start_signal_thread();
+	if (o->verbose)
+		rmig_set_log_handler(log_cb, (void *)role_name(g_role),
+				     o->verbose > 1 ? RMIG_LOG_DEBUG :
+						      RMIG_LOG_INFO);
+}
+
 /* ------------------------------------------------------------------ */
 /* Report                                                              */
 
@@ -725,8 +591,7 @@ static void print_report(const struct opts *o, const struct report *r)
 	const struct rmig_stats *st = &r->st;
 	double gbps = r->seconds > 0 ? (double)r->ram_bytes / r->seconds / 1e9 : 0;
 	double wire = r->seconds > 0 ? (double)st->bytes / r->seconds / 1e9 : 0;
-	uint64_t overhead = r->peak_rss > r->ram_bytes ?
-				    r->peak_rss - r->ram_bytes : 0;
+	uint64_t overhead = cli_overhead(r->peak_rss, r->ram_bytes);
 
 	if (o->json) {
 		printf("{\"role\":\"%s\",\"ok\":%s,\"ram_bytes\":%" PRIu64
@@ -739,7 +604,7 @@ static void print_report(const struct opts *o, const struct report *r)
 		       ",\"peak_rss_bytes\":%" PRIu64
 		       ",\"overhead_bytes\":%" PRIu64 ",\"channel_packets\":[",
 		       r->role, r->error ? "false" : "true", r->ram_bytes,
-		       o->page_size, r->pages, r->seconds, gbps, st->bytes,
+		       o->sess.page_size, r->pages, r->seconds, gbps, st->bytes,
 		       wire, st->normal_pages, st->zero_pages, st->packets,
 		       st->syncs, st->channels, r->connect_s, r->prepare_s,
 		       r->peak_rss, overhead);
@@ -771,7 +636,7 @@ static void print_report(const struct opts *o, const struct report *r)
 		say("pages: %" PRIu64 " normal + %" PRIu64 " zero = %" PRIu64
 		    " (page size %zu); packets %" PRIu64 "; syncs %" PRIu64
 		    "; channels %u\n", st->normal_pages, st->zero_pages,
-		    st->normal_pages + st->zero_pages, o->page_size,
+		    st->normal_pages + st->zero_pages, o->sess.page_size,
 		    st->packets, st->syncs, st->channels);
 		if (st->channels > 1 && st->channels <= RMIG_MAX_CHANNELS) {
 			char line[RMIG_MAX_CHANNELS * 22 + 1];
@@ -785,7 +650,111 @@ static void print_report(const struct opts *o, const struct report *r)
 		}
 	}
 	say("memory: peak RSS %.1f MiB = RAM block %.1f MiB + %.1f MiB "
-	    "overhead\n", mib(r->peak_rss), mib(r->ram_bytes), mib(overhead));
+	    "overhead\n", cli_mib(r->peak_rss), cli_mib(r->ram_bytes),
+	    cli_mib(overhead));
+}
+
+/* ------------------------------------------------------------------ */
+/* One side's run: what the source and the destination share           */
+
+struct side {
+	const struct opts *o;
+	struct report r;
+	char errbuf[1024];  /* r.error, when formatted */
+	void *base;         /* the mapping, for munmap() */
+	size_t base_len;
+	uint8_t *ram;       /* the RAM block, aligned, in it */
+};
+
+/* @verified: -1 on the source (not applicable), 0 on the destination until
+ * it has checked every page. */
+static void side_init(struct side *x, const struct opts *o, const char *role,
+		      int verified)
+{
+	*x = (struct side){
+		.o = o,
+		.r = { .role = role, .verified = verified,
+		       .first_mismatch = -1, .ram_bytes = o->size,
+		       .pages = o->size / o->sess.page_size },
+	};
+}
+
+/* The run failed: r.error says why. */
+static void side_fail(struct side *x, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void side_fail(struct side *x, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(x->errbuf, sizeof(x->errbuf), fmt, ap);
+	va_end(ap);
+	x->r.error = x->errbuf;
+}
+
+/* A library call failed with @ret: the library's message (and whether a
+ * signal cancelled it), else strerror(-ret). */
+static void side_lib_fail(struct side *x, int ret)
+{
+	side_fail(x, "%s%s", rmig_last_error(),
+		  sig_caught ? " (interrupted by a signal)" : "");
+	if (!x->errbuf[0])
+		side_fail(x, "%s", strerror(-ret));
+}
+
+/* Map and fault in the RAM block; false (r.error set) when it cannot. */
+static bool side_map(struct side *x)
+{
+	x->ram = cli_map_ram(x->o->size, x->o->sess.page_size, &x->base,
+			     &x->base_len);
+	if (!x->ram)
+		side_fail(x, "cannot map %" PRIu64 " bytes: %s", x->o->size,
+			  strerror(errno));
+	return x->ram != NULL;
+}
+
+/* Create the session, source (@s) or destination (@d), for @address, make
+ * it the one a signal cancels, and add the RAM block.  Returns the block's
+ * index, or a negative errno from the library (*s or *d may then be set). */
+static int side_open(struct side *x, const char *address, rmig_src **s,
+		     rmig_dest **d)
+{
+	struct rmig_config cfg;
+	size_t len = (size_t)x->o->size;
+	int ret;
+
+	make_config(x->o, &cfg, address);
+	ret = s ? rmig_src_create(&cfg, s) : rmig_dest_create(&cfg, d);
+	if (ret < 0)
+		return ret;
+	set_cancel_target(s ? *s : NULL, d ? *d : NULL);
+	return s ? rmig_src_add_block(*s, "ram", x->ram, len) :
+		   rmig_dest_add_block(*d, "ram", x->ram, len);
+}
+
+/* The end of a run with session @s or @d (or neither, when it failed before
+ * creating one): its statistics and peak RSS into the report, the report,
+ * then the session and the RAM block go.  Returns the exit status. */
+static int side_end(struct side *x, rmig_src *s, rmig_dest *d)
+{
+	struct report *r = &x->r;
+
+	if (s || d) {
+		r->st.size = sizeof(r->st);
+		if ((s ? rmig_src_get_stats(s, &r->st) :
+			 rmig_dest_get_stats(d, &r->st)) < 0)
+			memset(&r->st, 0, sizeof(r->st));
+	}
+	r->peak_rss = cli_peak_rss();
+	print_report(x->o, r);
+	set_cancel_target(NULL, NULL);
+	if (s)
+		rmig_src_destroy(s);
+	if (d)
+		rmig_dest_destroy(d);
+	if (x->base)
+		munmap(x->base, x->base_len);
+	return r->error ? EXIT_FAIL : EXIT_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -794,102 +763,76 @@ static void print_report(const struct opts *o, const struct report *r)
 static void manifest_text(const struct opts *o, char *buf, size_t len)
 {
 	snprintf(buf, len, "rmig-migrate size=%" PRIu64 " page_size=%zu "
-		 "seed=%" PRIu64 " zero_percent=%u", o->size, o->page_size,
+		 "seed=%" PRIu64 " zero_percent=%u", o->size, o->sess.page_size,
 		 o->seed, o->zero_percent);
 }
 
 static int run_source(const struct opts *o, const char *address)
 {
-	struct report r = { .role = "source", .verified = -1,
-			    .first_mismatch = -1 };
-	struct rmig_config cfg;
+	struct side x;
 	rmig_src *s = NULL;
-	void *base = NULL;
-	size_t base_len = 0;
-	uint8_t *ram;
 	uint64_t *offs = NULL;
 	uint64_t zero_expected = 0;
-	size_t words = o->page_size / 8;
+	size_t page_size = o->sess.page_size;
+	size_t words = page_size / 8;
 	char manifest[256];
-	char errbuf[1024];
+	char hb[32];
 	double t0;
 	int block, ret;
 
-	r.ram_bytes = o->size;
-	r.pages = o->size / o->page_size;
-	char hb[32];
-
+	side_init(&x, o, "source", -1);
 	say("%s = %" PRIu64 " pages of %zu bytes, %u%% zero, seed %"
-	    PRIu64 ", destination %s\n", human(o->size, hb), r.pages,
-	    o->page_size, o->zero_percent, o->seed, address);
+	    PRIu64 ", destination %s\n", human(o->size, hb), x.r.pages,
+	    page_size, o->zero_percent, o->seed, address);
 
-	t0 = now_s();
-	ram = map_ram(o->size, o->page_size, &base, &base_len);
-	if (!ram) {
-		snprintf(errbuf, sizeof(errbuf), "cannot map %" PRIu64
-			 " bytes: %s", o->size, strerror(errno));
-		r.error = errbuf;
+	t0 = cli_now_s();
+	if (!side_map(&x))
 		goto out;
-	}
-	for (uint64_t p = 0; p < r.pages; p++) {
+	for (uint64_t p = 0; p < x.r.pages; p++) {
 		uint64_t key = page_key(o->seed, p);
 
 		/* A fresh anonymous mapping reads as zero: skip zero pages. */
 		if (page_is_zero(key, o->zero_percent))
 			zero_expected++;
 		else
-			fill_page((uint64_t *)(ram + p * o->page_size), words,
+			fill_page((uint64_t *)(x.ram + p * page_size), words,
 				  key);
 	}
-	r.prepare_s = now_s() - t0;
+	x.r.prepare_s = cli_now_s() - t0;
 	say("memory faulted in and filled before timing (%.2f s, not "
 	    "counted): %" PRIu64 " data + %" PRIu64 " zero pages\n",
-	    r.prepare_s, r.pages - zero_expected, zero_expected);
+	    x.r.prepare_s, x.r.pages - zero_expected, zero_expected);
 
-	offs = malloc(QUEUE_CHUNK * sizeof(*offs));
+	offs = malloc(CLI_QUEUE_CHUNK * sizeof(*offs));
 	if (!offs) {
-		r.error = "out of memory";
+		x.r.error = "out of memory";
 		goto out;
 	}
 
-	make_config(o, &cfg, address);
-	ret = rmig_src_create(&cfg, &s);
+	ret = block = side_open(&x, address, &s, NULL);
 	if (ret < 0)
 		goto lib_fail;
-	set_cancel_target(s, NULL);
-	block = rmig_src_add_block(s, "ram", ram, (size_t)o->size);
-	if (block < 0) {
-		ret = block;
-		goto lib_fail;
-	}
 
-	t0 = now_s();
+	t0 = cli_now_s();
 	ret = rmig_src_connect(s);
 	if (ret == -ECONNREFUSED && !strstr(rmig_last_error(), "reject")) {
-		snprintf(errbuf, sizeof(errbuf), "%s (is 'rmig-migrate dest "
-			 "--listen ...' running there?  Start it first.)",
-			 rmig_last_error());
-		r.error = errbuf;
-		goto stats;
+		side_fail(&x, "%s (is 'rmig-migrate dest --listen ...' "
+			  "running there?  Start it first.)",
+			  rmig_last_error());
+		goto out;
 	}
 	if (ret < 0)
 		goto lib_fail;
-	r.connect_s = now_s() - t0;
-	say("connected in %.3f s; migrating (clock started)\n", r.connect_s);
+	x.r.connect_s = cli_now_s() - t0;
+	say("connected in %.3f s; migrating (clock started)\n", x.r.connect_s);
 
 	/* The timed part: every page, a sync (end of the RAM pass, as
 	 * multifd syncs at the end of each iteration), a device-state blob,
 	 * and the final sync. */
-	t0 = now_s();
-	for (uint64_t p = 0; p < r.pages;) {
-		size_t n = 0;
-
-		while (n < QUEUE_CHUNK && p < r.pages)
-			offs[n++] = p++ * o->page_size;
-		ret = rmig_src_queue_pages(s, block, offs, n);
-		if (ret < 0)
-			goto lib_fail;
-	}
+	t0 = cli_now_s();
+	ret = cli_queue_all_pages(s, block, x.r.pages, page_size, offs);
+	if (ret < 0)
+		goto lib_fail;
 	ret = rmig_src_sync(s);
 	if (ret < 0)
 		goto lib_fail;
@@ -901,31 +844,15 @@ static int run_source(const struct opts *o, const char *address)
 	ret = rmig_src_finish(s);
 	if (ret < 0)
 		goto lib_fail;
-	r.seconds = now_s() - t0;
-	goto stats;
+	x.r.seconds = cli_now_s() - t0;
+	goto out;
 
 lib_fail:
-	snprintf(errbuf, sizeof(errbuf), "%s%s", rmig_last_error(),
-		 sig_caught ? " (interrupted by a signal)" : "");
-	if (!errbuf[0])
-		snprintf(errbuf, sizeof(errbuf), "%s", strerror(-ret));
-	r.error = errbuf;
-stats:
-	if (s) {
-		r.st.size = sizeof(r.st);
-		if (rmig_src_get_stats(s, &r.st) < 0)
-			memset(&r.st, 0, sizeof(r.st));
-	}
+	side_lib_fail(&x, ret);
 out:
-	r.peak_rss = peak_rss();
-	print_report(o, &r);
-	set_cancel_target(NULL, NULL);
-	if (s)
-		rmig_src_destroy(s);
+	ret = side_end(&x, s, NULL);
 	free(offs);
-	if (base)
-		munmap(base, base_len);
-	return r.error ? EXIT_FAIL : EXIT_OK;
+	return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -937,8 +864,9 @@ static uint64_t verify_ram(const struct opts *o, const uint8_t *ram,
 			   uint64_t pages, int64_t *first, char *why,
 			   size_t whylen)
 {
-	size_t words = o->page_size / 8;
-	uint64_t *expect = malloc(o->page_size);
+	size_t page_size = o->sess.page_size;
+	size_t words = page_size / 8;
+	uint64_t *expect = malloc(page_size);
 	uint64_t bad = 0;
 
 	*first = -1;
@@ -948,15 +876,15 @@ static uint64_t verify_ram(const struct opts *o, const uint8_t *ram,
 		return pages;
 	}
 	for (uint64_t p = 0; p < pages; p++) {
-		const uint8_t *got = ram + p * o->page_size;
+		const uint8_t *got = ram + p * page_size;
 		uint64_t key = page_key(o->seed, p);
 		bool zero = page_is_zero(key, o->zero_percent);
 
 		if (zero)
-			memset(expect, 0, o->page_size);
+			memset(expect, 0, page_size);
 		else
 			fill_page(expect, words, key);
-		if (!memcmp(got, expect, o->page_size))
+		if (!memcmp(got, expect, page_size))
 			continue;
 		if (!bad++) {
 			size_t i = 0;
@@ -967,7 +895,7 @@ static uint64_t verify_ram(const struct opts *o, const uint8_t *ram,
 			snprintf(why, whylen, "page %" PRIu64 " (offset 0x%"
 				 PRIx64 ", expected a %s page) differs first "
 				 "at byte %zu: got 0x%02x, expected 0x%02x",
-				 p, p * o->page_size, zero ? "zero" : "data", i,
+				 p, p * page_size, zero ? "zero" : "data", i,
 				 got[i], ((const uint8_t *)expect)[i]);
 		}
 	}
@@ -977,16 +905,10 @@ static uint64_t verify_ram(const struct opts *o, const uint8_t *ram,
 
 static int run_dest(const struct opts *o)
 {
-	struct report r = { .role = "dest", .verified = 0,
-			    .first_mismatch = -1 };
-	struct rmig_config cfg;
+	struct side x;
 	struct rmig_devstate *ds = NULL;
 	rmig_dest *d = NULL;
-	void *base = NULL;
-	size_t base_len = 0;
-	uint8_t *ram;
 	char addr[128];
-	char errbuf[1024];
 	char why[512] = "";
 	char manifest[256];
 	char hb[32];
@@ -995,35 +917,19 @@ static int run_dest(const struct opts *o)
 	int64_t received;
 	int timeout_ms = o->timeout_s < 0 ? -1 : o->timeout_s * 1000;
 
-	r.ram_bytes = o->size;
-	r.pages = o->size / o->page_size;
+	side_init(&x, o, "dest", 0);
 
-	t0 = now_s();
-	ram = map_ram(o->size, o->page_size, &base, &base_len);
-	if (!ram) {
-		snprintf(errbuf, sizeof(errbuf), "cannot map %" PRIu64
-			 " bytes: %s", o->size, strerror(errno));
-		r.error = errbuf;
+	t0 = cli_now_s();
+	if (!side_map(&x))
 		goto out;
-	}
 	if (o->dirty_dest)
-		memset(ram, 0xa5, (size_t)o->size);
-	r.prepare_s = now_s() - t0;
+		memset(x.ram, 0xa5, (size_t)o->size);
+	x.r.prepare_s = cli_now_s() - t0;
 
-	make_config(o, &cfg, o->address);
-	ret = rmig_dest_create(&cfg, &d);
+	ret = block = side_open(&x, o->address, NULL, &d);
 	if (ret < 0)
 		goto lib_fail;
-	set_cancel_target(NULL, d);
-	block = rmig_dest_add_block(d, "ram", ram, (size_t)o->size);
-	if (block < 0) {
-		ret = block;
-		goto lib_fail;
-	}
-	ret = rmig_dest_listen(d);
-	if (ret < 0)
-		goto lib_fail;
-	ret = rmig_dest_get_address(d, addr, sizeof(addr));
+	ret = cli_dest_listen(d, addr, sizeof(addr));
 	if (ret < 0)
 		goto lib_fail;
 	if (o->status_fd >= 0) {
@@ -1031,21 +937,20 @@ static int run_dest(const struct opts *o)
 		int n = snprintf(line, sizeof(line), "%s\n", addr);
 
 		if (write(o->status_fd, line, (size_t)n) != n) {
-			snprintf(errbuf, sizeof(errbuf), "cannot pass the "
-				 "address to the source: %s", strerror(errno));
-			r.error = errbuf;
-			goto stats;
+			side_fail(&x, "cannot pass the address to the source: "
+				  "%s", strerror(errno));
+			goto out;
 		}
 		close(o->status_fd);
 	}
 	say("listening on %s; %s RAM block faulted in%s before timing "
 	    "(%.2f s)\n", addr, human(o->size, hb),
-	    o->dirty_dest ? " and filled with 0xa5" : "", r.prepare_s);
+	    o->dirty_dest ? " and filled with 0xa5" : "", x.r.prepare_s);
 
 	ret = rmig_dest_accept(d, timeout_ms);
 	if (ret < 0)
 		goto lib_fail;
-	t0 = now_s();
+	t0 = cli_now_s();
 	say("source connected; receiving (clock started)\n");
 	for (;;) {
 		ret = rmig_dest_wait_sync(d, -1);
@@ -1057,88 +962,58 @@ static int run_dest(const struct opts *o)
 	ret = rmig_dest_finish(d);
 	if (ret < 0)
 		goto lib_fail;
-	r.seconds = now_s() - t0;
+	x.r.seconds = cli_now_s() - t0;
 
 	/* The manifest names the source's generator settings: a mismatch is
 	 * reported as such rather than as thousands of differing pages. */
 	ret = rmig_dest_recv_devstate(d, &ds);
 	if (ret < 0) {
-		snprintf(errbuf, sizeof(errbuf), "no device-state manifest "
-			 "from the source: %s", rmig_last_error());
-		r.error = errbuf;
-		goto stats;
+		side_fail(&x, "no device-state manifest from the source: %s",
+			  rmig_last_error());
+		goto out;
 	}
 	manifest_text(o, manifest, sizeof(manifest));
 	if (strcmp(ds->idstr, MANIFEST_IDSTR) || ds->len != strlen(manifest) + 1 ||
 	    memcmp(ds->data, manifest, ds->len)) {
-		snprintf(errbuf, sizeof(errbuf), "the source generated another "
-			 "image: it sent '%.*s' (%s), this side expects '%s'; "
-			 "use the same --size, --page-size, --seed and "
-			 "--zero-percent on both sides",
-			 ds->len ? (int)ds->len - 1 : 0, (const char *)ds->data,
-			 ds->idstr, manifest);
-		r.error = errbuf;
-		goto stats;
+		side_fail(&x, "the source generated another image: it sent "
+			  "'%.*s' (%s), this side expects '%s'; use the same "
+			  "--size, --page-size, --seed and --zero-percent on "
+			  "both sides",
+			  ds->len ? (int)ds->len - 1 : 0, (const char *)ds->data,
+			  ds->idstr, manifest);
+		goto out;
 	}
 
 	received = rmig_dest_block_received(d, block);
-	if (received != (int64_t)r.pages) {
-		snprintf(errbuf, sizeof(errbuf), "received bitmap counts %"
-			 PRId64 " of %" PRIu64 " pages", received, r.pages);
-		r.error = errbuf;
-	}
-	t0 = now_s();
-	r.mismatched_pages = verify_ram(o, ram, r.pages, &r.first_mismatch,
-					why, sizeof(why));
-	if (r.mismatched_pages && !r.error) {
-		snprintf(errbuf, sizeof(errbuf), "verification failed: %"
-			 PRIu64 " of %" PRIu64 " pages differ; first: %s",
-			 r.mismatched_pages, r.pages, why);
-		r.error = errbuf;
-	}
-	r.verified = !r.error;
-	if (r.verified)
+	if (received != (int64_t)x.r.pages)
+		side_fail(&x, "received bitmap counts %" PRId64 " of %" PRIu64
+			  " pages", received, x.r.pages);
+	t0 = cli_now_s();
+	x.r.mismatched_pages = verify_ram(o, x.ram, x.r.pages,
+					  &x.r.first_mismatch, why,
+					  sizeof(why));
+	if (x.r.mismatched_pages && !x.r.error)
+		side_fail(&x, "verification failed: %" PRIu64 " of %" PRIu64
+			  " pages differ; first: %s", x.r.mismatched_pages,
+			  x.r.pages, why);
+	x.r.verified = !x.r.error;
+	if (x.r.verified)
 		say("verified: all %" PRIu64 " pages match byte for byte "
-		    "(%.2f s)\n", r.pages, now_s() - t0);
-	else if (r.mismatched_pages)
+		    "(%.2f s)\n", x.r.pages, cli_now_s() - t0);
+	else if (x.r.mismatched_pages)
 		say("first mismatch: %s\n", why);
-	goto stats;
+	goto out;
 
 lib_fail:
-	snprintf(errbuf, sizeof(errbuf), "%s%s", rmig_last_error(),
-		 sig_caught ? " (interrupted by a signal)" : "");
-	if (!errbuf[0])
-		snprintf(errbuf, sizeof(errbuf), "%s", strerror(-ret));
-	r.error = errbuf;
-stats:
-	if (d) {
-		r.st.size = sizeof(r.st);
-		if (rmig_dest_get_stats(d, &r.st) < 0)
-			memset(&r.st, 0, sizeof(r.st));
-	}
+	side_lib_fail(&x, ret);
 out:
-	r.peak_rss = peak_rss();
-	print_report(o, &r);
 	if (ds)
 		rmig_devstate_free(ds);
-	set_cancel_target(NULL, NULL);
-	if (d)
-		rmig_dest_destroy(d);
-	if (base)
-		munmap(base, base_len);
-	return r.error ? EXIT_FAIL : EXIT_OK;
+	return side_end(&x, NULL, d);
 }
 
 /* ------------------------------------------------------------------ */
 /* Demo: a destination and a source as two processes on 127.0.0.1      */
-
-static void setup_logging(const struct opts *o)
-{
-	if (o->verbose)
-		rmig_set_log_handler(log_cb, (void *)role_name(g_role),
-				     o->verbose > 1 ? RMIG_LOG_DEBUG :
-						      RMIG_LOG_INFO);
-}
 
 static int demo_source(struct opts *o, int fd)
 {
@@ -1163,8 +1038,7 @@ static int demo_source(struct opts *o, int fd)
 			 "connect to");
 		return EXIT_FAIL;
 	}
-	start_signal_thread();
-	setup_logging(o);
+	start_side(o);
 	return run_source(o, addr);
 }
 
@@ -1184,7 +1058,7 @@ static int run_demo(struct opts *o)
 	 * link, bounded so that a hang ends with a report. */
 	int limit_s = DEMO_LIMIT_BASE_S + DEMO_LIMIT_PER_GIB_S *
 		      (int)((o->size + (1ull << 30) - 1) >> 30);
-	double deadline = now_s() + limit_s;
+	double deadline = cli_now_s() + limit_s;
 	int stage = 0; /* 0 running, 1 grace, 2 SIGTERM sent, 3 SIGKILL sent */
 	char uuid[37];
 	char hb[32];
@@ -1197,19 +1071,19 @@ static int run_demo(struct opts *o)
 		}
 		o->uuid_set = true;
 	}
-	if (!o->channels)
-		o->channels = 4;
+	if (!o->sess.channels)
+		o->sess.channels = 4;
 	if (o->timeout_s < 0)
 		o->timeout_s = DEMO_ACCEPT_TIMEOUT_S;
 	format_uuid(o->uuid, uuid);
 	say("rmig %s: %s, %u channels, page size %zu, %u%% zero pages, "
 	    "seed %" PRIu64 ", transport %s%s%s, session %s; destination and "
 	    "source are two processes on 127.0.0.1\n", rmig_version(),
-	    human(o->size, hb), o->channels, o->page_size,
+	    human(o->size, hb), o->sess.channels, o->sess.page_size,
 	    o->zero_percent, o->seed,
-	    o->transport == RMIG_TRANSPORT_FABRIC ? "fabric" : "auto",
-	    o->fabric_provider ? "/" : "",
-	    o->fabric_provider ? o->fabric_provider : "", uuid);
+	    o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" : "auto",
+	    o->sess.fabric_provider ? "/" : "",
+	    o->sess.fabric_provider ? o->sess.fabric_provider : "", uuid);
 
 	if (pipe(pfd)) {
 		fail_msg("pipe: %s", strerror(errno));
@@ -1227,8 +1101,7 @@ static int run_demo(struct opts *o)
 		o->role = ROLE_DEST;
 		o->address = "127.0.0.1:0";
 		o->status_fd = pfd[1];
-		start_signal_thread();
-		setup_logging(o);
+		start_side(o);
 		_exit(run_dest(o));
 	}
 	close(pfd[1]);
@@ -1264,11 +1137,11 @@ static int run_demo(struct opts *o)
 			 * notice, then stop it. */
 			if (stage == 0 && (dest_rc > 0 || src_rc > 0)) {
 				stage = 1;
-				deadline = now_s() + DEMO_GRACE_S;
+				deadline = cli_now_s() + DEMO_GRACE_S;
 			}
 			continue;
 		}
-		if (stage < 3 && now_s() > deadline) {
+		if (stage < 3 && cli_now_s() > deadline) {
 			int sig = stage < 2 ? SIGTERM : SIGKILL;
 
 			if (stage == 0)
@@ -1281,7 +1154,7 @@ static int run_demo(struct opts *o)
 			if (src_rc < 0)
 				kill(src_pid, sig);
 			stage = stage < 2 ? 2 : 3;
-			deadline = now_s() + 5;
+			deadline = cli_now_s() + 5;
 		}
 		usleep(20000);
 	}
@@ -1305,13 +1178,10 @@ int main(int argc, char **argv)
 	case ROLE_DEMO:
 		return run_demo(&o);
 	case ROLE_SOURCE:
-		start_signal_thread();
-		setup_logging(&o);
-		return run_source(&o, o.address);
 	case ROLE_DEST:
-		start_signal_thread();
-		setup_logging(&o);
-		return run_dest(&o);
+		start_side(&o);
+		return o.role == ROLE_SOURCE ? run_source(&o, o.address) :
+					       run_dest(&o);
 	default:
 		return EXIT_USAGE;
 	}

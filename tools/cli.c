@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli - helpers shared by rmig-migrate and rmig_bw; see cli.h.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define KIB 1024.0
+#define MIB (1024.0 * 1024.0)
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+/* ------------------------------------------------------------------ */
+/* Option values                                                       */
+
+int cli_parse_size(const char *s, uint64_t plain_unit, bool xb_suffixes,
+		   uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		double unit;
+		bool xb; /* "kb", "mb", "gb": only with xb_suffixes */
+	} units[] = {
+		{ "g", GIB, false }, { "gib", GIB, false }, { "gb", GIB, true },
+		{ "m", MIB, false }, { "mib", MIB, false }, { "mb", MIB, true },
+		{ "k", KIB, false }, { "kib", KIB, false }, { "kb", KIB, true },
+	};
+	char *end;
+	double v;
+	bool known = false;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v <= 0)
+		return -1;
+	if (!*end) {
+		v *= (double)plain_unit;
+		known = true;
+	}
+	for (size_t i = 0; !known && i < sizeof(units) / sizeof(units[0]); i++) {
+		if ((xb_suffixes || !units[i].xb) &&
+		    !strcasecmp(end, units[i].suffix)) {
+			v *= units[i].unit;
+			known = true;
+		}
+	}
+	if (!known)
+		return -1;
+	if (v > (double)(1ull << 46)) /* 64 TiB: surely a typo */
+		return -1;
+	*out = (uint64_t)(v + 0.5);
+	return 0;
+}
+
+int cli_parse_ull(const char *s, unsigned long long max,
+		  unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s == '-' || *s == '\0')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_unsigned(const char *s, unsigned max, unsigned *out)
+{
+	unsigned long long v;
+
+	if (cli_parse_ull(s, max, &v))
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int cli_parse_count(const char *s, unsigned max, unsigned *out)
+{
+	unsigned v;
+
+	if (cli_parse_unsigned(s, max, &v) || !v)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_seconds(const char *s, int *out)
+{
+	unsigned v;
+
+	if (cli_parse_unsigned(s, 1000000, &v))
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int cli_parse_page_size(const char *s, bool numeric, size_t *out)
+{
+	if (!strcasecmp(s, "4k") || (numeric && !strcmp(s, "4096")))
+		*out = 4096;
+	else if (!strcasecmp(s, "2m") || (numeric && !strcmp(s, "2097152")))
+		*out = 2u << 20;
+	else
+		return -1;
+	return 0;
+}
+
+int cli_parse_transport(const char *s, struct cli_session_opts *so)
+{
+	if (!strcmp(s, "auto"))
+		so->transport = RMIG_TRANSPORT_AUTO;
+	else if (!strcmp(s, "fabric"))
+		so->transport = RMIG_TRANSPORT_FABRIC;
+	else
+		return -1;
+	so->transport_set = true;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Session and RAM                                                     */
+
+void cli_make_config(const struct cli_session_opts *so,
+		     struct rmig_config *cfg, const char *address)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_PAGE_SIZE;
+	cfg->address = address;
+	cfg->page_size = so->page_size;
+	if (so->transport_set) {
+		cfg->field_mask |= RMIG_CFG_TRANSPORT;
+		cfg->transport = so->transport;
+	}
+	if (so->fabric_provider) {
+		cfg->field_mask |= RMIG_CFG_FABRIC_PROVIDER;
+		cfg->fabric_provider = so->fabric_provider;
+	}
+	if (so->channels) {
+		cfg->field_mask |= RMIG_CFG_CHANNELS;
+		cfg->channels = so->channels;
+	}
+	if (so->pages_per_packet) {
+		cfg->field_mask |= RMIG_CFG_PAGES_PER_PACKET;
+		cfg->pages_per_packet = so->pages_per_packet;
+	}
+}
+
+void *cli_map_ram(uint64_t size, size_t page_size, void **base,
+		  size_t *base_len)
+{
+	size_t len = (size_t)size + (page_size > 4096 ? page_size : 0);
+	uint8_t *p, *aligned;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	aligned = (uint8_t *)(((uintptr_t)p + page_size - 1) &
+			      ~(uintptr_t)(page_size - 1));
+	if (page_size > 4096)
+		madvise(aligned, (size_t)size, MADV_HUGEPAGE);
+	*base = p;
+	*base_len = len;
+	return aligned;
+}
+
+int cli_dest_listen(rmig_dest *d, char *addr, size_t len)
+{
+	int ret = rmig_dest_listen(d);
+
+	if (ret < 0)
+		return ret;
+	return rmig_dest_get_address(d, addr, len);
+}
+
+int cli_queue_all_pages(rmig_src *s, int block, uint64_t pages,
+			size_t page_size, uint64_t *offs)
+{
+	for (uint64_t p = 0; p < pages;) {
+		size_t n = 0;
+		int ret;
+
+		while (n < CLI_QUEUE_CHUNK && p < pages)
+			offs[n++] = p++ * page_size;
+		ret = rmig_src_queue_pages(s, block, offs, n);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Figures                                                             */
+
+double cli_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double cli_mib(uint64_t bytes)
+{
+	return (double)bytes / MIB;
+}
+
+uint64_t cli_peak_rss(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	uint64_t kb = 0;
+
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "VmHWM: %" SCNu64 " kB", &kb) == 1)
+				break;
+		fclose(f);
+	}
+	if (!kb) {
+		struct rusage ru;
+
+		if (!getrusage(RUSAGE_SELF, &ru))
+			kb = (uint64_t)ru.ru_maxrss;
+	}
+	return kb * 1024;
+}
+
+uint64_t cli_overhead(uint64_t peak_rss, uint64_t ram_bytes)
+{
+	return peak_rss > ram_bytes ? peak_rss - ram_bytes : 0;
+}

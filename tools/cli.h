@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli - what the command-line programs share: tools/rmig-migrate and
+ * perf/rmig_bw.  Option values, the session configuration they build from
+ * them, the RAM block (mapped and faulted in before any clock starts), the
+ * page-queueing loop, timing and memory figures.  Only the public API
+ * (rmig/rmig.h) is used; nothing here prints.  Built as the static library
+ * rmig_cli (tools/CMakeLists.txt); not installed.
+ */
+#ifndef RMIG_TOOLS_CLI_H
+#define RMIG_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rmig/rmig.h>
+
+/* Page offsets handed to one rmig_src_queue_pages() call; the size of the
+ * offs buffer that cli_queue_all_pages() takes. */
+#define CLI_QUEUE_CHUNK 4096
+
+/* The session settings both programs take from the command line. */
+struct cli_session_opts {
+	size_t page_size;          /* 4096 or 2 MiB */
+	unsigned channels;         /* 0: library default (source) / adopt (dest) */
+	unsigned pages_per_packet; /* 0: library default */
+	enum rmig_transport transport;
+	bool transport_set;
+	const char *fabric_provider; /* NULL: library default */
+};
+
+/* ------------------------------------------------------------------ */
+/* Option values.  Each returns 0, or -1 when @s is not a valid value;
+ * *out is written only on success. */
+
+/* A size: a number (fractions allowed) with an optional suffix k/kib, m/mib,
+ * g/gib in any case, each a power of 1024; with @xb_suffixes also kb, mb and
+ * gb (the same powers of 1024).  A plain number counts @plain_unit bytes.
+ * Refused: no number, a number not above zero, another suffix, more than
+ * 64 TiB.  Rounded to a whole byte. */
+int cli_parse_size(const char *s, uint64_t plain_unit, bool xb_suffixes,
+		   uint64_t *out);
+
+/* An integer as strtoull(s, NULL, 0) reads it (decimal, 0x hex, 0 octal),
+ * no larger than @max; refused: an empty string, a leading '-', anything
+ * after the number, overflow. */
+int cli_parse_ull(const char *s, unsigned long long max,
+		  unsigned long long *out);
+
+/* The same as an unsigned: 0..@max. */
+int cli_parse_unsigned(const char *s, unsigned max, unsigned *out);
+
+/* A count, 1..@max (channels, pages per packet, iterations). */
+int cli_parse_count(const char *s, unsigned max, unsigned *out);
+
+/* A timeout in whole seconds, 0..1000000. */
+int cli_parse_seconds(const char *s, int *out);
+
+/* "4k" or "2m" (any case); with @numeric also "4096" and "2097152". */
+int cli_parse_page_size(const char *s, bool numeric, size_t *out);
+
+/* "auto" or "fabric"; sets so->transport and so->transport_set. */
+int cli_parse_transport(const char *s, struct cli_session_opts *so);
+
+/* ------------------------------------------------------------------ */
+/* Session and RAM                                                     */
+
+/* A zeroed @cfg with @address, the page size, and whichever of transport,
+ * fabric provider, channels and pages per packet @so sets. */
+void cli_make_config(const struct cli_session_opts *so,
+		     struct rmig_config *cfg, const char *address);
+
+/* Map @size bytes aligned to @page_size and fault every page in
+ * (MAP_POPULATE), so the first write during the migration costs nothing;
+ * 2 MiB pages get MADV_HUGEPAGE.  Returns the aligned block, or NULL with
+ * errno set; munmap(*base, *base_len) releases it. */
+void *cli_map_ram(uint64_t size, size_t page_size, void **base,
+		  size_t *base_len);
+
+/* rmig_dest_listen(), then the address it listens on into @addr (port 0
+ * resolved).  0, or the negative errno of the call that failed. */
+int cli_dest_listen(rmig_dest *d, char *addr, size_t len);
+
+/* Queue pages 0..@pages-1 of @block, CLI_QUEUE_CHUNK offsets at a time,
+ * through @offs (room for CLI_QUEUE_CHUNK).  0, or the first negative
+ * return of rmig_src_queue_pages(). */
+int cli_queue_all_pages(rmig_src *s, int block, uint64_t pages,
+			size_t page_size, uint64_t *offs);
+
+/* ------------------------------------------------------------------ */
+/* Figures                                                             */
+
+/* CLOCK_MONOTONIC in seconds. */
+double cli_now_s(void);
+
+/* @bytes in MiB. */
+double cli_mib(uint64_t bytes);
+
+/* Peak resident set size in bytes (VmHWM, else getrusage), 0 if unknown. */
+uint64_t cli_peak_rss(void);
+
+/* What @peak_rss holds beyond the RAM block of @ram_bytes (0 if nothing). */
+uint64_t cli_overhead(uint64_t peak_rss, uint64_t ram_bytes);
+
+#endif /* RMIG_TOOLS_CLI_H */
