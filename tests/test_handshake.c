@@ -180,13 +180,21 @@ static void raw_disconnect(struct raw_conn *rc)
 	rc->c = NULL;
 }
 
+/* Send @len bytes from @tx (a buffer inside the raw client's registered
+ * memory that no other send in flight uses). */
+static bool raw_send_from(struct raw_conn *rc, uint8_t *tx, const void *buf,
+			  size_t len, uint32_t imm)
+{
+	if (len)
+		memcpy(tx, buf, len);
+	return TU_RMIG_OK(rc->raw->ops.send(rc->c, tx, len, rc->raw->mr, imm,
+					    tx));
+}
+
 static bool raw_send(struct raw_conn *rc, const void *buf, size_t len,
 		     uint32_t imm)
 {
-	if (len)
-		memcpy(rc->tx, buf, len);
-	return TU_RMIG_OK(rc->raw->ops.send(rc->c, rc->tx, len, rc->raw->mr,
-					    imm, rc->tx));
+	return raw_send_from(rc, rc->tx, buf, len, imm);
 }
 
 /* Next received message within @timeout_ms: 1 (in @m), 0 on timeout, or
@@ -328,6 +336,15 @@ static bool expect_reject(struct raw_conn *rc, const char *name,
 	return ok;
 }
 
+/* Connect in @slot and send @h: the destination must reject it (@e). */
+static bool raw_rejected(struct raw *r, unsigned slot, struct raw_conn *rc,
+			 const struct rmig_handshake *h, const char *name,
+			 const struct expect *e, unsigned *rejects)
+{
+	return raw_connect(r, slot, rc) && send_hs(rc, h) &&
+	       expect_reject(rc, name, e, rejects);
+}
+
 /* For inputs that are no handshake at all: never ACCEPT, closed in time;
  * a REJECT, if any, must name a plausible reason. */
 static bool expect_turned_away(struct raw_conn *rc, const char *name,
@@ -455,11 +472,8 @@ static int run_raw(void *arg)
 
 		good_hs(&h, cx->uuid, 0);
 		raw_mutate(i, &h, cx);
-		if (raw_connect(&r, 0, &rc) && send_hs(&rc, &h))
-			ok &= expect_reject(&rc, raw_cases[i].name,
-					    &raw_cases[i].e, &rejects);
-		else
-			ok = false;
+		ok &= raw_rejected(&r, 0, &rc, &h, raw_cases[i].name,
+				   &raw_cases[i].e, &rejects);
 		raw_disconnect(&rc);
 	}
 	raw_close(&r);
@@ -563,10 +577,12 @@ static int run_extra(void *arg)
 /* ------------------------------------------------------------------ */
 /* "dup": duplicate channel id, adopted UUID and channel count.        */
 
-static bool expect_accept(struct raw_conn *rc, const char *name,
-			  const struct tu_image *im)
+/* The only reply (after CREDITs) must be ACCEPT, naming the destination's
+ * blocks: those of the image every destination child lays out. */
+static bool expect_accept(struct raw_conn *rc, const char *name)
 {
 	static struct rmig_wire_block blocks[RMIG_MAX_BLOCKS];
+	struct tu_image im; /* layout only */
 	struct raw_msg m;
 	unsigned nb = 0;
 	uint32_t rxd = 0;
@@ -574,6 +590,7 @@ static bool expect_accept(struct raw_conn *rc, const char *name,
 	bool ok = true;
 	int ret;
 
+	tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1);
 	/* A CREDIT (it reveals nothing) may come first; then ACCEPT. */
 	while ((ret = raw_recv(rc, 10000, &m)) == 1 &&
 	       m.type == RMIG_MSG_CREDIT && credits < RAW_NRX - 1)
@@ -585,20 +602,28 @@ static bool expect_accept(struct raw_conn *rc, const char *name,
 		return false;
 	if (!TU_RMIG_OK(rmig_accept_decode(m.buf, m.len, &rxd, blocks, &nb)))
 		return false;
-	ok &= TU_CHECK(nb == im->nblocks, "%u blocks in ACCEPT", nb);
+	ok &= TU_CHECK(nb == im.nblocks, "%u blocks in ACCEPT", nb);
 	for (unsigned b = 0; ok && b < nb; b++)
-		ok &= TU_CHECK(!strcmp(blocks[b].name, im->b[b].name) &&
-				       blocks[b].length == im->b[b].len &&
+		ok &= TU_CHECK(!strcmp(blocks[b].name, im.b[b].name) &&
+				       blocks[b].length == im.b[b].len &&
 				       blocks[b].page_size == PAGE,
 			       "ACCEPT block %u: \"%s\" %" PRIu64 " bytes page "
 			       "%u, want \"%s\" %zu",
 			       b, blocks[b].name, blocks[b].length,
-			       blocks[b].page_size, im->b[b].name,
-			       im->b[b].len);
+			       blocks[b].page_size, im.b[b].name,
+			       im.b[b].len);
 	ok &= TU_CHECK(rxd > 0, "destination rx depth 0");
 	tu_msg("case %-34s ACCEPT: %u blocks, dest rx depth %u (after %u "
 	       "CREDIT)", name, nb, rxd, credits);
 	return ok;
+}
+
+/* Connect in @slot and send @h: the destination must accept it. */
+static bool raw_accepted(struct raw *r, unsigned slot, struct raw_conn *rc,
+			 const struct rmig_handshake *h, const char *name)
+{
+	return raw_connect(r, slot, rc) && send_hs(rc, h) &&
+	       expect_accept(rc, name);
 }
 
 static int run_dup(void *arg)
@@ -615,43 +640,37 @@ static int run_dup(void *arg)
 	};
 	struct raw_conn x0 = { 0 }, x1 = { 0 }, y = { 0 };
 	struct rmig_handshake h;
-	struct tu_image im;
 	struct raw r;
 	unsigned rejects = 0;
 	bool ok = false;
 
-	tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1);
 	if (!raw_open(&r, cx->addr))
 		return 1;
 	/* A valid channel 0. */
 	good_hs(&h, cx->uuid, 0);
-	if (!raw_connect(&r, 0, &x0) || !send_hs(&x0, &h) ||
-	    !expect_accept(&x0, "valid channel 0", &im))
+	if (!raw_accepted(&r, 0, &x0, &h, "valid channel 0"))
 		goto out;
 	/* Channel 0 again. */
-	if (!raw_connect(&r, 1, &y) || !send_hs(&y, &h) ||
-	    !expect_reject(&y, "duplicate channel 0", &dup, &rejects))
+	if (!raw_rejected(&r, 1, &y, &h, "duplicate channel 0", &dup,
+			  &rejects))
 		goto out;
 	raw_disconnect(&y);
 	/* Channel 1 of another session. */
 	good_hs(&h, cx->other_uuid, 1);
-	if (!raw_connect(&r, 1, &y) || !send_hs(&y, &h) ||
-	    !expect_reject(&y, "channel 1, other uuid", &uuid, &rejects))
+	if (!raw_rejected(&r, 1, &y, &h, "channel 1, other uuid", &uuid,
+			  &rejects))
 		goto out;
 	raw_disconnect(&y);
 	/* Channel 1 announcing another channel count. */
 	good_hs(&h, cx->uuid, 1);
 	h.channel_count = 3;
-	if (!raw_connect(&r, 1, &y) || !send_hs(&y, &h) ||
-	    !expect_reject(&y, "channel 1, count 3", &count, &rejects))
+	if (!raw_rejected(&r, 1, &y, &h, "channel 1, count 3", &count,
+			  &rejects))
 		goto out;
 	raw_disconnect(&y);
 	/* The real channel 1. */
 	good_hs(&h, cx->uuid, 1);
-	if (!raw_connect(&r, 2, &x1) || !send_hs(&x1, &h) ||
-	    !expect_accept(&x1, "valid channel 1", &im))
-		goto out;
-	ok = true;
+	ok = raw_accepted(&r, 2, &x1, &h, "valid channel 1");
 out:
 	/* The raw "source" goes away; the destination must notice. */
 	tu_sleep_ms(300);
@@ -670,8 +689,7 @@ static const char blob_id[] = "0000:00:1f.0/ich9-lpc";
 
 static int run_good_src(void *arg)
 {
-	unsigned threads0 = tu_count_threads();
-	int fds0 = tu_count_fds();
+	struct tu_baseline base = tu_take_baseline();
 	struct ctx *cx = arg;
 	struct rmig_config cfg;
 	struct rmig_stats st = { .size = sizeof(st) };
@@ -682,23 +700,17 @@ static int run_good_src(void *arg)
 	rmig_src *s = NULL;
 	bool ok = false;
 
-	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
-	    tu_image_alloc(&im, false))
+	if (tu_image_setup(&im, (size_t)IMAGE_MIB << 20, PAGE, 1, false))
 		return 1;
-	for (unsigned b = 0; b < im.nblocks; b++)
-		if (!(offs[b] = calloc(tu_image_pages(&im, b), 8)))
-			goto out;
+	if (!tu_offs_alloc(offs, &im))
+		goto out;
 	memset(blob, 0x3c, sizeof(blob));
 	tu_config(&cfg, cx->addr, CHANNELS, PAGE,
 		  cx->src_uuid ? cx->src_uuid : cx->uuid);
 	if (cx->connect_timeout_ms)
 		cfg.connect_timeout_ms = cx->connect_timeout_ms;
-	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)))
+	if (!tu_src_open(&s, &cfg, &im, false))
 		goto out;
-	for (unsigned b = 0; b < im.nblocks; b++)
-		if (!TU_RMIG_OK(rmig_src_add_block(s, im.b[b].name,
-						   im.b[b].mem, im.b[b].len)))
-			goto out;
 	{
 		uint64_t t0 = tu_now_ns();
 
@@ -724,12 +736,8 @@ static int run_good_src(void *arg)
 	ok &= tu_stats_coherent(&st, CHANNELS);
 	tu_msg("migration after the rejections: done");
 out:
-	if (s)
-		rmig_src_destroy(s);
-	if (s)
-		ok &= tu_check_no_leaks("src", threads0, fds0);
-	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
-		free(offs[b]);
+	ok &= tu_src_destroy(s, &base, 0);
+	tu_offs_free(offs);
 	tu_image_free(&im);
 	return ok ? 0 : 1;
 }
@@ -756,41 +764,73 @@ static bool dest_finish_good(rmig_dest *d, struct tu_image *im)
 	       TU_CHECK(tu_image_verify(im, 0) == 0, "image differs");
 }
 
-static int run_dest(void *arg)
+/* The same, where the good source is the only one that handshakes ("forget"
+ * and "silent"): no rejection counted, and stats that add up. */
+static bool dest_good_end(rmig_dest *d, struct tu_image *im)
 {
-	unsigned threads0 = tu_count_threads();
-	int fds0 = tu_count_fds();
-	struct ctx *cx = arg;
-	struct rmig_config cfg;
 	struct rmig_stats st = { .size = sizeof(st) };
+	bool ok;
+
+	if (!dest_finish_good(d, im) ||
+	    !TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
+		return false;
+	tu_print_stats("dest", &st);
+	ok = TU_CHECK(st.rejected_handshakes == 0,
+		      "%" PRIu64 " handshakes rejected",
+		      st.rejected_handshakes);
+	ok &= tu_stats_coherent(&st, CHANNELS);
+	return ok;
+}
+
+/*
+ * A destination child: lays out the image, listens on 127.0.0.1:0 with
+ * @channels and @uuid (0 / NULL: adopt the source's), hands the address to
+ * the parent and runs @body; then the session's destroy (within
+ * @destroy_ms, 0: no limit) must leave no thread and no fd behind.
+ */
+static int dest_child(struct ctx *cx, unsigned channels, const uint8_t *uuid,
+		      int destroy_ms,
+		      bool (*body)(struct ctx *, rmig_dest *,
+				   struct tu_image *))
+{
+	struct tu_baseline base = tu_take_baseline();
+	struct rmig_config cfg;
 	struct tu_image im;
 	char addr[TU_ADDR_MAX];
-	bool adopt = cx->adopt;
 	rmig_dest *d = NULL;
 	bool ok = false;
-	uint64_t t0;
+
+	if (tu_image_setup(&im, (size_t)IMAGE_MIB << 20, PAGE, 1, true))
+		return 1;
+	tu_config(&cfg, TU_LOOPBACK_LISTEN, channels, PAGE, uuid);
+	if (cx->connect_timeout_ms)
+		cfg.connect_timeout_ms = cx->connect_timeout_ms;
+	if (tu_dest_listen(&d, &cfg, &im, false, addr) &&
+	    TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) &&
+	    TU_CHECK(!tu_send_str(cx->addrp.w, addr), "address pipe"))
+		ok = body(cx, d, &im);
+	ok &= tu_dest_destroy(d, &base, destroy_ms);
+	tu_image_free(&im);
+	return ok ? 0 : 1;
+}
+
+/* The raw client's word on the note pipe, within @ms. */
+#define RAW_NOTE(cx, v, ms)                                                  \
+	TU_CHECK(!tu_recv_u64((cx)->note.r, (v), (ms)),                      \
+		 "no note from the raw client")
+
+/* "raw", "extra", "dup": the raw client's cases, then (but for "dup") the
+ * good source; the handshakes rejected as counted in @cx. */
+static bool dest_raw_client(struct ctx *cx, rmig_dest *d,
+			    struct tu_image *im)
+{
+	struct rmig_stats st = { .size = sizeof(st) };
+	uint64_t t0 = tu_now_ns();
 	int ret;
 
-	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
-	    tu_image_alloc(&im, true))
-		return 1;
-	tu_config(&cfg, TU_LOOPBACK_LISTEN, adopt ? 0 : CHANNELS, PAGE,
-		  adopt ? NULL : cx->uuid);
-	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
-		goto out;
-	for (unsigned b = 0; b < im.nblocks; b++)
-		if (!TU_RMIG_OK(rmig_dest_add_block(d, im.b[b].name,
-						    im.b[b].mem, im.b[b].len)))
-			goto out;
-	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
-	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))) ||
-	    !TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) ||
-	    tu_send_str(cx->addrp.w, addr))
-		goto out;
-	t0 = tu_now_ns();
 	ret = rmig_dest_accept(d, accept_timeout_ms());
 	if (!TU_RMIG_OK(ret))
-		goto out;
+		return false;
 	tu_msg("rmig_dest_accept returned after %.1f ms", tu_ms_since(t0));
 
 	if (!strcmp(cx->mode, "dup")) {
@@ -799,9 +839,8 @@ static int run_dest(void *arg)
 		/* The raw source goes away: wait_sync must fail, promptly. */
 		ret = rmig_dest_wait_sync(d, 30000);
 		t0 = tu_now_ns();
-		if (!TU_CHECK(!tu_recv_u64(cx->note.r, &t_gone, 5000),
-			      "no note from the raw client"))
-			goto out;
+		if (!RAW_NOTE(cx, &t_gone, 5000))
+			return false;
 		tu_msg("wait_sync after the peer left: %d (%s) %.1f ms after "
 		       "it closed",
 		       ret, rmig_last_error(), (double)(t0 - t_gone) / 1e6);
@@ -810,40 +849,36 @@ static int run_dest(void *arg)
 		    !TU_CHECK(t0 - t_gone < 10000000000ull,
 			      "peer loss noticed after %.1f ms",
 			      (double)(t0 - t_gone) / 1e6))
-			goto out;
+			return false;
 	} else {
-		if (!dest_finish_good(d, &im))
-			goto out;
+		if (!dest_finish_good(d, im))
+			return false;
 	}
 	if (!strcmp(cx->mode, "extra")) {
 		uint64_t seen = 0;
 
-		if (!TU_CHECK(!tu_recv_u64(cx->note.r, &seen, 5000),
-			      "no note from the raw client"))
-			goto out;
+		if (!RAW_NOTE(cx, &seen, 5000))
+			return false;
 		cx->expect_rejected = (unsigned)seen;
 	}
 	if (!TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
-		goto out;
+		return false;
 	tu_print_stats("dest", &st);
-	ok = TU_CHECK(st.rejected_handshakes == cx->expect_rejected ||
-			      (cx->expect_rejected_min &&
-			       st.rejected_handshakes >= cx->expect_rejected),
-		      "rejected_handshakes %" PRIu64 ", want %s%u",
-		      st.rejected_handshakes,
-		      cx->expect_rejected_min ? ">= " : "",
-		      cx->expect_rejected);
-out:
-	if (d) {
-		t0 = tu_now_ns();
-		rmig_dest_destroy(d);
-		ok &= TU_CHECK(tu_ms_since(t0) < 10000,
-			       "rmig_dest_destroy took %.1f ms",
-			       tu_ms_since(t0));
-		ok &= tu_check_no_leaks("dest", threads0, fds0);
-	}
-	tu_image_free(&im);
-	return ok ? 0 : 1;
+	return TU_CHECK(st.rejected_handshakes == cx->expect_rejected ||
+				(cx->expect_rejected_min &&
+				 st.rejected_handshakes >= cx->expect_rejected),
+			"rejected_handshakes %" PRIu64 ", want %s%u",
+			st.rejected_handshakes,
+			cx->expect_rejected_min ? ">= " : "",
+			cx->expect_rejected);
+}
+
+static int run_dest(void *arg)
+{
+	struct ctx *cx = arg;
+
+	return dest_child(cx, cx->adopt ? 0 : CHANNELS,
+			  cx->adopt ? NULL : cx->uuid, 10000, dest_raw_client);
 }
 
 /* ------------------------------------------------------------------ */
@@ -867,42 +902,19 @@ static void *cancel_thread(void *arg)
 	return NULL;
 }
 
-static int run_dest_reject(void *arg)
+static bool dest_srcreject(struct ctx *cx, rmig_dest *d, struct tu_image *im)
 {
-	unsigned threads0 = tu_count_threads();
-	int fds0 = tu_count_fds();
-	struct ctx *cx = arg;
-	struct rmig_config cfg;
 	struct rmig_stats st = { .size = sizeof(st) };
-	struct tu_image im;
-	struct canceller can = { .fd = cx->note.r };
-	char addr[TU_ADDR_MAX];
-	rmig_dest *d = NULL;
+	struct canceller can = { .d = d, .fd = cx->note.r };
 	pthread_t th;
-	bool ok = false, started = false;
+	bool ok;
 	int ret;
 
-	if (tu_image_layout(&im, 16u << 20, PAGE, 1) ||
-	    tu_image_alloc(&im, true))
-		return 1;
-	tu_config(&cfg, TU_LOOPBACK_LISTEN, CHANNELS, PAGE, cx->uuid);
-	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
-		goto out;
-	for (unsigned b = 0; b < im.nblocks; b++)
-		if (!TU_RMIG_OK(rmig_dest_add_block(d, im.b[b].name,
-						    im.b[b].mem, im.b[b].len)))
-			goto out;
-	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
-	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))) ||
-	    tu_send_str(cx->addrp.w, addr))
-		goto out;
-	can.d = d;
+	(void)im;
 	if (pthread_create(&th, NULL, cancel_thread, &can))
-		goto out;
-	started = true;
+		return false;
 	ret = rmig_dest_accept(d, accept_timeout_ms());
 	pthread_join(th, NULL);
-	started = false;
 	tu_msg("rmig_dest_accept: %d (%s), %.1f ms after rmig_dest_cancel",
 	       ret, rmig_last_error(), tu_ms_since(can.t_cancel));
 	ok = TU_CHECK(ret < 0, "accept succeeded with a foreign source");
@@ -920,23 +932,21 @@ static int run_dest_reject(void *arg)
 			       rmig_dest_state(d) != RMIG_STATE_COMPLETED,
 		       "state %s after cancel",
 		       rmig_state_name(rmig_dest_state(d)));
-out:
-	if (started)
-		pthread_join(th, NULL);
-	if (d) {
-		rmig_dest_destroy(d);
-		ok &= tu_check_no_leaks("dest", threads0, fds0);
-	}
-	tu_image_free(&im);
-	return ok ? 0 : 1;
+	return ok;
+}
+
+static int run_dest_reject(void *arg)
+{
+	struct ctx *cx = arg;
+
+	return dest_child(cx, CHANNELS, cx->uuid, 0, dest_srcreject);
 }
 
 static int src_expect_refused(const char *addr, const uint8_t *uuid,
 			      const char *want_in_msg, int max_ms,
 			      char msg[1024])
 {
-	unsigned threads0 = tu_count_threads();
-	int fds0 = tu_count_fds();
+	struct tu_baseline base = tu_take_baseline();
 	struct rmig_config cfg;
 	uint8_t *mem = tu_alloc(1u << 20, 4096);
 	rmig_src *s = NULL;
@@ -969,13 +979,7 @@ static int src_expect_refused(const char *addr, const uint8_t *uuid,
 	ret = rmig_src_queue_page(s, 0, 0);
 	ok &= TU_CHECK(ret < 0, "queue_page after failed connect: %d", ret);
 out:
-	if (s) {
-		t0 = tu_now_ns();
-		rmig_src_destroy(s);
-		ok &= TU_CHECK(tu_ms_since(t0) < 10000, "destroy took %.1f ms",
-			       tu_ms_since(t0));
-		ok &= tu_check_no_leaks("src", threads0, fds0);
-	}
+	ok &= tu_src_destroy(s, &base, 10000);
 	tu_free(mem, 1u << 20);
 	return ok ? 0 : 1;
 }
@@ -1026,50 +1030,6 @@ static int run_src_refused(void *arg)
 }
 
 /* ------------------------------------------------------------------ */
-/* Destination setup shared by "forget", "silent" and "dsgap".          */
-
-/* Create, add the image's blocks, listen on 127.0.0.1:0 and hand the
- * address to the parent.  @channels 0 / @uuid NULL: adopt the source's. */
-static rmig_dest *dest_up(struct ctx *cx, struct tu_image *im,
-			  unsigned channels, const uint8_t *uuid)
-{
-	struct rmig_config cfg;
-	char addr[TU_ADDR_MAX];
-	rmig_dest *d = NULL;
-
-	tu_config(&cfg, TU_LOOPBACK_LISTEN, channels, PAGE, uuid);
-	if (cx->connect_timeout_ms)
-		cfg.connect_timeout_ms = cx->connect_timeout_ms;
-	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
-		return NULL;
-	for (unsigned b = 0; b < im->nblocks; b++)
-		if (!TU_RMIG_OK(rmig_dest_add_block(d, im->b[b].name,
-						    im->b[b].mem,
-						    im->b[b].len)))
-			goto err;
-	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
-	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))) ||
-	    !TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) ||
-	    !TU_CHECK(!tu_send_str(cx->addrp.w, addr), "address pipe"))
-		goto err;
-	return d;
-err:
-	rmig_dest_destroy(d);
-	return NULL;
-}
-
-/* Send @len bytes from @tx (a buffer inside the raw client's registered
- * memory that no other send in flight uses). */
-static bool raw_send_from(struct raw_conn *rc, uint8_t *tx, const void *buf,
-			  size_t len, uint32_t imm)
-{
-	if (len)
-		memcpy(tx, buf, len);
-	return TU_RMIG_OK(rc->raw->ops.send(rc->c, tx, len, rc->raw->mr, imm,
-					    tx));
-}
-
-/* ------------------------------------------------------------------ */
 /* "forget": a failed accept forgets the UUID and count it adopted.     */
 
 #define FORGET_ACCEPT1_MS 4000
@@ -1079,19 +1039,16 @@ static int run_forget_raw(void *arg)
 	struct ctx *cx = arg;
 	struct raw_conn x0 = { 0 };
 	struct rmig_handshake h;
-	struct tu_image im;
 	struct raw r;
 	uint64_t v = 0;
 	bool ok = false;
 
-	tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1);
 	if (!raw_open(&r, cx->addr))
 		goto note;
 	/* The destination starts its short accept now. */
 	tu_send_u64(cx->note.w, 1);
 	good_hs(&h, cx->uuid, 0); /* channel 0 of 2, UUID A */
-	ok = raw_connect(&r, 0, &x0) && send_hs(&x0, &h) &&
-	     expect_accept(&x0, "valid channel 0 of 2, uuid A", &im);
+	ok = raw_accepted(&r, 0, &x0, &h, "valid channel 0 of 2, uuid A");
 note:
 	/* Tell the destination whether it did accept us (so adopted A and
 	 * the count of 2), then keep the connection until its accept has
@@ -1101,30 +1058,16 @@ note:
 		ok = TU_CHECK(!tu_recv_u64(cx->back.r, &v, 60000),
 			      "no word from the destination");
 	raw_disconnect(&x0);
-	if (r.dom)
-		raw_close(&r);
+	raw_close(&r);
 	return ok ? 0 : 1;
 }
 
-static int run_forget_dest(void *arg)
+static bool dest_forget(struct ctx *cx, rmig_dest *d, struct tu_image *im)
 {
-	unsigned threads0 = tu_count_threads();
-	int fds0 = tu_count_fds();
-	struct ctx *cx = arg;
-	struct rmig_stats st = { .size = sizeof(st) };
-	struct tu_image im;
-	rmig_dest *d = NULL;
 	uint64_t v = 0, t0;
 	bool ok = false, worded = false;
 	int ret;
 
-	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
-	    tu_image_alloc(&im, true))
-		return 1;
-	/* No UUID, no channel count: both come from the first handshake. */
-	d = dest_up(cx, &im, 0, NULL);
-	if (!d)
-		goto out;
 	if (!TU_CHECK(!tu_recv_u64(cx->note.r, &v, 30000) && v == 1,
 		      "the raw client did not start"))
 		goto out;
@@ -1132,8 +1075,7 @@ static int run_forget_dest(void *arg)
 	ret = rmig_dest_accept(d, FORGET_ACCEPT1_MS);
 	tu_msg("first rmig_dest_accept: %d (%s) after %.1f ms", ret,
 	       rmig_last_error(), tu_ms_since(t0));
-	if (!TU_CHECK(!tu_recv_u64(cx->note.r, &v, 10000),
-		      "no note from the raw client") ||
+	if (!RAW_NOTE(cx, &v, 10000) ||
 	    !TU_CHECK(v == 2, "the raw client's channel 0 was not accepted: "
 			      "the test did not set up what it tests"))
 		goto out;
@@ -1153,35 +1095,28 @@ static int run_forget_dest(void *arg)
 	if (!TU_CHECK(!tu_send_str(cx->addrp.w, ok ? "accept again" :
 							"failed"),
 		      "pipe") || !ok)
-		goto out;
-	ok = false;
+		return false;
 	t0 = tu_now_ns();
 	ret = rmig_dest_accept(d, 30000);
 	tu_msg("second rmig_dest_accept: %d (%s) after %.1f ms", ret,
 	       ret ? rmig_last_error() : "", tu_ms_since(t0));
-	if (!TU_CHECK(ret == 0, "accept of source B after the failed accept "
-				"of A: %d (%s)", ret, rmig_last_error()) ||
-	    !dest_finish_good(d, &im) ||
-	    !TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
-		goto out;
-	tu_print_stats("dest", &st);
-	ok = TU_CHECK(st.rejected_handshakes == 0,
-		      "%" PRIu64 " handshakes rejected",
-		      st.rejected_handshakes);
-	ok &= tu_stats_coherent(&st, CHANNELS);
+	ok = TU_CHECK(ret == 0, "accept of source B after the failed accept "
+				"of A: %d (%s)", ret, rmig_last_error()) &&
+	     dest_good_end(d, im);
 out:
 	/* Nobody waits for words that will not come. */
 	if (!worded) {
 		tu_send_u64(cx->back.w, 0);
-		if (d) /* the address went out: the parent waits for more */
-			tu_send_str(cx->addrp.w, "failed");
+		/* the address went out: the parent waits for more */
+		tu_send_str(cx->addrp.w, "failed");
 	}
-	if (d) {
-		rmig_dest_destroy(d);
-		ok &= tu_check_no_leaks("dest", threads0, fds0);
-	}
-	tu_image_free(&im);
-	return ok ? 0 : 1;
+	return ok;
+}
+
+static int run_forget_dest(void *arg)
+{
+	/* No UUID, no channel count: both come from the first handshake. */
+	return dest_child(arg, 0, NULL, 0, dest_forget);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1199,9 +1134,7 @@ static int run_silent_raw(void *arg)
 	bool ok = false;
 	int ret;
 
-	if (!raw_open(&r, cx->addr))
-		goto out;
-	if (!raw_connect(&r, 0, &x))
+	if (!raw_open(&r, cx->addr) || !raw_connect(&r, 0, &x))
 		goto out;
 	/* Established: the destination is waiting for our handshake. */
 	t_conn = tu_now_ns();
@@ -1224,60 +1157,37 @@ out:
 	if (!ok)
 		tu_send_u64(cx->go.w, 0);
 	raw_disconnect(&x);
-	if (r.dom)
-		raw_close(&r);
+	raw_close(&r);
 	return ok ? 0 : 1;
 }
 
-static int run_silent_dest(void *arg)
+static bool dest_silent(struct ctx *cx, rmig_dest *d, struct tu_image *im)
 {
-	unsigned threads0 = tu_count_threads();
-	int fds0 = tu_count_fds();
-	struct ctx *cx = arg;
-	struct rmig_stats st = { .size = sizeof(st) };
-	struct tu_image im;
-	rmig_dest *d = NULL;
 	uint64_t t_silent = 0, t_done;
-	bool ok = false;
-	int ret;
+	int ret = rmig_dest_accept(d, 30000);
 
-	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
-	    tu_image_alloc(&im, true))
-		return 1;
-	d = dest_up(cx, &im, CHANNELS, cx->uuid);
-	if (!d)
-		goto out;
-	ret = rmig_dest_accept(d, 30000);
 	t_done = tu_now_ns();
-	if (!TU_CHECK(!tu_recv_u64(cx->note.r, &t_silent, 5000),
-		      "no note from the raw client"))
-		goto out;
+	if (!RAW_NOTE(cx, &t_silent, 5000))
+		return false;
 	tu_msg("rmig_dest_accept: %d (%s), %.1f ms after the silent "
 	       "connection was established", ret, ret ? rmig_last_error() : "",
 	       (double)(t_done - t_silent) / 1e6);
 	if (!TU_RMIG_OK(ret))
-		goto out;
+		return false;
 	/* Silent connection dropped after connect_timeout / 4, then the
 	 * source's channels: all of it well within one connect timeout. */
-	if (!TU_CHECK(t_done - t_silent < SILENT_CONNECT_MS * 1000000ull,
-		      "accept completed %.1f ms after the silent connection "
-		      "came, not within the connect timeout (%d ms)",
-		      (double)(t_done - t_silent) / 1e6, SILENT_CONNECT_MS) ||
-	    !dest_finish_good(d, &im) ||
-	    !TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
-		goto out;
-	tu_print_stats("dest", &st);
-	ok = TU_CHECK(st.rejected_handshakes == 0,
-		      "%" PRIu64 " handshakes rejected",
-		      st.rejected_handshakes);
-	ok &= tu_stats_coherent(&st, CHANNELS);
-out:
-	if (d) {
-		rmig_dest_destroy(d);
-		ok &= tu_check_no_leaks("dest", threads0, fds0);
-	}
-	tu_image_free(&im);
-	return ok ? 0 : 1;
+	return TU_CHECK(t_done - t_silent < SILENT_CONNECT_MS * 1000000ull,
+			"accept completed %.1f ms after the silent connection "
+			"came, not within the connect timeout (%d ms)",
+			(double)(t_done - t_silent) / 1e6, SILENT_CONNECT_MS) &&
+	       dest_good_end(d, im);
+}
+
+static int run_silent_dest(void *arg)
+{
+	struct ctx *cx = arg;
+
+	return dest_child(cx, CHANNELS, cx->uuid, 0, dest_silent);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1293,21 +1203,18 @@ static int run_dsgap_raw(void *arg)
 	struct rmig_sync_msg sm = { .flags = 0, .sync_num = 1, .packets = 0 };
 	uint8_t data[16], buf[256];
 	char text[RMIG_ERROR_TEXT_MAX] = "";
-	struct tu_image im;
 	struct raw_msg m;
 	struct raw r;
 	int errnum = 0, ret;
 	size_t len;
 	bool ok = false;
 
-	tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1);
 	memset(data, 0x5a, sizeof(data));
 	if (!raw_open(&r, cx->addr))
 		goto out;
 	good_hs(&h, cx->uuid, 0);
 	h.channel_count = 1;
-	if (!raw_connect(&r, 0, &x) || !send_hs(&x, &h) ||
-	    !expect_accept(&x, "valid channel 0 of 1", &im))
+	if (!raw_accepted(&r, 0, &x, &h, "valid channel 0 of 1"))
 		goto out;
 	/* Blob 1, whole in one fragment; blob 0 is never sent.  Each
 	 * message goes from its own tx buffer (in the other slots' area of
@@ -1358,30 +1265,21 @@ static int run_dsgap_raw(void *arg)
 out:
 	tu_send_u64(cx->note.w, ok ? 1 : 0);
 	raw_disconnect(&x);
-	if (r.dom)
-		raw_close(&r);
+	raw_close(&r);
 	return ok ? 0 : 1;
 }
 
-static int run_dsgap_dest(void *arg)
+static bool dest_dsgap(struct ctx *cx, rmig_dest *d, struct tu_image *im)
 {
-	unsigned threads0 = tu_count_threads();
-	int fds0 = tu_count_fds();
-	struct ctx *cx = arg;
 	struct rmig_devstate *ds = NULL;
-	struct tu_image im;
 	char msg[512];
-	rmig_dest *d = NULL;
 	uint64_t v = 0;
-	bool ok = false;
+	bool ok;
 	int ret;
 
-	if (tu_image_layout(&im, (size_t)IMAGE_MIB << 20, PAGE, 1) ||
-	    tu_image_alloc(&im, true))
-		return 1;
-	d = dest_up(cx, &im, 1, cx->uuid);
-	if (!d || !TU_RMIG_OK(rmig_dest_accept(d, 30000)))
-		goto out;
+	(void)im;
+	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
+		return false;
 	ret = rmig_dest_wait_sync(d, 20000);
 	snprintf(msg, sizeof(msg), "%s", rmig_last_error());
 	tu_msg("rmig_dest_wait_sync: %d, rmig_last_error() \"%s\", "
@@ -1403,23 +1301,40 @@ static int run_dsgap_dest(void *arg)
 	if (ds)
 		rmig_devstate_free(ds);
 	/* Keep the connection until the raw client has the ERROR. */
-	ok &= TU_CHECK(!tu_recv_u64(cx->note.r, &v, 30000),
-		       "no note from the raw client");
-out:
-	if (d) {
-		rmig_dest_destroy(d);
-		ok &= tu_check_no_leaks("dest", threads0, fds0);
-	}
-	tu_image_free(&im);
-	return ok ? 0 : 1;
+	ok &= RAW_NOTE(cx, &v, 30000);
+	return ok;
+}
+
+static int run_dsgap_dest(void *arg)
+{
+	struct ctx *cx = arg;
+
+	return dest_child(cx, 1, cx->uuid, 0, dest_dsgap);
 }
 
 /* ------------------------------------------------------------------ */
 /* Parent                                                              */
 
-static uint64_t deadline(void)
+/* Fork @name running @fn; a parent that cannot fork gives up (exit 1). */
+static void spawn_or_exit(struct tu_child *ch, int *n, const char *name,
+			  int (*fn)(void *), struct ctx *cx)
 {
-	return tu_now_ns() + (uint64_t)(tu_watchdog_s() + 5) * 1000000000u;
+	if (tu_spawn(&ch[(*n)++], name, fn, cx))
+		exit(1);
+}
+
+/* Spawn the destination child @dest and, once it has handed over its
+ * address, @client (as @name).  False when no address came. */
+static bool spawn_dest_and(struct tu_child *ch, int *n, struct ctx *cx,
+			   int (*dest)(void *), const char *name,
+			   int (*client)(void *))
+{
+	spawn_or_exit(ch, n, "dest", dest, cx);
+	if (!TU_CHECK(!tu_recv_str(cx->addrp.r, cx->addr, 30000),
+		      "no address from the destination"))
+		return false;
+	spawn_or_exit(ch, n, name, client, cx);
+	return true;
 }
 
 int main(int argc, char **argv)
@@ -1427,7 +1342,7 @@ int main(int argc, char **argv)
 	static struct ctx cx;
 	struct tu_child ch[3];
 	uint64_t t0 = tu_now_ns();
-	int n = 0, rc;
+	int n = 0;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: test_handshake raw|dup [adopt=1]|"
@@ -1448,61 +1363,40 @@ int main(int argc, char **argv)
 	       cx.adopt ? " (dest adopts)" : "");
 
 	if (!strcmp(cx.mode, "refused")) {
-		if (tu_spawn(&ch[n++], "src", run_src_refused, &cx))
-			return 1;
+		spawn_or_exit(ch, &n, "src", run_src_refused, &cx);
 	} else if (!strcmp(cx.mode, "srcreject")) {
 		cx.expect_rejected = 1;
 		cx.expect_rejected_min = true;
-		if (tu_spawn(&ch[n++], "dest", run_dest_reject, &cx))
-			return 1;
-		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
-			      "no address from the destination"))
-			goto wait;
-		if (tu_spawn(&ch[n++], "src", run_src_reject, &cx))
-			return 1;
+		spawn_dest_and(ch, &n, &cx, run_dest_reject, "src",
+			       run_src_reject);
 	} else if (!strcmp(cx.mode, "forget")) {
 		char word[TU_ADDR_MAX];
 
 		cx.src_uuid = cx.other_uuid; /* source B; the raw client A */
-		if (tu_spawn(&ch[n++], "dest", run_forget_dest, &cx))
-			return 1;
-		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
-			      "no address from the destination"))
+		if (!spawn_dest_and(ch, &n, &cx, run_forget_dest, "raw",
+				    run_forget_raw))
 			goto wait;
-		if (tu_spawn(&ch[n++], "raw", run_forget_raw, &cx))
-			return 1;
 		/* The source once the destination's first accept failed. */
 		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, word, 60000),
 			      "the destination's first accept did not end") ||
 		    strcmp(word, "accept again"))
 			goto wait;
-		if (tu_spawn(&ch[n++], "src", run_good_src, &cx))
-			return 1;
+		spawn_or_exit(ch, &n, "src", run_good_src, &cx);
 	} else if (!strcmp(cx.mode, "silent")) {
 		uint64_t t = 0;
 
 		cx.connect_timeout_ms = SILENT_CONNECT_MS;
-		if (tu_spawn(&ch[n++], "dest", run_silent_dest, &cx))
-			return 1;
-		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
-			      "no address from the destination"))
+		if (!spawn_dest_and(ch, &n, &cx, run_silent_dest, "raw",
+				    run_silent_raw))
 			goto wait;
-		if (tu_spawn(&ch[n++], "raw", run_silent_raw, &cx))
-			return 1;
 		/* The source once the silent connection is established. */
 		if (!TU_CHECK(!tu_recv_u64(cx.go.r, &t, 30000) && t,
 			      "the silent connection was not established"))
 			goto wait;
-		if (tu_spawn(&ch[n++], "src", run_good_src, &cx))
-			return 1;
+		spawn_or_exit(ch, &n, "src", run_good_src, &cx);
 	} else if (!strcmp(cx.mode, "dsgap")) {
-		if (tu_spawn(&ch[n++], "dest", run_dsgap_dest, &cx))
-			return 1;
-		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
-			      "no address from the destination"))
-			goto wait;
-		if (tu_spawn(&ch[n++], "raw", run_dsgap_raw, &cx))
-			return 1;
+		spawn_dest_and(ch, &n, &cx, run_dsgap_dest, "raw",
+			       run_dsgap_raw);
 	} else if (!strcmp(cx.mode, "raw") || !strcmp(cx.mode, "extra") ||
 		   !strcmp(cx.mode, "dup")) {
 		bool dup = !strcmp(cx.mode, "dup");
@@ -1514,13 +1408,8 @@ int main(int argc, char **argv)
 		/* extra: at least the REJECTs the client saw (it tells the
 		 * destination); silent closes may count too. */
 		cx.expect_rejected_min = !strcmp(cx.mode, "extra");
-		if (tu_spawn(&ch[n++], "dest", run_dest, &cx))
-			return 1;
-		if (!TU_CHECK(!tu_recv_str(cx.addrp.r, cx.addr, 30000),
-			      "no address from the destination"))
+		if (!spawn_dest_and(ch, &n, &cx, run_dest, "raw", client))
 			goto wait;
-		if (tu_spawn(&ch[n++], "raw", client, &cx))
-			return 1;
 		if (!dup) {
 			/* A correct source, once the raw client is done. */
 			if (!tu_reap(&ch[1], accept_timeout_ms())) {
@@ -1529,16 +1418,12 @@ int main(int argc, char **argv)
 			}
 			tu_msg("raw client finished: %s",
 			       tu_child_ok(&ch[1]) ? "ok" : "FAILED");
-			if (tu_spawn(&ch[n++], "src", run_good_src, &cx))
-				return 1;
+			spawn_or_exit(ch, &n, "src", run_good_src, &cx);
 		}
 	} else {
 		fprintf(stderr, "unknown mode %s\n", cx.mode);
 		return 2;
 	}
 wait:
-	rc = tu_wait_children(ch, n, deadline(), 15000);
-	tu_msg("%s in %.1f s", rc ? "FAILED" : "PASSED",
-	       tu_ms_since(t0) / 1000);
-	return rc;
+	return tu_report(tu_wait_children(ch, n, tu_deadline(), 15000), t0);
 }

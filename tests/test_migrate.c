@@ -181,6 +181,29 @@ static int wait_ms(const struct opts *o)
 	return 30000 + (int)o->mib * 100;
 }
 
+/* The checks both sides' final stats pass (@who: "src" or "dest"); the
+ * model sent @normal and @zero pages. */
+static bool check_final_stats(const char *who, const struct rmig_stats *st,
+			      const struct opts *o, uint64_t normal,
+			      uint64_t zero)
+{
+	bool ok;
+
+	tu_print_stats(who, st);
+	ok = tu_stats_coherent(st, o->channels);
+	ok &= TU_CHECK(st->normal_pages == normal && st->zero_pages == zero,
+		       "%s counted %" PRIu64 " normal / %" PRIu64
+		       " zero pages, model says %" PRIu64 " / %" PRIu64,
+		       who, st->normal_pages, st->zero_pages, normal, zero);
+	ok &= TU_CHECK(st->devstate_blobs == nblobs, "blobs %" PRIu64,
+		       st->devstate_blobs);
+	ok &= TU_CHECK(st->bytes >= normal * o->page_size,
+		       "bytes %" PRIu64 " < page bytes", st->bytes);
+	ok &= TU_CHECK(st->state == RMIG_STATE_COMPLETED, "stats state %s",
+		       rmig_state_name(st->state));
+	return ok;
+}
+
 /* ------------------------------------------------------------------ */
 /* Source                                                              */
 
@@ -262,21 +285,15 @@ static int run_src(void *arg)
 	uint64_t *offs[TU_MAX_BLOCKS] = { 0 };
 	size_t n[TU_MAX_BLOCKS];
 	uint64_t normal = 0, zero = 0, t0, bytes_queued = 0;
-	unsigned threads0 = tu_count_threads();
-	int fds0 = tu_count_fds();
+	struct tu_baseline base = tu_take_baseline();
 	uint8_t *blobbuf = NULL;
 	rmig_src *s = NULL;
 	bool ok = false;
 
-	if (tu_image_layout(&im, o->mib << 20, o->page_size, o->seed) ||
-	    tu_image_alloc(&im, false)) {
-		tu_msg("cannot lay out/allocate %zu MiB", o->mib);
+	if (tu_image_setup(&im, o->mib << 20, o->page_size, o->seed, false))
 		return 1;
-	}
-	for (unsigned b = 0; b < im.nblocks; b++)
-		offs[b] = calloc(tu_image_pages(&im, b), sizeof(uint64_t));
 	blobbuf = malloc(BLOB_MAX_LEN);
-	if (!offs[0] || !offs[1] || !offs[2] || !blobbuf)
+	if (!tu_offs_alloc(offs, &im) || !blobbuf)
 		goto out;
 
 	if (!TU_CHECK(!tu_recv_str(cx->addr.r, addr, 30000),
@@ -287,16 +304,8 @@ static int run_src(void *arg)
 		cfg.field_mask |= RMIG_CFG_PAGES_PER_PACKET;
 		cfg.pages_per_packet = o->ppp;
 	}
-	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)))
+	if (!tu_src_open(&s, &cfg, &im, true))
 		goto out;
-	for (unsigned b = 0; b < im.nblocks; b++) {
-		int idx = rmig_src_add_block(s, im.b[b].name, im.b[b].mem,
-					     im.b[b].len);
-
-		if (!TU_RMIG_OK(idx) ||
-		    !TU_CHECK(idx == (int)b, "block index %d, want %u", idx, b))
-			goto out;
-	}
 	t0 = tu_now_ns();
 	if (!TU_RMIG_OK(rmig_src_connect(s)))
 		goto out;
@@ -349,33 +358,15 @@ static int run_src(void *arg)
 		goto out;
 	if (!TU_RMIG_OK(rmig_src_get_stats(s, &st)))
 		goto out;
-	tu_print_stats("src", &st);
-	ok = tu_stats_coherent(&st, o->channels);
-	ok &= TU_CHECK(st.normal_pages == normal && st.zero_pages == zero,
-		       "src counted %" PRIu64 " normal / %" PRIu64
-		       " zero pages, model says %" PRIu64 " / %" PRIu64,
-		       st.normal_pages, st.zero_pages, normal, zero);
-	ok &= TU_CHECK(st.devstate_blobs == nblobs, "blobs %" PRIu64,
-		       st.devstate_blobs);
-	ok &= TU_CHECK(st.bytes >= normal * o->page_size,
-		       "bytes %" PRIu64 " < page bytes", st.bytes);
-	ok &= TU_CHECK(st.state == RMIG_STATE_COMPLETED, "stats state %s",
-		       rmig_state_name(st.state));
+	ok = check_final_stats("src", &st, o, normal, zero);
 	ok &= TU_CHECK(!tu_write_all(cx->sstats.w, &st, sizeof(st)),
 		       "stats pipe");
 	/* The library only reads source memory. */
 	ok &= TU_CHECK(tu_image_verify(&im, o->rounds - 1) == 0,
 		       "source memory changed under the library");
 out:
-	if (s) {
-		uint64_t td = tu_now_ns();
-
-		rmig_src_destroy(s);
-		tu_msg("rmig_src_destroy took %.1f ms", tu_ms_since(td));
-		ok &= tu_check_no_leaks(tu_role(), threads0, fds0);
-	}
-	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
-		free(offs[b]);
+	ok &= tu_src_destroy(s, &base, 0);
+	tu_offs_free(offs);
 	free(blobbuf);
 	tu_image_free(&im);
 	return ok ? 0 : 1;
@@ -445,17 +436,16 @@ static int run_dest(void *arg)
 	struct rmig_stats st = { .size = sizeof(st) };
 	char addr[TU_ADDR_MAX];
 	uint64_t normal = 0, zero = 0, cleared = 0, t0;
-	unsigned threads0 = tu_count_threads(), got = 0, r = 0;
-	int fds0 = tu_count_fds();
+	struct tu_baseline base = tu_take_baseline();
+	unsigned got = 0, r = 0;
 	uint8_t *hasdata[TU_MAX_BLOCKS] = { 0 };
 	uint8_t *blobbuf = malloc(BLOB_MAX_LEN);
 	rmig_dest *d = NULL;
 	bool ok = false;
 	int ret;
 
-	if (tu_image_layout(&im, o->mib << 20, o->page_size, o->seed) ||
-	    tu_image_alloc(&im, true) || !blobbuf) {
-		tu_msg("cannot lay out/allocate %zu MiB", o->mib);
+	if (!TU_CHECK(blobbuf, "no memory for the blobs") ||
+	    tu_image_setup(&im, o->mib << 20, o->page_size, o->seed, true)) {
 		free(blobbuf);
 		return 1;
 	}
@@ -484,18 +474,7 @@ static int run_dest(void *arg)
 
 	tu_config(&cfg, TU_LOOPBACK_LISTEN, o->adopt ? 0 : o->channels,
 		  o->page_size, o->adopt ? NULL : cx->uuid);
-	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
-		goto out;
-	for (unsigned b = 0; b < im.nblocks; b++) {
-		int idx = rmig_dest_add_block(d, im.b[b].name, im.b[b].mem,
-					      im.b[b].len);
-
-		if (!TU_RMIG_OK(idx) ||
-		    !TU_CHECK(idx == (int)b, "block index %d, want %u", idx, b))
-			goto out;
-	}
-	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
-	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))))
+	if (!tu_dest_listen(&d, &cfg, &im, true, addr))
 		goto out;
 	if (!TU_CHECK(!strncmp(addr, "127.0.0.1:", 10) &&
 			      strtoul(addr + 10, NULL, 10) > 0,
@@ -569,24 +548,13 @@ static int run_dest(void *arg)
 
 	if (!TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
 		goto out;
-	tu_print_stats("dest", &st);
-	ok = tu_stats_coherent(&st, o->channels);
-	ok &= TU_CHECK(st.normal_pages == normal && st.zero_pages == zero,
-		       "dest counted %" PRIu64 " normal / %" PRIu64
-		       " zero pages, model says %" PRIu64 " / %" PRIu64,
-		       st.normal_pages, st.zero_pages, normal, zero);
+	ok = check_final_stats("dest", &st, o, normal, zero);
 	ok &= TU_CHECK(st.zero_pages_cleared == cleared,
 		       "zero_pages_cleared %" PRIu64 ", model says %" PRIu64
 		       " (zero pages that found data)",
 		       st.zero_pages_cleared, cleared);
-	ok &= TU_CHECK(st.devstate_blobs == nblobs, "blobs %" PRIu64,
-		       st.devstate_blobs);
 	ok &= TU_CHECK(st.rejected_handshakes == 0, "rejected %" PRIu64,
 		       st.rejected_handshakes);
-	ok &= TU_CHECK(st.bytes >= normal * o->page_size,
-		       "bytes %" PRIu64 " < page bytes", st.bytes);
-	ok &= TU_CHECK(st.state == RMIG_STATE_COMPLETED, "stats state %s",
-		       rmig_state_name(st.state));
 	for (unsigned b = 0; b < im.nblocks; b++) {
 		int64_t n = rmig_dest_block_received(d, (int)b);
 
@@ -597,13 +565,7 @@ static int run_dest(void *arg)
 	ok &= TU_CHECK(!tu_write_all(cx->dstats.w, &st, sizeof(st)),
 		       "stats pipe");
 out:
-	if (d) {
-		uint64_t td = tu_now_ns();
-
-		rmig_dest_destroy(d);
-		tu_msg("rmig_dest_destroy took %.1f ms", tu_ms_since(td));
-		ok &= tu_check_no_leaks(tu_role(), threads0, fds0);
-	}
+	ok &= tu_dest_destroy(d, &base, 0);
 	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
 		free(hasdata[b]);
 	free(blobbuf);
@@ -710,10 +672,7 @@ int main(int argc, char **argv)
 	if (tu_spawn(&ch[0], "dest", run_dest, &cx) ||
 	    tu_spawn(&ch[1], "src", run_src, &cx))
 		return 1;
-	rc = tu_wait_children(ch, 2,
-			      tu_now_ns() + (uint64_t)(tu_watchdog_s() + 5) *
-						    1000000000u,
-			      15000);
+	rc = tu_wait_children(ch, 2, tu_deadline(), 15000);
 	if (!rc) {
 		bool ok = TU_CHECK(!tu_read_all(cx.sstats.r, &ss, sizeof(ss),
 						1000) &&
@@ -727,7 +686,5 @@ int main(int argc, char **argv)
 				    ds.devstate_bytes, blob_bytes);
 		rc = ok ? 0 : 1;
 	}
-	tu_msg("%s in %.1f s", rc ? "FAILED" : "PASSED",
-	       tu_ms_since(t0) / 1000);
-	return rc;
+	return tu_report(rc, t0);
 }

@@ -45,6 +45,44 @@ struct ctx {
 	struct tu_pipe tkill;   /* parent -> survivor: kill time */
 };
 
+/* The survivor's first error, at @t_err: after the kill, within 10 s. */
+static bool noticed_in_time(const struct ctx *cx, uint64_t t_err,
+			    uint64_t t_kill)
+{
+	const char *survivor = cx->killdest ? "source" : "destination";
+	const char *victim = cx->killdest ? "destination" : "source";
+	bool ok;
+
+	ok = TU_CHECK(t_err > t_kill,
+		      "the %s failed %.1f ms before the %s was killed",
+		      survivor, (double)(t_kill - t_err) / 1e6, victim);
+	ok &= TU_CHECK(t_err - t_kill < DETECT_NS,
+		       "the error came %.1f ms after the kill (limit 10 s)",
+		       (double)(t_err - t_kill) / 1e6);
+	tu_msg("error %.1f ms after kill -9 of the %s",
+	       (double)(t_err - t_kill) / 1e6, victim);
+	return ok;
+}
+
+/* The survivor's session (@who "src" or "dest") once the error is its
+ * own: FAILED, and saying why.  @stats_ret: its get_stats into @st. */
+static bool session_failed(const char *who, enum rmig_state state,
+			   const char *error, int stats_ret,
+			   const struct rmig_stats *st)
+{
+	char expr[32];
+	bool ok;
+
+	ok = TU_CHECK(state == RMIG_STATE_FAILED, "state %s",
+		      rmig_state_name(state));
+	ok &= TU_CHECK(error[0], "empty rmig_%s_error()", who);
+	tu_msg("rmig_%s_error: \"%s\"", who, error);
+	snprintf(expr, sizeof(expr), "rmig_%s_get_stats()", who);
+	if (tu_rmig_ok_at(__FILE__, __LINE__, expr, stats_ret))
+		tu_print_stats(who, st);
+	return ok;
+}
+
 /* ------------------------------------------------------------------ */
 /* Source: sync the whole memory again and again until something fails. */
 
@@ -58,32 +96,25 @@ static int run_src(void *arg)
 	uint64_t h0, h1, t_err = 0, t_kill = 0, t0;
 	size_t n[TU_MAX_BLOCKS];
 	char addr[TU_ADDR_MAX];
-	unsigned threads0 = tu_count_threads(), round = 0;
-	int fds0 = tu_count_fds();
+	struct tu_baseline base = tu_take_baseline();
+	unsigned round = 0;
 	rmig_src *s = NULL;
 	const char *where = "";
 	bool ok = false, have_tkill = false;
 	int ret = 0;
 
-	if (tu_image_layout(&im, cx->mib << 20, 4096, 42) ||
-	    tu_image_alloc(&im, false))
+	if (tu_image_setup(&im, cx->mib << 20, 4096, 42, false))
 		return 1;
 	h0 = tu_image_hash(&im);
-	for (unsigned b = 0; b < im.nblocks; b++)
-		if (!(offs[b] = calloc(tu_image_pages(&im, b), 8)))
-			goto out;
+	if (!tu_offs_alloc(offs, &im))
+		goto out;
 	tu_image_write_round(&im, 0, offs, n, &normal, &zero);
 	h0 = tu_image_hash(&im);
 	if (!TU_CHECK(!tu_recv_str(cx->addr.r, addr, 30000), "no address"))
 		goto out;
 	tu_config(&cfg, addr, cx->channels, 4096, cx->uuid);
-	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)))
-		goto out;
-	for (unsigned b = 0; b < im.nblocks; b++)
-		if (!TU_RMIG_OK(rmig_src_add_block(s, im.b[b].name,
-						   im.b[b].mem, im.b[b].len)))
-			goto out;
-	if (!TU_RMIG_OK(rmig_src_connect(s)))
+	if (!tu_src_open(&s, &cfg, &im, false) ||
+	    !TU_RMIG_OK(rmig_src_connect(s)))
 		goto out;
 
 	t0 = tu_now_ns();
@@ -132,15 +163,7 @@ static int run_src(void *arg)
 	    !TU_CHECK(!tu_recv_u64(cx->tkill.r, &t_kill, 15000),
 		      "no kill time from the parent"))
 		goto out;
-	ok = TU_CHECK(t_err > t_kill,
-		      "the source failed %.1f ms before the destination was "
-		      "killed",
-		      (double)(t_kill - t_err) / 1e6);
-	ok &= TU_CHECK(t_err - t_kill < DETECT_NS,
-		       "the error came %.1f ms after the kill (limit 10 s)",
-		       (double)(t_err - t_kill) / 1e6);
-	tu_msg("error %.1f ms after kill -9 of the destination",
-	       (double)(t_err - t_kill) / 1e6);
+	ok = noticed_in_time(cx, t_err, t_kill);
 	/* The error is the session's: every later call returns it. */
 	t0 = tu_now_ns();
 	ret = rmig_src_sync(s);
@@ -153,21 +176,10 @@ static int run_src(void *arg)
 	ok &= TU_CHECK(ret < 0, "rmig_src_finish after the error: %d", ret);
 	ok &= TU_CHECK(tu_ms_since(t0) < 2000, "calls after the error took "
 		       "%.1f ms", tu_ms_since(t0));
-	ok &= TU_CHECK(rmig_src_state(s) == RMIG_STATE_FAILED, "state %s",
-		       rmig_state_name(rmig_src_state(s)));
-	ok &= TU_CHECK(rmig_src_error(s)[0], "empty rmig_src_error()");
-	tu_msg("rmig_src_error: \"%s\"", rmig_src_error(s));
-	if (TU_RMIG_OK(rmig_src_get_stats(s, &st)))
-		tu_print_stats("src", &st);
+	ok &= session_failed("src", rmig_src_state(s), rmig_src_error(s),
+			     rmig_src_get_stats(s, &st), &st);
 out:
-	if (s) {
-		t0 = tu_now_ns();
-		rmig_src_destroy(s);
-		tu_msg("rmig_src_destroy took %.1f ms", tu_ms_since(t0));
-		ok &= TU_CHECK(tu_ms_since(t0) < 10000, "destroy took %.1f ms",
-			       tu_ms_since(t0));
-		ok &= tu_check_no_leaks(tu_role(), threads0, fds0);
-	}
+	ok &= tu_src_destroy(s, &base, 10000);
 	if (im.b[0].mem) {
 		h1 = tu_image_hash(&im);
 		ok &= TU_CHECK(h1 == h0,
@@ -175,8 +187,7 @@ out:
 			       " before, %016" PRIx64 " after",
 			       h0, h1);
 	}
-	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
-		free(offs[b]);
+	tu_offs_free(offs);
 	tu_image_free(&im);
 	return ok ? 0 : 1;
 }
@@ -191,29 +202,20 @@ static int run_dest(void *arg)
 	struct rmig_stats st = { .size = sizeof(st) };
 	struct tu_image im;
 	char addr[TU_ADDR_MAX];
-	unsigned threads0 = tu_count_threads(), syncs = 0;
-	int fds0 = tu_count_fds();
-	uint64_t t_err = 0, t_kill = 0, t0;
+	struct tu_baseline base = tu_take_baseline();
+	unsigned syncs = 0;
+	uint64_t t_err = 0, t_kill = 0;
 	rmig_dest *d = NULL;
 	bool ok = false;
 	int ret;
 
-	if (tu_image_layout(&im, cx->mib << 20, 4096, 42) ||
-	    tu_image_alloc(&im, true))
+	if (tu_image_setup(&im, cx->mib << 20, 4096, 42, true))
 		return 1;
 	tu_config(&cfg, TU_LOOPBACK_LISTEN, cx->channels, 4096, cx->uuid);
-	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)))
-		goto out;
-	for (unsigned b = 0; b < im.nblocks; b++)
-		if (!TU_RMIG_OK(rmig_dest_add_block(d, im.b[b].name,
-						    im.b[b].mem, im.b[b].len)))
-			goto out;
-	if (!TU_RMIG_OK(rmig_dest_listen(d)) ||
-	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))) ||
+	if (!tu_dest_listen(&d, &cfg, &im, false, addr) ||
 	    !TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) ||
-	    tu_send_str(cx->addr.w, addr))
-		goto out;
-	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
+	    tu_send_str(cx->addr.w, addr) ||
+	    !TU_RMIG_OK(rmig_dest_accept(d, 30000)))
 		goto out;
 	for (;;) {
 		ret = rmig_dest_wait_sync(d, 30000);
@@ -236,33 +238,16 @@ static int run_dest(void *arg)
 	ok = TU_CHECK(ret < 0 && ret != -ETIMEDOUT,
 		      "wait_sync returned %d, want a negative error other "
 		      "than -ETIMEDOUT", ret);
-	ok &= TU_CHECK(t_err > t_kill,
-		       "the destination failed before the source was killed");
-	ok &= TU_CHECK(t_err - t_kill < DETECT_NS,
-		       "the error came %.1f ms after the kill (limit 10 s)",
-		       (double)(t_err - t_kill) / 1e6);
-	tu_msg("error %.1f ms after kill -9 of the source",
-	       (double)(t_err - t_kill) / 1e6);
+	ok &= noticed_in_time(cx, t_err, t_kill);
 	ret = rmig_dest_wait_sync(d, 1000);
 	ok &= TU_CHECK(ret < 0 && ret != -ETIMEDOUT,
 		       "second wait_sync after the error returned %d", ret);
 	ret = rmig_dest_finish(d);
 	ok &= TU_CHECK(ret < 0, "rmig_dest_finish after the error: %d", ret);
-	ok &= TU_CHECK(rmig_dest_state(d) == RMIG_STATE_FAILED, "state %s",
-		       rmig_state_name(rmig_dest_state(d)));
-	ok &= TU_CHECK(rmig_dest_error(d)[0], "empty rmig_dest_error()");
-	tu_msg("rmig_dest_error: \"%s\"", rmig_dest_error(d));
-	if (TU_RMIG_OK(rmig_dest_get_stats(d, &st)))
-		tu_print_stats("dest", &st);
+	ok &= session_failed("dest", rmig_dest_state(d), rmig_dest_error(d),
+			     rmig_dest_get_stats(d, &st), &st);
 out:
-	if (d) {
-		t0 = tu_now_ns();
-		rmig_dest_destroy(d);
-		tu_msg("rmig_dest_destroy took %.1f ms", tu_ms_since(t0));
-		ok &= TU_CHECK(tu_ms_since(t0) < 10000, "destroy took %.1f ms",
-			       tu_ms_since(t0));
-		ok &= tu_check_no_leaks(tu_role(), threads0, fds0);
-	}
+	ok &= tu_dest_destroy(d, &base, 10000);
 	tu_image_free(&im);
 	return ok ? 0 : 1;
 }
@@ -320,13 +305,6 @@ int main(int argc, char **argv)
 			killed = true;
 		}
 	}
-	rc = tu_wait_children(ch, 2,
-			      tu_now_ns() + (uint64_t)(tu_watchdog_s() + 5) *
-						    1000000000u,
-			      15000);
-	if (!killed)
-		rc = 1;
-	tu_msg("%s in %.1f s", rc ? "FAILED" : "PASSED",
-	       tu_ms_since(t0) / 1000);
-	return rc;
+	rc = tu_wait_children(ch, 2, tu_deadline(), 15000);
+	return tu_report(killed ? rc : 1, t0);
 }

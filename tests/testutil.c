@@ -842,3 +842,152 @@ bool tu_stats_coherent(const struct rmig_stats *st, unsigned channels)
 		       zero, st->zero_pages);
 	return ok;
 }
+
+/* ------------------------------------------------------------------ */
+/* The children's sessions, and the parent's end                       */
+
+struct tu_baseline tu_take_baseline(void)
+{
+	struct tu_baseline b = { tu_count_threads(), tu_count_fds() };
+
+	return b;
+}
+
+int tu_image_setup(struct tu_image *im, size_t total, size_t page_size,
+		   uint64_t seed, bool garbage)
+{
+	int ret = tu_image_layout(im, total, page_size, seed);
+
+	if (!ret)
+		ret = tu_image_alloc(im, garbage);
+	if (ret)
+		tu_msg("cannot lay out/allocate %zu MiB", total >> 20);
+	return ret;
+}
+
+bool tu_offs_alloc(uint64_t *offs[TU_MAX_BLOCKS], const struct tu_image *im)
+{
+	for (unsigned b = 0; b < im->nblocks; b++) {
+		offs[b] = calloc(tu_image_pages(im, b), sizeof(uint64_t));
+		if (!offs[b])
+			return false;
+	}
+	return true;
+}
+
+void tu_offs_free(uint64_t *offs[TU_MAX_BLOCKS])
+{
+	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++) {
+		free(offs[b]);
+		offs[b] = NULL;
+	}
+}
+
+/* rmig_src_add_block() or rmig_dest_add_block() */
+typedef int (*add_block_fn)(void *session, const char *name, void *mem,
+			    size_t len);
+
+static int src_add_block(void *s, const char *name, void *mem, size_t len)
+{
+	return rmig_src_add_block(s, name, mem, len);
+}
+
+static int dest_add_block(void *d, const char *name, void *mem, size_t len)
+{
+	return rmig_dest_add_block(d, name, mem, len);
+}
+
+static bool add_blocks(void *session, add_block_fn add, const char *fn,
+		       const struct tu_image *im, bool check_index)
+{
+	for (unsigned b = 0; b < im->nblocks; b++) {
+		int idx = add(session, im->b[b].name, im->b[b].mem,
+			      im->b[b].len);
+		char expr[64];
+
+		snprintf(expr, sizeof(expr), "%s(\"%s\")", fn, im->b[b].name);
+		if (!tu_rmig_ok_at(__FILE__, __LINE__, expr, idx) ||
+		    (check_index &&
+		     !TU_CHECK(idx == (int)b, "block index %d, want %u", idx,
+			       b)))
+			return false;
+	}
+	return true;
+}
+
+bool tu_src_open(rmig_src **s, const struct rmig_config *cfg,
+		 const struct tu_image *im, bool check_index)
+{
+	*s = NULL;
+	return TU_RMIG_OK(rmig_src_create(cfg, s)) &&
+	       add_blocks(*s, src_add_block, "rmig_src_add_block", im,
+			  check_index);
+}
+
+bool tu_dest_listen(rmig_dest **d, const struct rmig_config *cfg,
+		    const struct tu_image *im, bool check_index,
+		    char addr[TU_ADDR_MAX])
+{
+	*d = NULL;
+	return TU_RMIG_OK(rmig_dest_create(cfg, d)) &&
+	       add_blocks(*d, dest_add_block, "rmig_dest_add_block", im,
+			  check_index) &&
+	       TU_RMIG_OK(rmig_dest_listen(*d)) &&
+	       TU_RMIG_OK(rmig_dest_get_address(*d, addr, TU_ADDR_MAX));
+}
+
+static void src_destroy(void *s)
+{
+	rmig_src_destroy(s);
+}
+
+static void dest_destroy(void *d)
+{
+	rmig_dest_destroy(d);
+}
+
+/* Destroy @session with @destroy (@what): its time, its limit, no leaks. */
+static bool destroy_checked(void *session, void (*destroy)(void *),
+			    const char *what, const struct tu_baseline *base,
+			    int max_ms)
+{
+	uint64_t t0 = tu_now_ns();
+	double ms;
+	bool ok = true;
+
+	if (!session)
+		return true;
+	destroy(session);
+	ms = tu_ms_since(t0);
+	tu_msg("%s took %.1f ms", what, ms);
+	if (max_ms > 0)
+		ok = TU_CHECK(ms < max_ms, "%s took %.1f ms (limit %d ms)",
+			      what, ms, max_ms);
+	ok &= tu_check_no_leaks(tu_role(), base->threads, base->fds);
+	return ok;
+}
+
+bool tu_src_destroy(rmig_src *s, const struct tu_baseline *base, int max_ms)
+{
+	return destroy_checked(s, src_destroy, "rmig_src_destroy", base,
+			       max_ms);
+}
+
+bool tu_dest_destroy(rmig_dest *d, const struct tu_baseline *base,
+		     int max_ms)
+{
+	return destroy_checked(d, dest_destroy, "rmig_dest_destroy", base,
+			       max_ms);
+}
+
+uint64_t tu_deadline(void)
+{
+	return tu_now_ns() + (uint64_t)(tu_watchdog_s() + 5) * 1000000000u;
+}
+
+int tu_report(int rc, uint64_t t0_ns)
+{
+	tu_msg("%s in %.1f s", rc ? "FAILED" : "PASSED",
+	       tu_ms_since(t0_ns) / 1000);
+	return rc;
+}

@@ -207,4 +207,52 @@ void tu_print_stats(const char *who, const struct rmig_stats *st);
 /** Per-channel sums equal the totals, channel count as expected. */
 bool tu_stats_coherent(const struct rmig_stats *st, unsigned channels);
 
+/* ------------------------------------------------------------------ */
+/* The children's sessions, and the parent's end                       */
+
+/** This process's threads and fds before a session: what destroying it
+ *  must come back to (tu_check_no_leaks()). */
+struct tu_baseline {
+	unsigned threads;
+	int fds;
+};
+struct tu_baseline tu_take_baseline(void);
+
+/** tu_image_layout() and tu_image_alloc(@garbage), saying so when either
+ *  fails.  0 or -errno; tu_image_free() is safe after either. */
+int tu_image_setup(struct tu_image *im, size_t total, size_t page_size,
+		   uint64_t seed, bool garbage);
+/** One array of tu_image_pages() offsets per block of @im (for
+ *  tu_image_write_round()).  False when out of memory; tu_offs_free()
+ *  either way (@offs zeroed by the caller). */
+bool tu_offs_alloc(uint64_t *offs[TU_MAX_BLOCKS], const struct tu_image *im);
+void tu_offs_free(uint64_t *offs[TU_MAX_BLOCKS]);
+
+/**
+ * rmig_src_create(@cfg), then rmig_src_add_block() of every block of @im;
+ * with @check_index, each block must get its position as its index.
+ * False on failure; *@s may be set all the same (tu_src_destroy() it).
+ */
+bool tu_src_open(rmig_src **s, const struct rmig_config *cfg,
+		 const struct tu_image *im, bool check_index);
+/** The same for a destination, which then listens: its bound address in
+ *  @addr.  *@d may be set on failure (tu_dest_destroy() it). */
+bool tu_dest_listen(rmig_dest **d, const struct rmig_config *cfg,
+		    const struct tu_image *im, bool check_index,
+		    char addr[TU_ADDR_MAX]);
+/**
+ * Destroy the session (NULL: nothing to do, true); say how long that took,
+ * check it took less than @max_ms (0: no limit) and that no thread and no
+ * fd is left over from @base (tu_check_no_leaks(tu_role(), ...)).
+ */
+bool tu_src_destroy(rmig_src *s, const struct tu_baseline *base, int max_ms);
+bool tu_dest_destroy(rmig_dest *d, const struct tu_baseline *base,
+		     int max_ms);
+
+/** The parent's deadline for tu_wait_children(): tu_watchdog_s() and 5 s
+ *  from now. */
+uint64_t tu_deadline(void);
+/** Print "PASSED/FAILED in N s" (since @t0_ns) for @rc; returns @rc. */
+int tu_report(int rc, uint64_t t0_ns);
+
 #endif /* RMIG_TESTUTIL_H */
