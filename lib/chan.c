@@ -267,8 +267,7 @@ static int slice(struct rmig_session *s, int timeout_ms, uint64_t deadline)
 int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms)
 {
 	struct rmig_session *s = ch->sess;
-	uint64_t deadline = rmig_now_ns() + (uint64_t)(timeout_ms > 0 ?
-					     timeout_ms : 0) * 1000000ull;
+	uint64_t deadline = rmig_deadline_ns(timeout_ms);
 
 	for (;;) {
 		if (ch->stash_count) {
@@ -339,8 +338,7 @@ static int wait_tx(struct rmig_chan *ch, unsigned nops, bool need_msg,
 		   bool need_rec, int timeout_ms)
 {
 	struct rmig_session *s = ch->sess;
-	uint64_t deadline = rmig_now_ns() + (uint64_t)(timeout_ms > 0 ?
-					     timeout_ms : 0) * 1000000ull;
+	uint64_t deadline = rmig_deadline_ns(timeout_ms);
 
 	for (;;) {
 		bool ok = ch->ops_outstanding + nops <= s->max_ops;
@@ -449,7 +447,7 @@ int rmig_chan_write(struct rmig_chan *ch, void *local, size_t len,
 int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms)
 {
 	struct rmig_session *s = ch->sess;
-	uint64_t deadline = rmig_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t deadline = rmig_deadline_ns(timeout_ms);
 
 	while (ch->ops_outstanding) {
 		if (rmig_now_ns() >= deadline)

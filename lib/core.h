@@ -7,6 +7,7 @@
 #ifndef RMIG_CORE_H
 #define RMIG_CORE_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -226,6 +227,20 @@ static inline uint64_t rmig_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/** Deadline @timeout_ms from now (a negative or zero timeout: now). */
+static inline uint64_t rmig_deadline_ns(int timeout_ms)
+{
+	return rmig_now_ns() +
+	       (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+}
+
+/** sem_wait() that carries on through signals. */
+static inline void rmig_sem_wait(sem_t *sem)
+{
+	while (sem_wait(sem) && errno == EINTR)
+		;
 }
 
 #define RMIG_STAT_ADD(ch, field, v)                                          \

@@ -71,12 +71,6 @@ struct rmig_dest {
 		devstate_bytes;
 };
 
-static void sem_wait_nointr(sem_t *sem)
-{
-	while (sem_wait(sem) && errno == EINTR)
-		;
-}
-
 static void dest_kick(void *arg)
 {
 	struct rmig_dest *d = arg;
@@ -281,7 +275,7 @@ static int handle_sync(struct dest_chan *p, struct rmig_msg *m)
 	p->sync_final = sm.flags & RMIG_SYNC_FINAL;
 	RMIG_STAT_ADD(ch, syncs, 1);
 	sem_post(&d->sync_arrived);
-	sem_wait_nointr(&p->release);
+	rmig_sem_wait(&p->release);
 	if (rmig_sess_failed(&d->s))
 		return rmig_sess_check(&d->s);
 	idx = rmig_chan_tx_get(ch, &buf, -1);
@@ -369,7 +363,7 @@ static int check_active(struct rmig_dest *d, const char *what)
 static int sem_wait_deadline(sem_t *sem, int timeout_ms, struct timespec *dl)
 {
 	if (timeout_ms < 0) {
-		sem_wait_nointr(sem);
+		rmig_sem_wait(sem);
 		return 0;
 	}
 	while (sem_timedwait(sem, dl)) {
@@ -802,8 +796,7 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 	if (atomic_load(&s->state) != RMIG_STATE_SETUP || d->nchans)
 		return rmig_err(-EISCONN, "accept: session is %s",
 				rmig_state_name(atomic_load(&s->state)));
-	deadline = rmig_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0)
-				   * 1000000ull;
+	deadline = rmig_deadline_ns(timeout_ms);
 	while (!s->channels || d->nchans < s->channels) {
 		/* A connection's steps wait at most a quarter of the connect
 		 * timeout: a real source answers at once, and its own wait

@@ -75,12 +75,6 @@ struct rmig_src {
 	bool joined;
 };
 
-static void sem_wait_nointr(sem_t *sem)
-{
-	while (sem_wait(sem) && errno == EINTR)
-		;
-}
-
 static void src_kick(void *arg)
 {
 	struct rmig_src *src = arg;
@@ -265,14 +259,14 @@ static int wait_work(struct src_chan *p)
 
 	for (;;) {
 		if (!ch->ops_outstanding) {
-			sem_wait_nointr(&p->sem);
+			rmig_sem_wait(&p->sem);
 			return 0;
 		}
 		atomic_store(&p->polling, true);
 		if (atomic_load(&p->pending_job) ||
 		    atomic_load(&p->pending_sync)) {
 			atomic_store(&p->polling, false);
-			sem_wait_nointr(&p->sem);
+			rmig_sem_wait(&p->sem);
 			return 0;
 		}
 		ret = rmig_chan_progress(ch, (int)rmig_param(
@@ -366,7 +360,7 @@ static struct src_chan *claim_channel(struct rmig_src *src)
 	struct rmig_session *s = &src->s;
 
 	for (;;) {
-		sem_wait_nointr(&src->channels_ready);
+		rmig_sem_wait(&src->channels_ready);
 		if (rmig_sess_check(s))
 			return NULL;
 		for (unsigned k = 0; k < src->nchans; k++) {
@@ -596,7 +590,7 @@ static int do_sync(struct rmig_src *src, bool final)
 			s->ops.conn_wake(p->ch.conn);
 	}
 	for (unsigned i = 0; i < src->nchans; i++) {
-		sem_wait_nointr(&src->chans[i]->sem_sync);
+		rmig_sem_wait(&src->chans[i]->sem_sync);
 		ret = rmig_sess_check(s);
 		if (ret)
 			return ret;
@@ -604,7 +598,7 @@ static int do_sync(struct rmig_src *src, bool final)
 	/* Each channel posted channels_ready once more after its sync;
 	 * take those back so the count stays "idle channels". */
 	for (unsigned i = 0; i < src->nchans && !final; i++)
-		sem_wait_nointr(&src->channels_ready);
+		rmig_sem_wait(&src->channels_ready);
 	ret = rmig_sess_check(s);
 	if (ret)
 		return ret;
