@@ -37,6 +37,7 @@
 
 #include <cmocka.h>
 
+#include "unit_util.h"
 #include "core.h"
 #include "mock_provider.h"
 #include "rmig/rmig.h"
@@ -62,32 +63,6 @@
 			fail_msg("%s returned %d: %s", #call, r_,            \
 				 rmig_last_error());                         \
 	} while (0)
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000,
-			       .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 /* ------------------------------------------------------------------ */
 /* Guest memory: two blocks carved from one source and one destination  */
@@ -1094,6 +1069,18 @@ struct canceller {
 	unsigned after_ms;
 };
 
+/* A 2-channel session whose destination holds off its first wait_sync, so
+ * a sync of the 10 pages queued here blocks until something gives. */
+static void start_held_with_pages(struct mig *m)
+{
+	mem_alloc(&m->mem, 16, 8);
+	mem_fill(&m->mem);
+	m->dv.hold = true;
+	mig_start(m, 2, 4, 0, 0);
+	for (size_t i = 0; i < 10; i++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
+}
+
 static void *cancel_thread(void *arg)
 {
 	struct canceller *c = arg;
@@ -1147,12 +1134,7 @@ static void test_cancel_blocked_sync(void **state)
 	pthread_t t;
 	int ret;
 
-	mem_alloc(&m->mem, 16, 8);
-	mem_fill(&m->mem);
-	m->dv.hold = true;
-	mig_start(m, 2, 4, 0, 0);
-	for (size_t i = 0; i < 10; i++)
-		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
+	start_held_with_pages(m);
 	c = (struct canceller){ .src = m->src, .after_ms = 150 };
 	assert_int_equal(pthread_create(&t, NULL, cancel_thread, &c), 0);
 	ret = src_sync(m);
@@ -1218,12 +1200,7 @@ static void test_cancel_dest_in_sync(void **state)
 	uint64_t t0, took;
 	int ret;
 
-	mem_alloc(&m->mem, 16, 8);
-	mem_fill(&m->mem);
-	m->dv.hold = true;
-	mig_start(m, 2, 4, 0, 0);
-	for (size_t i = 0; i < 10; i++)
-		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
+	start_held_with_pages(m);
 	c = (struct canceller){ .dst = m->dst, .after_ms = 150 };
 	t0 = now_ms();
 	assert_int_equal(pthread_create(&t, NULL, cancel_thread, &c), 0);

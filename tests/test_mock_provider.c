@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "unit_util.h"
 #include "error.h"
 #include "mock_provider.h"
 #include "provider.h"
@@ -42,22 +43,6 @@ static const struct rmig_provider_ops *const P = &rmig_mock_provider;
 			fail_msg("error message '%s' lacks '%s'", m_,        \
 				 (substr));                                  \
 	} while (0)
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000,
-			       .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 /* ------------------------------------------------------------------ */
 /* A connected pair                                                    */

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "unit_util.h"
 #include "error.h"
 #include "wire.h"
 
@@ -97,16 +98,6 @@ static uint8_t *dup_exact(const void *src, size_t len)
 	if (len)
 		memcpy(p, src, len);
 	return p;
-}
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
 }
 
 /* Message types and immediates ---------------------------------------- */
