@@ -76,6 +76,9 @@ struct rmig_prov_attr {
 	unsigned max_iov;       /* local segments per write */
 	unsigned max_tx;        /* outstanding tx operations per conn */
 	unsigned max_rx;        /* outstanding receives per conn */
+	/** RDMA device name (e.g. "rxe0", "mlx5_0") when the provider runs
+	 *  on one, else "" (the core looks up its NUMA node in sysfs). */
+	char device[64];
 };
 
 /** One local segment of a write. */
@@ -146,7 +149,10 @@ struct rmig_provider_ops {
 	/** Up to @max completions; waits up to @timeout_ms (0: no wait, <0:
 	 *  forever) for the first.  Returns the count (0 on timeout or after
 	 *  conn_wake()), or a negative errno for a failed operation or a lost
-	 *  connection. */
+	 *  connection.  When an operation completed in error, cqe[0].op and
+	 *  cqe[0].ctx name it (ctx NULL when the provider cannot tell), so the
+	 *  core can say which block and offset failed; the rmig_err() message
+	 *  names the opcode and the provider's status text. */
 	int (*poll)(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 		    int timeout_ms);
 	/** Make a poll() blocked on @c (now or next) return early. */

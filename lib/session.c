@@ -45,9 +45,17 @@ const struct rmig_provider_ops *rmig_select_provider(
 	case RMIG_TRANSPORT_FABRIC:
 		snprintf(why, whylen, "transport fabric: libfabric");
 		return rmig_provider_find("fabric");
+	case RMIG_TRANSPORT_VERBS:
+		snprintf(why, whylen, "transport verbs: rdma-core");
+		if (!rmig_provider_find("verbs")) {
+			rmig_err(-ENOTSUP, "config: transport verbs: this "
+				 "build has no verbs provider");
+			return NULL;
+		}
+		return rmig_provider_find("verbs");
 	}
 	rmig_err(-EINVAL, "config: transport %d unknown (expected "
-		 "RMIG_TRANSPORT_AUTO or RMIG_TRANSPORT_FABRIC)", (int)t);
+		 "RMIG_TRANSPORT_AUTO, _FABRIC or _VERBS)", (int)t);
 	return NULL;
 }
 

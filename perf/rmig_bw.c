@@ -84,7 +84,7 @@ static void usage(FILE *f)
 "                            the client's count)\n"
 "      --page-size 4k|2m     page size (default 4k)\n"
 "  -P, --pages-per-packet N  pages per packet (default 128)\n"
-"      --transport auto|fabric\n"
+"      --transport auto|fabric|verbs\n"
 "      --fabric-provider NAME  libfabric provider (default tcp)\n"
 "  -t, --timeout SECONDS     server: wait this long for a client (default:\n"
 "                            forever)\n"

@@ -123,6 +123,8 @@ int cli_parse_transport(const char *s, struct cli_session_opts *so)
 		so->transport = RMIG_TRANSPORT_AUTO;
 	else if (!strcmp(s, "fabric"))
 		so->transport = RMIG_TRANSPORT_FABRIC;
+	else if (!strcmp(s, "verbs"))
+		so->transport = RMIG_TRANSPORT_VERBS;
 	else
 		return -1;
 	so->transport_set = true;

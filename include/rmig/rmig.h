@@ -93,12 +93,13 @@ RMIG_API void rmig_set_log_handler(rmig_log_fn fn, void *arg,
 /* Configuration                                                       */
 
 enum rmig_transport {
-	/** Verbs when a device exists and the route resolves (in a later
-	 *  release), else libfabric tcp.  The choice and the reason are
-	 *  logged at INFO. */
+	/** Verbs when a device exists and the route resolves, else
+	 *  libfabric tcp.  The choice and the reason are logged at INFO. */
 	RMIG_TRANSPORT_AUTO = 0,
 	/** libfabric, FI_EP_MSG; provider named by fabric_provider. */
 	RMIG_TRANSPORT_FABRIC = 1,
+	/** rdma-core verbs (RC QPs, librdmacm); -ENODEV without a device. */
+	RMIG_TRANSPORT_VERBS = 2,
 };
 
 /** Bits of rmig_config.field_mask: which fields the caller set. */
