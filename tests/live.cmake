@@ -38,3 +38,34 @@ rmig_live_test(test_live_unit 60 ARGS dirty async memfd)
 rmig_live_test(test_live_unit 60 ARGS dirty sync memfd)
 rmig_live_test(test_live_unit 60 ARGS dirty async hugetlb HUGE)
 rmig_live_test(test_live_unit 60 ARGS dirty sync hugetlb HUGE)
+
+# test_live converge MIB RATE_MBS async|sync anon|memfd|hugetlb
+#         | autoconverge MIB | giveup MIB | killdest MIB
+rmig_live_test(test_live 90 SOURCES test_live.c INTEG
+  ARGS converge 256 200 async anon)
+rmig_live_test(test_live 90 INTEG ARGS converge 128 100 sync anon)
+rmig_live_test(test_live 90 INTEG ARGS converge 128 200 async memfd)
+rmig_live_test(test_live 90 INTEG ARGS converge 64 200 async hugetlb HUGE)
+rmig_live_test(test_live 90 INTEG ARGS converge 64 100 sync hugetlb HUGE)
+rmig_live_test(test_live 120 INTEG ARGS autoconverge 128)
+rmig_live_test(test_live 90 INTEG ARGS giveup 64)
+rmig_live_test(test_live 90 INTEG ARGS killdest 128)
+
+# The tool itself, end to end: the README's demo at a small size (exit 0:
+# migrated, hashes verified, resumed guest equals the replay), and a run
+# that gives up, whose source guest must run on intact.
+add_test(NAME rmig_migrate_live_demo
+  COMMAND rmig-migrate demo --size 64M --channels 2 --warmup 0.5
+          --resume-steps 20000)
+add_test(NAME rmig_migrate_live_giveup
+  COMMAND rmig-migrate demo --size 32M --channels 2 --warmup 0.3
+          --dirty-rate max --no-auto-converge --max-rounds 2
+          --downtime-limit 1 --resume-steps 1000 --json)
+add_test(NAME rmig_migrate_still_demo
+  COMMAND rmig-migrate demo --still --size 32M --channels 2)
+math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")
+set_tests_properties(rmig_migrate_live_demo rmig_migrate_live_giveup
+  rmig_migrate_still_demo PROPERTIES TIMEOUT ${tool_t}
+  LABELS "live;integration")
+set_tests_properties(rmig_migrate_live_giveup PROPERTIES
+  PASS_REGULAR_EXPRESSION "\"source_intact\":true.*did not converge")
