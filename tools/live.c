@@ -260,10 +260,12 @@ int live_source(struct guest *g, rmig_src *s, int block,
 
 		guest_pause(g);
 		paused = true;
+		r->pause_ms = (now_s() - tp) * 1e3;
 		ret = dirty_harvest(dt, bits, &newly, r->error,
 				    sizeof(r->error));
 		if (ret)
 			goto out;
+		r->harvest_ms = (now_s() - tp) * 1e3 - r->pause_ms;
 		pending += newly;
 		r->final_pages = pending;
 		r->rounds++;
@@ -283,6 +285,7 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		if (ret < 0)
 			goto lib_fail;
 		r->downtime_ms = (now_s() - tp) * 1e3;
+		r->transfer_ms = r->downtime_ms - r->pause_ms - r->harvest_ms;
 		ram_bytes_sent += (double)pending * (double)ps;
 		pg.phase = "stop-and-copy";
 		pg.round = r->rounds;

@@ -76,6 +76,9 @@ struct live_result {
 	double total_s;        /* first round start .. finish */
 	double downtime_ms;    /* pause .. stop-and-copy sync returned */
 	double expected_ms;    /* the last estimate before stop-and-copy */
+	/* The downtime's parts: vCPUs parking, the last harvest, queueing
+	 * the pages and the state until the sync returned. */
+	double pause_ms, harvest_ms, transfer_ms;
 	double gbps;           /* RAM bytes sent / seconds, all rounds */
 	uint64_t bytes;        /* wire bytes */
 	uint64_t normal_pages, zero_pages;

@@ -1278,6 +1278,8 @@ static void live_src_report(const struct opts *o, const struct live_result *r,
 		       ",\"memory\":\"%s\",\"vcpus\":%u,\"pattern\":\"%s\""
 		       ",\"dirty_rate_mbs\":%.1f,\"total_seconds\":%.6f"
 		       ",\"downtime_ms\":%.3f,\"downtime_limit_ms\":%.1f"
+		       ",\"downtime_pause_ms\":%.3f,\"downtime_harvest_ms\":%.3f"
+		       ",\"downtime_transfer_ms\":%.3f"
 		       ",\"expected_downtime_ms\":%.3f,\"rounds\":%u"
 		       ",\"converged\":%s,\"final_dirty_pages\":%" PRIu64
 		       ",\"bytes\":%" PRIu64 ",\"normal_pages\":%" PRIu64
@@ -1289,7 +1291,7 @@ static void live_src_report(const struct opts *o, const struct live_result *r,
 		       guest_mem_name(o->guest.mem), o->guest.vcpus,
 		       guest_pattern_name(o->guest.pattern), o->guest.rate_mbs,
 		       r->total_s, r->downtime_ms, o->live.downtime_limit_ms,
-		       r->expected_ms, r->rounds, r->converged ? "true" : "false",
+		       r->pause_ms, r->harvest_ms, r->transfer_ms, r->expected_ms, r->rounds, r->converged ? "true" : "false",
 		       r->final_pages, r->bytes, r->normal_pages, r->zero_pages,
 		       r->gbps, mode, r->faults, r->throttle, r->st.channels,
 		       prepare_s, connect_s);
@@ -1320,6 +1322,12 @@ static void live_src_report(const struct opts *o, const struct live_result *r,
 		    "channels %u\n", (double)r->bytes / 1e9, r->normal_pages,
 		    r->zero_pages, o->sess.page_size, r->final_pages,
 		    r->st.channels);
+		if (!error)
+			say("downtime: %.1f ms pausing the vCPUs, %.1f ms last "
+			    "harvest, %.1f ms sending %" PRIu64 " pages and the "
+			    "vCPU state (expected %.1f ms)\n", r->pause_ms,
+			    r->harvest_ms, r->transfer_ms, r->final_pages,
+			    r->expected_ms);
 		say("dirty tracking %s%s; throttle reached %u%%\n", mode,
 		    r->mode == DIRTY_SYNC ? " (write faults in a thread)" : "",
 		    r->throttle);
