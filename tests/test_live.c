@@ -19,6 +19,10 @@
  *       Same guest, auto-converge off, 3 rounds at most: the source gives
  *       up with "did not converge", its guest runs on and equals its own
  *       replay; the destination fails and discards.
+ *   test_live force MIB
+ *       Same, with force_finish: stop-and-copy although the expected
+ *       downtime is above the limit; not "converged", but migrated and
+ *       verified like any other.
  *   test_live killdest MIB
  *       The destination is killed (SIGKILL) while rounds run: the source's
  *       migration fails, its guest keeps running (more steps after the
@@ -36,7 +40,7 @@
 
 #define SKIP 77
 
-enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, KILLDEST };
+enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, FORCE, KILLDEST };
 
 struct ctx {
 	enum mode mode;
@@ -92,7 +96,7 @@ static int dest_main(void *arg)
 	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
 		goto out;
 	ret = live_dest(&g, d, block, 20000, true, &r);
-	if (cx->mode == CONVERGE || cx->mode == AUTOCONVERGE) {
+	if (cx->mode != GIVEUP && cx->mode != KILLDEST) {
 		if (!TU_CHECK(ret == 0, "live_dest: %s", r.error))
 			goto out;
 		TU_CHECK(r.verified && !r.mismatched_pages, "hashes");
@@ -161,9 +165,11 @@ static int src_main(void *arg)
 		p.max_rounds = 300;
 		break;
 	case GIVEUP:
+	case FORCE:
 		p.downtime_limit_ms = 1;
 		p.auto_converge = false;
 		p.max_rounds = 3;
+		p.force_finish = cx->mode == FORCE;
 		break;
 	case KILLDEST:
 		/* Never converges by itself: rounds run until the kill. */
@@ -178,8 +184,14 @@ static int src_main(void *arg)
 	tu_msg("%s: %u rounds, throttle %u%%, downtime %.1f ms, tracking %s%s%s",
 	       ret ? "failed" : "migrated", r.rounds, r.throttle, r.downtime_ms,
 	       dirty_mode_name(r.mode), ret ? ": " : "", ret ? r.error : "");
-	if (cx->mode == CONVERGE || cx->mode == AUTOCONVERGE) {
+	if (cx->mode != GIVEUP && cx->mode != KILLDEST) {
 		rc = TU_CHECK(ret == 0 && r.ok, "live_source: %s", r.error) ? 0 : 1;
+		if (cx->mode == FORCE &&
+		    !TU_CHECK(!r.converged && r.rounds == 4 &&
+			      r.expected_ms > p.downtime_limit_ms,
+			      "forced: converged %d after %u rounds, expected "
+			      "%.1f ms", r.converged, r.rounds, r.expected_ms))
+			rc = 1;
 		TU_CHECK(r.mode == cx->tracking, "tracking %s",
 			 dirty_mode_name(r.mode));
 		if (cx->mode == AUTOCONVERGE &&
@@ -254,6 +266,9 @@ int main(int argc, char **argv)
 	} else if (argc == 3 && !strcmp(argv[1], "giveup")) {
 		cx.mode = GIVEUP;
 		cx.rate = -1;
+	} else if (argc == 3 && !strcmp(argv[1], "force")) {
+		cx.mode = FORCE;
+		cx.rate = -1;
 	} else if (argc == 3 && !strcmp(argv[1], "killdest")) {
 		cx.mode = KILLDEST;
 		cx.rate = 100;
@@ -299,6 +314,6 @@ int main(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: %s converge MIB RATE async|sync "
 		"anon|memfd|hugetlb | autoconverge MIB | giveup MIB | "
-		"killdest MIB\n", argv[0]);
+		"force MIB | killdest MIB\n", argv[0]);
 	return 2;
 }

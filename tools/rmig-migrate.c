@@ -1356,13 +1356,16 @@ static int run_live_source(const struct opts *o, const char *address)
 	memset(&lr, 0, sizeof(lr));
 	side_init(&x, o, "source", -1);
 	g_tty = !o->json && isatty(STDOUT_FILENO);
-	say("guest: %s of %s memory, %u vCPUs writing %s pages at %s%.0f "
-	    "MB/s, %u%% zero at boot, seed %" PRIu64 "; destination %s\n",
-	    human(o->size, hb), guest_mem_name(o->guest.mem), o->guest.vcpus,
-	    guest_pattern_name(o->guest.pattern),
-	    o->guest.rate_mbs < 0 ? "max " : "",
-	    o->guest.rate_mbs < 0 ? 0 : o->guest.rate_mbs, o->zero_percent,
+	if (o->guest.rate_mbs < 0)
+		snprintf(err, sizeof(err), "as fast as they can");
+	else
+		snprintf(err, sizeof(err), "at %.0f MB/s", o->guest.rate_mbs);
+	say("guest: %s of %s memory, %u vCPUs writing %s pages %s, %u%% zero "
+	    "at boot, seed %" PRIu64 "; destination %s\n", human(o->size, hb),
+	    guest_mem_name(o->guest.mem), o->guest.vcpus,
+	    guest_pattern_name(o->guest.pattern), err, o->zero_percent,
 	    o->seed, address);
+	err[0] = '\0';
 	t0 = cli_now_s();
 	ret = guest_create(&g, &o->guest, true, err, sizeof(err));
 	if (ret) {
