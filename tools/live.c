@@ -190,7 +190,13 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		pg.elapsed_s = now_s() - t0;
 		if (p->progress)
 			p->progress(&pg, p->arg);
-		if (r->expected_ms <= p->downtime_limit_ms) {
+		/* Round 1 moved the RAM in long contiguous runs; dirty pages
+		 * are scattered and move slower per byte.  So its bandwidth
+		 * is trusted only for a quarter of the limit; from round 2 on
+		 * the estimate comes from scattered pages like the last set. */
+		if (r->expected_ms <= (r->rounds == 1 ?
+				       p->downtime_limit_ms / 4 :
+				       p->downtime_limit_ms)) {
 			r->converged = true;
 			break;
 		}

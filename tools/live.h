@@ -8,7 +8,9 @@
  *   round 2..n   harvest the pages written since the last harvest, queue
  *                them, sync; measure the bandwidth; the expected downtime
  *                is (dirty bytes left) / bandwidth;
- *   converged    when the expected downtime is within the limit:
+ *   converged    when the expected downtime is within the limit (after
+ *                round 1, within a quarter of it: that round's contiguous
+ *                pages move faster than scattered dirty pages do):
  *                stop-and-copy: pause the vCPUs, harvest, queue the last
  *                dirty pages, send the vCPU state, sync (the destination
  *                has everything: the downtime ends), then the per-page hash
