@@ -1518,9 +1518,11 @@ report:
 			say("FAILED: %s; the received memory is discarded\n",
 			    error);
 		if (dr.seconds > 0)
-			say("received in %.3f s: %" PRIu64 " normal + %" PRIu64
-			    " zero pages%s\n", dr.seconds, dr.st.normal_pages,
-			    dr.st.zero_pages, dr.downtime_ms >= 0 ? "" :
+			say("received %" PRIu64 " normal + %" PRIu64 " zero pages "
+			    "in %.3f s from the connection to the final sync "
+			    "(the source's warm-up included)%s\n",
+			    dr.st.normal_pages, dr.st.zero_pages, dr.seconds,
+			    dr.downtime_ms >= 0 ? "" :
 			    " (downtime: see the source)");
 		if (dr.downtime_ms >= 0)
 			say("downtime seen here: %.1f ms from the source's pause "
