@@ -4,13 +4,15 @@
 # dev.sh - set up a Debian 12 machine for rmig, build it, run it.
 #
 #   ./dev.sh demo [OPTIONS]   install what is missing, build, and run the main
-#                             job: rmig-migrate demo (1 GiB, libfabric tcp on
+#                             job: rmig-migrate demo (live migration of a
+#                             running 1 GiB guest, libfabric tcp on
 #                             127.0.0.1); OPTIONS go to rmig-migrate demo
 #   ./dev.sh test             install what is missing, build three trees
 #                             (RelWithDebInfo, ASan+UBSan, TSan) under build/
 #                             and run the whole ctest suite in each
 #   ./dev.sh bench            install what is missing, run
 #                             perf/bench-loopback.sh on the default tree
+#   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
 #   ./dev.sh deps             only install what is missing
 #
 # Packages are installed only when missing (checked with dpkg-query); apt-get
@@ -88,6 +90,11 @@ cmd_bench() {
 	ensure_packages "${PACKAGES[@]}" iperf3
 	build_tree default RelWithDebInfo "" rmig_bw >/dev/null
 	exec perf/bench-loopback.sh "$root/build/default"
+}
+
+cmd_bench_live() {
+	ensure_packages "${PACKAGES[@]}"
+	exec perf/bench-live.sh "$root/build/default"
 }
 
 # Per-tree results for the summary.
@@ -203,11 +210,12 @@ case ${1:-} in
 demo) shift; cmd_demo "$@" ;;
 test) shift; cmd_test "$@" ;;
 bench) shift; cmd_bench "$@" ;;
+bench-live) shift; cmd_bench_live ;;
 deps) ensure_packages "${PACKAGES[@]}" ;;
 -h | --help | help | "")
 	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	[ -n "${1:-}" ] ;;
 *)
-	say "unknown command '$1' (demo, test, bench, deps)"
+	say "unknown command '$1' (demo, test, bench, bench-live, deps)"
 	exit 2 ;;
 esac

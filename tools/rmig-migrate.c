@@ -41,6 +41,7 @@
 #include <rmig/rmig.h>
 
 #include "cli.h"
+#include "live.h"
 
 #define PROG "rmig-migrate"
 #define GOLDEN 0x9e3779b97f4a7c15ull
@@ -49,6 +50,7 @@
 #define DEMO_GRACE_S 15 /* after one side failed, how long the other has */
 #define DEMO_LIMIT_BASE_S 60 /* demo: whole run, plus ... */
 #define DEMO_LIMIT_PER_GIB_S 20 /* ... this per GiB */
+#define DEMO_LIMIT_LIVE_S 120 /* live demo: plus this (rounds, replay) */
 
 enum exit_code { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 enum role { ROLE_NONE, ROLE_DEMO, ROLE_SOURCE, ROLE_DEST };
@@ -67,6 +69,15 @@ struct opts {
 	bool json;
 	int verbose;
 	int status_fd;          /* demo: dest writes its address here */
+
+	/* Live migration (the default; --still copies a still image) */
+	bool still;
+	bool page_size_set;
+	struct guest_config guest; /* size and page size from above */
+	double warmup_s;        /* source: guest runs this long first */
+	uint64_t resume_steps;  /* dest: steps per vCPU after migrating */
+	struct live_params live;
+	bool demo_child;        /* forked by demo: one host, one clock */
 };
 
 /* ------------------------------------------------------------------ */
@@ -208,41 +219,78 @@ static void usage(FILE *f)
 	fprintf(f,
 "Usage:\n"
 "  " PROG " demo   [OPTIONS]                     both sides on this machine\n"
-"  " PROG " dest   --listen HOST:PORT [OPTIONS]  receive and verify\n"
-"  " PROG " source --connect HOST:PORT [OPTIONS] fill and send\n"
+"  " PROG " dest   --listen HOST:PORT [OPTIONS]  receive, verify, resume\n"
+"  " PROG " source --connect HOST:PORT [OPTIONS] run a guest and migrate it\n"
 "\n"
-"Migrates a RAM block with rmig and checks it arrived intact.  The source\n"
-"fills SIZE bytes with a reproducible mix of data pages and zero pages\n"
-"(from --seed and --zero-percent), faults it in, then times the migration:\n"
-"every page queued, one sync, a small device-state blob, the final sync.\n"
-"The destination regenerates the same image and compares it byte for byte.\n"
-"Each side prints seconds, GB/s (10^9 bytes), normal/zero pages, packets,\n"
-"syncs and channels.  Exit status: 0 when the migration completed and (on\n"
-"the destination) every page matched, 1 on failure, 2 on bad usage.\n"
+"Live-migrates a running workload with rmig, the way a hypervisor moves a\n"
+"VM.  The source maps a guest RAM region (--size, --memory), boots it\n"
+"(--zero-percent of its pages stay zero) and starts --vcpus threads that\n"
+"keep writing it (--dirty-rate, --pattern).  After --warmup seconds it\n"
+"migrates while they write: round 1 sends every page, each later round the\n"
+"pages written since the last one, found with userfaultfd write-protection\n"
+"(--dirty-tracking).  When the expected downtime (dirty bytes left /\n"
+"measured bandwidth) is within --downtime-limit, the vCPUs are paused, the\n"
+"last dirty pages and the vCPU state are sent, and the downtime ends when\n"
+"the destination has everything.  If the rounds do not converge, the vCPUs\n"
+"are throttled step by step (auto-converge); past --max-throttle or\n"
+"--max-rounds the migration gives up, and the guest carries on at the\n"
+"source.  The destination checks every page's hash against the source's\n"
+"final image, resumes the guest for --resume-steps steps per vCPU and\n"
+"compares its checksum with a replay of the same steps that never migrated.\n"
+"Exit status: 0 when migrated and verified, 1 on failure, 2 on bad usage.\n"
 "\n"
 "  demo     forks a destination (listening on 127.0.0.1, port 0 = a free\n"
-"           port) and a source that connects to it; the port goes from one\n"
-"           to the other over a pipe.  Try this first:  " PROG " demo\n"
-"           A run that stalls is stopped after 60 s + 20 s per GiB.\n"
-"  dest     start this first, on the receiving host.  Port 0 picks a free\n"
-"           port; the address it listens on is printed.\n"
-"  source   start this second, on the sending host, with the same --size,\n"
-"           --page-size, --seed and --zero-percent as the destination.\n"
+"           port) and a source that connects to it.  Try this first:\n"
+"               " PROG " demo\n"
+"  dest     start this first, on the receiving host, with the same --size\n"
+"           and page size (--memory hugetlb or --page-size) as the source;\n"
+"           the address it listens on is printed.\n"
+"  source   start this second, on the sending host.\n"
 "\n"
-"Options:\n"
+"Guest:\n"
+"  --size SIZE             guest RAM: 1G (default), 512M, 2GiB, 64MiB; a\n"
+"                          plain number means GiB\n"
+"  --memory anon|memfd|hugetlb  anonymous memory (default), a memfd (shmem),\n"
+"                          or 2 MiB huge pages (hugetlbfs; needs free pages in\n"
+"                          /proc/sys/vm/nr_hugepages; implies --page-size 2m)\n"
+"  --vcpus N               writer threads, 1..%d (default 2)\n"
+"  --dirty-rate MB/s|max   pages written per second, all vCPUs, in 10^6\n"
+"                          bytes of pages (default 200; 0 = idle guest; max =\n"
+"                          as fast as the CPUs go)\n"
+"  --pattern random|hot|seq  uniform random pages (default), a hot set that\n"
+"                          takes 90%% of the writes, or a sequential sweep\n"
+"  --hot-percent P         hot set size, 1..100 %% of the guest (default 10)\n"
+"  --zero-percent P        share of pages left zero at boot (default 25)\n"
+"  --seed N                workload seed (default 1)\n"
+"  --warmup SECONDS        source: let the guest run first (default 2)\n"
+"  --resume-steps N        dest: steps each vCPU runs after the migration\n"
+"                          (default 100000)\n"
+"\n"
+"Migration:\n"
+"  --downtime-limit MS     largest acceptable downtime (default 300)\n"
+"  --max-rounds N          give up after N rounds (default 30)\n"
+"  --no-auto-converge      never throttle the vCPUs\n"
+"  --throttle-initial P    first throttle step, %% of vCPU time (default 20)\n"
+"  --throttle-increment P  each further step (default 10)\n"
+"  --max-throttle P        highest throttle, 1..99 (default 99); 3 rounds\n"
+"                          there without converging: give up\n"
+"  --force-finish          when not converging, stop and copy anyway\n"
+"  --dirty-tracking auto|async|sync  userfaultfd write-protect: async\n"
+"                          (PAGEMAP_SCAN, Linux 6.7+), sync (fault thread);\n"
+"                          auto (default) takes async where the kernel has it\n"
+"  --still                 the older mode: migrate a still memory image and\n"
+"                          compare it byte for byte (no guest)\n"
+"\n"
+"Session:\n"
 "  --listen HOST:PORT      dest: where to listen (IPv6 as [addr]:port)\n"
 "  --connect HOST:PORT     source: the destination's address\n"
-"  --size SIZE             RAM to migrate: 1G (default), 512M, 2GiB, 64MiB;\n"
-"                          a plain number means GiB; a multiple of the page size\n"
 "  --channels N            channels (connections, one thread each), 1..%d;\n"
 "                          default 4 (dest: default takes the source's count)\n"
-"  --page-size 4k|2m       target page size (default 4k)\n"
+"  --page-size 4k|2m       target page size (default 4k; hugetlb: 2m)\n"
 "  --pages-per-packet N    pages per packet, 1..%d (default 128)\n"
 "  --transport auto|fabric|verbs  auto (default): verbs if present, else\n"
 "                          libfabric tcp\n"
 "  --fabric-provider NAME  libfabric provider (default tcp)\n"
-"  --zero-percent P        share of zero pages, 0..100 (default 25)\n"
-"  --seed N                generator seed (default 1)\n"
 "  --uuid UUID             session UUID, 32 hex digits (dashes allowed);\n"
 "                          source default: random; dest default: adopt the\n"
 "                          first source's; demo: random, given to both\n"
@@ -250,18 +298,23 @@ static void usage(FILE *f)
 "                          forever; demo: %d)\n"
 "  --dirty-dest            dest: fill its RAM with a non-zero pattern first,\n"
 "                          so that every zero page must really be cleared\n"
-"  --json                  print one JSON object per side instead of text\n"
+"  --json                  one JSON object per side instead of text\n"
 "  -v, --verbose           library log at INFO (twice: DEBUG); the default\n"
 "                          is RMIG_LOG_LEVEL from the environment, else WARN\n"
 "  -h, --help              this text\n"
 "\n"
+"On a terminal the source shows one progress line, updated in place:\n"
+"round, dirty pages left, GB/s (10^9 bytes), expected downtime, throttle.\n"
+"\n"
 "Examples:\n"
-"  " PROG " demo --size 256M --channels 2\n"
+"  " PROG " demo --size 256M --dirty-rate 800 --pattern hot\n"
+"  " PROG " demo --memory hugetlb --size 512M\n"
 "  host B (192.0.2.2):  " PROG " dest --listen 192.0.2.2:7000 --size 4G\n"
 "  host A:              " PROG " source --connect 192.0.2.2:7000 --size 4G\n"
 "\n"
 "Library tunables (environment RMIG_<NAME>) are listed by rmig(7).\n",
-		RMIG_MAX_CHANNELS, RMIG_MAX_PAGES_PER_PACKET, DEMO_ACCEPT_TIMEOUT_S);
+		GUEST_MAX_VCPUS, RMIG_MAX_CHANNELS, RMIG_MAX_PAGES_PER_PACKET,
+		DEMO_ACCEPT_TIMEOUT_S);
 }
 
 enum opt_id {
@@ -279,6 +332,22 @@ enum opt_id {
 	OPT_TIMEOUT,
 	OPT_DIRTY,
 	OPT_JSON,
+	OPT_STILL,
+	OPT_MEMORY,
+	OPT_VCPUS,
+	OPT_RATE,
+	OPT_PATTERN,
+	OPT_HOT,
+	OPT_WARMUP,
+	OPT_RESUME,
+	OPT_DOWNTIME,
+	OPT_ROUNDS,
+	OPT_NO_AC,
+	OPT_THR_INIT,
+	OPT_THR_INC,
+	OPT_THR_MAX,
+	OPT_FORCE,
+	OPT_TRACKING,
 };
 
 static const struct option long_opts[] = {
@@ -296,6 +365,22 @@ static const struct option long_opts[] = {
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "dirty-dest", no_argument, NULL, OPT_DIRTY },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "still", no_argument, NULL, OPT_STILL },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "vcpus", required_argument, NULL, OPT_VCPUS },
+	{ "dirty-rate", required_argument, NULL, OPT_RATE },
+	{ "pattern", required_argument, NULL, OPT_PATTERN },
+	{ "hot-percent", required_argument, NULL, OPT_HOT },
+	{ "warmup", required_argument, NULL, OPT_WARMUP },
+	{ "resume-steps", required_argument, NULL, OPT_RESUME },
+	{ "downtime-limit", required_argument, NULL, OPT_DOWNTIME },
+	{ "max-rounds", required_argument, NULL, OPT_ROUNDS },
+	{ "no-auto-converge", no_argument, NULL, OPT_NO_AC },
+	{ "throttle-initial", required_argument, NULL, OPT_THR_INIT },
+	{ "throttle-increment", required_argument, NULL, OPT_THR_INC },
+	{ "max-throttle", required_argument, NULL, OPT_THR_MAX },
+	{ "force-finish", no_argument, NULL, OPT_FORCE },
+	{ "dirty-tracking", required_argument, NULL, OPT_TRACKING },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -318,6 +403,20 @@ static int bad_value(int idx, const char *what, ...)
 	return -1;
 }
 
+/* A decimal number in [lo, hi]; 0 or -1. */
+static int parse_double(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo && v <= hi))
+		return -1;
+	*out = v;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	unsigned long long v;
@@ -331,7 +430,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		.seed = 1,
 		.timeout_s = -1,
 		.status_fd = -1,
+		.guest = { .mem = GUEST_ANON, .vcpus = 2,
+			   .pattern = GUEST_RANDOM, .hot_percent = 10,
+			   .rate_mbs = 200 },
+		.warmup_s = 2,
+		.resume_steps = 100000,
 	};
+	live_params_default(&o->live);
 	if (argc < 2) {
 		usage(stderr);
 		return -1;
@@ -380,6 +485,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case OPT_PAGE_SIZE:
 			if (cli_parse_page_size(optarg, true, &o->sess.page_size))
 				return bad_value(idx, "4k or 2m");
+			o->page_size_set = true;
 			break;
 		case OPT_PPP:
 			if (cli_parse_count(optarg, RMIG_MAX_PAGES_PER_PACKET,
@@ -419,6 +525,76 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case OPT_JSON:
 			o->json = true;
 			break;
+		case OPT_STILL:
+			o->still = true;
+			break;
+		case OPT_MEMORY:
+			if (guest_parse_mem(optarg, &o->guest.mem))
+				return bad_value(idx, "anon, memfd or hugetlb");
+			break;
+		case OPT_VCPUS:
+			if (cli_parse_count(optarg, GUEST_MAX_VCPUS,
+					    &o->guest.vcpus))
+				return bad_value(idx, "1..%d", GUEST_MAX_VCPUS);
+			break;
+		case OPT_RATE:
+			if (!strcmp(optarg, "max"))
+				o->guest.rate_mbs = -1;
+			else if (parse_double(optarg, 0, 1e7, &o->guest.rate_mbs))
+				return bad_value(idx, "MB/s, 0..10000000, or max");
+			break;
+		case OPT_PATTERN:
+			if (guest_parse_pattern(optarg, &o->guest.pattern))
+				return bad_value(idx, "random, hot or seq");
+			break;
+		case OPT_HOT:
+			if (cli_parse_count(optarg, 100, &o->guest.hot_percent))
+				return bad_value(idx, "1..100");
+			break;
+		case OPT_WARMUP:
+			if (parse_double(optarg, 0, 3600, &o->warmup_s))
+				return bad_value(idx, "seconds, 0..3600");
+			break;
+		case OPT_RESUME:
+			if (cli_parse_ull(optarg, 1ull << 40, &v))
+				return bad_value(idx, "a step count");
+			o->resume_steps = v;
+			break;
+		case OPT_DOWNTIME: {
+			unsigned ms;
+
+			if (cli_parse_count(optarg, 3600000, &ms))
+				return bad_value(idx, "milliseconds, 1..3600000");
+			o->live.downtime_limit_ms = ms;
+			break;
+		}
+		case OPT_ROUNDS:
+			if (cli_parse_count(optarg, 100000, &o->live.max_rounds))
+				return bad_value(idx, "1..100000");
+			break;
+		case OPT_NO_AC:
+			o->live.auto_converge = false;
+			break;
+		case OPT_THR_INIT:
+			if (cli_parse_count(optarg, 99, &o->live.throttle_initial))
+				return bad_value(idx, "1..99");
+			break;
+		case OPT_THR_INC:
+			if (cli_parse_count(optarg, 99,
+					    &o->live.throttle_increment))
+				return bad_value(idx, "1..99");
+			break;
+		case OPT_THR_MAX:
+			if (cli_parse_count(optarg, 99, &o->live.throttle_max))
+				return bad_value(idx, "1..99");
+			break;
+		case OPT_FORCE:
+			o->live.force_finish = true;
+			break;
+		case OPT_TRACKING:
+			if (dirty_parse_mode(optarg, &o->live.dirty_mode))
+				return bad_value(idx, "auto, async or sync");
+			break;
 		case 'v':
 			o->verbose++;
 			break;
@@ -432,6 +608,23 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc) {
 		fail_msg("unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	if (o->guest.mem == GUEST_HUGETLB) {
+		if (o->still) {
+			fail_msg("--memory is for live migration, not --still");
+			return -1;
+		}
+		if (o->page_size_set && o->sess.page_size != (2u << 20)) {
+			fail_msg("--memory hugetlb has 2 MiB pages: drop "
+				 "--page-size or say --page-size 2m");
+			return -1;
+		}
+		o->sess.page_size = 2u << 20;
+	}
+	if (o->live.throttle_initial > o->live.throttle_max) {
+		fail_msg("--throttle-initial %u is above --max-throttle %u",
+			 o->live.throttle_initial, o->live.throttle_max);
 		return -1;
 	}
 	if (o->size % o->sess.page_size) {
@@ -449,6 +642,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			 "port)");
 		return -1;
 	}
+	o->guest.size = o->size;
+	o->guest.page_size = o->sess.page_size;
+	o->guest.seed = o->seed;
+	o->guest.fill_percent = 100 - o->zero_percent;
 	g_json = o->json;
 	return 0;
 }
@@ -1014,6 +1211,353 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* Live migration: a running guest                                     */
+
+static bool g_tty; /* progress line updated in place */
+static bool g_tty_line; /* a progress line is open */
+
+static void progress_end(void)
+{
+	if (g_tty_line) {
+		putchar('\n');
+		fflush(stdout);
+		g_tty_line = false;
+	}
+}
+
+static void progress_cb(const struct live_progress *p, void *arg)
+{
+	(void)arg;
+	if (g_json)
+		return;
+	if (!strcmp(p->phase, "stop-and-copy")) {
+		progress_end();
+		return;
+	}
+	if (g_tty) {
+		printf("\r\033[K%-8sround %u: %" PRIu64 " dirty pages left, "
+		       "%.2f GB/s, expected downtime %.0f ms, throttle %u%%, "
+		       "%.1f s", "source:", p->round, p->dirty_pages, p->gbps,
+		       p->expected_ms, p->throttle, p->elapsed_s);
+		fflush(stdout);
+		g_tty_line = true;
+	} else {
+		say("round %u: %" PRIu64 " dirty pages left, %.2f GB/s, "
+		    "expected downtime %.0f ms, throttle %u%%, %.1f s\n",
+		    p->round, p->dirty_pages, p->gbps, p->expected_ms,
+		    p->throttle, p->elapsed_s);
+	}
+}
+
+/* Sleep @s seconds unless a signal asks to stop; false if one did. */
+static bool nap(double s)
+{
+	double end = cli_now_s() + s;
+
+	while (!sig_caught && cli_now_s() < end)
+		usleep(20000);
+	return !sig_caught;
+}
+
+static void json_kv_str(const char *key, const char *v)
+{
+	printf(",\"%s\":", key);
+	json_str(v);
+}
+
+static void live_src_report(const struct opts *o, const struct live_result *r,
+			    const char *error, int intact, uint64_t sum,
+			    uint64_t ref, double prepare_s, double connect_s)
+{
+	const char *mode = r->mode ? dirty_mode_name(r->mode) : "none";
+
+	progress_end();
+	if (o->json) {
+		printf("{\"role\":\"source\",\"mode\":\"live\",\"ok\":%s"
+		       ",\"ram_bytes\":%" PRIu64 ",\"page_size\":%zu"
+		       ",\"memory\":\"%s\",\"vcpus\":%u,\"pattern\":\"%s\""
+		       ",\"dirty_rate_mbs\":%.1f,\"total_seconds\":%.6f"
+		       ",\"downtime_ms\":%.3f,\"downtime_limit_ms\":%.1f"
+		       ",\"downtime_pause_ms\":%.3f,\"downtime_harvest_ms\":%.3f"
+		       ",\"downtime_transfer_ms\":%.3f"
+		       ",\"expected_downtime_ms\":%.3f,\"rounds\":%u"
+		       ",\"converged\":%s,\"final_dirty_pages\":%" PRIu64
+		       ",\"bytes\":%" PRIu64 ",\"normal_pages\":%" PRIu64
+		       ",\"zero_pages\":%" PRIu64 ",\"gb_per_s\":%.4f"
+		       ",\"dirty_tracking\":\"%s\",\"write_faults\":%" PRIu64
+		       ",\"throttle_percent\":%u,\"channels\":%u"
+		       ",\"prepare_seconds\":%.3f,\"connect_seconds\":%.3f",
+		       error ? "false" : "true", o->size, o->sess.page_size,
+		       guest_mem_name(o->guest.mem), o->guest.vcpus,
+		       guest_pattern_name(o->guest.pattern), o->guest.rate_mbs,
+		       r->total_s, r->downtime_ms, o->live.downtime_limit_ms,
+		       r->pause_ms, r->harvest_ms, r->transfer_ms, r->expected_ms, r->rounds, r->converged ? "true" : "false",
+		       r->final_pages, r->bytes, r->normal_pages, r->zero_pages,
+		       r->gbps, mode, r->faults, r->throttle, r->st.channels,
+		       prepare_s, connect_s);
+		if (intact >= 0)
+			printf(",\"source_intact\":%s,\"source_checksum\":\"0x%016"
+			       PRIx64 "\",\"source_replay_checksum\":\"0x%016"
+			       PRIx64 "\"", intact ? "true" : "false", sum, ref);
+		if (error)
+			json_kv_str("error", error);
+		printf("}\n");
+		fflush(stdout);
+		return;
+	}
+	if (error)
+		say("FAILED: %s\n", error);
+	if (r->rounds) {
+		char hb[32];
+
+		if (!error)
+			say("migrated a running %s guest in %.3f s: %u rounds, "
+			    "downtime %.1f ms (limit %.0f ms, %s), %.3f GB/s\n",
+			    human(o->size, hb), r->total_s, r->rounds,
+			    r->downtime_ms, o->live.downtime_limit_ms,
+			    r->converged ? "converged" :
+			    "forced past the limit", r->gbps);
+		say("sent %.3f GB on the wire: %" PRIu64 " normal + %" PRIu64
+		    " zero pages (page size %zu), %" PRIu64 " in the downtime; "
+		    "channels %u\n", (double)r->bytes / 1e9, r->normal_pages,
+		    r->zero_pages, o->sess.page_size, r->final_pages,
+		    r->st.channels);
+		if (!error)
+			say("downtime: %.1f ms pausing the vCPUs, %.1f ms last "
+			    "harvest, %.1f ms sending %" PRIu64 " pages and the "
+			    "vCPU state (expected %.1f ms)\n", r->pause_ms,
+			    r->harvest_ms, r->transfer_ms, r->final_pages,
+			    r->expected_ms);
+		say("dirty tracking %s%s; throttle reached %u%%\n", mode,
+		    r->mode == DIRTY_SYNC ? " (write faults in a thread)" : "",
+		    r->throttle);
+	}
+	if (intact >= 0)
+		say("source guest %s: checksum 0x%016" PRIx64 ", never-migrated "
+		    "replay 0x%016" PRIx64 "\n", intact ? "intact (it ran on "
+		    "after the failure)" : "DAMAGED", sum, ref);
+}
+
+static int run_live_source(const struct opts *o, const char *address)
+{
+	static struct guest g; /* large; one per process */
+	struct live_params lp = o->live;
+	struct live_result lr;
+	struct side x;
+	rmig_src *s = NULL;
+	char err[512] = "";
+	char hb[32];
+	const char *error = NULL;
+	uint64_t sum = 0, ref = 0;
+	int intact = -1;
+	double t0, prepare_s = 0, connect_s = 0;
+	int block, ret;
+
+	memset(&lr, 0, sizeof(lr));
+	side_init(&x, o, "source", -1);
+	g_tty = !o->json && isatty(STDOUT_FILENO);
+	if (o->guest.rate_mbs < 0)
+		snprintf(err, sizeof(err), "as fast as they can");
+	else
+		snprintf(err, sizeof(err), "at %.0f MB/s", o->guest.rate_mbs);
+	say("guest: %s of %s memory, %u vCPUs writing %s pages %s, %u%% zero "
+	    "at boot, seed %" PRIu64 "; destination %s\n", human(o->size, hb),
+	    guest_mem_name(o->guest.mem), o->guest.vcpus,
+	    guest_pattern_name(o->guest.pattern), err, o->zero_percent,
+	    o->seed, address);
+	err[0] = '\0';
+	t0 = cli_now_s();
+	ret = guest_create(&g, &o->guest, true, err, sizeof(err));
+	if (ret) {
+		error = err;
+		goto report;
+	}
+	prepare_s = cli_now_s() - t0;
+	say("guest memory faulted in and booted before timing (%.2f s, not "
+	    "counted)\n", prepare_s);
+	x.ram = g.mem;
+
+	ret = block = side_open(&x, address, &s, NULL);
+	if (ret < 0)
+		goto lib_fail;
+	t0 = cli_now_s();
+	ret = rmig_src_connect(s);
+	if (ret == -ECONNREFUSED && !strstr(rmig_last_error(), "reject")) {
+		snprintf(err, sizeof(err), "%s (is 'rmig-migrate dest --listen "
+			 "...' running there?  Start it first.)",
+			 rmig_last_error());
+		error = err;
+		goto report;
+	}
+	if (ret < 0)
+		goto lib_fail;
+	connect_s = cli_now_s() - t0;
+	ret = guest_start(&g);
+	if (ret) {
+		snprintf(err, sizeof(err), "cannot start the vCPU threads: %s",
+			 strerror(-ret));
+		error = err;
+		goto report;
+	}
+	say("connected in %.3f s; guest running, migrating after %.1f s\n",
+	    connect_s, o->warmup_s);
+	if (!nap(o->warmup_s)) {
+		error = "interrupted by a signal before the migration started";
+		goto report;
+	}
+	lp.progress = progress_cb;
+	ret = live_source(&g, s, block, &lp, &lr);
+	if (ret < 0) {
+		error = lr.error;
+		/* The promise: the guest carries on here.  Show it: let it run
+		 * on, then check it against a replay of its steps. */
+		progress_end();
+		say("migration failed; the guest runs on at the source\n");
+		nap(1.0);
+		ret = live_check_guest(&g, &sum, &ref, err, sizeof(err));
+		intact = ret == 0;
+	}
+	goto report;
+
+lib_fail:
+	snprintf(err, sizeof(err), "%s%s", rmig_last_error(),
+		 sig_caught ? " (interrupted by a signal)" : "");
+	error = err;
+report:
+	live_src_report(o, &lr, error, intact, sum, ref, prepare_s, connect_s);
+	set_cancel_target(NULL, NULL);
+	if (s)
+		rmig_src_destroy(s);
+	guest_destroy(&g);
+	return error ? EXIT_FAIL : EXIT_OK;
+}
+
+static int run_live_dest(const struct opts *o)
+{
+	static struct guest g;
+	struct live_dest_result dr;
+	struct side x;
+	rmig_dest *d = NULL;
+	char addr[128];
+	char err[768] = "";
+	char hb[32];
+	const char *error = NULL;
+	double t0, prepare_s = 0;
+	int block, ret;
+	int timeout_ms = o->timeout_s < 0 ? -1 : o->timeout_s * 1000;
+
+	memset(&dr, 0, sizeof(dr));
+	dr.first_mismatch = -1;
+	side_init(&x, o, "dest", 0);
+	t0 = cli_now_s();
+	ret = guest_create(&g, &o->guest, false, err, sizeof(err));
+	if (ret) {
+		error = err;
+		goto report;
+	}
+	if (o->dirty_dest)
+		memset(g.mem, 0xa5, (size_t)o->size);
+	prepare_s = cli_now_s() - t0;
+	x.ram = g.mem;
+	ret = block = side_open(&x, o->address, NULL, &d);
+	if (ret < 0)
+		goto lib_fail;
+	ret = cli_dest_listen(d, addr, sizeof(addr));
+	if (ret < 0)
+		goto lib_fail;
+	if (o->status_fd >= 0) {
+		char line[160];
+		int n = snprintf(line, sizeof(line), "%s\n", addr);
+
+		if (write(o->status_fd, line, (size_t)n) != n) {
+			snprintf(err, sizeof(err), "cannot pass the address to "
+				 "the source: %s", strerror(errno));
+			error = err;
+			goto report;
+		}
+		close(o->status_fd);
+	}
+	say("listening on %s; %s of %s memory faulted in%s before timing "
+	    "(%.2f s)\n", addr, human(o->size, hb),
+	    guest_mem_name(o->guest.mem),
+	    o->dirty_dest ? " and filled with 0xa5" : "", prepare_s);
+	ret = rmig_dest_accept(d, timeout_ms);
+	if (ret < 0)
+		goto lib_fail;
+	say("source connected; receiving\n");
+	ret = live_dest(&g, d, block, o->resume_steps, o->demo_child, &dr);
+	if (ret < 0)
+		error = dr.error;
+	goto report;
+
+lib_fail:
+	snprintf(err, sizeof(err), "%s%s", rmig_last_error(),
+		 sig_caught ? " (interrupted by a signal)" : "");
+	error = err;
+report:
+	if (o->json) {
+		printf("{\"role\":\"dest\",\"mode\":\"live\",\"ok\":%s"
+		       ",\"ram_bytes\":%" PRIu64 ",\"pages\":%" PRIu64
+		       ",\"seconds\":%.6f,\"downtime_ms\":%.3f"
+		       ",\"verified\":%s,\"mismatched_pages\":%" PRIu64
+		       ",\"first_mismatch_page\":%" PRId64
+		       ",\"resume_steps\":%" PRIu64 ",\"checksum\":\"0x%016"
+		       PRIx64 "\",\"replay_checksum\":\"0x%016" PRIx64 "\""
+		       ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64
+		       ",\"zero_pages_cleared\":%" PRIu64,
+		       error ? "false" : "true", o->size, dr.pages, dr.seconds,
+		       dr.downtime_ms, dr.verified ? "true" : "false",
+		       dr.mismatched_pages, dr.first_mismatch, dr.resume_steps,
+		       dr.checksum, dr.replay_checksum, dr.st.normal_pages,
+		       dr.st.zero_pages, dr.st.zero_pages_cleared);
+		if (error)
+			json_kv_str("error", error);
+		printf("}\n");
+	} else {
+		if (error)
+			say("FAILED: %s; the received memory is discarded\n",
+			    error);
+		if (dr.seconds > 0)
+			say("received %" PRIu64 " normal + %" PRIu64 " zero pages "
+			    "in %.3f s from the connection to the final sync "
+			    "(the source's warm-up included)%s\n",
+			    dr.st.normal_pages, dr.st.zero_pages, dr.seconds,
+			    dr.downtime_ms >= 0 ? "" :
+			    " (downtime: see the source)");
+		if (dr.downtime_ms >= 0)
+			say("downtime seen here: %.1f ms from the source's pause "
+			    "to this side having every page and the vCPU state\n",
+			    dr.downtime_ms);
+		if (dr.verified)
+			say("verified: all %" PRIu64 " page hashes equal the "
+			    "source's final image\n", dr.pages);
+		if (dr.checksum || dr.replay_checksum)
+			say("resumed the guest here for %" PRIu64 " steps per "
+			    "vCPU: checksum 0x%016" PRIx64 ", never-migrated "
+			    "replay 0x%016" PRIx64 ": %s\n", dr.resume_steps,
+			    dr.checksum, dr.replay_checksum,
+			    dr.checksum == dr.replay_checksum ? "equal" :
+			    "DIFFERENT");
+	}
+	fflush(stdout);
+	set_cancel_target(NULL, NULL);
+	if (d)
+		rmig_dest_destroy(d);
+	guest_destroy(&g);
+	return error ? EXIT_FAIL : EXIT_OK;
+}
+
+static int source_main(const struct opts *o, const char *address)
+{
+	return o->still ? run_source(o, address) : run_live_source(o, address);
+}
+
+static int dest_main(const struct opts *o)
+{
+	return o->still ? run_dest(o) : run_live_dest(o);
+}
+
+/* ------------------------------------------------------------------ */
 /* Demo: a destination and a source as two processes on 127.0.0.1      */
 
 static int demo_source(struct opts *o, int fd)
@@ -1040,7 +1584,7 @@ static int demo_source(struct opts *o, int fd)
 		return EXIT_FAIL;
 	}
 	start_side(o);
-	return run_source(o, addr);
+	return source_main(o, addr);
 }
 
 static int exit_status(int status)
@@ -1058,7 +1602,8 @@ static int run_demo(struct opts *o)
 	/* Give up on a run that stalls: generous for fault-in and a slow
 	 * link, bounded so that a hang ends with a report. */
 	int limit_s = DEMO_LIMIT_BASE_S + DEMO_LIMIT_PER_GIB_S *
-		      (int)((o->size + (1ull << 30) - 1) >> 30);
+		      (int)((o->size + (1ull << 30) - 1) >> 30) +
+		      (o->still ? 0 : DEMO_LIMIT_LIVE_S + (int)o->warmup_s);
 	double deadline = cli_now_s() + limit_s;
 	int stage = 0; /* 0 running, 1 grace, 2 SIGTERM sent, 3 SIGKILL sent */
 	char uuid[37];
@@ -1077,9 +1622,10 @@ static int run_demo(struct opts *o)
 	if (o->timeout_s < 0)
 		o->timeout_s = DEMO_ACCEPT_TIMEOUT_S;
 	format_uuid(o->uuid, uuid);
-	say("rmig %s: %s, %u channels, page size %zu, %u%% zero pages, "
-	    "seed %" PRIu64 ", transport %s%s%s, session %s; destination and "
-	    "source are two processes on 127.0.0.1\n", rmig_version(),
+	say("rmig %s: %s migration of %s, %u channels, page size %zu, %u%% "
+	    "zero pages, seed %" PRIu64 ", transport %s%s%s, session %s; "
+	    "destination and source are two processes on 127.0.0.1\n",
+	    rmig_version(), o->still ? "still-image" : "live",
 	    human(o->size, hb), o->sess.channels, o->sess.page_size,
 	    o->zero_percent, o->seed,
 	    o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" : "auto",
@@ -1102,8 +1648,9 @@ static int run_demo(struct opts *o)
 		o->role = ROLE_DEST;
 		o->address = "127.0.0.1:0";
 		o->status_fd = pfd[1];
+		o->demo_child = true;
 		start_side(o);
-		_exit(run_dest(o));
+		_exit(dest_main(o));
 	}
 	close(pfd[1]);
 	src_pid = fork();
@@ -1160,7 +1707,10 @@ static int run_demo(struct opts *o)
 		usleep(20000);
 	}
 	if (dest_rc == 0 && src_rc == 0) {
-		say("PASSED: migration completed and verified\n");
+		say(o->still ? "PASSED: migration completed and verified\n" :
+		    "PASSED: live migration completed; the destination's "
+		    "pages match the source's final image and the resumed "
+		    "guest matches a never-migrated replay\n");
 		return EXIT_OK;
 	}
 	fail_msg("demo FAILED (source exit %d, destination exit %d)", src_rc,
@@ -1181,8 +1731,8 @@ int main(int argc, char **argv)
 	case ROLE_SOURCE:
 	case ROLE_DEST:
 		start_side(&o);
-		return o.role == ROLE_SOURCE ? run_source(&o, o.address) :
-					       run_dest(&o);
+		return o.role == ROLE_SOURCE ? source_main(&o, o.address) :
+					       dest_main(&o);
 	default:
 		return EXIT_USAGE;
 	}

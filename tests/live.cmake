@@ -1,0 +1,72 @@
+# Live-migration tests (rmig-migrate's guest, dirty tracking and pre-copy
+# driver, tools/guest.c dirty.c live.c).  Every case has a TIMEOUT.  The
+# sanitizer trees run them with smaller guests (RMIG_TEST_MAX_MIB, set in
+# integration.cmake) and more time.  Cases using huge pages take the
+# "hugepages" resource lock: they raise /proc/sys/vm/nr_hugepages when no
+# page is free and restore it.
+
+# rmig_live_test(NAME TIMEOUT_S SOURCES ... ARGS ... [HUGE] [INTEG])
+function(rmig_live_test name timeout)
+  cmake_parse_arguments(L "HUGE;INTEG" "" "SOURCES;ARGS" ${ARGN})
+  math(EXPR t "${timeout} * ${RMIG_INTEG_SLOW}")
+  math(EXPR wd "${t} - 10")
+  set(srcs ${L_SOURCES})
+  set(labels live)
+  if(L_INTEG)
+    list(APPEND srcs testutil.c)
+    list(APPEND labels integration)
+  else()
+    list(APPEND labels unit)
+  endif()
+  rmig_test(${name} SOURCES ${srcs} test_live_util.c TIMEOUT ${t}
+    LABELS ${labels} ARGS ${L_ARGS}
+    ENV RMIG_TEST_WATCHDOG=${wd} ${RMIG_INTEG_ENV})
+  target_link_libraries(${name} PRIVATE rmig_live rmig_internal)
+  string(REPLACE ";" "_" suffix "${L_ARGS}")
+  string(REGEX REPLACE "[^A-Za-z0-9_]" "" suffix "${suffix}")
+  if(L_HUGE)
+    set_tests_properties(${name}_${suffix} PROPERTIES RESOURCE_LOCK hugepages)
+  endif()
+endfunction()
+
+# test_live_unit guest | state | dirty MODE MEMORY
+rmig_live_test(test_live_unit 60 SOURCES test_live_unit.c ARGS guest)
+rmig_live_test(test_live_unit 30 ARGS state)
+rmig_live_test(test_live_unit 60 ARGS dirty async anon)
+rmig_live_test(test_live_unit 60 ARGS dirty sync anon)
+rmig_live_test(test_live_unit 60 ARGS dirty async memfd)
+rmig_live_test(test_live_unit 60 ARGS dirty sync memfd)
+rmig_live_test(test_live_unit 60 ARGS dirty async hugetlb HUGE)
+rmig_live_test(test_live_unit 60 ARGS dirty sync hugetlb HUGE)
+
+# test_live converge MIB RATE_MBS async|sync anon|memfd|hugetlb
+#         | autoconverge MIB | giveup MIB | force MIB | killdest MIB
+rmig_live_test(test_live 90 SOURCES test_live.c INTEG
+  ARGS converge 256 200 async anon)
+rmig_live_test(test_live 90 INTEG ARGS converge 128 100 sync anon)
+rmig_live_test(test_live 90 INTEG ARGS converge 128 200 async memfd)
+rmig_live_test(test_live 90 INTEG ARGS converge 64 200 async hugetlb HUGE)
+rmig_live_test(test_live 90 INTEG ARGS converge 64 100 sync hugetlb HUGE)
+rmig_live_test(test_live 120 INTEG ARGS autoconverge 128)
+rmig_live_test(test_live 90 INTEG ARGS giveup 64)
+rmig_live_test(test_live 90 INTEG ARGS force 64)
+rmig_live_test(test_live 90 INTEG ARGS killdest 128)
+
+# The tool itself, end to end: the README's demo at a small size (exit 0:
+# migrated, hashes verified, resumed guest equals the replay), and a run
+# that gives up, whose source guest must run on intact.
+add_test(NAME rmig_migrate_live_demo
+  COMMAND rmig-migrate demo --size 64M --channels 2 --warmup 0.5
+          --resume-steps 20000)
+add_test(NAME rmig_migrate_live_giveup
+  COMMAND rmig-migrate demo --size 32M --channels 2 --warmup 0.3
+          --dirty-rate max --no-auto-converge --max-rounds 2
+          --downtime-limit 1 --resume-steps 1000 --json)
+add_test(NAME rmig_migrate_still_demo
+  COMMAND rmig-migrate demo --still --size 32M --channels 2)
+math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")
+set_tests_properties(rmig_migrate_live_demo rmig_migrate_live_giveup
+  rmig_migrate_still_demo PROPERTIES TIMEOUT ${tool_t}
+  LABELS "live;integration")
+set_tests_properties(rmig_migrate_live_giveup PROPERTIES
+  PASS_REGULAR_EXPRESSION "\"source_intact\":true.*did not converge")

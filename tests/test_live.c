@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_live - live migration of a running guest (tools/guest.c, dirty.c,
+ * live.c) over libfabric tcp on 127.0.0.1, source and destination in
+ * separate processes (testutil.h).
+ *
+ *   test_live converge MIB RATE_MBS TRACKING MEMORY
+ *       The guest writes RATE_MBS; the migration converges; the
+ *       destination's page hashes equal the source's final image and its
+ *       resumed guest's checksum equals a never-migrated replay.
+ *       TRACKING async|sync, MEMORY anon|memfd|hugetlb (huge pages are
+ *       reserved through /proc/sys/vm/nr_hugepages when none are free, and
+ *       given back; skip with the reason only when none can be had).
+ *   test_live autoconverge MIB
+ *       The guest writes as fast as it can, far above what a 10 ms
+ *       downtime allows: auto-converge throttles it, the migration still
+ *       finishes and verifies.
+ *   test_live giveup MIB
+ *       Same guest, auto-converge off, 3 rounds at most: the source gives
+ *       up with "did not converge", its guest runs on and equals its own
+ *       replay; the destination fails and discards.
+ *   test_live force MIB
+ *       Same, with force_finish: stop-and-copy although the expected
+ *       downtime is above the limit; not "converged", but migrated and
+ *       verified like any other.
+ *   test_live killdest MIB
+ *       The destination is killed (SIGKILL) while rounds run: the source's
+ *       migration fails, its guest keeps running (more steps after the
+ *       failure) and equals its own replay.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "live.h"
+#include "test_live_util.h"
+#include "testutil.h"
+
+#define SKIP 77
+
+enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, FORCE, KILLDEST };
+
+struct ctx {
+	enum mode mode;
+	size_t mib;
+	double rate;
+	enum dirty_mode tracking;
+	enum guest_mem mem;
+	uint8_t uuid[16];
+	struct tu_pipe addr;   /* dest -> src */
+	struct tu_pipe round;  /* src -> parent: rounds are running */
+};
+
+static struct guest_config guest_cfg(const struct ctx *cx)
+{
+	struct guest_config c = {
+		.size = (uint64_t)cx->mib << 20,
+		.page_size = cx->mem == GUEST_HUGETLB ? (2u << 20) : 4096,
+		.mem = cx->mem,
+		.vcpus = 2,
+		.pattern = GUEST_RANDOM,
+		.hot_percent = 10,
+		.fill_percent = 60,
+		.seed = 7,
+		.rate_mbs = cx->rate,
+	};
+	return c;
+}
+
+static int dest_main(void *arg)
+{
+	struct ctx *cx = arg;
+	static struct guest g;
+	struct guest_config c = guest_cfg(cx);
+	struct live_dest_result r;
+	struct rmig_config cfg;
+	rmig_dest *d = NULL;
+	char addr[TU_ADDR_MAX], err[512];
+	int block, ret, rc = 1;
+
+	tu_set_role("dest");
+	if (!TU_CHECK(!guest_create(&g, &c, false, err, sizeof(err)), "%s", err))
+		return 1;
+	memset(g.mem, 0xa5, (size_t)c.size); /* zero pages must be cleared */
+	tu_config(&cfg, TU_LOOPBACK_LISTEN, 2, c.page_size, cx->uuid);
+	if (!TU_RMIG_OK(rmig_dest_create(&cfg, &d)) ||
+	    !TU_RMIG_OK(block = rmig_dest_add_block(d, "ram", g.mem,
+						    (size_t)c.size)) ||
+	    !TU_RMIG_OK(rmig_dest_listen(d)) ||
+	    !TU_RMIG_OK(rmig_dest_get_address(d, addr, sizeof(addr))))
+		goto out;
+	if (tu_send_str(cx->addr.w, addr))
+		goto out;
+	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
+		goto out;
+	ret = live_dest(&g, d, block, 20000, true, &r);
+	if (cx->mode != GIVEUP && cx->mode != KILLDEST) {
+		if (!TU_CHECK(ret == 0, "live_dest: %s", r.error))
+			goto out;
+		TU_CHECK(r.verified && !r.mismatched_pages, "hashes");
+		TU_CHECK(r.checksum == r.replay_checksum, "checksum");
+		tu_msg("verified %" PRIu64 " pages; resumed checksum 0x%016"
+		       PRIx64 " = replay 0x%016" PRIx64 "; downtime here %.1f ms",
+		       r.pages, r.checksum, r.replay_checksum, r.downtime_ms);
+		rc = r.verified && r.checksum == r.replay_checksum ? 0 : 1;
+	} else {
+		/* The source gives up: this side fails and discards. */
+		rc = TU_CHECK(ret < 0 && !r.verified && !r.checksum,
+			      "the destination did not fail (%d)", ret) ? 0 : 1;
+		tu_msg("failed as it must: %s", r.error);
+	}
+out:
+	if (d)
+		rmig_dest_destroy(d);
+	guest_destroy(&g);
+	return rc;
+}
+
+static int kill_hook(unsigned round, void *arg)
+{
+	struct ctx *cx = arg;
+
+	if (round == 3)
+		tu_send_u64(cx->round.w, round);
+	return 0;
+}
+
+static int src_main(void *arg)
+{
+	struct ctx *cx = arg;
+	static struct guest g;
+	struct guest_config c = guest_cfg(cx);
+	struct live_params p;
+	struct live_result r;
+	struct rmig_config cfg;
+	rmig_src *s = NULL;
+	char addr[TU_ADDR_MAX], err[512];
+	uint64_t sum, ref, steps_at_fail = 0;
+	int block, ret, rc = 1;
+
+	tu_set_role("src");
+	if (!TU_CHECK(!guest_create(&g, &c, true, err, sizeof(err)), "%s", err))
+		return 1;
+	if (tu_recv_str(cx->addr.r, addr, 60000))
+		goto out;
+	tu_config(&cfg, addr, 2, c.page_size, cx->uuid);
+	if (!TU_RMIG_OK(rmig_src_create(&cfg, &s)) ||
+	    !TU_RMIG_OK(block = rmig_src_add_block(s, "ram", g.mem,
+						   (size_t)c.size)) ||
+	    !TU_RMIG_OK(rmig_src_connect(s)))
+		goto out;
+	if (!TU_CHECK(!guest_start(&g), "start"))
+		goto out;
+	tu_sleep_ms(300);
+
+	live_params_default(&p);
+	p.dirty_mode = cx->tracking;
+	switch (cx->mode) {
+	case CONVERGE:
+		break;
+	case AUTOCONVERGE:
+		p.downtime_limit_ms = 10;
+		p.max_rounds = 300;
+		break;
+	case GIVEUP:
+	case FORCE:
+		p.downtime_limit_ms = 1;
+		p.auto_converge = false;
+		p.max_rounds = 3;
+		p.force_finish = cx->mode == FORCE;
+		break;
+	case KILLDEST:
+		/* Never converges by itself: rounds run until the kill. */
+		p.downtime_limit_ms = 0.001;
+		p.auto_converge = false;
+		p.max_rounds = 100000;
+		p.round_hook = kill_hook;
+		p.arg = cx;
+		break;
+	}
+	ret = live_source(&g, s, block, &p, &r);
+	tu_msg("%s: %u rounds, throttle %u%%, downtime %.1f ms, tracking %s%s%s",
+	       ret ? "failed" : "migrated", r.rounds, r.throttle, r.downtime_ms,
+	       dirty_mode_name(r.mode), ret ? ": " : "", ret ? r.error : "");
+	if (cx->mode != GIVEUP && cx->mode != KILLDEST) {
+		rc = TU_CHECK(ret == 0 && r.ok, "live_source: %s", r.error) ? 0 : 1;
+		if (cx->mode == FORCE &&
+		    !TU_CHECK(!r.converged && r.rounds == 4 &&
+			      r.expected_ms > p.downtime_limit_ms,
+			      "forced: converged %d after %u rounds, expected "
+			      "%.1f ms", r.converged, r.rounds, r.expected_ms))
+			rc = 1;
+		TU_CHECK(r.mode == cx->tracking, "tracking %s",
+			 dirty_mode_name(r.mode));
+		if (cx->mode == AUTOCONVERGE &&
+		    !TU_CHECK(r.throttle >= p.throttle_initial,
+			      "auto-converge never throttled (%u%%)",
+			      r.throttle))
+			rc = 1;
+		if (cx->mode == CONVERGE &&
+		    !TU_CHECK(r.normal_pages + r.zero_pages >= g.pages,
+			      "round 1 did not send every page"))
+			rc = 1;
+		goto out;
+	}
+	if (cx->mode == GIVEUP) {
+		if (!TU_CHECK(ret == -ETIMEDOUT && strstr(r.error,
+						"did not converge"),
+			      "expected 'did not converge', got %d: %s", ret,
+			      r.error))
+			goto out;
+	} else if (!TU_CHECK(ret < 0 && ret != -ECANCELED,
+			     "expected a failure from the killed peer, got %d: "
+			     "%s", ret, r.error)) {
+		goto out;
+	}
+	/* The promise: the guest carries on at the source, unharmed. */
+	for (unsigned v = 0; v < c.vcpus; v++)
+		steps_at_fail += g.vcpu[v].st.steps;
+	tu_sleep_ms(400);
+	ret = live_check_guest(&g, &sum, &ref, err, sizeof(err));
+	{
+		uint64_t steps = 0;
+
+		for (unsigned v = 0; v < c.vcpus; v++)
+			steps += g.vcpu[v].st.steps;
+		if (!TU_CHECK(steps > steps_at_fail, "the guest did not run on "
+			      "after the failure (%" PRIu64 " steps)", steps))
+			goto out;
+		tu_msg("guest ran on: %" PRIu64 " -> %" PRIu64 " steps",
+		       steps_at_fail, steps);
+	}
+	if (!TU_CHECK(ret == 0, "source guest damaged: %s", err))
+		goto out;
+	tu_msg("source guest intact: checksum 0x%016" PRIx64 " = its replay",
+	       sum);
+	rc = 0;
+out:
+	if (s)
+		rmig_src_destroy(s);
+	guest_destroy(&g);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctx cx = { .tracking = DIRTY_ASYNC, .mem = GUEST_ANON };
+	struct tu_child ch[2] = { { .name = "dest" }, { .name = "src" } };
+	struct hugepage_reservation hr = { 0 };
+	uint64_t t0 = tu_now_ns();
+	char err[512];
+	int rc;
+
+	tu_set_role("parent");
+	if (argc >= 3 && !strcmp(argv[1], "converge") && argc == 6) {
+		cx.mode = CONVERGE;
+		cx.rate = atof(argv[3]);
+		if (dirty_parse_mode(argv[4], &cx.tracking) ||
+		    guest_parse_mem(argv[5], &cx.mem))
+			goto usage;
+	} else if (argc == 3 && !strcmp(argv[1], "autoconverge")) {
+		cx.mode = AUTOCONVERGE;
+		cx.rate = -1;
+	} else if (argc == 3 && !strcmp(argv[1], "giveup")) {
+		cx.mode = GIVEUP;
+		cx.rate = -1;
+	} else if (argc == 3 && !strcmp(argv[1], "force")) {
+		cx.mode = FORCE;
+		cx.rate = -1;
+	} else if (argc == 3 && !strcmp(argv[1], "killdest")) {
+		cx.mode = KILLDEST;
+		cx.rate = 100;
+	} else {
+		goto usage;
+	}
+	cx.mib = tu_cap_mib((size_t)atoi(argv[2]));
+	if (cx.mem == GUEST_HUGETLB) {
+		cx.mib &= ~(size_t)1;
+		/* source and destination: one region each */
+		if (hugepages_reserve(&hr, cx.mib, err, sizeof(err))) {
+			printf("SKIP: %s\n", err);
+			return SKIP;
+		}
+	}
+	tu_uuid(cx.uuid, 4);
+	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.round)) {
+		hugepages_release(&hr);
+		return 1;
+	}
+	tu_msg("%s, %zu MiB %s guest, tracking %s", argv[1], cx.mib,
+	       guest_mem_name(cx.mem), dirty_mode_name(cx.tracking));
+	if (tu_spawn(&ch[0], "dest", dest_main, &cx) ||
+	    tu_spawn(&ch[1], "src", src_main, &cx)) {
+		hugepages_release(&hr);
+		return 1;
+	}
+	if (cx.mode == KILLDEST) {
+		uint64_t round;
+
+		ch[0].expect_kill = true;
+		if (tu_recv_u64(cx.round.r, &round, 60000) == 0) {
+			tu_msg("round %" PRIu64 " running: kill -9 the "
+			       "destination", round);
+			tu_kill(&ch[0]);
+		} else {
+			tu_msg("the source never reached round 3");
+		}
+	}
+	rc = tu_wait_children(ch, 2, tu_deadline(), 20000);
+	hugepages_release(&hr);
+	return tu_report(rc, t0);
+usage:
+	fprintf(stderr, "usage: %s converge MIB RATE async|sync "
+		"anon|memfd|hugetlb | autoconverge MIB | giveup MIB | "
+		"force MIB | killdest MIB\n", argv[0]);
+	return 2;
+}

@@ -1,0 +1,514 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * live - pre-copy live migration driver (see live.h).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "live.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define QUEUE_CHUNK 4096
+#define HASHES_PER_BLOB (1u << 20) /* 8 MiB blobs */
+#define GIVE_UP_AT_MAX 3 /* rounds at the maximum throttle before giving up */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void fail(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void fail(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (buf[0]) /* first error wins */
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+void live_params_default(struct live_params *p)
+{
+	*p = (struct live_params){
+		.downtime_limit_ms = 300,
+		.max_rounds = 30,
+		.auto_converge = true,
+		.throttle_initial = 20,
+		.throttle_increment = 10,
+		.throttle_max = 99,
+		.dirty_mode = DIRTY_AUTO,
+	};
+}
+
+/* Queue every page whose bit is set in @bits and clear the bits. */
+static int queue_bits(rmig_src *s, int block, uint64_t *bits, uint64_t pages,
+		      size_t page_size, uint64_t *offs)
+{
+	size_t n = 0;
+	int ret;
+
+	for (uint64_t w = 0; w < (pages + 63) / 64; w++) {
+		uint64_t x = bits[w];
+
+		bits[w] = 0;
+		while (x) {
+			unsigned b = (unsigned)__builtin_ctzll(x);
+
+			x &= x - 1;
+			offs[n++] = (w * 64 + b) * page_size;
+			if (n == QUEUE_CHUNK) {
+				ret = rmig_src_queue_pages(s, block, offs, n);
+				if (ret < 0)
+					return ret;
+				n = 0;
+			}
+		}
+	}
+	return n ? rmig_src_queue_pages(s, block, offs, n) : 0;
+}
+
+static uint64_t wire_bytes(rmig_src *s)
+{
+	struct rmig_stats st = { .size = sizeof(st) };
+
+	return rmig_src_get_stats(s, &st) < 0 ? 0 : st.bytes;
+}
+
+static int send_hashes(struct guest *g, rmig_src *s)
+{
+	uint64_t pages = g->pages;
+	uint64_t *h = malloc((size_t)(pages < HASHES_PER_BLOB ? pages :
+				      HASHES_PER_BLOB) * 8);
+	int ret = 0;
+
+	if (!h)
+		return -ENOMEM;
+	for (uint64_t first = 0, i = 0; first < pages && !ret;
+	     first += HASHES_PER_BLOB, i++) {
+		uint64_t n = pages - first < HASHES_PER_BLOB ? pages - first :
+			     HASHES_PER_BLOB;
+
+		for (uint64_t p = 0; p < n; p++)
+			h[p] = guest_page_hash(g->mem + (first + p) *
+					       g->cfg.page_size,
+					       g->cfg.page_size);
+		ret = rmig_src_send_devstate(s, LIVE_HASH_IDSTR, (uint32_t)i, h,
+					     (size_t)n * 8);
+	}
+	free(h);
+	return ret;
+}
+
+int live_source(struct guest *g, rmig_src *s, int block,
+		const struct live_params *p, struct live_result *r)
+{
+	size_t ps = g->cfg.page_size;
+	uint64_t pages = g->pages;
+	uint64_t words = (pages + 63) / 64;
+	uint64_t *bits = calloc(words, 8);
+	uint64_t *offs = malloc(QUEUE_CHUNK * 8);
+	uint8_t *state = NULL;
+	struct dirty *dt = NULL;
+	struct live_progress pg = { .phase = "round" };
+	double t0 = now_s(), t, bw = 0, ram_bytes_sent = 0;
+	uint64_t pending = 0, sent_pages, b0, high = 0, at_max = 0;
+	bool paused = false;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->expected_ms = -1;
+	if (!bits || !offs) {
+		ret = -ENOMEM;
+		fail(r->error, sizeof(r->error), "out of memory");
+		goto out;
+	}
+	ret = dirty_open(&dt, g->mem, (size_t)g->cfg.size, ps, g->cfg.mem,
+			 p->dirty_mode, r->error, sizeof(r->error));
+	if (ret)
+		goto out;
+	r->mode = dirty_mode(dt);
+
+	/* Round 1: everything. */
+	ret = dirty_start(dt, r->error, sizeof(r->error));
+	if (ret)
+		goto out;
+	r->rounds = 1;
+	t = now_s();
+	b0 = wire_bytes(s);
+	for (uint64_t w = 0; w < words; w++)
+		bits[w] = ~0ull;
+	if (pages % 64)
+		bits[words - 1] = (1ull << (pages % 64)) - 1;
+	sent_pages = pages;
+	ret = queue_bits(s, block, bits, pages, ps, offs);
+	if (ret >= 0)
+		ret = rmig_src_sync(s);
+	if (ret < 0)
+		goto lib_fail;
+
+	for (;;) {
+		double dt_s = now_s() - t;
+		uint64_t sent = wire_bytes(s) - b0;
+		uint64_t newly;
+
+		ram_bytes_sent += (double)sent_pages * (double)ps;
+		if (dt_s > 0 && sent)
+			bw = (double)sent / dt_s;
+		ret = dirty_harvest(dt, bits, &newly, r->error,
+				    sizeof(r->error));
+		if (ret)
+			goto out;
+		pending = newly;
+		r->expected_ms = bw > 0 ? (double)pending * (double)ps / bw * 1e3 :
+			      1e9;
+		pg.round = r->rounds;
+		pg.dirty_pages = pending;
+		pg.gbps = bw / 1e9;
+		pg.expected_ms = r->expected_ms;
+		pg.throttle = atomic_load(&g->throttle);
+		pg.elapsed_s = now_s() - t0;
+		if (p->progress)
+			p->progress(&pg, p->arg);
+		/* Round 1 moved the RAM in long contiguous runs; dirty pages
+		 * are scattered and move slower per byte.  So its bandwidth
+		 * is trusted only for a quarter of the limit; from round 2 on
+		 * the estimate comes from scattered pages like the last set. */
+		if (r->expected_ms <= (r->rounds == 1 ?
+				       p->downtime_limit_ms / 4 :
+				       p->downtime_limit_ms)) {
+			r->converged = true;
+			break;
+		}
+		/* Auto-converge, as QEMU: the guest dirtied more than half
+		 * of what the round moved, twice in a row: throttle. */
+		if (p->auto_converge && r->rounds >= 2 &&
+		    (double)pending * (double)ps > 0.5 * (double)sent) {
+			if (++high >= 2) {
+				unsigned thr = atomic_load(&g->throttle);
+
+				thr = thr ? thr + p->throttle_increment :
+					    p->throttle_initial;
+				if (thr > p->throttle_max)
+					thr = p->throttle_max;
+				guest_set_throttle(g, thr);
+				if (thr > r->throttle)
+					r->throttle = thr;
+				high = 0;
+			}
+		} else {
+			high = 0;
+		}
+		if (p->auto_converge &&
+		    atomic_load(&g->throttle) >= p->throttle_max)
+			at_max++;
+		if (r->rounds >= p->max_rounds ||
+		    (p->auto_converge && at_max > GIVE_UP_AT_MAX)) {
+			if (p->force_finish)
+				break;
+			ret = -ETIMEDOUT;
+			fail(r->error, sizeof(r->error), "did not converge: after "
+			     "%u rounds %" PRIu64 " dirty pages (%.1f MB) would "
+			     "take %.0f ms at %.2f GB/s, above the downtime limit "
+			     "of %.0f ms%s%u%%; raise --downtime-limit, "
+			     "--max-rounds or --max-throttle, lower the dirty "
+			     "rate, or pass --force-finish", r->rounds, pending,
+			     (double)pending * (double)ps / 1e6, r->expected_ms,
+			     bw / 1e9, p->downtime_limit_ms,
+			     p->auto_converge ? " with the vCPUs throttled to " :
+			     " (auto-converge off) at throttle ",
+			     atomic_load(&g->throttle));
+			goto out;
+		}
+		if (p->round_hook && p->round_hook(r->rounds + 1, p->arg)) {
+			ret = -ECANCELED;
+			fail(r->error, sizeof(r->error), "stopped by the round "
+			     "hook before round %u", r->rounds + 1);
+			goto out;
+		}
+		r->rounds++;
+		t = now_s();
+		b0 = wire_bytes(s);
+		sent_pages = pending;
+		ret = queue_bits(s, block, bits, pages, ps, offs);
+		if (ret >= 0)
+			ret = rmig_src_sync(s);
+		if (ret < 0)
+			goto lib_fail;
+	}
+
+	/* Stop-and-copy. */
+	{
+		uint64_t pause_ns = now_ns();
+		double tp = now_s();
+		uint64_t newly;
+		size_t slen = guest_state_size(g->cfg.vcpus);
+
+		guest_pause(g);
+		paused = true;
+		r->pause_ms = (now_s() - tp) * 1e3;
+		ret = dirty_harvest(dt, bits, &newly, r->error,
+				    sizeof(r->error));
+		if (ret)
+			goto out;
+		r->harvest_ms = (now_s() - tp) * 1e3 - r->pause_ms;
+		pending += newly;
+		r->final_pages = pending;
+		r->rounds++;
+		state = malloc(slen);
+		if (!state) {
+			ret = -ENOMEM;
+			fail(r->error, sizeof(r->error), "out of memory");
+			goto out;
+		}
+		guest_state_encode(g, pause_ns, state);
+		ret = queue_bits(s, block, bits, pages, ps, offs);
+		if (ret >= 0)
+			ret = rmig_src_send_devstate(s, LIVE_STATE_IDSTR, 0, state,
+						     slen);
+		if (ret >= 0)
+			ret = rmig_src_sync(s);
+		if (ret < 0)
+			goto lib_fail;
+		r->downtime_ms = (now_s() - tp) * 1e3;
+		r->transfer_ms = r->downtime_ms - r->pause_ms - r->harvest_ms;
+		ram_bytes_sent += (double)pending * (double)ps;
+		pg.phase = "stop-and-copy";
+		pg.round = r->rounds;
+		pg.dirty_pages = 0;
+		pg.elapsed_s = now_s() - t0;
+		if (p->progress)
+			p->progress(&pg, p->arg);
+	}
+	/* The destination's proof: hashes of the final image, then the
+	 * final sync. */
+	ret = send_hashes(g, s);
+	if (ret >= 0)
+		ret = rmig_src_finish(s);
+	if (ret < 0)
+		goto lib_fail;
+	r->total_s = now_s() - t0;
+	r->gbps = r->total_s > 0 ? ram_bytes_sent / r->total_s / 1e9 : 0;
+	r->ok = true;
+	ret = 0;
+	goto out;
+
+lib_fail:
+	fail(r->error, sizeof(r->error), "%s", rmig_last_error()[0] ?
+	     rmig_last_error() : strerror(-ret));
+out:
+	if (dt) {
+		r->faults = dirty_faults(dt);
+		/* Tracking off before the guest runs again. */
+		dirty_close(dt);
+	}
+	r->st.size = sizeof(r->st);
+	if (rmig_src_get_stats(s, &r->st) == 0) {
+		r->bytes = r->st.bytes;
+		r->normal_pages = r->st.normal_pages;
+		r->zero_pages = r->st.zero_pages;
+	}
+	if (!r->total_s)
+		r->total_s = now_s() - t0;
+	if (!r->ok) {
+		/* The one promise: the guest carries on where it was. */
+		guest_set_throttle(g, 0);
+		if (paused)
+			guest_resume(g);
+		if (!ret)
+			ret = -EIO;
+	}
+	free(state);
+	free(bits);
+	free(offs);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Destination                                                         */
+
+int live_check_guest(struct guest *g, uint64_t *sum, uint64_t *ref,
+		     char *err, size_t errlen)
+{
+	uint64_t steps[GUEST_MAX_VCPUS];
+	int ret;
+
+	guest_pause(g);
+	for (unsigned v = 0; v < g->cfg.vcpus; v++)
+		steps[v] = g->vcpu[v].st.steps;
+	*sum = guest_checksum(g);
+	ret = guest_replay(&g->cfg, steps, ref, err, errlen);
+	if (ret)
+		return ret;
+	if (*sum != *ref) {
+		snprintf(err, errlen, "checksum 0x%016" PRIx64 " differs from "
+			 "the never-migrated replay's 0x%016" PRIx64, *sum, *ref);
+		return -EIO;
+	}
+	return 0;
+}
+
+int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
+	      bool same_host, struct live_dest_result *r)
+{
+	struct guest_vcpu_state st[GUEST_MAX_VCPUS];
+	struct rmig_devstate *ds = NULL;
+	uint64_t *hashes = NULL, nhash = 0;
+	uint64_t pause_ns = 0, have_all_ns = 0;
+	uint64_t steps[GUEST_MAX_VCPUS];
+	bool have_state = false;
+	double t0 = now_s();
+	int ret;
+	int64_t received;
+
+	memset(r, 0, sizeof(*r));
+	r->first_mismatch = -1;
+	r->downtime_ms = -1;
+	r->pages = g->pages;
+	for (;;) {
+		ret = rmig_dest_wait_sync(d, -1);
+		if (ret < 0)
+			goto lib_fail;
+		if (ret == 1)
+			break;
+		while (!have_state && rmig_dest_recv_devstate(d, &ds) == 0) {
+			if (strcmp(ds->idstr, LIVE_STATE_IDSTR)) {
+				fail(r->error, sizeof(r->error), "unexpected "
+				     "device state '%s' before the guest state",
+				     ds->idstr);
+				ret = -EPROTO;
+				goto out;
+			}
+			have_all_ns = now_ns();
+			ret = guest_state_decode(ds->data, ds->len, &r->cfg, st,
+						 &pause_ns, r->error,
+						 sizeof(r->error));
+			if (ret)
+				goto out;
+			have_state = true;
+			rmig_devstate_free(ds);
+			ds = NULL;
+		}
+	}
+	ret = rmig_dest_finish(d);
+	if (ret < 0)
+		goto lib_fail;
+	r->seconds = now_s() - t0;
+	if (!have_state) {
+		ret = -EPROTO;
+		fail(r->error, sizeof(r->error), "the source sent no guest state "
+		     "(is it 'rmig-migrate source' in live mode?)");
+		goto out;
+	}
+	if (same_host && have_all_ns > pause_ns)
+		r->downtime_ms = (double)(have_all_ns - pause_ns) / 1e6;
+	ret = guest_adopt(g, &r->cfg, r->error, sizeof(r->error));
+	if (ret)
+		goto out;
+
+	/* The hash list of the source's final image. */
+	hashes = malloc((size_t)g->pages * 8);
+	if (!hashes) {
+		ret = -ENOMEM;
+		fail(r->error, sizeof(r->error), "out of memory");
+		goto out;
+	}
+	while (rmig_dest_recv_devstate(d, &ds) == 0) {
+		if (strcmp(ds->idstr, LIVE_HASH_IDSTR) || ds->len % 8 ||
+		    ds->instance_id != nhash / HASHES_PER_BLOB ||
+		    nhash + ds->len / 8 > g->pages) {
+			ret = -EPROTO;
+			fail(r->error, sizeof(r->error), "bad hash blob '%s' "
+			     "(instance %u, %zu bytes) after %" PRIu64 " hashes",
+			     ds->idstr, ds->instance_id, ds->len, nhash);
+			goto out;
+		}
+		memcpy(hashes + nhash, ds->data, ds->len);
+		nhash += ds->len / 8;
+		rmig_devstate_free(ds);
+		ds = NULL;
+	}
+	if (nhash != g->pages) {
+		ret = -EPROTO;
+		fail(r->error, sizeof(r->error), "the source sent %" PRIu64
+		     " page hashes for %" PRIu64 " pages", nhash, g->pages);
+		goto out;
+	}
+	received = rmig_dest_block_received(d, block);
+	if (received != (int64_t)g->pages) {
+		ret = -EIO;
+		fail(r->error, sizeof(r->error), "received bitmap counts %"
+		     PRId64 " of %" PRIu64 " pages", received, g->pages);
+		goto out;
+	}
+	for (uint64_t p = 0; p < g->pages; p++)
+		if (guest_page_hash(g->mem + p * g->cfg.page_size,
+				    g->cfg.page_size) != hashes[p]) {
+			if (!r->mismatched_pages++)
+				r->first_mismatch = (int64_t)p;
+		}
+	if (r->mismatched_pages) {
+		ret = -EIO;
+		fail(r->error, sizeof(r->error), "%" PRIu64 " of %" PRIu64
+		     " pages differ from the source's final image (first: "
+		     "page %" PRId64 ")", r->mismatched_pages, g->pages,
+		     r->first_mismatch);
+		goto out;
+	}
+	r->verified = true;
+
+	/* Resume the workload here, then compare with a replay that never
+	 * migrated. */
+	guest_set_state(g, st);
+	r->resume_steps = resume_steps;
+	for (unsigned v = 0; v < g->cfg.vcpus; v++)
+		steps[v] = st[v].steps + resume_steps;
+	guest_run_to(g, steps);
+	r->checksum = guest_checksum(g);
+	ret = guest_replay(&g->cfg, steps, &r->replay_checksum, r->error,
+			   sizeof(r->error));
+	if (ret)
+		goto out;
+	if (r->checksum != r->replay_checksum) {
+		ret = -EIO;
+		fail(r->error, sizeof(r->error), "after resuming, checksum "
+		     "0x%016" PRIx64 " differs from the never-migrated "
+		     "replay's 0x%016" PRIx64, r->checksum, r->replay_checksum);
+		goto out;
+	}
+	r->ok = true;
+	ret = 0;
+	goto out;
+
+lib_fail:
+	fail(r->error, sizeof(r->error), "%s", rmig_last_error()[0] ?
+	     rmig_last_error() : strerror(-ret));
+out:
+	r->st.size = sizeof(r->st);
+	if (rmig_dest_get_stats(d, &r->st) < 0)
+		memset(&r->st, 0, sizeof(r->st));
+	if (ds)
+		rmig_devstate_free(ds);
+	free(hashes);
+	return ret;
+}

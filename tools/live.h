@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * live - pre-copy live migration of a running guest (guest.h) through the
+ * rmig API, as a hypervisor drives it (see docs/integration.rst):
+ *
+ *   round 1      write-protect the RAM (dirty.h), queue every page (zero
+ *                pages travel as zero pages), sync;
+ *   round 2..n   harvest the pages written since the last harvest, queue
+ *                them, sync; measure the bandwidth; the expected downtime
+ *                is (dirty bytes left) / bandwidth;
+ *   converged    when the expected downtime is within the limit (after
+ *                round 1, within a quarter of it: that round's contiguous
+ *                pages move faster than scattered dirty pages do):
+ *                stop-and-copy: pause the vCPUs, harvest, queue the last
+ *                dirty pages, send the vCPU state, sync (the destination
+ *                has everything: the downtime ends), then the per-page hash
+ *                list of the final image (for the destination's proof) and
+ *                the final sync;
+ *   auto-converge  when the dirty pages of a round exceed half of what the
+ *                round sent twice in a row, throttle the vCPUs (initial
+ *                step, then +increment, up to the maximum), as QEMU's
+ *                cpu-throttle-initial / -increment / max-cpu-throttle;
+ *   give up      past max_rounds, or after 3 rounds at the maximum
+ *                throttle, unless force_finish.
+ *
+ * On any failure the guest is resumed where it was: tracking removed,
+ * throttle 0, memory untouched (rmig only reads it).
+ */
+#ifndef RMIG_TOOLS_LIVE_H
+#define RMIG_TOOLS_LIVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rmig/rmig.h>
+
+#include "dirty.h"
+#include "guest.h"
+
+#define LIVE_STATE_IDSTR "rmig-migrate/guest"
+#define LIVE_HASH_IDSTR "rmig-migrate/page-hashes"
+
+struct live_progress {
+	const char *phase;     /* "round", "stop-and-copy" */
+	unsigned round;
+	uint64_t dirty_pages;  /* left to send */
+	double gbps;           /* measured, 10^9 bytes/s */
+	double expected_ms;    /* expected downtime */
+	unsigned throttle;     /* percent */
+	double elapsed_s;
+};
+
+struct live_params {
+	double downtime_limit_ms;   /* default 300 */
+	unsigned max_rounds;        /* default 30 */
+	bool auto_converge;         /* default true */
+	unsigned throttle_initial;  /* default 20 */
+	unsigned throttle_increment;/* default 10 */
+	unsigned throttle_max;      /* default 99 */
+	bool force_finish;          /* not converging: stop-and-copy anyway */
+	enum dirty_mode dirty_mode; /* default auto */
+	/* Called after each round and at stop-and-copy (may be NULL). */
+	void (*progress)(const struct live_progress *p, void *arg);
+	/* Called before round n >= 2 is sent (tests); nonzero aborts. */
+	int (*round_hook)(unsigned round, void *arg);
+	void *arg;
+};
+
+/* Defaults above. */
+void live_params_default(struct live_params *p);
+
+struct live_result {
+	bool ok;
+	bool converged;        /* within the limit (else forced) */
+	enum dirty_mode mode;
+	unsigned rounds;
+	unsigned throttle;     /* highest reached */
+	double total_s;        /* first round start .. finish */
+	double downtime_ms;    /* pause .. stop-and-copy sync returned */
+	double expected_ms;    /* the last estimate before stop-and-copy */
+	/* The downtime's parts: vCPUs parking, the last harvest, queueing
+	 * the pages and the state until the sync returned. */
+	double pause_ms, harvest_ms, transfer_ms;
+	double gbps;           /* RAM bytes sent / seconds, all rounds */
+	uint64_t bytes;        /* wire bytes */
+	uint64_t normal_pages, zero_pages;
+	uint64_t final_pages;  /* dirty pages sent during the downtime */
+	uint64_t faults;       /* sync mode: write faults handled */
+	struct rmig_stats st;
+	char error[768];
+};
+
+/*
+ * Migrate the running guest @g (started; RAM block @block of the connected
+ * session @s is g->mem).  0 on success: the guest is paused for good (it
+ * lives on at the destination).  Negative errno on failure with r->error
+ * set: the guest runs again as before the call.
+ */
+int live_source(struct guest *g, rmig_src *s, int block,
+		const struct live_params *p, struct live_result *r);
+
+struct live_dest_result {
+	bool ok;
+	bool verified;          /* every page hash matched */
+	uint64_t pages, mismatched_pages;
+	int64_t first_mismatch; /* page, -1 none */
+	double downtime_ms;     /* source pause .. this side had it all,
+				 * same-host clocks only (demo), else -1 */
+	double seconds;         /* accept .. final sync */
+	uint64_t resume_steps;  /* per vCPU, run after the migration */
+	uint64_t checksum;      /* after resuming */
+	uint64_t replay_checksum; /* never-migrated replay */
+	struct guest_config cfg; /* the source's workload */
+	struct rmig_stats st;
+	char error[768];
+};
+
+/*
+ * Receive into @g (created without boot; block @block of the accepted
+ * session @d), prove it (hashes, then resume @resume_steps per vCPU and
+ * compare with a replay).  @same_host: the source's pause time is on this
+ * clock (demo).  0 when migrated and verified; negative with r->error.
+ */
+int live_dest(struct guest *g, rmig_dest *d, int block,
+	      uint64_t resume_steps, bool same_host,
+	      struct live_dest_result *r);
+
+/*
+ * Pause @g, compare its checksum with a never-migrated replay of the same
+ * steps; 0 when equal, -EIO when not (@err says both), other -errno.
+ * *sum / *ref get the two checksums.  The guest stays paused.
+ */
+int live_check_guest(struct guest *g, uint64_t *sum, uint64_t *ref,
+		     char *err, size_t errlen);
+
+#endif /* RMIG_TOOLS_LIVE_H */
