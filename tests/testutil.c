@@ -912,10 +912,12 @@ struct tu_baseline tu_take_baseline(void)
 	struct tu_baseline b;
 
 #ifdef RMIG_HAVE_VERBS
-	if (tu_verbs) {
-		/* librdmacm opens each device's context on first use and
-		 * keeps it for the life of the process (like libfabric's
-		 * one-time setup): open them now, so the baseline has them. */
+	{
+		/* librdmacm opens each RDMA device's context on first use
+		 * (by the verbs provider, or by libfabric's verbs provider
+		 * while fi_getinfo looks for tcp) and keeps it for the life
+		 * of the process: open them now, so the baseline has them.
+		 * Where there is no device this opens nothing. */
 		int n = 0;
 		struct ibv_context **ctxs = rdma_get_devices(&n);
 

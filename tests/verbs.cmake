@@ -32,9 +32,14 @@ endfunction()
 
 # test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE ...: data and zero pages,
 # several rounds, device state; 1, 2 and 8 channels.
-rmig_rxe_test(test_migrate 240 SOURCES test_migrate.c ARGS 1 16 3 4096)
+rmig_rxe_test(test_migrate 240 SOURCES test_migrate.c ARGS 1 32 3 4096)
 rmig_rxe_test(test_migrate 240 ARGS 2 32 3 4096 adopt=1)
 rmig_rxe_test(test_migrate 240 ARGS 8 32 2 4096)
+# 2 MiB pages: runs of five or more contiguous data pages (70 % of pages
+# carry data) exceed rxe's 8 MiB max_msg_size, so the core splits them; and
+# packets of 4096 pages (long write chains behind one header).
+rmig_rxe_test(test_migrate 240 ARGS 2 64 2 2097152)
+rmig_rxe_test(test_migrate 240 ARGS 1 64 2 4096 ppp=4096)
 # Every handshake mode.
 foreach(mode raw dup extra srcreject refused forget silent dsgap)
   rmig_rxe_test(test_handshake 180 SOURCES test_handshake.c ARGS ${mode})
@@ -44,3 +49,5 @@ rmig_rxe_test(test_handshake 180 ARGS dup adopt=1)
 rmig_rxe_test(test_peer_death 180 SOURCES test_peer_death.c
   ARGS killdest 2 32)
 rmig_rxe_test(test_peer_death 180 ARGS killsrc 2 32)
+rmig_rxe_test(test_peer_death 180 ARGS killdest 1 32 idle)
+rmig_rxe_test(test_peer_death 180 ARGS killsrc 8 32 idle)
