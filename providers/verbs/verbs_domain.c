@@ -111,7 +111,7 @@ int rvrb_cm_wait(struct rdma_event_channel *ch, int timeout_ms,
 		if (!rdma_get_cm_event(ch, ev))
 			return 0;
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			return rmig_err(-errno, "verbs: rdma_get_cm_event: %s",
+			return rmig_err(-errno, "rdma_get_cm_event: %s",
 					strerror(errno));
 		if (timeout_ms > 0) {
 			int64_t left = deadline - rvrb_now_ms();
@@ -124,7 +124,7 @@ int rvrb_cm_wait(struct rdma_event_channel *ch, int timeout_ms,
 		}
 		n = poll(&pfd, 1, wait);
 		if (n < 0 && errno != EINTR)
-			return rmig_err(-errno, "verbs: poll on cm events: %s",
+			return rmig_err(-errno, "poll on cm events: %s",
 					strerror(errno));
 	}
 }
@@ -161,7 +161,7 @@ static int rvrb_resolve_wait(struct rdma_event_channel *ch,
 		ret = rvrb_cm_wait(ch, left > 0 ? (int)left : 0, &ev);
 		if (ret == -ETIMEDOUT)
 			return rmig_err(-EHOSTUNREACH,
-					"verbs: %s of %s did not finish within %d ms",
+					"%s of %s did not finish within %d ms",
 					step, what, RVRB_RESOLVE_MS + 1000);
 		if (ret)
 			return ret;
@@ -175,7 +175,7 @@ static int rvrb_resolve_wait(struct rdma_event_channel *ch,
 			int e = status < 0 ? -status : status;
 
 			return rmig_err(rvrb_unreach_errno(e),
-					"verbs: %s of %s failed: %s (%s, status %d)",
+					"%s of %s failed: %s (%s, status %d)",
 					step, what, rdma_event_str(type),
 					e ? strerror(e) : "no detail", status);
 		}
@@ -190,7 +190,7 @@ int rvrb_resolve(struct rdma_event_channel *ch, struct rdma_cm_id *id,
 
 	if (rdma_resolve_addr(id, NULL, dst, RVRB_RESOLVE_MS))
 		return rmig_err(rvrb_unreach_errno(errno),
-				"verbs: rdma_resolve_addr(%s): %s", what,
+				"rdma_resolve_addr(%s): %s", what,
 				strerror(errno));
 	ret = rvrb_resolve_wait(ch, RDMA_CM_EVENT_ADDR_RESOLVED,
 				"address resolution", what);
@@ -198,7 +198,7 @@ int rvrb_resolve(struct rdma_event_channel *ch, struct rdma_cm_id *id,
 		return ret;
 	if (rdma_resolve_route(id, RVRB_RESOLVE_MS))
 		return rmig_err(rvrb_unreach_errno(errno),
-				"verbs: rdma_resolve_route(%s): %s", what,
+				"rdma_resolve_route(%s): %s", what,
 				strerror(errno));
 	ret = rvrb_resolve_wait(ch, RDMA_CM_EVENT_ROUTE_RESOLVED,
 				"route resolution", what);
@@ -206,7 +206,7 @@ int rvrb_resolve(struct rdma_event_channel *ch, struct rdma_cm_id *id,
 		return ret;
 	if (!id->verbs)
 		return rmig_err(-ENETUNREACH,
-				"verbs: the route to %s has no RDMA device", what);
+				"the route to %s has no RDMA device", what);
 	return 0;
 }
 
