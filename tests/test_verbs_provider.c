@@ -189,17 +189,26 @@ out:
 	return NULL;
 }
 
+/* Where the next pair_setup listens (tests run one at a time). */
+static const char *pair_listen = listen_addr;
+
 static int pair_setup(void **state)
 {
 	struct pair *p = calloc(1, sizeof(*p));
 	struct acceptor a = { .p = p };
+	char target[160];
 	pthread_t t;
 
 	assert_non_null(p);
-	open_side(&p->pas, listen_addr, true);
+	open_side(&p->pas, pair_listen, true);
 	CHECK_OK(ops->listen(p->pas.dom, &p->l));
 	CHECK_OK(ops->listen_name(p->l, p->name, sizeof(p->name)));
-	open_side(&p->act, p->name, false);
+	/* A wildcard listener is reached through the device's address. */
+	if (!strncmp(p->name, "0.0.0.0:", 8))
+		snprintf(target, sizeof(target), "%s:%s", host, p->name + 8);
+	else
+		snprintf(target, sizeof(target), "%s", p->name);
+	open_side(&p->act, target, false);
 
 	assert_int_equal(pthread_create(&t, NULL, accept_main, &a), 0);
 	CHECK_OK(ops->conn_create(p->act.dom, &p->act.conn));
@@ -218,11 +227,21 @@ static int pair_setup_small(void **state)
 	return pair_setup(state);
 }
 
+/* The listener on the wildcard address (IPv4 hosts only). */
+static int pair_setup_any(void **state)
+{
+	if (strchr(host, ':'))
+		skip();
+	pair_listen = "0.0.0.0:0";
+	return pair_setup(state);
+}
+
 static int pair_teardown(void **state)
 {
 	struct pair *p = *state;
 
 	depth = DEPTH;
+	pair_listen = listen_addr;
 	if (!p)
 		return 0;
 	close_side(&p->act);
@@ -508,6 +527,32 @@ static void wbufs_close(struct wbufs *w)
 static uint64_t dst_raddr(const struct wbufs *w, size_t off)
 {
 	return w->dmr->raddr + off;
+}
+
+/* A destination listening on 0.0.0.0: the domain is on the device
+ * librdmacm lists first, and a connection through the device's address
+ * carries messages and writes. */
+static void test_wildcard_listen(void **state)
+{
+	struct pair *p = *state;
+	struct wbufs w;
+	char peer[128];
+
+	printf("# listening on %s (%s)\n", p->name, p->pas.attr.name);
+	assert_int_equal(strncmp(p->name, "0.0.0.0:", 8), 0);
+	assert_int_not_equal(atoi(p->name + 8), 0);
+	assert_true(p->pas.attr.device[0] != '\0');
+	CHECK_OK(ops->conn_peer_name(p->pas.conn, peer, sizeof(peer)));
+	assert_on_host(peer);
+	wbufs_open(p, &w);
+	memset(w.src, 0x3c, 8192);
+	CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){ w.src, 8192, w.smr },
+			    1, w.dmr->raddr, w.dmr->rkey, NULL, false));
+	send_msg(&p->act, 0, "through the wildcard", 11);
+	expect_recv(&p->pas, 0, "through the wildcard", 11);
+	assert_memory_equal(w.dst, w.src, 8192);
+	expect_send_done(&p->act, 0);
+	wbufs_close(&w);
 }
 
 /* Unsignaled multi-segment writes then a send, chained: the send's
@@ -1414,6 +1459,8 @@ int main(int argc, char **argv)
 		PAIR(test_listen_timeout),
 		PAIR(test_send_both_ways),
 		PAIR(test_send_sizes),
+		cmocka_unit_test_setup_teardown(test_wildcard_listen,
+						pair_setup_any, pair_teardown),
 		PAIR(test_many_messages),
 		PAIR(test_write_then_send),
 		PAIR(test_long_chain),
