@@ -14,6 +14,9 @@
 /* Built-in providers; keep sorted by name. */
 static const struct rmig_provider_ops *const builtin[] = {
 	&rmig_fabric_provider,
+#ifdef RMIG_HAVE_VERBS
+	&rmig_verbs_provider,
+#endif
 };
 
 #define EXTRA_MAX 4

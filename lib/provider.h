@@ -159,7 +159,8 @@ struct rmig_provider_ops {
 	void (*conn_wake)(struct rmig_prov_conn *c);
 };
 
-/** Look up a built-in provider by name ("fabric"); NULL if absent. */
+/** Look up a built-in provider by name ("fabric", "verbs" when built with
+ *  rdma-core); NULL if absent. */
 const struct rmig_provider_ops *rmig_provider_find(const char *name);
 
 /** Fill @out with @p, replacing NULL entries by -EOPNOTSUPP stubs. */
@@ -174,5 +175,12 @@ int rmig_provider_register(const struct rmig_provider_ops *p);
 
 /* Built-in providers. */
 extern const struct rmig_provider_ops rmig_fabric_provider;
+#ifdef RMIG_HAVE_VERBS
+/** rdma-core (providers/verbs): librdmacm connections, RC QPs.  Its
+ *  domain_open fails fast with -ENODEV when the host has no RDMA device,
+ *  and with -EHOSTUNREACH, -ENETUNREACH or -EADDRNOTAVAIL when the address
+ *  does not resolve to one, so a caller can fall back to libfabric. */
+extern const struct rmig_provider_ops rmig_verbs_provider;
+#endif
 
 #endif /* RMIG_PROVIDER_H */

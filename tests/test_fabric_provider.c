@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_fabric_provider.c - the libfabric provider on its own, over one
- * libfabric provider on 127.0.0.1 (port 0 only; nothing else is ever
+ * libfabric provider on 127.0.0.1 (prov=verbs: on $RMIG_RXE_ADDR, the RDMA
+ * device's address the test VM sets; exit 77 without it) (port 0 only;
+ * nothing else is ever
  * addressed).
  *
  *   test_fabric_provider [prov=NAME]
@@ -61,6 +63,9 @@
 static const struct rmig_provider_ops *ops = &rmig_fabric_provider;
 /* libfabric provider under test (see the top of the file). */
 static const char *prov = "tcp";
+/* The host every address is on, and "<host>:0" to listen on. */
+static const char *host = "127.0.0.1";
+static char listen_addr[96] = "127.0.0.1:0";
 /* Depth for the next pair_setup (tests run one at a time). */
 static unsigned depth = DEPTH;
 
@@ -204,7 +209,7 @@ static int pair_setup(void **state)
 	pthread_t t;
 
 	assert_non_null(p);
-	open_side(&p->pas, "127.0.0.1:0", true);
+	open_side(&p->pas, listen_addr, true);
 	CHECK_OK(ops->listen(p->pas.dom, &p->l));
 	CHECK_OK(ops->listen_name(p->l, p->name, sizeof(p->name)));
 	open_side(&p->act, p->name, false);
@@ -337,12 +342,14 @@ static void test_domain_attr(void **state)
 	assert_true(p->act.attr.max_iov >= 1);
 	assert_int_equal(p->act.attr.max_tx, DEPTH);
 	assert_int_equal(p->act.attr.max_rx, DEPTH);
-	assert_int_equal(strncmp(p->name, "127.0.0.1:", 10), 0);
-	assert_int_not_equal(atoi(p->name + 10), 0);
+	assert_int_equal(strncmp(p->name, host, strlen(host)), 0);
+	assert_int_equal(p->name[strlen(host)], ':');
+	assert_int_not_equal(atoi(p->name + strlen(host) + 1), 0);
 	CHECK_OK(ops->conn_peer_name(p->act.conn, peer, sizeof(peer)));
 	assert_string_equal(peer, p->name);
 	CHECK_OK(ops->conn_peer_name(p->pas.conn, peer, sizeof(peer)));
-	assert_int_equal(strncmp(peer, "127.0.0.1:", 10), 0);
+	assert_int_equal(strncmp(peer, host, strlen(host)), 0);
+	assert_int_equal(peer[strlen(host)], ':');
 }
 
 static void test_bad_params(void **state)
@@ -1019,7 +1026,7 @@ static void test_random_keys(void **state)
 			 (unsigned long long)k[1]);
 }
 
-/* A port on 127.0.0.1 with nobody listening (bound, then released). */
+/* A port on the host with nobody listening (bound, then released). */
 static int unused_port(void)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
@@ -1027,7 +1034,7 @@ static int unused_port(void)
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
 
 	assert_true(fd >= 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(inet_pton(AF_INET, host, &sa.sin_addr), 1);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
 	port = ntohs(sa.sin_port);
@@ -1043,7 +1050,7 @@ static void test_connect_refused(void **state)
 	int r;
 
 	(void)state;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", unused_port());
+	snprintf(addr, sizeof(addr), "%s:%d", host, unused_port());
 	open_side(&s, addr, false);
 	CHECK_OK(ops->conn_create(s.dom, &s.conn));
 	post_recvs(&s);
@@ -1130,7 +1137,7 @@ static void test_peer_killed(void **state)
 	int r, st;
 
 	(void)state;
-	open_side(&s, "127.0.0.1:0", true);
+	open_side(&s, listen_addr, true);
 	CHECK_OK(ops->listen(s.dom, &l));
 	CHECK_OK(ops->listen_name(l, name, sizeof(name)));
 	k.pid = fork();
@@ -1177,7 +1184,7 @@ static void test_peer_killed(void **state)
  * can use here; any other failure is left to the tests to report. */
 static bool provider_missing(void)
 {
-	struct rmig_prov_params p = { .address = "127.0.0.1:0",
+	struct rmig_prov_params p = { .address = listen_addr,
 				      .subprovider = prov, .passive = true,
 				      .rx_depth = DEPTH, .tx_depth = DEPTH };
 	struct rmig_prov_domain *d = NULL;
@@ -1244,8 +1251,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: test_fabric_provider [prov=NAME]\n");
 		return 2;
 	}
+	if (!strcmp(prov, "verbs")) {
+		/* libfabric's verbs provider needs an RDMA device's address. */
+		host = getenv("RMIG_RXE_ADDR");
+		if (!host || !*host || strchr(host, ':')) {
+			printf("# skipped: prov=verbs needs RMIG_RXE_ADDR, the "
+			       "IPv4 address of an RDMA device (tests/vm/rxe-vm.sh "
+			       "sets it)\n");
+			return 77;
+		}
+		snprintf(listen_addr, sizeof(listen_addr), "%s:0", host);
+	}
 	printf("# libfabric provider: %s\n", prov);
-	alarm(55); /* last resort below the ctest TIMEOUT */
+	/* Last resort below the ctest TIMEOUT (verbs: the VM runs under TCG). */
+	alarm(strcmp(prov, "verbs") ? 55 : 280);
 	if (chosen && provider_missing())
 		return 77;
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_handshake.c - the destination's handshake checks, over libfabric tcp
- * on 127.0.0.1, against a real listening destination in its own process.
+ * on 127.0.0.1 (or, with transport=verbs, the verbs provider on
+ * $RMIG_RXE_ADDR), against a real listening destination in its own process.
  *
  *   test_handshake raw        handcrafted bad handshakes from a raw client
  *                             (provider interface + wire encoders); each must
@@ -116,17 +117,17 @@ struct raw_msg {
 
 static bool raw_open(struct raw *r, const char *addr)
 {
-	const struct rmig_provider_ops *p = rmig_provider_find("fabric");
+	const struct rmig_provider_ops *p = rmig_provider_find(tu_provider_name());
 	struct rmig_prov_params params = {
 		.address = addr,
-		.subprovider = "tcp",
+		.subprovider = tu_fabric_provider(),
 		.passive = false,
 		.rx_depth = RAW_NRX,
 		.tx_depth = 4,
 	};
 
 	memset(r, 0, sizeof(*r));
-	if (!TU_CHECK(p, "no \"fabric\" provider"))
+	if (!TU_CHECK(p, "no \"%s\" provider", tu_provider_name()))
 		return false;
 	rmig_provider_fill(&r->ops, p);
 	if (!TU_RMIG_OK(r->ops.domain_open(&params, &r->dom, &r->attr)))
@@ -802,11 +803,11 @@ static int dest_child(struct ctx *cx, unsigned channels, const uint8_t *uuid,
 
 	if (tu_image_setup(&im, (size_t)IMAGE_MIB << 20, PAGE, 1, true))
 		return 1;
-	tu_config(&cfg, TU_LOOPBACK_LISTEN, channels, PAGE, uuid);
+	tu_config(&cfg, tu_listen_addr(), channels, PAGE, uuid);
 	if (cx->connect_timeout_ms)
 		cfg.connect_timeout_ms = cx->connect_timeout_ms;
 	if (tu_dest_listen(&d, &cfg, &im, false, addr) &&
-	    TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) &&
+	    TU_CHECK(tu_addr_on_host(addr), "address %s", addr) &&
 	    TU_CHECK(!tu_send_str(cx->addrp.w, addr), "address pipe"))
 		ok = body(cx, d, &im);
 	ok &= tu_dest_destroy(d, &base, destroy_ms);
@@ -1017,13 +1018,14 @@ static int run_src_refused(void *arg)
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	char msg[1024] = "";
 
-	/* A port on 127.0.0.1 that nobody listens on: bind, read, close. */
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
+	/* A port on the test's host (127.0.0.1, or the RDMA device's IPv4
+	 * address) that nobody listens on: bind, read, close. */
+	if (fd < 0 || inet_pton(AF_INET, tu_host(), &sin.sin_addr) != 1 ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
 	    getsockname(fd, (struct sockaddr *)&sin, &sl))
 		return 1;
 	close(fd);
-	snprintf(cx->addr, sizeof(cx->addr), "127.0.0.1:%u",
+	snprintf(cx->addr, sizeof(cx->addr), "%s:%u", tu_host(),
 		 ntohs(sin.sin_port));
 	/* The message names where: the address tried. */
 	return src_expect_refused(cx->addr, cx->uuid, cx->addr, 10000, msg);
@@ -1347,11 +1349,23 @@ int main(int argc, char **argv)
 	if (argc < 2) {
 		fprintf(stderr, "usage: test_handshake raw|dup [adopt=1]|"
 				"extra|srcreject|refused|forget|silent|"
-				"dsgap\n");
+				"dsgap [transport=fabric|verbs]\n");
 		return 2;
 	}
 	cx.mode = argv[1];
-	cx.adopt = argc > 2 && !strcmp(argv[2], "adopt=1");
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "adopt=1")) {
+			cx.adopt = true;
+		} else if (!strncmp(argv[i], "transport=", 10)) {
+			int r = tu_set_transport(argv[i] + 10);
+
+			if (r)
+				return r == -ENODEV ? 77 : 2;
+		} else {
+			fprintf(stderr, "unknown argument %s\n", argv[i]);
+			return 2;
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
 	tu_uuid(cx.uuid, 0xabcdef01);
 	tu_uuid(cx.other_uuid, 0x10fedcba);

@@ -5,7 +5,7 @@
  *
  *   test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE [ppp=N] [adopt=1]
  *                [verify=each|final] [poll=1] [storm=N] [seed=N]
- *                [prov=NAME]
+ *                [prov=NAME] [transport=fabric|verbs]
  *
  * The source lays out three RAM blocks (tu_image), writes round 0 (a mix of
  * random, sparse and zero pages), queues every page and syncs; each later
@@ -26,7 +26,8 @@
  * N tiny blobs more per round.  poll=1: the destination's caller polls
  * (rmig_dest_wait_sync(1 ms), taking and freeing blobs between), so blobs
  * are taken while the channel threads are still receiving.  prov=NAME: the
- * libfabric provider (e.g. sockets) for both sides.
+ * libfabric provider (e.g. sockets) for both sides.  transport=verbs: the
+ * verbs provider on $RMIG_RXE_ADDR instead (tests/verbs.cmake, label rxe).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -472,13 +473,13 @@ static int run_dest(void *arg)
 				hasdata[b][p] = 0;
 			}
 
-	tu_config(&cfg, TU_LOOPBACK_LISTEN, o->adopt ? 0 : o->channels,
+	tu_config(&cfg, tu_listen_addr(), o->adopt ? 0 : o->channels,
 		  o->page_size, o->adopt ? NULL : cx->uuid);
 	if (!tu_dest_listen(&d, &cfg, &im, true, addr))
 		goto out;
-	if (!TU_CHECK(!strncmp(addr, "127.0.0.1:", 10) &&
-			      strtoul(addr + 10, NULL, 10) > 0,
-		      "bound address \"%s\" is not 127.0.0.1:<port>", addr))
+	if (!TU_CHECK(tu_addr_on_host(addr),
+		      "bound address \"%s\" is not %s:<port>", addr,
+		      tu_host()))
 		goto out;
 	tu_msg("listening on %s", addr);
 	if (tu_send_str(cx->addr.w, addr))
@@ -605,7 +606,8 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: test_migrate CHANNELS SIZE_MIB ROUNDS "
 			"PAGE_SIZE [ppp=N] [adopt=1] [verify=each|final] "
-			"[poll=1] [storm=N] [seed=N] [prov=NAME]\n");
+			"[poll=1] [storm=N] [seed=N] [prov=NAME] "
+			"[transport=fabric|verbs]\n");
 	return 2;
 }
 
@@ -643,7 +645,12 @@ int main(int argc, char **argv)
 			o->seed = strtoull(argv[i] + 5, NULL, 0);
 		else if (!strncmp(argv[i], "prov=", 5) && argv[i][5])
 			tu_set_fabric_provider(argv[i] + 5);
-		else
+		else if (!strncmp(argv[i], "transport=", 10)) {
+			int r = tu_set_transport(argv[i] + 10);
+
+			if (r)
+				return r == -ENODEV ? 77 : usage();
+		} else
 			return usage();
 	}
 	if (o->verify_each && TU_TSAN)
@@ -656,9 +663,10 @@ int main(int argc, char **argv)
 		return 1;
 	for (unsigned i = 0; i < nblobs; i++)
 		blob_bytes += blobs[i].len;
-	tu_msg("test_migrate: fabric/%s, %u channel(s), %zu MiB, %u round(s), "
+	tu_msg("test_migrate: %s/%s, %u channel(s), %zu MiB, %u round(s), "
 	       "page %zu, ppp %u, %s, verify %s, %s, %u blobs (%" PRIu64
-	       " bytes), seed 0x%" PRIx64, tu_fabric_provider(),
+	       " bytes), seed 0x%" PRIx64, tu_provider_name(),
+	       tu_transport_verbs() ? tu_host() : tu_fabric_provider(),
 	       o->channels, o->mib, o->rounds, o->page_size, o->ppp,
 	       o->adopt ? "dest adopts channels+uuid" : "dest configured",
 	       o->verify_each ? "each round" : "final",

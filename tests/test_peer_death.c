@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_peer_death.c - kill -9 one side in the middle of a transfer, over
- * libfabric tcp on 127.0.0.1, source and destination in separate processes.
+ * libfabric tcp on 127.0.0.1 (transport=verbs: the verbs provider on
+ * $RMIG_RXE_ADDR), source and destination in separate processes.
  *
  *   test_peer_death killdest CHANNELS SIZE_MIB
  *       The source re-queues and syncs its whole memory in a loop; the
@@ -211,9 +212,9 @@ static int run_dest(void *arg)
 
 	if (tu_image_setup(&im, cx->mib << 20, 4096, 42, true))
 		return 1;
-	tu_config(&cfg, TU_LOOPBACK_LISTEN, cx->channels, 4096, cx->uuid);
+	tu_config(&cfg, tu_listen_addr(), cx->channels, 4096, cx->uuid);
 	if (!tu_dest_listen(&d, &cfg, &im, false, addr) ||
-	    !TU_CHECK(!strncmp(addr, "127.0.0.1:", 10), "address %s", addr) ||
+	    !TU_CHECK(tu_addr_on_host(addr), "address %s", addr) ||
 	    tu_send_str(cx->addr.w, addr) ||
 	    !TU_RMIG_OK(rmig_dest_accept(d, 30000)))
 		goto out;
@@ -255,6 +256,13 @@ out:
 /* ------------------------------------------------------------------ */
 /* Parent                                                              */
 
+static int usage(void)
+{
+	fprintf(stderr, "usage: test_peer_death killdest|killsrc CHANNELS "
+			"SIZE_MIB [idle] [transport=fabric|verbs]\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	static struct ctx cx;
@@ -264,14 +272,21 @@ int main(int argc, char **argv)
 	bool killed = false;
 	int rc;
 
-	if (argc < 4 || argc > 5 ||
-	    (strcmp(argv[1], "killdest") && strcmp(argv[1], "killsrc")) ||
-	    (argc == 5 && strcmp(argv[4], "idle"))) {
-		fprintf(stderr, "usage: test_peer_death killdest|killsrc "
-				"CHANNELS SIZE_MIB [idle]\n");
-		return 2;
+	if (argc < 4 ||
+	    (strcmp(argv[1], "killdest") && strcmp(argv[1], "killsrc")))
+		return usage();
+	for (int i = 4; i < argc; i++) {
+		if (!strcmp(argv[i], "idle")) {
+			cx.idle = true;
+		} else if (!strncmp(argv[i], "transport=", 10)) {
+			int r = tu_set_transport(argv[i] + 10);
+
+			if (r)
+				return r == -ENODEV ? 77 : usage();
+		} else {
+			return usage();
+		}
 	}
-	cx.idle = argc == 5;
 	cx.killdest = !strcmp(argv[1], "killdest");
 	cx.channels = (unsigned)strtoul(argv[2], NULL, 0);
 	cx.mib = tu_cap_mib(strtoull(argv[3], NULL, 0));

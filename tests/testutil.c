@@ -19,6 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef RMIG_HAVE_VERBS
+#include <rdma/rdma_cma.h>
+#endif
+
 /* ------------------------------------------------------------------ */
 /* Reporting                                                           */
 
@@ -748,6 +752,63 @@ uint64_t tu_image_verify(const struct tu_image *im, unsigned upto)
 
 /* Set once in main() before any fork or thread; only read afterwards. */
 static const char *tu_prov = "tcp";
+static bool tu_verbs;
+static char tu_host_buf[TU_ADDR_MAX] = "127.0.0.1";
+static char tu_listen_buf[TU_ADDR_MAX] = TU_LOOPBACK_LISTEN;
+
+int tu_set_transport(const char *name)
+{
+	const char *a = getenv("RMIG_RXE_ADDR");
+
+	if (!strcmp(name, "fabric"))
+		return 0;
+	if (strcmp(name, "verbs")) {
+		tu_msg("transport=%s: want fabric or verbs", name);
+		return -EINVAL;
+	}
+	if (!a || !*a || strlen(a) + 4 >= sizeof(tu_listen_buf)) {
+		tu_msg("transport=verbs: RMIG_RXE_ADDR (the RDMA device's "
+		       "address) is not set: run under tests/vm/rxe-vm.sh or "
+		       "on a host with RDMA");
+		return -ENODEV;
+	}
+	tu_verbs = true;
+	snprintf(tu_host_buf, sizeof(tu_host_buf), "%s", a);
+	snprintf(tu_listen_buf, sizeof(tu_listen_buf),
+		 strchr(a, ':') ? "[%s]:0" : "%s:0", a);
+	return 0;
+}
+
+bool tu_transport_verbs(void)
+{
+	return tu_verbs;
+}
+
+const char *tu_host(void)
+{
+	return tu_host_buf;
+}
+
+const char *tu_listen_addr(void)
+{
+	return tu_listen_buf;
+}
+
+bool tu_addr_on_host(const char *addr)
+{
+	char want[TU_ADDR_MAX + 4];
+	size_t n;
+
+	snprintf(want, sizeof(want), strchr(tu_host_buf, ':') ? "[%s]:" : "%s:",
+		 tu_host_buf);
+	n = strlen(want);
+	return !strncmp(addr, want, n) && strtoul(addr + n, NULL, 10) > 0;
+}
+
+const char *tu_provider_name(void)
+{
+	return tu_verbs ? "verbs" : "fabric";
+}
 
 void tu_set_fabric_provider(const char *name)
 {
@@ -766,7 +827,7 @@ void tu_config(struct rmig_config *cfg, const char *address,
 	cfg->field_mask = RMIG_CFG_TRANSPORT | RMIG_CFG_FABRIC_PROVIDER |
 			  RMIG_CFG_ADDRESS | RMIG_CFG_PAGE_SIZE |
 			  RMIG_CFG_CONNECT_TIMEOUT;
-	cfg->transport = RMIG_TRANSPORT_FABRIC;
+	cfg->transport = tu_verbs ? RMIG_TRANSPORT_VERBS : RMIG_TRANSPORT_FABRIC;
 	cfg->fabric_provider = tu_prov;
 	cfg->address = address;
 	cfg->page_size = page_size;
@@ -848,8 +909,24 @@ bool tu_stats_coherent(const struct rmig_stats *st, unsigned channels)
 
 struct tu_baseline tu_take_baseline(void)
 {
-	struct tu_baseline b = { tu_count_threads(), tu_count_fds() };
+	struct tu_baseline b;
 
+#ifdef RMIG_HAVE_VERBS
+	{
+		/* librdmacm opens each RDMA device's context on first use
+		 * (by the verbs provider, or by libfabric's verbs provider
+		 * while fi_getinfo looks for tcp) and keeps it for the life
+		 * of the process: open them now, so the baseline has them.
+		 * Where there is no device this opens nothing. */
+		int n = 0;
+		struct ibv_context **ctxs = rdma_get_devices(&n);
+
+		if (ctxs)
+			rdma_free_devices(ctxs);
+	}
+#endif
+	b.threads = tu_count_threads();
+	b.fds = tu_count_fds();
 	return b;
 }
 

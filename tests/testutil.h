@@ -9,14 +9,18 @@
  * Every child arms alarm() as a last-resort watchdog and dies with its
  * parent (PR_SET_PDEATHSIG); the parent kills what outlives its deadline.
  *
- * Only 127.0.0.1 is ever used: the destination listens on port 0 and hands
- * the bound address to the other processes through a pipe.
+ * Only 127.0.0.1 is ever used (or, with transport=verbs, the RDMA device's
+ * address that tests/vm/rxe-vm.sh gives in RMIG_RXE_ADDR): the destination
+ * listens on port 0 and hands the bound address to the other processes
+ * through a pipe.
  *
  * Environment:
  *   RMIG_TEST_WATCHDOG  seconds a child may live (default 120); the
  *                       parent's deadline is this plus a little.
  *   RMIG_TEST_MAX_MIB   cap on the memory sizes the tests take from argv
  *                       (set by the sanitizer builds).
+ *   RMIG_RXE_ADDR       with transport=verbs: the address of the RDMA
+ *                       device every process uses.
  */
 #ifndef RMIG_TESTUTIL_H
 #define RMIG_TESTUTIL_H
@@ -195,7 +199,26 @@ uint64_t tu_image_verify(const struct tu_image *im, unsigned upto);
 /* ------------------------------------------------------------------ */
 /* rmig helpers                                                        */
 
-/** Config for the fabric transport over tu_fabric_provider(), 127.0.0.1. */
+/**
+ * Transport of the test, from a "transport=NAME" argument (before any fork):
+ * "fabric" (the default: tu_fabric_provider() on 127.0.0.1) or "verbs" (the
+ * verbs provider on $RMIG_RXE_ADDR).  0; -EINVAL for another name; -ENODEV
+ * (with a message) for verbs when RMIG_RXE_ADDR is not set, so the caller
+ * can exit 77.
+ */
+int tu_set_transport(const char *name);
+bool tu_transport_verbs(void);
+/** The host of every address: "127.0.0.1" or $RMIG_RXE_ADDR. */
+const char *tu_host(void);
+/** "<host>:0": where destinations listen. */
+const char *tu_listen_addr(void);
+/** True when @addr is "<host>:<port>" with a nonzero port. */
+bool tu_addr_on_host(const char *addr);
+/** The provider and subprovider a raw client of the transport opens. */
+const char *tu_provider_name(void);
+
+/** Config for tu_set_transport()'s transport (fabric: over
+ *  tu_fabric_provider()). */
 void tu_config(struct rmig_config *cfg, const char *address,
 	       unsigned channels, size_t page_size, const uint8_t *uuid);
 /** The libfabric provider tu_config() picks: "tcp" unless set (before the

@@ -143,8 +143,9 @@ int rfab_errno(int fi_code);
 /** True when @err (positive FI errno of an error entry) means the peer or
  *  the connection went away. */
 bool rfab_err_is_dead_peer(int err);
-/** ", prov_errno N: text" for a message, or "" when the provider gave no
- *  code of its own; formatted into @buf. */
+/** ", prov_errno N: text" for a message (without ": text" when the
+ *  provider has none for N), or "" when the provider gave no code of its
+ *  own; formatted into @buf. */
 const char *rfab_prov_detail(char *buf, size_t len, int prov_errno,
 			     const char *text);
 /** Format a sockaddr as "host:port" ("[addr]:port" for IPv6). */

@@ -101,8 +101,12 @@ const char *rfab_prov_detail(char *buf, size_t len, int prov_errno,
 {
 	if (!prov_errno)
 		return "";
-	snprintf(buf, len, ", prov_errno %d: %s", prov_errno,
-		 text ? text : "?");
+	/* Some providers (verbs: an rdma_cm reject reason) have no text for
+	 * their code; strerror's "Unknown error N" would only repeat it. */
+	if (!text || !strncmp(text, "Unknown error", 13))
+		snprintf(buf, len, ", prov_errno %d", prov_errno);
+	else
+		snprintf(buf, len, ", prov_errno %d: %s", prov_errno, text);
 	return buf;
 }
 

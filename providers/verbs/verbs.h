@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * verbs.h - private header of the rdma-core provider (prefix rvrb_).
+ *
+ * librdmacm finds the device and sets up connections; libibverbs moves the
+ * bytes.  One protection domain per domain (session), on the device the
+ * address resolves (source) or binds (destination) to.  Per connection: an
+ * RDMA_PS_TCP cm_id on its own event channel (so DISCONNECTED reaches the
+ * thread that drives the connection), one RC QP, one CQ for both queues
+ * with its own completion channel, and an eventfd for conn_wake().
+ *
+ * Work requests carry a sequence number as wr_id (bit 63 set for the
+ * receive queue) that indexes a ring of records: the context and opcode of
+ * every posted request, so an error completion, which verbs reports even
+ * for an unsignaled request, names the operation the core posted.  Send
+ * queue entries retire in order when a later signaled request completes.
+ *
+ * Writes are queued on the connection and posted together with the send
+ * that follows them (one ibv_post_send of a chain); the chain is also
+ * posted when it reaches RVRB_CHAIN_MAX and before poll() looks for
+ * completions.
+ *
+ * poll() is adaptive: it busy-polls the CQ for the domain's spin time
+ * (RVRB_SPIN_US, environment RMIG_VERBS_SPIN_US), then arms the CQ, polls
+ * once more to close the race, and sleeps in poll(2) on the completion
+ * channel, the wake eventfd and the cm event channel, in slices of at most
+ * RVRB_SLICE_MS.  An idle connection costs nothing but a wakeup a slice.
+ *
+ * verbs_domain.c: domain, memory, listener, address helpers, ops table;
+ * verbs_conn.c: connections, data operations, poll.
+ */
+#ifndef RMIG_PROVIDERS_VERBS_H
+#define RMIG_PROVIDERS_VERBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+#include "error.h"
+#include "provider.h"
+
+/** Longest "host:port" we format or accept. */
+#define RVRB_ADDR_MAX 128
+/** Cap on local segments per write (also bounded by the device's max_sge). */
+#define RVRB_MAX_IOV 16
+/** Queue depths when the core asks for none, and the most we ever use. */
+#define RVRB_DEFAULT_DEPTH 256
+#define RVRB_MAX_DEPTH 16384
+/** Work completions read per ibv_poll_cq. */
+#define RVRB_CQ_BATCH 16
+/** Longest sleep in poll() before the cm events and the deadline are
+ *  looked at again. */
+#define RVRB_SLICE_MS 100
+/** Default busy-poll time before poll() sleeps (RMIG_VERBS_SPIN_US). */
+#define RVRB_SPIN_US 50
+#define RVRB_SPIN_US_MAX 1000000
+/** Bound on address and route resolution, each. */
+#define RVRB_RESOLVE_MS 2000
+/** How long a post waits for a free send-queue slot before giving up. */
+#define RVRB_POST_RETRY_MS 5000
+/** Work requests queued before they are posted as one chain. */
+#define RVRB_CHAIN_MAX 32
+/** Inline data asked of the QP (dropped when the device has none). */
+#define RVRB_INLINE 64
+/** Connection requests queued on a listener. */
+#define RVRB_BACKLOG 64
+/** wr_id bit of receive-queue requests. */
+#define RVRB_WR_RECV (1ull << 63)
+
+struct rvrb_domain {
+	/* The device context is librdmacm's (shared by every cm_id on the
+	 * device and kept open by librdmacm); we never close it. */
+	struct ibv_context *ctx;
+	struct ibv_pd *pd;
+	bool passive;
+	char address[RVRB_ADDR_MAX]; /* params->address, for messages */
+	char dev_name[64];
+	/* Active: the peer.  Passive: the bound address (port filled in). */
+	struct sockaddr_storage addr;
+	/* Passive: the bound cm_id and its channel until listen() takes
+	 * them over. */
+	struct rdma_event_channel *lch;
+	struct rdma_cm_id *lid;
+	unsigned sq_size;   /* send queue depth per connection */
+	unsigned rq_size;   /* receive queue depth per connection */
+	unsigned max_iov;
+	uint32_t max_msg;
+	unsigned spin_us;
+};
+
+struct rvrb_mr {
+	struct rmig_prov_mr base; /* first member: rmig_prov_mr * casts back */
+	struct ibv_mr *mr;
+};
+
+struct rvrb_listener {
+	struct rvrb_domain *dom;
+	struct rdma_event_channel *ch;
+	struct rdma_cm_id *id;
+};
+
+/** What a send-queue slot remembers of its work request. */
+struct rvrb_sq_rec {
+	void *ctx;
+	uint8_t op;      /* enum rmig_cqe_op */
+	bool report;     /* the core asked for a completion */
+};
+
+/** Completions read while a post waited for a send-queue slot, returned
+ *  by poll() before anything else (driving thread only). */
+struct rvrb_ovf {
+	struct rmig_cqe *e;
+	size_t cap, head, count;
+};
+
+struct rvrb_conn {
+	struct rmig_prov_conn base; /* first member */
+	struct rvrb_domain *dom;
+	struct rdma_event_channel *ech;
+	struct rdma_cm_id *id;
+	struct ibv_comp_channel *cch;
+	struct ibv_cq *cq;
+	struct ibv_qp *qp;
+	int wake_fd;           /* eventfd: conn_wake() from any thread */
+	bool passive;
+	bool connected;        /* ESTABLISHED seen: rdma_disconnect on close */
+	bool peer_closed;      /* DISCONNECTED (or device gone) seen */
+	bool armed;            /* ibv_req_notify_cq done, no event read yet */
+	uint32_t qp_num;
+	uint32_t max_inline;
+
+	/* Send queue: sequence numbers sq_tail..sq_head-1 are posted (or
+	 * queued in the chain) and not retired; slot = seq % sq_size. */
+	struct rvrb_sq_rec *sq;
+	unsigned sq_size;
+	uint64_t sq_head, sq_tail;
+	unsigned unsig_run;    /* unsignaled requests since the last signaled */
+	/* Receive queue, the same way. */
+	void **rq;
+	unsigned rq_size;
+	uint64_t rq_head, rq_tail;
+
+	/* Chain of queued, not yet posted, send-queue requests. */
+	struct ibv_send_wr chain[RVRB_CHAIN_MAX];
+	struct ibv_sge *chain_sge; /* RVRB_CHAIN_MAX * max_iov */
+	unsigned nchain;
+
+	struct rvrb_ovf ovf;
+	/* First error wins: once set, every post and poll returns it again
+	 * (after any completions read before it), naming the failed op. */
+	int err;
+	char err_msg[RMIG_ERR_MSG_MAX];
+	uint8_t err_op;
+	void *err_ctx;
+	char name[RVRB_ADDR_MAX];  /* peer, for messages */
+};
+
+static inline struct rvrb_domain *to_rvrb_domain(struct rmig_prov_domain *d)
+{
+	return (struct rvrb_domain *)(void *)d;
+}
+
+static inline struct rvrb_listener *
+to_rvrb_listener(struct rmig_prov_listener *l)
+{
+	return (struct rvrb_listener *)(void *)l;
+}
+
+static inline struct rvrb_conn *to_rvrb_conn(struct rmig_prov_conn *c)
+{
+	return (struct rvrb_conn *)(void *)c;
+}
+
+static inline struct rvrb_mr *to_rvrb_mr(struct rmig_prov_mr *m)
+{
+	return (struct rvrb_mr *)(void *)m;
+}
+
+/* Helpers shared by the two source files (verbs_domain.c). */
+
+/** Format a sockaddr as "host:port" ("[addr]:port" for IPv6). */
+int rvrb_format_addr(const struct sockaddr *sa, char *buf, size_t len);
+/** Monotonic clock in milliseconds and microseconds. */
+int64_t rvrb_now_ms(void);
+int64_t rvrb_now_us(void);
+/** Set O_NONBLOCK on @fd; 0 or -errno. */
+int rvrb_set_nonblock(int fd);
+/** Wait up to @timeout_ms (<0 forever) for the next event on @ch. */
+int rvrb_cm_wait(struct rdma_event_channel *ch, int timeout_ms,
+		 struct rdma_cm_event **ev);
+/** Resolve address and route of @dst on @id (whose channel is @ch), each
+ *  step bounded by RVRB_RESOLVE_MS.  @what names the address. */
+int rvrb_resolve(struct rdma_event_channel *ch, struct rdma_cm_id *id,
+		 struct sockaddr *dst, const char *what);
+
+/** Create the CQ, completion channel, eventfd and QP of @c on @c->id, so
+ *  receives can be posted. */
+int rvrb_conn_setup(struct rvrb_conn *c);
+/** Undo rvrb_conn_setup() and destroy the id and channel; frees @c. */
+void rvrb_conn_free(struct rvrb_conn *c);
+/** A zeroed connection of @dom (fds -1). */
+struct rvrb_conn *rvrb_conn_alloc(struct rvrb_domain *dom, bool passive);
+
+/* The ops (verbs_domain.c). */
+int rvrb_domain_open(const struct rmig_prov_params *p,
+		     struct rmig_prov_domain **out, struct rmig_prov_attr *attr);
+void rvrb_domain_close(struct rmig_prov_domain *d);
+int rvrb_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
+		bool remote_write, struct rmig_prov_mr **out);
+void rvrb_mr_dereg(struct rmig_prov_mr *m);
+int rvrb_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out);
+int rvrb_listen_name(struct rmig_prov_listener *l, char *buf, size_t len);
+int rvrb_listen_get(struct rmig_prov_listener *l, int timeout_ms,
+		    struct rmig_prov_conn **out);
+void rvrb_listen_close(struct rmig_prov_listener *l);
+
+/* The ops (verbs_conn.c). */
+int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out);
+int rvrb_conn_establish(struct rmig_prov_conn *c, int timeout_ms);
+int rvrb_conn_peer_name(struct rmig_prov_conn *c, char *buf, size_t len);
+void rvrb_conn_close(struct rmig_prov_conn *c);
+int rvrb_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
+		   struct rmig_prov_mr *mr, void *ctx);
+int rvrb_send(struct rmig_prov_conn *c, const void *buf, size_t len,
+	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx);
+int rvrb_write(struct rmig_prov_conn *c, const struct rmig_iov *iov,
+	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
+	       bool signaled);
+int rvrb_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
+	      int timeout_ms);
+void rvrb_conn_wake(struct rmig_prov_conn *c);
+
+#endif /* RMIG_PROVIDERS_VERBS_H */
