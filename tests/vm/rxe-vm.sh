@@ -164,17 +164,30 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9 # one builder per cache; runs share the result read-only
 
+# find_kernel: the package linux-image-amd64 depends on, and its version.
 kpkg= kpkgver=
-if deps=$(apt-cache depends linux-image-amd64 2>/dev/null); then
+find_kernel() {
+	local deps
+	kpkg= kpkgver=
+	deps=$(apt-cache depends linux-image-amd64 2>/dev/null) || return 0
 	kpkg=$(printf '%s\n' "$deps" |
 		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -1)
 	[ -z "$kpkg" ] ||
 		kpkgver=$(apt-cache policy "$kpkg" 2>/dev/null |
 			sed -n 's/^ *Candidate: //p')
-fi
+	[ "$kpkgver" != "(none)" ] || kpkgver=
+}
+find_kernel
 stamp=
 [ -f "$cache/stamp" ] && stamp=$(cat "$cache/stamp")
-if [ -z "$kpkg" ] || [ -z "$kpkgver" ] || [ "$kpkgver" = "(none)" ]; then
+if [ -z "$kpkgver" ] && [ ! -f "$cache/vmlinuz" ] && [ "$(id -u)" -eq 0 ]; then
+	# A fresh machine whose package lists are empty: fetch them once.
+	echo "$PROG: apt knows no linux-image-amd64: running apt-get update" >&2
+	apt-get update >"$cache/apt-update.log" 2>&1 ||
+		die "apt-get update failed (see $cache/apt-update.log)"
+	find_kernel
+fi
+if [ -z "$kpkg" ] || [ -z "$kpkgver" ]; then
 	# apt knows no kernel package: use the cache if there is one.
 	case $stamp in
 	*" recipe=$recipe") kpkg=${stamp%% *} ;;
@@ -202,6 +215,16 @@ build_cache() {
 	tmp=$(mktemp -d "$cache/build.XXXXXX")
 	if ! (cd "$tmp" && apt-get download "$kpkg=$kpkgver") >"$tmp/download.log" 2>&1; then
 		cat "$tmp/download.log" >&2
+		rm -rf "$tmp"
+		case $stamp in
+		*" recipe=$recipe")
+			if [ -f "$cache/vmlinuz" ] && [ -f "$cache/initramfs.gz" ]; then
+				echo "$PROG: warning: cannot fetch $kpkg=$kpkgver; using the cached ${stamp% recipe=*}" >&2
+				kpkg=${stamp%% *} kpkgver=${stamp#* }
+				kpkgver=${kpkgver%% *}
+				return 0
+			fi ;;
+		esac
 		die "cannot fetch the kernel package $kpkg=$kpkgver with apt-get download"
 	fi
 	deb=$(ls "$tmp"/*.deb)
