@@ -37,6 +37,8 @@
 set -euo pipefail
 
 PROG=rxe-vm
+# depmod and modprobe live in /usr/sbin, outside a normal user's PATH.
+PATH=$PATH:/usr/sbin:/sbin
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${RMIG_VM_CACHE:-$root/build/vm}
 mem=4096 cpus=2 tmo=900 log=
@@ -205,7 +207,7 @@ build_cache() {
 		command -v "$f" >/dev/null ||
 			die "'$f' is missing (Debian packages busybox-static, kmod, cpio, gzip, dpkg, apt)"
 	done
-	/bin/busybox 2>&1 | head -1 | grep -q BusyBox ||
+	/bin/busybox true 2>/dev/null ||
 		die "/bin/busybox does not run (Debian package busybox-static)"
 	if ldd /bin/busybox >/dev/null 2>&1; then
 		die "/bin/busybox is dynamically linked; the initramfs needs busybox-static"
@@ -284,6 +286,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # The per-run part of the initramfs: the command, its directory and the
 # caller's environment, appended as a second cpio archive.
