@@ -63,7 +63,7 @@ trap cleanup EXIT
 # timeout(1).  Fails with both outputs when the client never succeeds or the
 # server does not end cleanly.
 run_pair() {
-	local name=$1 srv=() cli=() i spid ok= rc
+	local name=$1 srv=() cli=() spid ok='' rc
 	shift
 	while [ "$1" != -- ]; do srv+=("$1"); shift; done
 	shift
@@ -73,7 +73,7 @@ run_pair() {
 	timeout 60 "${srv[@]}" >"$slog" 2>&1 &
 	spid=$!
 	pids+=("$spid")
-	for i in $(seq 20); do
+	for _ in $(seq 20); do
 		sleep 1
 		if timeout 60 "${cli[@]}" >"$cl" 2>&1; then
 			ok=1

@@ -167,10 +167,10 @@ exec 9>"$cache/.lock"
 flock 9 # one builder per cache; runs share the result read-only
 
 # find_kernel: the package linux-image-amd64 depends on, and its version.
-kpkg= kpkgver=
+kpkg='' kpkgver=''
 find_kernel() {
 	local deps
-	kpkg= kpkgver=
+	kpkg='' kpkgver=''
 	deps=$(apt-cache depends linux-image-amd64 2>/dev/null) || return 0
 	kpkg=$(printf '%s\n' "$deps" |
 		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -1)
@@ -276,7 +276,7 @@ mkdir -p "$(dirname "$log")"
 : >"$log" || die "cannot write the log $log"
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/rxe-vm.XXXXXX")
-qpid= tpid=
+qpid='' tpid=''
 cleanup() {
 	[ -z "$qpid" ] || kill "$qpid" 2>/dev/null || true
 	[ -z "$tpid" ] || kill "$tpid" 2>/dev/null || true
