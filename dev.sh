@@ -9,10 +9,18 @@
 #                             127.0.0.1); OPTIONS go to rmig-migrate demo
 #   ./dev.sh test             install what is missing, build three trees
 #                             (RelWithDebInfo, ASan+UBSan, TSan) under build/
-#                             and run the whole ctest suite in each
+#                             and run the whole ctest suite in each; the
+#                             tests that need RDMA (label rxe) run once, from
+#                             the default tree, in a QEMU VM with soft-RoCE
+#                             (test vm_rxe; natively on a host with RDMA)
 #   ./dev.sh bench            install what is missing, run
 #                             perf/bench-loopback.sh on the default tree
 #   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
+#   ./dev.sh bench-rxe        install what is missing, build the default
+#                             tree, run perf/bench-rxe.sh in the soft-RoCE VM
+#   ./dev.sh vm [OPTS] -- CMD install what is missing, build the default
+#                             tree, run CMD in the soft-RoCE VM
+#                             (tests/vm/rxe-vm.sh OPTS -- CMD)
 #   ./dev.sh deps             only install what is missing
 #
 # Packages are installed only when missing (checked with dpkg-query); apt-get
@@ -27,15 +35,31 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 root=$PWD
 
 # What the build and the test suite need, and nothing else:
-#   build-essential  gcc (with libasan/libubsan/libtsan), make, binutils (nm
-#                    for the export check)
+#   build-essential    gcc (with libasan/libubsan/libtsan), make, binutils
+#                      (nm for the export check)
 #   cmake, pkg-config
-#   libfabric-dev    the transport (libfabric >= 1.17, tcp provider)
-#   libcmocka-dev    unit tests
-# Not needed yet: libibverbs-dev, librdmacm-dev (verbs provider, not in the
-# build), libnuma-dev (not used), libfabric-bin (fi_info, diagnostics only),
-# iperf3 (perf/bench-loopback.sh installs it itself).
-PACKAGES=(build-essential cmake pkg-config libfabric-dev libcmocka-dev)
+#   libfabric-dev      the libfabric transport (>= 1.17, tcp provider)
+#   libcmocka-dev      unit tests
+#   libibverbs-dev     the verbs provider (rdma-core's libibverbs)
+#   librdmacm-dev      the verbs provider's connections (librdmacm)
+#   libnuma-dev        the verbs provider's NUMA placement
+#   ibverbs-providers  rdma-core's user-space drivers, rxe among them
+#   ibverbs-utils      ibv_devinfo (tests/vm/rxe-selftest.sh)
+#   rdmacm-utils       rping (rxe-selftest.sh)
+#   perftest           ib_write_bw (rxe-selftest.sh, perf/bench-rxe.sh)
+#   libfabric-bin      fi_info (rxe-selftest.sh)
+#   iproute2           ip and rdma: veth pair and rxe0 inside the VM
+#   qemu-system-x86    the soft-RoCE VM (tests/vm/rxe-vm.sh; brings seabios)
+#   busybox-static     the VM's initramfs shell
+#   kmod               depmod/modprobe: the VM kernel's module order
+#   cpio               packs the VM's initramfs
+# The VM's kernel is no package installed here: tests/vm/rxe-vm.sh fetches
+# the one linux-image-amd64 depends on with apt-get download into build/vm.
+# iperf3 (perf/bench-loopback.sh) is installed by ./dev.sh bench only.
+PACKAGES=(build-essential cmake pkg-config libfabric-dev libcmocka-dev
+	libibverbs-dev librdmacm-dev libnuma-dev ibverbs-providers ibverbs-utils
+	rdmacm-utils perftest libfabric-bin iproute2 qemu-system-x86
+	busybox-static kmod cpio)
 
 say() { printf 'dev.sh: %s\n' "$*"; }
 
@@ -86,6 +110,19 @@ cmd_demo() {
 	exec build/default/tools/rmig-migrate demo "$@"
 }
 
+cmd_vm() {
+	ensure_packages "${PACKAGES[@]}"
+	build_tree default RelWithDebInfo "" >/dev/null
+	exec tests/vm/rxe-vm.sh "$@"
+}
+
+cmd_bench_rxe() {
+	ensure_packages "${PACKAGES[@]}"
+	build_tree default RelWithDebInfo "" rmig_bw >/dev/null
+	exec tests/vm/rxe-vm.sh --timeout 900 -- perf/bench-rxe.sh \
+		"$root/build/default"
+}
+
 cmd_bench() {
 	ensure_packages "${PACKAGES[@]}" iperf3
 	build_tree default RelWithDebInfo "" rmig_bw >/dev/null
@@ -94,6 +131,7 @@ cmd_bench() {
 
 cmd_bench_live() {
 	ensure_packages "${PACKAGES[@]}"
+	build_tree default RelWithDebInfo "" rmig-migrate >/dev/null
 	exec perf/bench-live.sh "$root/build/default"
 }
 
@@ -104,7 +142,7 @@ declare -A T_STATUS T_PASSED T_FAILED T_SKIPPED T_TIME T_DESC
 run_tree() {
 	local name=$1 type=$2 san=$3 desc=$4 dir=build/$1 start=$SECONDS
 	local log=build/$1.ctest.log total failed skipped rc=0
-	local -a ctest_env=() wrap=()
+	local -a ctest_env=() wrap=() exclude=()
 
 	T_DESC[$name]=$desc
 	say "=== tree $name: $desc"
@@ -117,6 +155,14 @@ run_tree() {
 		return 1
 	fi
 
+	# Tests labelled rxe need an RDMA device: they run once, through the
+	# test vm_rxe (label vm) of the default tree, in the soft-RoCE VM or
+	# natively.  The sanitizer trees run neither.
+	if [ -n "$san" ]; then
+		exclude=(-LE 'rxe|vm')
+	else
+		exclude=(-LE rxe)
+	fi
 	case $san in
 	*address*)
 		ctest_env+=("ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1")
@@ -147,11 +193,14 @@ run_tree() {
 	# sizes are capped (RMIG_TEST_MAX_MIB) and timeouts are tripled.
 	env "${ctest_env[@]}" "${wrap[@]}" ctest --test-dir "$dir" \
 		--output-on-failure --timeout 900 -j "${RMIG_CTEST_JOBS:-1}" \
-		2>&1 | tee "$log" || rc=$? # pipefail: ctest's status
+		"${exclude[@]}" 2>&1 | tee "$log" || rc=$? # pipefail: ctest's status
 
+	# The last summary line is this run's (vm_rxe's output, shown when it
+	# fails, holds the inner ctest's); its skipped list follows it.
 	total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
 	failed=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
-	skipped=$(grep -c '(Skipped)$' "$log" || true)
+	skipped=$(awk '/tests failed out of/ { n = 0 } /\(Skipped\)$/ { n++ }
+		END { print n + 0 }' "$log")
 	if [ -z "$total" ]; then
 		total=0 failed=1
 		grep -q 'No tests were found' "$log" && say "tree $name: no tests found"
@@ -211,11 +260,13 @@ demo) shift; cmd_demo "$@" ;;
 test) shift; cmd_test "$@" ;;
 bench) shift; cmd_bench "$@" ;;
 bench-live) shift; cmd_bench_live ;;
+bench-rxe) shift; cmd_bench_rxe "$@" ;;
+vm) shift; cmd_vm "$@" ;;
 deps) ensure_packages "${PACKAGES[@]}" ;;
 -h | --help | help | "")
 	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	[ -n "${1:-}" ] ;;
 *)
-	say "unknown command '$1' (demo, test, bench, bench-live, deps)"
+	say "unknown command '$1' (demo, test, bench, bench-live, bench-rxe, vm, deps)"
 	exit 2 ;;
 esac

@@ -12,7 +12,9 @@
  * starts.  After warm-up iterations, the timed iterations give BW peak (the
  * best iteration) and BW average (all bytes over all time); MsgRate counts
  * page packets.  Both sides print the table row and a JSON twin of it; the
- * server times the intervals between the syncs it completes.
+ * server times the intervals between the syncs it completes.  Each side also
+ * reports the CPU time its whole process used over the timed iterations
+ * (getrusage: user and system, every thread), per GiB moved.
  *
  * The client tells the server its iteration counts in a device-state blob
  * sent ahead of a start sync, so only size and page size must match.
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include <rmig/rmig.h>
 
@@ -58,6 +61,8 @@ struct bw_result {
 	double peak_mbps;
 	double avg_mbps;
 	double mpps;
+	double cpu_user_s;  /* this process, over the timed iterations */
+	double cpu_sys_s;
 };
 
 static void usage(FILE *f)
@@ -69,7 +74,8 @@ static void usage(FILE *f)
 "\n"
 "Migrates SIZE bytes of non-zero pages per iteration (queue every page, then\n"
 "rmig_src_sync()), after warm-up iterations; prints BW peak and average in\n"
-"MB/sec (10^6 bytes/s) and the page-packet rate, as a table row and as JSON.\n"
+"MB/sec (10^6 bytes/s) and the page-packet rate, as a table row and as JSON,\n"
+"and the CPU seconds (user + system) the process used per GiB moved.\n"
 "Memory is faulted in before the clock starts.  Run the same --size and\n"
 "--page-size on both sides; the client tells the server its iterations.\n"
 "\n"
@@ -307,6 +313,27 @@ static void banner(const struct bw_opts *o, bool client, const char *peer)
 	fflush(stdout);
 }
 
+/* CPU seconds this process (every thread) has used so far. */
+static void cpu_now(double *user, double *sys)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru)) {
+		*user = *sys = 0;
+		return;
+	}
+	*user = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+	*sys = (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds per GiB moved over the timed iterations. */
+static double cpu_per_gib(const struct bw_result *r, uint64_t size)
+{
+	double gib = (double)size * r->iters / (double)(1ull << 30);
+
+	return gib > 0 ? (r->cpu_user_s + r->cpu_sys_s) / gib : 0;
+}
+
 static void summarise(struct bw_result *r, uint64_t size)
 {
 	r->total_s = 0;
@@ -335,6 +362,10 @@ static void print_row(const struct bw_opts *o, bool client,
 	printf(" %-14" PRIu64 " %-13u %-18.2f %-20.2f %.6f\n", o->size,
 	       r->iters, r->peak_mbps, r->avg_mbps, r->mpps);
 	printf(RULE "\n");
+	printf(" cpu: %.3f s user + %.3f s system over the timed iterations = "
+	       "%.3f CPU s per GiB (%s process, all threads)\n", r->cpu_user_s,
+	       r->cpu_sys_s, cpu_per_gib(r, o->size),
+	       client ? "source" : "destination");
 	printf(" memory: peak RSS %.1f MiB - RAM block %.1f MiB = %.1f MiB "
 	       "overhead (%s, %u channels)\n", cli_mib(rss), cli_mib(o->size),
 	       cli_mib(over), client ? "source" : "destination", channels);
@@ -351,8 +382,10 @@ static void print_row(const struct bw_opts *o, bool client,
 		printf("%s%.6f", i ? "," : "", r->secs[i]);
 	printf("],\"prefaulted\":true,\"prepare_seconds\":%.3f,"
 	       "\"peak_rss_bytes\":%" PRIu64 ",\"ram_bytes\":%" PRIu64
-	       ",\"overhead_bytes\":%" PRIu64 "}\n", prepare_s, rss, o->size,
-	       over);
+	       ",\"overhead_bytes\":%" PRIu64 ",\"cpu_user_seconds\":%.6f,"
+	       "\"cpu_sys_seconds\":%.6f,\"cpu_seconds_per_gib\":%.6f}\n",
+	       prepare_s, rss, o->size, over, r->cpu_user_s, r->cpu_sys_s,
+	       cpu_per_gib(r, o->size));
 	fflush(stdout);
 }
 
@@ -391,7 +424,7 @@ static int run_client(const struct bw_opts *o)
 	char addr[300];
 	char settings[128];
 	const char *what = "";
-	double t0, prepare_s;
+	double t0, prepare_s, u0, s0, u1, s1;
 	int block, ret = -ENOMEM;
 
 	host_port(addr, sizeof(addr), o->host, o->port);
@@ -440,6 +473,7 @@ static int run_client(const struct bw_opts *o)
 	what = "timed iteration";
 	r.iters = o->iters;
 	r.packets = src_packets(s);
+	cpu_now(&u0, &s0);
 	for (unsigned i = 0; i < o->iters; i++) {
 		t0 = cli_now_s();
 		ret = one_pass(s, block, pages, o->sess.page_size, offs);
@@ -447,6 +481,9 @@ static int run_client(const struct bw_opts *o)
 			goto fail;
 		r.secs[i] = cli_now_s() - t0;
 	}
+	cpu_now(&u1, &s1);
+	r.cpu_user_s = u1 - u0;
+	r.cpu_sys_s = s1 - s0;
 	r.packets = src_packets(s) - r.packets;
 	what = "finish";
 	ret = rmig_src_finish(s);
@@ -474,6 +511,7 @@ static int run_server(const struct bw_opts *o)
 	static struct bw_result r;
 	static double stamp[2 * MAX_ITERS + 2];
 	static uint64_t pk[2 * MAX_ITERS + 2];
+	static double cpu_u[2 * MAX_ITERS + 2], cpu_s[2 * MAX_ITERS + 2];
 	struct rmig_stats st = { .size = sizeof(st) };
 	struct rmig_devstate *ds = NULL;
 	rmig_dest *d = NULL;
@@ -536,6 +574,7 @@ static int run_server(const struct bw_opts *o)
 		}
 		stamp[nsync] = cli_now_s();
 		pk[nsync] = dest_packets(d);
+		cpu_now(&cpu_u[nsync], &cpu_s[nsync]);
 		if (nsync == 0) {
 			what = "settings";
 			ret = rmig_dest_recv_devstate(d, &ds);
@@ -584,6 +623,8 @@ static int run_server(const struct bw_opts *o)
 	for (unsigned i = 0; i < iters; i++)
 		r.secs[i] = stamp[warmup + 1 + i] - stamp[warmup + i];
 	r.packets = pk[warmup + iters] - pk[warmup];
+	r.cpu_user_s = cpu_u[warmup + iters] - cpu_u[warmup];
+	r.cpu_sys_s = cpu_s[warmup + iters] - cpu_s[warmup];
 	summarise(&r, o->size);
 	if (rmig_dest_get_stats(d, &st))
 		st.channels = o->sess.channels;
