@@ -186,6 +186,15 @@ bool tu_check_no_leaks(const char *what, unsigned threads0, int fds0)
 	int fds = tu_count_fds();
 	bool ok = true;
 
+	/* pthread_join() returns when the kernel clears the thread's tid
+	 * (mm_release), a moment before the task leaves /proc/self/task; on a
+	 * slow (emulated) CPU that moment is long enough to be counted.  A
+	 * joined thread is gone within it, a leaked one never: wait up to 2 s. */
+	for (int i = 0; threads > threads0 && i < 200; i++) {
+		tu_sleep_ms(10);
+		threads = tu_count_threads();
+	}
+
 	ok &= TU_CHECK(threads <= threads0,
 		       "%s: %u threads after destroy, %u before", what,
 		       threads, threads0);
