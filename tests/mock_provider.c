@@ -67,7 +67,7 @@ static struct {
 		send_buf_modified, max_tx_outstanding, max_rx_posted,
 		max_concurrent_writes, sends_by_type[16];
 	_Atomic uint64_t live_domains, live_mrs, live_listeners, live_conns,
-		domain_close_busy;
+		domain_close_busy, max_live_mrs;
 } cnt;
 
 #define CNT_ADD(f, v) atomic_fetch_add_explicit(&cnt.f, (v), memory_order_relaxed)
@@ -218,6 +218,8 @@ void mock_reset(void)
 	Z(rnr); Z(access_errors); Z(faults_fired); Z(flushed);
 	Z(concurrent_use); Z(send_buf_modified); Z(max_tx_outstanding);
 	Z(max_rx_posted); Z(max_concurrent_writes); Z(domain_close_busy);
+	atomic_store_explicit(&cnt.max_live_mrs, CNT_GET(live_mrs),
+			      memory_order_relaxed);
 	for (int i = 0; i < 16; i++)
 		Z(sends_by_type[i]);
 #undef Z
@@ -235,7 +237,7 @@ void mock_get_counters(struct mock_counters *o)
 	for (int i = 0; i < 16; i++)
 		G(sends_by_type[i]);
 	G(live_domains); G(live_mrs); G(live_listeners); G(live_conns);
-	G(domain_close_busy);
+	G(domain_close_busy); G(max_live_mrs);
 #undef G
 }
 
@@ -556,7 +558,7 @@ static int mock_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
 	mr_table[b] = m;
 	pthread_rwlock_unlock(&mr_rw);
 	atomic_fetch_add_explicit(&d->children, 1, memory_order_relaxed);
-	CNT_ADD(live_mrs, 1);
+	cnt_max(&cnt.max_live_mrs, CNT_ADD(live_mrs, 1) + 1);
 	*out = &m->base;
 	return 0;
 }
@@ -1641,6 +1643,9 @@ static int mock_poll(struct rmig_prov_conn *cp, struct rmig_cqe *cqe, int max,
 			if (e->err) {
 				if (n)
 					break;
+				/* provider.h: cqe[0] names the failed op. */
+				cqe[0].op = e->cqe.op;
+				cqe[0].ctx = e->cqe.ctx;
 				c->err_in_cq = false;
 				c->sq_retired = e->seq;
 				c->cq_head = (c->cq_head + 1) % c->cq_cap;
@@ -1713,6 +1718,94 @@ out:
 	busy_exit(c);
 	return ret;
 }
+
+/* ------------------------------------------------------------------ */
+/* The mock under the name "verbs"                                     */
+
+#define VERBS_NS "rdma:"
+
+static _Atomic int verbs_open_err;
+static _Atomic uint64_t verbs_opens;
+
+void mock_verbs_set_open_error(int err)
+{
+	atomic_store_explicit(&verbs_open_err, err > 0 ? -err : err,
+			      memory_order_relaxed);
+}
+
+uint64_t mock_verbs_opens(void)
+{
+	return atomic_load_explicit(&verbs_opens, memory_order_relaxed);
+}
+
+static int mock_verbs_domain_open(const struct rmig_prov_params *p,
+				  struct rmig_prov_domain **out,
+				  struct rmig_prov_attr *attr)
+{
+	int err = atomic_load_explicit(&verbs_open_err, memory_order_relaxed);
+	struct rmig_prov_params q;
+	char addr[200];
+	int ret;
+
+	atomic_fetch_add_explicit(&verbs_opens, 1, memory_order_relaxed);
+	if (!p || !p->address)
+		return rmig_err(-EINVAL, "mock verbs domain_open: NULL "
+				"argument");
+	if (err)
+		return rmig_err(err, "mock verbs domain_open for %s: %s",
+				p->address, err == -ENODEV ?
+				"no RDMA device found" : strerror(-err));
+	/* Its own address space: listeners and connections of this
+	 * provider never meet the plain mock's. */
+	snprintf(addr, sizeof(addr), VERBS_NS "%s", p->address);
+	q = *p;
+	q.address = addr;
+	ret = mock_domain_open(&q, out, attr);
+	if (ret)
+		return ret;
+	snprintf(attr->name, sizeof(attr->name), "verbs/mock0");
+	snprintf(attr->device, sizeof(attr->device), "mock0");
+	return 0;
+}
+
+static int mock_verbs_listen_name(struct rmig_prov_listener *lp, char *buf,
+				  size_t len)
+{
+	struct mock_listener *l = (struct mock_listener *)lp;
+	const char *n;
+
+	if (!l || !buf)
+		return rmig_err(-EINVAL, "mock listen_name: NULL argument");
+	n = l->name;
+	if (!strncmp(n, VERBS_NS, strlen(VERBS_NS)))
+		n += strlen(VERBS_NS);
+	if ((size_t)snprintf(buf, len, "%s", n) >= len)
+		return rmig_err(-ENOSPC, "mock listen_name: '%s' does not fit "
+				"%zu bytes", n, len);
+	return 0;
+}
+
+const struct rmig_provider_ops rmig_mock_verbs_provider = {
+	.name = "verbs",
+	.abi = RMIG_PROVIDER_ABI,
+	.domain_open = mock_verbs_domain_open,
+	.domain_close = mock_domain_close,
+	.mr_reg = mock_mr_reg,
+	.mr_dereg = mock_mr_dereg,
+	.listen = mock_listen,
+	.listen_name = mock_verbs_listen_name,
+	.listen_get = mock_listen_get,
+	.listen_close = mock_listen_close,
+	.conn_create = mock_conn_create,
+	.conn_establish = mock_conn_establish,
+	.conn_peer_name = mock_conn_peer_name,
+	.conn_close = mock_conn_close,
+	.post_recv = mock_post_recv,
+	.send = mock_send,
+	.write = mock_write,
+	.poll = mock_poll,
+	.conn_wake = mock_conn_wake,
+};
 
 const struct rmig_provider_ops rmig_mock_provider = {
 	.name = "mock",
