@@ -543,36 +543,41 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 
 	while (len) {
 		size_t n = len < chunk ? len : chunk;
+		struct rmig_prov_mr *mr;
+		struct rmig_opinfo *info;
+		struct rmig_txrec *r = NULL;
+		bool cut;
+
+		/* On demand, a write stays inside one registered chunk. */
+		if (s->cache) {
+			uint64_t end = (offset / s->reg_chunk_size + 1) *
+				       s->reg_chunk_size;
+
+			if (offset + n > end)
+				n = (size_t)(end - offset);
+		}
+		cut = n < len;
 		/* Signal every max_ops/4 writes so long runs of writes
 		 * retire even before the packet's header is sent.  On
 		 * demand, also the last write from a chunk before the next
 		 * write needs another one: a channel that must drain its
 		 * writes to free a chunk then always has a completion
 		 * coming. */
-		bool sig = ch->ops_unsignaled + 1 >= s->max_ops / 4;
-		bool cut = false;
-		struct rmig_prov_mr *mr;
-		struct rmig_opinfo *info;
-		struct rmig_txrec *r = NULL;
+		bool sig = ch->ops_unsignaled + 1 >= s->max_ops / 4 ||
+			   (s->cache && ((cut && (offset + n) %
+					  s->reg_chunk_size == 0) ||
+					 (!cut && signal_last)));
 		int ret = wait_tx(ch, 1, false, sig, -1);
 
 		if (ret)
 			return ret;
 		/* After wait_tx: no poll between taking a cache reference
 		 * and posting the write that needs it (a poll that retires
-		 * everything drops our references). */
+		 * everything drops our references; local_mr() itself polls
+		 * only to drain everything before it takes one). */
 		ret = local_mr(ch, block, offset, &n, &mr);
 		if (ret)
 			return ret;
-		cut = n < len;
-		if (!sig && s->cache && ((cut && (offset + n) %
-					 s->reg_chunk_size == 0) ||
-					(!cut && signal_last))) {
-			sig = true;
-			ret = wait_tx(ch, 1, false, true, -1);
-			if (ret)
-				return ret;
-		}
 		if (sig) {
 			r = rec_get(ch);
 			r->ops = ch->ops_unsignaled + 1;

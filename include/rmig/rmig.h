@@ -119,7 +119,8 @@ enum rmig_config_field {
 	RMIG_CFG_UUID = 1u << 6,
 	RMIG_CFG_CONNECT_TIMEOUT = 1u << 7,
 	RMIG_CFG_DEVSTATE_MAX = 1u << 8,
-	/** reg_mode, reg_chunk_size and reg_cache_chunks (added after 0.1.0). */
+	/** reg_mode, reg_chunk_size and reg_cache_chunks (added after
+	 *  0.1.0). */
 	RMIG_CFG_REG_MODE = 1u << 9,
 	/** numa_node (added after 0.1.0). */
 	RMIG_CFG_NUMA_NODE = 1u << 10,
@@ -249,7 +250,8 @@ struct rmig_stats {
 	 *  both before the first source picks one). */
 	uint64_t registration_ns;
 	struct rmig_channel_stats channel[RMIG_MAX_CHANNELS];
-	/* Added after 0.1.0 (callers with the older size get the fields above). */
+	/* Added after 0.1.0 (callers with the older size get only the
+	 * fields above). */
 	/** RAM registrations made (blocks for pin-all, chunks on demand). */
 	uint64_t registrations;
 	/** On-demand chunks deregistered to make room in the cache. */
