@@ -175,14 +175,23 @@ void rmig_numa_choose(struct rmig_session *s)
 	rmig_log_info("NUMA: channel threads and buffers on %s", why);
 }
 
+/* libnuma fills its per-node CPU mask cache lazily, without a lock
+ * (numa_node_to_cpus(), called by numa_run_on_node()): channel threads
+ * starting together take turns. */
+static pthread_mutex_t bind_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int rmig_numa_bind_thread(int node)
 {
+	int ret = 0;
+
 	if (node < 0)
 		return 0;
+	pthread_mutex_lock(&bind_lock);
 	if (numa_run_on_node(node))
-		return rmig_err(-errno, "numa_run_on_node(%d): %s", node,
-				strerror(errno));
-	return 0;
+		ret = rmig_err(-errno, "numa_run_on_node(%d): %s", node,
+			       strerror(errno));
+	pthread_mutex_unlock(&bind_lock);
+	return ret;
 }
 
 void *rmig_numa_alloc(size_t len, int node)
