@@ -180,6 +180,10 @@ struct mock_counters {
 	/** Most registrations open at once since mock_reset() (which starts
 	 *  it at the number open then). */
 	uint64_t max_live_mrs;
+	/** mr_dereg of a registration a posted write still uses (its
+	 *  completion, or a later signaled one, not yet polled): memory
+	 *  unpinned under an in-flight write.  Reported on stderr. */
+	uint64_t dereg_inflight;
 };
 
 /** Snapshot of every counter (each read atomically, not all at once). */

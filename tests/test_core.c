@@ -13,7 +13,14 @@
  * bytes (one larger than a 64 KiB message), several rounds of changing
  * memory, the sync contract, error propagation from an injected write or
  * send failure (on posting and on completion), cancel from another thread,
- * bad arguments, and block tables that do not match.
+ * bad arguments, and block tables that do not match.  Issue 3: a failed
+ * completion names the write's block/offset/length (signaled or not) or
+ * the SEND's message; on-demand registration with a cache smaller than RAM
+ * (data intact, evictions counted, the cache bound and "never deregister
+ * under an in-flight write" checked by the mock), bad registration and
+ * NUMA values, an explicit NUMA node, and transport auto with the mock
+ * registered as "verbs" (fallback with the reason logged, verbs on both
+ * sides, an auto destination serving either kind of source).
  *
  * Run it under TSan and ASan too: the mock adds no happens-before edge a
  * real transport would not give, so a race on page data shows up.  Blocking
@@ -586,15 +593,17 @@ static int teardown(void **state)
 
 		mock_get_counters(&c);
 		if (c.concurrent_use || c.send_buf_modified || c.rnr ||
-		    c.domain_close_busy) {
+		    c.domain_close_busy || c.dereg_inflight) {
 			fprintf(stderr, "provider misuse: %llu concurrent uses, "
 				"%llu send buffers modified early, %llu "
 				"receiver-not-ready, %llu busy domain "
-				"closes\n",
+				"closes, %llu registrations dropped under a "
+				"write\n",
 				(unsigned long long)c.concurrent_use,
 				(unsigned long long)c.send_buf_modified,
 				(unsigned long long)c.rnr,
-				(unsigned long long)c.domain_close_busy);
+				(unsigned long long)c.domain_close_busy,
+				(unsigned long long)c.dereg_inflight);
 			ret = -1;
 		}
 	}
