@@ -57,7 +57,11 @@ static int rm_tree(const char *dir)
 
 static int setup(void **state)
 {
-	snprintf(root, sizeof(root), "/tmp/rmig-sysfs-XXXXXX");
+	/* mkdtemp()'s template: the prefix, then six 'X'. */
+	size_t n = (size_t)snprintf(root, sizeof(root), "/tmp/rmig-sysfs-");
+
+	memset(root + n, 'X', 6);
+	root[n + 6] = '\0';
 	if (!mkdtemp(root))
 		return -1;
 	/* A PCI device with its own node. */
