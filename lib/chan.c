@@ -26,6 +26,8 @@
 #include <string.h>
 
 #include "core.h"
+#include "rmig_numa.h"
+#include "regcache.h"
 
 #define CQE_BATCH 16
 
@@ -59,12 +61,12 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	ch->conn = conn;
 	ch->nrx = s->rx_depth + RMIG_CREDIT_SPARE;
 	ch->bufs_len = (size_t)(ch->nrx + ntx) * RMIG_MSG_SIZE;
-	ch->bufs = aligned_alloc(4096, ch->bufs_len);
+	/* On the channel's NUMA node, touched now rather than on the hot
+	 * path. */
+	ch->bufs = rmig_numa_alloc(ch->bufs_len, s->numa_node);
 	if (!ch->bufs)
 		return rmig_err(-ENOMEM, "channel %u: cannot allocate %zu "
 				"bytes of message buffers", id, ch->bufs_len);
-	/* Touch the buffers now rather than on the hot path. */
-	memset(ch->bufs, 0, ch->bufs_len);
 	ret = s->ops.mr_reg(s->dom, ch->bufs, ch->bufs_len, false,
 			    &ch->bufs_mr);
 	if (ret) {
@@ -76,7 +78,13 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	ch->recs = calloc(ch->nrecs, sizeof(*ch->recs));
 	ch->txbuf_free = calloc(ntx, sizeof(*ch->txbuf_free));
 	ch->stash = calloc(ch->nrx, sizeof(*ch->stash));
-	if (!ch->recs || !ch->txbuf_free || !ch->stash) {
+	ch->nwlog = s->max_ops;
+	ch->wlog = calloc(ch->nwlog, sizeof(*ch->wlog));
+	if (s->cache)
+		ch->held = calloc(rmig_regcache_capacity(s->cache),
+				  sizeof(*ch->held));
+	if (!ch->recs || !ch->txbuf_free || !ch->stash || !ch->wlog ||
+	    (s->cache && !ch->held)) {
 		ret = rmig_err(-ENOMEM, "channel %u: out of memory", id);
 		goto err_free_arrays;
 	}
@@ -101,9 +109,11 @@ err_free_arrays:
 	free(ch->recs);
 	free(ch->txbuf_free);
 	free(ch->stash);
+	free(ch->wlog);
+	free(ch->held);
 	s->ops.mr_dereg(ch->bufs_mr);
 err_free_bufs:
-	free(ch->bufs);
+	rmig_numa_free(ch->bufs, ch->bufs_len, s->numa_node);
 	memset(ch, 0, sizeof(*ch));
 	return ret;
 }
@@ -120,10 +130,15 @@ void rmig_chan_fini(struct rmig_chan *ch)
 	ch->conn = NULL;
 	if (ch->bufs_mr)
 		s->ops.mr_dereg(ch->bufs_mr);
-	free(ch->bufs);
+	/* Its writes are gone with the connection. */
+	if (s->cache)
+		rmig_regcache_release(s->cache, ch);
+	rmig_numa_free(ch->bufs, ch->bufs_len, s->numa_node);
 	free(ch->recs);
 	free(ch->txbuf_free);
 	free(ch->stash);
+	free(ch->wlog);
+	free(ch->held);
 	memset(ch, 0, sizeof(*ch));
 }
 
@@ -137,6 +152,7 @@ static struct rmig_txrec *rec_get(struct rmig_chan *ch)
 	ch->rec_free = r->next_free;
 	r->ops = 0;
 	r->buf = -1;
+	memset(&r->info, 0, sizeof(r->info));
 	return r;
 }
 
@@ -162,14 +178,68 @@ static int proto_err(struct rmig_chan *ch, const char *fmt, ...)
 
 /* Handle up to CQE_BATCH completions, waiting up to @timeout_ms for the
  * first.  Received messages (other than CREDIT) are stashed in order. */
+/* What @e (the failed completion a provider named, see provider.h) was;
+ * NULL when the provider could not tell or the context is not ours. */
+static const struct rmig_opinfo *op_of(struct rmig_chan *ch,
+				       const struct rmig_cqe *e)
+{
+	const struct rmig_txrec *r = e->ctx;
+	const struct rmig_opinfo *w = e->ctx;
+
+	if (!e->ctx)
+		return NULL;
+	if (r >= ch->recs && r < ch->recs + ch->nrecs &&
+	    (const char *)r == (const char *)&ch->recs[r - ch->recs])
+		return r->info.op ? &r->info : NULL;
+	if (w >= ch->wlog && w < ch->wlog + ch->nwlog)
+		return w->op ? w : NULL;
+	return NULL;
+}
+
+/* A failed poll: rephrase the provider's message to name the operation
+ * (and for a write the RAM block and offset).  Returns @err. */
+static int op_error(struct rmig_chan *ch, const struct rmig_cqe *e, int err)
+{
+	struct rmig_session *s = ch->sess;
+	const struct rmig_opinfo *o = op_of(ch, e);
+	char text[RMIG_ERR_MSG_MAX];
+
+	snprintf(text, sizeof(text), "%s", rmig_err_msg());
+	switch (e->op) {
+	case RMIG_CQE_WRITE:
+		if (o && o->op == RMIG_CQE_WRITE && o->block >= 0 &&
+		    (unsigned)o->block < s->nblocks)
+			return rmig_err(err, "RDMA WRITE to block '%s' offset "
+					"0x%llx (%llu bytes) failed: %s",
+					s->blocks[o->block].name,
+					(unsigned long long)o->offset,
+					(unsigned long long)o->len, text);
+		return rmig_err(err, "RDMA WRITE (block unknown) failed: %s",
+				text);
+	case RMIG_CQE_SEND:
+		if (o && o->op == RMIG_CQE_SEND)
+			return rmig_err(err, "SEND of a %s message (%llu "
+					"bytes) failed: %s",
+					rmig_msg_type_name(o->msg),
+					(unsigned long long)o->len, text);
+		return rmig_err(err, "SEND failed: %s", text);
+	case RMIG_CQE_RECV:
+		return rmig_err(err, "RECV failed: %s", text);
+	}
+	return err; /* no operation named: the provider's message stands */
+}
+
 static int chan_poll(struct rmig_chan *ch, int timeout_ms)
 {
 	struct rmig_session *s = ch->sess;
 	struct rmig_cqe cqe[CQE_BATCH];
-	int n = s->ops.poll(ch->conn, cqe, CQE_BATCH, timeout_ms);
+	int n;
 
+	cqe[0].op = 0;
+	cqe[0].ctx = NULL;
+	n = s->ops.poll(ch->conn, cqe, CQE_BATCH, timeout_ms);
 	if (n < 0)
-		return n;
+		return op_error(ch, &cqe[0], n);
 	for (int i = 0; i < n; i++) {
 		struct rmig_cqe *e = &cqe[i];
 
@@ -183,6 +253,10 @@ static int chan_poll(struct rmig_chan *ch, int timeout_ms)
 			if (r->buf >= 0)
 				ch->txbuf_free[ch->ntxbuf_free++] = r->buf;
 			rec_put(ch, r);
+			/* Every write of ours has landed: the chunks they
+			 * came from may be evicted. */
+			if (!ch->ops_outstanding && ch->nheld)
+				rmig_regcache_release(s->cache, ch);
 			continue;
 		}
 
@@ -306,6 +380,8 @@ static int send_credit(struct rmig_chan *ch)
 			return rmig_sess_check(s);
 	}
 	r->ops = ch->ops_unsignaled + 1;
+	r->info.op = RMIG_CQE_SEND;
+	r->info.msg = RMIG_MSG_CREDIT;
 	ret = s->ops.send(ch->conn, tx_buf(ch, 0), 0, ch->bufs_mr,
 			  rmig_imm_make(RMIG_MSG_CREDIT, grant), r);
 	if (ret) {
@@ -386,6 +462,9 @@ int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 	/* rmig_chan_tx_get() waited for a record and a credit. */
 	r->buf = idx;
 	r->ops = ch->ops_unsignaled + 1;
+	r->info.op = RMIG_CQE_SEND;
+	r->info.msg = (uint8_t)type;
+	r->info.len = len;
 	ret = s->ops.send(ch->conn, tx_buf(ch, (unsigned)idx), len,
 			  ch->bufs_mr, rmig_imm_make(type, grant), r);
 	if (ret) {
@@ -403,42 +482,134 @@ int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 	return 0;
 }
 
-int rmig_chan_write(struct rmig_chan *ch, void *local, size_t len,
-		    struct rmig_prov_mr *mr, uint64_t raddr, uint64_t rkey)
+/* Wait until every op this channel posted has retired, which drops its
+ * cache references.  @timeout_ms < 0: until the session fails. */
+static int drain_all(struct rmig_chan *ch)
 {
 	struct rmig_session *s = ch->sess;
+
+	while (ch->ops_outstanding) {
+		int ret = chan_poll(ch, (int)rmig_param(
+					    RMIG_PARAM_POLL_SLICE_MS));
+
+		if (ret < 0)
+			return ret;
+		if (rmig_sess_failed(s))
+			return rmig_sess_check(s);
+	}
+	if (ch->nheld)
+		rmig_regcache_release(s->cache, ch);
+	return 0;
+}
+
+/* The registration for [offset, offset + *n) of @b; on demand, *n is cut
+ * at the chunk's end and the chunk is referenced for this channel.  When
+ * every cached chunk is in use, drain our own writes (dropping our
+ * references) and wait for another channel to drop one. */
+static int local_mr(struct rmig_chan *ch, int block, uint64_t offset,
+		    size_t *n, struct rmig_prov_mr **mr)
+{
+	struct rmig_session *s = ch->sess;
+
+	if (!s->cache) {
+		*mr = s->blocks[block].mr;
+		return 0;
+	}
+	for (;;) {
+		int ret = rmig_regcache_get(s->cache, ch, (unsigned)block,
+					    offset, n, mr);
+
+		if (ret != -EAGAIN)
+			return ret;
+		if (ch->ops_outstanding || ch->nheld) {
+			ret = drain_all(ch);
+			if (ret)
+				return ret;
+			continue;
+		}
+		rmig_regcache_wait(s->cache, (int)rmig_param(
+					   RMIG_PARAM_POLL_SLICE_MS));
+		if (rmig_sess_failed(s))
+			return rmig_sess_check(s);
+	}
+}
+
+int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
+		    size_t len, bool signal_last)
+{
+	struct rmig_session *s = ch->sess;
+	struct rmig_block *b = &s->blocks[block];
 	size_t chunk = s->attr.max_msg_size;
-	uint8_t *p = local;
 
 	while (len) {
 		size_t n = len < chunk ? len : chunk;
-		/* Signal every max_ops/4 writes so long runs of writes
-		 * retire even before the packet's header is sent. */
-		bool sig = ch->ops_unsignaled + 1 >= s->max_ops / 4;
-		struct rmig_iov iov = { .addr = p, .len = n, .mr = mr };
+		struct rmig_prov_mr *mr;
+		struct rmig_opinfo *info;
 		struct rmig_txrec *r = NULL;
+		bool cut;
+
+		/* On demand, a write stays inside one registered chunk. */
+		if (s->cache) {
+			uint64_t end = (offset / s->reg_chunk_size + 1) *
+				       s->reg_chunk_size;
+
+			if (offset + n > end)
+				n = (size_t)(end - offset);
+		}
+		cut = n < len;
+		/* Signal every max_ops/4 writes so long runs of writes
+		 * retire even before the packet's header is sent.  On
+		 * demand, also the last write from a chunk before the next
+		 * write needs another one: a channel that must drain its
+		 * writes to free a chunk then always has a completion
+		 * coming. */
+		bool sig = ch->ops_unsignaled + 1 >= s->max_ops / 4 ||
+			   (s->cache && ((cut && (offset + n) %
+					  s->reg_chunk_size == 0) ||
+					 (!cut && signal_last)));
 		int ret = wait_tx(ch, 1, false, sig, -1);
 
+		if (ret)
+			return ret;
+		/* After wait_tx: no poll between taking a cache reference
+		 * and posting the write that needs it (a poll that retires
+		 * everything drops our references; local_mr() itself polls
+		 * only to drain everything before it takes one). */
+		ret = local_mr(ch, block, offset, &n, &mr);
 		if (ret)
 			return ret;
 		if (sig) {
 			r = rec_get(ch);
 			r->ops = ch->ops_unsignaled + 1;
+			info = &r->info;
+		} else {
+			info = &ch->wlog[ch->wlog_next];
 		}
-		ret = s->ops.write(ch->conn, &iov, 1, raddr, rkey, r, sig);
+		*info = (struct rmig_opinfo){ .op = RMIG_CQE_WRITE,
+					      .block = block,
+					      .offset = offset, .len = n };
+		struct rmig_iov iov = { .addr = b->host + offset, .len = n,
+					.mr = mr };
+
+		/* Every write carries a context naming its block and
+		 * offset, so a failed one (signaled or not) can be named. */
+		ret = s->ops.write(ch->conn, &iov, 1, b->raddr + offset,
+				   b->rkey, sig ? (void *)r : (void *)info,
+				   sig);
 		if (ret) {
 			if (r)
 				rec_put(ch, r);
 			return ret;
 		}
+		if (!sig)
+			ch->wlog_next = (ch->wlog_next + 1) % ch->nwlog;
 		ch->ops_outstanding++;
 		if (sig)
 			ch->ops_unsignaled = 0;
 		else
 			ch->ops_unsignaled++;
 		RMIG_STAT_ADD(ch, bytes, n);
-		p += n;
-		raddr += n;
+		offset += n;
 		len -= n;
 	}
 	return 0;

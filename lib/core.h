@@ -56,6 +56,7 @@ struct rmig_block {
 };
 
 struct rmig_chan;
+struct rmig_regcache;
 
 /** What a session kicks when it fails: implemented by src.c and dest.c. */
 typedef void (*rmig_kick_fn)(void *side);
@@ -82,7 +83,35 @@ struct rmig_session {
 
 	struct rmig_block blocks[RMIG_MAX_BLOCKS];
 	unsigned nblocks;
-	uint64_t registration_ns;
+	/* Written by the caller's thread and, on demand, by channel threads
+	 * (regcache.c); read by stats from any thread: relaxed counters. */
+	_Atomic uint64_t registration_ns;
+	_Atomic uint64_t registrations;
+
+	/* Registration mode (source: pin-all or on-demand chunks). */
+	enum rmig_reg_mode reg_mode;
+	uint64_t reg_chunk_size;
+	unsigned reg_cache_chunks;
+	struct rmig_regcache *cache; /* on demand, after open_domain */
+
+	/* NUMA: what the config asked (RMIG_NUMA_AUTO/NONE or a node) and
+	 * the node chosen at open_domain (-1: no binding). */
+	int numa_cfg;
+	int numa_node;
+
+	/* Transport auto.  The source tries auto_verbs, then falls back;
+	 * the destination opens both (the fallback in ops/dom/attr/mr, the
+	 * verbs one in alt_*) and keeps the one the first accepted source
+	 * used (rmig_sess_swap_alt(), rmig_sess_drop_alt()). */
+	bool auto_mode;
+	const struct rmig_provider_ops *auto_verbs, *auto_fallback;
+	struct rmig_provider_ops alt_ops;
+	struct rmig_prov_domain *alt_dom;
+	struct rmig_prov_attr alt_attr;
+	struct rmig_prov_mr *alt_mr[RMIG_MAX_BLOCKS];
+	/* Name of the transport in use for stats ("" until fixed); under
+	 * err_lock, as stats read it from any thread. */
+	char transport[32];
 
 	/* First error wins.  err is set once, under err_lock, together with
 	 * errmsg; readers that see err != 0 (acquire) see errmsg (release in
@@ -99,10 +128,21 @@ struct rmig_session {
 /* Message buffers of a channel: rx_depth + RMIG_CREDIT_SPARE receive
  * buffers, then tx_depth send buffers, RMIG_MSG_SIZE each, one
  * registration. */
+/* What a posted operation was, so that a failed completion can be named:
+ * a write's block and offset, a send's message type. */
+struct rmig_opinfo {
+	uint8_t op;       /* enum rmig_cqe_op */
+	uint8_t msg;      /* SEND: enum rmig_msg_type */
+	int32_t block;    /* WRITE: source block index */
+	uint64_t offset;  /* WRITE: byte offset in the block */
+	uint64_t len;
+};
+
 struct rmig_txrec {
 	uint32_t ops;   /* tx ops retired when this signaled op completes */
 	int32_t buf;    /* tx buffer index, or -1 */
 	int32_t next_free;
+	struct rmig_opinfo info;
 };
 
 struct rmig_msg {
@@ -136,6 +176,16 @@ struct rmig_chan {
 	unsigned ntxbuf_free;
 	uint32_t ops_outstanding; /* posted, not yet retired */
 	uint32_t ops_unsignaled;  /* posted since the last signaled op */
+	/* The context of each unsignaled write: slot (n % nwlog) of the
+	 * n-th.  nwlog = max_ops, and at most max_ops ops are outstanding,
+	 * so a slot is reused only after its write has retired. */
+	struct rmig_opinfo *wlog;
+	unsigned nwlog, wlog_next;
+
+	/* On-demand registration: cache slots this channel references; they
+	 * are released when every op it posted has retired. */
+	int32_t *held;
+	unsigned nheld;
 
 	/* Credits (channel thread only). */
 	unsigned credits;   /* credited messages we may still send */
@@ -156,6 +206,23 @@ void rmig_sess_fini(struct rmig_session *s);
 int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
 			size_t length);
 int rmig_sess_open_domain(struct rmig_session *s, bool remote_write);
+/** Destination in auto mode: open the verbs domain on @address (the port
+ *  the first listener got) and register every block in it too.  0 or a
+ *  negative errno (the caller goes on with the fallback alone). */
+int rmig_sess_open_alt(struct rmig_session *s, const char *address);
+/** Exchange the primary and alternative transports (domain, ops, attr,
+ *  block registrations). */
+void rmig_sess_swap_alt(struct rmig_session *s);
+/** Deregister and close the alternative transport; the primary is now the
+ *  session's transport (its name goes to the stats). */
+void rmig_sess_drop_alt(struct rmig_session *s);
+/** Record @name as the transport in use (stats). */
+void rmig_sess_set_transport(struct rmig_session *s, const char *name);
+/** Test hook: transport auto with these two providers (instead of the
+ *  built-in "verbs" and "fabric").  Call right after rmig_sess_init(). */
+void rmig_sess_set_auto(struct rmig_session *s,
+			const struct rmig_provider_ops *verbs,
+			const struct rmig_provider_ops *fallback);
 /** Record the session's first error (later ones are only logged), mark it
  *  failed, and kick every thread.  Returns @code, with the message also
  *  in the calling thread's rmig_last_error(). */
@@ -205,9 +272,13 @@ int rmig_chan_tx_get(struct rmig_chan *ch, uint8_t **buf, int timeout_ms);
 /** Send tx buffer @idx holding @len bytes as a message of @type. */
 int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 		      size_t len);
-/** RDMA WRITE of [local, local+len) to raddr/rkey (split as needed). */
-int rmig_chan_write(struct rmig_chan *ch, void *local, size_t len,
-		    struct rmig_prov_mr *mr, uint64_t raddr, uint64_t rkey);
+/** RDMA WRITE of [offset, offset+len) of source block @block to the same
+ *  place in the destination's block (split at max_msg_size and at
+ *  on-demand chunk boundaries; registers chunks as needed).  On demand,
+ *  @signal_last asks for a completion of the last write (the caller's
+ *  next write is from another chunk). */
+int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
+		    size_t len, bool signal_last);
 /** Wait until every posted tx op has completed. */
 int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms);
 /** Send an ERROR message carrying @code (negative errno) and @text (best
@@ -219,6 +290,15 @@ int rmig_src_create_prov(const struct rmig_config *cfg,
 			 const struct rmig_provider_ops *prov, rmig_src **out);
 int rmig_dest_create_prov(const struct rmig_config *cfg,
 			  const struct rmig_provider_ops *prov,
+			  rmig_dest **out);
+/* ... and to test transport auto with two given providers. */
+int rmig_src_create_auto(const struct rmig_config *cfg,
+			 const struct rmig_provider_ops *verbs,
+			 const struct rmig_provider_ops *fallback,
+			 rmig_src **out);
+int rmig_dest_create_auto(const struct rmig_config *cfg,
+			  const struct rmig_provider_ops *verbs,
+			  const struct rmig_provider_ops *fallback,
 			  rmig_dest **out);
 
 static inline uint64_t rmig_now_ns(void)

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "core.h"
+#include "rmig_numa.h"
 #include "zero.h"
 
 struct ds_node {
@@ -42,6 +43,9 @@ struct dest_chan {
 struct rmig_dest {
 	struct rmig_session s;
 	struct rmig_prov_listener *listener;
+	/* Transport auto: the other transport's listener (s->alt_ops), until
+	 * the first accepted source fixes the transport. */
+	struct rmig_prov_listener *alt_listener;
 	struct dest_chan *chans[RMIG_MAX_CHANNELS];
 	struct rmig_chan *chan_ptrs[RMIG_MAX_CHANNELS];
 	/* Release after pthread_create(), acquire in dest_kick() and stats. */
@@ -292,8 +296,11 @@ static void *dest_thread(void *arg)
 	struct rmig_session *s = &d->s;
 	struct rmig_chan *ch = &p->ch;
 	struct rmig_msg m;
-	int ret;
+	int ret = rmig_numa_bind_thread(s->numa_node);
 
+	if (ret)
+		rmig_log_warn("channel %u: %s; running unbound", ch->id,
+			      rmig_err_msg());
 	for (;;) {
 		ret = rmig_chan_recv(ch, &m, -1);
 		if (ret < 0)
@@ -541,6 +548,18 @@ int rmig_dest_create_prov(const struct rmig_config *cfg,
 	return 0;
 }
 
+int rmig_dest_create_auto(const struct rmig_config *cfg,
+			  const struct rmig_provider_ops *verbs,
+			  const struct rmig_provider_ops *fallback,
+			  rmig_dest **out)
+{
+	int ret = rmig_dest_create_prov(cfg, fallback, out);
+
+	if (!ret)
+		rmig_sess_set_auto(&(*out)->s, verbs, fallback);
+	return ret;
+}
+
 int rmig_dest_create(const struct rmig_config *cfg, rmig_dest **out)
 {
 	return rmig_dest_create_prov(cfg, NULL, out);
@@ -552,6 +571,90 @@ int rmig_dest_add_block(rmig_dest *d, const char *name, void *host,
 	if (!d)
 		return rmig_err(-EINVAL, "add_block: session is NULL");
 	return rmig_sess_add_block(&d->s, name, host, length);
+}
+
+/* Transport auto: listen with verbs too, on the port the first listener
+ * got (rdma_cm has its own port space).  Where that fails, the fallback
+ * alone serves, and the log says why. */
+static void listen_alt(struct rmig_dest *d)
+{
+	struct rmig_session *s = &d->s;
+	char name[128];
+	int ret;
+
+	if (!s->auto_verbs) {
+		rmig_log_info("transport auto: listening with %s only (this "
+			      "build has no verbs provider)", s->attr.name);
+		rmig_sess_drop_alt(s);
+		return;
+	}
+	ret = s->ops.listen_name(d->listener, name, sizeof(name));
+	if (!ret)
+		ret = rmig_sess_open_alt(s, name);
+	if (!ret) {
+		ret = s->alt_ops.listen(s->alt_dom, &d->alt_listener);
+		if (ret) {
+			d->alt_listener = NULL;
+			rmig_err_prefix("%s: listen on %s", s->alt_attr.name,
+					name);
+		}
+	}
+	if (ret) {
+		rmig_log_info("transport auto: listening with %s only; verbs "
+			      "unavailable (%s: %s)", s->attr.name,
+			      strerror(-ret), rmig_err_msg());
+		rmig_sess_drop_alt(s);
+		return;
+	}
+	rmig_log_info("transport auto: listening on %s with both %s and %s; "
+		      "the first source accepted fixes the transport", name,
+		      s->attr.name, s->alt_attr.name);
+}
+
+/* Transport auto: the first source is accepted; keep its transport and
+ * close the other listener and domain. */
+static void commit_transport(struct rmig_dest *d)
+{
+	struct rmig_session *s = &d->s;
+
+	if (!d->alt_listener)
+		return;
+	s->alt_ops.listen_close(d->alt_listener);
+	d->alt_listener = NULL;
+	rmig_log_info("transport auto: the source came over %s; closed the "
+		      "%s listener", s->attr.name, s->alt_attr.name);
+	rmig_sess_drop_alt(s);
+}
+
+/* Wait up to @timeout_ms for a connection on either listener; one from
+ * the alternative transport makes it the session's (until commit). */
+static int listen_get_any(struct rmig_dest *d, int timeout_ms,
+			  struct rmig_prov_conn **conn)
+{
+	struct rmig_session *s = &d->s;
+	uint64_t deadline = rmig_deadline_ns(timeout_ms);
+	int ret;
+
+	if (!d->alt_listener)
+		return s->ops.listen_get(d->listener, timeout_ms, conn);
+	for (;;) {
+		ret = s->ops.listen_get(d->listener, 25, conn);
+		if (ret != -ETIMEDOUT)
+			return ret;
+		ret = s->alt_ops.listen_get(d->alt_listener, 25, conn);
+		if (ret == 0) {
+			struct rmig_prov_listener *l = d->listener;
+
+			rmig_sess_swap_alt(s);
+			d->listener = d->alt_listener;
+			d->alt_listener = l;
+			return 0;
+		}
+		if (ret != -ETIMEDOUT)
+			return ret;
+		if (rmig_now_ns() >= deadline)
+			return -ETIMEDOUT;
+	}
 }
 
 int rmig_dest_listen(rmig_dest *d)
@@ -586,6 +689,8 @@ int rmig_dest_listen(rmig_dest *d)
 		.pages_per_packet = RMIG_MAX_PAGES_PER_PACKET,
 	};
 	rmig_log_info("listening on %s over %s", s->address, s->attr.name);
+	if (s->auto_mode)
+		listen_alt(d);
 	return 0;
 }
 
@@ -818,8 +923,8 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 		ret = rmig_sess_check(s);
 		if (ret)
 			goto err;
-		ret = s->ops.listen_get(d->listener, left < 0 ? 200 :
-					(left < 200 ? left : 200), &conn);
+		ret = listen_get_any(d, left < 0 ? 200 :
+				     (left < 200 ? left : 200), &conn);
 		if (ret == -ETIMEDOUT) {
 			if (timeout_ms >= 0 && left == 0) {
 				ret = rmig_err(-ETIMEDOUT, "accept: %u of %u "
@@ -835,6 +940,8 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 		ret = accept_one(d, conn, seen, step);
 		if (ret)
 			goto err;
+		if (d->nchans)
+			commit_transport(d);
 	}
 	d->lim.pages_per_packet = d->ppp;
 	for (unsigned i = 0; i < d->nchans; i++) {
@@ -893,6 +1000,8 @@ void rmig_dest_destroy(rmig_dest *d)
 		free_chan(d->chans[i]);
 	if (d->listener)
 		d->s.ops.listen_close(d->listener);
+	if (d->alt_listener)
+		d->s.alt_ops.listen_close(d->alt_listener);
 	rmig_sess_fini(&d->s);
 	while (d->ds_list) {
 		struct ds_node *n = d->ds_list;

@@ -13,6 +13,8 @@
 #include <sys/random.h>
 
 #include "core.h"
+#include "rmig_numa.h"
+#include "regcache.h"
 
 const char *rmig_version(void)
 {
@@ -39,8 +41,9 @@ const struct rmig_provider_ops *rmig_select_provider(
 
 	switch (t) {
 	case RMIG_TRANSPORT_AUTO:
-		snprintf(why, whylen, "transport auto: libfabric (no verbs "
-			 "provider in this build)");
+		/* rmig_sess_init() decides at connect or listen time. */
+		snprintf(why, whylen, "transport auto: verbs if it opens a "
+			 "domain, else libfabric");
 		return rmig_provider_find("fabric");
 	case RMIG_TRANSPORT_FABRIC:
 		snprintf(why, whylen, "transport fabric: libfabric");
@@ -59,9 +62,50 @@ const struct rmig_provider_ops *rmig_select_provider(
 	return NULL;
 }
 
+/* RMIG_CFG_REG_MODE: the mode, and for on-demand the chunk size and the
+ * cache bound.  After the page size is known. */
+static int check_reg_config(struct rmig_session *s,
+			    const struct rmig_config *cfg, bool is_dest)
+{
+	uint64_t chunk = cfg->reg_chunk_size;
+	unsigned n = cfg->reg_cache_chunks;
+
+	if (cfg->reg_mode == RMIG_REG_PIN_ALL)
+		return 0;
+	if (cfg->reg_mode != RMIG_REG_ON_DEMAND)
+		return rmig_err(-EINVAL, "config: reg_mode %d unknown "
+				"(RMIG_REG_PIN_ALL or RMIG_REG_ON_DEMAND)",
+				(int)cfg->reg_mode);
+	if (is_dest)
+		return rmig_err(-ENOTSUP, "config: reg_mode on-demand is for "
+				"the source only: the source writes into the "
+				"destination's RAM by remote key, so a "
+				"destination registers all of it (pin-all)");
+	if (!chunk)
+		chunk = RMIG_REG_CHUNK_DEFAULT;
+	if (chunk & (chunk - 1) || chunk < s->page_size ||
+	    chunk > RMIG_REG_CHUNK_MAX)
+		return rmig_err(-EINVAL, "config: reg_chunk_size %llu must be "
+				"a power of two from the page size %llu to "
+				"%llu", (unsigned long long)chunk,
+				(unsigned long long)s->page_size,
+				(unsigned long long)RMIG_REG_CHUNK_MAX);
+	if (!n)
+		n = RMIG_REG_CACHE_CHUNKS_DEFAULT;
+	if (n > RMIG_REG_CACHE_CHUNKS_MAX)
+		return rmig_err(-EINVAL, "config: reg_cache_chunks %u out of "
+				"range 1..%u", n, RMIG_REG_CACHE_CHUNKS_MAX);
+	s->reg_mode = RMIG_REG_ON_DEMAND;
+	s->reg_chunk_size = chunk;
+	s->reg_cache_chunks = n;
+	return 0;
+}
+
 int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		   const struct rmig_provider_ops *prov, bool is_dest)
 {
+	const uint64_t known = 0x7ff; /* RMIG_CFG_TRANSPORT..NUMA_NODE */
+	bool auto_mode = false;
 	uint64_t m;
 	const char *sub;
 
@@ -69,9 +113,9 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 	if (!cfg)
 		return rmig_err(-EINVAL, "config is NULL");
 	m = cfg->field_mask;
-	if (m & ~(uint64_t)0x1ff)
+	if (m & ~known)
 		return rmig_err(-EINVAL, "config: unknown field_mask bits "
-				"0x%llx", (unsigned long long)(m & ~0x1ffull));
+				"0x%llx", (unsigned long long)(m & ~known));
 	if (!(m & RMIG_CFG_ADDRESS) || !cfg->address || !*cfg->address)
 		return rmig_err(-EINVAL, "config: address is required "
 				"(\"host:port\")");
@@ -93,6 +137,24 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 					"supported (4096 or 2097152)",
 					cfg->page_size);
 		s->page_size = cfg->page_size;
+	}
+	s->reg_mode = RMIG_REG_PIN_ALL;
+	s->reg_chunk_size = RMIG_REG_CHUNK_DEFAULT;
+	s->reg_cache_chunks = RMIG_REG_CACHE_CHUNKS_DEFAULT;
+	if (m & RMIG_CFG_REG_MODE) {
+		int ret = check_reg_config(s, cfg, is_dest);
+
+		if (ret)
+			return ret;
+	}
+	s->numa_cfg = RMIG_NUMA_AUTO;
+	s->numa_node = -1;
+	if (m & RMIG_CFG_NUMA_NODE) {
+		int ret = rmig_numa_check_config(cfg->numa_node);
+
+		if (ret)
+			return ret;
+		s->numa_cfg = cfg->numa_node;
 	}
 	s->pages_per_packet = 128;
 	if (m & RMIG_CFG_PAGES_PER_PACKET) {
@@ -140,6 +202,8 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		prov = rmig_select_provider(cfg, why, sizeof(why));
 		if (!prov)
 			return -EINVAL;
+		auto_mode = !(m & RMIG_CFG_TRANSPORT) ||
+			    cfg->transport == RMIG_TRANSPORT_AUTO;
 		rmig_log_info("%s", why);
 	}
 	if (prov->abi != RMIG_PROVIDER_ABI)
@@ -160,7 +224,27 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 	pthread_mutex_init(&s->err_lock, NULL);
 	atomic_init(&s->err, 0);
 	atomic_init(&s->state, RMIG_STATE_SETUP);
+	if (auto_mode)
+		rmig_sess_set_auto(s, rmig_provider_find("verbs"), prov);
 	return 0;
+}
+
+void rmig_sess_set_auto(struct rmig_session *s,
+			const struct rmig_provider_ops *verbs,
+			const struct rmig_provider_ops *fallback)
+{
+	s->auto_mode = true;
+	s->auto_verbs = verbs;
+	s->auto_fallback = fallback;
+	rmig_provider_fill(&s->ops, fallback);
+}
+
+void rmig_sess_set_transport(struct rmig_session *s, const char *name)
+{
+	pthread_mutex_lock(&s->err_lock);
+	snprintf(s->transport, sizeof(s->transport), "%.*s",
+		 (int)sizeof(s->transport) - 1, name);
+	pthread_mutex_unlock(&s->err_lock);
 }
 
 void rmig_sess_fini(struct rmig_session *s)
@@ -214,55 +298,142 @@ int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
 	return (int)s->nblocks++;
 }
 
-/* Open the provider's domain and register every block once (pin-all). */
-int rmig_sess_open_domain(struct rmig_session *s, bool remote_write)
+/* Open @ops' domain on @address into @dom/@attr and check its limits. */
+static int open_one(struct rmig_session *s, struct rmig_provider_ops *ops,
+		    const char *address, struct rmig_prov_domain **dom,
+		    struct rmig_prov_attr *attr)
 {
 	struct rmig_prov_params p = {
-		.address = s->address,
+		.address = address,
 		.subprovider = s->subprovider,
 		.passive = s->is_dest,
 		.rx_depth = s->rx_depth + RMIG_CREDIT_SPARE,
-		.tx_depth = s->max_ops,
+		.tx_depth = (unsigned)rmig_param(RMIG_PARAM_MAX_WRITE_OPS),
 	};
-	uint64_t t0;
+	int ret = ops->domain_open(&p, dom, attr);
+
+	if (ret)
+		return ret;
+	if (!attr->max_msg_size)
+		attr->max_msg_size = 1u << 30;
+	if (attr->max_rx && attr->max_rx < s->rx_depth + RMIG_CREDIT_SPARE) {
+		ret = rmig_err(-EINVAL, "%s: receive queue of %u entries is "
+			       "below the %u rmig needs (lower rx_depth)",
+			       attr->name, attr->max_rx,
+			       s->rx_depth + RMIG_CREDIT_SPARE);
+		ops->domain_close(*dom);
+		*dom = NULL;
+		return ret;
+	}
+	rmig_log_info("%s: domain open on %s (max_msg_size %zu, max_tx %u)",
+		      attr->name, address, attr->max_msg_size, attr->max_tx);
+	return 0;
+}
+
+/* max_ops from the tunable, capped by the domain in use. */
+static void apply_limits(struct rmig_session *s)
+{
+	s->max_ops = (unsigned)rmig_param(RMIG_PARAM_MAX_WRITE_OPS);
+	if (s->attr.max_tx && s->attr.max_tx < s->max_ops)
+		s->max_ops = s->attr.max_tx;
+	if (s->max_ops < 8)
+		s->max_ops = 8;
+}
+
+/* Register every block whole in @dom (pin-all) into @mrs. */
+static int register_blocks(struct rmig_session *s,
+			   struct rmig_provider_ops *ops,
+			   struct rmig_prov_domain *dom, bool remote_write,
+			   struct rmig_prov_mr **mrs)
+{
+	uint64_t t0 = rmig_now_ns();
+	int ret = 0;
+
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		struct rmig_block *b = &s->blocks[i];
+
+		ret = ops->mr_reg(dom, b->host, b->length, remote_write,
+				  &mrs[i]);
+		if (ret) {
+			mrs[i] = NULL;
+			rmig_err_prefix("registering RAM block '%s' (%llu "
+					"bytes)", b->name,
+					(unsigned long long)b->length);
+			for (unsigned j = 0; j < i; j++) {
+				ops->mr_dereg(mrs[j]);
+				mrs[j] = NULL;
+			}
+			break;
+		}
+		atomic_fetch_add_explicit(&s->registrations, 1,
+					  memory_order_relaxed);
+	}
+	atomic_fetch_add_explicit(&s->registration_ns, rmig_now_ns() - t0,
+				  memory_order_relaxed);
+	return ret;
+}
+
+/* Source in auto mode: verbs if its domain opens for the peer's address,
+ * else the fallback.  Logs the choice and why. */
+static void auto_pick_source(struct rmig_session *s)
+{
+	struct rmig_provider_ops vops;
+	char why[RMIG_ERR_MSG_MAX];
+	int ret;
+
+	if (!s->auto_verbs) {
+		rmig_log_info("transport auto: verbs not tried (this build "
+			      "has no verbs provider); using %s",
+			      s->auto_fallback->name);
+		return;
+	}
+	rmig_provider_fill(&vops, s->auto_verbs);
+	ret = open_one(s, &vops, s->address, &s->dom, &s->attr);
+	if (!ret) {
+		s->ops = vops;
+		rmig_log_info("transport auto: using %s (the verbs provider "
+			      "opened a domain for %s)", s->attr.name,
+			      s->address);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s", rmig_err_msg());
+	s->dom = NULL;
+	memset(&s->attr, 0, sizeof(s->attr));
+	rmig_log_info("transport auto: verbs unavailable for %s (%s: %s); "
+		      "falling back to %s", s->address, strerror(-ret), why,
+		      s->auto_fallback->name);
+}
+
+/* Open the provider's domain and register every block once (pin-all), or
+ * set up the on-demand registration cache. */
+int rmig_sess_open_domain(struct rmig_session *s, bool remote_write)
+{
+	struct rmig_prov_mr *mrs[RMIG_MAX_BLOCKS] = { 0 };
 	int ret;
 
 	if (!s->nblocks)
 		return rmig_err(-EINVAL, "no RAM block registered (call "
 				"rmig_%s_add_block first)",
 				s->is_dest ? "dest" : "src");
-	ret = s->ops.domain_open(&p, &s->dom, &s->attr);
-	if (ret)
-		return ret;
-	if (s->attr.max_tx && s->attr.max_tx < s->max_ops)
-		s->max_ops = s->attr.max_tx;
-	if (s->max_ops < 8)
-		s->max_ops = 8;
-	if (!s->attr.max_msg_size)
-		s->attr.max_msg_size = 1u << 30;
-	if (s->attr.max_rx && s->attr.max_rx < s->rx_depth + RMIG_CREDIT_SPARE) {
-		ret = rmig_err(-EINVAL, "%s: receive queue of %u entries is "
-			       "below the %u rmig needs (lower rx_depth)",
-			       s->attr.name, s->attr.max_rx,
-			       s->rx_depth + RMIG_CREDIT_SPARE);
-		goto err_close;
+	if (s->auto_mode && !s->is_dest)
+		auto_pick_source(s);
+	if (!s->dom) {
+		ret = open_one(s, &s->ops, s->address, &s->dom, &s->attr);
+		if (ret) {
+			s->dom = NULL;
+			return ret;
+		}
+		if (s->auto_mode && !s->is_dest)
+			rmig_log_info("transport auto: using %s",
+				      s->attr.name);
 	}
-	rmig_log_info("%s: domain open on %s (max_msg_size %zu, max_tx %u)",
-		      s->attr.name, s->address, s->attr.max_msg_size,
-		      s->attr.max_tx);
+	apply_limits(s);
+	if (!s->is_dest || !s->auto_mode)
+		rmig_sess_set_transport(s, s->attr.name);
+	rmig_numa_choose(s);
 
-	t0 = rmig_now_ns();
 	for (unsigned i = 0; i < s->nblocks; i++) {
 		struct rmig_block *b = &s->blocks[i];
-
-		ret = s->ops.mr_reg(s->dom, b->host, b->length, remote_write,
-				    &b->mr);
-		if (ret) {
-			rmig_err_prefix("registering RAM block '%s' (%llu "
-					"bytes)", b->name,
-					(unsigned long long)b->length);
-			goto err_dereg;
-		}
 		uint64_t words = (b->length / s->page_size + 63) / 64;
 
 		if (s->is_dest)
@@ -273,23 +444,94 @@ int rmig_sess_open_domain(struct rmig_session *s, bool remote_write)
 			ret = rmig_err(-ENOMEM, "page bitmap of block '%s' "
 				       "(%llu words)", b->name,
 				       (unsigned long long)words);
-			goto err_dereg;
+			goto err;
 		}
 	}
-	s->registration_ns = rmig_now_ns() - t0;
+	if (s->reg_mode == RMIG_REG_ON_DEMAND) {
+		ret = rmig_regcache_create(s, s->reg_chunk_size,
+					   s->reg_cache_chunks, &s->cache);
+		if (ret)
+			goto err;
+		rmig_log_info("registration on demand: chunks of %llu bytes, "
+			      "at most %u registered",
+			      (unsigned long long)s->reg_chunk_size,
+			      s->reg_cache_chunks);
+		return 0;
+	}
+	ret = register_blocks(s, &s->ops, s->dom, remote_write, mrs);
+	if (ret)
+		goto err;
+	for (unsigned i = 0; i < s->nblocks; i++)
+		s->blocks[i].mr = mrs[i];
 	return 0;
 
-err_dereg:
+err:
 	rmig_sess_close_domain(s);
 	return ret;
-err_close:
-	s->ops.domain_close(s->dom);
-	s->dom = NULL;
+}
+
+int rmig_sess_open_alt(struct rmig_session *s, const char *address)
+{
+	int ret;
+
+	if (!s->auto_verbs)
+		return rmig_err(-ENOTSUP, "this build has no verbs provider");
+	rmig_provider_fill(&s->alt_ops, s->auto_verbs);
+	ret = open_one(s, &s->alt_ops, address, &s->alt_dom, &s->alt_attr);
+	if (ret) {
+		s->alt_dom = NULL;
+		return ret;
+	}
+	ret = register_blocks(s, &s->alt_ops, s->alt_dom, true, s->alt_mr);
+	if (ret) {
+		s->alt_ops.domain_close(s->alt_dom);
+		s->alt_dom = NULL;
+	}
 	return ret;
+}
+
+void rmig_sess_swap_alt(struct rmig_session *s)
+{
+	struct rmig_provider_ops o = s->ops;
+	struct rmig_prov_domain *d = s->dom;
+	struct rmig_prov_attr a = s->attr;
+
+	s->ops = s->alt_ops;
+	s->dom = s->alt_dom;
+	s->attr = s->alt_attr;
+	s->alt_ops = o;
+	s->alt_dom = d;
+	s->alt_attr = a;
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		struct rmig_prov_mr *m = s->blocks[i].mr;
+
+		s->blocks[i].mr = s->alt_mr[i];
+		s->alt_mr[i] = m;
+	}
+	apply_limits(s);
+	rmig_numa_choose(s);
+}
+
+void rmig_sess_drop_alt(struct rmig_session *s)
+{
+	if (s->alt_dom) {
+		for (unsigned i = 0; i < s->nblocks; i++) {
+			if (s->alt_mr[i])
+				s->alt_ops.mr_dereg(s->alt_mr[i]);
+			s->alt_mr[i] = NULL;
+		}
+		s->alt_ops.domain_close(s->alt_dom);
+		s->alt_dom = NULL;
+	}
+	if (s->dom)
+		rmig_sess_set_transport(s, s->attr.name);
 }
 
 void rmig_sess_close_domain(struct rmig_session *s)
 {
+	rmig_regcache_destroy(s->cache);
+	s->cache = NULL;
+	rmig_sess_drop_alt(s);
 	for (unsigned i = 0; i < s->nblocks; i++) {
 		if (s->blocks[i].mr)
 			s->ops.mr_dereg(s->blocks[i].mr);
@@ -422,7 +664,17 @@ void rmig_sess_stats(struct rmig_session *s, struct rmig_chan **chans,
 	st.size = sizeof(st);
 	st.state = (enum rmig_state)atomic_load(&s->state);
 	st.channels = nchans;
-	st.registration_ns = s->registration_ns;
+	st.registration_ns = atomic_load_explicit(&s->registration_ns,
+						  memory_order_relaxed);
+	st.registrations = atomic_load_explicit(&s->registrations,
+						memory_order_relaxed);
+	if (s->cache)
+		rmig_regcache_counts(s->cache, &st.reg_evictions,
+				     &st.reg_cached_max);
+	pthread_mutex_lock(&s->err_lock);
+	st.numa_node = s->numa_node;
+	memcpy(st.transport, s->transport, sizeof(st.transport));
+	pthread_mutex_unlock(&s->err_lock);
 	for (unsigned i = 0; i < nchans && i < RMIG_MAX_CHANNELS; i++) {
 		struct rmig_channel_stats *c = &st.channel[i];
 		struct rmig_chan *ch = chans[i];

@@ -19,6 +19,8 @@
 #include <string.h>
 
 #include "core.h"
+#include "rmig_numa.h"
+#include "regcache.h"
 #include "zero.h"
 
 enum src_job_type { JOB_PAGES, JOB_DEVSTATE };
@@ -119,9 +121,13 @@ static int send_pages(struct src_chan *p)
 
 		while (j < nn && p->normal[j] == p->normal[j - 1] + ps)
 			j++;
-		ret = rmig_chan_write(ch, b->host + p->normal[i],
-				      (size_t)(j - i) * ps, b->mr,
-				      b->raddr + p->normal[i], b->rkey);
+		/* On demand: the next run starts in another chunk. */
+		bool other = s->cache && j < nn &&
+			     p->normal[j] / s->reg_chunk_size !=
+			     p->normal[j - 1] / s->reg_chunk_size;
+
+		ret = rmig_chan_write(ch, p->job.block, p->normal[i],
+				      (size_t)(j - i) * ps, other);
 		if (ret)
 			return ret;
 		i = j;
@@ -285,8 +291,12 @@ static void *src_thread(void *arg)
 	struct rmig_src *src = p->src;
 	struct rmig_session *s = &src->s;
 	bool final = false;
-	int ret = 0;
+	int ret = rmig_numa_bind_thread(s->numa_node);
 
+	if (ret)
+		rmig_log_warn("channel %u: %s; running unbound", p->ch.id,
+			      rmig_err_msg());
+	ret = 0;
 	for (;;) {
 		sem_post(&src->channels_ready);
 		ret = wait_work(p);
@@ -688,6 +698,18 @@ int rmig_src_create_prov(const struct rmig_config *cfg,
 	src->s.kick_arg = src;
 	*out = src;
 	return 0;
+}
+
+int rmig_src_create_auto(const struct rmig_config *cfg,
+			 const struct rmig_provider_ops *verbs,
+			 const struct rmig_provider_ops *fallback,
+			 rmig_src **out)
+{
+	int ret = rmig_src_create_prov(cfg, fallback, out);
+
+	if (!ret)
+		rmig_sess_set_auto(&(*out)->s, verbs, fallback);
+	return ret;
 }
 
 int rmig_src_create(const struct rmig_config *cfg, rmig_src **out)

@@ -3,4 +3,8 @@
 rmig_test(test_mock_provider SOURCES test_mock_provider.c mock_provider.c
   CMOCKA TIMEOUT 120 LABELS unit)
 rmig_test(test_core SOURCES test_core.c mock_provider.c
-  CMOCKA TIMEOUT 120 LABELS unit)
+  CMOCKA TIMEOUT 240 LABELS unit)
+# Transport auto over real libfabric tcp on 127.0.0.1, with the mock as a
+# "verbs" that fails or works.
+rmig_test(test_auto SOURCES test_auto.c mock_provider.c
+  CMOCKA TIMEOUT 120 LABELS integration)

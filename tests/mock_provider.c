@@ -67,7 +67,7 @@ static struct {
 		send_buf_modified, max_tx_outstanding, max_rx_posted,
 		max_concurrent_writes, sends_by_type[16];
 	_Atomic uint64_t live_domains, live_mrs, live_listeners, live_conns,
-		domain_close_busy;
+		domain_close_busy, max_live_mrs, dereg_inflight;
 } cnt;
 
 #define CNT_ADD(f, v) atomic_fetch_add_explicit(&cnt.f, (v), memory_order_relaxed)
@@ -218,6 +218,9 @@ void mock_reset(void)
 	Z(rnr); Z(access_errors); Z(faults_fired); Z(flushed);
 	Z(concurrent_use); Z(send_buf_modified); Z(max_tx_outstanding);
 	Z(max_rx_posted); Z(max_concurrent_writes); Z(domain_close_busy);
+	Z(dereg_inflight);
+	atomic_store_explicit(&cnt.max_live_mrs, CNT_GET(live_mrs),
+			      memory_order_relaxed);
 	for (int i = 0; i < 16; i++)
 		Z(sends_by_type[i]);
 #undef Z
@@ -235,7 +238,7 @@ void mock_get_counters(struct mock_counters *o)
 	for (int i = 0; i < 16; i++)
 		G(sends_by_type[i]);
 	G(live_domains); G(live_mrs); G(live_listeners); G(live_conns);
-	G(domain_close_busy);
+	G(domain_close_busy); G(max_live_mrs); G(dereg_inflight);
 #undef G
 }
 
@@ -295,6 +298,10 @@ struct mock_mr {
 	struct mock_domain *dom;
 	bool remote_write;
 	struct mock_mr *hnext;
+	/* Writes from it posted and not yet retired (their completion, or a
+	 * later signaled one, polled).  Relaxed: the caller orders a
+	 * retirement before its decision to deregister. */
+	_Atomic unsigned inflight;
 };
 
 struct cq_ent {
@@ -358,6 +365,9 @@ struct mock_conn {
 	struct rq_ent *rq;
 	unsigned rq_head, rq_count;
 	uint64_t sq_posted, sq_retired; /* send-queue sequence numbers */
+	/* [dom->max_tx]: the local registration of the write with send-queue
+	 * number n at n % max_tx, until it retires (NULL for sends). */
+	struct mock_mr **wmr;
 };
 
 struct mock_link {
@@ -556,7 +566,7 @@ static int mock_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
 	mr_table[b] = m;
 	pthread_rwlock_unlock(&mr_rw);
 	atomic_fetch_add_explicit(&d->children, 1, memory_order_relaxed);
-	CNT_ADD(live_mrs, 1);
+	cnt_max(&cnt.max_live_mrs, CNT_ADD(live_mrs, 1) + 1);
 	*out = &m->base;
 	return 0;
 }
@@ -576,6 +586,17 @@ static void mock_mr_dereg(struct rmig_prov_mr *mr)
 	pthread_rwlock_unlock(&mr_rw);
 	atomic_fetch_sub_explicit(&m->dom->children, 1, memory_order_relaxed);
 	CNT_ADD(live_mrs, -1);
+	if (atomic_load_explicit(&m->inflight, memory_order_relaxed)) {
+		/* Keep it (a connection's record still points at it); the
+		 * counter tells the test. */
+		CNT_ADD(dereg_inflight, 1);
+		fprintf(stderr, "mock provider: registration %p+%zu "
+			"deregistered with %u writes from it in flight\n",
+			m->base.addr, m->base.len,
+			atomic_load_explicit(&m->inflight,
+					     memory_order_relaxed));
+		return;
+	}
 	free(m);
 }
 
@@ -629,6 +650,7 @@ static struct mock_conn *conn_new(struct mock_domain *d, bool passive)
 	c->cq_cap = d->max_tx + d->max_rx + 8;
 	c->cq = xcalloc(c->cq_cap, sizeof(*c->cq));
 	c->rq = xcalloc(d->max_rx, sizeof(*c->rq));
+	c->wmr = xcalloc(d->max_tx, sizeof(*c->wmr));
 	atomic_fetch_add_explicit(&d->children, 1, memory_order_relaxed);
 	CNT_ADD(live_conns, 1);
 	return c;
@@ -731,6 +753,21 @@ static void fail_op(struct mock_conn *c, enum rmig_cqe_op op, void *ctx,
  * 0 when the op is to be flushed silently (the connection has an error
  * completion not yet polled), or a negative errno.
  */
+/* Retire the send queue up to @seq: its writes no longer use their local
+ * registrations.  Under c->lock. */
+static void retire_locked(struct mock_conn *c, uint64_t seq)
+{
+	for (uint64_t n = c->sq_retired + 1; n <= seq; n++) {
+		struct mock_mr **w = &c->wmr[n % c->dom->max_tx];
+
+		if (*w)
+			atomic_fetch_sub_explicit(&(*w)->inflight, 1,
+						  memory_order_relaxed);
+		*w = NULL;
+	}
+	c->sq_retired = seq;
+}
+
 static int tx_begin(struct mock_conn *c, const char *op, uint64_t *seq,
 		    struct mock_link **link)
 {
@@ -1205,6 +1242,11 @@ static void mock_conn_close(struct rmig_prov_conn *cp)
 	pthread_mutex_unlock(&g_lock);
 
 	busy_exit(c);
+	/* Closing flushes what was posted: its writes are over. */
+	pthread_mutex_lock(&c->lock);
+	retire_locked(c, c->sq_posted);
+	pthread_mutex_unlock(&c->lock);
+	free(c->wmr);
 	for (unsigned i = 0; i < c->cq_count; i++)
 		free(c->cq[(c->cq_head + i) % c->cq_cap].snap);
 	free(c->cq);
@@ -1548,6 +1590,13 @@ static int mock_write(struct rmig_prov_conn *cp, const struct rmig_iov *iov,
 	if (ret <= 0)
 		goto out;
 	ret = 0;
+	/* The first segment's registration is in use until this write
+	 * retires (rmig writes one segment). */
+	pthread_mutex_lock(&c->lock);
+	c->wmr[seq % c->dom->max_tx] = to_mr(iov[0].mr);
+	atomic_fetch_add_explicit(&to_mr(iov[0].mr)->inflight, 1,
+				  memory_order_relaxed);
+	pthread_mutex_unlock(&c->lock);
 
 	cnt_max(&cnt.max_concurrent_writes,
 		atomic_fetch_add_explicit(&writers, 1, memory_order_relaxed) +
@@ -1641,8 +1690,11 @@ static int mock_poll(struct rmig_prov_conn *cp, struct rmig_cqe *cqe, int max,
 			if (e->err) {
 				if (n)
 					break;
+				/* provider.h: cqe[0] names the failed op. */
+				cqe[0].op = e->cqe.op;
+				cqe[0].ctx = e->cqe.ctx;
 				c->err_in_cq = false;
-				c->sq_retired = e->seq;
+				retire_locked(c, e->seq);
 				c->cq_head = (c->cq_head + 1) % c->cq_cap;
 				c->cq_count--;
 				ret = e->err;
@@ -1665,7 +1717,7 @@ static int mock_poll(struct rmig_prov_conn *cp, struct rmig_cqe *cqe, int max,
 				/* The completion is not delivered: the
 				 * connection is in error from here. */
 				free(e->snap);
-				c->sq_retired = e->seq;
+				retire_locked(c, e->seq);
 				c->cq_head = (c->cq_head + 1) % c->cq_cap;
 				c->cq_count--;
 				if (!n)
@@ -1675,7 +1727,7 @@ static int mock_poll(struct rmig_prov_conn *cp, struct rmig_cqe *cqe, int max,
 			free(e->snap);
 			e->snap = NULL;
 			if (e->tx)
-				c->sq_retired = e->seq;
+				retire_locked(c, e->seq);
 			cqe[n++] = e->cqe;
 			c->cq_head = (c->cq_head + 1) % c->cq_cap;
 			c->cq_count--;
@@ -1713,6 +1765,94 @@ out:
 	busy_exit(c);
 	return ret;
 }
+
+/* ------------------------------------------------------------------ */
+/* The mock under the name "verbs"                                     */
+
+#define VERBS_NS "rdma:"
+
+static _Atomic int verbs_open_err;
+static _Atomic uint64_t verbs_opens;
+
+void mock_verbs_set_open_error(int err)
+{
+	atomic_store_explicit(&verbs_open_err, err > 0 ? -err : err,
+			      memory_order_relaxed);
+}
+
+uint64_t mock_verbs_opens(void)
+{
+	return atomic_load_explicit(&verbs_opens, memory_order_relaxed);
+}
+
+static int mock_verbs_domain_open(const struct rmig_prov_params *p,
+				  struct rmig_prov_domain **out,
+				  struct rmig_prov_attr *attr)
+{
+	int err = atomic_load_explicit(&verbs_open_err, memory_order_relaxed);
+	struct rmig_prov_params q;
+	char addr[200];
+	int ret;
+
+	atomic_fetch_add_explicit(&verbs_opens, 1, memory_order_relaxed);
+	if (!p || !p->address)
+		return rmig_err(-EINVAL, "mock verbs domain_open: NULL "
+				"argument");
+	if (err)
+		return rmig_err(err, "mock verbs domain_open for %s: %s",
+				p->address, err == -ENODEV ?
+				"no RDMA device found" : strerror(-err));
+	/* Its own address space: listeners and connections of this
+	 * provider never meet the plain mock's. */
+	snprintf(addr, sizeof(addr), VERBS_NS "%s", p->address);
+	q = *p;
+	q.address = addr;
+	ret = mock_domain_open(&q, out, attr);
+	if (ret)
+		return ret;
+	snprintf(attr->name, sizeof(attr->name), "verbs/mock0");
+	snprintf(attr->device, sizeof(attr->device), "mock0");
+	return 0;
+}
+
+static int mock_verbs_listen_name(struct rmig_prov_listener *lp, char *buf,
+				  size_t len)
+{
+	struct mock_listener *l = (struct mock_listener *)lp;
+	const char *n;
+
+	if (!l || !buf)
+		return rmig_err(-EINVAL, "mock listen_name: NULL argument");
+	n = l->name;
+	if (!strncmp(n, VERBS_NS, strlen(VERBS_NS)))
+		n += strlen(VERBS_NS);
+	if ((size_t)snprintf(buf, len, "%s", n) >= len)
+		return rmig_err(-ENOSPC, "mock listen_name: '%s' does not fit "
+				"%zu bytes", n, len);
+	return 0;
+}
+
+const struct rmig_provider_ops rmig_mock_verbs_provider = {
+	.name = "verbs",
+	.abi = RMIG_PROVIDER_ABI,
+	.domain_open = mock_verbs_domain_open,
+	.domain_close = mock_domain_close,
+	.mr_reg = mock_mr_reg,
+	.mr_dereg = mock_mr_dereg,
+	.listen = mock_listen,
+	.listen_name = mock_verbs_listen_name,
+	.listen_get = mock_listen_get,
+	.listen_close = mock_listen_close,
+	.conn_create = mock_conn_create,
+	.conn_establish = mock_conn_establish,
+	.conn_peer_name = mock_conn_peer_name,
+	.conn_close = mock_conn_close,
+	.post_recv = mock_post_recv,
+	.send = mock_send,
+	.write = mock_write,
+	.poll = mock_poll,
+	.conn_wake = mock_conn_wake,
+};
 
 const struct rmig_provider_ops rmig_mock_provider = {
 	.name = "mock",

@@ -65,6 +65,42 @@
  *  or pass it to rmig_src_create_prov()/rmig_dest_create_prov(). */
 extern const struct rmig_provider_ops rmig_mock_provider;
 
+/**
+ * The same mock under the name "verbs", for transport auto: register it
+ * with rmig_provider_register() (rmig_provider_find("verbs") then finds it
+ * in a build without the real verbs provider) or pass it to
+ * rmig_src_create_auto()/rmig_dest_create_auto().  Its domains report
+ * attr.name "verbs/mock0", device "mock0", and live in their own address
+ * space (a plain mock source cannot reach its listener, nor the reverse);
+ * domain_open fails as mock_verbs_set_open_error() says.
+ */
+extern const struct rmig_provider_ops rmig_mock_verbs_provider;
+
+/** Make the "verbs" mock's domain_open fail with @err (e.g. -ENODEV: "no
+ *  RDMA device"); 0 lets it open.  Not reset by mock_reset(). */
+void mock_verbs_set_open_error(int err);
+
+/** domain_open calls of the "verbs" mock so far. */
+uint64_t mock_verbs_opens(void);
+
+/**
+ * The same mock under the name "verbs", for transport auto: register it
+ * with rmig_provider_register() (rmig_provider_find("verbs") then finds it
+ * in a build without the real verbs provider) or pass it to
+ * rmig_src_create_auto()/rmig_dest_create_auto().  Its domains report
+ * attr.name "verbs/mock0", device "mock0", and live in their own address
+ * space (a plain mock source cannot reach its listener, nor the reverse);
+ * domain_open fails as mock_verbs_set_open_error() says.
+ */
+extern const struct rmig_provider_ops rmig_mock_verbs_provider;
+
+/** Make the "verbs" mock's domain_open fail with @err (e.g. -ENODEV: "no
+ *  RDMA device"); 0 lets it open.  Not reset by mock_reset(). */
+void mock_verbs_set_open_error(int err);
+
+/** domain_open calls of the "verbs" mock so far. */
+uint64_t mock_verbs_opens(void);
+
 /* ------------------------------------------------------------------ */
 /* Fault injection                                                     */
 
@@ -141,6 +177,13 @@ struct mock_counters {
 	uint64_t live_listeners;
 	uint64_t live_conns;
 	uint64_t domain_close_busy; /**< domain_close with objects still open */
+	/** Most registrations open at once since mock_reset() (which starts
+	 *  it at the number open then). */
+	uint64_t max_live_mrs;
+	/** mr_dereg of a registration a posted write still uses (its
+	 *  completion, or a later signaled one, not yet polled): memory
+	 *  unpinned under an in-flight write.  Reported on stderr. */
+	uint64_t dereg_inflight;
 };
 
 /** Snapshot of every counter (each read atomically, not all at once). */

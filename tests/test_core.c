@@ -13,7 +13,14 @@
  * bytes (one larger than a 64 KiB message), several rounds of changing
  * memory, the sync contract, error propagation from an injected write or
  * send failure (on posting and on completion), cancel from another thread,
- * bad arguments, and block tables that do not match.
+ * bad arguments, and block tables that do not match.  Issue 3: a failed
+ * completion names the write's block/offset/length (signaled or not) or
+ * the SEND's message; on-demand registration with a cache smaller than RAM
+ * (data intact, evictions counted, the cache bound and "never deregister
+ * under an in-flight write" checked by the mock), bad registration and
+ * NUMA values, an explicit NUMA node, and transport auto with the mock
+ * registered as "verbs" (fallback with the reason logged, verbs on both
+ * sides, an auto destination serving either kind of source).
  *
  * Run it under TSan and ASan too: the mock adds no happens-before edge a
  * real transport would not give, so a race on page data shows up.  Blocking
@@ -36,6 +43,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <numa.h>
 
 #include "unit_util.h"
 #include "core.h"
@@ -339,6 +347,11 @@ struct mig {
 	pthread_t dthr;
 	bool dthr_running;
 	struct spinner spin;
+	/* Extra source config (field_mask bits and their fields), and
+	 * transport auto: when set, the side is created with
+	 * rmig_*_create_auto(cfg, *_verbs, &rmig_mock_provider). */
+	struct rmig_config src_extra;
+	const struct rmig_provider_ops *src_verbs, *dst_verbs;
 };
 
 static unsigned addr_seq;
@@ -436,7 +449,12 @@ static void dest_up(struct mig *m, const char *const names[NBLK],
 	char bound[64];
 
 	cfg_init(&c, m->addr, m->channels, m->ppp);
-	assert_ok(rmig_dest_create_prov(&c, &rmig_mock_provider, &m->dst));
+	if (m->dst_verbs)
+		assert_ok(rmig_dest_create_auto(&c, m->dst_verbs,
+						&rmig_mock_provider, &m->dst));
+	else
+		assert_ok(rmig_dest_create_prov(&c, &rmig_mock_provider,
+						&m->dst));
 	for (int b = NBLK - 1; b >= 0; b--) {
 		int idx = rmig_dest_add_block(m->dst, names[b],
 					      dpage(&m->mem, (unsigned)b, 0),
@@ -461,7 +479,17 @@ static void src_up(struct mig *m)
 	struct rmig_config c;
 
 	cfg_init(&c, m->addr, m->channels, m->ppp);
-	assert_ok(rmig_src_create_prov(&c, &rmig_mock_provider, &m->src));
+	c.field_mask |= m->src_extra.field_mask;
+	c.reg_mode = m->src_extra.reg_mode;
+	c.reg_chunk_size = m->src_extra.reg_chunk_size;
+	c.reg_cache_chunks = m->src_extra.reg_cache_chunks;
+	c.numa_node = m->src_extra.numa_node;
+	if (m->src_verbs)
+		assert_ok(rmig_src_create_auto(&c, m->src_verbs,
+					       &rmig_mock_provider, &m->src));
+	else
+		assert_ok(rmig_src_create_prov(&c, &rmig_mock_provider,
+					       &m->src));
 	for (unsigned b = 0; b < NBLK; b++) {
 		m->sblk[b] = rmig_src_add_block(m->src, blk_name[b],
 						spage(&m->mem, b, 0),
@@ -565,15 +593,17 @@ static int teardown(void **state)
 
 		mock_get_counters(&c);
 		if (c.concurrent_use || c.send_buf_modified || c.rnr ||
-		    c.domain_close_busy) {
+		    c.domain_close_busy || c.dereg_inflight) {
 			fprintf(stderr, "provider misuse: %llu concurrent uses, "
 				"%llu send buffers modified early, %llu "
 				"receiver-not-ready, %llu busy domain "
-				"closes\n",
+				"closes, %llu registrations dropped under a "
+				"write\n",
 				(unsigned long long)c.concurrent_use,
 				(unsigned long long)c.send_buf_modified,
 				(unsigned long long)c.rnr,
-				(unsigned long long)c.domain_close_busy);
+				(unsigned long long)c.domain_close_busy,
+				(unsigned long long)c.dereg_inflight);
 			ret = -1;
 		}
 	}
@@ -1252,6 +1282,16 @@ static void expect_create_einval(struct rmig_config *c, const char *field)
 	assert_null(d);
 }
 
+static void expect_src_einval(struct rmig_config *c, const char *what)
+{
+	rmig_src *s = NULL;
+
+	assert_int_equal(rmig_src_create_prov(c, &rmig_mock_provider, &s),
+			 -EINVAL);
+	assert_last_err_has(what);
+	assert_null(s);
+}
+
 static void test_bad_config(void **state)
 {
 	struct mig *m = *state;
@@ -1493,6 +1533,405 @@ static void test_connect_refused(void **state)
 	assert_last_err_has("channel 0");
 }
 
+/* ------------------------------------------------------------------ */
+/* Work-completion errors name the operation                           */
+
+/* One channel, 4 data pages a packet: the packets' writes are the runs
+ * [4k, 4k+4) pages.  The 3rd write (unsignaled: its context is the
+ * channel's write log) completes in error; the message names the block,
+ * the offset and the length. */
+static void test_wc_error_names_write(void **state)
+{
+	struct mig *m = *state;
+	int ret = 0;
+
+	mem_alloc(&m->mem, 64, 8);
+	for (size_t i = 0; i < 64; i++)
+		fill_page(&m->mem, 0, i, K_DATA);
+	mig_start(m, 1, 4, 0, 0);
+	assert_int_equal(mock_fail_after("write_cqe", 3, -EIO), 0);
+	for (size_t i = 0; i < 64 && !ret; i++)
+		ret = rmig_src_queue_page(m->src, m->sblk[0], i * PS);
+	if (!ret)
+		ret = src_sync(m);
+	assert_int_equal(ret, -EIO);
+	assert_err_has(rmig_src_error(m->src), "channel 0");
+	assert_err_has(rmig_src_error(m->src), "RDMA WRITE to block 'pc.ram' "
+		       "offset 0x8000 (16384 bytes) failed: ");
+	assert_err_has(rmig_src_error(m->src), "injected write completion");
+}
+
+/* A signaled write (the max_ops/4-th of a run) is named from its tx
+ * record. */
+static void test_wc_error_names_signaled_write(void **state)
+{
+	struct mig *m = *state;
+	char want[128];
+	int ret = 0;
+	/* With max_write_ops 256 every 64th write is signaled. */
+	const unsigned nth = 64;
+
+	mem_alloc(&m->mem, 2 * nth + 8, 8);
+	/* Every other page is data, so each data page is a write of its
+	 * own; 1 channel, 128 pages (64 writes) in the first packet. */
+	for (size_t i = 0; i < m->mem.pages[0]; i++)
+		fill_page(&m->mem, 0, i, i % 2 ? K_ZERO : K_DATA);
+	mig_start(m, 1, 128, 0, 0);
+	assert_int_equal(mock_fail_after("write_cqe", nth, -EREMOTEIO), 0);
+	for (size_t i = 0; i < m->mem.pages[0] && !ret; i++)
+		ret = rmig_src_queue_page(m->src, m->sblk[0], i * PS);
+	if (!ret)
+		ret = src_sync(m);
+	assert_int_equal(ret, -EREMOTEIO);
+	snprintf(want, sizeof(want), "RDMA WRITE to block 'pc.ram' offset "
+		 "0x%x (4096 bytes) failed", 2 * (nth - 1) * PS);
+	assert_err_has(rmig_src_error(m->src), want);
+}
+
+/* A failed SEND names the message. */
+static void test_wc_error_names_send(void **state)
+{
+	struct mig *m = *state;
+	int ret = 0;
+
+	mem_alloc(&m->mem, 16, 8);
+	mem_fill(&m->mem);
+	mig_start(m, 1, 4, 0, 0);
+	assert_int_equal(mock_fail_after("send_cqe", 1, -EIO), 0);
+	for (size_t i = 0; i < 16 && !ret; i++)
+		ret = rmig_src_queue_page(m->src, m->sblk[0], i * PS);
+	if (!ret)
+		ret = src_sync(m);
+	assert_int_equal(ret, -EIO);
+	assert_err_has(rmig_src_error(m->src), "channel 0");
+	assert_err_has(rmig_src_error(m->src), "SEND of a PACKET message");
+}
+
+/* ------------------------------------------------------------------ */
+/* Registration on demand                                              */
+
+static void ondemand(struct mig *m, unsigned channels, unsigned ppp,
+		     unsigned chunk_pages, unsigned cache)
+{
+	const size_t p0 = 200, p1 = 60;
+	struct rmig_stats ss, ds;
+	struct mock_counters c;
+	uint64_t *offs;
+	size_t zeros;
+
+	mem_alloc(&m->mem, p0, p1);
+	zeros = mem_fill(&m->mem);
+	m->src_extra.field_mask = RMIG_CFG_REG_MODE;
+	m->src_extra.reg_mode = RMIG_REG_ON_DEMAND;
+	m->src_extra.reg_chunk_size = (uint64_t)chunk_pages * PS;
+	m->src_extra.reg_cache_chunks = cache;
+	mig_start(m, channels, ppp, p0, p1);
+	/* Two rounds: block 0 in a shuffled order (chunks come and go),
+	 * then everything again in order. */
+	offs = calloc(p0, sizeof(*offs));
+	assert_non_null(offs);
+	for (size_t i = 0; i < p0; i++)
+		offs[i] = i * PS;
+	for (size_t i = p0 - 1; i > 0; i--) {
+		size_t j = rng() % (i + 1);
+		uint64_t t = offs[i];
+
+		offs[i] = offs[j];
+		offs[j] = t;
+	}
+	for (size_t i = 0; i < p0; i++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], offs[i]));
+	assert_ok(src_sync(m));
+	assert_int_equal(mem_diff(&m->mem, 0, 0, p0), 0);
+	mem_fill(&m->mem); /* new data everywhere */
+	for (unsigned b = 0; b < NBLK; b++) {
+		for (size_t i = 0; i < m->mem.pages[b]; i++)
+			offs[i] = i * PS;
+		assert_ok(rmig_src_queue_pages(m->src, m->sblk[b], offs,
+					       m->mem.pages[b]));
+	}
+	free(offs);
+	mig_finish(m);
+	assert_int_equal(mem_diff_all(&m->mem), 0);
+
+	get_stats(&ss, false, m);
+	get_stats(&ds, true, m);
+	assert_int_equal(ss.zero_pages + ds.normal_pages, ss.zero_pages +
+			 ss.normal_pages);
+	assert_true(ss.zero_pages >= zeros);
+	/* More chunks than the cache holds were used, so some went. */
+	assert_true(ss.registrations > cache);
+	assert_true(ss.reg_evictions > 0);
+	assert_true(ss.reg_evictions <= ss.registrations);
+	assert_true(ss.reg_cached_max >= 1);
+	assert_true(ss.reg_cached_max <= cache);
+	assert_true(ss.registration_ns > 0);
+	/* Pin-all destination: one registration a block. */
+	assert_int_equal(ds.registrations, NBLK);
+	assert_int_equal(ds.reg_evictions, 0);
+	/* The provider never saw more registrations at once than: the
+	 * destination's blocks, one message-buffer registration per channel
+	 * on each side, and the source's cache. */
+	mock_get_counters(&c);
+	if (c.max_live_mrs > NBLK + 2 * channels + cache)
+		fail_msg("%llu registrations open at once, bound %u",
+			 (unsigned long long)c.max_live_mrs,
+			 NBLK + 2 * channels + cache);
+	assert_true(c.max_live_mrs >= NBLK + 2 * channels + 1);
+}
+
+/* Runs of 7 pages across 4-page chunks (split), cache of 3. */
+static void test_ondemand_2ch(void **state)
+{
+	ondemand(*state, 2, 7, 4, 3);
+}
+
+/* One chunk for 4 channels: every channel waits for the others. */
+static void test_ondemand_cache1_4ch(void **state)
+{
+	ondemand(*state, 4, 16, 8, 1);
+}
+
+/* Chunks of one page, 8 channels, a cache of 5. */
+static void test_ondemand_page_chunks_8ch(void **state)
+{
+	ondemand(*state, 8, 128, 1, 5);
+}
+
+/* A chunk registration that fails fails the migration, naming the block
+ * and chunk. */
+static void test_ondemand_reg_failure(void **state)
+{
+	struct mig *m = *state;
+	int ret = 0;
+
+	mem_alloc(&m->mem, 64, 8);
+	for (size_t i = 0; i < 64; i++)
+		fill_page(&m->mem, 0, i, K_DATA);
+	m->src_extra.field_mask = RMIG_CFG_REG_MODE;
+	m->src_extra.reg_mode = RMIG_REG_ON_DEMAND;
+	m->src_extra.reg_chunk_size = 8 * PS;
+	m->src_extra.reg_cache_chunks = 2;
+	mig_start(m, 1, 8, 0, 0);
+	assert_int_equal(mock_fail_after("mr_reg", 3, -ENOMEM), 0);
+	for (size_t i = 0; i < 64 && !ret; i++)
+		ret = rmig_src_queue_page(m->src, m->sblk[0], i * PS);
+	if (!ret)
+		ret = src_sync(m);
+	assert_int_equal(ret, -ENOMEM);
+	assert_err_has(rmig_src_error(m->src), "chunk 2 of RAM block "
+		       "'pc.ram' (offset 0x10000");
+}
+
+static void test_bad_reg_config(void **state)
+{
+	struct mig *m = *state;
+	struct rmig_config c;
+	rmig_dest *d = NULL;
+
+	cfg_init(&c, m->addr, 2, 16);
+	c.field_mask |= RMIG_CFG_REG_MODE;
+	c.reg_mode = (enum rmig_reg_mode)7;
+	expect_create_einval(&c, "reg_mode 7 unknown");
+	c.reg_mode = RMIG_REG_ON_DEMAND;
+	c.reg_chunk_size = 3 * PS;
+	expect_src_einval(&c, "reg_chunk_size 12288 must be a power of two");
+	c.reg_chunk_size = PS / 2;
+	expect_src_einval(&c, "reg_chunk_size");
+	c.reg_chunk_size = RMIG_REG_CHUNK_MAX * 2;
+	expect_src_einval(&c, "reg_chunk_size");
+	c.reg_chunk_size = 0;
+	c.reg_cache_chunks = RMIG_REG_CACHE_CHUNKS_MAX + 1;
+	expect_src_einval(&c, "reg_cache_chunks 65537 out of range");
+	/* The destination stays pin-all, and says so. */
+	c.reg_cache_chunks = 0;
+	assert_int_equal(rmig_dest_create_prov(&c, &rmig_mock_provider, &d),
+			 -ENOTSUP);
+	assert_last_err_has("source only");
+	assert_last_err_has("pin-all");
+	assert_null(d);
+	/* Pin-all is accepted on both sides, with any chunk fields. */
+	c.reg_mode = RMIG_REG_PIN_ALL;
+	c.reg_chunk_size = 3;
+	assert_ok(rmig_dest_create_prov(&c, &rmig_mock_provider, &d));
+	rmig_dest_destroy(d);
+
+	cfg_init(&c, m->addr, 2, 16);
+	c.field_mask |= RMIG_CFG_NUMA_NODE;
+	c.numa_node = -3;
+	expect_create_einval(&c, "numa_node -3 invalid");
+	if (numa_available() >= 0) {
+		c.numa_node = numa_max_node() + 1;
+		expect_create_einval(&c, "above the highest node");
+	}
+}
+
+/* An explicit node binds the channel threads there (where libnuma works)
+ * and the stats say so; none binds nothing. */
+static void test_numa_explicit(void **state)
+{
+	struct mig *m = *state;
+	struct rmig_stats ss, ds;
+
+	mem_alloc(&m->mem, 32, 8);
+	mem_fill(&m->mem);
+	m->src_extra.field_mask = RMIG_CFG_NUMA_NODE;
+	m->src_extra.numa_node = 0;
+	mig_start(m, 2, 8, 0, 0);
+	for (size_t i = 0; i < 32; i++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
+	mig_finish(m);
+	assert_int_equal(mem_diff(&m->mem, 0, 0, 32), 0);
+	get_stats(&ss, false, m);
+	get_stats(&ds, true, m);
+	assert_int_equal(ss.numa_node, numa_available() >= 0 ? 0 : -1);
+	/* The mock has no device: auto binds nothing. */
+	assert_int_equal(ds.numa_node, -1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Transport auto                                                      */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[16384];
+
+static void log_capture(enum rmig_log_level level, const char *msg,
+			void *arg)
+{
+	pthread_mutex_lock(&log_lock);
+	size_t n = strlen(log_text);
+
+	snprintf(log_text + n, sizeof(log_text) - n, "%s\n", msg);
+	pthread_mutex_unlock(&log_lock);
+}
+
+static void log_start(void)
+{
+	log_text[0] = '\0';
+	rmig_set_log_handler(log_capture, NULL, RMIG_LOG_INFO);
+}
+
+static void log_expect(const char *what)
+{
+	pthread_mutex_lock(&log_lock);
+	bool ok = strstr(log_text, what) != NULL;
+
+	pthread_mutex_unlock(&log_lock);
+	if (!ok)
+		fail_msg("log lacks '%s':\n%s", what, log_text);
+}
+
+static void small_migration(struct mig *m)
+{
+	mem_fill(&m->mem);
+	for (size_t i = 0; i < m->mem.pages[0]; i++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
+	mig_finish(m);
+	assert_int_equal(mem_diff(&m->mem, 0, 0, m->mem.pages[0]), 0);
+}
+
+static void transports(struct mig *m, const char *src, const char *dst)
+{
+	struct rmig_stats ss, ds;
+
+	get_stats(&ss, false, m);
+	get_stats(&ds, true, m);
+	assert_string_equal(ss.transport, src);
+	assert_string_equal(ds.transport, dst);
+}
+
+/* No RDMA device: the source falls back, and says why. */
+static void test_auto_src_no_device(void **state)
+{
+	struct mig *m = *state;
+	uint64_t opens = mock_verbs_opens();
+
+	mock_verbs_set_open_error(-ENODEV);
+	log_start();
+	m->src_verbs = &rmig_mock_verbs_provider;
+	mem_alloc(&m->mem, 16, 8);
+	mig_start(m, 2, 4, 0, 0);
+	assert_int_equal(mock_verbs_opens(), opens + 1);
+	small_migration(m);
+	transports(m, "mock", "mock");
+	log_expect("transport auto: verbs unavailable for ");
+	log_expect("no RDMA device found");
+	log_expect("falling back to mock");
+	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
+}
+
+/* Both sides auto with a working "verbs": verbs is used, and the
+ * destination closes its other listener. */
+static void test_auto_both_verbs(void **state)
+{
+	struct mig *m = *state;
+	struct mock_counters c;
+
+	mock_verbs_set_open_error(0);
+	log_start();
+	m->src_verbs = m->dst_verbs = &rmig_mock_verbs_provider;
+	mem_alloc(&m->mem, 16, 8);
+	mig_start(m, 4, 4, 0, 0);
+	small_migration(m);
+	transports(m, "verbs/mock0", "verbs/mock0");
+	mock_get_counters(&c);
+	/* The mock listener is closed; the verbs one stays until destroy. */
+	assert_int_equal(c.live_listeners, 1);
+	log_expect("transport auto: using verbs/mock0");
+	log_expect("listening on ");
+	log_expect("with both mock and verbs/mock0");
+	log_expect("the source came over verbs/mock0; closed the mock "
+		   "listener");
+	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
+}
+
+/* An auto destination serves a source of the other kind too (here a
+ * plain mock source: the destination's verbs listener goes). */
+static void test_auto_dest_fallback_source(void **state)
+{
+	struct mig *m = *state;
+	struct rmig_stats ds;
+
+	mock_verbs_set_open_error(0);
+	log_start();
+	m->dst_verbs = &rmig_mock_verbs_provider;
+	mem_alloc(&m->mem, 16, 8);
+	mig_start(m, 3, 4, 0, 0);
+	small_migration(m);
+	transports(m, "mock", "mock");
+	log_expect("the source came over mock; closed the verbs/mock0 "
+		   "listener");
+	get_stats(&ds, true, m);
+	/* Registered in both domains before the choice. */
+	assert_int_equal(ds.registrations, 2 * NBLK);
+	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
+}
+
+/* Auto destination where verbs cannot open: the fallback alone, fixed at
+ * listen. */
+static void test_auto_dest_no_device(void **state)
+{
+	struct mig *m = *state;
+	struct rmig_stats ds;
+
+	mock_verbs_set_open_error(-ENODEV);
+	log_start();
+	m->dst_verbs = &rmig_mock_verbs_provider;
+	mem_alloc(&m->mem, 16, 8);
+	m->channels = 2;
+	m->ppp = 4;
+	dest_up(m, blk_name, m->mem.pages);
+	get_stats(&ds, true, m);
+	assert_string_equal(ds.transport, "mock");
+	log_expect("transport auto: listening with mock only; verbs "
+		   "unavailable");
+	log_expect("no RDMA device found");
+	src_up(m);
+	assert_ok(rmig_src_connect(m->src));
+	small_migration(m);
+	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1526,6 +1965,19 @@ int main(void)
 		T(test_mismatch_name),
 		T(test_mismatch_length),
 		T(test_connect_refused),
+		T(test_wc_error_names_write),
+		T(test_wc_error_names_signaled_write),
+		T(test_wc_error_names_send),
+		T(test_ondemand_2ch),
+		T(test_ondemand_cache1_4ch),
+		T(test_ondemand_page_chunks_8ch),
+		T(test_ondemand_reg_failure),
+		T(test_bad_reg_config),
+		T(test_numa_explicit),
+		T(test_auto_src_no_device),
+		T(test_auto_both_verbs),
+		T(test_auto_dest_fallback_source),
+		T(test_auto_dest_no_device),
 #undef T
 	};
 

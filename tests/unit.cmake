@@ -1,3 +1,9 @@
 # Unit tests: no network, no RDMA; each links the internal static library.
 rmig_test(test_wire SOURCES test_wire.c CMOCKA TIMEOUT 60 LABELS unit)
 rmig_test(test_zero SOURCES test_zero.c CMOCKA TIMEOUT 120 LABELS unit)
+# NUMA node of a device from a fake sysfs tree; libnuma binding.
+rmig_test(test_numa SOURCES test_numa.c CMOCKA TIMEOUT 60 LABELS unit)
+# The command-line value parsers of tools/cli.c (registration, NUMA).
+rmig_test(test_cli SOURCES test_cli.c ${PROJECT_SOURCE_DIR}/tools/cli.c
+  CMOCKA TIMEOUT 60 LABELS unit)
+target_include_directories(test_cli PRIVATE ${PROJECT_SOURCE_DIR}/tools)

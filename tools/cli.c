@@ -131,6 +131,51 @@ int cli_parse_transport(const char *s, struct cli_session_opts *so)
 	return 0;
 }
 
+int cli_parse_reg_mode(const char *s, struct cli_session_opts *so)
+{
+	if (!strcmp(s, "pin-all"))
+		so->reg_mode = RMIG_REG_PIN_ALL;
+	else if (!strcmp(s, "on-demand"))
+		so->reg_mode = RMIG_REG_ON_DEMAND;
+	else
+		return -1;
+	so->reg_mode_set = true;
+	return 0;
+}
+
+int cli_parse_reg_chunk(const char *s, struct cli_session_opts *so)
+{
+	uint64_t v;
+
+	if (cli_parse_size(s, 1u << 20, true, &v) || v < 4096 ||
+	    v > RMIG_REG_CHUNK_MAX || (v & (v - 1)))
+		return -1;
+	so->reg_chunk_size = v;
+	return 0;
+}
+
+int cli_parse_reg_cache(const char *s, struct cli_session_opts *so)
+{
+	return cli_parse_count(s, RMIG_REG_CACHE_CHUNKS_MAX,
+			       &so->reg_cache_chunks);
+}
+
+int cli_parse_numa(const char *s, struct cli_session_opts *so)
+{
+	unsigned n;
+
+	if (!strcmp(s, "auto"))
+		so->numa_node = RMIG_NUMA_AUTO;
+	else if (!strcmp(s, "none"))
+		so->numa_node = RMIG_NUMA_NONE;
+	else if (!cli_parse_unsigned(s, 4095, &n))
+		so->numa_node = (int)n;
+	else
+		return -1;
+	so->numa_set = true;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Session and RAM                                                     */
 
@@ -156,6 +201,17 @@ void cli_make_config(const struct cli_session_opts *so,
 	if (so->pages_per_packet) {
 		cfg->field_mask |= RMIG_CFG_PAGES_PER_PACKET;
 		cfg->pages_per_packet = so->pages_per_packet;
+	}
+	if (so->reg_mode_set || so->reg_chunk_size || so->reg_cache_chunks) {
+		cfg->field_mask |= RMIG_CFG_REG_MODE;
+		cfg->reg_mode = so->reg_mode_set ? so->reg_mode :
+						   RMIG_REG_ON_DEMAND;
+		cfg->reg_chunk_size = so->reg_chunk_size;
+		cfg->reg_cache_chunks = so->reg_cache_chunks;
+	}
+	if (so->numa_set) {
+		cfg->field_mask |= RMIG_CFG_NUMA_NODE;
+		cfg->numa_node = so->numa_node;
 	}
 }
 

@@ -28,6 +28,15 @@ struct cli_session_opts {
 	enum rmig_transport transport;
 	bool transport_set;
 	const char *fabric_provider; /* NULL: library default */
+	/* Registration (RMIG_CFG_REG_MODE): set by cli_parse_reg_mode(),
+	 * cli_parse_reg_chunk() and cli_parse_reg_cache(). */
+	enum rmig_reg_mode reg_mode;
+	bool reg_mode_set;
+	uint64_t reg_chunk_size;   /* 0: library default */
+	unsigned reg_cache_chunks; /* 0: library default */
+	/* NUMA node (RMIG_CFG_NUMA_NODE), set by cli_parse_numa(). */
+	int numa_node;
+	bool numa_set;
 };
 
 /* ------------------------------------------------------------------ */
@@ -63,11 +72,26 @@ int cli_parse_page_size(const char *s, bool numeric, size_t *out);
 /* "auto" or "fabric"; sets so->transport and so->transport_set. */
 int cli_parse_transport(const char *s, struct cli_session_opts *so);
 
+/* "pin-all" or "on-demand"; sets so->reg_mode and so->reg_mode_set. */
+int cli_parse_reg_mode(const char *s, struct cli_session_opts *so);
+
+/* On-demand chunk size: a size as cli_parse_size() reads it (a plain
+ * number is MiB), a power of two from 4 KiB to 1 TiB. */
+int cli_parse_reg_chunk(const char *s, struct cli_session_opts *so);
+
+/* On-demand cache bound: 1..RMIG_REG_CACHE_CHUNKS_MAX chunks. */
+int cli_parse_reg_cache(const char *s, struct cli_session_opts *so);
+
+/* "auto", "none" or a node number 0..4095; sets so->numa_node and
+ * so->numa_set. */
+int cli_parse_numa(const char *s, struct cli_session_opts *so);
+
 /* ------------------------------------------------------------------ */
 /* Session and RAM                                                     */
 
 /* A zeroed @cfg with @address, the page size, and whichever of transport,
- * fabric provider, channels and pages per packet @so sets. */
+ * fabric provider, channels, pages per packet, registration and NUMA node
+ * @so sets.  A chunk size or cache bound without a mode means on-demand. */
 void cli_make_config(const struct cli_session_opts *so,
 		     struct rmig_config *cfg, const char *address);
 

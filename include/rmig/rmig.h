@@ -93,8 +93,14 @@ RMIG_API void rmig_set_log_handler(rmig_log_fn fn, void *arg,
 /* Configuration                                                       */
 
 enum rmig_transport {
-	/** Verbs when a device exists and the route resolves, else
-	 *  libfabric tcp.  The choice and the reason are logged at INFO. */
+	/** Source: verbs when the verbs provider is built and opens a
+	 *  domain for the peer's address (an RDMA device exists and the
+	 *  route resolves), else libfabric tcp.  The choice and the reason
+	 *  (with the verbs error) are logged at INFO and the choice is in
+	 *  rmig_stats.transport.  Destination: listens on both, verbs (where
+	 *  a device exists) and libfabric tcp, on the same port; the first
+	 *  source whose handshake passes fixes the transport and the other
+	 *  listener is closed. */
 	RMIG_TRANSPORT_AUTO = 0,
 	/** libfabric, FI_EP_MSG; provider named by fabric_provider. */
 	RMIG_TRANSPORT_FABRIC = 1,
@@ -113,7 +119,38 @@ enum rmig_config_field {
 	RMIG_CFG_UUID = 1u << 6,
 	RMIG_CFG_CONNECT_TIMEOUT = 1u << 7,
 	RMIG_CFG_DEVSTATE_MAX = 1u << 8,
+	/** reg_mode, reg_chunk_size and reg_cache_chunks (added after
+	 *  0.1.0). */
+	RMIG_CFG_REG_MODE = 1u << 9,
+	/** numa_node (added after 0.1.0). */
+	RMIG_CFG_NUMA_NODE = 1u << 10,
 };
+
+/** How RAM blocks are registered with the transport (rmig_config.reg_mode). */
+enum rmig_reg_mode {
+	/** Register (pin) every RAM block whole, once, before connecting.
+	 *  The default, and the only mode of a destination. */
+	RMIG_REG_PIN_ALL = 0,
+	/** Source only: register RAM in chunks of reg_chunk_size bytes when
+	 *  a page of the chunk is first sent, keeping at most
+	 *  reg_cache_chunks registered; the least recently used chunk with no
+	 *  write in flight is deregistered to make room.  For hosts that
+	 *  cannot pin all guest RAM.  A destination refuses it (-ENOTSUP):
+	 *  the source writes into the destination's RAM by remote key, so
+	 *  the destination keeps all of it registered (pin-all). */
+	RMIG_REG_ON_DEMAND = 1,
+};
+
+/** Default chunk size and cache bound of RMIG_REG_ON_DEMAND. */
+#define RMIG_REG_CHUNK_DEFAULT (64ull << 20)
+#define RMIG_REG_CACHE_CHUNKS_DEFAULT 16u
+/** Limits: chunks are 1 page .. 1 TiB, the cache 1..65536 chunks. */
+#define RMIG_REG_CHUNK_MAX (1ull << 40)
+#define RMIG_REG_CACHE_CHUNKS_MAX 65536u
+
+/** rmig_config.numa_node: the device's node (default), or no binding. */
+#define RMIG_NUMA_AUTO (-1)
+#define RMIG_NUMA_NONE (-2)
 
 /**
  * Session configuration.  Zero-initialise, set the fields you need and their
@@ -149,6 +186,24 @@ struct rmig_config {
 	 *  RMIG_DEVSTATE_MAX_DEFAULT, at most RMIG_DEVSTATE_MAX_LIMIT.
 	 *  Source: largest blob it will send. */
 	uint64_t devstate_max;
+	/** Registration mode, default RMIG_REG_PIN_ALL (RMIG_CFG_REG_MODE). */
+	enum rmig_reg_mode reg_mode;
+	/** RMIG_REG_ON_DEMAND: bytes per registered chunk, a power of two and
+	 *  a multiple of page_size, at most RMIG_REG_CHUNK_MAX; 0 means
+	 *  RMIG_REG_CHUNK_DEFAULT.  Ignored for pin-all. */
+	uint64_t reg_chunk_size;
+	/** RMIG_REG_ON_DEMAND: most chunks registered at once,
+	 *  1..RMIG_REG_CACHE_CHUNKS_MAX; 0 means
+	 *  RMIG_REG_CACHE_CHUNKS_DEFAULT.  Ignored for pin-all. */
+	unsigned reg_cache_chunks;
+	/** NUMA node of the channel threads and their message buffers
+	 *  (RMIG_CFG_NUMA_NODE): RMIG_NUMA_AUTO (default) uses the RDMA
+	 *  device's node from sysfs and binds nothing when it is unknown (as
+	 *  on rxe, or with a provider without a device such as libfabric
+	 *  tcp); RMIG_NUMA_NONE never binds; a node >= 0 binds there (it
+	 *  must be <= numa_max_node()).  Without NUMA support in the kernel
+	 *  (numa_available() < 0) nothing is bound and the log says why. */
+	int numa_node;
 };
 
 /* ------------------------------------------------------------------ */
@@ -190,9 +245,26 @@ struct rmig_stats {
 	uint64_t devstate_bytes;
 	uint64_t zero_pages_cleared; /**< dest: zero pages that had data */
 	uint64_t rejected_handshakes; /**< dest: handshakes answered REJECT */
-	/** Nanoseconds spent registering memory. */
+	/** Nanoseconds spent registering memory (RAM blocks or chunks, in
+	 *  every domain opened: a destination in auto mode registers in
+	 *  both before the first source picks one). */
 	uint64_t registration_ns;
 	struct rmig_channel_stats channel[RMIG_MAX_CHANNELS];
+	/* Added after 0.1.0 (callers with the older size get only the
+	 * fields above). */
+	/** RAM registrations made (blocks for pin-all, chunks on demand). */
+	uint64_t registrations;
+	/** On-demand chunks deregistered to make room in the cache. */
+	uint64_t reg_evictions;
+	/** Most on-demand chunks registered at once (<= reg_cache_chunks). */
+	uint64_t reg_cached_max;
+	/** NUMA node the channel threads and buffers are bound to, -1 when
+	 *  none. */
+	int numa_node;
+	/** The transport in use: the provider's name such as "fabric/tcp" or
+	 *  "verbs/rxe0"; "" before it is fixed (a destination in auto mode
+	 *  until the first source's handshake is accepted). */
+	char transport[32];
 };
 
 /* ------------------------------------------------------------------ */

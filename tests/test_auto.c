@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_auto.c - transport auto on this host, over real libfabric tcp on
+ * 127.0.0.1 (there is no RDMA device here):
+ *   - both sides created with the public constructors: the transport is
+ *     fabric/tcp on both, and the log says why verbs was not used;
+ *   - with the test's "verbs" mock failing domain_open with -ENODEV: the
+ *     source falls back to fabric/tcp and logs the mock's error text;
+ *   - an auto destination listening with both (mock verbs that opens, and
+ *     real tcp on the same port number): a fabric source is served over
+ *     tcp, an auto source with a working "verbs" over verbs.
+ * Each migration moves 64 pages over 2 channels and compares them.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "core.h"
+#include "mock_provider.h"
+#include "rmig/rmig.h"
+
+#define PS 4096u
+#define PAGES 64u
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[32768];
+
+static void log_capture(enum rmig_log_level level, const char *msg,
+			void *arg)
+{
+	pthread_mutex_lock(&log_lock);
+	size_t n = strlen(log_text);
+
+	snprintf(log_text + n, sizeof(log_text) - n, "%s\n", msg);
+	pthread_mutex_unlock(&log_lock);
+}
+
+static void log_expect(const char *what)
+{
+	pthread_mutex_lock(&log_lock);
+	bool ok = strstr(log_text, what) != NULL;
+
+	pthread_mutex_unlock(&log_lock);
+	if (!ok)
+		fail_msg("log lacks '%s':\n%s", what, log_text);
+}
+
+struct dest_run {
+	rmig_dest *d;
+	int ret;
+	char err[RMIG_ERR_MSG_MAX];
+};
+
+static void *dest_main(void *arg)
+{
+	struct dest_run *r = arg;
+
+	r->ret = rmig_dest_accept(r->d, 20000);
+	if (!r->ret)
+		r->ret = rmig_dest_finish(r->d);
+	if (r->ret)
+		snprintf(r->err, sizeof(r->err), "%s", rmig_last_error());
+	return NULL;
+}
+
+enum kind { PUBLIC, MOCK_VERBS };
+
+static void config(struct rmig_config *c, const char *addr,
+		   enum rmig_transport t)
+{
+	memset(c, 0, sizeof(*c));
+	c->field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_CHANNELS |
+			RMIG_CFG_TRANSPORT | RMIG_CFG_CONNECT_TIMEOUT;
+	c->address = addr;
+	c->channels = 2;
+	c->transport = t;
+	c->connect_timeout_ms = 10000;
+}
+
+/* One migration; @sk/@dk: how each side is created; @st/@dt: the
+ * transports each side's stats must report. */
+static void migrate(enum kind sk, enum rmig_transport stt, enum kind dk,
+		    const char *st, const char *dt)
+{
+	const struct rmig_provider_ops *fab = rmig_provider_find("fabric");
+	uint8_t *sm = aligned_alloc(PS, PAGES * PS);
+	uint8_t *dm = aligned_alloc(PS, PAGES * PS);
+	struct dest_run r = { 0 };
+	struct rmig_config c;
+	struct rmig_stats ss = { .size = sizeof(ss) },
+			  ds = { .size = sizeof(ds) };
+	char addr[128];
+	rmig_src *s = NULL;
+	pthread_t t;
+
+	assert_non_null(fab);
+	assert_non_null(sm);
+	assert_non_null(dm);
+	for (size_t i = 0; i < PAGES * PS; i++)
+		sm[i] = (uint8_t)(i * 7 + i / PS);
+	memset(dm, 0x5a, PAGES * PS);
+
+	config(&c, "127.0.0.1:0", RMIG_TRANSPORT_AUTO);
+	if (dk == PUBLIC)
+		assert_int_equal(rmig_dest_create(&c, &r.d), 0);
+	else
+		assert_int_equal(rmig_dest_create_auto(
+			&c, &rmig_mock_verbs_provider, fab, &r.d), 0);
+	assert_true(rmig_dest_add_block(r.d, "pc.ram", dm, PAGES * PS) >= 0);
+	if (rmig_dest_listen(r.d))
+		fail_msg("listen: %s", rmig_last_error());
+	assert_int_equal(rmig_dest_get_address(r.d, addr, sizeof(addr)), 0);
+	assert_int_equal(pthread_create(&t, NULL, dest_main, &r), 0);
+
+	config(&c, addr, stt);
+	if (sk == PUBLIC)
+		assert_int_equal(rmig_src_create(&c, &s), 0);
+	else
+		assert_int_equal(rmig_src_create_auto(
+			&c, &rmig_mock_verbs_provider, fab, &s), 0);
+	assert_true(rmig_src_add_block(s, "pc.ram", sm, PAGES * PS) >= 0);
+	if (rmig_src_connect(s))
+		fail_msg("connect to %s: %s", addr, rmig_last_error());
+	for (unsigned i = 0; i < PAGES; i++)
+		assert_int_equal(rmig_src_queue_page(s, 0, (uint64_t)i * PS),
+				 0);
+	if (rmig_src_finish(s))
+		fail_msg("finish: %s", rmig_last_error());
+	pthread_join(t, NULL);
+	if (r.ret)
+		fail_msg("destination: %s", r.err);
+	assert_memory_equal(sm, dm, PAGES * PS);
+	assert_int_equal(rmig_src_get_stats(s, &ss), 0);
+	assert_int_equal(rmig_dest_get_stats(r.d, &ds), 0);
+	assert_string_equal(ss.transport, st);
+	assert_string_equal(ds.transport, dt);
+	rmig_src_destroy(s);
+	rmig_dest_destroy(r.d);
+	free(sm);
+	free(dm);
+}
+
+static int setup(void **state)
+{
+	log_text[0] = '\0';
+	rmig_set_log_handler(log_capture, NULL, RMIG_LOG_INFO);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
+	mock_verbs_set_open_error(0);
+	return 0;
+}
+
+/* The public constructors: no RDMA device on this host, so tcp. */
+static void test_auto_host(void **state)
+{
+	migrate(PUBLIC, RMIG_TRANSPORT_AUTO, PUBLIC, "fabric/tcp",
+		"fabric/tcp");
+	log_expect("transport auto: ");
+	if (rmig_provider_find("verbs")) {
+		/* The verbs provider is built: it was tried and said why it
+		 * cannot serve. */
+		log_expect("transport auto: verbs unavailable for 127.0.0.1:");
+		log_expect("falling back to fabric");
+		log_expect("transport auto: listening with fabric/tcp only; "
+			   "verbs unavailable");
+	} else {
+		log_expect("verbs not tried (this build has no verbs "
+			   "provider); using fabric");
+		log_expect("transport auto: listening with fabric/tcp only "
+			   "(this build has no verbs provider)");
+	}
+}
+
+/* "verbs" fails with -ENODEV: tcp, and the reason in the log. */
+static void test_auto_no_device(void **state)
+{
+	mock_verbs_set_open_error(-ENODEV);
+	migrate(MOCK_VERBS, RMIG_TRANSPORT_AUTO, MOCK_VERBS, "fabric/tcp",
+		"fabric/tcp");
+	log_expect("transport auto: verbs unavailable for 127.0.0.1:");
+	log_expect("(No such device: mock verbs domain_open for 127.0.0.1:");
+	log_expect("no RDMA device found); falling back to fabric");
+	log_expect("transport auto: using fabric/tcp");
+}
+
+/* A destination listening with both serves a fabric source over tcp... */
+static void test_auto_dest_both_fabric_source(void **state)
+{
+	migrate(PUBLIC, RMIG_TRANSPORT_FABRIC, MOCK_VERBS, "fabric/tcp",
+		"fabric/tcp");
+	log_expect("with both fabric/tcp and verbs/mock0");
+	log_expect("the source came over fabric/tcp; closed the verbs/mock0 "
+		   "listener");
+}
+
+/* ... and an auto source whose verbs works over verbs. */
+static void test_auto_dest_both_verbs_source(void **state)
+{
+	migrate(MOCK_VERBS, RMIG_TRANSPORT_AUTO, MOCK_VERBS, "verbs/mock0",
+		"verbs/mock0");
+	log_expect("transport auto: using verbs/mock0 (the verbs provider "
+		   "opened a domain for 127.0.0.1:");
+	log_expect("the source came over verbs/mock0; closed the fabric/tcp "
+		   "listener");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_auto_host),
+		T(test_auto_no_device),
+		T(test_auto_dest_both_fabric_source),
+		T(test_auto_dest_both_verbs_source),
+#undef T
+	};
+
+	return cmocka_run_group_tests_name("auto", tests, NULL, NULL);
+}
