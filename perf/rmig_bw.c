@@ -92,6 +92,7 @@ static void usage(FILE *f)
 "  -P, --pages-per-packet N  pages per packet (default 128)\n"
 "      --transport auto|fabric|verbs\n"
 "      --fabric-provider NAME  libfabric provider (default tcp)\n"
+CLI_REG_NUMA_HELP
 "  -t, --timeout SECONDS     server: wait this long for a client (default:\n"
 "                            forever)\n"
 "  -h, --help\n",
@@ -113,6 +114,7 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 		{ "fabric-provider", required_argument, NULL, 'F' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
+		CLI_REG_NUMA_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -175,6 +177,13 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 		case 'h':
 			usage(stdout);
 			exit(0);
+		case CLI_OPT_REG_MODE:
+		case CLI_OPT_REG_CHUNK:
+		case CLI_OPT_REG_CACHE:
+		case CLI_OPT_NUMA:
+			if (cli_reg_numa_option(c, optarg, &o->sess))
+				return -1;
+			break;
 		default:
 			fprintf(stderr, "see '%s --help'\n", PROG);
 			return -1;
@@ -285,6 +294,7 @@ static void banner(const struct bw_opts *o, bool client, const char *peer)
 	printf(" %-15s : %s\n", client ? "Server" : "Listening on", peer);
 	printf(" Transport       : %s%s%s\n",
 	       o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" :
+	       o->sess.transport == RMIG_TRANSPORT_VERBS ? "verbs" :
 	       "auto (verbs if present, else libfabric tcp)",
 	       o->sess.fabric_provider ? ", provider " : "",
 	       o->sess.fabric_provider ? o->sess.fabric_provider : "");
@@ -492,6 +502,8 @@ static int run_client(const struct bw_opts *o)
 	summarise(&r, o->size);
 	if (rmig_src_get_stats(s, &st))
 		st.channels = o->sess.channels;
+	else
+		printf(" transport used: %s\n", st.transport);
 	print_row(o, true, &r, st.channels, o->warmup, prepare_s);
 	ret = 0;
 	goto out;
@@ -628,6 +640,8 @@ static int run_server(const struct bw_opts *o)
 	summarise(&r, o->size);
 	if (rmig_dest_get_stats(d, &st))
 		st.channels = o->sess.channels;
+	else
+		printf(" transport used: %s\n", st.transport);
 	bad = spot_check(ram, o->size, o->sess.page_size, &first_bad);
 	if (bad) {
 		fprintf(stderr, "%s: data check FAILED: %" PRIu64 " pages "

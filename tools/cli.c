@@ -176,6 +176,40 @@ int cli_parse_numa(const char *s, struct cli_session_opts *so)
 	return 0;
 }
 
+int cli_reg_numa_option(int code, const char *arg, struct cli_session_opts *so)
+{
+	const char *name, *expect;
+	int bad;
+
+	switch (code) {
+	case CLI_OPT_REG_MODE:
+		name = "--reg-mode", expect = "pin-all or on-demand";
+		bad = cli_parse_reg_mode(arg, so);
+		break;
+	case CLI_OPT_REG_CHUNK:
+		name = "--reg-chunk";
+		expect = "a power of two from 4K to 1T, e.g. 64M";
+		bad = cli_parse_reg_chunk(arg, so);
+		break;
+	case CLI_OPT_REG_CACHE:
+		name = "--reg-cache", expect = "a count of chunks, at least 1";
+		bad = cli_parse_reg_cache(arg, so);
+		break;
+	case CLI_OPT_NUMA:
+		name = "--numa", expect = "auto, none or a node number";
+		bad = cli_parse_numa(arg, so);
+		break;
+	default:
+		return 1;
+	}
+	if (bad) {
+		fprintf(stderr, "%s: bad value '%s' (expected %s)\n", name, arg,
+			expect);
+		return -1;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Session and RAM                                                     */
 

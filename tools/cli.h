@@ -86,6 +86,32 @@ int cli_parse_reg_cache(const char *s, struct cli_session_opts *so);
  * so->numa_set. */
 int cli_parse_numa(const char *s, struct cli_session_opts *so);
 
+/* The registration and NUMA options both programs take: getopt_long
+ * entries (put CLI_REG_NUMA_LONGOPTS in the table), their --help lines, and
+ * cli_reg_numa_option() to handle one.  The codes are above any char. */
+enum {
+	CLI_OPT_REG_MODE = 0x1000,
+	CLI_OPT_REG_CHUNK,
+	CLI_OPT_REG_CACHE,
+	CLI_OPT_NUMA,
+};
+#define CLI_REG_NUMA_LONGOPTS \
+	{ "reg-mode", required_argument, NULL, CLI_OPT_REG_MODE }, \
+	{ "reg-chunk", required_argument, NULL, CLI_OPT_REG_CHUNK }, \
+	{ "reg-cache", required_argument, NULL, CLI_OPT_REG_CACHE }, \
+	{ "numa", required_argument, NULL, CLI_OPT_NUMA }
+#define CLI_REG_NUMA_HELP \
+"      --reg-mode pin-all|on-demand  memory registration (default pin-all;\n" \
+"                            on-demand: source only, chunks in a bounded cache)\n" \
+"      --reg-chunk SIZE      on-demand chunk, a power of two (default 64M)\n" \
+"      --reg-cache N         on-demand chunks kept registered (default 16)\n" \
+"      --numa auto|none|N    NUMA node of channel threads and buffers\n" \
+"                            (default auto: the RDMA device's node, if known)\n"
+
+/* If @code is one of CLI_OPT_*, parse @arg into @so: 0, or -1 with a message
+ * naming the option and the value on stderr.  1 for any other code. */
+int cli_reg_numa_option(int code, const char *arg, struct cli_session_opts *so);
+
 /* ------------------------------------------------------------------ */
 /* Session and RAM                                                     */
 
