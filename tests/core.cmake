@@ -8,3 +8,9 @@ rmig_test(test_core SOURCES test_core.c mock_provider.c
 # "verbs" that fails or works.
 rmig_test(test_auto SOURCES test_auto.c mock_provider.c
   CMOCKA TIMEOUT 120 LABELS integration)
+# The same on an RDMA device (label rxe, at $RMIG_RXE_ADDR: tests/vm.cmake's
+# vm_rxe runs it in the soft-RoCE VM): auto picks verbs; an auto destination
+# serves a tcp source and a verbs source alike.
+if(RMIG_WITH_VERBS)
+  rmig_test(test_auto ARGS rxe CMOCKA TIMEOUT 240 LABELS rxe verbs)
+endif()

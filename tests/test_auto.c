@@ -9,6 +9,11 @@
  *   - an auto destination listening with both (mock verbs that opens, and
  *     real tcp on the same port number): a fabric source is served over
  *     tcp, an auto source with a working "verbs" over verbs.
+ * With the argument "rxe" (label rxe: on a host with an RDMA device, or in
+ * the soft-RoCE VM, at $RMIG_RXE_ADDR), the real providers only:
+ *   - auto on both sides picks verbs/<device> on both;
+ *   - an auto destination serves a fabric (tcp) source over tcp and a verbs
+ *     source over verbs: it listened with both on one port.
  * Each migration moves 64 pages over 2 channels and compares them.
  */
 #include <errno.h>
@@ -30,6 +35,11 @@
 
 #define PS 4096u
 #define PAGES 64u
+
+/* Where both sides meet: 127.0.0.1, or $RMIG_RXE_ADDR with "rxe".  Set in
+ * main() before any test runs. */
+static const char *host = "127.0.0.1";
+static char verbs_name[64] = "verbs/";
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_text[32768];
@@ -98,7 +108,7 @@ static void migrate(enum kind sk, enum rmig_transport stt, enum kind dk,
 	struct rmig_config c;
 	struct rmig_stats ss = { .size = sizeof(ss) },
 			  ds = { .size = sizeof(ds) };
-	char addr[128];
+	char addr[128], listen[128];
 	rmig_src *s = NULL;
 	pthread_t t;
 
@@ -109,7 +119,8 @@ static void migrate(enum kind sk, enum rmig_transport stt, enum kind dk,
 		sm[i] = (uint8_t)(i * 7 + i / PS);
 	memset(dm, 0x5a, PAGES * PS);
 
-	config(&c, "127.0.0.1:0", RMIG_TRANSPORT_AUTO);
+	snprintf(listen, sizeof(listen), "%s:0", host);
+	config(&c, listen, RMIG_TRANSPORT_AUTO);
 	if (dk == PUBLIC)
 		assert_int_equal(rmig_dest_create(&c, &r.d), 0);
 	else
@@ -217,7 +228,29 @@ static void test_auto_dest_both_verbs_source(void **state)
 		   "listener");
 }
 
-int main(void)
+/* On an RDMA device: auto picks verbs on both sides. */
+static void test_auto_rxe(void **state)
+{
+	migrate(PUBLIC, RMIG_TRANSPORT_AUTO, PUBLIC, verbs_name, verbs_name);
+	log_expect("transport auto: using verbs/");
+}
+
+/* An auto destination there listens with both: a tcp source finds it... */
+static void test_auto_rxe_dest_fabric_source(void **state)
+{
+	migrate(PUBLIC, RMIG_TRANSPORT_FABRIC, PUBLIC, "fabric/tcp",
+		"fabric/tcp");
+	log_expect("the source came over fabric/tcp; closed the verbs/");
+}
+
+/* ... and so does a verbs source. */
+static void test_auto_rxe_dest_verbs_source(void **state)
+{
+	migrate(PUBLIC, RMIG_TRANSPORT_VERBS, PUBLIC, verbs_name, verbs_name);
+	log_expect("the source came over verbs/");
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -225,8 +258,36 @@ int main(void)
 		T(test_auto_no_device),
 		T(test_auto_dest_both_fabric_source),
 		T(test_auto_dest_both_verbs_source),
+	};
+	const struct CMUnitTest rxe_tests[] = {
+		T(test_auto_rxe),
+		T(test_auto_rxe_dest_fabric_source),
+		T(test_auto_rxe_dest_verbs_source),
 #undef T
 	};
+	const char *a = getenv("RMIG_RXE_ADDR"), *dev = getenv("RMIG_RXE_DEV");
 
-	return cmocka_run_group_tests_name("auto", tests, NULL, NULL);
+	if (argc < 2)
+		return cmocka_run_group_tests_name("auto", tests, NULL, NULL);
+	if (argc != 2 || strcmp(argv[1], "rxe")) {
+		fprintf(stderr, "usage: %s [rxe]\n", argv[0]);
+		return 2;
+	}
+	if (!a || !*a || strchr(a, ':')) {
+		printf("SKIP: RMIG_RXE_ADDR (an IPv4 address of the RDMA "
+		       "device) is not set: run under tests/vm/rxe-vm.sh or on "
+		       "a host with RDMA\n");
+		return 77;
+	}
+	host = a;
+	/* Without RMIG_RXE_DEV only the "verbs/" prefix is known: migrate()
+	 * then compares against "verbs/", which fails, so require it. */
+	if (!dev || !*dev) {
+		fprintf(stderr, "RMIG_RXE_DEV (the RDMA device's name) is not "
+			"set\n");
+		return 2;
+	}
+	snprintf(verbs_name, sizeof(verbs_name), "verbs/%s", dev);
+	return cmocka_run_group_tests_name("auto on an RDMA device", rxe_tests,
+					   NULL, NULL);
 }
