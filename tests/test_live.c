@@ -27,9 +27,24 @@
  *       The destination is killed (SIGKILL) while rounds run: the source's
  *       migration fails, its guest keeps running (more steps after the
  *       failure) and equals its own replay.
+ *   test_live killpaused MIB
+ *       The destination is killed (SIGKILL) in stop-and-copy, after the
+ *       source paused its vCPUs and before it sent the last pages: the
+ *       source's migration fails, its paused guest is resumed, runs on and
+ *       equals its own replay.
+ *   test_live pausefail MIB
+ *       A failure injected after the pause (the driver's paused_hook
+ *       fails): the same promise, and the destination discards.
+ *
+ * The converge cases also take a progress update after every chunk of
+ * pages queued and check that the updates come during the rounds, not
+ * only between them, and count the round's pages down.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,7 +55,8 @@
 
 #define SKIP 77
 
-enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, FORCE, KILLDEST };
+enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, FORCE, KILLDEST, KILLPAUSED,
+	    PAUSEFAIL };
 
 struct ctx {
 	enum mode mode;
@@ -50,8 +66,25 @@ struct ctx {
 	enum guest_mem mem;
 	uint8_t uuid[16];
 	struct tu_pipe addr;   /* dest -> src */
-	struct tu_pipe round;  /* src -> parent: rounds are running */
+	struct tu_pipe round;  /* src -> parent: rounds are running / paused */
+	struct tu_pipe ack;    /* parent -> src: the destination is dead */
+	/* src process only */
+	struct guest *g;
+	bool hook_ran, hook_saw_paused;
+	unsigned sending_updates;  /* "sending" progress calls, round 1 */
+	unsigned round_updates;    /* "round" progress calls */
+	unsigned cur_round;
+	uint64_t last_left;
+	bool progress_bad;
+	char progress_err[200];
 };
+
+/* The failure modes: the source must fail and its guest run on. */
+static bool source_fails(enum mode m)
+{
+	return m == GIVEUP || m == KILLDEST || m == KILLPAUSED ||
+	       m == PAUSEFAIL;
+}
 
 static struct guest_config guest_cfg(const struct ctx *cx)
 {
@@ -96,7 +129,7 @@ static int dest_main(void *arg)
 	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
 		goto out;
 	ret = live_dest(&g, d, block, 20000, true, &r);
-	if (cx->mode != GIVEUP && cx->mode != KILLDEST) {
+	if (!source_fails(cx->mode)) {
 		if (!TU_CHECK(ret == 0, "live_dest: %s", r.error))
 			goto out;
 		TU_CHECK(r.verified && !r.mismatched_pages, "hashes");
@@ -127,6 +160,60 @@ static int kill_hook(unsigned round, void *arg)
 	return 0;
 }
 
+/* Stop-and-copy has paused the vCPUs: are they all parked? */
+static bool all_paused(struct guest *g)
+{
+	bool yes;
+
+	pthread_mutex_lock(&g->lock);
+	yes = g->pause_req && g->running && g->paused == g->running;
+	pthread_mutex_unlock(&g->lock);
+	return yes;
+}
+
+static int paused_hook(void *arg)
+{
+	struct ctx *cx = arg;
+	uint64_t ack;
+
+	cx->hook_ran = true;
+	cx->hook_saw_paused = all_paused(cx->g);
+	if (cx->mode == PAUSEFAIL)
+		return 1;
+	/* KILLPAUSED: the parent kills the destination, reaps it, answers. */
+	if (tu_send_u64(cx->round.w, 0) ||
+	    tu_recv_u64(cx->ack.r, &ack, 30000))
+		tu_msg("no answer from the parent: going on anyway");
+	return 0;
+}
+
+static void progress(const struct live_progress *pg, void *arg)
+{
+	struct ctx *cx = arg;
+
+	if (!strcmp(pg->phase, "round")) {
+		cx->round_updates++;
+		cx->cur_round = pg->round + 1;
+		cx->last_left = UINT64_MAX;
+		return;
+	}
+	if (strcmp(pg->phase, "sending"))
+		return;
+	if (pg->round == 1)
+		cx->sending_updates++;
+	if (pg->round != (cx->cur_round ? cx->cur_round : 1) ||
+	    pg->dirty_pages > cx->last_left || pg->gbps < 0) {
+		if (!cx->progress_bad)
+			snprintf(cx->progress_err, sizeof(cx->progress_err),
+				 "update in round %u (expected %u): %" PRIu64
+				 " pages left after %" PRIu64 ", %.3f GB/s",
+				 pg->round, cx->cur_round ? cx->cur_round : 1,
+				 pg->dirty_pages, cx->last_left, pg->gbps);
+		cx->progress_bad = true;
+	}
+	cx->last_left = pg->dirty_pages;
+}
+
 static int src_main(void *arg)
 {
 	struct ctx *cx = arg;
@@ -153,12 +240,22 @@ static int src_main(void *arg)
 		goto out;
 	if (!TU_CHECK(!guest_start(&g), "start"))
 		goto out;
+	cx->g = &g;
+	cx->last_left = UINT64_MAX;
 	tu_sleep_ms(300);
 
 	live_params_default(&p);
 	p.dirty_mode = cx->tracking;
 	switch (cx->mode) {
 	case CONVERGE:
+		p.progress = progress;
+		p.progress_interval_s = 0; /* after every chunk of pages */
+		p.arg = cx;
+		break;
+	case KILLPAUSED:
+	case PAUSEFAIL:
+		p.paused_hook = paused_hook;
+		p.arg = cx;
 		break;
 	case AUTOCONVERGE:
 		p.downtime_limit_ms = 10;
@@ -184,7 +281,7 @@ static int src_main(void *arg)
 	tu_msg("%s: %u rounds, throttle %u%%, downtime %.1f ms, tracking %s%s%s",
 	       ret ? "failed" : "migrated", r.rounds, r.throttle, r.downtime_ms,
 	       dirty_mode_name(r.mode), ret ? ": " : "", ret ? r.error : "");
-	if (cx->mode != GIVEUP && cx->mode != KILLDEST) {
+	if (!source_fails(cx->mode)) {
 		rc = TU_CHECK(ret == 0 && r.ok, "live_source: %s", r.error) ? 0 : 1;
 		if (cx->mode == FORCE &&
 		    !TU_CHECK(!r.converged && r.rounds == 4 &&
@@ -203,6 +300,18 @@ static int src_main(void *arg)
 		    !TU_CHECK(r.normal_pages + r.zero_pages >= g.pages,
 			      "round 1 did not send every page"))
 			rc = 1;
+		if (cx->mode == CONVERGE) {
+			tu_msg("progress: %u updates during round 1, %u after "
+			       "rounds", cx->sending_updates, cx->round_updates);
+			if (!TU_CHECK(cx->sending_updates >= 1 &&
+				      cx->round_updates == r.rounds - 1 &&
+				      !cx->progress_bad, "progress: %u "
+				      "updates in round 1, %u after %u rounds; "
+				      "%s", cx->sending_updates,
+				      cx->round_updates, r.rounds,
+				      cx->progress_err))
+				rc = 1;
+		}
 		goto out;
 	}
 	if (cx->mode == GIVEUP) {
@@ -211,14 +320,37 @@ static int src_main(void *arg)
 			      "expected 'did not converge', got %d: %s", ret,
 			      r.error))
 			goto out;
+	} else if (cx->mode == PAUSEFAIL) {
+		if (!TU_CHECK(ret == -ECANCELED && cx->hook_ran &&
+			      cx->hook_saw_paused && strstr(r.error, "pause"),
+			      "expected the injected failure after the pause "
+			      "(hook ran %d, saw the vCPUs paused %d), got %d: "
+			      "%s", cx->hook_ran, cx->hook_saw_paused, ret,
+			      r.error))
+			goto out;
 	} else if (!TU_CHECK(ret < 0 && ret != -ECANCELED,
 			     "expected a failure from the killed peer, got %d: "
 			     "%s", ret, r.error)) {
 		goto out;
 	}
-	/* The promise: the guest carries on at the source, unharmed. */
+	if (cx->mode == KILLPAUSED &&
+	    !TU_CHECK(cx->hook_ran && cx->hook_saw_paused, "the failure did "
+		      "not come in stop-and-copy (hook ran %d, vCPUs paused "
+		      "%d)", cx->hook_ran, cx->hook_saw_paused))
+		goto out;
+	/* The promise: the guest carries on at the source, unharmed: not
+	 * left paused, not throttled.  (Its step counts are then read
+	 * paused: the vCPU threads write them.) */
+	pthread_mutex_lock(&g.lock);
+	ret = g.pause_req;
+	pthread_mutex_unlock(&g.lock);
+	if (!TU_CHECK(!ret && atomic_load(&g.throttle) == 0, "the guest was "
+		      "left %s after the failure", ret ? "paused" : "throttled"))
+		goto out;
+	guest_pause(&g);
 	for (unsigned v = 0; v < c.vcpus; v++)
 		steps_at_fail += g.vcpu[v].st.steps;
+	guest_resume(&g);
 	tu_sleep_ms(400);
 	ret = live_check_guest(&g, &sum, &ref, err, sizeof(err));
 	{
@@ -272,6 +404,12 @@ int main(int argc, char **argv)
 	} else if (argc == 3 && !strcmp(argv[1], "killdest")) {
 		cx.mode = KILLDEST;
 		cx.rate = 100;
+	} else if (argc == 3 && !strcmp(argv[1], "killpaused")) {
+		cx.mode = KILLPAUSED;
+		cx.rate = 100;
+	} else if (argc == 3 && !strcmp(argv[1], "pausefail")) {
+		cx.mode = PAUSEFAIL;
+		cx.rate = 100;
 	} else {
 		goto usage;
 	}
@@ -285,7 +423,8 @@ int main(int argc, char **argv)
 		}
 	}
 	tu_uuid(cx.uuid, 4);
-	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.round)) {
+	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.round) ||
+	    tu_pipe_open(&cx.ack)) {
 		hugepages_release(&hr);
 		return 1;
 	}
@@ -308,12 +447,26 @@ int main(int argc, char **argv)
 			tu_msg("the source never reached round 3");
 		}
 	}
+	if (cx.mode == KILLPAUSED) {
+		uint64_t v;
+
+		ch[0].expect_kill = true;
+		if (tu_recv_u64(cx.round.r, &v, 60000) == 0) {
+			tu_msg("the source paused its vCPUs: kill -9 the "
+			       "destination");
+			tu_kill(&ch[0]);
+			tu_reap(&ch[0], 10000);
+			tu_send_u64(cx.ack.w, 1);
+		} else {
+			tu_msg("the source never reached stop-and-copy");
+		}
+	}
 	rc = tu_wait_children(ch, 2, tu_deadline(), 20000);
 	hugepages_release(&hr);
 	return tu_report(rc, t0);
 usage:
 	fprintf(stderr, "usage: %s converge MIB RATE async|sync "
 		"anon|memfd|hugetlb | autoconverge MIB | giveup MIB | "
-		"force MIB | killdest MIB\n", argv[0]);
+		"force MIB | killdest MIB | killpaused MIB | pausefail MIB\n", argv[0]);
 	return 2;
 }

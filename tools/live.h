@@ -41,11 +41,16 @@
 #define LIVE_HASH_IDSTR "rmig-migrate/page-hashes"
 
 struct live_progress {
-	const char *phase;     /* "round", "stop-and-copy" */
+	/* "sending": during a round, every progress_interval_s (pages of the
+	 *            round not sent yet, the round's rate so far);
+	 * "round":   a round ended and the next dirty set was harvested (the
+	 *            pages to send next, the round's rate, a new estimate);
+	 * "stop-and-copy": the downtime is over. */
+	const char *phase;
 	unsigned round;
 	uint64_t dirty_pages;  /* left to send */
 	double gbps;           /* measured, 10^9 bytes/s */
-	double expected_ms;    /* expected downtime */
+	double expected_ms;    /* expected downtime; -1 before the first */
 	unsigned throttle;     /* percent */
 	double elapsed_s;
 };
@@ -59,10 +64,18 @@ struct live_params {
 	unsigned throttle_max;      /* default 99 */
 	bool force_finish;          /* not converging: stop-and-copy anyway */
 	enum dirty_mode dirty_mode; /* default auto */
-	/* Called after each round and at stop-and-copy (may be NULL). */
+	/* Called during each round (phase "sending", at most every
+	 * progress_interval_s, default 0.2; 0: after every chunk of pages
+	 * queued), after each round and at stop-and-copy (may be NULL).
+	 * Called from live_source()'s thread. */
 	void (*progress)(const struct live_progress *p, void *arg);
+	double progress_interval_s;
 	/* Called before round n >= 2 is sent (tests); nonzero aborts. */
 	int (*round_hook)(unsigned round, void *arg);
+	/* Called in stop-and-copy once the vCPUs are paused and the last
+	 * dirty set is harvested, before any of it is sent (tests: kill the
+	 * destination here); nonzero aborts, and the guest must resume. */
+	int (*paused_hook)(void *arg);
 	void *arg;
 };
 

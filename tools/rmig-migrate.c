@@ -495,7 +495,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_TRANSPORT:
 			if (cli_parse_transport(optarg, &o->sess))
-				return bad_value(idx, "auto or fabric");
+				return bad_value(idx, "auto, fabric or verbs");
 			break;
 		case OPT_PROVIDER:
 			o->sess.fabric_provider = optarg;
@@ -1227,6 +1227,8 @@ static void progress_end(void)
 
 static void progress_cb(const struct live_progress *p, void *arg)
 {
+	char exp[32];
+
 	(void)arg;
 	if (g_json)
 		return;
@@ -1234,18 +1236,24 @@ static void progress_cb(const struct live_progress *p, void *arg)
 		progress_end();
 		return;
 	}
+	if (p->expected_ms < 0)
+		snprintf(exp, sizeof(exp), "-");
+	else
+		snprintf(exp, sizeof(exp), "%.0f ms", p->expected_ms);
 	if (g_tty) {
+		/* One line, rewritten during each round and after it. */
 		printf("\r\033[K%-8sround %u: %" PRIu64 " dirty pages left, "
-		       "%.2f GB/s, expected downtime %.0f ms, throttle %u%%, "
+		       "%.2f GB/s, expected downtime %s, throttle %u%%, "
 		       "%.1f s", "source:", p->round, p->dirty_pages, p->gbps,
-		       p->expected_ms, p->throttle, p->elapsed_s);
+		       exp, p->throttle, p->elapsed_s);
 		fflush(stdout);
 		g_tty_line = true;
-	} else {
+	} else if (!strcmp(p->phase, "round")) {
+		/* Not a terminal: one log line per round. */
 		say("round %u: %" PRIu64 " dirty pages left, %.2f GB/s, "
-		    "expected downtime %.0f ms, throttle %u%%, %.1f s\n",
-		    p->round, p->dirty_pages, p->gbps, p->expected_ms,
-		    p->throttle, p->elapsed_s);
+		    "expected downtime %s, throttle %u%%, %.1f s\n",
+		    p->round, p->dirty_pages, p->gbps, exp, p->throttle,
+		    p->elapsed_s);
 	}
 }
 
@@ -1628,7 +1636,8 @@ static int run_demo(struct opts *o)
 	    rmig_version(), o->still ? "still-image" : "live",
 	    human(o->size, hb), o->sess.channels, o->sess.page_size,
 	    o->zero_percent, o->seed,
-	    o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" : "auto",
+	    o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" :
+	    o->sess.transport == RMIG_TRANSPORT_VERBS ? "verbs" : "auto",
 	    o->sess.fabric_provider ? "/" : "",
 	    o->sess.fabric_provider ? o->sess.fabric_provider : "", uuid);
 
