@@ -41,7 +41,7 @@ rmig_live_test(test_live_unit 60 ARGS dirty sync hugetlb HUGE)
 
 # test_live converge MIB RATE_MBS async|sync anon|memfd|hugetlb
 #         | autoconverge MIB | giveup MIB | force MIB | killdest MIB
-#         | killpaused MIB | pausefail MIB
+#         | killpaused MIB | pausefail MIB | cancel MIB
 rmig_live_test(test_live 90 SOURCES test_live.c INTEG
   ARGS converge 256 200 async anon)
 rmig_live_test(test_live 90 INTEG ARGS converge 128 100 sync anon)
@@ -54,6 +54,7 @@ rmig_live_test(test_live 90 INTEG ARGS force 64)
 rmig_live_test(test_live 90 INTEG ARGS killdest 128)
 rmig_live_test(test_live 90 INTEG ARGS killpaused 128)
 rmig_live_test(test_live 90 INTEG ARGS pausefail 64)
+rmig_live_test(test_live 90 INTEG ARGS cancel 64)
 
 # The tool itself, end to end: the README's demo at a small size (exit 0:
 # migrated, hashes verified, resumed guest equals the replay), and a run

@@ -32,6 +32,9 @@
  *       source paused its vCPUs and before it sent the last pages: the
  *       source's migration fails, its paused guest is resumed, runs on and
  *       equals its own replay.
+ *   test_live cancel MIB
+ *       rmig_src_cancel() from another thread while rounds run (an
+ *       operator's cancel): -ECANCELED, and the same promise.
  *   test_live pausefail MIB
  *       A failure injected after the pause (the driver's paused_hook
  *       fails): the same promise, and the destination discards.
@@ -56,7 +59,7 @@
 #define SKIP 77
 
 enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, FORCE, KILLDEST, KILLPAUSED,
-	    PAUSEFAIL };
+	    PAUSEFAIL, CANCEL };
 
 struct ctx {
 	enum mode mode;
@@ -70,6 +73,9 @@ struct ctx {
 	struct tu_pipe ack;    /* parent -> src: the destination is dead */
 	/* src process only */
 	struct guest *g;
+	rmig_src *s;
+	pthread_t canceller;
+	bool canceller_started;
 	bool hook_ran, hook_saw_paused;
 	unsigned sending_updates;  /* "sending" progress calls, round 1 */
 	unsigned round_updates;    /* "round" progress calls */
@@ -83,7 +89,7 @@ struct ctx {
 static bool source_fails(enum mode m)
 {
 	return m == GIVEUP || m == KILLDEST || m == KILLPAUSED ||
-	       m == PAUSEFAIL;
+	       m == PAUSEFAIL || m == CANCEL;
 }
 
 static struct guest_config guest_cfg(const struct ctx *cx)
@@ -157,6 +163,26 @@ static int kill_hook(unsigned round, void *arg)
 
 	if (round == 3)
 		tu_send_u64(cx->round.w, round);
+	return 0;
+}
+
+static void *cancel_main(void *arg)
+{
+	struct ctx *cx = arg;
+
+	tu_sleep_ms(30); /* into round 3 (it never converges) */
+	rmig_src_cancel(cx->s);
+	return NULL;
+}
+
+static int cancel_hook(unsigned round, void *arg)
+{
+	struct ctx *cx = arg;
+
+	if (round == 3 && !cx->canceller_started)
+		cx->canceller_started =
+			pthread_create(&cx->canceller, NULL, cancel_main,
+				       cx) == 0;
 	return 0;
 }
 
@@ -274,6 +300,14 @@ static int src_main(void *arg)
 		p.progress_interval_s = 0; /* after every chunk of pages */
 		p.arg = cx;
 		break;
+	case CANCEL:
+		p.downtime_limit_ms = 0.001;
+		p.auto_converge = false;
+		p.max_rounds = 100000;
+		p.round_hook = cancel_hook;
+		p.arg = cx;
+		cx->s = s;
+		break;
 	case KILLPAUSED:
 	case PAUSEFAIL:
 		p.paused_hook = paused_hook;
@@ -310,6 +344,8 @@ static int src_main(void *arg)
 		break;
 	}
 	ret = live_source(&g, s, block, &p, &r);
+	if (cx->canceller_started)
+		pthread_join(cx->canceller, NULL);
 	tu_msg("%s: %u rounds, throttle %u%%, downtime %.1f ms, tracking %s%s%s",
 	       ret ? "failed" : "migrated", r.rounds, r.throttle, r.downtime_ms,
 	       dirty_mode_name(r.mode), ret ? ": " : "", ret ? r.error : "");
@@ -351,6 +387,12 @@ static int src_main(void *arg)
 						"did not converge"),
 			      "expected 'did not converge', got %d: %s", ret,
 			      r.error))
+			goto out;
+	} else if (cx->mode == CANCEL) {
+		if (!TU_CHECK(ret == -ECANCELED && cx->canceller_started &&
+			      r.rounds >= 3, "expected -ECANCELED in round 3 "
+			      "or later, got %d after %u rounds: %s", ret,
+			      r.rounds, r.error))
 			goto out;
 	} else if (cx->mode == PAUSEFAIL) {
 		if (!TU_CHECK(ret == -ECANCELED && cx->hook_ran &&
@@ -439,6 +481,9 @@ int main(int argc, char **argv)
 	} else if (argc == 3 && !strcmp(argv[1], "killpaused")) {
 		cx.mode = KILLPAUSED;
 		cx.rate = 100;
+	} else if (argc == 3 && !strcmp(argv[1], "cancel")) {
+		cx.mode = CANCEL;
+		cx.rate = 100;
 	} else if (argc == 3 && !strcmp(argv[1], "pausefail")) {
 		cx.mode = PAUSEFAIL;
 		cx.rate = 100;
@@ -499,6 +544,6 @@ int main(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: %s converge MIB RATE async|sync "
 		"anon|memfd|hugetlb | autoconverge MIB | giveup MIB | "
-		"force MIB | killdest MIB | killpaused MIB | pausefail MIB\n", argv[0]);
+		"force MIB | killdest MIB | killpaused MIB | pausefail MIB | cancel MIB\n", argv[0]);
 	return 2;
 }
