@@ -12,9 +12,12 @@
  *       reserved through /proc/sys/vm/nr_hugepages when none are free, and
  *       given back; skip with the reason only when none can be had).
  *   test_live autoconverge MIB
- *       The guest writes as fast as it can, far above what a 10 ms
- *       downtime allows: auto-converge throttles it, the migration still
- *       finishes and verifies.
+ *       2 MiB pages (anonymous memory), 2500 page writes a second: the
+ *       guest dirties pages faster than any loopback moves them, so the
+ *       rounds cannot converge unthrottled; auto-converge throttles it
+ *       (at 99 % it dirties 25 pages a second) and the migration
+ *       finishes and verifies.  The downtime limit lies between a
+ *       measured one-page round and a measured full round.
  *   test_live giveup MIB
  *       Same guest, auto-converge off, 3 rounds at most: the source gives
  *       up with "did not converge", its guest runs on and equals its own
@@ -45,6 +48,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,6 +71,7 @@ struct ctx {
 	double rate;
 	enum dirty_mode tracking;
 	enum guest_mem mem;
+	bool big_pages;        /* 2 MiB pages of anonymous memory */
 	uint8_t uuid[16];
 	struct tu_pipe addr;   /* dest -> src */
 	struct tu_pipe round;  /* src -> parent: rounds are running / paused */
@@ -96,7 +101,8 @@ static struct guest_config guest_cfg(const struct ctx *cx)
 {
 	struct guest_config c = {
 		.size = (uint64_t)cx->mib << 20,
-		.page_size = cx->mem == GUEST_HUGETLB ? (2u << 20) : 4096,
+		.page_size = cx->mem == GUEST_HUGETLB || cx->big_pages ?
+			     (2u << 20) : 4096,
 		.mem = cx->mem,
 		.vcpus = 2,
 		.pattern = GUEST_RANDOM,
@@ -240,26 +246,24 @@ static void progress(const struct live_progress *pg, void *arg)
 	cx->last_left = pg->dirty_pages;
 }
 
-/* The longest of 5 rounds of 256 scattered pages, in ms (the pages go
- * again in round 1; the destination sees plain syncs). */
-static double small_round_ms(rmig_src *s, int block, struct guest *g)
+/* The time of one round of @n pages (scattered, distinct), in ms; -1 on
+ * failure.  The pages go again in round 1; the destination sees plain
+ * syncs. */
+static double round_ms(rmig_src *s, int block, struct guest *g, size_t n,
+		       unsigned salt)
 {
-	uint64_t offs[256];
-	double worst = 0;
+	uint64_t *offs = malloc(n * sizeof(*offs));
+	uint64_t t = tu_now_ns();
+	int ok;
 
-	for (unsigned i = 0; i < 5; i++) {
-		uint64_t t = tu_now_ns();
-
-		for (unsigned k = 0; k < 256; k++)
-			offs[k] = ((k * 7919 + i) % g->pages) *
-				  g->cfg.page_size;
-		if (!TU_RMIG_OK(rmig_src_queue_pages(s, block, offs, 256)) ||
-		    !TU_RMIG_OK(rmig_src_sync(s)))
-			return 10;
-		if ((double)(tu_now_ns() - t) / 1e6 > worst)
-			worst = (double)(tu_now_ns() - t) / 1e6;
-	}
-	return worst;
+	if (!offs)
+		return -1;
+	for (size_t k = 0; k < n; k++) /* 7919: prime, so distinct */
+		offs[k] = ((k * 7919 + salt) % g->pages) * g->cfg.page_size;
+	ok = TU_RMIG_OK(rmig_src_queue_pages(s, block, offs, n)) &&
+	     TU_RMIG_OK(rmig_src_sync(s));
+	free(offs);
+	return ok ? (double)(tu_now_ns() - t) / 1e6 : -1;
 }
 
 static int src_main(void *arg)
@@ -301,7 +305,7 @@ static int src_main(void *arg)
 		p.arg = cx;
 		break;
 	case CANCEL:
-		p.downtime_limit_ms = 0.001;
+		p.downtime_limit_ms = -1; /* as KILLDEST */
 		p.auto_converge = false;
 		p.max_rounds = 100000;
 		p.round_hook = cancel_hook;
@@ -314,17 +318,32 @@ static int src_main(void *arg)
 		p.arg = cx;
 		break;
 	case AUTOCONVERGE: {
-		/* The expected downtime can never drop below what one small
-		 * round costs (queue, sync round trip), which a sanitizer or
-		 * a loaded machine makes long: the limit is 10 ms or three
-		 * such rounds, whichever is longer.  The whole guest, dirtied
-		 * again each round, stays far above it without throttling. */
-		double small_ms = small_round_ms(s, block, &g);
+		/* Unthrottled, every round finds (nearly) the whole guest
+		 * dirty: the expected downtime is about what a full round
+		 * takes.  At the maximum throttle a round finds a page or
+		 * none: about what a one-page round takes.  The limit goes
+		 * between the two (their geometric mean), measured here, so
+		 * that the test holds on a fast machine and under TSan on a
+		 * loaded one alike. */
+		double one = 0, full = 1e9, x;
 
-		p.downtime_limit_ms = 3 * small_ms > 10 ? 3 * small_ms : 10;
-		p.max_rounds = 300;
-		tu_msg("a round of 256 pages takes %.1f ms: downtime limit "
-		       "%.1f ms", small_ms, p.downtime_limit_ms);
+		for (unsigned i = 0; i < 5; i++) {
+			x = round_ms(s, block, &g, 1, i);
+			one = x > one ? x : one;
+		}
+		for (unsigned i = 0; i < 3; i++) {
+			x = round_ms(s, block, &g, g.pages, 0);
+			full = x >= 0 && x < full ? x : full;
+		}
+		if (!TU_CHECK(one > 0 && full < 1e9 && full > 4 * one,
+			      "one-page round %.2f ms, full round %.2f ms: no "
+			      "room for a limit between them", one, full))
+			goto out;
+		p.downtime_limit_ms = sqrt(one * full);
+		p.max_rounds = 100000;
+		tu_msg("rounds of one page take up to %.2f ms, of the whole "
+		       "guest %.2f ms: downtime limit %.2f ms", one, full,
+		       p.downtime_limit_ms);
 		break;
 	}
 	case GIVEUP:
@@ -335,8 +354,10 @@ static int src_main(void *arg)
 		p.force_finish = cx->mode == FORCE;
 		break;
 	case KILLDEST:
-		/* Never converges by itself: rounds run until the kill. */
-		p.downtime_limit_ms = 0.001;
+		/* Never converges by itself (a round that found no dirty
+		 * page would meet any limit >= 0): rounds run until the
+		 * kill. */
+		p.downtime_limit_ms = -1;
 		p.auto_converge = false;
 		p.max_rounds = 100000;
 		p.round_hook = kill_hook;
@@ -468,7 +489,8 @@ int main(int argc, char **argv)
 			goto usage;
 	} else if (argc == 3 && !strcmp(argv[1], "autoconverge")) {
 		cx.mode = AUTOCONVERGE;
-		cx.rate = -1;
+		cx.big_pages = true;
+		cx.rate = 5000; /* MB/s: 2500 pages of 2 MiB a second */
 	} else if (argc == 3 && !strcmp(argv[1], "giveup")) {
 		cx.mode = GIVEUP;
 		cx.rate = -1;
@@ -490,7 +512,13 @@ int main(int argc, char **argv)
 	} else {
 		goto usage;
 	}
-	cx.mib = tu_cap_mib((size_t)atoi(argv[2]));
+	/* autoconverge is not capped for the sanitizer trees: with fewer
+	 * than 64 pages of 2 MiB, a full round and a one-page round are too
+	 * close to put a limit between them (see src_main()). */
+	cx.mib = cx.mode == AUTOCONVERGE ? (size_t)atoi(argv[2]) :
+		 tu_cap_mib((size_t)atoi(argv[2]));
+	if (cx.big_pages)
+		cx.mib &= ~(size_t)1;
 	if (cx.mem == GUEST_HUGETLB) {
 		cx.mib &= ~(size_t)1;
 		/* source and destination: one region each */

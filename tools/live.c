@@ -19,7 +19,7 @@
 #define QUEUE_CHUNK 4096 /* pages per queue call, at most ... */
 #define QUEUE_CHUNK_BYTES (8u << 20) /* ... and this many bytes */
 #define HASHES_PER_BLOB (1u << 20) /* 8 MiB blobs */
-#define GIVE_UP_AT_MAX 3 /* rounds at the maximum throttle before giving up */
+#define GIVE_UP_AT_MAX 3 /* whole throttle periods at the maximum: give up */
 
 static double now_s(void)
 {
@@ -54,13 +54,14 @@ void live_params_default(struct live_params *p)
 {
 	*p = (struct live_params){
 		.downtime_limit_ms = 300,
-		.max_rounds = 30,
+		.max_rounds = 100,
 		.auto_converge = true,
 		.throttle_initial = 20,
 		.throttle_increment = 10,
 		.throttle_max = 99,
 		.dirty_mode = DIRTY_AUTO,
 		.progress_interval_s = 0.2,
+		.throttle_period_s = 0.2,
 	};
 }
 
@@ -200,6 +201,7 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	struct live_progress pg = { .phase = "round" };
 	double t0 = now_s(), t, bw = 0, ram_bytes_sent = 0;
 	uint64_t pending = 0, sent_pages, b0, high = 0, at_max = 0;
+	double per_t0 = 0, per_dirty = 0, per_xfer = 0; /* throttle period */
 	bool paused = false;
 	struct round_ctx rc = {
 		.p = p, .g = g, .s = s, .block = block, .offs = offs,
@@ -276,30 +278,42 @@ int live_source(struct guest *g, rmig_src *s, int block,
 			r->converged = true;
 			break;
 		}
-		/* Auto-converge, as QEMU: the guest dirtied more than half
-		 * of what the round moved, twice in a row: throttle. */
+		/* Auto-converge, as QEMU: over periods of at least
+		 * throttle_period_s (QEMU: 1 s; a round can be far shorter
+		 * than the throttle's own 10 ms period, too short to see its
+		 * effect, so a step per two rounds would overshoot), when the guest
+		 * dirtied more than half of what was moved, twice in a row:
+		 * throttle one step more.  Round 1 (the bulk) is not part of
+		 * any period. */
+		if (p->auto_converge && r->rounds >= 2) {
+			per_dirty += (double)pending * (double)ps;
+			per_xfer += (double)sent;
+		}
 		if (p->auto_converge && r->rounds >= 2 &&
-		    (double)pending * (double)ps > 0.5 * (double)sent) {
-			if (++high >= 2) {
-				unsigned thr = atomic_load(&g->throttle);
+		    now_s() - per_t0 >= p->throttle_period_s) {
+			unsigned thr = atomic_load(&g->throttle);
 
-				thr = thr ? thr + p->throttle_increment :
-					    p->throttle_initial;
-				if (thr > p->throttle_max)
-					thr = p->throttle_max;
-				guest_set_throttle(g, thr);
-				if (thr > r->throttle)
-					r->throttle = thr;
+			if (thr >= p->throttle_max)
+				at_max++; /* a whole period at the maximum */
+			if (per_dirty > 0.5 * per_xfer) {
+				if (++high >= 2) {
+					thr = thr ? thr + p->throttle_increment :
+						    p->throttle_initial;
+					if (thr > p->throttle_max)
+						thr = p->throttle_max;
+					guest_set_throttle(g, thr);
+					if (thr > r->throttle)
+						r->throttle = thr;
+					high = 0;
+				}
+			} else {
 				high = 0;
 			}
-		} else {
-			high = 0;
+			per_t0 = now_s();
+			per_dirty = per_xfer = 0;
 		}
-		if (p->auto_converge &&
-		    atomic_load(&g->throttle) >= p->throttle_max)
-			at_max++;
 		if (r->rounds >= p->max_rounds ||
-		    (p->auto_converge && at_max > GIVE_UP_AT_MAX)) {
+		    (p->auto_converge && at_max >= GIVE_UP_AT_MAX)) {
 			if (p->force_finish)
 				break;
 			ret = -ETIMEDOUT;
@@ -324,6 +338,8 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		}
 		r->rounds++;
 		t = now_s();
+		if (r->rounds == 2)
+			per_t0 = t; /* the first throttle period */
 		b0 = wire_bytes(s);
 		sent_pages = pending;
 		round_begin(&rc, r->rounds, pending);

@@ -16,12 +16,14 @@
  *                has everything: the downtime ends), then the per-page hash
  *                list of the final image (for the destination's proof) and
  *                the final sync;
- *   auto-converge  when the dirty pages of a round exceed half of what the
- *                round sent twice in a row, throttle the vCPUs (initial
- *                step, then +increment, up to the maximum), as QEMU's
- *                cpu-throttle-initial / -increment / max-cpu-throttle;
- *   give up      past max_rounds, or after 3 rounds at the maximum
- *                throttle, unless force_finish.
+ *   auto-converge  checked once per throttle period (at least 0.2 s;
+ *                QEMU: 1 s; rounds 2..n): when the pages dirtied in the period exceed
+ *                half of what it sent, twice in a row, throttle the vCPUs
+ *                (initial step, then +increment, up to the maximum), as
+ *                QEMU's cpu-throttle-initial / -increment /
+ *                max-cpu-throttle;
+ *   give up      past max_rounds, or after 3 throttle periods at the
+ *                maximum throttle, unless force_finish.
  *
  * On any failure the guest is resumed where it was: tracking removed,
  * throttle 0, memory untouched (rmig only reads it).
@@ -56,12 +58,14 @@ struct live_progress {
 };
 
 struct live_params {
-	double downtime_limit_ms;   /* default 300 */
-	unsigned max_rounds;        /* default 30 */
+	double downtime_limit_ms;   /* default 300; < 0: never converges
+				     * (tests keep rounds running with it) */
+	unsigned max_rounds;        /* default 100 */
 	bool auto_converge;         /* default true */
 	unsigned throttle_initial;  /* default 20 */
 	unsigned throttle_increment;/* default 10 */
 	unsigned throttle_max;      /* default 99 */
+	double throttle_period_s;   /* auto-converge check period, default 0.2 */
 	bool force_finish;          /* not converging: stop-and-copy anyway */
 	enum dirty_mode dirty_mode; /* default auto */
 	/* Called during each round (phase "sending", at most every
