@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/wait.h>
@@ -1242,11 +1243,22 @@ static void progress_cb(const struct live_progress *p, void *arg)
 	else
 		snprintf(exp, sizeof(exp), "%.0f ms", p->expected_ms);
 	if (g_tty) {
-		/* One line, rewritten during each round and after it. */
-		printf("\r\033[K%-8sround %u: %" PRIu64 " dirty pages left, "
-		       "%.2f GB/s, expected downtime %s, throttle %u%%, "
-		       "%.1f s", "source:", p->round, p->dirty_pages, p->gbps,
-		       exp, p->throttle, p->elapsed_s);
+		/* One line, rewritten during each round and after it: cut to
+		 * the terminal's width, or a wrapped line would not be
+		 * rewritten in place. */
+		struct winsize ws;
+		char line[256];
+		int cols = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 &&
+			   ws.ws_col ? ws.ws_col : 80;
+
+		snprintf(line, sizeof(line), "%-8sround %u: %" PRIu64 " dirty "
+			 "pages left, %.2f GB/s, expected downtime %s, "
+			 "throttle %u%%, %.1f s", "source:", p->round,
+			 p->dirty_pages, p->gbps, exp, p->throttle,
+			 p->elapsed_s);
+		if (cols - 1 < (int)sizeof(line))
+			line[cols > 1 ? cols - 1 : 1] = '\0';
+		printf("\r\033[K%s", line);
 		fflush(stdout);
 		g_tty_line = true;
 	} else if (!strcmp(p->phase, "round")) {
