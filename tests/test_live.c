@@ -126,6 +126,14 @@ static int dest_main(void *arg)
 	int block, ret, rc = 1;
 
 	tu_set_role("dest");
+	/* Only the size and page size are this side's: the workload's
+	 * settings must come from the transferred device state, so start
+	 * from other ones. */
+	c.vcpus = 1;
+	c.pattern = GUEST_SEQ;
+	c.fill_percent = 0;
+	c.seed ^= 0x5a5a;
+	c.rate_mbs = 0;
 	if (!TU_CHECK(!guest_create(&g, &c, false, err, sizeof(err)), "%s", err))
 		return 1;
 	memset(g.mem, 0xa5, (size_t)c.size); /* zero pages must be cleared */
