@@ -66,11 +66,16 @@ add_test(NAME rmig_migrate_live_giveup
   COMMAND rmig-migrate demo --size 32M --channels 2 --warmup 0.3
           --dirty-rate max --no-auto-converge --max-rounds 2
           --downtime-limit 1 --resume-steps 1000 --json)
+# The two-host commands (dest, then source) on 127.0.0.1, the destination
+# with other workload settings than the source.
+add_test(NAME rmig_migrate_live_two_host
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/live_two_host.sh
+          $<TARGET_FILE:rmig-migrate>)
 add_test(NAME rmig_migrate_still_demo
   COMMAND rmig-migrate demo --still --size 32M --channels 2)
 math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")
 set_tests_properties(rmig_migrate_live_demo rmig_migrate_live_giveup
-  rmig_migrate_still_demo PROPERTIES TIMEOUT ${tool_t}
+  rmig_migrate_live_two_host rmig_migrate_still_demo PROPERTIES TIMEOUT ${tool_t}
   LABELS "live;integration")
 set_tests_properties(rmig_migrate_live_giveup PROPERTIES
   PASS_REGULAR_EXPRESSION "\"source_intact\":true.*did not converge")
