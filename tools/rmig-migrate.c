@@ -1287,7 +1287,8 @@ static void json_kv_str(const char *key, const char *v)
 }
 
 static void live_src_report(const struct opts *o, const struct live_result *r,
-			    const char *error, int intact, uint64_t sum,
+			    const char *error, int intact, uint64_t ran_on,
+			    uint64_t sum,
 			    uint64_t ref, double prepare_s, double connect_s)
 {
 	const char *mode = r->mode ? dirty_mode_name(r->mode) : "none";
@@ -1319,7 +1320,8 @@ static void live_src_report(const struct opts *o, const struct live_result *r,
 		if (intact >= 0)
 			printf(",\"source_intact\":%s,\"source_checksum\":\"0x%016"
 			       PRIx64 "\",\"source_replay_checksum\":\"0x%016"
-			       PRIx64 "\"", intact ? "true" : "false", sum, ref);
+			       PRIx64 "\",\"source_steps_after_failure\":%" PRIu64,
+			       intact ? "true" : "false", sum, ref, ran_on);
 		if (error)
 			json_kv_str("error", error);
 		printf("}\n");
@@ -1354,9 +1356,10 @@ static void live_src_report(const struct opts *o, const struct live_result *r,
 		    r->throttle);
 	}
 	if (intact >= 0)
-		say("source guest %s: checksum 0x%016" PRIx64 ", never-migrated "
-		    "replay 0x%016" PRIx64 "\n", intact ? "intact (it ran on "
-		    "after the failure)" : "DAMAGED", sum, ref);
+		say("source guest %s: it ran %" PRIu64 " more steps after the "
+		    "failure; checksum 0x%016" PRIx64 ", never-migrated replay "
+		    "0x%016" PRIx64 "\n", intact ? "intact" : "DAMAGED", ran_on,
+		    sum, ref);
 }
 
 static int run_live_source(const struct opts *o, const char *address)
@@ -1371,6 +1374,7 @@ static int run_live_source(const struct opts *o, const char *address)
 	const char *error = NULL;
 	uint64_t sum = 0, ref = 0;
 	int intact = -1;
+	uint64_t ran_on = 0;
 	double t0, prepare_s = 0, connect_s = 0;
 	int block, ret;
 
@@ -1434,8 +1438,16 @@ static int run_live_source(const struct opts *o, const char *address)
 		 * on, then check it against a replay of its steps. */
 		progress_end();
 		say("migration failed; the guest runs on at the source\n");
-		nap(1.0);
+		guest_pause(&g); /* the vCPU threads write their counts */
+		for (unsigned v = 0; v < g.cfg.vcpus; v++)
+			ran_on -= g.vcpu[v].st.steps;
+		guest_resume(&g);
+		/* A signal cuts the second short, not to nothing. */
+		if (!nap(1.0))
+			usleep(200000);
 		ret = live_check_guest(&g, &sum, &ref, err, sizeof(err));
+		for (unsigned v = 0; v < g.cfg.vcpus; v++)
+			ran_on += g.vcpu[v].st.steps;
 		intact = ret == 0;
 	}
 	goto report;
@@ -1445,7 +1457,8 @@ lib_fail:
 		 sig_caught ? " (interrupted by a signal)" : "");
 	error = err;
 report:
-	live_src_report(o, &lr, error, intact, sum, ref, prepare_s, connect_s);
+	live_src_report(o, &lr, error, intact, ran_on, sum, ref, prepare_s,
+			connect_s);
 	set_cancel_target(NULL, NULL);
 	if (s)
 		rmig_src_destroy(s);
