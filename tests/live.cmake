@@ -71,6 +71,18 @@ add_test(NAME rmig_migrate_live_giveup
 add_test(NAME rmig_migrate_live_two_host
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/live_two_host.sh
           $<TARGET_FILE:rmig-migrate>)
+# Sizes this machine cannot hold, and guests that cannot exist, are refused
+# before anything is mapped, with a message naming the option.
+add_test(NAME rmig_migrate_live_too_big
+  COMMAND rmig-migrate demo --size 65536G)
+set_tests_properties(rmig_migrate_live_too_big PROPERTIES TIMEOUT 20
+  LABELS "live;unit" PASS_REGULAR_EXPRESSION
+  "--size 65536.00 GiB: this needs 3 copies of the guest RAM")
+add_test(NAME rmig_migrate_live_bad_vcpus
+  COMMAND rmig-migrate dest --listen 127.0.0.1:0 --size 128k --vcpus 64)
+set_tests_properties(rmig_migrate_live_bad_vcpus PROPERTIES TIMEOUT 20
+  LABELS "live;unit" PASS_REGULAR_EXPRESSION
+  "dest: error: 32 pages cannot give each of 64 vCPUs a page")
 add_test(NAME rmig_migrate_still_demo
   COMMAND rmig-migrate demo --still --size 32M --channels 2)
 math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")

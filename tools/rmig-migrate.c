@@ -648,6 +648,42 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->guest.page_size = o->sess.page_size;
 	o->guest.seed = o->seed;
 	o->guest.fill_percent = 100 - o->zero_percent;
+	if (!o->still) {
+		char why[256];
+
+		if (guest_config_check(&o->guest, why, sizeof(why))) {
+			fail_msg("%s", why);
+			return -1;
+		}
+	}
+	{
+		/* Copies of the RAM this command holds at once: each side one;
+		 * a live destination also runs the never-migrated replay. */
+		unsigned copies = o->role == ROLE_DEMO ? (o->still ? 2 : 3) :
+				  o->role == ROLE_DEST && !o->still ? 2 : 1;
+		double have = (double)sysconf(_SC_PHYS_PAGES) *
+			      (double)sysconf(_SC_PAGESIZE);
+		char sb[32], nb[32], hb[32];
+
+		if (have > 0 && (double)o->size * copies > have) {
+			human(o->size, sb);
+			human((uint64_t)((double)o->size * copies), nb);
+			human((uint64_t)have, hb);
+			if (copies == 1)
+				fail_msg("--size %s is more than this machine's "
+					 "RAM, %s", sb, hb);
+			else
+				fail_msg("--size %s: this needs %u copies of the "
+					 "guest RAM at once (%s), %s, and this "
+					 "machine has %s of RAM", sb, copies,
+					 copies == 3 ? "source, destination and "
+					 "the destination's replay" :
+					 o->role == ROLE_DEST ? "the received RAM "
+					 "and the replay" : "source and destination",
+					 nb, hb);
+			return -1;
+		}
+	}
 	g_json = o->json;
 	return 0;
 }
@@ -1482,6 +1518,7 @@ static int run_live_dest(const struct opts *o)
 
 	memset(&dr, 0, sizeof(dr));
 	dr.first_mismatch = -1;
+	dr.downtime_ms = -1;
 	side_init(&x, o, "dest", 0);
 	t0 = cli_now_s();
 	ret = guest_create(&g, &o->guest, false, err, sizeof(err));
