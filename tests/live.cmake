@@ -41,6 +41,7 @@ rmig_live_test(test_live_unit 60 ARGS dirty sync hugetlb HUGE)
 
 # test_live converge MIB RATE_MBS async|sync anon|memfd|hugetlb
 #         | autoconverge MIB | giveup MIB | force MIB | killdest MIB
+#         | killpaused MIB | pausefail MIB | cancel MIB
 rmig_live_test(test_live 90 SOURCES test_live.c INTEG
   ARGS converge 256 200 async anon)
 rmig_live_test(test_live 90 INTEG ARGS converge 128 100 sync anon)
@@ -51,6 +52,9 @@ rmig_live_test(test_live 120 INTEG ARGS autoconverge 128)
 rmig_live_test(test_live 90 INTEG ARGS giveup 64)
 rmig_live_test(test_live 90 INTEG ARGS force 64)
 rmig_live_test(test_live 90 INTEG ARGS killdest 128)
+rmig_live_test(test_live 90 INTEG ARGS killpaused 128)
+rmig_live_test(test_live 90 INTEG ARGS pausefail 64)
+rmig_live_test(test_live 90 INTEG ARGS cancel 64)
 
 # The tool itself, end to end: the README's demo at a small size (exit 0:
 # migrated, hashes verified, resumed guest equals the replay), and a run
@@ -62,11 +66,29 @@ add_test(NAME rmig_migrate_live_giveup
   COMMAND rmig-migrate demo --size 32M --channels 2 --warmup 0.3
           --dirty-rate max --no-auto-converge --max-rounds 2
           --downtime-limit 1 --resume-steps 1000 --json)
+# The two-host commands (dest, then source) on 127.0.0.1, the destination
+# with other workload settings than the source.
+add_test(NAME rmig_migrate_live_two_host
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/live_two_host.sh
+          $<TARGET_FILE:rmig-migrate>)
+# Sizes this machine cannot hold, and guests that cannot exist, are refused
+# before anything is mapped, with a message naming the option.
+add_test(NAME rmig_migrate_live_too_big
+  COMMAND rmig-migrate demo --size 65536G)
+set_tests_properties(rmig_migrate_live_too_big PROPERTIES TIMEOUT 20
+  LABELS "live;unit" PASS_REGULAR_EXPRESSION
+  "--size 65536.00 GiB: this needs 3 copies of the guest RAM")
+add_test(NAME rmig_migrate_live_bad_vcpus
+  COMMAND rmig-migrate dest --listen 127.0.0.1:0 --size 128k --vcpus 64)
+set_tests_properties(rmig_migrate_live_bad_vcpus PROPERTIES TIMEOUT 20
+  LABELS "live;unit" PASS_REGULAR_EXPRESSION
+  "dest: error: 32 pages cannot give each of 64 vCPUs a page")
 add_test(NAME rmig_migrate_still_demo
   COMMAND rmig-migrate demo --still --size 32M --channels 2)
 math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")
 set_tests_properties(rmig_migrate_live_demo rmig_migrate_live_giveup
-  rmig_migrate_still_demo PROPERTIES TIMEOUT ${tool_t}
+  rmig_migrate_live_two_host rmig_migrate_still_demo PROPERTIES TIMEOUT ${tool_t}
   LABELS "live;integration")
 set_tests_properties(rmig_migrate_live_giveup PROPERTIES
-  PASS_REGULAR_EXPRESSION "\"source_intact\":true.*did not converge")
+  PASS_REGULAR_EXPRESSION
+  "\"source_intact\":true,[^}]*\"source_steps_after_failure\":[1-9][0-9]*.*did not converge")

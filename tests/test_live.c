@@ -12,9 +12,12 @@
  *       reserved through /proc/sys/vm/nr_hugepages when none are free, and
  *       given back; skip with the reason only when none can be had).
  *   test_live autoconverge MIB
- *       The guest writes as fast as it can, far above what a 10 ms
- *       downtime allows: auto-converge throttles it, the migration still
- *       finishes and verifies.
+ *       2 MiB pages (anonymous memory), 2500 page writes a second: the
+ *       guest dirties pages faster than any loopback moves them, so the
+ *       rounds cannot converge unthrottled; auto-converge throttles it
+ *       (at 99 % it dirties 25 pages a second) and the migration
+ *       finishes and verifies.  The downtime limit lies between a
+ *       measured one-page round and a measured full round.
  *   test_live giveup MIB
  *       Same guest, auto-converge off, 3 rounds at most: the source gives
  *       up with "did not converge", its guest runs on and equals its own
@@ -27,9 +30,28 @@
  *       The destination is killed (SIGKILL) while rounds run: the source's
  *       migration fails, its guest keeps running (more steps after the
  *       failure) and equals its own replay.
+ *   test_live killpaused MIB
+ *       The destination is killed (SIGKILL) in stop-and-copy, after the
+ *       source paused its vCPUs and before it sent the last pages: the
+ *       source's migration fails, its paused guest is resumed, runs on and
+ *       equals its own replay.
+ *   test_live cancel MIB
+ *       rmig_src_cancel() from another thread while rounds run (an
+ *       operator's cancel): -ECANCELED, and the same promise.
+ *   test_live pausefail MIB
+ *       A failure injected after the pause (the driver's paused_hook
+ *       fails): the same promise, and the destination discards.
+ *
+ * The converge cases also take a progress update after every chunk of
+ * pages queued and check that the updates come during the rounds, not
+ * only between them, and count the round's pages down.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,7 +62,8 @@
 
 #define SKIP 77
 
-enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, FORCE, KILLDEST };
+enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, FORCE, KILLDEST, KILLPAUSED,
+	    PAUSEFAIL, CANCEL };
 
 struct ctx {
 	enum mode mode;
@@ -48,16 +71,38 @@ struct ctx {
 	double rate;
 	enum dirty_mode tracking;
 	enum guest_mem mem;
+	bool big_pages;        /* 2 MiB pages of anonymous memory */
 	uint8_t uuid[16];
 	struct tu_pipe addr;   /* dest -> src */
-	struct tu_pipe round;  /* src -> parent: rounds are running */
+	struct tu_pipe round;  /* src -> parent: rounds are running / paused */
+	struct tu_pipe ack;    /* parent -> src: the destination is dead */
+	/* src process only */
+	struct guest *g;
+	rmig_src *s;
+	pthread_t canceller;
+	bool canceller_started;
+	bool hook_ran, hook_saw_paused;
+	unsigned sending_updates;  /* "sending" progress calls, round 1 */
+	unsigned round_updates;    /* "round" progress calls */
+	unsigned cur_round;
+	uint64_t last_left;
+	bool progress_bad;
+	char progress_err[200];
 };
+
+/* The failure modes: the source must fail and its guest run on. */
+static bool source_fails(enum mode m)
+{
+	return m == GIVEUP || m == KILLDEST || m == KILLPAUSED ||
+	       m == PAUSEFAIL || m == CANCEL;
+}
 
 static struct guest_config guest_cfg(const struct ctx *cx)
 {
 	struct guest_config c = {
 		.size = (uint64_t)cx->mib << 20,
-		.page_size = cx->mem == GUEST_HUGETLB ? (2u << 20) : 4096,
+		.page_size = cx->mem == GUEST_HUGETLB || cx->big_pages ?
+			     (2u << 20) : 4096,
 		.mem = cx->mem,
 		.vcpus = 2,
 		.pattern = GUEST_RANDOM,
@@ -81,6 +126,14 @@ static int dest_main(void *arg)
 	int block, ret, rc = 1;
 
 	tu_set_role("dest");
+	/* Only the size and page size are this side's: the workload's
+	 * settings must come from the transferred device state, so start
+	 * from other ones. */
+	c.vcpus = 1;
+	c.pattern = GUEST_SEQ;
+	c.fill_percent = 0;
+	c.seed ^= 0x5a5a;
+	c.rate_mbs = 0;
 	if (!TU_CHECK(!guest_create(&g, &c, false, err, sizeof(err)), "%s", err))
 		return 1;
 	memset(g.mem, 0xa5, (size_t)c.size); /* zero pages must be cleared */
@@ -96,7 +149,7 @@ static int dest_main(void *arg)
 	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
 		goto out;
 	ret = live_dest(&g, d, block, 20000, true, &r);
-	if (cx->mode != GIVEUP && cx->mode != KILLDEST) {
+	if (!source_fails(cx->mode)) {
 		if (!TU_CHECK(ret == 0, "live_dest: %s", r.error))
 			goto out;
 		TU_CHECK(r.verified && !r.mismatched_pages, "hashes");
@@ -127,6 +180,100 @@ static int kill_hook(unsigned round, void *arg)
 	return 0;
 }
 
+static void *cancel_main(void *arg)
+{
+	struct ctx *cx = arg;
+
+	tu_sleep_ms(30); /* into round 3 (it never converges) */
+	rmig_src_cancel(cx->s);
+	return NULL;
+}
+
+static int cancel_hook(unsigned round, void *arg)
+{
+	struct ctx *cx = arg;
+
+	if (round == 3 && !cx->canceller_started)
+		cx->canceller_started =
+			pthread_create(&cx->canceller, NULL, cancel_main,
+				       cx) == 0;
+	return 0;
+}
+
+/* Stop-and-copy has paused the vCPUs: are they all parked? */
+static bool all_paused(struct guest *g)
+{
+	bool yes;
+
+	pthread_mutex_lock(&g->lock);
+	yes = g->pause_req && g->running && g->paused == g->running;
+	pthread_mutex_unlock(&g->lock);
+	return yes;
+}
+
+static int paused_hook(void *arg)
+{
+	struct ctx *cx = arg;
+	uint64_t ack;
+
+	cx->hook_ran = true;
+	cx->hook_saw_paused = all_paused(cx->g);
+	if (cx->mode == PAUSEFAIL)
+		return 1;
+	/* KILLPAUSED: the parent kills the destination, reaps it, answers. */
+	if (tu_send_u64(cx->round.w, 0) ||
+	    tu_recv_u64(cx->ack.r, &ack, 30000))
+		tu_msg("no answer from the parent: going on anyway");
+	return 0;
+}
+
+static void progress(const struct live_progress *pg, void *arg)
+{
+	struct ctx *cx = arg;
+
+	if (!strcmp(pg->phase, "round")) {
+		cx->round_updates++;
+		cx->cur_round = pg->round + 1;
+		cx->last_left = UINT64_MAX;
+		return;
+	}
+	if (strcmp(pg->phase, "sending"))
+		return;
+	if (pg->round == 1)
+		cx->sending_updates++;
+	if (pg->round != (cx->cur_round ? cx->cur_round : 1) ||
+	    pg->dirty_pages > cx->last_left || pg->gbps < 0) {
+		if (!cx->progress_bad)
+			snprintf(cx->progress_err, sizeof(cx->progress_err),
+				 "update in round %u (expected %u): %" PRIu64
+				 " pages left after %" PRIu64 ", %.3f GB/s",
+				 pg->round, cx->cur_round ? cx->cur_round : 1,
+				 pg->dirty_pages, cx->last_left, pg->gbps);
+		cx->progress_bad = true;
+	}
+	cx->last_left = pg->dirty_pages;
+}
+
+/* The time of one round of @n pages (scattered, distinct), in ms; -1 on
+ * failure.  The pages go again in round 1; the destination sees plain
+ * syncs. */
+static double round_ms(rmig_src *s, int block, struct guest *g, size_t n,
+		       unsigned salt)
+{
+	uint64_t *offs = malloc(n * sizeof(*offs));
+	uint64_t t = tu_now_ns();
+	int ok;
+
+	if (!offs)
+		return -1;
+	for (size_t k = 0; k < n; k++) /* 7919: prime, so distinct */
+		offs[k] = ((k * 7919 + salt) % g->pages) * g->cfg.page_size;
+	ok = TU_RMIG_OK(rmig_src_queue_pages(s, block, offs, n)) &&
+	     TU_RMIG_OK(rmig_src_sync(s));
+	free(offs);
+	return ok ? (double)(tu_now_ns() - t) / 1e6 : -1;
+}
+
 static int src_main(void *arg)
 {
 	struct ctx *cx = arg;
@@ -153,17 +300,60 @@ static int src_main(void *arg)
 		goto out;
 	if (!TU_CHECK(!guest_start(&g), "start"))
 		goto out;
+	cx->g = &g;
+	cx->last_left = UINT64_MAX;
 	tu_sleep_ms(300);
 
 	live_params_default(&p);
 	p.dirty_mode = cx->tracking;
 	switch (cx->mode) {
 	case CONVERGE:
+		p.progress = progress;
+		p.progress_interval_s = 0; /* after every chunk of pages */
+		p.arg = cx;
 		break;
-	case AUTOCONVERGE:
-		p.downtime_limit_ms = 10;
-		p.max_rounds = 300;
+	case CANCEL:
+		p.downtime_limit_ms = -1; /* as KILLDEST */
+		p.auto_converge = false;
+		p.max_rounds = 100000;
+		p.round_hook = cancel_hook;
+		p.arg = cx;
+		cx->s = s;
 		break;
+	case KILLPAUSED:
+	case PAUSEFAIL:
+		p.paused_hook = paused_hook;
+		p.arg = cx;
+		break;
+	case AUTOCONVERGE: {
+		/* Unthrottled, every round finds (nearly) the whole guest
+		 * dirty: the expected downtime is about what a full round
+		 * takes.  At the maximum throttle a round finds a page or
+		 * none: about what a one-page round takes.  The limit goes
+		 * between the two (their geometric mean), measured here, so
+		 * that the test holds on a fast machine and under TSan on a
+		 * loaded one alike. */
+		double one = 0, full = 1e9, x;
+
+		for (unsigned i = 0; i < 5; i++) {
+			x = round_ms(s, block, &g, 1, i);
+			one = x > one ? x : one;
+		}
+		for (unsigned i = 0; i < 3; i++) {
+			x = round_ms(s, block, &g, g.pages, 0);
+			full = x >= 0 && x < full ? x : full;
+		}
+		if (!TU_CHECK(one > 0 && full < 1e9 && full > 4 * one,
+			      "one-page round %.2f ms, full round %.2f ms: no "
+			      "room for a limit between them", one, full))
+			goto out;
+		p.downtime_limit_ms = sqrt(one * full);
+		p.max_rounds = 100000;
+		tu_msg("rounds of one page take up to %.2f ms, of the whole "
+		       "guest %.2f ms: downtime limit %.2f ms", one, full,
+		       p.downtime_limit_ms);
+		break;
+	}
 	case GIVEUP:
 	case FORCE:
 		p.downtime_limit_ms = 1;
@@ -172,8 +362,10 @@ static int src_main(void *arg)
 		p.force_finish = cx->mode == FORCE;
 		break;
 	case KILLDEST:
-		/* Never converges by itself: rounds run until the kill. */
-		p.downtime_limit_ms = 0.001;
+		/* Never converges by itself (a round that found no dirty
+		 * page would meet any limit >= 0): rounds run until the
+		 * kill. */
+		p.downtime_limit_ms = -1;
 		p.auto_converge = false;
 		p.max_rounds = 100000;
 		p.round_hook = kill_hook;
@@ -181,10 +373,12 @@ static int src_main(void *arg)
 		break;
 	}
 	ret = live_source(&g, s, block, &p, &r);
+	if (cx->canceller_started)
+		pthread_join(cx->canceller, NULL);
 	tu_msg("%s: %u rounds, throttle %u%%, downtime %.1f ms, tracking %s%s%s",
 	       ret ? "failed" : "migrated", r.rounds, r.throttle, r.downtime_ms,
 	       dirty_mode_name(r.mode), ret ? ": " : "", ret ? r.error : "");
-	if (cx->mode != GIVEUP && cx->mode != KILLDEST) {
+	if (!source_fails(cx->mode)) {
 		rc = TU_CHECK(ret == 0 && r.ok, "live_source: %s", r.error) ? 0 : 1;
 		if (cx->mode == FORCE &&
 		    !TU_CHECK(!r.converged && r.rounds == 4 &&
@@ -203,6 +397,18 @@ static int src_main(void *arg)
 		    !TU_CHECK(r.normal_pages + r.zero_pages >= g.pages,
 			      "round 1 did not send every page"))
 			rc = 1;
+		if (cx->mode == CONVERGE) {
+			tu_msg("progress: %u updates during round 1, %u after "
+			       "rounds", cx->sending_updates, cx->round_updates);
+			if (!TU_CHECK(cx->sending_updates >= 1 &&
+				      cx->round_updates == r.rounds - 1 &&
+				      !cx->progress_bad, "progress: %u "
+				      "updates in round 1, %u after %u rounds; "
+				      "%s", cx->sending_updates,
+				      cx->round_updates, r.rounds,
+				      cx->progress_err))
+				rc = 1;
+		}
 		goto out;
 	}
 	if (cx->mode == GIVEUP) {
@@ -211,14 +417,43 @@ static int src_main(void *arg)
 			      "expected 'did not converge', got %d: %s", ret,
 			      r.error))
 			goto out;
+	} else if (cx->mode == CANCEL) {
+		if (!TU_CHECK(ret == -ECANCELED && cx->canceller_started &&
+			      r.rounds >= 3, "expected -ECANCELED in round 3 "
+			      "or later, got %d after %u rounds: %s", ret,
+			      r.rounds, r.error))
+			goto out;
+	} else if (cx->mode == PAUSEFAIL) {
+		if (!TU_CHECK(ret == -ECANCELED && cx->hook_ran &&
+			      cx->hook_saw_paused && strstr(r.error, "pause"),
+			      "expected the injected failure after the pause "
+			      "(hook ran %d, saw the vCPUs paused %d), got %d: "
+			      "%s", cx->hook_ran, cx->hook_saw_paused, ret,
+			      r.error))
+			goto out;
 	} else if (!TU_CHECK(ret < 0 && ret != -ECANCELED,
 			     "expected a failure from the killed peer, got %d: "
 			     "%s", ret, r.error)) {
 		goto out;
 	}
-	/* The promise: the guest carries on at the source, unharmed. */
+	if (cx->mode == KILLPAUSED &&
+	    !TU_CHECK(cx->hook_ran && cx->hook_saw_paused, "the failure did "
+		      "not come in stop-and-copy (hook ran %d, vCPUs paused "
+		      "%d)", cx->hook_ran, cx->hook_saw_paused))
+		goto out;
+	/* The promise: the guest carries on at the source, unharmed: not
+	 * left paused, not throttled.  (Its step counts are then read
+	 * paused: the vCPU threads write them.) */
+	pthread_mutex_lock(&g.lock);
+	ret = g.pause_req;
+	pthread_mutex_unlock(&g.lock);
+	if (!TU_CHECK(!ret && atomic_load(&g.throttle) == 0, "the guest was "
+		      "left %s after the failure", ret ? "paused" : "throttled"))
+		goto out;
+	guest_pause(&g);
 	for (unsigned v = 0; v < c.vcpus; v++)
 		steps_at_fail += g.vcpu[v].st.steps;
+	guest_resume(&g);
 	tu_sleep_ms(400);
 	ret = live_check_guest(&g, &sum, &ref, err, sizeof(err));
 	{
@@ -262,7 +497,8 @@ int main(int argc, char **argv)
 			goto usage;
 	} else if (argc == 3 && !strcmp(argv[1], "autoconverge")) {
 		cx.mode = AUTOCONVERGE;
-		cx.rate = -1;
+		cx.big_pages = true;
+		cx.rate = 5000; /* MB/s: 2500 pages of 2 MiB a second */
 	} else if (argc == 3 && !strcmp(argv[1], "giveup")) {
 		cx.mode = GIVEUP;
 		cx.rate = -1;
@@ -272,10 +508,25 @@ int main(int argc, char **argv)
 	} else if (argc == 3 && !strcmp(argv[1], "killdest")) {
 		cx.mode = KILLDEST;
 		cx.rate = 100;
+	} else if (argc == 3 && !strcmp(argv[1], "killpaused")) {
+		cx.mode = KILLPAUSED;
+		cx.rate = 100;
+	} else if (argc == 3 && !strcmp(argv[1], "cancel")) {
+		cx.mode = CANCEL;
+		cx.rate = 100;
+	} else if (argc == 3 && !strcmp(argv[1], "pausefail")) {
+		cx.mode = PAUSEFAIL;
+		cx.rate = 100;
 	} else {
 		goto usage;
 	}
-	cx.mib = tu_cap_mib((size_t)atoi(argv[2]));
+	/* autoconverge is not capped for the sanitizer trees: with fewer
+	 * than 64 pages of 2 MiB, a full round and a one-page round are too
+	 * close to put a limit between them (see src_main()). */
+	cx.mib = cx.mode == AUTOCONVERGE ? (size_t)atoi(argv[2]) :
+		 tu_cap_mib((size_t)atoi(argv[2]));
+	if (cx.big_pages)
+		cx.mib &= ~(size_t)1;
 	if (cx.mem == GUEST_HUGETLB) {
 		cx.mib &= ~(size_t)1;
 		/* source and destination: one region each */
@@ -285,7 +536,8 @@ int main(int argc, char **argv)
 		}
 	}
 	tu_uuid(cx.uuid, 4);
-	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.round)) {
+	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.round) ||
+	    tu_pipe_open(&cx.ack)) {
 		hugepages_release(&hr);
 		return 1;
 	}
@@ -308,12 +560,26 @@ int main(int argc, char **argv)
 			tu_msg("the source never reached round 3");
 		}
 	}
+	if (cx.mode == KILLPAUSED) {
+		uint64_t v;
+
+		ch[0].expect_kill = true;
+		if (tu_recv_u64(cx.round.r, &v, 60000) == 0) {
+			tu_msg("the source paused its vCPUs: kill -9 the "
+			       "destination");
+			tu_kill(&ch[0]);
+			tu_reap(&ch[0], 10000);
+			tu_send_u64(cx.ack.w, 1);
+		} else {
+			tu_msg("the source never reached stop-and-copy");
+		}
+	}
 	rc = tu_wait_children(ch, 2, tu_deadline(), 20000);
 	hugepages_release(&hr);
 	return tu_report(rc, t0);
 usage:
 	fprintf(stderr, "usage: %s converge MIB RATE async|sync "
 		"anon|memfd|hugetlb | autoconverge MIB | giveup MIB | "
-		"force MIB | killdest MIB\n", argv[0]);
+		"force MIB | killdest MIB | killpaused MIB | pausefail MIB | cancel MIB\n", argv[0]);
 	return 2;
 }

@@ -202,7 +202,7 @@ static void *fault_thread(void *arg)
 			if (errno == EINTR)
 				continue;
 			atomic_store(&d->thread_err, errno);
-			return NULL;
+			goto dead;
 		}
 		if (p[1].revents)
 			return NULL;
@@ -211,7 +211,7 @@ static void *fault_thread(void *arg)
 			if (errno == EAGAIN || errno == EINTR)
 				continue;
 			atomic_store(&d->thread_err, errno);
-			return NULL;
+			goto dead;
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
 			uint64_t page;
@@ -234,10 +234,21 @@ static void *fault_thread(void *arg)
 			pthread_mutex_unlock(&d->lock);
 			atomic_fetch_add_explicit(&d->faults, 1,
 						  memory_order_relaxed);
-			if (ret)
+			if (ret) {
 				atomic_store(&d->thread_err, -ret);
+				goto dead;
+			}
 		}
 	}
+dead:
+	/* Nobody serves faults any more: let every writer go (the error is
+	 * stored first, so the harvest that follows these writes reports
+	 * it, see harvest_sync()), rather than leave a vCPU waiting on a
+	 * fault until dirty_close(). */
+	pthread_mutex_lock(&d->lock);
+	wp_range(d, 0, d->pages, false);
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
 }
 
 int dirty_open(struct dirty **out, void *base, size_t len, size_t page_size,
@@ -477,16 +488,23 @@ static int harvest_async(struct dirty *d, uint64_t *bits, uint64_t *newly,
 	}
 }
 
-static int harvest_sync(struct dirty *d, uint64_t *bits, uint64_t *newly,
-			char *err, size_t errlen)
+static int thread_failed(struct dirty *d, char *err, size_t errlen)
 {
 	int terr = atomic_load(&d->thread_err);
 
-	if (terr) {
-		set_err(err, errlen, "dirty tracking: the fault thread failed: "
-			"%s", strerror(terr));
-		return -terr;
-	}
+	if (terr)
+		set_err(err, errlen, "dirty tracking: the fault thread failed "
+			"(%s); writes are no longer tracked", strerror(terr));
+	return -terr;
+}
+
+static int harvest_sync(struct dirty *d, uint64_t *bits, uint64_t *newly,
+			char *err, size_t errlen)
+{
+	int ret = thread_failed(d, err, errlen);
+
+	if (ret)
+		return ret;
 	for (uint64_t w = 0; w < (d->pages + 63) / 64; w++) {
 		uint64_t x;
 
@@ -500,7 +518,6 @@ static int harvest_sync(struct dirty *d, uint64_t *bits, uint64_t *newly,
 					     memory_order_relaxed);
 		for (unsigned b = 0; b < 64 && x; ) {
 			unsigned e;
-			int ret;
 
 			if (!(x >> b & 1)) {
 				b++;
@@ -520,7 +537,10 @@ static int harvest_sync(struct dirty *d, uint64_t *bits, uint64_t *newly,
 		}
 		pthread_mutex_unlock(&d->lock);
 	}
-	return 0;
+	/* Again at the end: a fault thread that failed during this harvest
+	 * unprotected everything after storing its error (seq_cst, both
+	 * sides), so writes this harvest missed show up here. */
+	return thread_failed(d, err, errlen);
 }
 
 int dirty_harvest(struct dirty *d, uint64_t *bits, uint64_t *newly, char *err,

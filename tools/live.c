@@ -10,14 +10,16 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define QUEUE_CHUNK 4096
+#define QUEUE_CHUNK 4096 /* pages per queue call, at most ... */
+#define QUEUE_CHUNK_BYTES (8u << 20) /* ... and this many bytes */
 #define HASHES_PER_BLOB (1u << 20) /* 8 MiB blobs */
-#define GIVE_UP_AT_MAX 3 /* rounds at the maximum throttle before giving up */
+#define GIVE_UP_AT_MAX 3 /* whole throttle periods at the maximum: give up */
 
 static double now_s(void)
 {
@@ -52,19 +54,90 @@ void live_params_default(struct live_params *p)
 {
 	*p = (struct live_params){
 		.downtime_limit_ms = 300,
-		.max_rounds = 30,
+		.max_rounds = 100,
 		.auto_converge = true,
 		.throttle_initial = 20,
 		.throttle_increment = 10,
 		.throttle_max = 99,
 		.dirty_mode = DIRTY_AUTO,
+		.progress_interval_s = 0.2,
+		.throttle_period_s = 0.2,
 	};
 }
 
-/* Queue every page whose bit is set in @bits and clear the bits. */
-static int queue_bits(rmig_src *s, int block, uint64_t *bits, uint64_t pages,
-		      size_t page_size, uint64_t *offs)
+/* The driver's view of the round being sent, for progress updates. */
+struct round_ctx {
+	const struct live_params *p;
+	struct guest *g;
+	rmig_src *s;
+	int block;
+	uint64_t *offs;
+	size_t chunk;           /* pages per rmig_src_queue_pages() call */
+	unsigned round;
+	uint64_t round_pages;   /* the round's dirty set */
+	uint64_t pages0, bytes0; /* library stats at the round's start */
+	double t_round, t0;     /* round start, migration start */
+	double next_progress;
+	double expected_ms;     /* latest estimate, -1 none */
+	bool paused;            /* stop-and-copy: no updates in the downtime */
+};
+
+static int src_stats(rmig_src *s, struct rmig_stats *st)
 {
+	st->size = sizeof(*st);
+	return rmig_src_get_stats(s, st);
+}
+
+static uint64_t wire_bytes(rmig_src *s)
+{
+	struct rmig_stats st;
+
+	return src_stats(s, &st) < 0 ? 0 : st.bytes;
+}
+
+static void round_begin(struct round_ctx *rc, unsigned round, uint64_t pages)
+{
+	struct rmig_stats st;
+
+	rc->round = round;
+	rc->round_pages = pages;
+	rc->pages0 = rc->bytes0 = 0;
+	if (src_stats(rc->s, &st) == 0) {
+		rc->pages0 = st.normal_pages + st.zero_pages;
+		rc->bytes0 = st.bytes;
+	}
+	rc->t_round = now_s();
+	rc->next_progress = rc->t_round + rc->p->progress_interval_s;
+}
+
+/* During a round: what the library has sent of it so far. */
+static void round_progress(struct round_ctx *rc)
+{
+	struct live_progress pg = { .phase = "sending" };
+	struct rmig_stats st;
+	double t = now_s();
+	uint64_t sent;
+
+	if (!rc->p->progress || rc->paused || t < rc->next_progress ||
+	    src_stats(rc->s, &st) < 0)
+		return;
+	rc->next_progress = t + rc->p->progress_interval_s;
+	sent = st.normal_pages + st.zero_pages - rc->pages0;
+	pg.round = rc->round;
+	pg.dirty_pages = sent < rc->round_pages ? rc->round_pages - sent : 0;
+	pg.gbps = t > rc->t_round ? (double)(st.bytes - rc->bytes0) /
+				    (t - rc->t_round) / 1e9 : 0;
+	pg.expected_ms = rc->expected_ms;
+	pg.throttle = atomic_load(&rc->g->throttle);
+	pg.elapsed_s = t - rc->t0;
+	rc->p->progress(&pg, rc->p->arg);
+}
+
+/* Queue every page whose bit is set in @bits and clear the bits. */
+static int queue_bits(struct round_ctx *rc, uint64_t *bits, uint64_t pages,
+		      size_t page_size)
+{
+	uint64_t *offs = rc->offs;
 	size_t n = 0;
 	int ret;
 
@@ -77,22 +150,17 @@ static int queue_bits(rmig_src *s, int block, uint64_t *bits, uint64_t pages,
 
 			x &= x - 1;
 			offs[n++] = (w * 64 + b) * page_size;
-			if (n == QUEUE_CHUNK) {
-				ret = rmig_src_queue_pages(s, block, offs, n);
+			if (n == rc->chunk) {
+				ret = rmig_src_queue_pages(rc->s, rc->block,
+							   offs, n);
 				if (ret < 0)
 					return ret;
 				n = 0;
+				round_progress(rc);
 			}
 		}
 	}
-	return n ? rmig_src_queue_pages(s, block, offs, n) : 0;
-}
-
-static uint64_t wire_bytes(rmig_src *s)
-{
-	struct rmig_stats st = { .size = sizeof(st) };
-
-	return rmig_src_get_stats(s, &st) < 0 ? 0 : st.bytes;
+	return n ? rmig_src_queue_pages(rc->s, rc->block, offs, n) : 0;
 }
 
 static int send_hashes(struct guest *g, rmig_src *s)
@@ -133,7 +201,15 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	struct live_progress pg = { .phase = "round" };
 	double t0 = now_s(), t, bw = 0, ram_bytes_sent = 0;
 	uint64_t pending = 0, sent_pages, b0, high = 0, at_max = 0;
+	double per_t0 = 0, per_dirty = 0, per_xfer = 0; /* throttle period */
 	bool paused = false;
+	struct round_ctx rc = {
+		.p = p, .g = g, .s = s, .block = block, .offs = offs,
+		.chunk = QUEUE_CHUNK_BYTES / ps < 1 ? 1 :
+			 QUEUE_CHUNK_BYTES / ps > QUEUE_CHUNK ? QUEUE_CHUNK :
+			 QUEUE_CHUNK_BYTES / ps,
+		.t0 = t0, .expected_ms = -1,
+	};
 	int ret;
 
 	memset(r, 0, sizeof(*r));
@@ -161,7 +237,8 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	if (pages % 64)
 		bits[words - 1] = (1ull << (pages % 64)) - 1;
 	sent_pages = pages;
-	ret = queue_bits(s, block, bits, pages, ps, offs);
+	round_begin(&rc, 1, pages);
+	ret = queue_bits(&rc, bits, pages, ps);
 	if (ret >= 0)
 		ret = rmig_src_sync(s);
 	if (ret < 0)
@@ -182,6 +259,7 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		pending = newly;
 		r->expected_ms = bw > 0 ? (double)pending * (double)ps / bw * 1e3 :
 			      1e9;
+		rc.expected_ms = r->expected_ms;
 		pg.round = r->rounds;
 		pg.dirty_pages = pending;
 		pg.gbps = bw / 1e9;
@@ -200,30 +278,42 @@ int live_source(struct guest *g, rmig_src *s, int block,
 			r->converged = true;
 			break;
 		}
-		/* Auto-converge, as QEMU: the guest dirtied more than half
-		 * of what the round moved, twice in a row: throttle. */
+		/* Auto-converge, as QEMU: over periods of at least
+		 * throttle_period_s (QEMU: 1 s; a round can be far shorter
+		 * than the throttle's own 10 ms period, too short to see its
+		 * effect, so a step per two rounds would overshoot), when the guest
+		 * dirtied more than half of what was moved, twice in a row:
+		 * throttle one step more.  Round 1 (the bulk) is not part of
+		 * any period. */
+		if (p->auto_converge && r->rounds >= 2) {
+			per_dirty += (double)pending * (double)ps;
+			per_xfer += (double)sent;
+		}
 		if (p->auto_converge && r->rounds >= 2 &&
-		    (double)pending * (double)ps > 0.5 * (double)sent) {
-			if (++high >= 2) {
-				unsigned thr = atomic_load(&g->throttle);
+		    now_s() - per_t0 >= p->throttle_period_s) {
+			unsigned thr = atomic_load(&g->throttle);
 
-				thr = thr ? thr + p->throttle_increment :
-					    p->throttle_initial;
-				if (thr > p->throttle_max)
-					thr = p->throttle_max;
-				guest_set_throttle(g, thr);
-				if (thr > r->throttle)
-					r->throttle = thr;
+			if (thr >= p->throttle_max)
+				at_max++; /* a whole period at the maximum */
+			if (per_dirty > 0.5 * per_xfer) {
+				if (++high >= 2) {
+					thr = thr ? thr + p->throttle_increment :
+						    p->throttle_initial;
+					if (thr > p->throttle_max)
+						thr = p->throttle_max;
+					guest_set_throttle(g, thr);
+					if (thr > r->throttle)
+						r->throttle = thr;
+					high = 0;
+				}
+			} else {
 				high = 0;
 			}
-		} else {
-			high = 0;
+			per_t0 = now_s();
+			per_dirty = per_xfer = 0;
 		}
-		if (p->auto_converge &&
-		    atomic_load(&g->throttle) >= p->throttle_max)
-			at_max++;
 		if (r->rounds >= p->max_rounds ||
-		    (p->auto_converge && at_max > GIVE_UP_AT_MAX)) {
+		    (p->auto_converge && at_max >= GIVE_UP_AT_MAX)) {
 			if (p->force_finish)
 				break;
 			ret = -ETIMEDOUT;
@@ -248,9 +338,12 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		}
 		r->rounds++;
 		t = now_s();
+		if (r->rounds == 2)
+			per_t0 = t; /* the first throttle period */
 		b0 = wire_bytes(s);
 		sent_pages = pending;
-		ret = queue_bits(s, block, bits, pages, ps, offs);
+		round_begin(&rc, r->rounds, pending);
+		ret = queue_bits(&rc, bits, pages, ps);
 		if (ret >= 0)
 			ret = rmig_src_sync(s);
 		if (ret < 0)
@@ -275,6 +368,12 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		pending += newly;
 		r->final_pages = pending;
 		r->rounds++;
+		if (p->paused_hook && p->paused_hook(p->arg)) {
+			ret = -ECANCELED;
+			fail(r->error, sizeof(r->error), "stopped by the pause "
+			     "hook in stop-and-copy, the vCPUs paused");
+			goto out;
+		}
 		state = malloc(slen);
 		if (!state) {
 			ret = -ENOMEM;
@@ -282,7 +381,8 @@ int live_source(struct guest *g, rmig_src *s, int block,
 			goto out;
 		}
 		guest_state_encode(g, pause_ns, state);
-		ret = queue_bits(s, block, bits, pages, ps, offs);
+		rc.paused = true;
+		ret = queue_bits(&rc, bits, pages, ps);
 		if (ret >= 0)
 			ret = rmig_src_send_devstate(s, LIVE_STATE_IDSTR, 0, state,
 						     slen);

@@ -16,12 +16,14 @@
  *                has everything: the downtime ends), then the per-page hash
  *                list of the final image (for the destination's proof) and
  *                the final sync;
- *   auto-converge  when the dirty pages of a round exceed half of what the
- *                round sent twice in a row, throttle the vCPUs (initial
- *                step, then +increment, up to the maximum), as QEMU's
- *                cpu-throttle-initial / -increment / max-cpu-throttle;
- *   give up      past max_rounds, or after 3 rounds at the maximum
- *                throttle, unless force_finish.
+ *   auto-converge  checked once per throttle period (at least 0.2 s;
+ *                QEMU: 1 s; rounds 2..n): when the pages dirtied in the period exceed
+ *                half of what it sent, twice in a row, throttle the vCPUs
+ *                (initial step, then +increment, up to the maximum), as
+ *                QEMU's cpu-throttle-initial / -increment /
+ *                max-cpu-throttle;
+ *   give up      past max_rounds, or after 3 throttle periods at the
+ *                maximum throttle, unless force_finish.
  *
  * On any failure the guest is resumed where it was: tracking removed,
  * throttle 0, memory untouched (rmig only reads it).
@@ -41,28 +43,43 @@
 #define LIVE_HASH_IDSTR "rmig-migrate/page-hashes"
 
 struct live_progress {
-	const char *phase;     /* "round", "stop-and-copy" */
+	/* "sending": during a round, every progress_interval_s (pages of the
+	 *            round not sent yet, the round's rate so far);
+	 * "round":   a round ended and the next dirty set was harvested (the
+	 *            pages to send next, the round's rate, a new estimate);
+	 * "stop-and-copy": the downtime is over. */
+	const char *phase;
 	unsigned round;
 	uint64_t dirty_pages;  /* left to send */
 	double gbps;           /* measured, 10^9 bytes/s */
-	double expected_ms;    /* expected downtime */
+	double expected_ms;    /* expected downtime; -1 before the first */
 	unsigned throttle;     /* percent */
 	double elapsed_s;
 };
 
 struct live_params {
-	double downtime_limit_ms;   /* default 300 */
-	unsigned max_rounds;        /* default 30 */
+	double downtime_limit_ms;   /* default 300; < 0: never converges
+				     * (tests keep rounds running with it) */
+	unsigned max_rounds;        /* default 100 */
 	bool auto_converge;         /* default true */
 	unsigned throttle_initial;  /* default 20 */
 	unsigned throttle_increment;/* default 10 */
 	unsigned throttle_max;      /* default 99 */
+	double throttle_period_s;   /* auto-converge check period, default 0.2 */
 	bool force_finish;          /* not converging: stop-and-copy anyway */
 	enum dirty_mode dirty_mode; /* default auto */
-	/* Called after each round and at stop-and-copy (may be NULL). */
+	/* Called during each round (phase "sending", at most every
+	 * progress_interval_s, default 0.2; 0: after every chunk of pages
+	 * queued), after each round and at stop-and-copy (may be NULL).
+	 * Called from live_source()'s thread. */
 	void (*progress)(const struct live_progress *p, void *arg);
+	double progress_interval_s;
 	/* Called before round n >= 2 is sent (tests); nonzero aborts. */
 	int (*round_hook)(unsigned round, void *arg);
+	/* Called in stop-and-copy once the vCPUs are paused and the last
+	 * dirty set is harvested, before any of it is sent (tests: kill the
+	 * destination here); nonzero aborts, and the guest must resume. */
+	int (*paused_hook)(void *arg);
 	void *arg;
 };
 

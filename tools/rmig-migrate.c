@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/wait.h>
@@ -268,11 +269,11 @@ static void usage(FILE *f)
 "\n"
 "Migration:\n"
 "  --downtime-limit MS     largest acceptable downtime (default 300)\n"
-"  --max-rounds N          give up after N rounds (default 30)\n"
+"  --max-rounds N          give up after N rounds (default 100)\n"
 "  --no-auto-converge      never throttle the vCPUs\n"
 "  --throttle-initial P    first throttle step, %% of vCPU time (default 20)\n"
 "  --throttle-increment P  each further step (default 10)\n"
-"  --max-throttle P        highest throttle, 1..99 (default 99); 3 rounds\n"
+"  --max-throttle P        highest throttle, 1..99 (default 99); 0.6 s\n"
 "                          there without converging: give up\n"
 "  --force-finish          when not converging, stop and copy anyway\n"
 "  --dirty-tracking auto|async|sync  userfaultfd write-protect: async\n"
@@ -303,8 +304,9 @@ static void usage(FILE *f)
 "                          is RMIG_LOG_LEVEL from the environment, else WARN\n"
 "  -h, --help              this text\n"
 "\n"
-"On a terminal the source shows one progress line, updated in place:\n"
-"round, dirty pages left, GB/s (10^9 bytes), expected downtime, throttle.\n"
+"On a terminal the source shows one progress line, updated in place during\n"
+"each round: round, dirty pages left, GB/s (10^9 bytes), expected downtime,\n"
+"throttle.  Otherwise one log line per round.\n"
 "\n"
 "Examples:\n"
 "  " PROG " demo --size 256M --dirty-rate 800 --pattern hot\n"
@@ -495,7 +497,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_TRANSPORT:
 			if (cli_parse_transport(optarg, &o->sess))
-				return bad_value(idx, "auto or fabric");
+				return bad_value(idx, "auto, fabric or verbs");
 			break;
 		case OPT_PROVIDER:
 			o->sess.fabric_provider = optarg;
@@ -646,6 +648,42 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->guest.page_size = o->sess.page_size;
 	o->guest.seed = o->seed;
 	o->guest.fill_percent = 100 - o->zero_percent;
+	if (!o->still) {
+		char why[256];
+
+		if (guest_config_check(&o->guest, why, sizeof(why))) {
+			fail_msg("%s", why);
+			return -1;
+		}
+	}
+	{
+		/* Copies of the RAM this command holds at once: each side one;
+		 * a live destination also runs the never-migrated replay. */
+		unsigned copies = o->role == ROLE_DEMO ? (o->still ? 2 : 3) :
+				  o->role == ROLE_DEST && !o->still ? 2 : 1;
+		double have = (double)sysconf(_SC_PHYS_PAGES) *
+			      (double)sysconf(_SC_PAGESIZE);
+		char sb[32], nb[32], hb[32];
+
+		if (have > 0 && (double)o->size * copies > have) {
+			human(o->size, sb);
+			human((uint64_t)((double)o->size * copies), nb);
+			human((uint64_t)have, hb);
+			if (copies == 1)
+				fail_msg("--size %s is more than this machine's "
+					 "RAM, %s", sb, hb);
+			else
+				fail_msg("--size %s: this needs %u copies of the "
+					 "guest RAM at once (%s), %s, and this "
+					 "machine has %s of RAM", sb, copies,
+					 copies == 3 ? "source, destination and "
+					 "the destination's replay" :
+					 o->role == ROLE_DEST ? "the received RAM "
+					 "and the replay" : "source and destination",
+					 nb, hb);
+			return -1;
+		}
+	}
 	g_json = o->json;
 	return 0;
 }
@@ -1227,6 +1265,8 @@ static void progress_end(void)
 
 static void progress_cb(const struct live_progress *p, void *arg)
 {
+	char exp[32];
+
 	(void)arg;
 	if (g_json)
 		return;
@@ -1234,18 +1274,35 @@ static void progress_cb(const struct live_progress *p, void *arg)
 		progress_end();
 		return;
 	}
+	if (p->expected_ms < 0)
+		snprintf(exp, sizeof(exp), "-");
+	else
+		snprintf(exp, sizeof(exp), "%.0f ms", p->expected_ms);
 	if (g_tty) {
-		printf("\r\033[K%-8sround %u: %" PRIu64 " dirty pages left, "
-		       "%.2f GB/s, expected downtime %.0f ms, throttle %u%%, "
-		       "%.1f s", "source:", p->round, p->dirty_pages, p->gbps,
-		       p->expected_ms, p->throttle, p->elapsed_s);
+		/* One line, rewritten during each round and after it: cut to
+		 * the terminal's width, or a wrapped line would not be
+		 * rewritten in place. */
+		struct winsize ws;
+		char line[256];
+		int cols = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 &&
+			   ws.ws_col ? ws.ws_col : 80;
+
+		snprintf(line, sizeof(line), "%-8sround %u: %" PRIu64 " dirty "
+			 "pages left, %.2f GB/s, expected downtime %s, "
+			 "throttle %u%%, %.1f s", "source:", p->round,
+			 p->dirty_pages, p->gbps, exp, p->throttle,
+			 p->elapsed_s);
+		if (cols - 1 < (int)sizeof(line))
+			line[cols > 1 ? cols - 1 : 1] = '\0';
+		printf("\r\033[K%s", line);
 		fflush(stdout);
 		g_tty_line = true;
-	} else {
+	} else if (!strcmp(p->phase, "round")) {
+		/* Not a terminal: one log line per round. */
 		say("round %u: %" PRIu64 " dirty pages left, %.2f GB/s, "
-		    "expected downtime %.0f ms, throttle %u%%, %.1f s\n",
-		    p->round, p->dirty_pages, p->gbps, p->expected_ms,
-		    p->throttle, p->elapsed_s);
+		    "expected downtime %s, throttle %u%%, %.1f s\n",
+		    p->round, p->dirty_pages, p->gbps, exp, p->throttle,
+		    p->elapsed_s);
 	}
 }
 
@@ -1266,7 +1323,8 @@ static void json_kv_str(const char *key, const char *v)
 }
 
 static void live_src_report(const struct opts *o, const struct live_result *r,
-			    const char *error, int intact, uint64_t sum,
+			    const char *error, int intact, uint64_t ran_on,
+			    uint64_t sum,
 			    uint64_t ref, double prepare_s, double connect_s)
 {
 	const char *mode = r->mode ? dirty_mode_name(r->mode) : "none";
@@ -1298,7 +1356,8 @@ static void live_src_report(const struct opts *o, const struct live_result *r,
 		if (intact >= 0)
 			printf(",\"source_intact\":%s,\"source_checksum\":\"0x%016"
 			       PRIx64 "\",\"source_replay_checksum\":\"0x%016"
-			       PRIx64 "\"", intact ? "true" : "false", sum, ref);
+			       PRIx64 "\",\"source_steps_after_failure\":%" PRIu64,
+			       intact ? "true" : "false", sum, ref, ran_on);
 		if (error)
 			json_kv_str("error", error);
 		printf("}\n");
@@ -1333,9 +1392,10 @@ static void live_src_report(const struct opts *o, const struct live_result *r,
 		    r->throttle);
 	}
 	if (intact >= 0)
-		say("source guest %s: checksum 0x%016" PRIx64 ", never-migrated "
-		    "replay 0x%016" PRIx64 "\n", intact ? "intact (it ran on "
-		    "after the failure)" : "DAMAGED", sum, ref);
+		say("source guest %s: it ran %" PRIu64 " more steps after the "
+		    "failure; checksum 0x%016" PRIx64 ", never-migrated replay "
+		    "0x%016" PRIx64 "\n", intact ? "intact" : "DAMAGED", ran_on,
+		    sum, ref);
 }
 
 static int run_live_source(const struct opts *o, const char *address)
@@ -1350,6 +1410,7 @@ static int run_live_source(const struct opts *o, const char *address)
 	const char *error = NULL;
 	uint64_t sum = 0, ref = 0;
 	int intact = -1;
+	uint64_t ran_on = 0;
 	double t0, prepare_s = 0, connect_s = 0;
 	int block, ret;
 
@@ -1413,8 +1474,16 @@ static int run_live_source(const struct opts *o, const char *address)
 		 * on, then check it against a replay of its steps. */
 		progress_end();
 		say("migration failed; the guest runs on at the source\n");
-		nap(1.0);
+		guest_pause(&g); /* the vCPU threads write their counts */
+		for (unsigned v = 0; v < g.cfg.vcpus; v++)
+			ran_on -= g.vcpu[v].st.steps;
+		guest_resume(&g);
+		/* A signal cuts the second short, not to nothing. */
+		if (!nap(1.0))
+			usleep(200000);
 		ret = live_check_guest(&g, &sum, &ref, err, sizeof(err));
+		for (unsigned v = 0; v < g.cfg.vcpus; v++)
+			ran_on += g.vcpu[v].st.steps;
 		intact = ret == 0;
 	}
 	goto report;
@@ -1424,7 +1493,8 @@ lib_fail:
 		 sig_caught ? " (interrupted by a signal)" : "");
 	error = err;
 report:
-	live_src_report(o, &lr, error, intact, sum, ref, prepare_s, connect_s);
+	live_src_report(o, &lr, error, intact, ran_on, sum, ref, prepare_s,
+			connect_s);
 	set_cancel_target(NULL, NULL);
 	if (s)
 		rmig_src_destroy(s);
@@ -1448,6 +1518,7 @@ static int run_live_dest(const struct opts *o)
 
 	memset(&dr, 0, sizeof(dr));
 	dr.first_mismatch = -1;
+	dr.downtime_ms = -1;
 	side_init(&x, o, "dest", 0);
 	t0 = cli_now_s();
 	ret = guest_create(&g, &o->guest, false, err, sizeof(err));
@@ -1628,7 +1699,8 @@ static int run_demo(struct opts *o)
 	    rmig_version(), o->still ? "still-image" : "live",
 	    human(o->size, hb), o->sess.channels, o->sess.page_size,
 	    o->zero_percent, o->seed,
-	    o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" : "auto",
+	    o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" :
+	    o->sess.transport == RMIG_TRANSPORT_VERBS ? "verbs" : "auto",
 	    o->sess.fabric_provider ? "/" : "",
 	    o->sess.fabric_provider ? o->sess.fabric_provider : "", uuid);
 
