@@ -83,6 +83,12 @@ add_test(NAME rmig_migrate_live_bad_vcpus
 set_tests_properties(rmig_migrate_live_bad_vcpus PROPERTIES TIMEOUT 20
   LABELS "live;unit" PASS_REGULAR_EXPRESSION
   "dest: error: 32 pages cannot give each of 64 vCPUs a page")
+# The source registering its RAM on demand, 4 MiB chunks, at most 2 at a
+# time (options the demo gives the source only).
+add_test(NAME rmig_migrate_live_ondemand
+  COMMAND rmig-migrate demo --size 64M --channels 2 --warmup 0.3
+          --resume-steps 1000 --reg-mode on-demand --reg-chunk 4M
+          --reg-cache 2)
 add_test(NAME rmig_migrate_still_demo
   COMMAND rmig-migrate demo --still --size 32M --channels 2)
 math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")

@@ -101,12 +101,12 @@ enum {
 	{ "reg-cache", required_argument, NULL, CLI_OPT_REG_CACHE }, \
 	{ "numa", required_argument, NULL, CLI_OPT_NUMA }
 #define CLI_REG_NUMA_HELP \
-"      --reg-mode pin-all|on-demand  memory registration (default pin-all;\n" \
-"                            on-demand: source only, chunks in a bounded cache)\n" \
-"      --reg-chunk SIZE      on-demand chunk, a power of two (default 64M)\n" \
-"      --reg-cache N         on-demand chunks kept registered (default 16)\n" \
-"      --numa auto|none|N    NUMA node of channel threads and buffers\n" \
-"                            (default auto: the RDMA device's node, if known)\n"
+"  --reg-mode pin-all|on-demand  memory registration (default pin-all);\n" \
+"                          on-demand (source only): chunks in a bounded cache\n" \
+"  --reg-chunk SIZE        on-demand chunk, a power of two (default 64M)\n" \
+"  --reg-cache N           on-demand chunks kept registered (default 16)\n" \
+"  --numa auto|none|N      NUMA node of channel threads and buffers\n" \
+"                          (default auto: the RDMA device's node, if known)\n"
 
 /* If @code is one of CLI_OPT_*, parse @arg into @so: 0, or -1 with a message
  * naming the option and the value on stderr.  1 for any other code. */

@@ -292,6 +292,7 @@ static void usage(FILE *f)
 "  --transport auto|fabric|verbs  auto (default): verbs if present, else\n"
 "                          libfabric tcp\n"
 "  --fabric-provider NAME  libfabric provider (default tcp)\n"
+CLI_REG_NUMA_HELP
 "  --uuid UUID             session UUID, 32 hex digits (dashes allowed);\n"
 "                          source default: random; dest default: adopt the\n"
 "                          first source's; demo: random, given to both\n"
@@ -385,6 +386,7 @@ static const struct option long_opts[] = {
 	{ "dirty-tracking", required_argument, NULL, OPT_TRACKING },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
+	CLI_REG_NUMA_LONGOPTS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -603,6 +605,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'h':
 			usage(stdout);
 			exit(EXIT_OK);
+		case CLI_OPT_REG_MODE:
+		case CLI_OPT_REG_CHUNK:
+		case CLI_OPT_REG_CACHE:
+		case CLI_OPT_NUMA:
+			if (cli_reg_numa_option(c, optarg, &o->sess))
+				return -1;
+			break;
 		default:
 			fprintf(stderr, "see '%s --help'\n", PROG);
 			return -1;
@@ -1721,6 +1730,11 @@ static int run_demo(struct opts *o)
 		o->address = "127.0.0.1:0";
 		o->status_fd = pfd[1];
 		o->demo_child = true;
+		/* --reg-mode/--reg-chunk/--reg-cache are about the source's
+		 * RAM: a destination always registers all of its own. */
+		o->sess.reg_mode_set = false;
+		o->sess.reg_chunk_size = 0;
+		o->sess.reg_cache_chunks = 0;
 		start_side(o);
 		_exit(dest_main(o));
 	}
