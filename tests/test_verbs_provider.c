@@ -192,7 +192,8 @@ out:
 /* Where the next pair_setup listens (tests run one at a time). */
 static const char *pair_listen = listen_addr;
 
-static int pair_setup(void **state)
+/* A pair with the current depth and pair_listen. */
+static int pair_setup_as(void **state)
 {
 	struct pair *p = calloc(1, sizeof(*p));
 	struct acceptor a = { .p = p };
@@ -221,17 +222,28 @@ static int pair_setup(void **state)
 	return 0;
 }
 
+/* The usual pair (whatever an earlier setup that failed half-way left
+ * in depth and pair_listen). */
+static int pair_setup(void **state)
+{
+	depth = DEPTH;
+	pair_listen = listen_addr;
+	return pair_setup_as(state);
+}
+
 static int pair_setup_small(void **state)
 {
 	depth = SMALL_DEPTH;
-	return pair_setup(state);
+	pair_listen = listen_addr;
+	return pair_setup_as(state);
 }
 
 /* Queues deeper than the device allows: the provider's own caps. */
 static int pair_setup_deep(void **state)
 {
 	depth = 1u << 20;
-	return pair_setup(state);
+	pair_listen = listen_addr;
+	return pair_setup_as(state);
 }
 
 /* The listener on the wildcard address (IPv4 hosts only). */
@@ -239,8 +251,9 @@ static int pair_setup_any(void **state)
 {
 	if (strchr(host, ':'))
 		skip();
+	depth = DEPTH;
 	pair_listen = "0.0.0.0:0";
-	return pair_setup(state);
+	return pair_setup_as(state);
 }
 
 static int pair_teardown(void **state)
