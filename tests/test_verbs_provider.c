@@ -974,6 +974,68 @@ static void test_rnr_bounded(void **state)
 	assert_ptr_equal(cqe[0].ctx, send_slot(&p->act, 0));
 }
 
+/*
+ * Both queues full (every receive posted, DEPTH - 1 unsignaled writes and
+ * a send), and one write in the middle has a dead key: the writes before
+ * it land, the failure names that write (unsignaled, past the provider's
+ * own forced signal), nothing after it lands, and every flushed request
+ * fits the completion queue (the connection reports the one error).
+ */
+static void test_error_mid_chain(void **state)
+{
+	enum { NW = DEPTH - 1, BAD = 20, SEG = 4096 };
+	struct pair *p = *state;
+	static int tags[NW];
+	struct rmig_prov_mr *dead;
+	struct rmig_cqe cqe[4];
+	uint64_t dead_key;
+	struct wbufs w;
+	int64_t end;
+	int r;
+
+	wbufs_open(p, &w);
+	CHECK_OK(ops->mr_reg(p->pas.dom, w.dst + WBUF / 2, WBUF / 2, true, &dead));
+	dead_key = dead->rkey;
+	ops->mr_dereg(dead);
+	for (int i = NSLOT; i < DEPTH; i++)
+		CHECK_OK(ops->post_recv(p->act.conn, recv_slot(&p->act, 0), MSG,
+					p->act.mr, NULL));
+	for (size_t i = 0; i < WBUF; i++)
+		w.src[i] = (uint8_t)(i * 3 + 1);
+	for (int i = 0; i < NW; i++) {
+		size_t off = (size_t)i * SEG;
+
+		CHECK_OK(ops->write(p->act.conn,
+				    &(struct rmig_iov){ w.src + off, SEG, w.smr },
+				    1, dst_raddr(&w, off),
+				    i == BAD ? dead_key : w.dmr->rkey, &tags[i],
+				    false));
+	}
+	send_msg(&p->act, 0, "after the writes", 2);
+	end = now_ms() + WAIT_MS;
+	do {
+		memset(cqe, 0, sizeof(cqe));
+		r = ops->poll(p->act.conn, cqe, 4, 1000);
+		if (r > 0)
+			fail_msg("completion op %d ctx %p before the error",
+				 cqe[0].op, cqe[0].ctx);
+	} while (r == 0 && now_ms() < end);
+	printf("# write %d of %d with a dead key: %d: %s\n", BAD, NW, r,
+	       rmig_err_msg());
+	assert_int_equal(r, -EACCES);
+	assert_non_null(strstr(rmig_err_msg(), "WRITE"));
+	assert_non_null(strstr(rmig_err_msg(), "remote access"));
+	assert_int_equal(cqe[0].op, RMIG_CQE_WRITE);
+	assert_ptr_equal(cqe[0].ctx, &tags[BAD]);
+	assert_memory_equal(w.dst, w.src, (size_t)BAD * SEG);
+	for (size_t i = (size_t)BAD * SEG; i < (size_t)NW * SEG; i++)
+		if (w.dst[i])
+			fail_msg("byte %zu written after the failed write", i);
+	assert_int_equal(ops->poll(p->act.conn, cqe, 4, 0), -EACCES);
+	assert_ptr_equal(cqe[0].ctx, &tags[BAD]);
+	wbufs_close(&w);
+}
+
 struct blocked_poll {
 	struct rmig_prov_conn *conn;
 	int ret;
@@ -1629,6 +1691,7 @@ int main(int argc, char **argv)
 		PAIR(test_stale_key_signaled),
 		PAIR(test_stale_key_unsignaled),
 		PAIR(test_stale_key_next_session),
+		PAIR(test_error_mid_chain),
 		PAIR(test_rnr_bounded),
 		PAIR(test_wake),
 		PAIR(test_idle_poll_sleeps),
