@@ -192,7 +192,8 @@ out:
 /* Where the next pair_setup listens (tests run one at a time). */
 static const char *pair_listen = listen_addr;
 
-static int pair_setup(void **state)
+/* A pair with the current depth and pair_listen. */
+static int pair_setup_as(void **state)
 {
 	struct pair *p = calloc(1, sizeof(*p));
 	struct acceptor a = { .p = p };
@@ -221,10 +222,28 @@ static int pair_setup(void **state)
 	return 0;
 }
 
+/* The usual pair (whatever an earlier setup that failed half-way left
+ * in depth and pair_listen). */
+static int pair_setup(void **state)
+{
+	depth = DEPTH;
+	pair_listen = listen_addr;
+	return pair_setup_as(state);
+}
+
 static int pair_setup_small(void **state)
 {
 	depth = SMALL_DEPTH;
-	return pair_setup(state);
+	pair_listen = listen_addr;
+	return pair_setup_as(state);
+}
+
+/* Queues deeper than the device allows: the provider's own caps. */
+static int pair_setup_deep(void **state)
+{
+	depth = 1u << 20;
+	pair_listen = listen_addr;
+	return pair_setup_as(state);
 }
 
 /* The listener on the wildcard address (IPv4 hosts only). */
@@ -232,8 +251,9 @@ static int pair_setup_any(void **state)
 {
 	if (strchr(host, ':'))
 		skip();
+	depth = DEPTH;
 	pair_listen = "0.0.0.0:0";
-	return pair_setup(state);
+	return pair_setup_as(state);
 }
 
 static int pair_teardown(void **state)
@@ -705,6 +725,52 @@ static void test_max_msg_size(void **state)
 	wbufs_close(&w);
 }
 
+/* The device's max_cqe of @name, or -1. */
+static int device_max_cqe(const char *name)
+{
+	struct ibv_device **devs = ibv_get_device_list(NULL);
+	int cqe = -1;
+
+	for (int i = 0; devs && devs[i]; i++) {
+		struct ibv_device_attr a;
+		struct ibv_context *ctx;
+
+		if (strcmp(ibv_get_device_name(devs[i]), name))
+			continue;
+		ctx = ibv_open_device(devs[i]);
+		if (ctx && !ibv_query_device(ctx, &a))
+			cqe = a.max_cqe;
+		if (ctx)
+			ibv_close_device(ctx);
+	}
+	if (devs)
+		ibv_free_device_list(devs);
+	return cqe;
+}
+
+/* Asked for queues far deeper than the device has: both queues are cut
+ * to fit max_qp_wr and, together, one CQ of max_cqe entries (every
+ * posted request may complete into it, unsignaled ones too when a
+ * connection fails), and the connection works. */
+static void test_deep_queues(void **state)
+{
+	struct pair *p = *state;
+	int max_cqe = device_max_cqe(p->act.attr.device);
+
+	printf("# asked %u: max_tx %u, max_rx %u, device max_cqe %d\n", depth,
+	       p->act.attr.max_tx, p->act.attr.max_rx, max_cqe);
+	assert_true(max_cqe > 0);
+	assert_true(p->act.attr.max_tx >= 1 && p->act.attr.max_rx >= 1);
+	assert_true(p->act.attr.max_tx < depth && p->act.attr.max_rx < depth);
+	assert_true(p->act.attr.max_tx + p->act.attr.max_rx <= (unsigned)max_cqe);
+	send_msg(&p->act, 0, "deep", 3);
+	send_msg(&p->pas, 0, "queues", 4);
+	expect_recv(&p->pas, 0, "deep", 3);
+	expect_recv(&p->act, 0, "queues", 4);
+	expect_send_done(&p->act, 0);
+	expect_send_done(&p->pas, 0);
+}
+
 /* Bad writes and posts are refused with what was wrong. */
 static void test_bad_ops(void **state)
 {
@@ -813,6 +879,161 @@ static void test_stale_key_signaled(void **state)
 static void test_stale_key_unsignaled(void **state)
 {
 	stale_key(*state, false);
+}
+
+/*
+ * The end of a destination's session: its connection, registrations,
+ * listener and domain (protection domain) are gone.  A source that kept
+ * the old address and key, writing over a connection to the destination's
+ * next session (which has memory of its own registered), fails with a
+ * remote access error, and the old memory is untouched.
+ */
+static void test_stale_key_next_session(void **state)
+{
+	struct pair *p = *state;
+	struct wbufs w, w2;
+	struct rmig_cqe cqe[4];
+	uint64_t rkey, raddr;
+	int tag, r;
+	int64_t end;
+
+	wbufs_open(p, &w);
+	memset(w.src, 0x5a, WBUF);
+	rkey = w.dmr->rkey;
+	raddr = dst_raddr(&w, 0);
+	CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){ w.src, 8192, w.smr },
+			    1, raddr, rkey, &tag, true));
+	poll_n(p->act.conn, cqe, 1);
+	assert_ptr_equal(cqe[0].ctx, &tag);
+	assert_int_equal(w.dst[8191], 0x5a);
+	/* Both sessions end; the memory itself stays allocated. */
+	ops->mr_dereg(w.dmr);
+	ops->mr_dereg(w.smr);
+	w.dmr = w.smr = NULL;
+	pair_teardown(state);
+	*state = NULL;
+
+	pair_setup(state);
+	p = *state;
+	wbufs_open(p, &w2);
+	CHECK_OK(ops->mr_reg(p->act.dom, w.src, WBUF, false, &w.smr));
+	memset(w.src, 0xa5, WBUF);
+	CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){ w.src, 8192, w.smr },
+			    1, raddr, rkey, &tag, true));
+	end = now_ms() + WAIT_MS;
+	do {
+		memset(cqe, 0, sizeof(cqe));
+		r = ops->poll(p->act.conn, cqe, 4, 1000);
+	} while (r == 0 && now_ms() < end);
+	printf("# old key 0x%llx in the next session: %d: %s\n",
+	       (unsigned long long)rkey, r, rmig_err_msg());
+	assert_int_equal(r, -EACCES);
+	assert_non_null(strstr(rmig_err_msg(), "remote access"));
+	assert_int_equal(cqe[0].op, RMIG_CQE_WRITE);
+	assert_ptr_equal(cqe[0].ctx, &tag);
+	for (size_t i = 0; i < 8192; i++)
+		assert_int_equal(w.dst[i], 0x5a);
+	wbufs_close(&w2);
+	wbufs_close(&w);
+}
+
+/*
+ * Receiver-not-ready is a safety net, not a wait: a send that finds no
+ * receive posted at the peer is retried a bounded number of times, then
+ * fails naming the SEND, instead of stalling the connection for ever.
+ */
+static void test_rnr_bounded(void **state)
+{
+	struct pair *p = *state;
+	struct rmig_cqe cqe[NSLOT];
+	int64_t t0, end;
+	int r, got = 0;
+
+	/* The peer has NSLOT receives posted: the last send finds none. */
+	for (int i = 0; i <= NSLOT; i++)
+		send_msg(&p->act, i % NSLOT, "no room", (uint32_t)i);
+	t0 = now_ms();
+	end = t0 + 3 * WAIT_MS;
+	for (;;) {
+		memset(cqe, 0, sizeof(cqe));
+		r = ops->poll(p->act.conn, cqe, NSLOT, 1000);
+		if (r < 0 || now_ms() >= end)
+			break;
+		for (int i = 0; i < r; i++, got++) {
+			assert_int_equal(cqe[i].op, RMIG_CQE_SEND);
+			assert_ptr_equal(cqe[i].ctx, send_slot(&p->act, got));
+		}
+	}
+	printf("# send without a receive: %d after %lld ms (%d sends done): %s\n",
+	       r, (long long)(now_ms() - t0), got, rmig_err_msg());
+	assert_int_equal(got, NSLOT);
+	assert_int_equal(r, -ETIMEDOUT);
+	assert_non_null(strstr(rmig_err_msg(), "SEND"));
+	assert_non_null(strstr(rmig_err_msg(), "RNR"));
+	assert_int_equal(cqe[0].op, RMIG_CQE_SEND);
+	assert_ptr_equal(cqe[0].ctx, send_slot(&p->act, 0));
+}
+
+/*
+ * Both queues full (every receive posted, DEPTH - 1 unsignaled writes and
+ * a send), and one write in the middle has a dead key: the writes before
+ * it land, the failure names that write (unsignaled, past the provider's
+ * own forced signal), nothing after it lands, and every flushed request
+ * fits the completion queue (the connection reports the one error).
+ */
+static void test_error_mid_chain(void **state)
+{
+	enum { NW = DEPTH - 1, BAD = 20, SEG = 4096 };
+	struct pair *p = *state;
+	static int tags[NW];
+	struct rmig_prov_mr *dead;
+	struct rmig_cqe cqe[4];
+	uint64_t dead_key;
+	struct wbufs w;
+	int64_t end;
+	int r;
+
+	wbufs_open(p, &w);
+	CHECK_OK(ops->mr_reg(p->pas.dom, w.dst + WBUF / 2, WBUF / 2, true, &dead));
+	dead_key = dead->rkey;
+	ops->mr_dereg(dead);
+	for (int i = NSLOT; i < DEPTH; i++)
+		CHECK_OK(ops->post_recv(p->act.conn, recv_slot(&p->act, 0), MSG,
+					p->act.mr, NULL));
+	for (size_t i = 0; i < WBUF; i++)
+		w.src[i] = (uint8_t)(i * 3 + 1);
+	for (int i = 0; i < NW; i++) {
+		size_t off = (size_t)i * SEG;
+
+		CHECK_OK(ops->write(p->act.conn,
+				    &(struct rmig_iov){ w.src + off, SEG, w.smr },
+				    1, dst_raddr(&w, off),
+				    i == BAD ? dead_key : w.dmr->rkey, &tags[i],
+				    false));
+	}
+	send_msg(&p->act, 0, "after the writes", 2);
+	end = now_ms() + WAIT_MS;
+	do {
+		memset(cqe, 0, sizeof(cqe));
+		r = ops->poll(p->act.conn, cqe, 4, 1000);
+		if (r > 0)
+			fail_msg("completion op %d ctx %p before the error",
+				 cqe[0].op, cqe[0].ctx);
+	} while (r == 0 && now_ms() < end);
+	printf("# write %d of %d with a dead key: %d: %s\n", BAD, NW, r,
+	       rmig_err_msg());
+	assert_int_equal(r, -EACCES);
+	assert_non_null(strstr(rmig_err_msg(), "WRITE"));
+	assert_non_null(strstr(rmig_err_msg(), "remote access"));
+	assert_int_equal(cqe[0].op, RMIG_CQE_WRITE);
+	assert_ptr_equal(cqe[0].ctx, &tags[BAD]);
+	assert_memory_equal(w.dst, w.src, (size_t)BAD * SEG);
+	for (size_t i = (size_t)BAD * SEG; i < (size_t)NW * SEG; i++)
+		if (w.dst[i])
+			fail_msg("byte %zu written after the failed write", i);
+	assert_int_equal(ops->poll(p->act.conn, cqe, 4, 0), -EACCES);
+	assert_ptr_equal(cqe[0].ctx, &tags[BAD]);
+	wbufs_close(&w);
 }
 
 struct blocked_poll {
@@ -1469,6 +1690,9 @@ int main(int argc, char **argv)
 		PAIR(test_bad_ops),
 		PAIR(test_stale_key_signaled),
 		PAIR(test_stale_key_unsignaled),
+		PAIR(test_stale_key_next_session),
+		PAIR(test_error_mid_chain),
+		PAIR(test_rnr_bounded),
 		PAIR(test_wake),
 		PAIR(test_idle_poll_sleeps),
 		PAIR(test_close_active),
@@ -1476,6 +1700,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_writes_beyond_depth,
 						pair_setup_small, pair_teardown),
 		PAIR(test_parallel_conns),
+		cmocka_unit_test_setup_teardown(test_deep_queues,
+						pair_setup_deep, pair_teardown),
 		cmocka_unit_test(test_no_fd_leak),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_unreachable),

@@ -66,6 +66,8 @@
 #define RVRB_CHAIN_MAX 32
 /** Inline data asked of the QP (dropped when the device has none). */
 #define RVRB_INLINE 64
+/** RNR retries asked of the peer's sends (7 would be "for ever"). */
+#define RVRB_RNR_RETRY 6
 /** Connection requests queued on a listener. */
 #define RVRB_BACKLOG 64
 /** wr_id bit of receive-queue requests. */

@@ -822,7 +822,13 @@ int rvrb_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
 	cp.responder_resources = 0; /* no RDMA READ either way */
 	cp.initiator_depth = 0;
 	cp.retry_count = 7;
-	cp.rnr_retry_count = 7; /* safety net only: the core grants credits */
+	/* Receiver-not-ready: a safety net only (the core grants credits for
+	 * posted receives), and a bounded one.  7 would mean "retry for
+	 * ever", turning a missing receive into a silent stall; 6 retries at
+	 * the responder's RNR timer (rdma_cm sets 0: 655 ms) fail the send
+	 * with IBV_WC_RNR_RETRY_EXC_ERR after about 4.5 s.  Each side's value
+	 * is applied to the peer's sends. */
+	cp.rnr_retry_count = RVRB_RNR_RETRY;
 	if (c->passive ? rdma_accept(c->id, &cp) : rdma_connect(c->id, &cp)) {
 		int e = errno;
 

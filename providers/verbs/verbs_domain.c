@@ -493,13 +493,21 @@ int rvrb_domain_open(const struct rmig_prov_params *p,
 		qp_limit = RVRB_MAX_DEPTH;
 	dom->sq_size = rvrb_depth(p->tx_depth, qp_limit);
 	dom->rq_size = rvrb_depth(p->rx_depth, qp_limit);
-	if (dattr.max_cqe > 0 &&
+	if (dattr.max_cqe > 1 &&
 	    dom->sq_size + dom->rq_size > (unsigned)dattr.max_cqe) {
-		ret = rmig_err(-EINVAL,
-			       "verbs domain_open: %s: send queue %u + receive queue %u exceed the device's %d completion queue entries",
-			       dom->dev_name, dom->sq_size, dom->rq_size,
-			       dattr.max_cqe);
-		goto err_dealloc_pd;
+		/* One CQ takes a completion of every posted request (an
+		 * error flushes unsignaled ones too): shrink the send queue,
+		 * which the core adapts to (attr.max_tx); the receive queue
+		 * only if it alone is too deep (the core then says it needs
+		 * more). */
+		unsigned cqe = (unsigned)dattr.max_cqe;
+
+		if (dom->rq_size > cqe - 1)
+			dom->rq_size = cqe / 2;
+		rmig_log_info("verbs domain_open: %s: send queue %u + receive queue %u exceed the device's %u completion queue entries: send queue cut to %u",
+			      dom->dev_name, dom->sq_size, dom->rq_size, cqe,
+			      cqe - dom->rq_size);
+		dom->sq_size = cqe - dom->rq_size;
 	}
 	dom->max_iov = dattr.max_sge < RVRB_MAX_IOV ?
 		       (unsigned)(dattr.max_sge > 0 ? dattr.max_sge : 1) :
@@ -524,8 +532,6 @@ int rvrb_domain_open(const struct rmig_prov_params *p,
 	*out = (struct rmig_prov_domain *)(void *)dom;
 	return 0;
 
-err_dealloc_pd:
-	ibv_dealloc_pd(dom->pd);
 err_destroy_id:
 	if (id)
 		rdma_destroy_id(id);
@@ -751,6 +757,12 @@ int rvrb_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		if (ret) {
 			rmig_err_prefix("verbs listen_get on %s", l->dom->address);
 			return ret;
+		}
+		if (ev->event == RDMA_CM_EVENT_DEVICE_REMOVAL) {
+			rdma_ack_cm_event(ev);
+			return rmig_err(-ENODEV,
+					"verbs listen_get on %s: device %s removed",
+					l->dom->address, l->dom->dev_name);
 		}
 		if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
 			/* Nothing else is expected on a listening id. */
