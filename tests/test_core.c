@@ -625,6 +625,25 @@ static void get_stats(struct rmig_stats *st, bool dest, struct mig *m)
 		assert_ok(rmig_src_get_stats(m->src, st));
 }
 
+/* The offsets of pages 0..@n-1 in a shuffled order (rng()), in a new
+ * array. */
+static uint64_t *shuffled_offsets(size_t n)
+{
+	uint64_t *offs = calloc(n, sizeof(*offs));
+
+	assert_non_null(offs);
+	for (size_t i = 0; i < n; i++)
+		offs[i] = i * PS;
+	for (size_t k = n; k > 1; k--) { /* Fisher-Yates: swap k-1 and j < k */
+		size_t j = rng() % k;
+		uint64_t t = offs[k - 1];
+
+		offs[k - 1] = offs[j];
+		offs[j] = t;
+	}
+	return offs;
+}
+
 static void handoff(struct mig *m, unsigned channels, unsigned ppp)
 {
 	const size_t p0 = 200, p1 = 60;
@@ -639,17 +658,7 @@ static void handoff(struct mig *m, unsigned channels, unsigned ppp)
 
 	/* Phase 1: block 0 page by page in a shuffled order, the first half
 	 * of block 1 in one queue_pages call. */
-	offs = calloc(p0, sizeof(*offs));
-	assert_non_null(offs);
-	for (size_t i = 0; i < p0; i++)
-		offs[i] = i * PS;
-	for (size_t i = p0 - 1; i > 0; i--) {
-		size_t j = rng() % (i + 1);
-		uint64_t t = offs[i];
-
-		offs[i] = offs[j];
-		offs[j] = t;
-	}
+	offs = shuffled_offsets(p0);
 	for (size_t i = 0; i < p0; i++) {
 		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], offs[i]));
 		zero_in_phase1 += kind_for(offs[i] / PS) == K_ZERO;
@@ -1628,17 +1637,7 @@ static void ondemand(struct mig *m, unsigned channels, unsigned ppp,
 	mig_start(m, channels, ppp, p0, p1);
 	/* Two rounds: block 0 in a shuffled order (chunks come and go),
 	 * then everything again in order. */
-	offs = calloc(p0, sizeof(*offs));
-	assert_non_null(offs);
-	for (size_t i = 0; i < p0; i++)
-		offs[i] = i * PS;
-	for (size_t i = p0 - 1; i > 0; i--) {
-		size_t j = rng() % (i + 1);
-		uint64_t t = offs[i];
-
-		offs[i] = offs[j];
-		offs[j] = t;
-	}
+	offs = shuffled_offsets(p0);
 	for (size_t i = 0; i < p0; i++)
 		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], offs[i]));
 	assert_ok(src_sync(m));

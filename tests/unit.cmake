@@ -1,5 +1,9 @@
 # Unit tests: no network, no RDMA; each links the internal static library.
 rmig_test(test_wire SOURCES test_wire.c CMOCKA TIMEOUT 60 LABELS unit)
+# The providers' "host:port" / "[v6]:port" splitter.
+rmig_test(test_addr SOURCES test_addr.c CMOCKA TIMEOUT 60 LABELS unit)
+# The providers' overflow completion ring.
+rmig_test(test_ring SOURCES test_ring.c CMOCKA TIMEOUT 60 LABELS unit)
 rmig_test(test_zero SOURCES test_zero.c CMOCKA TIMEOUT 120 LABELS unit)
 # NUMA node of a device from a fake sysfs tree; libnuma binding.
 rmig_test(test_numa SOURCES test_numa.c CMOCKA TIMEOUT 60 LABELS unit)

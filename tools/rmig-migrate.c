@@ -937,14 +937,53 @@ static void side_fail(struct side *x, const char *fmt, ...)
 	x->r.error = x->errbuf;
 }
 
+/* The library's message, and whether a signal cancelled the call, in
+ * @buf; returns @buf. */
+static char *lib_error_text(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", rmig_last_error(),
+		 sig_caught ? " (interrupted by a signal)" : "");
+	return buf;
+}
+
 /* A library call failed with @ret: the library's message (and whether a
  * signal cancelled it), else strerror(-ret). */
 static void side_lib_fail(struct side *x, int ret)
 {
-	side_fail(x, "%s%s", rmig_last_error(),
-		  sig_caught ? " (interrupted by a signal)" : "");
+	x->r.error = lib_error_text(x->errbuf, sizeof(x->errbuf));
 	if (!x->errbuf[0])
 		side_fail(x, "%s", strerror(-ret));
+}
+
+/* True, with a hint in @buf, when rmig_src_connect()'s @ret says nothing
+ * listened there (as opposed to a destination that rejected us). */
+static bool connect_refused(int ret, char *buf, size_t len)
+{
+	if (ret != -ECONNREFUSED || strstr(rmig_last_error(), "reject"))
+		return false;
+	snprintf(buf, len, "%s (is 'rmig-migrate dest --listen ...' running "
+		 "there?  Start it first.)", rmig_last_error());
+	return true;
+}
+
+/* Hand the bound address @addr to the source through --status-fd (the
+ * demo) when there is one; false, with why in @err, when it cannot. */
+static bool pass_address(const struct opts *o, const char *addr, char *err,
+			 size_t len)
+{
+	char line[160];
+	int n;
+
+	if (o->status_fd < 0)
+		return true;
+	n = snprintf(line, sizeof(line), "%s\n", addr);
+	if (write(o->status_fd, line, (size_t)n) != n) {
+		snprintf(err, len, "cannot pass the address to the source: %s",
+			 strerror(errno));
+		return false;
+	}
+	close(o->status_fd);
+	return true;
 }
 
 /* Map and fault in the RAM block; false (r.error set) when it cannot. */
@@ -1060,10 +1099,8 @@ static int run_source(const struct opts *o, const char *address)
 
 	t0 = cli_now_s();
 	ret = rmig_src_connect(s);
-	if (ret == -ECONNREFUSED && !strstr(rmig_last_error(), "reject")) {
-		side_fail(&x, "%s (is 'rmig-migrate dest --listen ...' "
-			  "running there?  Start it first.)",
-			  rmig_last_error());
+	if (connect_refused(ret, x.errbuf, sizeof(x.errbuf))) {
+		x.r.error = x.errbuf;
 		goto out;
 	}
 	if (ret < 0)
@@ -1177,16 +1214,9 @@ static int run_dest(const struct opts *o)
 	ret = cli_dest_listen(d, addr, sizeof(addr));
 	if (ret < 0)
 		goto lib_fail;
-	if (o->status_fd >= 0) {
-		char line[160];
-		int n = snprintf(line, sizeof(line), "%s\n", addr);
-
-		if (write(o->status_fd, line, (size_t)n) != n) {
-			side_fail(&x, "cannot pass the address to the source: "
-				  "%s", strerror(errno));
-			goto out;
-		}
-		close(o->status_fd);
+	if (!pass_address(o, addr, x.errbuf, sizeof(x.errbuf))) {
+		x.r.error = x.errbuf;
+		goto out;
 	}
 	say("listening on %s; %s RAM block faulted in%s before timing "
 	    "(%.2f s)\n", addr, human(o->size, hb),
@@ -1452,10 +1482,7 @@ static int run_live_source(const struct opts *o, const char *address)
 		goto lib_fail;
 	t0 = cli_now_s();
 	ret = rmig_src_connect(s);
-	if (ret == -ECONNREFUSED && !strstr(rmig_last_error(), "reject")) {
-		snprintf(err, sizeof(err), "%s (is 'rmig-migrate dest --listen "
-			 "...' running there?  Start it first.)",
-			 rmig_last_error());
+	if (connect_refused(ret, err, sizeof(err))) {
 		error = err;
 		goto report;
 	}
@@ -1498,9 +1525,7 @@ static int run_live_source(const struct opts *o, const char *address)
 	goto report;
 
 lib_fail:
-	snprintf(err, sizeof(err), "%s%s", rmig_last_error(),
-		 sig_caught ? " (interrupted by a signal)" : "");
-	error = err;
+	error = lib_error_text(err, sizeof(err));
 report:
 	live_src_report(o, &lr, error, intact, ran_on, sum, ref, prepare_s,
 			connect_s);
@@ -1545,17 +1570,9 @@ static int run_live_dest(const struct opts *o)
 	ret = cli_dest_listen(d, addr, sizeof(addr));
 	if (ret < 0)
 		goto lib_fail;
-	if (o->status_fd >= 0) {
-		char line[160];
-		int n = snprintf(line, sizeof(line), "%s\n", addr);
-
-		if (write(o->status_fd, line, (size_t)n) != n) {
-			snprintf(err, sizeof(err), "cannot pass the address to "
-				 "the source: %s", strerror(errno));
-			error = err;
-			goto report;
-		}
-		close(o->status_fd);
+	if (!pass_address(o, addr, err, sizeof(err))) {
+		error = err;
+		goto report;
 	}
 	say("listening on %s; %s of %s memory faulted in%s before timing "
 	    "(%.2f s)\n", addr, human(o->size, hb),
@@ -1571,9 +1588,7 @@ static int run_live_dest(const struct opts *o)
 	goto report;
 
 lib_fail:
-	snprintf(err, sizeof(err), "%s%s", rmig_last_error(),
-		 sig_caught ? " (interrupted by a signal)" : "");
-	error = err;
+	error = lib_error_text(err, sizeof(err));
 report:
 	if (o->json) {
 		printf("{\"role\":\"dest\",\"mode\":\"live\",\"ok\":%s"

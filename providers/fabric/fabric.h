@@ -29,6 +29,7 @@
 
 #include "error.h"
 #include "provider.h"
+#include "ring.h"
 
 /** The libfabric API version this provider is written against. */
 #define RFAB_FI_VERSION FI_VERSION(1, 17)
@@ -78,15 +79,6 @@ struct rfab_listener {
 	struct fid_pep *pep;
 };
 
-/** Completions read while driving progress from a post, returned by poll()
- *  before anything else.  Touched only by the connection's driving thread. */
-struct rfab_ovf {
-	struct fi_cq_data_entry *e;
-	size_t cap;
-	size_t head;
-	size_t count;
-};
-
 struct rfab_conn {
 	struct rmig_prov_conn base; /* first member */
 	struct rfab_domain *dom;
@@ -96,7 +88,10 @@ struct rfab_conn {
 	bool passive;
 	bool connected;     /* FI_CONNECTED seen: fi_shutdown on close */
 	bool peer_closed;   /* FI_SHUTDOWN seen on the EQ */
-	struct rfab_ovf ovf;
+	/* Completions (struct fi_cq_data_entry) read while a post drove
+	 * progress, returned by poll() before anything else (driving thread
+	 * only). */
+	struct rmig_ring ovf;
 	/* First error wins: once set, every post and poll returns it again
 	 * (after any completions read before it). */
 	int err;

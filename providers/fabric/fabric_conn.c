@@ -49,36 +49,6 @@ static const char *rfab_op_name(uint64_t flags)
 /* ------------------------------------------------------------------ */
 /* Overflow queue: completions read while a post drove progress.       */
 
-/* Make room for @n more entries. */
-static int rfab_ovf_reserve(struct rfab_ovf *o, size_t n)
-{
-	struct fi_cq_data_entry *e;
-	size_t cap;
-
-	if (o->cap - o->count >= n)
-		return 0;
-	cap = o->cap ? o->cap * 2 : 64;
-	while (cap - o->count < n)
-		cap *= 2;
-	e = calloc(cap, sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	for (size_t i = 0; i < o->count; i++)
-		e[i] = o->e[(o->head + i) % o->cap];
-	free(o->e);
-	o->e = e;
-	o->cap = cap;
-	o->head = 0;
-	return 0;
-}
-
-static void rfab_ovf_push(struct rfab_ovf *o, const struct fi_cq_data_entry *e,
-			  size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		o->e[(o->head + o->count++) % o->cap] = e[i];
-}
-
 static void rfab_to_cqe(const struct fi_cq_data_entry *e, struct rmig_cqe *q)
 {
 	memset(q, 0, sizeof(*q));
@@ -95,15 +65,13 @@ static void rfab_to_cqe(const struct fi_cq_data_entry *e, struct rmig_cqe *q)
 	}
 }
 
-static int rfab_ovf_pop(struct rfab_ovf *o, struct rmig_cqe *q, int max)
+static int rfab_ovf_pop(struct rmig_ring *o, struct rmig_cqe *q, int max)
 {
+	struct fi_cq_data_entry e;
 	int n = 0;
 
-	while (n < max && o->count) {
-		rfab_to_cqe(&o->e[o->head], &q[n++]);
-		o->head = (o->head + 1) % o->cap;
-		o->count--;
-	}
+	while (n < max && rmig_ring_pop(o, &e, 1))
+		rfab_to_cqe(&e, &q[n++]);
 	return n;
 }
 
@@ -226,13 +194,13 @@ static int rfab_post_progress(struct rfab_conn *c, const char *op,
 
 	if (!*deadline)
 		*deadline = rfab_now_ms() + RFAB_POST_RETRY_MS;
-	if (rfab_ovf_reserve(&c->ovf, RFAB_CQ_BATCH))
+	if (rmig_ring_reserve(&c->ovf, RFAB_CQ_BATCH))
 		return rmig_err(-ENOMEM,
 				"fabric %s on connection to %s: out of memory for completions",
 				op, c->name);
 	n = fi_cq_read(c->cq, buf, RFAB_CQ_BATCH);
 	if (n > 0) {
-		rfab_ovf_push(&c->ovf, buf, (size_t)n);
+		rmig_ring_push(&c->ovf, buf, (size_t)n);
 		return 0;
 	}
 	if (n == -FI_EAVAIL)
@@ -299,7 +267,8 @@ int rfab_conn_new(struct rfab_domain *dom, struct fi_info *info, bool passive,
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	/* No other thread can see the connection yet. */
 	atomic_init(&c->wake, false);
-	if (rfab_ovf_reserve(&c->ovf, RFAB_CQ_BATCH)) {
+	rmig_ring_init(&c->ovf, sizeof(struct fi_cq_data_entry));
+	if (rmig_ring_reserve(&c->ovf, RFAB_CQ_BATCH)) {
 		ret = rmig_err(-ENOMEM, "fabric connection: out of memory");
 		goto err_free_conn;
 	}
@@ -355,7 +324,7 @@ err_close_cq:
 err_close_eq:
 	fi_close(&c->eq->fid);
 err_free_ovf:
-	free(c->ovf.e);
+	rmig_ring_free(&c->ovf);
 err_free_conn:
 	free(c);
 	return ret;
@@ -531,7 +500,7 @@ void rfab_conn_close(struct rmig_prov_conn *pc)
 	if (ret)
 		rmig_log_warn("fabric conn_close (%s): fi_close(eq): %s (%d)",
 			      c->name, fi_strerror(-ret), ret);
-	free(c->ovf.e);
+	rmig_ring_free(&c->ovf);
 	free(c);
 }
 

@@ -5,6 +5,8 @@
  */
 #include "fabric.h"
 
+#include "addr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -157,55 +159,6 @@ int64_t rfab_now_ms(void)
 /* ------------------------------------------------------------------ */
 /* Domain                                                              */
 
-/* Split "host:port" or "[v6addr]:port" into @node ("" for any) and @svc. */
-static int rfab_split_addr(const char *addr, char *node, size_t nlen,
-			   char *svc, size_t slen)
-{
-	const char *host = addr, *host_end, *port;
-	size_t hl, pl;
-	char *end;
-	unsigned long v;
-
-	if (!addr || !*addr)
-		return rmig_err(-EINVAL, "fabric: no address given (want host:port)");
-	if (addr[0] == '[') {
-		host = addr + 1;
-		host_end = strchr(host, ']');
-		if (!host_end || host_end[1] != ':')
-			return rmig_err(-EINVAL,
-					"fabric: address \"%s\": want [addr]:port",
-					addr);
-		port = host_end + 2;
-	} else {
-		host_end = strrchr(addr, ':');
-		if (!host_end)
-			return rmig_err(-EINVAL,
-					"fabric: address \"%s\" has no port (want host:port)",
-					addr);
-		if (memchr(addr, ':', (size_t)(host_end - addr)))
-			return rmig_err(-EINVAL,
-					"fabric: address \"%s\": write IPv6 addresses as [addr]:port",
-					addr);
-		port = host_end + 1;
-	}
-	hl = (size_t)(host_end - host);
-	pl = strlen(port);
-	errno = 0;
-	v = strtoul(port, &end, 10);
-	if (!pl || *end || errno || v > 65535 || port[0] == '-' ||
-	    port[0] == '+')
-		return rmig_err(-EINVAL,
-				"fabric: address \"%s\": port \"%s\" is not 0..65535",
-				addr, port);
-	if (hl >= nlen || pl >= slen)
-		return rmig_err(-ENAMETOOLONG, "fabric: address \"%s\" too long",
-				addr);
-	memcpy(node, host, hl);
-	node[hl] = '\0';
-	memcpy(svc, port, pl + 1);
-	return 0;
-}
-
 /* Why @i cannot carry our protocol, or NULL when it can. */
 static const char *rfab_info_reject(const struct fi_info *i)
 {
@@ -277,7 +230,8 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 
 	if (!p || !out || !attr)
 		return rmig_err(-EINVAL, "fabric domain_open: NULL argument");
-	ret = rfab_split_addr(p->address, node, sizeof(node), svc, sizeof(svc));
+	ret = rmig_addr_split("fabric", p->address, node, sizeof(node), svc,
+			      sizeof(svc));
 	if (ret)
 		return ret;
 	if (!p->passive && !node[0])

@@ -42,6 +42,7 @@
 
 #include "error.h"
 #include "provider.h"
+#include "ring.h"
 
 /** Longest "host:port" we format or accept. */
 #define RVRB_ADDR_MAX 128
@@ -112,13 +113,6 @@ struct rvrb_sq_rec {
 	bool report;     /* the core asked for a completion */
 };
 
-/** Completions read while a post waited for a send-queue slot, returned
- *  by poll() before anything else (driving thread only). */
-struct rvrb_ovf {
-	struct rmig_cqe *e;
-	size_t cap, head, count;
-};
-
 struct rvrb_conn {
 	struct rmig_prov_conn base; /* first member */
 	struct rvrb_domain *dom;
@@ -151,7 +145,10 @@ struct rvrb_conn {
 	struct ibv_sge *chain_sge; /* RVRB_CHAIN_MAX * max_iov */
 	unsigned nchain;
 
-	struct rvrb_ovf ovf;
+	/* Completions (struct rmig_cqe) read while a post waited for a
+	 * send-queue slot, returned by poll() before anything else (driving
+	 * thread only). */
+	struct rmig_ring ovf;
 	/* First error wins: once set, every post and poll returns it again
 	 * (after any completions read before it), naming the failed op. */
 	int err;

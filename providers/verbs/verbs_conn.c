@@ -64,43 +64,6 @@ static int rvrb_err_ret(struct rvrb_conn *c, struct rmig_cqe *cqe)
 }
 
 /* ------------------------------------------------------------------ */
-/* Overflow queue                                                      */
-
-static int rvrb_ovf_reserve(struct rvrb_ovf *o, size_t n)
-{
-	struct rmig_cqe *e;
-	size_t cap;
-
-	if (o->cap - o->count >= n)
-		return 0;
-	cap = o->cap ? o->cap * 2 : 64;
-	while (cap - o->count < n)
-		cap *= 2;
-	e = calloc(cap, sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	for (size_t i = 0; i < o->count; i++)
-		e[i] = o->e[(o->head + i) % o->cap];
-	free(o->e);
-	o->e = e;
-	o->cap = cap;
-	o->head = 0;
-	return 0;
-}
-
-static int rvrb_ovf_pop(struct rvrb_ovf *o, struct rmig_cqe *q, int max)
-{
-	int n = 0;
-
-	while (n < max && o->count) {
-		q[n++] = o->e[o->head];
-		o->head = (o->head + 1) % o->cap;
-		o->count--;
-	}
-	return n;
-}
-
-/* ------------------------------------------------------------------ */
 /* Connection manager events                                           */
 
 /* Read the cm events waiting on the connection's channel, without
@@ -302,7 +265,7 @@ static int rvrb_sq_reserve(struct rvrb_conn *c, const char *op)
 			return ret;
 		if (!deadline)
 			deadline = rvrb_now_ms() + RVRB_POST_RETRY_MS;
-		if (rvrb_ovf_reserve(&c->ovf, RVRB_CQ_BATCH))
+		if (rmig_ring_reserve(&c->ovf, RVRB_CQ_BATCH))
 			return rmig_err(-ENOMEM,
 					"verbs %s on connection to %s: out of memory for completions",
 					op, c->name);
@@ -310,9 +273,8 @@ static int rvrb_sq_reserve(struct rvrb_conn *c, const char *op)
 			struct rmig_cqe tmp[RVRB_CQ_BATCH];
 
 			ret = rvrb_cq_read(c, tmp, RVRB_CQ_BATCH);
-			for (int i = 0; i < ret; i++)
-				c->ovf.e[(c->ovf.head + c->ovf.count++) %
-					 c->ovf.cap] = tmp[i];
+			if (ret > 0)
+				rmig_ring_push(&c->ovf, tmp, (size_t)ret);
 		}
 		if (ret < 0)
 			return ret;
@@ -520,7 +482,7 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 	if (!max)
 		return 0;
 	if (c->ovf.count)
-		return rvrb_ovf_pop(&c->ovf, cqe, max);
+		return (int)rmig_ring_pop(&c->ovf, cqe, (size_t)max);
 	if (c->err)
 		return rvrb_err_ret(c, cqe);
 	/* Whatever the core waits for may still be queued. */
@@ -631,6 +593,7 @@ struct rvrb_conn *rvrb_conn_alloc(struct rvrb_domain *dom, bool passive)
 	c->dom = dom;
 	c->passive = passive;
 	c->wake_fd = -1;
+	rmig_ring_init(&c->ovf, sizeof(struct rmig_cqe));
 	snprintf(c->name, sizeof(c->name), "%s", dom->address);
 	return c;
 }
@@ -648,7 +611,7 @@ int rvrb_conn_setup(struct rvrb_conn *c)
 	c->chain_sge = calloc((size_t)RVRB_CHAIN_MAX * dom->max_iov,
 			      sizeof(*c->chain_sge));
 	if (!c->sq || !c->rq || !c->chain_sge ||
-	    rvrb_ovf_reserve(&c->ovf, RVRB_CQ_BATCH))
+	    rmig_ring_reserve(&c->ovf, RVRB_CQ_BATCH))
 		return rmig_err(-ENOMEM, "verbs connection to %s: out of memory",
 				c->name);
 	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -724,7 +687,7 @@ void rvrb_conn_free(struct rvrb_conn *c)
 	free(c->sq);
 	free(c->rq);
 	free(c->chain_sge);
-	free(c->ovf.e);
+	rmig_ring_free(&c->ovf);
 	free(c);
 }
 

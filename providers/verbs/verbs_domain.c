@@ -5,6 +5,8 @@
  */
 #include "verbs.h"
 
+#include "addr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -213,55 +215,6 @@ int rvrb_resolve(struct rdma_event_channel *ch, struct rdma_cm_id *id,
 /* ------------------------------------------------------------------ */
 /* Domain                                                              */
 
-/* Split "host:port" or "[v6addr]:port" into @node ("" for any) and @svc. */
-static int rvrb_split_addr(const char *addr, char *node, size_t nlen,
-			   char *svc, size_t slen)
-{
-	const char *host = addr, *host_end, *port;
-	size_t hl, pl;
-	char *end;
-	unsigned long v;
-
-	if (!addr || !*addr)
-		return rmig_err(-EINVAL, "verbs: no address given (want host:port)");
-	if (addr[0] == '[') {
-		host = addr + 1;
-		host_end = strchr(host, ']');
-		if (!host_end || host_end[1] != ':')
-			return rmig_err(-EINVAL,
-					"verbs: address \"%s\": want [addr]:port",
-					addr);
-		port = host_end + 2;
-	} else {
-		host_end = strrchr(addr, ':');
-		if (!host_end)
-			return rmig_err(-EINVAL,
-					"verbs: address \"%s\" has no port (want host:port)",
-					addr);
-		if (memchr(addr, ':', (size_t)(host_end - addr)))
-			return rmig_err(-EINVAL,
-					"verbs: address \"%s\": write IPv6 addresses as [addr]:port",
-					addr);
-		port = host_end + 1;
-	}
-	hl = (size_t)(host_end - host);
-	pl = strlen(port);
-	errno = 0;
-	v = strtoul(port, &end, 10);
-	if (!pl || *end || errno || v > 65535 || port[0] == '-' ||
-	    port[0] == '+')
-		return rmig_err(-EINVAL,
-				"verbs: address \"%s\": port \"%s\" is not 0..65535",
-				addr, port);
-	if (hl >= nlen || pl >= slen)
-		return rmig_err(-ENAMETOOLONG, "verbs: address \"%s\" too long",
-				addr);
-	memcpy(node, host, hl);
-	node[hl] = '\0';
-	memcpy(svc, port, pl + 1);
-	return 0;
-}
-
 /* Numeric address only: never a name lookup. */
 static int rvrb_parse_addr(const struct rmig_prov_params *p,
 			   struct sockaddr_storage *ss)
@@ -276,7 +229,8 @@ static int rvrb_parse_addr(const struct rmig_prov_params *p,
 	struct addrinfo *res = NULL;
 	int ret;
 
-	ret = rvrb_split_addr(p->address, node, sizeof(node), svc, sizeof(svc));
+	ret = rmig_addr_split("verbs", p->address, node, sizeof(node), svc,
+			      sizeof(svc));
 	if (ret)
 		return ret;
 	if (!p->passive && !node[0])

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * addr.c - "host:port" address text shared by the providers.
+ */
+#include "addr.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+int rmig_addr_split(const char *who, const char *addr, char *node,
+		    size_t nlen, char *svc, size_t slen)
+{
+	const char *host = addr, *host_end, *port;
+	size_t hl, pl;
+	char *end;
+	unsigned long v;
+
+	if (!addr || !*addr)
+		return rmig_err(-EINVAL, "%s: no address given (want host:port)",
+				who);
+	if (addr[0] == '[') {
+		host = addr + 1;
+		host_end = strchr(host, ']');
+		if (!host_end || host_end[1] != ':')
+			return rmig_err(-EINVAL,
+					"%s: address \"%s\": want [addr]:port",
+					who, addr);
+		port = host_end + 2;
+	} else {
+		host_end = strrchr(addr, ':');
+		if (!host_end)
+			return rmig_err(-EINVAL,
+					"%s: address \"%s\" has no port (want host:port)",
+					who, addr);
+		if (memchr(addr, ':', (size_t)(host_end - addr)))
+			return rmig_err(-EINVAL,
+					"%s: address \"%s\": write IPv6 addresses as [addr]:port",
+					who, addr);
+		port = host_end + 1;
+	}
+	hl = (size_t)(host_end - host);
+	pl = strlen(port);
+	errno = 0;
+	v = strtoul(port, &end, 10);
+	if (!pl || *end || errno || v > 65535 || port[0] == '-' ||
+	    port[0] == '+')
+		return rmig_err(-EINVAL,
+				"%s: address \"%s\": port \"%s\" is not 0..65535",
+				who, addr, port);
+	if (hl >= nlen || pl >= slen)
+		return rmig_err(-ENAMETOOLONG, "%s: address \"%s\" too long",
+				who, addr);
+	memcpy(node, host, hl);
+	node[hl] = '\0';
+	memcpy(svc, port, pl + 1);
+	return 0;
+}
