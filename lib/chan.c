@@ -67,7 +67,7 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	if (!ch->bufs)
 		return rmig_err(-ENOMEM, "channel %u: cannot allocate %zu "
 				"bytes of message buffers", id, ch->bufs_len);
-	ret = s->ops.mr_reg(s->dom, ch->bufs, ch->bufs_len, false,
+	ret = s->ops.mr_reg(s->dom, ch->bufs, ch->bufs_len, RMIG_MR_MSG_BUF,
 			    &ch->bufs_mr);
 	if (ret) {
 		rmig_err_prefix("channel %u: registering message buffers", id);

@@ -205,7 +205,11 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 void rmig_sess_fini(struct rmig_session *s);
 int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
 			size_t length);
-int rmig_sess_open_domain(struct rmig_session *s, bool remote_write);
+/** Open the domain and register the RAM blocks for @ram_access: the
+ *  source's as RMIG_MR_WRITE_SOURCE (never writable: see provider.h), the
+ *  destination's as RMIG_MR_WRITE_TARGET. */
+int rmig_sess_open_domain(struct rmig_session *s,
+			  enum rmig_mr_access ram_access);
 /** Destination in auto mode: open the verbs domain on @address (the port
  *  the first listener got) and register every block in it too.  0 or a
  *  negative errno (the caller goes on with the fallback alone). */

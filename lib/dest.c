@@ -669,7 +669,7 @@ int rmig_dest_listen(rmig_dest *d)
 		return rmig_err(-EBUSY, "listen: session is %s or listening "
 				"already", rmig_state_name(atomic_load(
 					&s->state)));
-	ret = rmig_sess_open_domain(s, true);
+	ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_TARGET);
 	if (ret)
 		return ret;
 	ret = s->ops.listen(s->dom, &d->listener);

@@ -891,7 +891,7 @@ int rmig_src_connect(rmig_src *src)
 	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
 		return rmig_err(-EISCONN, "connect: session is %s",
 				rmig_state_name(atomic_load(&s->state)));
-	ret = rmig_sess_open_domain(s, false);
+	ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_SOURCE);
 	if (ret)
 		return ret;
 	ppp = s->pages_per_packet;

@@ -615,6 +615,23 @@ static int teardown(void **state)
 /* ------------------------------------------------------------------ */
 /* Batch handoff                                                       */
 
+/* The registrations the core asked of the provider, by access: message
+ * buffers per channel on each side, the source's RAM only ever as a write
+ * source (no write access: see provider.h), the destination's as a write
+ * target.  (The mock also refuses any other use at each post.) */
+static void assert_reg_access(unsigned channels, uint64_t sources,
+			      uint64_t targets)
+{
+	struct mock_counters c;
+
+	mock_get_counters(&c);
+	assert_int_equal(c.mr_regs[RMIG_MR_MSG_BUF], 2 * channels);
+	assert_int_equal(c.mr_regs[RMIG_MR_WRITE_SOURCE], sources);
+	assert_int_equal(c.mr_regs[RMIG_MR_WRITE_TARGET], targets);
+	assert_int_equal(c.local_access_errors, 0);
+	assert_int_equal(c.access_errors, 0);
+}
+
 static void get_stats(struct rmig_stats *st, bool dest, struct mig *m)
 {
 	memset(st, 0, sizeof(*st));
@@ -719,6 +736,7 @@ static void handoff(struct mig *m, unsigned channels, unsigned ppp)
 	assert_true(ss.packets >= (p0 + p1 + ppp - 1) / ppp);
 	assert_int_equal(mock_count_sends_type(RMIG_MSG_PACKET), ss.packets);
 	assert_true(zero_in_phase1 > 0);
+	assert_reg_access(channels, NBLK, NBLK);
 }
 
 #define HANDOFF(c, p)                                                        \
@@ -1678,6 +1696,8 @@ static void ondemand(struct mig *m, unsigned channels, unsigned ppp,
 			 (unsigned long long)c.max_live_mrs,
 			 NBLK + 2 * channels + cache);
 	assert_true(c.max_live_mrs >= NBLK + 2 * channels + 1);
+	/* Every chunk registration a write source. */
+	assert_reg_access(channels, ss.registrations, NBLK);
 }
 
 /* Runs of 7 pages across 4-page chunks (split), cache of 3. */
@@ -1902,8 +1922,9 @@ static void test_auto_dest_fallback_source(void **state)
 	log_expect("the source came over mock; closed the verbs/mock0 "
 		   "listener");
 	get_stats(&ds, true, m);
-	/* Registered in both domains before the choice. */
+	/* Registered in both domains before the choice, as targets. */
 	assert_int_equal(ds.registrations, 2 * NBLK);
+	assert_reg_access(3, NBLK, 2 * NBLK);
 	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
 }
 

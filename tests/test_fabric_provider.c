@@ -135,7 +135,8 @@ static void open_side(struct side *s, const char *address, bool passive)
 	CHECK_OK(ops->domain_open(&p, &s->dom, &s->attr));
 	s->buf = calloc(2 * NSLOT, MSG);
 	assert_non_null(s->buf);
-	CHECK_OK(ops->mr_reg(s->dom, s->buf, 2 * NSLOT * MSG, false, &s->mr));
+	CHECK_OK(ops->mr_reg(s->dom, s->buf, 2 * NSLOT * MSG, RMIG_MR_MSG_BUF,
+			     &s->mr));
 }
 
 static void post_recvs(struct side *s)
@@ -458,8 +459,10 @@ static void wbufs_open(struct pair *p, struct wbufs *w)
 	w->dst = calloc(1, WBUF);
 	assert_non_null(w->src);
 	assert_non_null(w->dst);
-	CHECK_OK(ops->mr_reg(p->act.dom, w->src, WBUF, false, &w->smr));
-	CHECK_OK(ops->mr_reg(p->pas.dom, w->dst, WBUF, true, &w->dmr));
+	CHECK_OK(ops->mr_reg(p->act.dom, w->src, WBUF, RMIG_MR_WRITE_SOURCE,
+			     &w->smr));
+	CHECK_OK(ops->mr_reg(p->pas.dom, w->dst, WBUF, RMIG_MR_WRITE_TARGET,
+			     &w->dmr));
 	assert_ptr_equal(w->dmr->addr, w->dst);
 	assert_int_equal(w->dmr->len, WBUF);
 }
@@ -894,9 +897,9 @@ static void test_parallel_conns(void **state)
 		dst[k].buf = calloc(2, MSG);
 		assert_non_null(src[k].buf);
 		assert_non_null(dst[k].buf);
-		CHECK_OK(ops->mr_reg(p->act.dom, src[k].buf, 2 * MSG, false,
+		CHECK_OK(ops->mr_reg(p->act.dom, src[k].buf, 2 * MSG, RMIG_MR_MSG_BUF,
 				     &src[k].mr));
-		CHECK_OK(ops->mr_reg(p->pas.dom, dst[k].buf, 2 * MSG, false,
+		CHECK_OK(ops->mr_reg(p->pas.dom, dst[k].buf, 2 * MSG, RMIG_MR_MSG_BUF,
 				     &dst[k].mr));
 	}
 	assert_int_equal(pthread_create(&ta, NULL, par_accept_main, &a), 0);
@@ -998,7 +1001,8 @@ static void test_random_keys(void **state)
 		buf[i] = calloc(1, 2 * MSG);
 		assert_non_null(buf[i]);
 		/* As the destination registers guest RAM: remote write. */
-		CHECK_OK(ops->mr_reg(p->pas.dom, buf[i], 2 * MSG, true,
+		CHECK_OK(ops->mr_reg(p->pas.dom, buf[i], 2 * MSG,
+				     RMIG_MR_WRITE_TARGET,
 				     &mr[i]));
 		k[i] = mr[i]->rkey;
 	}
@@ -1086,7 +1090,8 @@ static int peer_main(const char *addr)
 			goto fail;
 	}
 	s.buf = calloc(2 * NSLOT, MSG);
-	if (!s.buf || ops->mr_reg(s.dom, s.buf, 2 * NSLOT * MSG, false, &s.mr) < 0 ||
+	if (!s.buf || ops->mr_reg(s.dom, s.buf, 2 * NSLOT * MSG,
+				  RMIG_MR_MSG_BUF, &s.mr) < 0 ||
 	    ops->conn_create(s.dom, &s.conn) < 0)
 		goto fail;
 	for (int i = 0; i < NSLOT; i++)

@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,7 +124,8 @@ static void open_side(struct side *s, const char *address, bool passive)
 	CHECK_OK(ops->domain_open(&p, &s->dom, &s->attr));
 	s->buf = calloc(2 * NSLOT, MSG);
 	assert_non_null(s->buf);
-	CHECK_OK(ops->mr_reg(s->dom, s->buf, 2 * NSLOT * MSG, false, &s->mr));
+	CHECK_OK(ops->mr_reg(s->dom, s->buf, 2 * NSLOT * MSG, RMIG_MR_MSG_BUF,
+			     &s->mr));
 }
 
 static void post_recvs(struct side *s)
@@ -523,8 +525,10 @@ static void wbufs_open_len(struct pair *p, struct wbufs *w, size_t len)
 	w->dst = calloc(1, len);
 	assert_non_null(w->src);
 	assert_non_null(w->dst);
-	CHECK_OK(ops->mr_reg(p->act.dom, w->src, len, false, &w->smr));
-	CHECK_OK(ops->mr_reg(p->pas.dom, w->dst, len, true, &w->dmr));
+	CHECK_OK(ops->mr_reg(p->act.dom, w->src, len, RMIG_MR_WRITE_SOURCE,
+			     &w->smr));
+	CHECK_OK(ops->mr_reg(p->pas.dom, w->dst, len, RMIG_MR_WRITE_TARGET,
+			     &w->dmr));
 	assert_ptr_equal(w->dmr->addr, w->dst);
 	assert_int_equal(w->dmr->len, len);
 }
@@ -682,6 +686,89 @@ static void test_signaled_write(void **state)
 	wbufs_close(&w);
 }
 
+/* Write [src, src+len) (registered as a write source) over the
+ * destination buffer, which holds 0xee, then a message (its arrival in
+ * receive slot @imm - 1 proves the write's), and check it landed. */
+static void write_from(struct pair *p, struct wbufs *w, const uint8_t *src,
+		       struct rmig_prov_mr *mr, size_t len, uint32_t imm)
+{
+	int slot = (int)imm - 1;
+	struct rmig_cqe cqe;
+	int tag;
+
+	memset(w->dst, 0xee, len);
+	CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){ (void *)src, len,
+							     mr },
+			    1, dst_raddr(w, 0), w->dmr->rkey, &tag, true));
+	poll_n(p->act.conn, &cqe, 1);
+	assert_int_equal(cqe.op, RMIG_CQE_WRITE);
+	assert_ptr_equal(cqe.ctx, &tag);
+	send_msg(&p->act, slot, "read-only source", imm);
+	expect_recv(&p->pas, slot, "read-only source", imm);
+	assert_memory_equal(w->dst, src, len);
+	expect_send_done(&p->act, slot);
+}
+
+/* A write source needs no write access: a read-only mapping (a file mapped
+ * PROT_READ, and anonymous memory never written, i.e. the shared zero
+ * page) registers as RMIG_MR_WRITE_SOURCE and RDMA WRITEs from it land.
+ * Registering the same mapping for local write (as message buffers are)
+ * fails: the kernel would have to pin it for writing.  The mappings are
+ * private: kernels before 6.2 (Debian 12's 6.1, in the VM) still pin a
+ * registration without write access with FOLL_FORCE | FOLL_WRITE, which a
+ * private read-only mapping allows (copy on write) and a shared one does
+ * not (-EFAULT); later kernels pin it for reading only. */
+static void test_write_from_read_only(void **state)
+{
+	const size_t len = 256 * 1024;
+	struct pair *p = *state;
+	struct rmig_prov_mr *mr, *bad = NULL;
+	struct wbufs w;
+	uint8_t *pat, *ro, *zero;
+	int fd, r;
+
+	wbufs_open_len(p, &w, len);
+	/* A file's pages, mapped read-only. */
+	pat = malloc(len);
+	assert_non_null(pat);
+	for (size_t i = 0; i < len; i++)
+		pat[i] = (uint8_t)(i * 13 + (i >> 12) + 5);
+	fd = memfd_create("rmig-ro-source", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, pat, len), (ssize_t)len);
+	ro = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	assert_true(ro != MAP_FAILED);
+	close(fd);
+	CHECK_OK(ops->mr_reg(p->act.dom, ro, len, RMIG_MR_WRITE_SOURCE, &mr));
+	write_from(p, &w, ro, mr, len, 1);
+	assert_memory_equal(w.dst, pat, len);
+	ops->mr_dereg(mr);
+	rmig_err_clear();
+	r = ops->mr_reg(p->act.dom, ro, len, RMIG_MR_MSG_BUF, &bad);
+	printf("# read-only mapping as a message buffer: %d (%s)\n", r,
+	       rmig_err_msg());
+	assert_true(r < 0);
+	assert_null(bad);
+	assert_non_null(strstr(rmig_err_msg(), "message buffer"));
+	assert_int_equal(munmap(ro, len), 0);
+
+	/* Anonymous, read-only, never touched: every page is the zero
+	 * page; the write carries zeros over the 0xee. */
+	zero = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(zero != MAP_FAILED);
+	CHECK_OK(ops->mr_reg(p->act.dom, zero, len, RMIG_MR_WRITE_SOURCE,
+			     &mr));
+	write_from(p, &w, zero, mr, len, 2);
+	for (size_t i = 0; i < len; i++)
+		if (w.dst[i])
+			fail_msg("destination byte %zu is 0x%02x, not 0", i,
+				 w.dst[i]);
+	ops->mr_dereg(mr);
+	assert_int_equal(munmap(zero, len), 0);
+	free(pat);
+	wbufs_close(&w);
+}
+
 /* A write of exactly max_msg_size lands; one byte more is refused with
  * -EMSGSIZE (the core splits longer runs). */
 static void test_max_msg_size(void **state)
@@ -807,7 +894,8 @@ static void test_bad_ops(void **state)
 	assert_int_equal(ops->post_recv(p->act.conn, recv_slot(&p->act, 0),
 					MSG, p->act.mr, NULL), -ENOBUFS);
 	assert_non_null(strstr(rmig_err_msg(), "receive queue full"));
-	assert_int_equal(ops->mr_reg(p->act.dom, NULL, 10, false, &w.smr), -EINVAL);
+	assert_int_equal(ops->mr_reg(p->act.dom, NULL, 10, RMIG_MR_WRITE_SOURCE,
+				     &w.smr), -EINVAL);
 	assert_int_equal(ops->conn_create(p->pas.dom, &p->act.conn), -EINVAL);
 	assert_non_null(strstr(rmig_err_msg(), "listening"));
 	{
@@ -916,7 +1004,8 @@ static void test_stale_key_next_session(void **state)
 	pair_setup(state);
 	p = *state;
 	wbufs_open(p, &w2);
-	CHECK_OK(ops->mr_reg(p->act.dom, w.src, WBUF, false, &w.smr));
+	CHECK_OK(ops->mr_reg(p->act.dom, w.src, WBUF, RMIG_MR_WRITE_SOURCE,
+			     &w.smr));
 	memset(w.src, 0xa5, WBUF);
 	CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){ w.src, 8192, w.smr },
 			    1, raddr, rkey, &tag, true));
@@ -994,7 +1083,8 @@ static void test_error_mid_chain(void **state)
 	int r;
 
 	wbufs_open(p, &w);
-	CHECK_OK(ops->mr_reg(p->pas.dom, w.dst + WBUF / 2, WBUF / 2, true, &dead));
+	CHECK_OK(ops->mr_reg(p->pas.dom, w.dst + WBUF / 2, WBUF / 2,
+			     RMIG_MR_WRITE_TARGET, &dead));
 	dead_key = dead->rkey;
 	ops->mr_dereg(dead);
 	for (int i = NSLOT; i < DEPTH; i++)
@@ -1342,9 +1432,9 @@ static void test_parallel_conns(void **state)
 		dst[k].buf = calloc(2, MSG);
 		assert_non_null(src[k].buf);
 		assert_non_null(dst[k].buf);
-		CHECK_OK(ops->mr_reg(p->act.dom, src[k].buf, 2 * MSG, false,
+		CHECK_OK(ops->mr_reg(p->act.dom, src[k].buf, 2 * MSG, RMIG_MR_MSG_BUF,
 				     &src[k].mr));
-		CHECK_OK(ops->mr_reg(p->pas.dom, dst[k].buf, 2 * MSG, false,
+		CHECK_OK(ops->mr_reg(p->pas.dom, dst[k].buf, 2 * MSG, RMIG_MR_MSG_BUF,
 				     &dst[k].mr));
 	}
 	assert_int_equal(pthread_create(&ta, NULL, par_accept_main, &a), 0);
@@ -1522,7 +1612,8 @@ static int peer_main(const char *addr)
 	if (ops->domain_open(&p, &s.dom, &s.attr) < 0)
 		goto fail;
 	s.buf = calloc(2 * NSLOT, MSG);
-	if (!s.buf || ops->mr_reg(s.dom, s.buf, 2 * NSLOT * MSG, false, &s.mr) < 0 ||
+	if (!s.buf || ops->mr_reg(s.dom, s.buf, 2 * NSLOT * MSG,
+				  RMIG_MR_MSG_BUF, &s.mr) < 0 ||
 	    ops->conn_create(s.dom, &s.conn) < 0)
 		goto fail;
 	for (int i = 0; i < NSLOT; i++)
@@ -1686,6 +1777,7 @@ int main(int argc, char **argv)
 		PAIR(test_write_then_send),
 		PAIR(test_long_chain),
 		PAIR(test_signaled_write),
+		PAIR(test_write_from_read_only),
 		PAIR(test_max_msg_size),
 		PAIR(test_bad_ops),
 		PAIR(test_stale_key_signaled),
