@@ -165,6 +165,10 @@ struct rmig_chan {
 
 	uint8_t *bufs;
 	size_t bufs_len;
+	/* The node bufs were allocated on (rmig_numa_alloc()), kept to free
+	 * them with the matching allocator: the session's node can change
+	 * after (rmig_sess_swap_alt()). */
+	int bufs_node;
 	struct rmig_prov_mr *bufs_mr;
 	unsigned nrx; /* rx_depth + spare */
 

@@ -1809,6 +1809,46 @@ static void test_numa_explicit(void **state)
 	assert_int_equal(ds.numa_node, -1);
 }
 
+/* A channel frees its message buffers with the allocator they came from
+ * (numa_free for a node, free for none), even when the session's node
+ * changed in between, as an auto destination's switch to its other
+ * transport re-chooses it.  Before the fix, free() got libnuma's mmap. */
+static void test_chan_buffers_keep_node(void **state)
+{
+	struct mig *m = *state;
+	struct rmig_session s;
+	struct rmig_config c;
+	struct rmig_prov_conn *conn;
+	struct rmig_chan ch;
+
+	if (numa_available() < 0) {
+		printf("# libnuma reports no NUMA support: nothing to mix\n");
+		skip();
+	}
+	mem_alloc(&m->mem, 4, 4);
+	cfg_init(&c, m->addr, 1, 8);
+	c.field_mask |= RMIG_CFG_NUMA_NODE;
+	c.numa_node = 0;
+	assert_ok(rmig_sess_init(&s, &c, &rmig_mock_provider, false));
+	assert_int_equal(rmig_sess_add_block(&s, blk_name[0], m->mem.s,
+					     4 * PS), 0);
+	assert_ok(rmig_sess_open_domain(&s, RMIG_MR_WRITE_SOURCE));
+	assert_int_equal(s.numa_node, 0);
+	assert_ok(s.ops.conn_create(s.dom, &conn));
+	assert_ok(rmig_chan_init(&ch, &s, 0, conn));
+	assert_int_equal(ch.bufs_node, 0);
+	/* The session moves to a transport without a node. */
+	s.numa_node = -1;
+	rmig_chan_fini(&ch);
+	/* And the other way round. */
+	assert_ok(s.ops.conn_create(s.dom, &conn));
+	assert_ok(rmig_chan_init(&ch, &s, 1, conn));
+	assert_int_equal(ch.bufs_node, -1);
+	s.numa_node = 0;
+	rmig_chan_fini(&ch);
+	rmig_sess_fini(&s);
+}
+
 /* ------------------------------------------------------------------ */
 /* Transport auto                                                      */
 
@@ -1995,6 +2035,7 @@ int main(void)
 		T(test_ondemand_reg_failure),
 		T(test_bad_reg_config),
 		T(test_numa_explicit),
+		T(test_chan_buffers_keep_node),
 		T(test_auto_src_no_device),
 		T(test_auto_both_verbs),
 		T(test_auto_dest_fallback_source),
