@@ -104,6 +104,9 @@ struct rmig_session {
 	 * verbs one in alt_*) and keeps the one the first accepted source
 	 * used (rmig_sess_swap_alt(), rmig_sess_drop_alt()). */
 	bool auto_mode;
+	/* Source: verbs is the transport (auto_on_verbs); verbs opened but
+	 * could not connect, so it is not tried again (auto_verbs_failed). */
+	bool auto_on_verbs, auto_verbs_failed;
 	const struct rmig_provider_ops *auto_verbs, *auto_fallback;
 	struct rmig_provider_ops alt_ops;
 	struct rmig_prov_domain *alt_dom;
@@ -224,6 +227,11 @@ void rmig_sess_swap_alt(struct rmig_session *s);
 /** Deregister and close the alternative transport; the primary is now the
  *  session's transport (its name goes to the stats). */
 void rmig_sess_drop_alt(struct rmig_session *s);
+/** Source in auto mode, on verbs, before any channel is established:
+ *  close the verbs domain and its registrations and make the fallback the
+ *  session's provider; rmig_sess_open_domain() then opens it (and does
+ *  not try verbs again).  The caller logs why. */
+void rmig_sess_auto_fall_back(struct rmig_session *s);
 /** Record @name as the transport in use (stats). */
 void rmig_sess_set_transport(struct rmig_session *s, const char *name);
 /** Test hook: transport auto with these two providers (instead of the

@@ -387,10 +387,13 @@ static void auto_pick_source(struct rmig_session *s)
 			      s->auto_fallback->name);
 		return;
 	}
+	if (s->auto_verbs_failed)
+		return; /* its connection failed; logged then */
 	rmig_provider_fill(&vops, s->auto_verbs);
 	ret = open_one(s, &vops, s->address, &s->dom, &s->attr);
 	if (!ret) {
 		s->ops = vops;
+		s->auto_on_verbs = true;
 		rmig_log_info("transport auto: using %s (the verbs provider "
 			      "opened a domain for %s)", s->attr.name,
 			      s->address);
@@ -527,6 +530,16 @@ void rmig_sess_drop_alt(struct rmig_session *s)
 	}
 	if (s->dom)
 		rmig_sess_set_transport(s, s->attr.name);
+}
+
+void rmig_sess_auto_fall_back(struct rmig_session *s)
+{
+	rmig_sess_close_domain(s);
+	rmig_provider_fill(&s->ops, s->auto_fallback);
+	memset(&s->attr, 0, sizeof(s->attr));
+	s->auto_on_verbs = false;
+	s->auto_verbs_failed = true;
+	rmig_sess_set_transport(s, "");
 }
 
 void rmig_sess_close_domain(struct rmig_session *s)
