@@ -307,6 +307,10 @@ int rmig_src_create_prov(const struct rmig_config *cfg,
 int rmig_dest_create_prov(const struct rmig_config *cfg,
 			  const struct rmig_provider_ops *prov,
 			  rmig_dest **out);
+/** Test hook: where block @block of a listening destination is reached,
+ *  as its ACCEPT announces it (remote address and key).  0 or -EINVAL. */
+int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
+			   uint64_t *rkey);
 /* ... and to test transport auto with two given providers. */
 int rmig_src_create_auto(const struct rmig_config *cfg,
 			 const struct rmig_provider_ops *verbs,

@@ -704,6 +704,21 @@ int rmig_dest_get_address(rmig_dest *d, char *buf, size_t len)
 	return d->s.ops.listen_name(d->listener, buf, len);
 }
 
+int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
+			   uint64_t *rkey)
+{
+	if (!d || !raddr || !rkey)
+		return rmig_err(-EINVAL, "block_remote: NULL argument");
+	if (block >= d->s.nblocks || !d->s.blocks[block].mr)
+		return rmig_err(-EINVAL, "block_remote: block %u not "
+				"registered (%u blocks; listen first)", block,
+				d->s.nblocks);
+	/* As send_accept() encodes them. */
+	*raddr = d->s.blocks[block].mr->raddr;
+	*rkey = d->s.blocks[block].mr->rkey;
+	return 0;
+}
+
 static void free_chan(struct dest_chan *p)
 {
 	if (!p)

@@ -20,6 +20,10 @@
  * peer-death test re-executes this program as a separate peer process
  * ("--peer ADDR") and kills it with SIGKILL.
  *
+ * test_stale_key_sessions goes through the library's sessions instead: a
+ * destination's RAM key, as its ACCEPT announces it, is written with from a
+ * raw connection to the next destination session on the same RAM.
+ *
  * Every wait is bounded: polls use timeouts, threads are joined with a
  * deadline, and a stuck test exits instead of hanging.
  */
@@ -46,6 +50,7 @@
 
 #include <infiniband/verbs.h>
 
+#include "core.h"
 #include "error.h"
 #include "provider.h"
 
@@ -1026,6 +1031,150 @@ static void test_stale_key_next_session(void **state)
 	wbufs_close(&w);
 }
 
+/* A verbs destination session on @ram, listening (one channel); its
+ * bound address in @addr. */
+static rmig_dest *stale_dest(uint8_t *ram, size_t len, char *addr,
+			     size_t alen)
+{
+	struct rmig_config c;
+	rmig_dest *d = NULL;
+
+	memset(&c, 0, sizeof(c));
+	c.field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_TRANSPORT |
+		       RMIG_CFG_CHANNELS | RMIG_CFG_CONNECT_TIMEOUT;
+	c.address = listen_addr;
+	c.transport = RMIG_TRANSPORT_VERBS;
+	c.channels = 1;
+	/* It waits a quarter of this for a handshake that never comes:
+	 * time enough for the raw connection's writes under TCG. */
+	c.connect_timeout_ms = 40000;
+	CHECK_OK(rmig_dest_create(&c, &d));
+	assert_int_equal(rmig_dest_add_block(d, "pc.ram", ram, len), 0);
+	CHECK_OK(rmig_dest_listen(d));
+	CHECK_OK(rmig_dest_get_address(d, addr, alen));
+	return d;
+}
+
+struct dest_accept {
+	rmig_dest *d;
+	int ret;
+};
+
+static void *dest_accept_main(void *arg)
+{
+	struct dest_accept *a = arg;
+
+	a->ret = rmig_dest_accept(a->d, 60000);
+	return NULL;
+}
+
+/* A signaled write of @len bytes from @src to (@raddr, @rkey) on @c: 1 when
+ * it completed, else the poll's error. */
+static int write_wait(struct rmig_prov_conn *c, uint8_t *src, size_t len,
+		      struct rmig_prov_mr *mr, uint64_t raddr, uint64_t rkey)
+{
+	struct rmig_cqe cqe;
+	int64_t end = now_ms() + WAIT_MS;
+	int tag, r;
+
+	CHECK_OK(ops->write(c, &(struct rmig_iov){ src, len, mr }, 1, raddr,
+			    rkey, &tag, true));
+	do {
+		memset(&cqe, 0, sizeof(cqe));
+		r = ops->poll(c, &cqe, 1, 1000);
+	} while (r == 0 && now_ms() < end);
+	if (r == 1) {
+		assert_int_equal(cqe.op, RMIG_CQE_WRITE);
+		assert_ptr_equal(cqe.ctx, &tag);
+	}
+	return r;
+}
+
+/*
+ * Through the sessions: destination A listens on RAM (registered, its key
+ * is what its ACCEPT announces) and is destroyed; destination B listens on
+ * the same RAM, so the old address is inside a live registration again,
+ * under a new key.  A raw verbs connection to B writes with B's key (it
+ * lands: the connection and address are good), then with A's: the write
+ * fails with a remote access error and the RAM is untouched.
+ */
+static void test_stale_key_sessions(void **state)
+{
+	const size_t len = 1u << 20;
+	uint8_t *ram = aligned_alloc(4096, len), *src = malloc(len);
+	uint64_t raddr_a, rkey_a, raddr_b, rkey_b;
+	struct rmig_prov_params pp = { .passive = false, .rx_depth = DEPTH,
+				       .tx_depth = DEPTH };
+	struct rmig_prov_domain *dom;
+	struct rmig_prov_attr attr;
+	struct rmig_prov_mr *mr, *smr;
+	struct rmig_prov_conn *c;
+	struct dest_accept a = { 0 };
+	char addr[128];
+	char *buf = calloc(2, MSG);
+	rmig_dest *d;
+	pthread_t t;
+	int r;
+
+	(void)state;
+	assert_non_null(ram);
+	assert_non_null(src);
+	assert_non_null(buf);
+	memset(ram, 0x11, len);
+	d = stale_dest(ram, len, addr, sizeof(addr));
+	CHECK_OK(rmig_dest_block_remote(d, 0, &raddr_a, &rkey_a));
+	rmig_dest_destroy(d);
+
+	d = stale_dest(ram, len, addr, sizeof(addr));
+	CHECK_OK(rmig_dest_block_remote(d, 0, &raddr_b, &rkey_b));
+	printf("# session A: 0x%llx key 0x%llx; session B: 0x%llx key "
+	       "0x%llx, listening on %s\n", (unsigned long long)raddr_a,
+	       (unsigned long long)rkey_a, (unsigned long long)raddr_b,
+	       (unsigned long long)rkey_b, addr);
+	assert_int_equal(raddr_a, raddr_b);
+	assert_int_not_equal(rkey_a, rkey_b);
+	a.d = d;
+	assert_int_equal(pthread_create(&t, NULL, dest_accept_main, &a), 0);
+
+	pp.address = addr;
+	CHECK_OK(ops->domain_open(&pp, &dom, &attr));
+	CHECK_OK(ops->mr_reg(dom, buf, 2 * MSG, RMIG_MR_MSG_BUF, &mr));
+	CHECK_OK(ops->mr_reg(dom, src, len, RMIG_MR_WRITE_SOURCE, &smr));
+	CHECK_OK(ops->conn_create(dom, &c));
+	CHECK_OK(ops->post_recv(c, buf, MSG, mr, buf));
+	CHECK_OK(ops->conn_establish(c, WAIT_MS));
+
+	/* B's own key: lands. */
+	memset(src, 0x22, 8192);
+	r = write_wait(c, src, 8192, smr, raddr_b, rkey_b);
+	if (r != 1)
+		fail_msg("write with the current key: %d: %s", r,
+			 rmig_err_msg());
+	for (size_t i = 0; i < 8192; i++)
+		assert_int_equal(ram[i], 0x22);
+	/* A's key, into the same registered RAM: refused. */
+	memset(src, 0x33, 8192);
+	rmig_err_clear();
+	r = write_wait(c, src, 8192, smr, raddr_a + 65536, rkey_a);
+	printf("# write with session A's key: %d: %s\n", r, rmig_err_msg());
+	assert_int_equal(r, -EACCES);
+	assert_non_null(strstr(rmig_err_msg(), "remote access error"));
+	for (size_t i = 65536; i < 65536 + 8192; i++)
+		assert_int_equal(ram[i], 0x11);
+
+	ops->conn_close(c);
+	ops->mr_dereg(smr);
+	ops->mr_dereg(mr);
+	ops->domain_close(dom);
+	rmig_dest_cancel(d);
+	join_or_die(t, 2 * WAIT_MS, "destination accept");
+	assert_int_not_equal(a.ret, 0);
+	rmig_dest_destroy(d);
+	free(buf);
+	free(src);
+	free(ram);
+}
+
 /*
  * Receiver-not-ready is a safety net, not a wait: a send that finds no
  * receive posted at the peer is retried a bounded number of times, then
@@ -1783,6 +1932,7 @@ int main(int argc, char **argv)
 		PAIR(test_stale_key_signaled),
 		PAIR(test_stale_key_unsignaled),
 		PAIR(test_stale_key_next_session),
+		cmocka_unit_test(test_stale_key_sessions),
 		PAIR(test_error_mid_chain),
 		PAIR(test_rnr_bounded),
 		PAIR(test_wake),
