@@ -63,11 +63,12 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	ch->bufs_len = (size_t)(ch->nrx + ntx) * RMIG_MSG_SIZE;
 	/* On the channel's NUMA node, touched now rather than on the hot
 	 * path. */
-	ch->bufs = rmig_numa_alloc(ch->bufs_len, s->numa_node);
+	ch->bufs_node = s->numa_node;
+	ch->bufs = rmig_numa_alloc(ch->bufs_len, ch->bufs_node);
 	if (!ch->bufs)
 		return rmig_err(-ENOMEM, "channel %u: cannot allocate %zu "
 				"bytes of message buffers", id, ch->bufs_len);
-	ret = s->ops.mr_reg(s->dom, ch->bufs, ch->bufs_len, false,
+	ret = s->ops.mr_reg(s->dom, ch->bufs, ch->bufs_len, RMIG_MR_MSG_BUF,
 			    &ch->bufs_mr);
 	if (ret) {
 		rmig_err_prefix("channel %u: registering message buffers", id);
@@ -113,7 +114,7 @@ err_free_arrays:
 	free(ch->held);
 	s->ops.mr_dereg(ch->bufs_mr);
 err_free_bufs:
-	rmig_numa_free(ch->bufs, ch->bufs_len, s->numa_node);
+	rmig_numa_free(ch->bufs, ch->bufs_len, ch->bufs_node);
 	memset(ch, 0, sizeof(*ch));
 	return ret;
 }
@@ -133,7 +134,7 @@ void rmig_chan_fini(struct rmig_chan *ch)
 	/* Its writes are gone with the connection. */
 	if (s->cache)
 		rmig_regcache_release(s->cache, ch);
-	rmig_numa_free(ch->bufs, ch->bufs_len, s->numa_node);
+	rmig_numa_free(ch->bufs, ch->bufs_len, ch->bufs_node);
 	free(ch->recs);
 	free(ch->txbuf_free);
 	free(ch->stash);

@@ -104,6 +104,9 @@ struct rmig_session {
 	 * verbs one in alt_*) and keeps the one the first accepted source
 	 * used (rmig_sess_swap_alt(), rmig_sess_drop_alt()). */
 	bool auto_mode;
+	/* Source: verbs is the transport (auto_on_verbs); verbs opened but
+	 * could not connect, so it is not tried again (auto_verbs_failed). */
+	bool auto_on_verbs, auto_verbs_failed;
 	const struct rmig_provider_ops *auto_verbs, *auto_fallback;
 	struct rmig_provider_ops alt_ops;
 	struct rmig_prov_domain *alt_dom;
@@ -165,6 +168,10 @@ struct rmig_chan {
 
 	uint8_t *bufs;
 	size_t bufs_len;
+	/* The node bufs were allocated on (rmig_numa_alloc()), kept to free
+	 * them with the matching allocator: the session's node can change
+	 * after (rmig_sess_swap_alt()). */
+	int bufs_node;
 	struct rmig_prov_mr *bufs_mr;
 	unsigned nrx; /* rx_depth + spare */
 
@@ -205,7 +212,11 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 void rmig_sess_fini(struct rmig_session *s);
 int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
 			size_t length);
-int rmig_sess_open_domain(struct rmig_session *s, bool remote_write);
+/** Open the domain and register the RAM blocks for @ram_access: the
+ *  source's as RMIG_MR_WRITE_SOURCE (never writable: see provider.h), the
+ *  destination's as RMIG_MR_WRITE_TARGET. */
+int rmig_sess_open_domain(struct rmig_session *s,
+			  enum rmig_mr_access ram_access);
 /** Destination in auto mode: open the verbs domain on @address (the port
  *  the first listener got) and register every block in it too.  0 or a
  *  negative errno (the caller goes on with the fallback alone). */
@@ -216,6 +227,11 @@ void rmig_sess_swap_alt(struct rmig_session *s);
 /** Deregister and close the alternative transport; the primary is now the
  *  session's transport (its name goes to the stats). */
 void rmig_sess_drop_alt(struct rmig_session *s);
+/** Source in auto mode, on verbs, before any channel is established:
+ *  close the verbs domain and its registrations and make the fallback the
+ *  session's provider; rmig_sess_open_domain() then opens it (and does
+ *  not try verbs again).  The caller logs why. */
+void rmig_sess_auto_fall_back(struct rmig_session *s);
 /** Record @name as the transport in use (stats). */
 void rmig_sess_set_transport(struct rmig_session *s, const char *name);
 /** Test hook: transport auto with these two providers (instead of the
@@ -291,6 +307,10 @@ int rmig_src_create_prov(const struct rmig_config *cfg,
 int rmig_dest_create_prov(const struct rmig_config *cfg,
 			  const struct rmig_provider_ops *prov,
 			  rmig_dest **out);
+/** Test hook: where block @block of a listening destination is reached,
+ *  as its ACCEPT announces it (remote address and key).  0 or -EINVAL. */
+int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
+			   uint64_t *rkey);
 /* ... and to test transport auto with two given providers. */
 int rmig_src_create_auto(const struct rmig_config *cfg,
 			 const struct rmig_provider_ops *verbs,

@@ -669,7 +669,7 @@ int rmig_dest_listen(rmig_dest *d)
 		return rmig_err(-EBUSY, "listen: session is %s or listening "
 				"already", rmig_state_name(atomic_load(
 					&s->state)));
-	ret = rmig_sess_open_domain(s, true);
+	ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_TARGET);
 	if (ret)
 		return ret;
 	ret = s->ops.listen(s->dom, &d->listener);
@@ -702,6 +702,21 @@ int rmig_dest_get_address(rmig_dest *d, char *buf, size_t len)
 		return rmig_err(-ENOTCONN, "get_address: not listening (call "
 				"rmig_dest_listen first)");
 	return d->s.ops.listen_name(d->listener, buf, len);
+}
+
+int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
+			   uint64_t *rkey)
+{
+	if (!d || !raddr || !rkey)
+		return rmig_err(-EINVAL, "block_remote: NULL argument");
+	if (block >= d->s.nblocks || !d->s.blocks[block].mr)
+		return rmig_err(-EINVAL, "block_remote: block %u not "
+				"registered (%u blocks; listen first)", block,
+				d->s.nblocks);
+	/* As send_accept() encodes them. */
+	*raddr = d->s.blocks[block].mr->raddr;
+	*rkey = d->s.blocks[block].mr->rkey;
+	return 0;
 }
 
 static void free_chan(struct dest_chan *p)

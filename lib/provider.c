@@ -65,7 +65,7 @@ static int stub_domain_open(const struct rmig_prov_params *p,
 }
 static void stub_domain_close(struct rmig_prov_domain *dom) {}
 static int stub_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
-		       bool remote_write, struct rmig_prov_mr **out)
+		       enum rmig_mr_access access, struct rmig_prov_mr **out)
 {
 	return NOSUP("mr_reg");
 }

@@ -34,10 +34,58 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RMIG_PROVIDER_ABI 1
+#define RMIG_PROVIDER_ABI 2 /* 2: mr_reg takes enum rmig_mr_access */
 
 struct rmig_prov_domain;   /* provider-private */
 struct rmig_prov_listener; /* provider-private */
+
+/**
+ * What a memory registration is for.  The provider grants exactly the
+ * access that use needs, no more: the kernel pins a region for writing
+ * (breaking a write fault on every page, copy-on-write and KSM or
+ * zero-page sharing, and failing on a read-only mapping) whenever a
+ * registration allows any write.
+ *
+ *   RMIG_MR_MSG_BUF       message buffers: receives land in them (local
+ *                         write), sends and writes read from them.
+ *                         verbs: IBV_ACCESS_LOCAL_WRITE; libfabric:
+ *                         FI_SEND | FI_RECV | FI_WRITE.
+ *   RMIG_MR_WRITE_SOURCE  the source's RAM: only read by the adapter as
+ *                         the local side of an RDMA WRITE.  No write access
+ *                         at all, so a read-only mapping registers and
+ *                         pages are pinned without being written.
+ *                         verbs: 0 (local read is implied); libfabric:
+ *                         FI_WRITE.
+ *   RMIG_MR_WRITE_TARGET  the destination's RAM: the peer's RDMA WRITEs
+ *                         land in it.  verbs: IBV_ACCESS_LOCAL_WRITE |
+ *                         IBV_ACCESS_REMOTE_WRITE (verbs requires local
+ *                         write with remote write); libfabric:
+ *                         FI_REMOTE_WRITE.
+ *
+ * Used otherwise (a receive into a write source, a write from a target,
+ * a peer's write into anything but a target), an operation may fail: the
+ * mock provider fails it, so that the core's choice is tested.
+ */
+enum rmig_mr_access {
+	RMIG_MR_MSG_BUF = 1,
+	RMIG_MR_WRITE_SOURCE = 2,
+	RMIG_MR_WRITE_TARGET = 3,
+};
+
+/** Name of @a for messages ("message buffer", "write source", "write
+ *  target"), "invalid" for anything else. */
+static inline const char *rmig_mr_access_name(enum rmig_mr_access a)
+{
+	switch (a) {
+	case RMIG_MR_MSG_BUF:
+		return "message buffer";
+	case RMIG_MR_WRITE_SOURCE:
+		return "write source";
+	case RMIG_MR_WRITE_TARGET:
+		return "write target";
+	}
+	return "invalid";
+}
 
 /** A memory registration; the provider embeds it as its first member. */
 struct rmig_prov_mr {
@@ -110,9 +158,10 @@ struct rmig_provider_ops {
 			   struct rmig_prov_domain **out,
 			   struct rmig_prov_attr *attr);
 	void (*domain_close)(struct rmig_prov_domain *dom);
-	/** Register [addr, addr+len).  @remote_write: the peer may write it. */
+	/** Register [addr, addr+len) for the use @access says (see enum
+	 *  rmig_mr_access); -EINVAL for another value. */
 	int (*mr_reg)(struct rmig_prov_domain *dom, void *addr, size_t len,
-		      bool remote_write, struct rmig_prov_mr **out);
+		      enum rmig_mr_access access, struct rmig_prov_mr **out);
 	void (*mr_dereg)(struct rmig_prov_mr *mr);
 
 	/* Connection management.  A connection is created in a state where

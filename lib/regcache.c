@@ -155,8 +155,10 @@ int rmig_regcache_get(struct rmig_regcache *c, struct rmig_chan *ch,
 		}
 		uint64_t t0 = rmig_now_ns();
 
+		/* Only ever read, as the local side of writes: no write
+		 * access, so the pages are pinned without a write fault. */
 		ret = s->ops.mr_reg(s->dom, b->host + start, (size_t)clen,
-				    false, &sl->mr);
+				    RMIG_MR_WRITE_SOURCE, &sl->mr);
 		atomic_fetch_add_explicit(&s->registration_ns,
 					  rmig_now_ns() - t0,
 					  memory_order_relaxed);

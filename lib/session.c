@@ -343,7 +343,8 @@ static void apply_limits(struct rmig_session *s)
 /* Register every block whole in @dom (pin-all) into @mrs. */
 static int register_blocks(struct rmig_session *s,
 			   struct rmig_provider_ops *ops,
-			   struct rmig_prov_domain *dom, bool remote_write,
+			   struct rmig_prov_domain *dom,
+			   enum rmig_mr_access access,
 			   struct rmig_prov_mr **mrs)
 {
 	uint64_t t0 = rmig_now_ns();
@@ -352,8 +353,7 @@ static int register_blocks(struct rmig_session *s,
 	for (unsigned i = 0; i < s->nblocks; i++) {
 		struct rmig_block *b = &s->blocks[i];
 
-		ret = ops->mr_reg(dom, b->host, b->length, remote_write,
-				  &mrs[i]);
+		ret = ops->mr_reg(dom, b->host, b->length, access, &mrs[i]);
 		if (ret) {
 			mrs[i] = NULL;
 			rmig_err_prefix("registering RAM block '%s' (%llu "
@@ -387,10 +387,13 @@ static void auto_pick_source(struct rmig_session *s)
 			      s->auto_fallback->name);
 		return;
 	}
+	if (s->auto_verbs_failed)
+		return; /* its connection failed; logged then */
 	rmig_provider_fill(&vops, s->auto_verbs);
 	ret = open_one(s, &vops, s->address, &s->dom, &s->attr);
 	if (!ret) {
 		s->ops = vops;
+		s->auto_on_verbs = true;
 		rmig_log_info("transport auto: using %s (the verbs provider "
 			      "opened a domain for %s)", s->attr.name,
 			      s->address);
@@ -406,7 +409,8 @@ static void auto_pick_source(struct rmig_session *s)
 
 /* Open the provider's domain and register every block once (pin-all), or
  * set up the on-demand registration cache. */
-int rmig_sess_open_domain(struct rmig_session *s, bool remote_write)
+int rmig_sess_open_domain(struct rmig_session *s,
+			  enum rmig_mr_access ram_access)
 {
 	struct rmig_prov_mr *mrs[RMIG_MAX_BLOCKS] = { 0 };
 	int ret;
@@ -458,7 +462,7 @@ int rmig_sess_open_domain(struct rmig_session *s, bool remote_write)
 			      s->reg_cache_chunks);
 		return 0;
 	}
-	ret = register_blocks(s, &s->ops, s->dom, remote_write, mrs);
+	ret = register_blocks(s, &s->ops, s->dom, ram_access, mrs);
 	if (ret)
 		goto err;
 	for (unsigned i = 0; i < s->nblocks; i++)
@@ -482,7 +486,8 @@ int rmig_sess_open_alt(struct rmig_session *s, const char *address)
 		s->alt_dom = NULL;
 		return ret;
 	}
-	ret = register_blocks(s, &s->alt_ops, s->alt_dom, true, s->alt_mr);
+	ret = register_blocks(s, &s->alt_ops, s->alt_dom,
+			      RMIG_MR_WRITE_TARGET, s->alt_mr);
 	if (ret) {
 		s->alt_ops.domain_close(s->alt_dom);
 		s->alt_dom = NULL;
@@ -525,6 +530,16 @@ void rmig_sess_drop_alt(struct rmig_session *s)
 	}
 	if (s->dom)
 		rmig_sess_set_transport(s, s->attr.name);
+}
+
+void rmig_sess_auto_fall_back(struct rmig_session *s)
+{
+	rmig_sess_close_domain(s);
+	rmig_provider_fill(&s->ops, s->auto_fallback);
+	memset(&s->attr, 0, sizeof(s->attr));
+	s->auto_on_verbs = false;
+	s->auto_verbs_failed = true;
+	rmig_sess_set_transport(s, "");
 }
 
 void rmig_sess_close_domain(struct rmig_session *s)

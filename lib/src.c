@@ -780,7 +780,10 @@ static int match_blocks(struct rmig_src *src, unsigned chan,
 	return 0;
 }
 
-static int connect_one(struct rmig_src *src, unsigned id)
+/* Connect channel @id and do its handshake.  *@cm_failed: the failure
+ * came from setting up the connection itself (conn_create or
+ * conn_establish: rdma_cm on verbs), before any message. */
+static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 {
 	struct rmig_session *s = &src->s;
 	struct src_chan *p = src->chans[id];
@@ -804,9 +807,12 @@ static int connect_one(struct rmig_src *src, unsigned id)
 	uint8_t *buf;
 	int idx, ret;
 
+	*cm_failed = false;
 	ret = s->ops.conn_create(s->dom, &conn);
-	if (ret)
+	if (ret) {
+		*cm_failed = true;
 		return ret;
+	}
 	ret = rmig_chan_init(ch, s, id, conn);
 	if (ret) {
 		s->ops.conn_close(conn);
@@ -817,8 +823,10 @@ static int connect_one(struct rmig_src *src, unsigned id)
 	ch->credits = 1;
 	ch->peer_depth = RMIG_IMM_CREDITS_MAX + 1;
 	ret = s->ops.conn_establish(conn, tmo);
-	if (ret)
+	if (ret) {
+		*cm_failed = true;
 		return ret;
+	}
 	if (s->ops.conn_peer_name(conn, ch->peer, sizeof(ch->peer)))
 		snprintf(ch->peer, sizeof(ch->peer), "%s", s->address);
 	memcpy(h.uuid, s->uuid, 16);
@@ -876,25 +884,17 @@ static void free_chan(struct rmig_src *src, unsigned i)
 	src->chan_ptrs[i] = NULL;
 }
 
-int rmig_src_connect(rmig_src *src)
+/* Create and connect every channel.  *@fall_back: transport auto on
+ * verbs, and the first channel could not even be set up (refused, timed
+ * out or unreachable at the rdma_cm level): the fallback may be tried. */
+static int connect_chans(struct rmig_src *src, bool *fall_back)
 {
-	struct rmig_session *s;
-	unsigned ppp;
+	struct rmig_session *s = &src->s;
+	unsigned ppp = s->pages_per_packet;
+	bool cm_failed;
 	int ret;
 
-	if (!src)
-		return rmig_err(-EINVAL, "connect: session is NULL");
-	s = &src->s;
-	ret = rmig_sess_check(s);
-	if (ret)
-		return ret;
-	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
-		return rmig_err(-EISCONN, "connect: session is %s",
-				rmig_state_name(atomic_load(&s->state)));
-	ret = rmig_sess_open_domain(s, false);
-	if (ret)
-		return ret;
-	ppp = s->pages_per_packet;
+	*fall_back = false;
 	for (unsigned i = 0; i < s->channels; i++) {
 		struct src_chan *p = calloc(1, sizeof(*p));
 
@@ -906,8 +906,7 @@ int rmig_src_connect(rmig_src *src)
 				free(p->normal);
 			}
 			free(p);
-			ret = rmig_err(-ENOMEM, "connect: out of memory");
-			goto err_free;
+			return rmig_err(-ENOMEM, "connect: out of memory");
 		}
 		p->src = src;
 		sem_init(&p->sem, 0, 0);
@@ -915,12 +914,74 @@ int rmig_src_connect(rmig_src *src)
 		src->chans[i] = p;
 		src->chan_ptrs[i] = &p->ch;
 		src->nchans = i + 1;
-		ret = connect_one(src, i);
+		ret = connect_one(src, i, &cm_failed);
 		if (ret) {
+			/* Never after a channel is up: one transport a
+			 * session. */
+			*fall_back = i == 0 && cm_failed && s->auto_on_verbs &&
+				     (ret == -ECONNREFUSED ||
+				      ret == -ETIMEDOUT ||
+				      ret == -EHOSTUNREACH);
 			rmig_err_prefix("channel %u to %s", i, s->address);
-			goto err_free;
+			return ret;
 		}
 	}
+	return 0;
+}
+
+static void free_chans(struct rmig_src *src)
+{
+	for (unsigned i = 0; i < src->nchans; i++)
+		free_chan(src, i);
+	src->nchans = 0;
+}
+
+int rmig_src_connect(rmig_src *src)
+{
+	struct rmig_session *s;
+	bool fall_back;
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "connect: session is NULL");
+	s = &src->s;
+	ret = rmig_sess_check(s);
+	if (ret)
+		return ret;
+	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
+		return rmig_err(-EISCONN, "connect: session is %s",
+				rmig_state_name(atomic_load(&s->state)));
+	ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_SOURCE);
+	if (ret)
+		return ret;
+	ret = connect_chans(src, &fall_back);
+	if (ret && fall_back) {
+		/* Transport auto: verbs resolved the route but nobody
+		 * answers over it (a destination listening with libfabric
+		 * only, or no rdma_cm on its host).  Start again, whole,
+		 * with the fallback. */
+		char why[RMIG_ERR_MSG_MAX];
+		int vret = ret;
+
+		snprintf(why, sizeof(why), "%s", rmig_err_msg());
+		free_chans(src);
+		rmig_log_info("transport auto: verbs opened a domain for %s, "
+			      "but its first connection failed (%s: %s); "
+			      "falling back to %s for the whole session",
+			      s->address, strerror(-ret), why,
+			      s->auto_fallback->name);
+		rmig_sess_auto_fall_back(s);
+		ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_SOURCE);
+		if (!ret)
+			ret = connect_chans(src, &fall_back);
+		if (ret)
+			rmig_err_prefix("transport auto: verbs could not "
+					"connect (%s), then %s",
+					strerror(-vret),
+					s->auto_fallback->name);
+	}
+	if (ret)
+		goto err_free;
 	for (unsigned i = 0; i < src->nchans; i++) {
 		struct src_chan *p = src->chans[i];
 		char name[32];
@@ -952,9 +1013,7 @@ int rmig_src_connect(rmig_src *src)
 err_free:
 	/* Keep the message: record it as the session's error. */
 	ret = rmig_sess_fail(s, ret, "%s", rmig_err_msg());
-	for (unsigned i = 0; i < src->nchans; i++)
-		free_chan(src, i);
-	src->nchans = 0;
+	free_chans(src);
 	return ret;
 }
 

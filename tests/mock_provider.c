@@ -56,6 +56,9 @@
 #define MOCK_DEFAULT_DEPTH 128u
 #define MOCK_MR_BUCKETS 1024u
 #define MOCK_FIRST_PORT 20000u
+/* What each local use accepts (check_local()). */
+#define MOCK_OK_MSG (1u << RMIG_MR_MSG_BUF)
+#define MOCK_OK_SOURCE (1u << RMIG_MR_WRITE_SOURCE)
 
 /* ------------------------------------------------------------------ */
 /* Counters and configuration                                          */
@@ -65,7 +68,8 @@ static struct {
 		send_bytes, recvs_posted, polls, wakes, connects, rnr,
 		access_errors, faults_fired, flushed, concurrent_use,
 		send_buf_modified, max_tx_outstanding, max_rx_posted,
-		max_concurrent_writes, sends_by_type[16];
+		max_concurrent_writes, sends_by_type[16], mr_regs[4],
+		local_access_errors;
 	_Atomic uint64_t live_domains, live_mrs, live_listeners, live_conns,
 		domain_close_busy, max_live_mrs, dereg_inflight;
 } cnt;
@@ -218,11 +222,13 @@ void mock_reset(void)
 	Z(rnr); Z(access_errors); Z(faults_fired); Z(flushed);
 	Z(concurrent_use); Z(send_buf_modified); Z(max_tx_outstanding);
 	Z(max_rx_posted); Z(max_concurrent_writes); Z(domain_close_busy);
-	Z(dereg_inflight);
+	Z(dereg_inflight); Z(local_access_errors);
 	atomic_store_explicit(&cnt.max_live_mrs, CNT_GET(live_mrs),
 			      memory_order_relaxed);
 	for (int i = 0; i < 16; i++)
 		Z(sends_by_type[i]);
+	for (int i = 0; i < 4; i++)
+		Z(mr_regs[i]);
 #undef Z
 }
 
@@ -237,6 +243,9 @@ void mock_get_counters(struct mock_counters *o)
 	G(max_rx_posted); G(max_concurrent_writes);
 	for (int i = 0; i < 16; i++)
 		G(sends_by_type[i]);
+	for (int i = 0; i < 4; i++)
+		G(mr_regs[i]);
+	G(local_access_errors);
 	G(live_domains); G(live_mrs); G(live_listeners); G(live_conns);
 	G(domain_close_busy); G(max_live_mrs); G(dereg_inflight);
 #undef G
@@ -296,7 +305,7 @@ struct mock_domain {
 struct mock_mr {
 	struct rmig_prov_mr base; /* first: the core sees this */
 	struct mock_domain *dom;
-	bool remote_write;
+	enum rmig_mr_access access;
 	struct mock_mr *hnext;
 	/* Writes from it posted and not yet retired (their completion, or a
 	 * later signaled one, polled).  Relaxed: the caller orders a
@@ -532,7 +541,7 @@ static unsigned mr_bucket(uint64_t rkey)
 }
 
 static int mock_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
-		       bool remote_write, struct rmig_prov_mr **out)
+		       enum rmig_mr_access access, struct rmig_prov_mr **out)
 {
 	struct mock_domain *d = (struct mock_domain *)dom;
 	struct mock_mr *m;
@@ -547,6 +556,10 @@ static int mock_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
 	if ((uintptr_t)addr + len < (uintptr_t)addr)
 		return rmig_err(-EINVAL, "mock mr_reg: region %p+%zu wraps",
 				addr, len);
+	if (access != RMIG_MR_MSG_BUF && access != RMIG_MR_WRITE_SOURCE &&
+	    access != RMIG_MR_WRITE_TARGET)
+		return rmig_err(-EINVAL, "mock mr_reg: invalid access %d for "
+				"%p+%zu", (int)access, addr, len);
 	ret = fault_hit(OP_MR_REG);
 	if (ret)
 		return rmig_err(ret, "mock mr_reg: injected failure (%s)",
@@ -559,7 +572,7 @@ static int mock_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
 						 memory_order_relaxed);
 	m->base.desc = NULL;
 	m->dom = d;
-	m->remote_write = remote_write;
+	m->access = access;
 	b = mr_bucket(m->base.rkey);
 	pthread_rwlock_wrlock(&mr_rw);
 	m->hnext = mr_table[b];
@@ -567,6 +580,7 @@ static int mock_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
 	pthread_rwlock_unlock(&mr_rw);
 	atomic_fetch_add_explicit(&d->children, 1, memory_order_relaxed);
 	cnt_max(&cnt.max_live_mrs, CNT_ADD(live_mrs, 1) + 1);
+	CNT_ADD(mr_regs[access], 1);
 	*out = &m->base;
 	return 0;
 }
@@ -609,9 +623,11 @@ static struct mock_mr *mr_find(uint64_t rkey)
 	return NULL;
 }
 
-/* Local buffer [buf, buf+len) inside @mr of @c's domain?  0 or -EINVAL. */
+/* Local buffer [buf, buf+len) inside @mr of @c's domain?  0 or -EINVAL.
+ * And registered for a use @op may make of it (@ok: a mask of 1 << enum
+ * rmig_mr_access)?  Else -EACCES. */
 static int check_local(struct mock_conn *c, const char *op, const void *buf,
-		       size_t len, struct rmig_prov_mr *mr)
+		       size_t len, struct rmig_prov_mr *mr, unsigned ok)
 {
 	struct mock_mr *m = to_mr(mr);
 	uintptr_t a = (uintptr_t)buf, ma;
@@ -629,6 +645,12 @@ static int check_local(struct mock_conn *c, const char *op, const void *buf,
 		return rmig_err(-EINVAL, "mock %s: buffer %p+%zu outside its "
 				"registration %p+%zu", op, buf, len,
 				m->base.addr, m->base.len);
+	if (!(ok & (1u << m->access))) {
+		CNT_ADD(local_access_errors, 1);
+		return rmig_err(-EACCES, "mock %s: buffer %p+%zu is registered "
+				"as a %s, which %s may not use", op, buf, len,
+				rmig_mr_access_name(m->access), op);
+	}
 	return 0;
 }
 
@@ -1298,7 +1320,8 @@ static int mock_post_recv(struct rmig_prov_conn *cp, void *buf, size_t len,
 			       strerror(-ret));
 		goto out;
 	}
-	ret = check_local(c, "post_recv", buf, len, mr);
+	/* Receives need local write: message buffers only. */
+	ret = check_local(c, "post_recv", buf, len, mr, MOCK_OK_MSG);
 	if (ret)
 		goto out;
 	pthread_mutex_lock(&c->lock);
@@ -1433,7 +1456,7 @@ static int mock_send(struct rmig_prov_conn *cp, const void *buf, size_t len,
 			       (unsigned long long)c->dom->max_msg);
 		goto out;
 	}
-	ret = check_local(c, "send", buf, len, mr);
+	ret = check_local(c, "send", buf, len, mr, MOCK_OK_MSG);
 	if (ret)
 		goto out;
 	ret = tx_begin(c, "send", &seq, &link);
@@ -1508,9 +1531,10 @@ static int do_write(struct mock_conn *peer, const struct rmig_iov *iov,
 		snprintf(why, whylen, "rkey 0x%llx belongs to another domain "
 			 "than the peer's", (unsigned long long)rkey);
 		ret = -EACCES;
-	} else if (!m->remote_write) {
-		snprintf(why, whylen, "registration rkey 0x%llx does not allow "
-			 "remote writes", (unsigned long long)rkey);
+	} else if (m->access != RMIG_MR_WRITE_TARGET) {
+		snprintf(why, whylen, "registration rkey 0x%llx (a %s) does "
+			 "not allow remote writes", (unsigned long long)rkey,
+			 rmig_mr_access_name(m->access));
 		ret = -EACCES;
 	} else {
 		ma = m->base.raddr;
@@ -1575,7 +1599,7 @@ static int mock_write(struct rmig_prov_conn *cp, const struct rmig_iov *iov,
 	}
 	for (unsigned i = 0; i < niov; i++) {
 		ret = check_local(c, "write", iov[i].addr, iov[i].len,
-				  iov[i].mr);
+				  iov[i].mr, MOCK_OK_MSG | MOCK_OK_SOURCE);
 		if (ret)
 			goto out;
 		total += iov[i].len;

@@ -8,10 +8,15 @@
  *
  *   - domain/mr: a registration's raddr is its virtual address, its rkey a
  *     process-unique id.  A write is checked against the rkey: it must exist,
- *     belong to the peer's domain, allow remote writes, and the whole range
- *     must lie inside the registration; otherwise the write fails with
- *     -EACCES at the writer's poll (a remote access error) and the
- *     connection breaks (the peer's poll then fails with -ECONNRESET).
+ *     belong to the peer's domain, be registered as RMIG_MR_WRITE_TARGET,
+ *     and the whole range must lie inside the registration; otherwise the
+ *     write fails with -EACCES at the writer's poll (a remote access error)
+ *     and the connection breaks (the peer's poll then fails with
+ *     -ECONNRESET).  Local buffers are checked for their use when posted,
+ *     more strictly than verbs would, so that the core's choice of access
+ *     is tested: post_recv and send only from RMIG_MR_MSG_BUF, a write
+ *     only from RMIG_MR_MSG_BUF or RMIG_MR_WRITE_SOURCE; otherwise the
+ *     post fails with -EACCES.
  *   - listen: on the domain's address string, in a process-global registry
  *     ("host:0" gets a free port; listen_name() says which).  conn_create +
  *     conn_establish on the source side pairs with listen_get +
@@ -162,6 +167,12 @@ struct mock_counters {
 	uint64_t connects;        /**< connections established */
 	uint64_t rnr;             /**< receiver-not-ready events */
 	uint64_t access_errors;   /**< writes failed with -EACCES */
+	/** Posts refused for the local registration's access: a receive or
+	 *  send not in a message buffer, a write not from a message buffer
+	 *  or write source. */
+	uint64_t local_access_errors;
+	/** Registrations made, by enum rmig_mr_access (index 1..3). */
+	uint64_t mr_regs[4];
 	uint64_t faults_fired;
 	uint64_t flushed;         /**< posts dropped on a connection in error */
 	uint64_t concurrent_use;  /**< a connection used by two threads */

@@ -61,7 +61,8 @@ void open_side(struct side *s, const char *address, bool passive)
 	CHECK_OK(ops->domain_open(&p, &s->dom, &s->attr));
 	s->buf = calloc(2 * NSLOT, MSG);
 	assert_non_null(s->buf);
-	CHECK_OK(ops->mr_reg(s->dom, s->buf, 2 * NSLOT * MSG, false, &s->mr));
+	CHECK_OK(ops->mr_reg(s->dom, s->buf, 2 * NSLOT * MSG, RMIG_MR_MSG_BUF,
+			     &s->mr));
 }
 
 void post_recvs(struct side *s)
@@ -341,8 +342,10 @@ void wbufs_open_len(struct pair *p, struct wbufs *w, size_t len)
 	w->dst = calloc(1, len);
 	assert_non_null(w->src);
 	assert_non_null(w->dst);
-	CHECK_OK(ops->mr_reg(p->act.dom, w->src, len, false, &w->smr));
-	CHECK_OK(ops->mr_reg(p->pas.dom, w->dst, len, true, &w->dmr));
+	CHECK_OK(ops->mr_reg(p->act.dom, w->src, len, RMIG_MR_WRITE_SOURCE,
+			     &w->smr));
+	CHECK_OK(ops->mr_reg(p->pas.dom, w->dst, len, RMIG_MR_WRITE_TARGET,
+			     &w->dmr));
 	assert_ptr_equal(w->dmr->addr, w->dst);
 	assert_int_equal(w->dmr->len, len);
 }
@@ -498,9 +501,11 @@ void test_parallel_conns(void **state)
 		dst[k].buf = calloc(2, MSG);
 		assert_non_null(src[k].buf);
 		assert_non_null(dst[k].buf);
-		CHECK_OK(ops->mr_reg(p->act.dom, src[k].buf, 2 * MSG, false,
+		CHECK_OK(ops->mr_reg(p->act.dom, src[k].buf, 2 * MSG,
+				     RMIG_MR_MSG_BUF,
 				     &src[k].mr));
-		CHECK_OK(ops->mr_reg(p->pas.dom, dst[k].buf, 2 * MSG, false,
+		CHECK_OK(ops->mr_reg(p->pas.dom, dst[k].buf, 2 * MSG,
+				     RMIG_MR_MSG_BUF,
 				     &dst[k].mr));
 	}
 	assert_int_equal(pthread_create(&ta, NULL, par_accept_main, &a), 0);

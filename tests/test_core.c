@@ -615,6 +615,23 @@ static int teardown(void **state)
 /* ------------------------------------------------------------------ */
 /* Batch handoff                                                       */
 
+/* The registrations the core asked of the provider, by access: message
+ * buffers per channel on each side, the source's RAM only ever as a write
+ * source (no write access: see provider.h), the destination's as a write
+ * target.  (The mock also refuses any other use at each post.) */
+static void assert_reg_access(unsigned channels, uint64_t sources,
+			      uint64_t targets)
+{
+	struct mock_counters c;
+
+	mock_get_counters(&c);
+	assert_int_equal(c.mr_regs[RMIG_MR_MSG_BUF], 2 * channels);
+	assert_int_equal(c.mr_regs[RMIG_MR_WRITE_SOURCE], sources);
+	assert_int_equal(c.mr_regs[RMIG_MR_WRITE_TARGET], targets);
+	assert_int_equal(c.local_access_errors, 0);
+	assert_int_equal(c.access_errors, 0);
+}
+
 static void get_stats(struct rmig_stats *st, bool dest, struct mig *m)
 {
 	memset(st, 0, sizeof(*st));
@@ -728,6 +745,7 @@ static void handoff(struct mig *m, unsigned channels, unsigned ppp)
 	assert_true(ss.packets >= (p0 + p1 + ppp - 1) / ppp);
 	assert_int_equal(mock_count_sends_type(RMIG_MSG_PACKET), ss.packets);
 	assert_true(zero_in_phase1 > 0);
+	assert_reg_access(channels, NBLK, NBLK);
 }
 
 #define HANDOFF(c, p)                                                        \
@@ -1677,6 +1695,8 @@ static void ondemand(struct mig *m, unsigned channels, unsigned ppp,
 			 (unsigned long long)c.max_live_mrs,
 			 NBLK + 2 * channels + cache);
 	assert_true(c.max_live_mrs >= NBLK + 2 * channels + 1);
+	/* Every chunk registration a write source. */
+	assert_reg_access(channels, ss.registrations, NBLK);
 }
 
 /* Runs of 7 pages across 4-page chunks (split), cache of 3. */
@@ -1786,6 +1806,46 @@ static void test_numa_explicit(void **state)
 	assert_int_equal(ss.numa_node, numa_available() >= 0 ? 0 : -1);
 	/* The mock has no device: auto binds nothing. */
 	assert_int_equal(ds.numa_node, -1);
+}
+
+/* A channel frees its message buffers with the allocator they came from
+ * (numa_free for a node, free for none), even when the session's node
+ * changed in between, as an auto destination's switch to its other
+ * transport re-chooses it.  Before the fix, free() got libnuma's mmap. */
+static void test_chan_buffers_keep_node(void **state)
+{
+	struct mig *m = *state;
+	struct rmig_session s;
+	struct rmig_config c;
+	struct rmig_prov_conn *conn;
+	struct rmig_chan ch;
+
+	if (numa_available() < 0) {
+		printf("# libnuma reports no NUMA support: nothing to mix\n");
+		skip();
+	}
+	mem_alloc(&m->mem, 4, 4);
+	cfg_init(&c, m->addr, 1, 8);
+	c.field_mask |= RMIG_CFG_NUMA_NODE;
+	c.numa_node = 0;
+	assert_ok(rmig_sess_init(&s, &c, &rmig_mock_provider, false));
+	assert_int_equal(rmig_sess_add_block(&s, blk_name[0], m->mem.s,
+					     4 * PS), 0);
+	assert_ok(rmig_sess_open_domain(&s, RMIG_MR_WRITE_SOURCE));
+	assert_int_equal(s.numa_node, 0);
+	assert_ok(s.ops.conn_create(s.dom, &conn));
+	assert_ok(rmig_chan_init(&ch, &s, 0, conn));
+	assert_int_equal(ch.bufs_node, 0);
+	/* The session moves to a transport without a node. */
+	s.numa_node = -1;
+	rmig_chan_fini(&ch);
+	/* And the other way round. */
+	assert_ok(s.ops.conn_create(s.dom, &conn));
+	assert_ok(rmig_chan_init(&ch, &s, 1, conn));
+	assert_int_equal(ch.bufs_node, -1);
+	s.numa_node = 0;
+	rmig_chan_fini(&ch);
+	rmig_sess_fini(&s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1901,8 +1961,9 @@ static void test_auto_dest_fallback_source(void **state)
 	log_expect("the source came over mock; closed the verbs/mock0 "
 		   "listener");
 	get_stats(&ds, true, m);
-	/* Registered in both domains before the choice. */
+	/* Registered in both domains before the choice, as targets. */
 	assert_int_equal(ds.registrations, 2 * NBLK);
+	assert_reg_access(3, NBLK, 2 * NBLK);
 	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
 }
 
@@ -1973,6 +2034,7 @@ int main(void)
 		T(test_ondemand_reg_failure),
 		T(test_bad_reg_config),
 		T(test_numa_explicit),
+		T(test_chan_buffers_keep_node),
 		T(test_auto_src_no_device),
 		T(test_auto_both_verbs),
 		T(test_auto_dest_fallback_source),

@@ -289,7 +289,8 @@ static void test_random_keys(void **state)
 		buf[i] = calloc(1, 2 * MSG);
 		assert_non_null(buf[i]);
 		/* As the destination registers guest RAM: remote write. */
-		CHECK_OK(ops->mr_reg(p->pas.dom, buf[i], 2 * MSG, true,
+		CHECK_OK(ops->mr_reg(p->pas.dom, buf[i], 2 * MSG,
+				     RMIG_MR_WRITE_TARGET,
 				     &mr[i]));
 		k[i] = mr[i]->rkey;
 	}
@@ -377,7 +378,8 @@ static int peer_main(const char *addr)
 			goto fail;
 	}
 	s.buf = calloc(2 * NSLOT, MSG);
-	if (!s.buf || ops->mr_reg(s.dom, s.buf, 2 * NSLOT * MSG, false, &s.mr) < 0 ||
+	if (!s.buf || ops->mr_reg(s.dom, s.buf, 2 * NSLOT * MSG,
+				  RMIG_MR_MSG_BUF, &s.mr) < 0 ||
 	    ops->conn_create(s.dom, &s.conn) < 0)
 		goto fail;
 	for (int i = 0; i < NSLOT; i++)

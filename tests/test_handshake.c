@@ -137,7 +137,7 @@ static bool raw_open(struct raw *r, const char *addr)
 	if (!TU_CHECK(r->mem, "alloc"))
 		return false;
 	memset(r->mem, 0, r->memlen);
-	if (!TU_RMIG_OK(r->ops.mr_reg(r->dom, r->mem, r->memlen, false,
+	if (!TU_RMIG_OK(r->ops.mr_reg(r->dom, r->mem, r->memlen, RMIG_MR_MSG_BUF,
 				      &r->mr)))
 		return false;
 	tu_msg("raw client: provider %s, max_msg %zu", r->attr.name,

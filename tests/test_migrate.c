@@ -6,6 +6,7 @@
  *   test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE [ppp=N] [adopt=1]
  *                [verify=each|final] [poll=1] [storm=N] [seed=N]
  *                [prov=NAME] [transport=fabric|verbs]
+ *                [reg=ondemand:CHUNK:CACHE]
  *
  * The source lays out three RAM blocks (tu_image), writes round 0 (a mix of
  * random, sparse and zero pages), queues every page and syncs; each later
@@ -28,6 +29,10 @@
  * are taken while the channel threads are still receiving.  prov=NAME: the
  * libfabric provider (e.g. sockets) for both sides.  transport=verbs: the
  * verbs provider on $RMIG_RXE_ADDR instead (tests/verbs.cmake, label rxe).
+ * reg=ondemand:CHUNK:CACHE: the source registers its RAM on demand, in
+ * chunks of CHUNK bytes (suffix K, M or G allowed), at most CACHE at once;
+ * the source's stats must then show more registrations than CACHE when RAM
+ * holds more chunks, evictions, and never more than CACHE registered.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -68,6 +73,8 @@ struct opts {
 	bool poll;      /* dest polls: wait_sync(1 ms) + recv_devstate */
 	unsigned storm; /* tiny blobs more per round */
 	uint64_t seed;
+	uint64_t reg_chunk;  /* reg=ondemand: chunk bytes (0: pin-all) */
+	unsigned reg_cache;  /* ... and chunks registered at most */
 };
 
 struct ctx {
@@ -180,6 +187,40 @@ static unsigned blobs_until(unsigned round)
 static int wait_ms(const struct opts *o)
 {
 	return 30000 + (int)o->mib * 100;
+}
+
+/* reg=ondemand: the source's registration stats.  RAM holding more chunks
+ * than the cache, chunks came and went; never more than the cache at
+ * once. */
+static bool check_ondemand_stats(const struct rmig_stats *st,
+				 const struct opts *o,
+				 const struct tu_image *im)
+{
+	uint64_t chunks = 0;
+	bool ok;
+
+	for (unsigned b = 0; b < im->nblocks; b++)
+		chunks += (im->b[b].len + o->reg_chunk - 1) / o->reg_chunk;
+	tu_msg("src: on demand, %" PRIu64 " chunks of %" PRIu64 " bytes, "
+	       "cache %u: %" PRIu64 " registrations, %" PRIu64 " evictions, "
+	       "at most %" PRIu64 " registered", chunks, o->reg_chunk,
+	       o->reg_cache, st->registrations, st->reg_evictions,
+	       st->reg_cached_max);
+	ok = TU_CHECK(st->reg_cached_max >= 1 &&
+			      st->reg_cached_max <= o->reg_cache,
+		      "at most %" PRIu64 " chunks registered, cache %u",
+		      st->reg_cached_max, o->reg_cache);
+	ok &= TU_CHECK(st->reg_evictions <= st->registrations,
+		       "%" PRIu64 " evictions of %" PRIu64 " registrations",
+		       st->reg_evictions, st->registrations);
+	if (chunks > o->reg_cache)
+		ok &= TU_CHECK(st->registrations > o->reg_cache &&
+				       st->reg_evictions > 0,
+			       "%" PRIu64 " chunks, cache %u, but %" PRIu64
+			       " registrations and %" PRIu64 " evictions",
+			       chunks, o->reg_cache, st->registrations,
+			       st->reg_evictions);
+	return ok;
 }
 
 /* The checks both sides' final stats pass (@who: "src" or "dest"); the
@@ -305,6 +346,12 @@ static int run_src(void *arg)
 		cfg.field_mask |= RMIG_CFG_PAGES_PER_PACKET;
 		cfg.pages_per_packet = o->ppp;
 	}
+	if (o->reg_chunk) {
+		cfg.field_mask |= RMIG_CFG_REG_MODE;
+		cfg.reg_mode = RMIG_REG_ON_DEMAND;
+		cfg.reg_chunk_size = o->reg_chunk;
+		cfg.reg_cache_chunks = o->reg_cache;
+	}
 	if (!tu_src_open(&s, &cfg, &im, true))
 		goto out;
 	t0 = tu_now_ns();
@@ -360,6 +407,8 @@ static int run_src(void *arg)
 	if (!TU_RMIG_OK(rmig_src_get_stats(s, &st)))
 		goto out;
 	ok = check_final_stats("src", &st, o, normal, zero);
+	if (o->reg_chunk)
+		ok &= check_ondemand_stats(&st, o, &im);
 	ok &= TU_CHECK(!tu_write_all(cx->sstats.w, &st, sizeof(st)),
 		       "stats pipe");
 	/* The library only reads source memory. */
@@ -607,8 +656,35 @@ static int usage(void)
 	fprintf(stderr, "usage: test_migrate CHANNELS SIZE_MIB ROUNDS "
 			"PAGE_SIZE [ppp=N] [adopt=1] [verify=each|final] "
 			"[poll=1] [storm=N] [seed=N] [prov=NAME] "
-			"[transport=fabric|verbs]\n");
+			"[transport=fabric|verbs] "
+			"[reg=ondemand:CHUNK:CACHE]\n");
 	return 2;
+}
+
+/* "ondemand:CHUNK:CACHE", CHUNK with an optional K, M or G suffix. */
+static bool parse_reg(const char *v, struct opts *o)
+{
+	char *end;
+	unsigned long long n;
+
+	if (strncmp(v, "ondemand:", 9))
+		return false;
+	v += 9;
+	n = strtoull(v, &end, 0);
+	if (end == v)
+		return false;
+	switch (*end) {
+	case 'K': n <<= 10; end++; break;
+	case 'M': n <<= 20; end++; break;
+	case 'G': n <<= 30; end++; break;
+	default: break;
+	}
+	if (*end != ':' || !n)
+		return false;
+	o->reg_chunk = n;
+	v = end + 1;
+	o->reg_cache = (unsigned)strtoul(v, &end, 0);
+	return end != v && !*end && o->reg_cache;
 }
 
 int main(int argc, char **argv)
@@ -645,6 +721,10 @@ int main(int argc, char **argv)
 			o->seed = strtoull(argv[i] + 5, NULL, 0);
 		else if (!strncmp(argv[i], "prov=", 5) && argv[i][5])
 			tu_set_fabric_provider(argv[i] + 5);
+		else if (!strncmp(argv[i], "reg=", 4)) {
+			if (!parse_reg(argv[i] + 4, o))
+				return usage();
+		}
 		else if (!strncmp(argv[i], "transport=", 10)) {
 			int r = tu_set_transport(argv[i] + 10);
 
@@ -665,13 +745,15 @@ int main(int argc, char **argv)
 		blob_bytes += blobs[i].len;
 	tu_msg("test_migrate: %s/%s, %u channel(s), %zu MiB, %u round(s), "
 	       "page %zu, ppp %u, %s, verify %s, %s, %u blobs (%" PRIu64
-	       " bytes), seed 0x%" PRIx64, tu_provider_name(),
+	       " bytes), seed 0x%" PRIx64 ", source registration %s "
+	       "(chunk %" PRIu64 ", cache %u)", tu_provider_name(),
 	       tu_transport_verbs() ? tu_host() : tu_fabric_provider(),
 	       o->channels, o->mib, o->rounds, o->page_size, o->ppp,
 	       o->adopt ? "dest adopts channels+uuid" : "dest configured",
 	       o->verify_each ? "each round" : "final",
 	       o->poll ? "dest polls" : "dest waits", nblobs, blob_bytes,
-	       o->seed);
+	       o->seed, o->reg_chunk ? "on demand" : "pin-all", o->reg_chunk,
+	       o->reg_cache);
 	signal(SIGPIPE, SIG_IGN);
 	tu_uuid(cx.uuid, o->seed);
 	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.verdict) ||

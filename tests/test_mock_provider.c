@@ -80,8 +80,12 @@ static void end_open(struct end *e, const char *addr, bool passive,
 	memset(e->msg, 0, MSG_SLOTS * MSG_SIZE);
 	memset(e->ram, 0, RAM_PAGES * PAGE);
 	assert_int_equal(P->mr_reg(e->dom, e->msg, MSG_SLOTS * MSG_SIZE,
-				   false, &e->msg_mr), 0);
-	assert_int_equal(P->mr_reg(e->dom, e->ram, RAM_PAGES * PAGE, true,
+				   RMIG_MR_MSG_BUF, &e->msg_mr), 0);
+	/* As rmig does: the listening side's RAM is written into, the
+	 * connecting side's written from. */
+	assert_int_equal(P->mr_reg(e->dom, e->ram, RAM_PAGES * PAGE,
+				   passive ? RMIG_MR_WRITE_TARGET :
+					     RMIG_MR_WRITE_SOURCE,
 				   &e->ram_mr), 0);
 }
 
@@ -257,19 +261,29 @@ static void test_mr(void **state)
 	assert_int_equal(attr.max_rx, 8);
 	assert_true(attr.max_iov >= 1);
 	assert_true(attr.max_msg_size >= 65536);
-	assert_int_equal(P->mr_reg(dom, buf, PAGE, true, &a), 0);
-	assert_int_equal(P->mr_reg(dom, buf + PAGE, PAGE, false, &b), 0);
+	assert_int_equal(P->mr_reg(dom, buf, PAGE, RMIG_MR_WRITE_TARGET, &a),
+			 0);
+	assert_int_equal(P->mr_reg(dom, buf + PAGE, PAGE, RMIG_MR_MSG_BUF,
+				   &b), 0);
 	assert_ptr_equal(a->addr, buf);
 	assert_int_equal(a->len, PAGE);
 	assert_int_equal(a->raddr, (uint64_t)(uintptr_t)buf);
 	assert_int_equal(b->raddr, (uint64_t)(uintptr_t)(buf + PAGE));
 	assert_int_not_equal(a->rkey, b->rkey);
 	assert_int_equal(mock_live_objects(), 3);
-	assert_int_equal(P->mr_reg(dom, buf, 0, true, &a), -EINVAL);
-	assert_int_equal(P->mr_reg(dom, NULL, PAGE, true, &a), -EINVAL);
+	assert_int_equal(P->mr_reg(dom, buf, 0, RMIG_MR_WRITE_TARGET, &a),
+			 -EINVAL);
+	assert_int_equal(P->mr_reg(dom, NULL, PAGE, RMIG_MR_WRITE_TARGET, &a),
+			 -EINVAL);
+	assert_int_equal(P->mr_reg(dom, buf, PAGE, (enum rmig_mr_access)0,
+				   &a), -EINVAL);
+	assert_err_has("invalid access 0");
+	assert_int_equal(P->mr_reg(dom, buf, PAGE, (enum rmig_mr_access)4,
+				   &a), -EINVAL);
 	P->mr_dereg(b);
 	assert_int_equal(mock_fail_after("mr_reg", 1, -ENOMEM), 0);
-	assert_int_equal(P->mr_reg(dom, buf, PAGE, true, &b), -ENOMEM);
+	assert_int_equal(P->mr_reg(dom, buf, PAGE, RMIG_MR_WRITE_TARGET, &b),
+			 -ENOMEM);
 	assert_err_has("injected");
 	P->mr_dereg(a);
 	P->domain_close(dom);
@@ -592,6 +606,63 @@ static void test_local_buffer_checks(void **state)
 	/* Nothing was posted: no completion, no error. */
 	assert_int_equal(P->poll(p.s.c, (struct rmig_cqe[1]){ 0 }, 1, 0), 0);
 	assert_int_equal(P->poll(p.d.c, (struct rmig_cqe[1]){ 0 }, 1, 0), 0);
+	pair_close(&p);
+}
+
+/* Each local use needs its registration's access: receives and sends
+ * only in message buffers, writes only from message buffers and write
+ * sources.  A refused post leaves the connection working. */
+static void test_local_access_checks(void **state)
+{
+	struct pair p;
+	struct rmig_iov iov;
+	struct mock_counters c;
+	struct rmig_prov_mr *tgt;
+
+	pair_open(&p);
+	/* A receive into a write source (no local write) or into RAM. */
+	assert_int_equal(P->post_recv(p.s.c, p.s.ram, 64, p.s.ram_mr, NULL),
+			 -EACCES);
+	assert_err_has("registered as a write source");
+	assert_int_equal(P->post_recv(p.d.c, p.d.ram, 64, p.d.ram_mr, NULL),
+			 -EACCES);
+	assert_err_has("registered as a write target");
+	/* A send from RAM. */
+	assert_int_equal(P->send(p.s.c, p.s.ram, 8, p.s.ram_mr, 0, NULL),
+			 -EACCES);
+	assert_err_has("which send may not use");
+	/* A write from a write target (RAM the peer writes into). */
+	assert_int_equal(P->mr_reg(p.s.dom, p.s.ram + PAGE, PAGE,
+				   RMIG_MR_WRITE_TARGET, &tgt), 0);
+	iov = (struct rmig_iov){ p.s.ram + PAGE, 64, tgt };
+	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr,
+				  p.d.ram_mr->rkey, NULL, true), -EACCES);
+	assert_err_has("registered as a write target, which write may not "
+		       "use");
+	P->mr_dereg(tgt);
+	mock_get_counters(&c);
+	assert_int_equal(c.local_access_errors, 4);
+	assert_int_equal(c.writes, 0);
+	assert_int_equal(c.access_errors, 0);
+	assert_int_equal(c.mr_regs[RMIG_MR_MSG_BUF], 2);
+	assert_int_equal(c.mr_regs[RMIG_MR_WRITE_SOURCE], 1);
+	assert_int_equal(c.mr_regs[RMIG_MR_WRITE_TARGET], 2);
+
+	/* Allowed: writes from a write source and from a message buffer. */
+	post_recvs(&p.d, 1);
+	memset(p.s.ram, 0x11, 64);
+	memset(slot(&p.s, 1), 0x22, 64);
+	iov = (struct rmig_iov){ p.s.ram, 64, p.s.ram_mr };
+	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr,
+				  p.d.ram_mr->rkey, NULL, false), 0);
+	iov = (struct rmig_iov){ slot(&p.s, 1), 64, p.s.msg_mr };
+	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr + 64,
+				  p.d.ram_mr->rkey, (void *)9, true), 0);
+	assert_int_equal(poll_one(&p.s).op, RMIG_CQE_WRITE);
+	assert_int_equal(send_slot(&p.s, 0, 8, 0x40000000, 4), 0);
+	assert_int_equal(poll_one(&p.d).op, RMIG_CQE_RECV);
+	for (int i = 0; i < 128; i++)
+		assert_int_equal(p.d.ram[i], i < 64 ? 0x11 : 0x22);
 	pair_close(&p);
 }
 
@@ -1225,6 +1296,7 @@ int main(void)
 		T(test_receiver_not_ready),
 		T(test_message_too_long),
 		T(test_local_buffer_checks),
+		T(test_local_access_checks),
 		T(test_write_then_send),
 		T(test_write_bad_key),
 		T(test_write_read_only),

@@ -22,6 +22,10 @@
  * checks, and the cases that run the same on every provider are in
  * provider_suite.c (shared with test_fabric_provider).
  *
+ * test_stale_key_sessions goes through the library's sessions instead: a
+ * destination's RAM key, as its ACCEPT announces it, is written with from a
+ * raw connection to the next destination session on the same RAM.
+ *
  * Every wait is bounded: polls use timeouts, threads are joined with a
  * deadline, and a stuck test exits instead of hanging.
  */
@@ -40,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,6 +52,7 @@
 
 #include <infiniband/verbs.h>
 
+#include "core.h"
 #include "error.h"
 #include "provider.h"
 #include "provider_suite.h"
@@ -230,6 +236,89 @@ static void test_long_chain(void **state)
 	wbufs_close(&w);
 }
 
+/* Write [src, src+len) (registered as a write source) over the
+ * destination buffer, which holds 0xee, then a message (its arrival in
+ * receive slot @imm - 1 proves the write's), and check it landed. */
+static void write_from(struct pair *p, struct wbufs *w, const uint8_t *src,
+		       struct rmig_prov_mr *mr, size_t len, uint32_t imm)
+{
+	int slot = (int)imm - 1;
+	struct rmig_cqe cqe;
+	int tag;
+
+	memset(w->dst, 0xee, len);
+	CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){ (void *)src, len,
+							     mr },
+			    1, dst_raddr(w, 0), w->dmr->rkey, &tag, true));
+	poll_n(p->act.conn, &cqe, 1);
+	assert_int_equal(cqe.op, RMIG_CQE_WRITE);
+	assert_ptr_equal(cqe.ctx, &tag);
+	send_msg(&p->act, slot, "read-only source", imm);
+	expect_recv(&p->pas, slot, "read-only source", imm);
+	assert_memory_equal(w->dst, src, len);
+	expect_send_done(&p->act, slot);
+}
+
+/* A write source needs no write access: a read-only mapping (a file mapped
+ * PROT_READ, and anonymous memory never written, i.e. the shared zero
+ * page) registers as RMIG_MR_WRITE_SOURCE and RDMA WRITEs from it land.
+ * Registering the same mapping for local write (as message buffers are)
+ * fails: the kernel would have to pin it for writing.  The mappings are
+ * private: kernels before 6.2 (Debian 12's 6.1, in the VM) still pin a
+ * registration without write access with FOLL_FORCE | FOLL_WRITE, which a
+ * private read-only mapping allows (copy on write) and a shared one does
+ * not (-EFAULT); later kernels pin it for reading only. */
+static void test_write_from_read_only(void **state)
+{
+	const size_t len = 256 * 1024;
+	struct pair *p = *state;
+	struct rmig_prov_mr *mr, *bad = NULL;
+	struct wbufs w;
+	uint8_t *pat, *ro, *zero;
+	int fd, r;
+
+	wbufs_open_len(p, &w, len);
+	/* A file's pages, mapped read-only. */
+	pat = malloc(len);
+	assert_non_null(pat);
+	for (size_t i = 0; i < len; i++)
+		pat[i] = (uint8_t)(i * 13 + (i >> 12) + 5);
+	fd = memfd_create("rmig-ro-source", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, pat, len), (ssize_t)len);
+	ro = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	assert_true(ro != MAP_FAILED);
+	close(fd);
+	CHECK_OK(ops->mr_reg(p->act.dom, ro, len, RMIG_MR_WRITE_SOURCE, &mr));
+	write_from(p, &w, ro, mr, len, 1);
+	assert_memory_equal(w.dst, pat, len);
+	ops->mr_dereg(mr);
+	rmig_err_clear();
+	r = ops->mr_reg(p->act.dom, ro, len, RMIG_MR_MSG_BUF, &bad);
+	printf("# read-only mapping as a message buffer: %d (%s)\n", r,
+	       rmig_err_msg());
+	assert_true(r < 0);
+	assert_null(bad);
+	assert_non_null(strstr(rmig_err_msg(), "message buffer"));
+	assert_int_equal(munmap(ro, len), 0);
+
+	/* Anonymous, read-only, never touched: every page is the zero
+	 * page; the write carries zeros over the 0xee. */
+	zero = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(zero != MAP_FAILED);
+	CHECK_OK(ops->mr_reg(p->act.dom, zero, len, RMIG_MR_WRITE_SOURCE,
+			     &mr));
+	write_from(p, &w, zero, mr, len, 2);
+	for (size_t i = 0; i < len; i++)
+		if (w.dst[i])
+			fail_msg("destination byte %zu is 0x%02x, not 0", i,
+				 w.dst[i]);
+	ops->mr_dereg(mr);
+	assert_int_equal(munmap(zero, len), 0);
+	free(pat);
+	wbufs_close(&w);
+}
+
 /* A write of exactly max_msg_size lands; one byte more is refused with
  * -EMSGSIZE (the core splits longer runs). */
 static void test_max_msg_size(void **state)
@@ -355,7 +444,8 @@ static void test_bad_ops(void **state)
 	assert_int_equal(ops->post_recv(p->act.conn, recv_slot(&p->act, 0),
 					MSG, p->act.mr, NULL), -ENOBUFS);
 	assert_non_null(strstr(rmig_err_msg(), "receive queue full"));
-	assert_int_equal(ops->mr_reg(p->act.dom, NULL, 10, false, &w.smr), -EINVAL);
+	assert_int_equal(ops->mr_reg(p->act.dom, NULL, 10, RMIG_MR_WRITE_SOURCE,
+				     &w.smr), -EINVAL);
 	assert_int_equal(ops->conn_create(p->pas.dom, &p->act.conn), -EINVAL);
 	assert_non_null(strstr(rmig_err_msg(), "listening"));
 	{
@@ -464,7 +554,8 @@ static void test_stale_key_next_session(void **state)
 	pair_setup(state);
 	p = *state;
 	wbufs_open(p, &w2);
-	CHECK_OK(ops->mr_reg(p->act.dom, w.src, WBUF, false, &w.smr));
+	CHECK_OK(ops->mr_reg(p->act.dom, w.src, WBUF, RMIG_MR_WRITE_SOURCE,
+			     &w.smr));
 	memset(w.src, 0xa5, WBUF);
 	CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){ w.src, 8192, w.smr },
 			    1, raddr, rkey, &tag, true));
@@ -483,6 +574,150 @@ static void test_stale_key_next_session(void **state)
 		assert_int_equal(w.dst[i], 0x5a);
 	wbufs_close(&w2);
 	wbufs_close(&w);
+}
+
+/* A verbs destination session on @ram, listening (one channel); its
+ * bound address in @addr. */
+static rmig_dest *stale_dest(uint8_t *ram, size_t len, char *addr,
+			     size_t alen)
+{
+	struct rmig_config c;
+	rmig_dest *d = NULL;
+
+	memset(&c, 0, sizeof(c));
+	c.field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_TRANSPORT |
+		       RMIG_CFG_CHANNELS | RMIG_CFG_CONNECT_TIMEOUT;
+	c.address = listen_addr;
+	c.transport = RMIG_TRANSPORT_VERBS;
+	c.channels = 1;
+	/* It waits a quarter of this for a handshake that never comes:
+	 * time enough for the raw connection's writes under TCG. */
+	c.connect_timeout_ms = 40000;
+	CHECK_OK(rmig_dest_create(&c, &d));
+	assert_int_equal(rmig_dest_add_block(d, "pc.ram", ram, len), 0);
+	CHECK_OK(rmig_dest_listen(d));
+	CHECK_OK(rmig_dest_get_address(d, addr, alen));
+	return d;
+}
+
+struct dest_accept {
+	rmig_dest *d;
+	int ret;
+};
+
+static void *dest_accept_main(void *arg)
+{
+	struct dest_accept *a = arg;
+
+	a->ret = rmig_dest_accept(a->d, 60000);
+	return NULL;
+}
+
+/* A signaled write of @len bytes from @src to (@raddr, @rkey) on @c: 1 when
+ * it completed, else the poll's error. */
+static int write_wait(struct rmig_prov_conn *c, uint8_t *src, size_t len,
+		      struct rmig_prov_mr *mr, uint64_t raddr, uint64_t rkey)
+{
+	struct rmig_cqe cqe;
+	int64_t end = now_ms() + WAIT_MS;
+	int tag, r;
+
+	CHECK_OK(ops->write(c, &(struct rmig_iov){ src, len, mr }, 1, raddr,
+			    rkey, &tag, true));
+	do {
+		memset(&cqe, 0, sizeof(cqe));
+		r = ops->poll(c, &cqe, 1, 1000);
+	} while (r == 0 && now_ms() < end);
+	if (r == 1) {
+		assert_int_equal(cqe.op, RMIG_CQE_WRITE);
+		assert_ptr_equal(cqe.ctx, &tag);
+	}
+	return r;
+}
+
+/*
+ * Through the sessions: destination A listens on RAM (registered, its key
+ * is what its ACCEPT announces) and is destroyed; destination B listens on
+ * the same RAM, so the old address is inside a live registration again,
+ * under a new key.  A raw verbs connection to B writes with B's key (it
+ * lands: the connection and address are good), then with A's: the write
+ * fails with a remote access error and the RAM is untouched.
+ */
+static void test_stale_key_sessions(void **state)
+{
+	const size_t len = 1u << 20;
+	uint8_t *ram = aligned_alloc(4096, len), *src = malloc(len);
+	uint64_t raddr_a, rkey_a, raddr_b, rkey_b;
+	struct rmig_prov_params pp = { .passive = false, .rx_depth = DEPTH,
+				       .tx_depth = DEPTH };
+	struct rmig_prov_domain *dom;
+	struct rmig_prov_attr attr;
+	struct rmig_prov_mr *mr, *smr;
+	struct rmig_prov_conn *c;
+	struct dest_accept a = { 0 };
+	char addr[128];
+	char *buf = calloc(2, MSG);
+	rmig_dest *d;
+	pthread_t t;
+	int r;
+
+	(void)state;
+	assert_non_null(ram);
+	assert_non_null(src);
+	assert_non_null(buf);
+	memset(ram, 0x11, len);
+	d = stale_dest(ram, len, addr, sizeof(addr));
+	CHECK_OK(rmig_dest_block_remote(d, 0, &raddr_a, &rkey_a));
+	rmig_dest_destroy(d);
+
+	d = stale_dest(ram, len, addr, sizeof(addr));
+	CHECK_OK(rmig_dest_block_remote(d, 0, &raddr_b, &rkey_b));
+	printf("# session A: 0x%llx key 0x%llx; session B: 0x%llx key "
+	       "0x%llx, listening on %s\n", (unsigned long long)raddr_a,
+	       (unsigned long long)rkey_a, (unsigned long long)raddr_b,
+	       (unsigned long long)rkey_b, addr);
+	assert_int_equal(raddr_a, raddr_b);
+	assert_int_not_equal(rkey_a, rkey_b);
+	a.d = d;
+	assert_int_equal(pthread_create(&t, NULL, dest_accept_main, &a), 0);
+
+	pp.address = addr;
+	CHECK_OK(ops->domain_open(&pp, &dom, &attr));
+	CHECK_OK(ops->mr_reg(dom, buf, 2 * MSG, RMIG_MR_MSG_BUF, &mr));
+	CHECK_OK(ops->mr_reg(dom, src, len, RMIG_MR_WRITE_SOURCE, &smr));
+	CHECK_OK(ops->conn_create(dom, &c));
+	CHECK_OK(ops->post_recv(c, buf, MSG, mr, buf));
+	CHECK_OK(ops->conn_establish(c, WAIT_MS));
+
+	/* B's own key: lands. */
+	memset(src, 0x22, 8192);
+	r = write_wait(c, src, 8192, smr, raddr_b, rkey_b);
+	if (r != 1)
+		fail_msg("write with the current key: %d: %s", r,
+			 rmig_err_msg());
+	for (size_t i = 0; i < 8192; i++)
+		assert_int_equal(ram[i], 0x22);
+	/* A's key, into the same registered RAM: refused. */
+	memset(src, 0x33, 8192);
+	rmig_err_clear();
+	r = write_wait(c, src, 8192, smr, raddr_a + 65536, rkey_a);
+	printf("# write with session A's key: %d: %s\n", r, rmig_err_msg());
+	assert_int_equal(r, -EACCES);
+	assert_non_null(strstr(rmig_err_msg(), "remote access error"));
+	for (size_t i = 65536; i < 65536 + 8192; i++)
+		assert_int_equal(ram[i], 0x11);
+
+	ops->conn_close(c);
+	ops->mr_dereg(smr);
+	ops->mr_dereg(mr);
+	ops->domain_close(dom);
+	rmig_dest_cancel(d);
+	join_or_die(t, 2 * WAIT_MS, "destination accept");
+	assert_int_not_equal(a.ret, 0);
+	rmig_dest_destroy(d);
+	free(buf);
+	free(src);
+	free(ram);
 }
 
 /*
@@ -542,7 +777,8 @@ static void test_error_mid_chain(void **state)
 	int r;
 
 	wbufs_open(p, &w);
-	CHECK_OK(ops->mr_reg(p->pas.dom, w.dst + WBUF / 2, WBUF / 2, true, &dead));
+	CHECK_OK(ops->mr_reg(p->pas.dom, w.dst + WBUF / 2, WBUF / 2,
+			     RMIG_MR_WRITE_TARGET, &dead));
 	dead_key = dead->rkey;
 	ops->mr_dereg(dead);
 	for (int i = NSLOT; i < DEPTH; i++)
@@ -795,7 +1031,8 @@ static int peer_main(const char *addr)
 	if (ops->domain_open(&p, &s.dom, &s.attr) < 0)
 		goto fail;
 	s.buf = calloc(2 * NSLOT, MSG);
-	if (!s.buf || ops->mr_reg(s.dom, s.buf, 2 * NSLOT * MSG, false, &s.mr) < 0 ||
+	if (!s.buf || ops->mr_reg(s.dom, s.buf, 2 * NSLOT * MSG,
+				  RMIG_MR_MSG_BUF, &s.mr) < 0 ||
 	    ops->conn_create(s.dom, &s.conn) < 0)
 		goto fail;
 	for (int i = 0; i < NSLOT; i++)
@@ -941,11 +1178,13 @@ int main(int argc, char **argv)
 		PAIR(test_write_then_send),
 		PAIR(test_long_chain),
 		PAIR(test_signaled_write),
+		PAIR(test_write_from_read_only),
 		PAIR(test_max_msg_size),
 		PAIR(test_bad_ops),
 		PAIR(test_stale_key_signaled),
 		PAIR(test_stale_key_unsignaled),
 		PAIR(test_stale_key_next_session),
+		cmocka_unit_test(test_stale_key_sessions),
 		PAIR(test_error_mid_chain),
 		PAIR(test_rnr_bounded),
 		PAIR(test_wake),

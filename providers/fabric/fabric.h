@@ -158,7 +158,7 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 		     struct rmig_prov_domain **out, struct rmig_prov_attr *attr);
 void rfab_domain_close(struct rmig_prov_domain *d);
 int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
-		bool remote_write, struct rmig_prov_mr **out);
+		enum rmig_mr_access access, struct rmig_prov_mr **out);
 void rfab_mr_dereg(struct rmig_prov_mr *m);
 int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out);
 int rfab_listen_name(struct rmig_prov_listener *l, char *buf, size_t len);

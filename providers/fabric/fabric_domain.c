@@ -396,10 +396,10 @@ static int rfab_random_key(struct rfab_domain *dom, uint64_t *key)
 }
 
 int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
-		bool remote_write, struct rmig_prov_mr **out)
+		enum rmig_mr_access use, struct rmig_prov_mr **out)
 {
 	struct rfab_domain *dom = to_rfab_domain(d);
-	uint64_t access = FI_SEND | FI_RECV | FI_WRITE;
+	uint64_t access;
 	uint64_t key = 0;
 	struct rfab_mr *m;
 	int ret;
@@ -407,8 +407,26 @@ int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
 	if (!dom || !addr || !len || !out)
 		return rmig_err(-EINVAL, "fabric mr_reg: bad argument (addr %p, len %zu)",
 				addr, len);
-	if (remote_write)
-		access |= FI_REMOTE_WRITE;
+	/* tcp and sockets check only the remote flags (a write into a
+	 * registration without FI_REMOTE_WRITE fails); libfabric's verbs
+	 * provider maps FI_RECV (and FI_READ, unused here) to local write,
+	 * FI_REMOTE_WRITE to local and remote write, FI_SEND to nothing, and
+	 * FI_WRITE to nothing in current versions (older ones asked for
+	 * local write there too). */
+	switch (use) {
+	case RMIG_MR_MSG_BUF:
+		access = FI_SEND | FI_RECV | FI_WRITE;
+		break;
+	case RMIG_MR_WRITE_SOURCE:
+		access = FI_WRITE;
+		break;
+	case RMIG_MR_WRITE_TARGET:
+		access = FI_REMOTE_WRITE;
+		break;
+	default:
+		return rmig_err(-EINVAL, "fabric mr_reg: invalid access %d for "
+				"%p (%zu bytes)", (int)use, addr, len);
+	}
 	if (!(dom->mr_mode & FI_MR_PROV_KEY)) {
 		/* We choose the key (tcp, sockets): make it unguessable, so
 		 * a peer that never passed the handshake cannot write into
@@ -425,8 +443,9 @@ int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
 	ret = fi_mr_reg(dom->domain, addr, len, access, 0, key, 0, &m->mr, NULL);
 	if (ret) {
 		ret = rmig_err(rfab_errno(ret),
-			       "fabric mr_reg: fi_mr_reg(%p, %zu bytes, key %llu) on %s: %s (%d)",
-			       addr, len, (unsigned long long)key, dom->prov_name,
+			       "fabric mr_reg: fi_mr_reg(%p, %zu bytes, %s, key %llu) on %s: %s (%d)",
+			       addr, len, rmig_mr_access_name(use),
+			       (unsigned long long)key, dom->prov_name,
 			       fi_strerror(-ret), ret);
 		goto err_free_mr;
 	}

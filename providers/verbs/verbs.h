@@ -209,7 +209,7 @@ int rvrb_domain_open(const struct rmig_prov_params *p,
 		     struct rmig_prov_domain **out, struct rmig_prov_attr *attr);
 void rvrb_domain_close(struct rmig_prov_domain *d);
 int rvrb_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
-		bool remote_write, struct rmig_prov_mr **out);
+		enum rmig_mr_access access, struct rmig_prov_mr **out);
 void rvrb_mr_dereg(struct rmig_prov_mr *m);
 int rvrb_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out);
 int rvrb_listen_name(struct rmig_prov_listener *l, char *buf, size_t len);

@@ -518,17 +518,35 @@ void rvrb_domain_close(struct rmig_prov_domain *d)
 /* Memory registration                                                 */
 
 int rvrb_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
-		bool remote_write, struct rmig_prov_mr **out)
+		enum rmig_mr_access use, struct rmig_prov_mr **out)
 {
 	struct rvrb_domain *dom = to_rvrb_domain(d);
-	/* LOCAL_WRITE: message buffers receive; remote write needs it too. */
-	int access = IBV_ACCESS_LOCAL_WRITE |
-		     (remote_write ? IBV_ACCESS_REMOTE_WRITE : 0);
 	struct rvrb_mr *m;
+	int access;
 
 	if (!dom || !addr || !len || !out)
 		return rmig_err(-EINVAL, "verbs mr_reg: bad argument (addr %p, len %zu)",
 				addr, len);
+	switch (use) {
+	case RMIG_MR_MSG_BUF:
+		/* Receives land in it. */
+		access = IBV_ACCESS_LOCAL_WRITE;
+		break;
+	case RMIG_MR_WRITE_SOURCE:
+		/* Only read by the adapter: no write access, so the kernel
+		 * pins the pages without faulting them in for write (shared
+		 * zero pages and KSM pages stay shared, read-only mappings
+		 * register). */
+		access = 0;
+		break;
+	case RMIG_MR_WRITE_TARGET:
+		/* Remote write requires local write. */
+		access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+		break;
+	default:
+		return rmig_err(-EINVAL, "verbs mr_reg: invalid access %d for "
+				"%p (%zu bytes)", (int)use, addr, len);
+	}
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return rmig_err(-ENOMEM, "verbs mr_reg: out of memory");
@@ -539,7 +557,7 @@ int rvrb_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
 		free(m);
 		return rmig_err(-e,
 				"verbs mr_reg: ibv_reg_mr(%p, %zu bytes, %s) on %s: %s%s",
-				addr, len, remote_write ? "remote write" : "local",
+				addr, len, rmig_mr_access_name(use),
 				dom->dev_name, strerror(e),
 				e == ENOMEM || e == EPERM ?
 				" (pinned memory limit: see ulimit -l / RLIMIT_MEMLOCK)" : "");
