@@ -97,10 +97,13 @@ enum rmig_transport {
 	 *  domain for the peer's address (an RDMA device exists and the
 	 *  route resolves), else libfabric tcp.  The choice and the reason
 	 *  (with the verbs error) are logged at INFO and the choice is in
-	 *  rmig_stats.transport.  Destination: listens on both, verbs (where
-	 *  a device exists) and libfabric tcp, on the same port; the first
-	 *  source whose handshake passes fixes the transport and the other
-	 *  listener is closed. */
+	 *  rmig_stats.transport.  When verbs opened a domain but the first
+	 *  channel's connection is refused, times out or is unreachable, the
+	 *  whole session falls back to libfabric (never a mix; this can take
+	 *  up to twice connect_timeout_ms).  Destination: listens on both,
+	 *  verbs (where a device exists) and libfabric tcp, on the same
+	 *  port; the first source whose handshake passes fixes the transport
+	 *  and the other listener is closed. */
 	RMIG_TRANSPORT_AUTO = 0,
 	/** libfabric, FI_EP_MSG; provider named by fabric_provider. */
 	RMIG_TRANSPORT_FABRIC = 1,
