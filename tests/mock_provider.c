@@ -87,6 +87,7 @@ static void cnt_max(_Atomic uint64_t *m, uint64_t v)
 }
 
 static _Atomic unsigned cfg_delay_us;
+static _Atomic unsigned cfg_send_delay_type, cfg_send_delay_us;
 static _Atomic unsigned cfg_max_iov = MOCK_DEFAULT_MAX_IOV;
 static _Atomic uint64_t cfg_max_msg = MOCK_DEFAULT_MAX_MSG;
 static _Atomic bool cfg_check_send = true;
@@ -183,6 +184,12 @@ void mock_set_delay_us(unsigned us)
 	atomic_store_explicit(&cfg_delay_us, us, memory_order_relaxed);
 }
 
+void mock_set_send_delay_us(unsigned type, unsigned us)
+{
+	atomic_store_explicit(&cfg_send_delay_type, type, memory_order_relaxed);
+	atomic_store_explicit(&cfg_send_delay_us, us, memory_order_relaxed);
+}
+
 void mock_set_max_iov(unsigned n)
 {
 	atomic_store_explicit(&cfg_max_iov, n ? n : MOCK_DEFAULT_MAX_IOV,
@@ -212,6 +219,7 @@ void mock_reset(void)
 {
 	mock_clear_faults();
 	mock_set_delay_us(0);
+	mock_set_send_delay_us(0, 0);
 	mock_set_max_iov(0);
 	mock_set_max_msg_size(0);
 	mock_set_check_send_buffers(true);
@@ -443,6 +451,15 @@ static void deadline_of(struct timespec *ts, int timeout_ms)
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000L;
 	}
+}
+
+static void sleep_us(unsigned us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000u,
+			       .tv_nsec = (long)(us % 1000000u) * 1000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
 }
 
 /* Wait on @c; returns false once the deadline (if any) has passed. */
@@ -1439,6 +1456,7 @@ static int mock_send(struct rmig_prov_conn *cp, const void *buf, size_t len,
 	char why[RMIG_ERR_MSG_MAX];
 	void *snap = NULL;
 	uint64_t seq = 0;
+	unsigned delay;
 	int ret, err;
 
 	if (!c || (len && !buf))
@@ -1503,6 +1521,11 @@ static int mock_send(struct rmig_prov_conn *cp, const void *buf, size_t len,
 		CNT_ADD(sends, 1);
 		CNT_ADD(send_bytes, len);
 		CNT_ADD(sends_by_type[imm >> 28], 1);
+		delay = atomic_load_explicit(&cfg_send_delay_us,
+					     memory_order_relaxed);
+		if (delay && imm >> 28 == atomic_load_explicit(
+				     &cfg_send_delay_type, memory_order_relaxed))
+			sleep_us(delay);
 	}
 out:
 	busy_exit(c);
@@ -1626,14 +1649,8 @@ static int mock_write(struct rmig_prov_conn *cp, const struct rmig_iov *iov,
 		atomic_fetch_add_explicit(&writers, 1, memory_order_relaxed) +
 		1);
 	delay = atomic_load_explicit(&cfg_delay_us, memory_order_relaxed);
-	if (delay) {
-		struct timespec ts = { .tv_sec = delay / 1000000u,
-				       .tv_nsec = (long)(delay % 1000000u) *
-						  1000L };
-
-		while (nanosleep(&ts, &ts) && errno == EINTR)
-			;
-	}
+	if (delay)
+		sleep_us(delay);
 
 	pthread_rwlock_rdlock(&link->rw);
 	peer = link->side[!c->side];

@@ -130,6 +130,13 @@ void mock_clear_faults(void);
 /** Sleep @us microseconds in every write before it lands (0: none). */
 void mock_set_delay_us(unsigned us);
 
+/** After delivering a send whose immediate's bits 31..28 equal @type (an
+ *  rmig message type), the sender sleeps @us microseconds before its call
+ *  returns (0: none; one type at a time).  For instance, with the
+ *  destination's ACCEPT delayed, the source is connected while the
+ *  destination's rmig_dest_accept() has not returned yet. */
+void mock_set_send_delay_us(unsigned type, unsigned us);
+
 /** Limits reported by (and enforced for) domains opened from now on.
  *  Defaults: max_iov 4, max_msg_size 1 GiB. */
 void mock_set_max_iov(unsigned n);
@@ -147,7 +154,7 @@ void mock_set_check_send_buffers(bool on);
 typedef void (*mock_write_hook_fn)(uint64_t raddr, size_t len, void *arg);
 void mock_set_write_hook(mock_write_hook_fn fn, void *arg);
 
-/** Back to defaults: faults disarmed, no delay, default limits, no hook,
+/** Back to defaults: faults disarmed, no delays, default limits, no hook,
  *  counters zero (the live-object counts are kept: they are not counters
  *  of events). */
 void mock_reset(void);

@@ -226,7 +226,8 @@ struct driver {
 	bool hold;
 	_Atomic bool go;
 
-	/* Written by the driver thread, read by the test after the join. */
+	/* Written by the driver thread, read by the test after the join
+	 * (accept_ret and, on failure, err: once `accepted` is set). */
 	int accept_ret;
 	int last_ret;   /* last wait_sync result (1: final) */
 	int finish_ret;
@@ -237,6 +238,8 @@ struct driver {
 	struct rmig_devstate *blob[MAX_BLOBS];
 	unsigned nblobs;
 	bool extra_blobs; /* more than MAX_BLOBS */
+	/* rmig_dest_accept() has returned (driver_wait_accept()). */
+	_Atomic bool accepted;
 	_Atomic bool done;
 };
 
@@ -260,10 +263,13 @@ static void *driver_main(void *arg)
 
 	dv->finish_ret = 1;
 	dv->accept_ret = rmig_dest_accept(dv->d, dv->accept_timeout_ms);
-	if (dv->accept_ret) {
+	if (dv->accept_ret)
 		snprintf(dv->err, sizeof(dv->err), "%s", rmig_last_error());
+	/* Release: publishes accept_ret and err; pairs with the acquire
+	 * load in driver_wait_accept(). */
+	atomic_store_explicit(&dv->accepted, true, memory_order_release);
+	if (dv->accept_ret)
 		goto out;
-	}
 	while (dv->hold && !atomic_load(&dv->go))
 		sleep_ms(5);
 	for (;;) {
@@ -498,7 +504,38 @@ static void src_up(struct mig *m)
 	}
 }
 
-/* Both sessions up and connected. */
+/*
+ * Wait until the destination's rmig_dest_accept() has returned, and check
+ * it succeeded.  The source's rmig_src_connect() returns once the last
+ * ACCEPT has arrived, while the destination's accept still starts its
+ * channel threads and only then turns the session ACTIVE: on a loaded
+ * machine that can take longer than a test's delay before it cancels or
+ * destroys a side.  A cancel in that window fails the accept instead of
+ * the wait_sync a test means to cancel; so the tests start from here,
+ * with both sides ACTIVE.
+ */
+static void driver_wait_accept(struct mig *m)
+{
+	uint64_t dl = now_ms() + (uint64_t)m->dv.accept_timeout_ms +
+		      JOIN_TIMEOUT_S * 1000u;
+
+	/* Acquire pairs with the release store in driver_main() after
+	 * rmig_dest_accept(): accept_ret and err are the driver's. */
+	while (!atomic_load_explicit(&m->dv.accepted, memory_order_acquire)) {
+		if (now_ms() > dl)
+			fail_msg("rmig_dest_accept() still running %d s after "
+				 "its timeout, the source connected",
+				 JOIN_TIMEOUT_S);
+		sleep_ms(1);
+	}
+	if (m->dv.accept_ret)
+		fail_msg("destination: accept returned %d after the source "
+			 "connected: %s", m->dv.accept_ret, m->dv.err);
+	assert_int_equal(rmig_dest_state(m->dst), RMIG_STATE_ACTIVE);
+}
+
+/* Both sessions up and connected: the source's connect and the
+ * destination's accept have returned. */
 static void mig_start(struct mig *m, unsigned channels, unsigned ppp,
 		      size_t p0, size_t p1)
 {
@@ -510,6 +547,7 @@ static void mig_start(struct mig *m, unsigned channels, unsigned ppp,
 	src_up(m);
 	assert_ok(rmig_src_connect(m->src));
 	assert_int_equal(rmig_src_state(m->src), RMIG_STATE_ACTIVE);
+	driver_wait_accept(m);
 }
 
 /* Final sync on both sides; both sessions end COMPLETED. */
@@ -575,6 +613,10 @@ static int teardown(void **state)
 
 	spinners_stop(&m->spin);
 	mig_stop(m);
+	/* A test's log handler (log_start()) goes only now, with no session
+	 * left: the library reads it from channel threads without a lock
+	 * (rmig_set_log_handler(): "call before creating sessions"). */
+	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
 	mem_free(&m->mem);
 	if (mock_live_objects()) {
 		struct mock_counters c;
@@ -1127,13 +1169,17 @@ struct canceller {
 };
 
 /* A 2-channel session whose destination holds off its first wait_sync, so
- * a sync of the 10 pages queued here blocks until something gives. */
+ * a sync of the 10 pages queued here blocks until something gives.  The
+ * destination's accept is slow (its ACCEPT sends take 200 ms), as on a
+ * loaded machine: the tests' cancels come 150 ms after mig_start(). */
 static void start_held_with_pages(struct mig *m)
 {
 	mem_alloc(&m->mem, 16, 8);
 	mem_fill(&m->mem);
 	m->dv.hold = true;
+	mock_set_send_delay_us(RMIG_MSG_ACCEPT, 200 * 1000);
 	mig_start(m, 2, 4, 0, 0);
+	mock_set_send_delay_us(0, 0);
 	for (size_t i = 0; i < 10; i++)
 		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
 }
@@ -1151,32 +1197,35 @@ static void *cancel_thread(void *arg)
 }
 
 /* The caller blocked in queue_page (every channel busy) returns
- * -ECANCELED when another thread cancels. */
+ * -ECANCELED when another thread cancels, without waiting for the
+ * channel: the one write in flight (3 s in the mock) has not landed when
+ * it returns.  (No bound on the time taken: the write's own delay is the
+ * yardstick, far above a loaded machine's scheduling delays.) */
 static void test_cancel_blocked_queue(void **state)
 {
 	struct mig *m = *state;
 	struct canceller c;
 	pthread_t t;
-	uint64_t t0, took;
+	uint64_t landed;
 	int ret = 0;
 
 	mem_alloc(&m->mem, 16, 8);
 	for (size_t i = 0; i < 16; i++)
 		fill_page(&m->mem, 0, i, K_DATA);
 	mig_start(m, 1, 1, 0, 0);
-	mock_set_delay_us(1000 * 1000); /* 1 s per write */
+	mock_set_delay_us(3000 * 1000); /* 3 s per write */
 	c = (struct canceller){ .src = m->src, .after_ms = 150 };
-	t0 = now_ms();
 	assert_int_equal(pthread_create(&t, NULL, cancel_thread, &c), 0);
 	for (size_t i = 0; i < 16 && !ret; i++)
 		ret = rmig_src_queue_page(m->src, m->sblk[0], i * PS);
-	took = now_ms() - t0;
+	landed = mock_count_writes();
 	pthread_join(t, NULL);
 	assert_int_equal(ret, -ECANCELED);
-	if (took > 900)
-		fail_msg("queue_page returned %llu ms after the start, cancel "
-			 "was at 150 ms: it waited for the channel",
-			 (unsigned long long)took);
+	if (landed)
+		fail_msg("queue_page returned -ECANCELED after %llu write(s) "
+			 "landed, each 3 s after it began (the cancel was at "
+			 "150 ms): it waited for the channel",
+			 (unsigned long long)landed);
 	assert_int_equal(rmig_src_state(m->src), RMIG_STATE_CANCELLED);
 	assert_err_has(rmig_src_error(m->src), "cancel");
 	assert_int_equal(rmig_src_sync(m->src), -ECANCELED);
@@ -1209,17 +1258,21 @@ static void test_cancel_blocked_sync(void **state)
 }
 
 /* The destination's caller blocked in wait_sync returns -ECANCELED; the
- * source then fails instead of waiting forever. */
-static void test_cancel_dest(void **state)
+ * source then fails instead of waiting forever.  @accept_delay_us: the
+ * destination's ACCEPT sends take that long to return (the mock), so the
+ * source is connected well before the destination's rmig_dest_accept()
+ * returns. */
+static void cancel_dest(struct mig *m, unsigned accept_delay_us)
 {
-	struct mig *m = *state;
 	struct canceller c;
 	pthread_t t;
 	int ret = 0;
 
 	mem_alloc(&m->mem, 16, 8);
 	mem_fill(&m->mem);
+	mock_set_send_delay_us(RMIG_MSG_ACCEPT, accept_delay_us);
 	mig_start(m, 2, 4, 0, 0);
+	mock_set_send_delay_us(0, 0);
 	c = (struct canceller){ .dst = m->dst, .after_ms = 100 };
 	assert_int_equal(pthread_create(&t, NULL, cancel_thread, &c), 0);
 	pthread_join(t, NULL);
@@ -1236,6 +1289,19 @@ static void test_cancel_dest(void **state)
 	assert_true(ret < 0);
 	assert_last_err_has("channel");
 	assert_int_equal(rmig_src_state(m->src), RMIG_STATE_FAILED);
+}
+
+static void test_cancel_dest(void **state)
+{
+	cancel_dest(*state, 0);
+}
+
+/* The same with a destination slow to finish its accept (a loaded
+ * machine): the cancel still finds its caller in wait_sync, because
+ * mig_start() returns only once the destination's accept has. */
+static void test_cancel_dest_slow_accept(void **state)
+{
+	cancel_dest(*state, 300 * 1000);
 }
 
 /*
@@ -1864,9 +1930,13 @@ static void log_capture(enum rmig_log_level level, const char *msg,
 	pthread_mutex_unlock(&log_lock);
 }
 
+/* Capture the library's log from here to the test's teardown.  Call it
+ * before the test creates its sessions. */
 static void log_start(void)
 {
+	pthread_mutex_lock(&log_lock);
 	log_text[0] = '\0';
+	pthread_mutex_unlock(&log_lock);
 	rmig_set_log_handler(log_capture, NULL, RMIG_LOG_INFO);
 }
 
@@ -1916,7 +1986,6 @@ static void test_auto_src_no_device(void **state)
 	log_expect("transport auto: verbs unavailable for ");
 	log_expect("no RDMA device found");
 	log_expect("falling back to mock");
-	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
 }
 
 /* Both sides auto with a working "verbs": verbs is used, and the
@@ -1941,7 +2010,6 @@ static void test_auto_both_verbs(void **state)
 	log_expect("with both mock and verbs/mock0");
 	log_expect("the source came over verbs/mock0; closed the mock "
 		   "listener");
-	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
 }
 
 /* An auto destination serves a source of the other kind too (here a
@@ -1964,7 +2032,6 @@ static void test_auto_dest_fallback_source(void **state)
 	/* Registered in both domains before the choice, as targets. */
 	assert_int_equal(ds.registrations, 2 * NBLK);
 	assert_reg_access(3, NBLK, 2 * NBLK);
-	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
 }
 
 /* Auto destination where verbs cannot open: the fallback alone, fixed at
@@ -1988,8 +2055,8 @@ static void test_auto_dest_no_device(void **state)
 	log_expect("no RDMA device found");
 	src_up(m);
 	assert_ok(rmig_src_connect(m->src));
+	driver_wait_accept(m);
 	small_migration(m);
-	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
 }
 
 int main(void)
@@ -2017,6 +2084,7 @@ int main(void)
 		T(test_cancel_blocked_queue),
 		T(test_cancel_blocked_sync),
 		T(test_cancel_dest),
+		T(test_cancel_dest_slow_accept),
 		T(test_cancel_dest_in_sync),
 		T(test_bad_config),
 		T(test_bad_blocks),
