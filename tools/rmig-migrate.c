@@ -605,14 +605,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'h':
 			usage(stdout);
 			exit(EXIT_OK);
-		case CLI_OPT_REG_MODE:
-		case CLI_OPT_REG_CHUNK:
-		case CLI_OPT_REG_CACHE:
-		case CLI_OPT_NUMA:
-			if (cli_reg_numa_option(c, optarg, &o->sess))
-				return -1;
-			break;
-		default:
+		default: /* the shared --reg-* and --numa options, or a mistake */
+			if (cli_reg_numa_option(c, optarg, &o->sess) == 0)
+				break;
 			fprintf(stderr, "see '%s --help'\n", PROG);
 			return -1;
 		}
