@@ -84,7 +84,14 @@ port=$(free_port)
 iperf3 -s -B "$host" -p "$port" -1 >"$tmp/iperf-s.log" 2>&1 &
 live_pid=$!
 iperf_bps=
-for _ in $(seq 20); do
+# The server says when it listens; wait for that (bounded) before the client
+# connects, instead of guessing how long its start takes on a loaded machine.
+for _ in $(seq 300); do
+	grep -q 'Server listening' "$tmp/iperf-s.log" 2>/dev/null && break
+	kill -0 "$live_pid" 2>/dev/null || break
+	sleep 0.1
+done
+for _ in $(seq 5); do
 	if iperf3 -c "$host" -p "$port" -P 1 -t "$iperf_secs" -J \
 		>"$tmp/iperf.json" 2>/dev/null; then
 		iperf_bps=$(awk '/"sum_received"/ { f = 1 }
@@ -93,8 +100,10 @@ for _ in $(seq 20); do
 				print; exit }' "$tmp/iperf.json")
 		break
 	fi
-	sleep 0.25
+	sleep 0.5
 done
+# A one-off server (-1) that never got its client would wait for ever.
+[ -n "$iperf_bps" ] || kill "$live_pid" 2>/dev/null || true
 wait "$live_pid" 2>/dev/null || true
 live_pid=
 if [ -z "$iperf_bps" ]; then
