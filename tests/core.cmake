@@ -2,11 +2,11 @@
 # no network, no RDMA.
 rmig_test(test_mock_provider SOURCES test_mock_provider.c mock_provider.c
   CMOCKA TIMEOUT 120 LABELS unit)
-rmig_test(test_core SOURCES test_core.c mock_provider.c
+rmig_test(test_core SOURCES test_core.c mock_provider.c log_capture.c
   CMOCKA TIMEOUT 240 LABELS unit)
 # Transport auto over real libfabric tcp on 127.0.0.1, with the mock as a
 # "verbs" that fails or works.
-rmig_test(test_auto SOURCES test_auto.c mock_provider.c
+rmig_test(test_auto SOURCES test_auto.c mock_provider.c log_capture.c
   CMOCKA TIMEOUT 120 LABELS integration)
 # The same on an RDMA device (label rxe, at $RMIG_RXE_ADDR: tests/vm.cmake's
 # vm_rxe runs it in the soft-RoCE VM): auto picks verbs; an auto destination

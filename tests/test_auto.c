@@ -38,6 +38,7 @@
 #include <cmocka.h>
 
 #include "core.h"
+#include "log_capture.h"
 #include "mock_provider.h"
 #include "rmig/rmig.h"
 
@@ -48,39 +49,6 @@
  * main() before any test runs. */
 static const char *host = "127.0.0.1";
 static char verbs_name[64] = "verbs/";
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_text[32768];
-
-static void log_capture(enum rmig_log_level level, const char *msg,
-			void *arg)
-{
-	pthread_mutex_lock(&log_lock);
-	size_t n = strlen(log_text);
-
-	snprintf(log_text + n, sizeof(log_text) - n, "%s\n", msg);
-	pthread_mutex_unlock(&log_lock);
-}
-
-static void log_expect(const char *what)
-{
-	pthread_mutex_lock(&log_lock);
-	bool ok = strstr(log_text, what) != NULL;
-
-	pthread_mutex_unlock(&log_lock);
-	if (!ok)
-		fail_msg("log lacks '%s':\n%s", what, log_text);
-}
-
-static void log_expect_not(const char *what)
-{
-	pthread_mutex_lock(&log_lock);
-	bool found = strstr(log_text, what) != NULL;
-
-	pthread_mutex_unlock(&log_lock);
-	if (found)
-		fail_msg("log has '%s':\n%s", what, log_text);
-}
 
 struct dest_run {
 	rmig_dest *d;
@@ -195,8 +163,7 @@ static void migrate(enum kind sk, enum rmig_transport stt, enum kind dk,
 
 static int setup(void **state)
 {
-	log_text[0] = '\0';
-	rmig_set_log_handler(log_capture, NULL, RMIG_LOG_INFO);
+	log_capture_start();
 	return 0;
 }
 

@@ -47,6 +47,7 @@
 
 #include "unit_util.h"
 #include "core.h"
+#include "log_capture.h"
 #include "mock_provider.h"
 #include "rmig/rmig.h"
 #include "wire.h"
@@ -613,7 +614,7 @@ static int teardown(void **state)
 
 	spinners_stop(&m->spin);
 	mig_stop(m);
-	/* A test's log handler (log_start()) goes only now, with no session
+	/* A test's log handler (log_capture_start()) goes only now, with no session
 	 * left: the library reads it from channel threads without a lock
 	 * (rmig_set_log_handler(): "call before creating sessions"). */
 	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
@@ -1917,39 +1918,6 @@ static void test_chan_buffers_keep_node(void **state)
 /* ------------------------------------------------------------------ */
 /* Transport auto                                                      */
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_text[16384];
-
-static void log_capture(enum rmig_log_level level, const char *msg,
-			void *arg)
-{
-	pthread_mutex_lock(&log_lock);
-	size_t n = strlen(log_text);
-
-	snprintf(log_text + n, sizeof(log_text) - n, "%s\n", msg);
-	pthread_mutex_unlock(&log_lock);
-}
-
-/* Capture the library's log from here to the test's teardown.  Call it
- * before the test creates its sessions. */
-static void log_start(void)
-{
-	pthread_mutex_lock(&log_lock);
-	log_text[0] = '\0';
-	pthread_mutex_unlock(&log_lock);
-	rmig_set_log_handler(log_capture, NULL, RMIG_LOG_INFO);
-}
-
-static void log_expect(const char *what)
-{
-	pthread_mutex_lock(&log_lock);
-	bool ok = strstr(log_text, what) != NULL;
-
-	pthread_mutex_unlock(&log_lock);
-	if (!ok)
-		fail_msg("log lacks '%s':\n%s", what, log_text);
-}
-
 static void small_migration(struct mig *m)
 {
 	mem_fill(&m->mem);
@@ -1976,7 +1944,7 @@ static void test_auto_src_no_device(void **state)
 	uint64_t opens = mock_verbs_opens();
 
 	mock_verbs_set_open_error(-ENODEV);
-	log_start();
+	log_capture_start();
 	m->src_verbs = &rmig_mock_verbs_provider;
 	mem_alloc(&m->mem, 16, 8);
 	mig_start(m, 2, 4, 0, 0);
@@ -1996,7 +1964,7 @@ static void test_auto_both_verbs(void **state)
 	struct mock_counters c;
 
 	mock_verbs_set_open_error(0);
-	log_start();
+	log_capture_start();
 	m->src_verbs = m->dst_verbs = &rmig_mock_verbs_provider;
 	mem_alloc(&m->mem, 16, 8);
 	mig_start(m, 4, 4, 0, 0);
@@ -2020,7 +1988,7 @@ static void test_auto_dest_fallback_source(void **state)
 	struct rmig_stats ds;
 
 	mock_verbs_set_open_error(0);
-	log_start();
+	log_capture_start();
 	m->dst_verbs = &rmig_mock_verbs_provider;
 	mem_alloc(&m->mem, 16, 8);
 	mig_start(m, 3, 4, 0, 0);
@@ -2042,7 +2010,7 @@ static void test_auto_dest_no_device(void **state)
 	struct rmig_stats ds;
 
 	mock_verbs_set_open_error(-ENODEV);
-	log_start();
+	log_capture_start();
 	m->dst_verbs = &rmig_mock_verbs_provider;
 	mem_alloc(&m->mem, 16, 8);
 	m->channels = 2;
