@@ -3,17 +3,19 @@
 #
 # dev.sh - set up a Debian 12 machine for rmig, build it, run it.
 #
-#   ./dev.sh demo [OPTIONS]   install what is missing, build, and run the main
-#                             job: rmig-migrate demo (live migration of a
-#                             running 1 GiB guest, libfabric tcp on
+#   ./dev.sh demo [OPTIONS]   install what the build needs (BUILD_PACKAGES
+#                             below: no test tools, no VM), build, and run the
+#                             main job: rmig-migrate demo (live migration of
+#                             a running 1 GiB guest, libfabric tcp on
 #                             127.0.0.1); OPTIONS go to rmig-migrate demo
-#   ./dev.sh test             install what is missing, build three trees
+#   ./dev.sh test             install what is missing (BUILD_PACKAGES and
+#                             TEST_PACKAGES), build three trees
 #                             (RelWithDebInfo, ASan+UBSan, TSan) under build/
 #                             and run the whole ctest suite in each; the
 #                             tests that need RDMA (label rxe) run once, from
 #                             the default tree, in a QEMU VM with soft-RoCE
 #                             (test vm_rxe; natively on a host with RDMA)
-#   ./dev.sh bench            install what is missing, run
+#   ./dev.sh bench            install what the build needs and iperf3, run
 #                             perf/bench-loopback.sh on the default tree
 #   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
 #   ./dev.sh bench-rxe        install what is missing, build the default
@@ -21,7 +23,7 @@
 #   ./dev.sh vm [OPTS] -- CMD install what is missing, build the default
 #                             tree, run CMD in the soft-RoCE VM
 #                             (tests/vm/rxe-vm.sh OPTS -- CMD)
-#   ./dev.sh deps             only install what is missing
+#   ./dev.sh deps             only install what is missing (everything)
 #
 # Packages are installed only when missing (checked with dpkg-query); apt-get
 # update runs once, and only then.  Root is needed for that (or sudo).
@@ -34,15 +36,22 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 root=$PWD
 
-# What the build and the test suite need, and nothing else:
+# What the build and the demo need, and nothing else (./dev.sh demo,
+# bench, bench-live install only these, plus iperf3 for bench):
 #   build-essential    gcc (with libasan/libubsan/libtsan), make, binutils
-#                      (nm for the export check)
+#                      (nm, objdump for the export and install checks)
 #   cmake, pkg-config
 #   libfabric-dev      the libfabric transport (>= 1.17, tcp provider)
-#   libcmocka-dev      unit tests
-#   libibverbs-dev     the verbs provider (rdma-core's libibverbs)
+#   libibverbs-dev     the verbs provider, built by default (rdma-core's
+#                      libibverbs; brings ibverbs-providers)
 #   librdmacm-dev      the verbs provider's connections (librdmacm)
-#   libnuma-dev        the verbs provider's NUMA placement
+#   libnuma-dev        NUMA placement of channel threads and buffers
+BUILD_PACKAGES=(build-essential cmake pkg-config libfabric-dev libibverbs-dev
+	librdmacm-dev libnuma-dev)
+# What the test suite needs on top (./dev.sh test, vm, bench-rxe, deps):
+#   libcmocka-dev      unit tests
+#   python3-docutils   rst2man: the man pages (docs/*.rst)
+#   man-db             man -l: check_install renders the installed pages
 #   ibverbs-providers  rdma-core's user-space drivers, rxe among them
 #   ibverbs-utils      ibv_devinfo (tests/vm/rxe-selftest.sh)
 #   rdmacm-utils       rping (rxe-selftest.sh)
@@ -55,11 +64,9 @@ root=$PWD
 #   cpio               packs the VM's initramfs
 # The VM's kernel is no package installed here: tests/vm/rxe-vm.sh fetches
 # the one linux-image-amd64 depends on with apt-get download into build/vm.
-# iperf3 (perf/bench-loopback.sh) is installed by ./dev.sh bench only.
-PACKAGES=(build-essential cmake pkg-config libfabric-dev libcmocka-dev
-	libibverbs-dev librdmacm-dev libnuma-dev ibverbs-providers ibverbs-utils
-	rdmacm-utils perftest libfabric-bin iproute2 qemu-system-x86
-	busybox-static kmod cpio)
+TEST_PACKAGES=(libcmocka-dev python3-docutils man-db ibverbs-providers
+	ibverbs-utils rdmacm-utils perftest libfabric-bin iproute2
+	qemu-system-x86 busybox-static kmod cpio)
 
 say() { printf 'dev.sh: %s\n' "$*"; }
 
@@ -87,51 +94,65 @@ ensure_packages() {
 		--no-install-recommends "${missing[@]}"
 }
 
-# configure NAME BUILD_TYPE SANITIZE
+# configure NAME BUILD_TYPE SANITIZE [CMAKE_ARG...]
 configure() {
 	local dir=build/$1
 	cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE="$2" \
-		-DRMIG_SANITIZE="$3" >"$dir.configure.log" 2>&1 || {
+		-DRMIG_SANITIZE="$3" "${@:4}" >"$dir.configure.log" 2>&1 || {
 		cat "$dir.configure.log" >&2
 		return 1
 	}
 }
 
+# build_tree NAME BUILD_TYPE SANITIZE TARGET [CMAKE_ARG...]
 build_tree() {
-	local name=$1 type=$2 san=$3 target=${4:-all}
+	local name=$1 type=$2 san=$3 target=$4
 	mkdir -p build
-	configure "$name" "$type" "$san" &&
+	configure "$name" "$type" "$san" "${@:5}" &&
 		cmake --build "build/$name" --target "$target" -j "$(nproc)"
 }
 
+# The trees of the test suite have everything: tests and man pages.
+TEST_TREE_ARGS=(-DRMIG_BUILD_TESTS=ON -DRMIG_MAN_PAGES=ON)
+
+# build_one TARGET: the default tree for the demo and the benchmarks,
+# which need neither the tests (cmocka) nor the man pages (rst2man).  Its
+# tests are configured when cmocka is there (after ./dev.sh test, say), so
+# ctest keeps working in it; the man pages when rst2man is there.
+build_one() {
+	local tests=OFF
+	pkg-config --exists cmocka 2>/dev/null && tests=ON
+	build_tree default RelWithDebInfo "" "$1" -DRMIG_BUILD_TESTS=$tests
+}
+
 cmd_demo() {
-	ensure_packages "${PACKAGES[@]}"
-	build_tree default RelWithDebInfo "" rmig-migrate >/dev/null
+	ensure_packages "${BUILD_PACKAGES[@]}"
+	build_one rmig-migrate >/dev/null
 	exec build/default/tools/rmig-migrate demo "$@"
 }
 
 cmd_vm() {
-	ensure_packages "${PACKAGES[@]}"
-	build_tree default RelWithDebInfo "" >/dev/null
+	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	build_tree default RelWithDebInfo "" all "${TEST_TREE_ARGS[@]}" >/dev/null
 	exec tests/vm/rxe-vm.sh "$@"
 }
 
 cmd_bench_rxe() {
-	ensure_packages "${PACKAGES[@]}"
-	build_tree default RelWithDebInfo "" rmig_bw >/dev/null
+	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	build_one rmig_bw >/dev/null
 	exec tests/vm/rxe-vm.sh --timeout 900 -- perf/bench-rxe.sh \
 		"$root/build/default"
 }
 
 cmd_bench() {
-	ensure_packages "${PACKAGES[@]}" iperf3
-	build_tree default RelWithDebInfo "" rmig_bw >/dev/null
+	ensure_packages "${BUILD_PACKAGES[@]}" iperf3
+	build_one rmig_bw >/dev/null
 	exec perf/bench-loopback.sh "$root/build/default"
 }
 
 cmd_bench_live() {
-	ensure_packages "${PACKAGES[@]}"
-	build_tree default RelWithDebInfo "" rmig-migrate >/dev/null
+	ensure_packages "${BUILD_PACKAGES[@]}"
+	build_one rmig-migrate >/dev/null
 	exec perf/bench-live.sh "$root/build/default"
 }
 
@@ -146,7 +167,8 @@ run_tree() {
 
 	T_DESC[$name]=$desc
 	say "=== tree $name: $desc"
-	if ! build_tree "$name" "$type" "$san" >"build/$name.build.log" 2>&1; then
+	if ! build_tree "$name" "$type" "$san" all "${TEST_TREE_ARGS[@]}" \
+		>"build/$name.build.log" 2>&1; then
 		tail -50 "build/$name.build.log"
 		say "tree $name: build FAILED (full log: build/$name.build.log)"
 		T_STATUS[$name]="build FAILED"
@@ -163,20 +185,18 @@ run_tree() {
 	else
 		exclude=(-LE rxe)
 	fi
+	# Sanitizer options for every test.  No suppressions here: the only
+	# ones, tests/libfabric-lsan.supp and tests/libfabric-tsan.supp, are
+	# given by tests/CMakeLists.txt (RMIG_OTHER_PROV_ENV, a test's own
+	# LSAN_OPTIONS/TSAN_OPTIONS) to the cases on libfabric's sockets and
+	# net providers, and only to them.
 	case $san in
 	*address*)
 		ctest_env+=("ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1")
 		ctest_env+=("UBSAN_OPTIONS=${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:halt_on_error=1")
-		if [ -f tests/lsan.supp ]; then
-			ctest_env+=("LSAN_OPTIONS=suppressions=$root/tests/lsan.supp")
-		fi
 		;;
 	*thread*)
-		local topt="halt_on_error=1 second_deadlock_stack=1"
-		if [ -f tests/tsan.supp ]; then
-			topt="$topt suppressions=$root/tests/tsan.supp"
-		fi
-		ctest_env+=("TSAN_OPTIONS=${TSAN_OPTIONS:+$TSAN_OPTIONS }$topt")
+		ctest_env+=("TSAN_OPTIONS=${TSAN_OPTIONS:+$TSAN_OPTIONS }halt_on_error=1 second_deadlock_stack=1")
 		# gcc 12's TSan cannot map its shadow with more than 28 bits of
 		# mmap randomisation (newer kernels default to 32): run without
 		# ASLR there.
@@ -220,12 +240,13 @@ cmd_test() {
 	local trees=${RMIG_TEST_TREES:-default asan tsan} t bad=0
 	local passed=0 failed=0 skipped=0 start=$SECONDS
 
-	ensure_packages "${PACKAGES[@]}"
+	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 	mkdir -p build
 	# A Release (-O3) build of everything, compiled only: the optimiser
 	# finds warnings (-Werror) the -O2 trees do not.
 	say "=== release build (-O3, compile only)"
-	if ! build_tree release Release "" >build/release.build.log 2>&1; then
+	if ! build_tree release Release "" all "${TEST_TREE_ARGS[@]}" \
+		>build/release.build.log 2>&1; then
 		tail -50 build/release.build.log
 		say "release build FAILED (full log: build/release.build.log)"
 		bad=1
@@ -262,7 +283,7 @@ bench) shift; cmd_bench "$@" ;;
 bench-live) shift; cmd_bench_live ;;
 bench-rxe) shift; cmd_bench_rxe "$@" ;;
 vm) shift; cmd_vm "$@" ;;
-deps) ensure_packages "${PACKAGES[@]}" ;;
+deps) ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" ;;
 -h | --help | help | "")
 	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	[ -n "${1:-}" ] ;;

@@ -3,7 +3,7 @@
  * wire.h - rmig wire format, version 1.  Every multi-byte field is
  * big-endian.  All decoders take untrusted bytes: they check every field
  * before it is used and fail with -EPROTO (or -EINVAL for a caller-side
- * mismatch) and a message naming the field and the value (rmig_err_set()).
+ * mismatch) and a message naming the field and the value (rmig_err()).
  *
  * Every message travels as a SEND with a 32-bit immediate:
  *

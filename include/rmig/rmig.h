@@ -122,10 +122,9 @@ enum rmig_config_field {
 	RMIG_CFG_UUID = 1u << 6,
 	RMIG_CFG_CONNECT_TIMEOUT = 1u << 7,
 	RMIG_CFG_DEVSTATE_MAX = 1u << 8,
-	/** reg_mode, reg_chunk_size and reg_cache_chunks (added after
-	 *  0.1.0). */
+	/** reg_mode, reg_chunk_size and reg_cache_chunks. */
 	RMIG_CFG_REG_MODE = 1u << 9,
-	/** numa_node (added after 0.1.0). */
+	/** numa_node. */
 	RMIG_CFG_NUMA_NODE = 1u << 10,
 };
 
@@ -235,7 +234,8 @@ struct rmig_channel_stats {
 
 struct rmig_stats {
 	/** Set by the caller to sizeof(struct rmig_stats); the library fills
-	 *  only what fits, so older callers keep working. */
+	 *  only the fields that fit, in this order, so a caller built with a
+	 *  smaller struct keeps working (new fields are only ever appended). */
 	size_t size;
 	enum rmig_state state;
 	unsigned channels;
@@ -253,8 +253,6 @@ struct rmig_stats {
 	 *  both before the first source picks one). */
 	uint64_t registration_ns;
 	struct rmig_channel_stats channel[RMIG_MAX_CHANNELS];
-	/* Added after 0.1.0 (callers with the older size get only the
-	 * fields above). */
 	/** RAM registrations made (blocks for pin-all, chunks on demand). */
 	uint64_t registrations;
 	/** On-demand chunks deregistered to make room in the cache. */
