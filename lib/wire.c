@@ -1,24 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wire.c - encode and decode the rmig wire format (layout in wire.h).
- *
- * Every field goes through the put_* / get_* helpers below: one byte at a
- * time, big-endian, never a cast of a buffer pointer, so neither the
- * buffer's alignment nor the host's byte order matters (the compiler turns
- * each helper into a load and a byte swap).
- *
- * Decoders take hostile bytes.  Their rules:
- *   - the message length is checked against the fixed header before any
- *     field is read, and against the exact total once the counts are known;
- *   - every count is bounded before it is multiplied or looped over, and
- *     sums are formed in 64 bits from 32-bit fields, so nothing can wrap;
- *   - range checks are written so they cannot overflow either
- *     (off <= len - size, never off + size <= len);
- *   - reserved fields must be zero, unknown flags are refused;
- *   - the caller's outputs are written only once every check has passed;
- *   - a failure returns -EPROTO (-EINVAL for a caller-side mistake) and
- *     records, through rmig_err(), the message, the field, the value
- *     received and what was expected.
+ * wire.c - encode and decode the rmig wire format (layout in wire.h): the
+ * immediates and the messages that set a channel up (HANDSHAKE, ACCEPT,
+ * REJECT, ERROR).  wire_stream.c has the migration stream's (PACKET, SYNC,
+ * SYNC_ACK, DEVSTATE); the byte helpers and the rules every decoder
+ * follows are in wire_codec.h.
  */
 #include "wire.h"
 
@@ -29,50 +15,12 @@
 #include <string.h>
 
 #include "error.h"
+#include "wire_codec.h"
 
 #define IMM_TYPE_SHIFT 28
 #define IMM_CREDITS_SHIFT 16
 #define IMM_LOW_MASK 0xffffu
 #define PAGE_SIZE_MIN 4096u
-#define OFFSET_LEN 8u /* one u64 page offset in a packet header */
-
-/* Byte helpers -------------------------------------------------------- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	put_u32(p, (uint32_t)(v >> 32));
-	put_u32(p + 4, (uint32_t)v);
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-	return (uint16_t)((unsigned)p[0] << 8 | (unsigned)p[1]);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	return (uint64_t)get_u32(p) << 32 | (uint64_t)get_u32(p + 4);
-}
 
 /** A page size the decoders accept: a power of two, at least 4096. */
 static bool page_size_valid(uint64_t ps)
@@ -394,9 +342,7 @@ int rmig_accept_decode(const void *buf, size_t len, uint32_t *rx_depth,
 	int ret;
 
 	if (len < RMIG_ACCEPT_HDR_LEN)
-		return rmig_err(-EPROTO,
-				"accept: length %zu shorter than the %u-byte header",
-				len, RMIG_ACCEPT_HDR_LEN);
+		return wire_too_short("accept", len, RMIG_ACCEPT_HDR_LEN);
 	magic = get_u32(p + 0);
 	version = get_u16(p + 4);
 	count = get_u16(p + 6);
@@ -490,9 +436,7 @@ static int notice_decode(const char *what, const void *buf, size_t len,
 	const uint8_t *nul;
 
 	if (len < 8)
-		return rmig_err(-EPROTO,
-				"%s: length %zu shorter than the 8-byte header",
-				what, len);
+		return wire_too_short(what, len, 8);
 	r = get_u32(p + 0);
 	n = get_u32(p + 4);
 	if (r < code_min || r > code_max)
@@ -570,298 +514,4 @@ int rmig_error_decode(const void *buf, size_t len, int *errnum, char *text,
 	if (!ret)
 		*errnum = (int)r;
 	return ret;
-}
-
-/* Packet header ------------------------------------------------------- */
-
-size_t rmig_packet_len(uint32_t normal, uint32_t zero)
-{
-	/* At most 2^33 offsets: the product stays far below 2^64. */
-	uint64_t bytes = RMIG_PACKET_HDR_LEN +
-			 ((uint64_t)normal + zero) * OFFSET_LEN;
-
-#if SIZE_MAX < UINT64_MAX
-	if (bytes > SIZE_MAX)
-		return SIZE_MAX;
-#endif
-	return (size_t)bytes;
-}
-
-size_t rmig_packet_encode(const struct rmig_packet_hdr *h,
-			  const uint64_t *normal, const uint64_t *zero,
-			  void *buf, size_t len)
-{
-	size_t need = rmig_packet_len(h->normal_count, h->zero_count);
-	uint8_t *p = buf;
-
-	if (!buf || len < need)
-		return 0;
-	put_u32(p + 0, h->flags);
-	put_u32(p + 4, h->block);
-	put_u64(p + 8, h->packet_num);
-	put_u32(p + 16, h->normal_count);
-	put_u32(p + 20, h->zero_count);
-	p += RMIG_PACKET_HDR_LEN;
-	for (uint32_t i = 0; i < h->normal_count; i++, p += OFFSET_LEN)
-		put_u64(p, normal[i]);
-	for (uint32_t i = 0; i < h->zero_count; i++, p += OFFSET_LEN)
-		put_u64(p, zero[i]);
-	return need;
-}
-
-int rmig_packet_decode(const void *buf, size_t len,
-		       const struct rmig_packet_limits *lim,
-		       struct rmig_packet_hdr *h)
-{
-	const uint8_t *p = buf;
-	uint32_t flags, block, normal, zero, max_pages;
-	uint64_t total, ps, blen;
-	size_t want;
-
-	ps = lim->page_size;
-	if (ps == 0 || (ps & (ps - 1)))
-		return rmig_err(-EINVAL,
-				"packet limits: page size %" PRIu64
-				" (expected a power of two)", ps);
-	if (len < RMIG_PACKET_HDR_LEN)
-		return rmig_err(-EPROTO,
-				"packet header: length %zu shorter than the %u-byte header",
-				len, RMIG_PACKET_HDR_LEN);
-	flags = get_u32(p + 0);
-	block = get_u32(p + 4);
-	normal = get_u32(p + 16);
-	zero = get_u32(p + 20);
-	if (flags)
-		return rmig_err(-EPROTO,
-				"packet header: unknown flags 0x%08" PRIx32
-				" (expected 0)", flags);
-	if (block >= lim->nblocks)
-		return rmig_err(-EPROTO,
-				"packet header: block index %" PRIu32
-				" out of range (%u blocks)", block, lim->nblocks);
-
-	total = (uint64_t)normal + zero;
-	max_pages = lim->pages_per_packet;
-	if (max_pages > RMIG_MAX_PAGES_PER_PACKET)
-		max_pages = RMIG_MAX_PAGES_PER_PACKET;
-	if (total == 0)
-		return rmig_err(-EPROTO,
-				"packet header: no pages (normal count 0, zero count 0; expected 1..%" PRIu32 ")",
-				max_pages);
-	if (total > max_pages)
-		return rmig_err(-EPROTO,
-				"packet header: normal count %" PRIu32
-				" + zero count %" PRIu32
-				" above pages per packet %" PRIu32,
-				normal, zero, max_pages);
-	/* total <= 4096 here: the length cannot overflow. */
-	want = RMIG_PACKET_HDR_LEN + (size_t)total * OFFSET_LEN;
-	if (len != want)
-		return rmig_err(-EPROTO,
-				"packet header: length %zu (expected %zu for %" PRIu32
-				" normal + %" PRIu32 " zero pages)",
-				len, want, normal, zero);
-
-	blen = lim->block_len[block];
-	for (uint32_t i = 0; i < total; i++) {
-		uint64_t off = get_u64(p + RMIG_PACKET_HDR_LEN +
-				       (size_t)i * OFFSET_LEN);
-		const char *kind = i < normal ? "normal" : "zero";
-		uint32_t k = i < normal ? i : i - normal;
-
-		if (off & (ps - 1))
-			return rmig_err(-EPROTO,
-					"packet header: %s page %" PRIu32
-					" offset 0x%" PRIx64
-					" not aligned to the page size %" PRIu64,
-					kind, k, off, ps);
-		/* off + ps <= blen, written so it cannot wrap. */
-		if (blen < ps || off > blen - ps)
-			return rmig_err(-EPROTO,
-					"packet header: %s page %" PRIu32
-					" offset 0x%" PRIx64
-					" past the end of block %" PRIu32
-					" (length 0x%" PRIx64 ")",
-					kind, k, off, block, blen);
-	}
-
-	h->flags = flags;
-	h->block = block;
-	h->packet_num = get_u64(p + 8);
-	h->normal_count = normal;
-	h->zero_count = zero;
-	h->offsets = p + RMIG_PACKET_HDR_LEN;
-	return 0;
-}
-
-uint64_t rmig_packet_offset(const struct rmig_packet_hdr *h, uint32_t i)
-{
-	return get_u64(h->offsets + (size_t)i * OFFSET_LEN);
-}
-
-/* Sync ---------------------------------------------------------------- */
-
-size_t rmig_sync_encode(const struct rmig_sync_msg *m, void *buf)
-{
-	uint8_t *p = buf;
-
-	put_u32(p + 0, m->flags);
-	put_u32(p + 4, 0);
-	put_u64(p + 8, m->sync_num);
-	put_u64(p + 16, m->packets);
-	return RMIG_SYNC_LEN;
-}
-
-int rmig_sync_decode(const void *buf, size_t len, struct rmig_sync_msg *m)
-{
-	const uint8_t *p = buf;
-	uint32_t flags, reserved;
-
-	if (len != RMIG_SYNC_LEN)
-		return rmig_err(-EPROTO, "sync: length %zu (expected %u)", len,
-				RMIG_SYNC_LEN);
-	flags = get_u32(p + 0);
-	reserved = get_u32(p + 4);
-	if (flags & ~RMIG_SYNC_FINAL)
-		return rmig_err(-EPROTO,
-				"sync: unknown flags 0x%08" PRIx32
-				" (expected only 0x%x)", flags & ~RMIG_SYNC_FINAL,
-				RMIG_SYNC_FINAL);
-	if (reserved)
-		return rmig_err(-EPROTO,
-				"sync: reserved field 0x%08" PRIx32 " (expected 0)",
-				reserved);
-	m->flags = flags;
-	m->sync_num = get_u64(p + 8);
-	m->packets = get_u64(p + 16);
-	return 0;
-}
-
-size_t rmig_sync_ack_encode(uint64_t sync_num, void *buf)
-{
-	put_u64(buf, sync_num);
-	return RMIG_SYNC_ACK_LEN;
-}
-
-int rmig_sync_ack_decode(const void *buf, size_t len, uint64_t *sync_num)
-{
-	if (len != RMIG_SYNC_ACK_LEN)
-		return rmig_err(-EPROTO, "sync ack: length %zu (expected %u)",
-				len, RMIG_SYNC_ACK_LEN);
-	*sync_num = get_u64(buf);
-	return 0;
-}
-
-/* Device state fragments ---------------------------------------------- */
-
-size_t rmig_devstate_frag_room(size_t idstr_len)
-{
-	if (idstr_len > RMIG_MSG_SIZE - RMIG_DEVSTATE_HDR_LEN)
-		return 0;
-	return RMIG_MSG_SIZE - RMIG_DEVSTATE_HDR_LEN - idstr_len;
-}
-
-/*
- * The idstr length is taken from @f->idstr (strlen + 1); a nonzero
- * @f->idstr_len must agree with it.  Returns 0 when the fragment cannot be
- * encoded: idstr too long, fragment beyond the total or the message, or
- * @len too small.
- */
-size_t rmig_devstate_encode(const struct rmig_devstate_frag *f, void *buf,
-			    size_t len)
-{
-	uint8_t *p = buf;
-	size_t n, need;
-
-	if (!f->idstr || !buf)
-		return 0;
-	n = strnlen(f->idstr, RMIG_IDSTR_MAX) + 1;
-	if (n > RMIG_IDSTR_MAX || (f->idstr_len && f->idstr_len != n))
-		return 0;
-	if (f->frag_len > rmig_devstate_frag_room(n))
-		return 0;
-	if (f->frag_off > f->total_len ||
-	    f->frag_len > f->total_len - f->frag_off)
-		return 0;
-	if (f->frag_len && !f->data)
-		return 0;
-	need = RMIG_DEVSTATE_HDR_LEN + n + f->frag_len;
-	if (len < need)
-		return 0;
-	put_u32(p + 0, f->seq);
-	put_u32(p + 4, f->instance_id);
-	put_u64(p + 8, f->total_len);
-	put_u64(p + 16, f->frag_off);
-	put_u16(p + 24, (uint16_t)n);
-	put_u16(p + 26, 0);
-	put_u32(p + 28, f->frag_len);
-	memcpy(p + RMIG_DEVSTATE_HDR_LEN, f->idstr, n - 1);
-	p[RMIG_DEVSTATE_HDR_LEN + n - 1] = '\0';
-	if (f->frag_len)
-		memcpy(p + RMIG_DEVSTATE_HDR_LEN + n, f->data, f->frag_len);
-	return need;
-}
-
-int rmig_devstate_decode(const void *buf, size_t len, uint64_t max_total,
-			 struct rmig_devstate_frag *f)
-{
-	const uint8_t *p = buf;
-	const uint8_t *id, *nul;
-	uint64_t total, off, want;
-	uint32_t m;
-	unsigned n, reserved;
-
-	if (len < RMIG_DEVSTATE_HDR_LEN)
-		return rmig_err(-EPROTO,
-				"devstate: length %zu shorter than the %u-byte header",
-				len, RMIG_DEVSTATE_HDR_LEN);
-	total = get_u64(p + 8);
-	off = get_u64(p + 16);
-	n = get_u16(p + 24);
-	reserved = get_u16(p + 26);
-	m = get_u32(p + 28);
-	if (reserved)
-		return rmig_err(-EPROTO,
-				"devstate: reserved field 0x%04x (expected 0)",
-				reserved);
-	if (n == 0 || n > RMIG_IDSTR_MAX)
-		return rmig_err(-EPROTO,
-				"devstate: idstr length %u (expected 1..%d including the NUL)",
-				n, RMIG_IDSTR_MAX);
-	if (total > max_total)
-		return rmig_err(-EPROTO,
-				"devstate: total length %" PRIu64
-				" above the limit %" PRIu64, total, max_total);
-	if (off > total || m > total - off)
-		return rmig_err(-EPROTO,
-				"devstate: fragment at %" PRIu64 " of %" PRIu32
-				" bytes past the total length %" PRIu64,
-				off, m, total);
-	/* n <= 256 and m < 2^32: no overflow in 64 bits. */
-	want = (uint64_t)RMIG_DEVSTATE_HDR_LEN + n + m;
-	if ((uint64_t)len != want)
-		return rmig_err(-EPROTO,
-				"devstate: length %zu (expected %" PRIu64
-				" for a %u-byte idstr and a %" PRIu32
-				"-byte fragment)", len, want, n, m);
-	id = p + RMIG_DEVSTATE_HDR_LEN;
-	if (id[n - 1] != '\0')
-		return rmig_err(-EPROTO,
-				"devstate: idstr not NUL-terminated (byte %u is 0x%02x)",
-				n - 1, id[n - 1]);
-	nul = memchr(id, 0, n);
-	if (nul != id + n - 1)
-		return rmig_err(-EPROTO,
-				"devstate: NUL inside idstr at byte %td (expected only at byte %u)",
-				nul - id, n - 1);
-
-	f->seq = get_u32(p + 0);
-	f->instance_id = get_u32(p + 4);
-	f->total_len = total;
-	f->frag_off = off;
-	f->frag_len = m;
-	f->idstr = (const char *)id;
-	f->idstr_len = (uint16_t)n;
-	f->data = id + n;
-	return 0;
 }
