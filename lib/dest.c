@@ -40,12 +40,18 @@ struct dest_chan {
 	uint64_t cur_off;
 };
 
+/* A listener and the transport it listens with. */
+struct dest_listener {
+	struct rmig_tp *tp;
+	struct rmig_prov_listener *l;
+};
+
 struct rmig_dest {
 	struct rmig_session s;
-	struct rmig_prov_listener *listener;
-	/* Transport auto: the other transport's listener (s->alt_ops), until
-	 * the first accepted source fixes the transport. */
-	struct rmig_prov_listener *alt_listener;
+	/* One a transport the session holds: two while a destination in
+	 * transport auto waits for its first source, else one. */
+	struct dest_listener lis[RMIG_MAX_TRANSPORTS];
+	unsigned nlis;
 	struct dest_chan *chans[RMIG_MAX_CHANNELS];
 	struct rmig_chan *chan_ptrs[RMIG_MAX_CHANNELS];
 	/* Release after pthread_create(), acquire in dest_kick() and stats. */
@@ -83,7 +89,7 @@ static void dest_kick(void *arg)
 
 	for (unsigned i = 0; i < n; i++) {
 		sem_post(&d->chans[i]->release);
-		d->s.ops.conn_wake(d->chans[i]->ch.conn);
+		d->chans[i]->ch.tp->ops.conn_wake(d->chans[i]->ch.conn);
 	}
 	for (unsigned i = 0; i <= n; i++)
 		sem_post(&d->sync_arrived);
@@ -579,51 +585,64 @@ int rmig_dest_add_block(rmig_dest *d, const char *name, void *host,
 static void listen_alt(struct rmig_dest *d)
 {
 	struct rmig_session *s = &d->s;
+	struct rmig_tp *tp = NULL;
+	struct rmig_prov_listener *l;
 	char name[128];
 	int ret;
 
 	if (!s->auto_verbs) {
 		rmig_log_info("transport auto: listening with %s only (this "
-			      "build has no verbs provider)", s->attr.name);
-		rmig_sess_drop_alt(s);
+			      "build has no verbs provider)",
+			      s->tp->attr.name);
+		rmig_sess_keep_transport(s, s->tp);
 		return;
 	}
-	ret = s->ops.listen_name(d->listener, name, sizeof(name));
+	ret = s->tp->ops.listen_name(d->lis[0].l, name, sizeof(name));
 	if (!ret)
-		ret = rmig_sess_open_alt(s, name);
+		ret = rmig_sess_add_transport(s, s->auto_verbs, name, &tp);
 	if (!ret) {
-		ret = s->alt_ops.listen(s->alt_dom, &d->alt_listener);
-		if (ret) {
-			d->alt_listener = NULL;
-			rmig_err_prefix("%s: listen on %s", s->alt_attr.name,
+		ret = tp->ops.listen(tp->dom, &l);
+		if (ret)
+			rmig_err_prefix("%s: listen on %s", tp->attr.name,
 					name);
-		}
+		else
+			d->lis[d->nlis++] = (struct dest_listener){ tp, l };
 	}
 	if (ret) {
 		rmig_log_info("transport auto: listening with %s only; verbs "
-			      "unavailable (%s: %s)", s->attr.name,
+			      "unavailable (%s: %s)", s->tp->attr.name,
 			      strerror(-ret), rmig_err_msg());
-		rmig_sess_drop_alt(s);
+		rmig_sess_keep_transport(s, s->tp);
 		return;
 	}
 	rmig_log_info("transport auto: listening on %s with both %s and %s; "
 		      "the first source accepted fixes the transport", name,
-		      s->attr.name, s->alt_attr.name);
+		      s->tp->attr.name, tp->attr.name);
 }
 
 /* Transport auto: the first source is accepted; keep its transport and
  * close the other listener and domain. */
-static void commit_transport(struct rmig_dest *d)
+static void commit_transport(struct rmig_dest *d, struct rmig_tp *tp)
 {
 	struct rmig_session *s = &d->s;
 
-	if (!d->alt_listener)
+	if (d->nlis < 2)
 		return;
-	s->alt_ops.listen_close(d->alt_listener);
-	d->alt_listener = NULL;
-	rmig_log_info("transport auto: the source came over %s; closed the "
-		      "%s listener", s->attr.name, s->alt_attr.name);
-	rmig_sess_drop_alt(s);
+	for (unsigned i = 0; i < d->nlis; i++) {
+		struct dest_listener *dl = &d->lis[i];
+
+		if (dl->tp == tp)
+			continue;
+		dl->tp->ops.listen_close(dl->l);
+		rmig_log_info("transport auto: the source came over %s; "
+			      "closed the %s listener", tp->attr.name,
+			      dl->tp->attr.name);
+	}
+	for (unsigned i = 0; i < d->nlis; i++)
+		if (d->lis[i].tp == tp)
+			d->lis[0] = d->lis[i];
+	d->nlis = 1;
+	rmig_sess_keep_transport(s, tp);
 }
 
 /* Wait up to @timeout_ms for a connection on either listener; one from
@@ -631,27 +650,19 @@ static void commit_transport(struct rmig_dest *d)
 static int listen_get_any(struct rmig_dest *d, int timeout_ms,
 			  struct rmig_prov_conn **conn)
 {
-	struct rmig_session *s = &d->s;
 	uint64_t deadline = rmig_deadline_ns(timeout_ms);
 	int ret;
 
-	if (!d->alt_listener)
-		return s->ops.listen_get(d->listener, timeout_ms, conn);
+	if (d->nlis == 1)
+		return rmig_tp_listen_get(d->lis[0].tp, d->lis[0].l,
+						 timeout_ms, conn);
 	for (;;) {
-		ret = s->ops.listen_get(d->listener, 25, conn);
-		if (ret != -ETIMEDOUT)
-			return ret;
-		ret = s->alt_ops.listen_get(d->alt_listener, 25, conn);
-		if (ret == 0) {
-			struct rmig_prov_listener *l = d->listener;
-
-			rmig_sess_swap_alt(s);
-			d->listener = d->alt_listener;
-			d->alt_listener = l;
-			return 0;
+		for (unsigned i = 0; i < d->nlis; i++) {
+			ret = rmig_tp_listen_get(d->lis[i].tp,
+							d->lis[i].l, 25, conn);
+			if (ret != -ETIMEDOUT)
+				return ret;
 		}
-		if (ret != -ETIMEDOUT)
-			return ret;
 		if (rmig_now_ns() >= deadline)
 			return -ETIMEDOUT;
 	}
@@ -660,26 +671,28 @@ static int listen_get_any(struct rmig_dest *d, int timeout_ms,
 int rmig_dest_listen(rmig_dest *d)
 {
 	struct rmig_session *s;
+	struct rmig_prov_listener *l;
 	int ret;
 
 	if (!d)
 		return rmig_err(-EINVAL, "listen: session is NULL");
 	s = &d->s;
-	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
+	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->tp)
 		return rmig_err(-EBUSY, "listen: session is %s or listening "
 				"already", rmig_state_name(atomic_load(
 					&s->state)));
 	ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_TARGET);
 	if (ret)
 		return ret;
-	ret = s->ops.listen(s->dom, &d->listener);
+	ret = s->tp->ops.listen(s->tp->dom, &l);
 	if (ret) {
 		rmig_err_prefix("listen on %s", s->address);
 		/* Leave the session as it was, so listen can be retried. */
 		rmig_sess_close_domain(s);
-		d->listener = NULL;
 		return ret;
 	}
+	d->lis[0] = (struct dest_listener){ s->tp, l };
+	d->nlis = 1;
 	for (unsigned i = 0; i < s->nblocks; i++)
 		d->block_len[i] = s->blocks[i].length;
 	d->lim = (struct rmig_packet_limits){
@@ -688,7 +701,8 @@ int rmig_dest_listen(rmig_dest *d)
 		.page_size = s->page_size,
 		.pages_per_packet = RMIG_MAX_PAGES_PER_PACKET,
 	};
-	rmig_log_info("listening on %s over %s", s->address, s->attr.name);
+	rmig_log_info("listening on %s over %s", s->address,
+		      s->tp->attr.name);
 	if (s->auto_mode)
 		listen_alt(d);
 	return 0;
@@ -698,24 +712,27 @@ int rmig_dest_get_address(rmig_dest *d, char *buf, size_t len)
 {
 	if (!d || !buf || !len)
 		return rmig_err(-EINVAL, "get_address: NULL argument");
-	if (!d->listener)
+	if (!d->nlis)
 		return rmig_err(-ENOTCONN, "get_address: not listening (call "
 				"rmig_dest_listen first)");
-	return d->s.ops.listen_name(d->listener, buf, len);
+	return d->lis[0].tp->ops.listen_name(d->lis[0].l, buf, len);
 }
 
 int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
 			   uint64_t *rkey)
 {
+	struct rmig_tp *tp;
+
 	if (!d || !raddr || !rkey)
 		return rmig_err(-EINVAL, "block_remote: NULL argument");
-	if (block >= d->s.nblocks || !d->s.blocks[block].mr)
+	tp = d->s.tp;
+	if (block >= d->s.nblocks || !tp || !tp->mr[block])
 		return rmig_err(-EINVAL, "block_remote: block %u not "
 				"registered (%u blocks; listen first)", block,
 				d->s.nblocks);
-	/* As send_accept() encodes them. */
-	*raddr = d->s.blocks[block].mr->raddr;
-	*rkey = d->s.blocks[block].mr->rkey;
+	/* As send_accept() encodes them (for the transport in use). */
+	*raddr = tp->mr[block]->raddr;
+	*rkey = tp->mr[block]->rkey;
 	return 0;
 }
 
@@ -763,8 +780,8 @@ static int send_accept(struct rmig_dest *d, struct dest_chan *p)
 	for (unsigned i = 0; i < s->nblocks; i++) {
 		memcpy(wb[i].name, s->blocks[i].name, RMIG_BLOCK_NAME_MAX);
 		wb[i].length = s->blocks[i].length;
-		wb[i].raddr = s->blocks[i].mr->raddr;
-		wb[i].rkey = s->blocks[i].mr->rkey;
+		wb[i].raddr = p->ch.tp->mr[i]->raddr;
+		wb[i].rkey = p->ch.tp->mr[i]->rkey;
 		wb[i].page_size = (uint32_t)s->page_size;
 	}
 	idx = rmig_chan_tx_get(&p->ch, &buf, (int)s->connect_timeout_ms);
@@ -801,14 +818,17 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		s->ops.conn_close(conn);
+		conn->tp->ops.conn_close(conn);
 		return rmig_err(-ENOMEM, "out of memory");
 	}
 	p->dest = d;
 	sem_init(&p->release, 0, 0);
+	/* Until a source is accepted, the transport of its connection is
+	 * the one in use: the channel gets its limits and NUMA node. */
+	rmig_sess_use_transport(s, conn->tp);
 	ret = rmig_chan_init(&p->ch, s, UINT16_MAX, conn);
 	if (ret) {
-		s->ops.conn_close(conn);
+		conn->tp->ops.conn_close(conn);
 		sem_destroy(&p->release);
 		free(p);
 		if (ret == -ENOMEM)
@@ -819,10 +839,11 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	}
 	/* The source's first credit is implicit; we grant the others. */
 	p->ch.ungranted = s->rx_depth - 1;
-	ret = s->ops.conn_establish(conn, wait_ms);
+	ret = p->ch.tp->ops.conn_establish(conn, wait_ms);
 	if (ret)
 		goto drop;
-	if (s->ops.conn_peer_name(conn, p->ch.peer, sizeof(p->ch.peer)))
+	if (p->ch.tp->ops.conn_peer_name(conn, p->ch.peer,
+					 sizeof(p->ch.peer)))
 		snprintf(p->ch.peer, sizeof(p->ch.peer), "unknown peer");
 	ret = rmig_chan_recv(&p->ch, &m, wait_ms);
 	if (ret == 0)
@@ -910,7 +931,7 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 	ret = rmig_sess_check(s);
 	if (ret)
 		return ret;
-	if (!d->listener)
+	if (!d->nlis)
 		return rmig_err(-ENOTCONN, "accept: not listening (call "
 				"rmig_dest_listen first)");
 	if (atomic_load(&s->state) != RMIG_STATE_SETUP || d->nchans)
@@ -923,6 +944,7 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 		 * for our ACCEPT is the whole connect timeout. */
 		int step = (int)s->connect_timeout_ms / 4;
 		struct rmig_prov_conn *conn;
+		struct rmig_tp *tp;
 		int left = -1;
 
 		if (step < 100)
@@ -952,11 +974,12 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 		}
 		if (ret)
 			goto err;
+		tp = conn->tp; /* conn is gone if accept_one drops it */
 		ret = accept_one(d, conn, seen, step);
 		if (ret)
 			goto err;
 		if (d->nchans)
-			commit_transport(d);
+			commit_transport(d, tp);
 	}
 	d->lim.pages_per_packet = d->ppp;
 	for (unsigned i = 0; i < d->nchans; i++) {
@@ -1013,10 +1036,8 @@ void rmig_dest_destroy(rmig_dest *d)
 	join_threads(d);
 	for (unsigned i = 0; i < RMIG_MAX_CHANNELS; i++)
 		free_chan(d->chans[i]);
-	if (d->listener)
-		d->s.ops.listen_close(d->listener);
-	if (d->alt_listener)
-		d->s.alt_ops.listen_close(d->alt_listener);
+	for (unsigned i = 0; i < d->nlis; i++)
+		d->lis[i].tp->ops.listen_close(d->lis[i].l);
 	rmig_sess_fini(&d->s);
 	while (d->ds_list) {
 		struct ds_node *n = d->ds_list;
@@ -1070,7 +1091,7 @@ int64_t rmig_dest_block_received(rmig_dest *d, int block)
 	    !d->s.blocks[block].received)
 		return rmig_err(-EINVAL, "block_received: block index %d out "
 				"of range (%u blocks%s)", block, d->s.nblocks,
-				d->listener ? "" : ", not listening yet");
+				d->nlis ? "" : ", not listening yet");
 	return atomic_load_explicit(&d->s.blocks[block].received_count,
 				    memory_order_relaxed);
 }

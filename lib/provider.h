@@ -99,9 +99,14 @@ struct rmig_prov_mr {
 	void *desc;
 };
 
+struct rmig_tp; /* the core's (transport.h) */
+
 /** A connection; the provider embeds it as its first member. */
 struct rmig_prov_conn {
-	const struct rmig_provider_ops *ops;
+	/** The core's transport the connection belongs to, set by the core
+	 *  once conn_create or listen_get returned it; a provider leaves it
+	 *  alone. */
+	struct rmig_tp *tp;
 };
 
 /** Parameters for opening a domain. */

@@ -88,7 +88,7 @@ static void src_kick(void *arg)
 
 		sem_post(&p->sem);
 		sem_post(&p->sem_sync);
-		src->s.ops.conn_wake(p->ch.conn);
+		p->ch.tp->ops.conn_wake(p->ch.conn);
 		sem_post(&src->channels_ready);
 	}
 }
@@ -122,7 +122,7 @@ static int send_pages(struct src_chan *p)
 		while (j < nn && p->normal[j] == p->normal[j - 1] + ps)
 			j++;
 		/* On demand: the next run starts in another chunk. */
-		bool other = s->cache && j < nn &&
+		bool other = ch->tp->cache && j < nn &&
 			     p->normal[j] / s->reg_chunk_size !=
 			     p->normal[j - 1] / s->reg_chunk_size;
 
@@ -400,7 +400,7 @@ static void publish(struct src_chan *p)
 	atomic_store(&p->pending_job, true);
 	sem_post(&p->sem);
 	if (atomic_load(&p->polling))
-		p->src->s.ops.conn_wake(p->ch.conn);
+		p->ch.tp->ops.conn_wake(p->ch.conn);
 }
 
 static int flush_batch(struct rmig_src *src)
@@ -597,7 +597,7 @@ static int do_sync(struct rmig_src *src, bool final)
 		atomic_store(&p->pending_sync, true);
 		sem_post(&p->sem);
 		if (atomic_load(&p->polling))
-			s->ops.conn_wake(p->ch.conn);
+			p->ch.tp->ops.conn_wake(p->ch.conn);
 	}
 	for (unsigned i = 0; i < src->nchans; i++) {
 		rmig_sem_wait(&src->chans[i]->sem_sync);
@@ -808,26 +808,27 @@ static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 	int idx, ret;
 
 	*cm_failed = false;
-	ret = s->ops.conn_create(s->dom, &conn);
+	ret = rmig_tp_conn_create(s->tp, &conn);
 	if (ret) {
 		*cm_failed = true;
 		return ret;
 	}
 	ret = rmig_chan_init(ch, s, id, conn);
 	if (ret) {
-		s->ops.conn_close(conn);
+		s->tp->ops.conn_close(conn);
 		return ret;
 	}
 	/* The protocol gives one credit, for the handshake; the ACCEPT
 	 * grants the rest (up to the 12-bit immediate's limit). */
 	ch->credits = 1;
 	ch->peer_depth = RMIG_IMM_CREDITS_MAX + 1;
-	ret = s->ops.conn_establish(conn, tmo);
+	ret = ch->tp->ops.conn_establish(conn, tmo);
 	if (ret) {
 		*cm_failed = true;
 		return ret;
 	}
-	if (s->ops.conn_peer_name(conn, ch->peer, sizeof(ch->peer)))
+	if (ch->tp->ops.conn_peer_name(conn, ch->peer,
+				       sizeof(ch->peer)))
 		snprintf(ch->peer, sizeof(ch->peer), "%s", s->address);
 	memcpy(h.uuid, s->uuid, 16);
 	idx = rmig_chan_tx_get(ch, &buf, tmo);
@@ -918,7 +919,8 @@ static int connect_chans(struct rmig_src *src, bool *fall_back)
 		if (ret) {
 			/* Never after a channel is up: one transport a
 			 * session. */
-			*fall_back = i == 0 && cm_failed && s->auto_on_verbs &&
+			*fall_back = i == 0 && cm_failed && s->auto_mode &&
+				     s->tp->prov == s->auto_verbs &&
 				     (ret == -ECONNREFUSED ||
 				      ret == -ETIMEDOUT ||
 				      ret == -EHOSTUNREACH);
@@ -948,7 +950,7 @@ int rmig_src_connect(rmig_src *src)
 	ret = rmig_sess_check(s);
 	if (ret)
 		return ret;
-	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
+	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->tp)
 		return rmig_err(-EISCONN, "connect: session is %s",
 				rmig_state_name(atomic_load(&s->state)));
 	ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_SOURCE);
@@ -970,8 +972,7 @@ int rmig_src_connect(rmig_src *src)
 			      "falling back to %s for the whole session",
 			      s->address, strerror(-ret), why,
 			      s->auto_fallback->name);
-		rmig_sess_auto_fall_back(s);
-		ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_SOURCE);
+		ret = rmig_sess_fall_back(s);
 		if (!ret)
 			ret = connect_chans(src, &fall_back);
 		if (ret)
@@ -1007,7 +1008,7 @@ int rmig_src_connect(rmig_src *src)
 		return rmig_sess_check(s);
 	}
 	rmig_log_info("connected %u channels to %s over %s", src->nchans,
-		      s->address, s->attr.name);
+		      s->address, s->tp->attr.name);
 	return 0;
 
 err_free:
