@@ -43,9 +43,9 @@
 
 #include "cli.h"
 #include "live.h"
+#include "mix64.h"
 
 #define PROG "rmig-migrate"
-#define GOLDEN 0x9e3779b97f4a7c15ull
 #define MANIFEST_IDSTR "rmig-migrate/manifest"
 #define DEMO_ACCEPT_TIMEOUT_S 60
 #define DEMO_GRACE_S 15 /* after one side failed, how long the other has */
@@ -142,13 +142,6 @@ static const char *human(uint64_t bytes, char buf[32])
 
 /* ------------------------------------------------------------------ */
 /* The reproducible image                                              */
-
-static inline uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static inline uint64_t page_key(uint64_t seed, uint64_t page)
 {
