@@ -12,6 +12,8 @@
  * Every connection belongs to one transport (rmig_prov_conn.tp, set by the
  * functions below), and a channel reaches its ops, domain and
  * registrations through it (rmig_chan.tp).
+ *
+ * (struct rmig_tp, as the public enum rmig_transport has the longer name.)
  */
 #ifndef RMIG_TRANSPORT_H
 #define RMIG_TRANSPORT_H
