@@ -231,13 +231,11 @@ int rmig_sess_add_transport(struct rmig_session *s,
 			    const char *address, struct rmig_tp **out);
 /** Make @tp (one of s->tps) the transport in use: new channels get it,
  *  and the session's limits and NUMA node follow it. */
-void rmig_sess_use_transport(struct rmig_session *s,
-			     struct rmig_tp *tp);
+void rmig_sess_use_transport(struct rmig_session *s, struct rmig_tp *tp);
 /** Keep @tp alone: close the session's other transports (their
  *  connections and listeners are closed), use @tp, and name it in the
  *  stats. */
-void rmig_sess_keep_transport(struct rmig_session *s,
-			      struct rmig_tp *tp);
+void rmig_sess_keep_transport(struct rmig_session *s, struct rmig_tp *tp);
 /** Source in auto mode, on verbs, before any channel is established:
  *  close the verbs transport and open the fallback's.  The caller logs
  *  why. */

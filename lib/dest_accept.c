@@ -139,11 +139,11 @@ static int listen_get_any(struct rmig_dest *d, int timeout_ms,
 
 	if (d->nlis == 1)
 		return rmig_tp_listen_get(d->lis[0].tp, d->lis[0].l,
-						 timeout_ms, conn);
+					  timeout_ms, conn);
 	for (;;) {
 		for (unsigned i = 0; i < d->nlis; i++) {
-			ret = rmig_tp_listen_get(d->lis[i].tp,
-							d->lis[i].l, 25, conn);
+			ret = rmig_tp_listen_get(d->lis[i].tp, d->lis[i].l,
+						 25, conn);
 			if (ret != -ETIMEDOUT)
 				return ret;
 		}

@@ -308,8 +308,7 @@ static void apply_limits(struct rmig_session *s)
 		s->max_ops = 8;
 }
 
-void rmig_sess_use_transport(struct rmig_session *s,
-			     struct rmig_tp *tp)
+void rmig_sess_use_transport(struct rmig_session *s, struct rmig_tp *tp)
 {
 	if (s->tp == tp)
 		return;
@@ -357,8 +356,7 @@ static void close_transport(struct rmig_session *s, struct rmig_tp *tp)
 	rmig_tp_close(tp);
 }
 
-void rmig_sess_keep_transport(struct rmig_session *s,
-			      struct rmig_tp *tp)
+void rmig_sess_keep_transport(struct rmig_session *s, struct rmig_tp *tp)
 {
 	rmig_sess_use_transport(s, tp);
 	while (s->ntps > 1)
@@ -368,8 +366,7 @@ void rmig_sess_keep_transport(struct rmig_session *s,
 
 /* Source in auto mode: verbs if its transport opens for the peer's
  * address, else the fallback.  Logs the choice and why. */
-static int open_auto_source(struct rmig_session *s,
-			    struct rmig_tp **out)
+static int open_auto_source(struct rmig_session *s, struct rmig_tp **out)
 {
 	char why[RMIG_ERR_MSG_MAX];
 	int ret;

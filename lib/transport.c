@@ -73,10 +73,9 @@ static int register_blocks(struct rmig_session *s, struct rmig_tp *tp,
 	return ret;
 }
 
-int rmig_tp_open(struct rmig_session *s,
-			const struct rmig_provider_ops *prov,
-			const char *address, enum rmig_mr_access ram_access,
-			struct rmig_tp **out)
+int rmig_tp_open(struct rmig_session *s, const struct rmig_provider_ops *prov,
+		 const char *address, enum rmig_mr_access ram_access,
+		 struct rmig_tp **out)
 {
 	struct rmig_tp *tp;
 	int ret;
@@ -128,8 +127,7 @@ void rmig_tp_close(struct rmig_tp *tp)
 	free(tp);
 }
 
-int rmig_tp_conn_create(struct rmig_tp *tp,
-			       struct rmig_prov_conn **out)
+int rmig_tp_conn_create(struct rmig_tp *tp, struct rmig_prov_conn **out)
 {
 	int ret = tp->ops.conn_create(tp->dom, out);
 
@@ -138,9 +136,8 @@ int rmig_tp_conn_create(struct rmig_tp *tp,
 	return ret;
 }
 
-int rmig_tp_listen_get(struct rmig_tp *tp,
-			      struct rmig_prov_listener *l, int timeout_ms,
-			      struct rmig_prov_conn **out)
+int rmig_tp_listen_get(struct rmig_tp *tp, struct rmig_prov_listener *l,
+		       int timeout_ms, struct rmig_prov_conn **out)
 {
 	int ret = tp->ops.listen_get(l, timeout_ms, out);
 

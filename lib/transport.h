@@ -45,23 +45,20 @@ struct rmig_tp {
  * RAM blocks for @ram_access: whole (pin-all), or through an on-demand
  * registration cache.  0 and *@out, or a negative errno with a message.
  */
-int rmig_tp_open(struct rmig_session *s,
-			const struct rmig_provider_ops *prov,
-			const char *address, enum rmig_mr_access ram_access,
-			struct rmig_tp **out);
+int rmig_tp_open(struct rmig_session *s, const struct rmig_provider_ops *prov,
+		 const char *address, enum rmig_mr_access ram_access,
+		 struct rmig_tp **out);
 
 /** Deregister everything and close the domain (its connections and
  *  listeners are closed already).  NULL is a no-op. */
 void rmig_tp_close(struct rmig_tp *tp);
 
 /** Source side: a connection in @tp (ops.conn_create), owned by it. */
-int rmig_tp_conn_create(struct rmig_tp *tp,
-			       struct rmig_prov_conn **out);
+int rmig_tp_conn_create(struct rmig_tp *tp, struct rmig_prov_conn **out);
 
 /** Destination side: the next connection request on @tp's listener @l
  *  (ops.listen_get), owned by @tp. */
-int rmig_tp_listen_get(struct rmig_tp *tp,
-			      struct rmig_prov_listener *l, int timeout_ms,
-			      struct rmig_prov_conn **out);
+int rmig_tp_listen_get(struct rmig_tp *tp, struct rmig_prov_listener *l,
+		       int timeout_ms, struct rmig_prov_conn **out);
 
 #endif /* RMIG_TRANSPORT_H */
