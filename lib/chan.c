@@ -43,10 +43,8 @@ static inline uint8_t *tx_buf(struct rmig_chan *ch, unsigned i)
 
 static int post_rx(struct rmig_chan *ch, unsigned i)
 {
-	struct rmig_session *s = ch->sess;
-
-	return s->ops.post_recv(ch->conn, rx_buf(ch, i), RMIG_MSG_SIZE,
-				ch->bufs_mr, (void *)(uintptr_t)(i + 1));
+	return ch->tp->ops.post_recv(ch->conn, rx_buf(ch, i), RMIG_MSG_SIZE,
+				     ch->bufs_mr, (void *)(uintptr_t)(i + 1));
 }
 
 int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
@@ -57,6 +55,7 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 
 	memset(ch, 0, sizeof(*ch));
 	ch->sess = s;
+	ch->tp = conn->tp;
 	ch->id = id;
 	ch->conn = conn;
 	ch->nrx = s->rx_depth + RMIG_CREDIT_SPARE;
@@ -68,8 +67,8 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	if (!ch->bufs)
 		return rmig_err(-ENOMEM, "channel %u: cannot allocate %zu "
 				"bytes of message buffers", id, ch->bufs_len);
-	ret = s->ops.mr_reg(s->dom, ch->bufs, ch->bufs_len, RMIG_MR_MSG_BUF,
-			    &ch->bufs_mr);
+	ret = ch->tp->ops.mr_reg(ch->tp->dom, ch->bufs, ch->bufs_len,
+				 RMIG_MR_MSG_BUF, &ch->bufs_mr);
 	if (ret) {
 		rmig_err_prefix("channel %u: registering message buffers", id);
 		goto err_free_bufs;
@@ -81,11 +80,11 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	ch->stash = calloc(ch->nrx, sizeof(*ch->stash));
 	ch->nwlog = s->max_ops;
 	ch->wlog = calloc(ch->nwlog, sizeof(*ch->wlog));
-	if (s->cache)
-		ch->held = calloc(rmig_regcache_capacity(s->cache),
+	if (ch->tp->cache)
+		ch->held = calloc(rmig_regcache_capacity(ch->tp->cache),
 				  sizeof(*ch->held));
 	if (!ch->recs || !ch->txbuf_free || !ch->stash || !ch->wlog ||
-	    (s->cache && !ch->held)) {
+	    (ch->tp->cache && !ch->held)) {
 		ret = rmig_err(-ENOMEM, "channel %u: out of memory", id);
 		goto err_free_arrays;
 	}
@@ -112,7 +111,7 @@ err_free_arrays:
 	free(ch->stash);
 	free(ch->wlog);
 	free(ch->held);
-	s->ops.mr_dereg(ch->bufs_mr);
+	ch->tp->ops.mr_dereg(ch->bufs_mr);
 err_free_bufs:
 	rmig_numa_free(ch->bufs, ch->bufs_len, ch->bufs_node);
 	memset(ch, 0, sizeof(*ch));
@@ -127,13 +126,13 @@ void rmig_chan_fini(struct rmig_chan *ch)
 	if (!s)
 		return;
 	if (ch->conn)
-		s->ops.conn_close(ch->conn);
+		ch->tp->ops.conn_close(ch->conn);
 	ch->conn = NULL;
 	if (ch->bufs_mr)
-		s->ops.mr_dereg(ch->bufs_mr);
+		ch->tp->ops.mr_dereg(ch->bufs_mr);
 	/* Its writes are gone with the connection. */
-	if (s->cache)
-		rmig_regcache_release(s->cache, ch);
+	if (ch->tp->cache)
+		rmig_regcache_release(ch->tp->cache, ch);
 	rmig_numa_free(ch->bufs, ch->bufs_len, ch->bufs_node);
 	free(ch->recs);
 	free(ch->txbuf_free);
@@ -232,13 +231,12 @@ static int op_error(struct rmig_chan *ch, const struct rmig_cqe *e, int err)
 
 static int chan_poll(struct rmig_chan *ch, int timeout_ms)
 {
-	struct rmig_session *s = ch->sess;
 	struct rmig_cqe cqe[CQE_BATCH];
 	int n;
 
 	cqe[0].op = 0;
 	cqe[0].ctx = NULL;
-	n = s->ops.poll(ch->conn, cqe, CQE_BATCH, timeout_ms);
+	n = ch->tp->ops.poll(ch->conn, cqe, CQE_BATCH, timeout_ms);
 	if (n < 0)
 		return op_error(ch, &cqe[0], n);
 	for (int i = 0; i < n; i++) {
@@ -257,7 +255,7 @@ static int chan_poll(struct rmig_chan *ch, int timeout_ms)
 			/* Every write of ours has landed: the chunks they
 			 * came from may be evicted. */
 			if (!ch->ops_outstanding && ch->nheld)
-				rmig_regcache_release(s->cache, ch);
+				rmig_regcache_release(ch->tp->cache, ch);
 			continue;
 		}
 
@@ -383,8 +381,8 @@ static int send_credit(struct rmig_chan *ch)
 	r->ops = ch->ops_unsignaled + 1;
 	r->info.op = RMIG_CQE_SEND;
 	r->info.msg = RMIG_MSG_CREDIT;
-	ret = s->ops.send(ch->conn, tx_buf(ch, 0), 0, ch->bufs_mr,
-			  rmig_imm_make(RMIG_MSG_CREDIT, grant), r);
+	ret = ch->tp->ops.send(ch->conn, tx_buf(ch, 0), 0, ch->bufs_mr,
+			       rmig_imm_make(RMIG_MSG_CREDIT, grant), r);
 	if (ret) {
 		rec_put(ch, r);
 		return ret;
@@ -454,7 +452,6 @@ int rmig_chan_tx_get(struct rmig_chan *ch, uint8_t **buf, int timeout_ms)
 int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 		      size_t len)
 {
-	struct rmig_session *s = ch->sess;
 	unsigned grant = ch->ungranted > RMIG_IMM_CREDITS_MAX ?
 			 RMIG_IMM_CREDITS_MAX : ch->ungranted;
 	struct rmig_txrec *r = rec_get(ch);
@@ -466,8 +463,8 @@ int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 	r->info.op = RMIG_CQE_SEND;
 	r->info.msg = (uint8_t)type;
 	r->info.len = len;
-	ret = s->ops.send(ch->conn, tx_buf(ch, (unsigned)idx), len,
-			  ch->bufs_mr, rmig_imm_make(type, grant), r);
+	ret = ch->tp->ops.send(ch->conn, tx_buf(ch, (unsigned)idx), len,
+			       ch->bufs_mr, rmig_imm_make(type, grant), r);
 	if (ret) {
 		r->buf = -1;
 		rec_put(ch, r);
@@ -499,7 +496,7 @@ static int drain_all(struct rmig_chan *ch)
 			return rmig_sess_check(s);
 	}
 	if (ch->nheld)
-		rmig_regcache_release(s->cache, ch);
+		rmig_regcache_release(ch->tp->cache, ch);
 	return 0;
 }
 
@@ -512,13 +509,13 @@ static int local_mr(struct rmig_chan *ch, int block, uint64_t offset,
 {
 	struct rmig_session *s = ch->sess;
 
-	if (!s->cache) {
-		*mr = s->blocks[block].mr;
+	if (!ch->tp->cache) {
+		*mr = ch->tp->mr[block];
 		return 0;
 	}
 	for (;;) {
-		int ret = rmig_regcache_get(s->cache, ch, (unsigned)block,
-					    offset, n, mr);
+		int ret = rmig_regcache_get(ch->tp->cache, ch,
+					    (unsigned)block, offset, n, mr);
 
 		if (ret != -EAGAIN)
 			return ret;
@@ -528,7 +525,7 @@ static int local_mr(struct rmig_chan *ch, int block, uint64_t offset,
 				return ret;
 			continue;
 		}
-		rmig_regcache_wait(s->cache, (int)rmig_param(
+		rmig_regcache_wait(ch->tp->cache, (int)rmig_param(
 					   RMIG_PARAM_POLL_SLICE_MS));
 		if (rmig_sess_failed(s))
 			return rmig_sess_check(s);
@@ -540,7 +537,7 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 {
 	struct rmig_session *s = ch->sess;
 	struct rmig_block *b = &s->blocks[block];
-	size_t chunk = s->attr.max_msg_size;
+	size_t chunk = ch->tp->attr.max_msg_size;
 
 	while (len) {
 		size_t n = len < chunk ? len : chunk;
@@ -550,7 +547,7 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 		bool cut;
 
 		/* On demand, a write stays inside one registered chunk. */
-		if (s->cache) {
+		if (ch->tp->cache) {
 			uint64_t end = (offset / s->reg_chunk_size + 1) *
 				       s->reg_chunk_size;
 
@@ -565,9 +562,9 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 		 * writes to free a chunk then always has a completion
 		 * coming. */
 		bool sig = ch->ops_unsignaled + 1 >= s->max_ops / 4 ||
-			   (s->cache && ((cut && (offset + n) %
-					  s->reg_chunk_size == 0) ||
-					 (!cut && signal_last)));
+			   (ch->tp->cache && ((cut && (offset + n) %
+					       s->reg_chunk_size == 0) ||
+					      (!cut && signal_last)));
 		int ret = wait_tx(ch, 1, false, sig, -1);
 
 		if (ret)
@@ -594,9 +591,9 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 
 		/* Every write carries a context naming its block and
 		 * offset, so a failed one (signaled or not) can be named. */
-		ret = s->ops.write(ch->conn, &iov, 1, b->raddr + offset,
-				   b->rkey, sig ? (void *)r : (void *)info,
-				   sig);
+		ret = ch->tp->ops.write(ch->conn, &iov, 1, b->raddr + offset,
+					b->rkey, sig ? (void *)r : (void *)info,
+					sig);
 		if (ret) {
 			if (r)
 				rec_put(ch, r);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core.h - internal structures shared by the source and destination
- * sessions: the session (provider, RAM blocks, first error), the channel
+ * sessions: the session (transports, RAM blocks, first error), the channel
  * (one connection: message buffers, credits, tx accounting) and tunables.
  */
 #ifndef RMIG_CORE_H
@@ -18,6 +18,7 @@
 #include "error.h"
 #include "provider.h"
 #include "rmig/rmig.h"
+#include "transport.h"
 #include "wire.h"
 
 /* Tunables (params.c).  Environment: RMIG_<NAME>. */
@@ -39,7 +40,6 @@ struct rmig_block {
 	char name[RMIG_BLOCK_NAME_MAX];
 	uint8_t *host;
 	uint64_t length;
-	struct rmig_prov_mr *mr;
 	/* Source: where this block lives on the destination. */
 	uint32_t remote_index;
 	uint64_t raddr;
@@ -61,10 +61,19 @@ struct rmig_regcache;
 /** What a session kicks when it fails: implemented by src.c and dest.c. */
 typedef void (*rmig_kick_fn)(void *side);
 
+/** Transports a session holds at most at once (transport.h). */
+#define RMIG_MAX_TRANSPORTS 2
+
 struct rmig_session {
-	struct rmig_provider_ops ops;
-	struct rmig_prov_domain *dom;
-	struct rmig_prov_attr attr;
+	/* The provider the config chose (transport auto: the fallback). */
+	const struct rmig_provider_ops *prov;
+	/* Open transports, owned by the session: one, or a destination's
+	 * two while it listens in auto mode.  tp is the one in use: what
+	 * new channels get, whose limits (max_ops) and NUMA node apply
+	 * (rmig_sess_use_transport()).  NULL before open_domain. */
+	struct rmig_tp *tps[RMIG_MAX_TRANSPORTS];
+	unsigned ntps;
+	struct rmig_tp *tp;
 	bool is_dest;
 
 	/* Resolved configuration. */
@@ -92,26 +101,19 @@ struct rmig_session {
 	enum rmig_reg_mode reg_mode;
 	uint64_t reg_chunk_size;
 	unsigned reg_cache_chunks;
-	struct rmig_regcache *cache; /* on demand, after open_domain */
 
 	/* NUMA: what the config asked (RMIG_NUMA_AUTO/NONE or a node) and
 	 * the node chosen at open_domain (-1: no binding). */
 	int numa_cfg;
 	int numa_node;
 
-	/* Transport auto.  The source tries auto_verbs, then falls back;
-	 * the destination opens both (the fallback in ops/dom/attr/mr, the
-	 * verbs one in alt_*) and keeps the one the first accepted source
-	 * used (rmig_sess_swap_alt(), rmig_sess_drop_alt()). */
+	/* Transport auto.  The source opens auto_verbs if it can, and
+	 * closes it for auto_fallback when its first connection fails
+	 * (rmig_sess_fall_back()); the destination listens with both and
+	 * keeps the one the first accepted source used
+	 * (rmig_sess_keep_transport()). */
 	bool auto_mode;
-	/* Source: verbs is the transport (auto_on_verbs); verbs opened but
-	 * could not connect, so it is not tried again (auto_verbs_failed). */
-	bool auto_on_verbs, auto_verbs_failed;
 	const struct rmig_provider_ops *auto_verbs, *auto_fallback;
-	struct rmig_provider_ops alt_ops;
-	struct rmig_prov_domain *alt_dom;
-	struct rmig_prov_attr alt_attr;
-	struct rmig_prov_mr *alt_mr[RMIG_MAX_BLOCKS];
 	/* Name of the transport in use for stats ("" until fixed); under
 	 * err_lock, as stats read it from any thread. */
 	char transport[32];
@@ -162,6 +164,8 @@ struct rmig_chan_stats_atomic {
 
 struct rmig_chan {
 	struct rmig_session *sess;
+	/* The transport of conn: ops, domain, RAM registrations. */
+	struct rmig_tp *tp;
 	unsigned id;
 	struct rmig_prov_conn *conn;
 	char peer[80];
@@ -170,7 +174,7 @@ struct rmig_chan {
 	size_t bufs_len;
 	/* The node bufs were allocated on (rmig_numa_alloc()), kept to free
 	 * them with the matching allocator: the session's node can change
-	 * after (rmig_sess_swap_alt()). */
+	 * after (rmig_sess_use_transport()). */
 	int bufs_node;
 	struct rmig_prov_mr *bufs_mr;
 	unsigned nrx; /* rx_depth + spare */
@@ -212,26 +216,30 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 void rmig_sess_fini(struct rmig_session *s);
 int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
 			size_t length);
-/** Open the domain and register the RAM blocks for @ram_access: the
- *  source's as RMIG_MR_WRITE_SOURCE (never writable: see provider.h), the
- *  destination's as RMIG_MR_WRITE_TARGET. */
+/** Allocate the page bitmaps and open the session's transport (s->tp),
+ *  its RAM blocks registered for @ram_access: the source's as
+ *  RMIG_MR_WRITE_SOURCE (never writable: see provider.h), the
+ *  destination's as RMIG_MR_WRITE_TARGET.  A source in auto mode opens
+ *  verbs if it can, else the fallback. */
 int rmig_sess_open_domain(struct rmig_session *s,
 			  enum rmig_mr_access ram_access);
-/** Destination in auto mode: open the verbs domain on @address (the port
- *  the first listener got) and register every block in it too.  0 or a
- *  negative errno (the caller goes on with the fallback alone). */
-int rmig_sess_open_alt(struct rmig_session *s, const char *address);
-/** Exchange the primary and alternative transports (domain, ops, attr,
- *  block registrations). */
-void rmig_sess_swap_alt(struct rmig_session *s);
-/** Deregister and close the alternative transport; the primary is now the
- *  session's transport (its name goes to the stats). */
-void rmig_sess_drop_alt(struct rmig_session *s);
+/** Destination in auto mode: open @prov's transport on @address beside
+ *  the one in use, the blocks registered as targets in it too.  0 and
+ *  *@out (owned by the session), or a negative errno. */
+int rmig_sess_add_transport(struct rmig_session *s,
+			    const struct rmig_provider_ops *prov,
+			    const char *address, struct rmig_tp **out);
+/** Make @tp (one of s->tps) the transport in use: new channels get it,
+ *  and the session's limits and NUMA node follow it. */
+void rmig_sess_use_transport(struct rmig_session *s, struct rmig_tp *tp);
+/** Keep @tp alone: close the session's other transports (their
+ *  connections and listeners are closed), use @tp, and name it in the
+ *  stats. */
+void rmig_sess_keep_transport(struct rmig_session *s, struct rmig_tp *tp);
 /** Source in auto mode, on verbs, before any channel is established:
- *  close the verbs domain and its registrations and make the fallback the
- *  session's provider; rmig_sess_open_domain() then opens it (and does
- *  not try verbs again).  The caller logs why. */
-void rmig_sess_auto_fall_back(struct rmig_session *s);
+ *  close the verbs transport and open the fallback's.  The caller logs
+ *  why. */
+int rmig_sess_fall_back(struct rmig_session *s);
 /** Record @name as the transport in use (stats). */
 void rmig_sess_set_transport(struct rmig_session *s, const char *name);
 /** Test hook: transport auto with these two providers (instead of the
@@ -260,7 +268,7 @@ static inline bool rmig_sess_failed(struct rmig_session *s)
 /** Move the state from @from to @to; false if it was not @from. */
 bool rmig_sess_transition(struct rmig_session *s, enum rmig_state from,
 			  enum rmig_state to);
-/** Deregister blocks and close the domain (undo rmig_sess_open_domain). */
+/** Close every transport, free the bitmaps (undo rmig_sess_open_domain). */
 void rmig_sess_close_domain(struct rmig_session *s);
 /** Session error as a return value, with the message copied to this
  *  thread's rmig_last_error(); 0 when none. */
@@ -272,6 +280,8 @@ const struct rmig_provider_ops *rmig_select_provider(
 	const struct rmig_config *cfg, char *why, size_t whylen);
 
 /* chan.c */
+/** Channel @id over @conn, in @conn's transport (conn->tp), with the
+ *  session's limits and NUMA node as they are now. */
 int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 		   struct rmig_prov_conn *conn);
 void rmig_chan_fini(struct rmig_chan *ch);

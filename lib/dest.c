@@ -8,6 +8,8 @@
  * zero where they are not already, marks the received bitmap, reassembles
  * device-state blobs, and stops at SYNC markers until the caller has seen
  * every channel stop (rmig_dest_wait_sync()).
+ *
+ * Creating, listening, accepting and destroying the session: dest_accept.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,67 +17,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "core.h"
+#include "dest.h"
 #include "rmig_numa.h"
 #include "zero.h"
-
-struct ds_node {
-	struct rmig_devstate ds;
-	uint32_t seq;
-	struct ds_node *next;
-};
-
-struct dest_chan {
-	struct rmig_chan ch; /* first */
-	struct rmig_dest *dest;
-	pthread_t thread;
-	sem_t release; /* caller -> thread: leave the SYNC marker */
-	uint64_t packets_recv;
-	/* Written by the channel thread before it posts sync_arrived, read by
-	 * the caller after waiting on it: the semaphore orders them. */
-	uint64_t sync_num;
-	bool sync_final;
-	/* Device-state blob being reassembled. */
-	struct ds_node *cur;
-	uint64_t cur_off;
-};
-
-struct rmig_dest {
-	struct rmig_session s;
-	struct rmig_prov_listener *listener;
-	/* Transport auto: the other transport's listener (s->alt_ops), until
-	 * the first accepted source fixes the transport. */
-	struct rmig_prov_listener *alt_listener;
-	struct dest_chan *chans[RMIG_MAX_CHANNELS];
-	struct rmig_chan *chan_ptrs[RMIG_MAX_CHANNELS];
-	/* Release after pthread_create(), acquire in dest_kick() and stats. */
-	_Atomic unsigned nthreads;
-	unsigned nchans;
-	sem_t sync_arrived;
-	unsigned arrived; /* arrivals counted toward the current sync */
-	bool final_done;
-	bool joined;
-	uint64_t block_len[RMIG_MAX_BLOCKS];
-	struct rmig_packet_limits lim;
-
-	pthread_mutex_t ds_lock;
-	struct ds_node *ds_list; /* completed blobs, sorted by seq */
-	uint32_t ds_next;        /* seq the caller gets next */
-	uint64_t ds_queued;      /* bytes in ds_list */
-
-	/* What the caller configured (accept adopts the source's values
-	 * when these are unset, and restores them if it fails). */
-	bool cfg_uuid_set;
-	unsigned cfg_channels;
-	/* Pages per packet the source announced (every channel the same):
-	 * packet headers with more pages are refused. */
-	uint32_t ppp;
-
-	_Atomic uint64_t syncs_done, rejected, zero_cleared, devstate_blobs,
-		devstate_bytes;
-};
-
-static void dest_kick(void *arg)
+void rmig_dest_kick(void *arg)
 {
 	struct rmig_dest *d = arg;
 	/* Pairs with the release store after pthread_create(). */
@@ -83,7 +28,7 @@ static void dest_kick(void *arg)
 
 	for (unsigned i = 0; i < n; i++) {
 		sem_post(&d->chans[i]->release);
-		d->s.ops.conn_wake(d->chans[i]->ch.conn);
+		d->chans[i]->ch.tp->ops.conn_wake(d->chans[i]->ch.conn);
 	}
 	for (unsigned i = 0; i <= n; i++)
 		sem_post(&d->sync_arrived);
@@ -289,7 +234,7 @@ static int handle_sync(struct dest_chan *p, struct rmig_msg *m)
 				 rmig_sync_ack_encode(sm.sync_num, buf));
 }
 
-static void *dest_thread(void *arg)
+void *rmig_dest_thread(void *arg)
 {
 	struct dest_chan *p = arg;
 	struct rmig_dest *d = p->dest;
@@ -484,7 +429,7 @@ void rmig_devstate_free(struct rmig_devstate *ds)
 	ds_free((struct ds_node *)ds);
 }
 
-static void join_threads(struct rmig_dest *d)
+void rmig_dest_join_threads(struct rmig_dest *d)
 {
 	unsigned n = atomic_load(&d->nthreads);
 
@@ -506,7 +451,7 @@ int rmig_dest_finish(rmig_dest *d)
 		if (ret < 0)
 			return ret;
 	}
-	join_threads(d);
+	rmig_dest_join_threads(d);
 	if (!rmig_sess_transition(&d->s, RMIG_STATE_ACTIVE,
 				  RMIG_STATE_COMPLETED))
 		return rmig_sess_check(&d->s);
@@ -517,516 +462,6 @@ void rmig_dest_cancel(rmig_dest *d)
 {
 	if (d)
 		rmig_sess_cancel(&d->s, "migration cancelled by the caller");
-}
-
-/* ------------------------------------------------------------------ */
-/* Setup, handshake, teardown                                          */
-
-int rmig_dest_create_prov(const struct rmig_config *cfg,
-			  const struct rmig_provider_ops *prov, rmig_dest **out)
-{
-	struct rmig_dest *d;
-	int ret;
-
-	if (!out)
-		return rmig_err(-EINVAL, "dest_create: out is NULL");
-	d = calloc(1, sizeof(*d));
-	if (!d)
-		return rmig_err(-ENOMEM, "dest_create: out of memory");
-	ret = rmig_sess_init(&d->s, cfg, prov, true);
-	if (ret) {
-		free(d);
-		return ret;
-	}
-	sem_init(&d->sync_arrived, 0, 0);
-	pthread_mutex_init(&d->ds_lock, NULL);
-	d->cfg_uuid_set = d->s.uuid_set;
-	d->cfg_channels = d->s.channels;
-	d->s.kick = dest_kick;
-	d->s.kick_arg = d;
-	*out = d;
-	return 0;
-}
-
-int rmig_dest_create_auto(const struct rmig_config *cfg,
-			  const struct rmig_provider_ops *verbs,
-			  const struct rmig_provider_ops *fallback,
-			  rmig_dest **out)
-{
-	int ret = rmig_dest_create_prov(cfg, fallback, out);
-
-	if (!ret)
-		rmig_sess_set_auto(&(*out)->s, verbs, fallback);
-	return ret;
-}
-
-int rmig_dest_create(const struct rmig_config *cfg, rmig_dest **out)
-{
-	return rmig_dest_create_prov(cfg, NULL, out);
-}
-
-int rmig_dest_add_block(rmig_dest *d, const char *name, void *host,
-			size_t length)
-{
-	if (!d)
-		return rmig_err(-EINVAL, "add_block: session is NULL");
-	return rmig_sess_add_block(&d->s, name, host, length);
-}
-
-/* Transport auto: listen with verbs too, on the port the first listener
- * got (rdma_cm has its own port space).  Where that fails, the fallback
- * alone serves, and the log says why. */
-static void listen_alt(struct rmig_dest *d)
-{
-	struct rmig_session *s = &d->s;
-	char name[128];
-	int ret;
-
-	if (!s->auto_verbs) {
-		rmig_log_info("transport auto: listening with %s only (this "
-			      "build has no verbs provider)", s->attr.name);
-		rmig_sess_drop_alt(s);
-		return;
-	}
-	ret = s->ops.listen_name(d->listener, name, sizeof(name));
-	if (!ret)
-		ret = rmig_sess_open_alt(s, name);
-	if (!ret) {
-		ret = s->alt_ops.listen(s->alt_dom, &d->alt_listener);
-		if (ret) {
-			d->alt_listener = NULL;
-			rmig_err_prefix("%s: listen on %s", s->alt_attr.name,
-					name);
-		}
-	}
-	if (ret) {
-		rmig_log_info("transport auto: listening with %s only; verbs "
-			      "unavailable (%s: %s)", s->attr.name,
-			      strerror(-ret), rmig_err_msg());
-		rmig_sess_drop_alt(s);
-		return;
-	}
-	rmig_log_info("transport auto: listening on %s with both %s and %s; "
-		      "the first source accepted fixes the transport", name,
-		      s->attr.name, s->alt_attr.name);
-}
-
-/* Transport auto: the first source is accepted; keep its transport and
- * close the other listener and domain. */
-static void commit_transport(struct rmig_dest *d)
-{
-	struct rmig_session *s = &d->s;
-
-	if (!d->alt_listener)
-		return;
-	s->alt_ops.listen_close(d->alt_listener);
-	d->alt_listener = NULL;
-	rmig_log_info("transport auto: the source came over %s; closed the "
-		      "%s listener", s->attr.name, s->alt_attr.name);
-	rmig_sess_drop_alt(s);
-}
-
-/* Wait up to @timeout_ms for a connection on either listener; one from
- * the alternative transport makes it the session's (until commit). */
-static int listen_get_any(struct rmig_dest *d, int timeout_ms,
-			  struct rmig_prov_conn **conn)
-{
-	struct rmig_session *s = &d->s;
-	uint64_t deadline = rmig_deadline_ns(timeout_ms);
-	int ret;
-
-	if (!d->alt_listener)
-		return s->ops.listen_get(d->listener, timeout_ms, conn);
-	for (;;) {
-		ret = s->ops.listen_get(d->listener, 25, conn);
-		if (ret != -ETIMEDOUT)
-			return ret;
-		ret = s->alt_ops.listen_get(d->alt_listener, 25, conn);
-		if (ret == 0) {
-			struct rmig_prov_listener *l = d->listener;
-
-			rmig_sess_swap_alt(s);
-			d->listener = d->alt_listener;
-			d->alt_listener = l;
-			return 0;
-		}
-		if (ret != -ETIMEDOUT)
-			return ret;
-		if (rmig_now_ns() >= deadline)
-			return -ETIMEDOUT;
-	}
-}
-
-int rmig_dest_listen(rmig_dest *d)
-{
-	struct rmig_session *s;
-	int ret;
-
-	if (!d)
-		return rmig_err(-EINVAL, "listen: session is NULL");
-	s = &d->s;
-	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
-		return rmig_err(-EBUSY, "listen: session is %s or listening "
-				"already", rmig_state_name(atomic_load(
-					&s->state)));
-	ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_TARGET);
-	if (ret)
-		return ret;
-	ret = s->ops.listen(s->dom, &d->listener);
-	if (ret) {
-		rmig_err_prefix("listen on %s", s->address);
-		/* Leave the session as it was, so listen can be retried. */
-		rmig_sess_close_domain(s);
-		d->listener = NULL;
-		return ret;
-	}
-	for (unsigned i = 0; i < s->nblocks; i++)
-		d->block_len[i] = s->blocks[i].length;
-	d->lim = (struct rmig_packet_limits){
-		.nblocks = s->nblocks,
-		.block_len = d->block_len,
-		.page_size = s->page_size,
-		.pages_per_packet = RMIG_MAX_PAGES_PER_PACKET,
-	};
-	rmig_log_info("listening on %s over %s", s->address, s->attr.name);
-	if (s->auto_mode)
-		listen_alt(d);
-	return 0;
-}
-
-int rmig_dest_get_address(rmig_dest *d, char *buf, size_t len)
-{
-	if (!d || !buf || !len)
-		return rmig_err(-EINVAL, "get_address: NULL argument");
-	if (!d->listener)
-		return rmig_err(-ENOTCONN, "get_address: not listening (call "
-				"rmig_dest_listen first)");
-	return d->s.ops.listen_name(d->listener, buf, len);
-}
-
-int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
-			   uint64_t *rkey)
-{
-	if (!d || !raddr || !rkey)
-		return rmig_err(-EINVAL, "block_remote: NULL argument");
-	if (block >= d->s.nblocks || !d->s.blocks[block].mr)
-		return rmig_err(-EINVAL, "block_remote: block %u not "
-				"registered (%u blocks; listen first)", block,
-				d->s.nblocks);
-	/* As send_accept() encodes them. */
-	*raddr = d->s.blocks[block].mr->raddr;
-	*rkey = d->s.blocks[block].mr->rkey;
-	return 0;
-}
-
-static void free_chan(struct dest_chan *p)
-{
-	if (!p)
-		return;
-	rmig_chan_fini(&p->ch);
-	sem_destroy(&p->release);
-	ds_free(p->cur);
-	free(p);
-}
-
-/* Answer a bad handshake with REJECT and close.  The source has at least
- * one receive buffer posted (it always does before connecting). */
-static void reject(struct rmig_dest *d, struct dest_chan *p,
-		   enum rmig_reject reason, const char *why)
-{
-	struct rmig_chan *ch = &p->ch;
-	uint8_t *buf;
-	int idx;
-
-	atomic_fetch_add_explicit(&d->rejected, 1, memory_order_relaxed);
-	rmig_log_warn("rejected a channel from %s: %s", ch->peer, why);
-	if (!ch->credits)
-		ch->credits = 1;
-	idx = rmig_chan_tx_get(ch, &buf, 1000);
-	if (idx >= 0 &&
-	    !rmig_chan_tx_send(ch, idx, RMIG_MSG_REJECT,
-			       rmig_reject_encode(reason, why, buf,
-						  RMIG_MSG_SIZE)))
-		(void)rmig_chan_drain(ch, 1000);
-	free_chan(p);
-}
-
-static int send_accept(struct rmig_dest *d, struct dest_chan *p)
-{
-	struct rmig_session *s = &d->s;
-	struct rmig_wire_block *wb = calloc(s->nblocks, sizeof(*wb));
-	uint8_t *buf;
-	int idx, ret;
-
-	if (!wb)
-		return rmig_err(-ENOMEM, "out of memory");
-	for (unsigned i = 0; i < s->nblocks; i++) {
-		memcpy(wb[i].name, s->blocks[i].name, RMIG_BLOCK_NAME_MAX);
-		wb[i].length = s->blocks[i].length;
-		wb[i].raddr = s->blocks[i].mr->raddr;
-		wb[i].rkey = s->blocks[i].mr->rkey;
-		wb[i].page_size = (uint32_t)s->page_size;
-	}
-	idx = rmig_chan_tx_get(&p->ch, &buf, (int)s->connect_timeout_ms);
-	if (idx < 0) {
-		free(wb);
-		return idx;
-	}
-	ret = rmig_chan_tx_send(&p->ch, idx, RMIG_MSG_ACCEPT,
-				rmig_accept_encode(s->rx_depth, wb, s->nblocks,
-						   buf, RMIG_MSG_SIZE));
-	free(wb);
-	return ret;
-}
-
-/*
- * One incoming connection: establish, read the handshake, judge it.  Waits at
- * most @wait_ms for each step, so one silent connection cannot hold up the
- * real source for long.  A connection that fails or is turned away is
- * dropped (return 0); only a failure of this process (-ENOMEM) ends accept.
- * What the handshake makes us adopt (UUID, channel count, the channel id as
- * seen) is committed only once the ACCEPT is sent.
- */
-static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
-		      uint64_t *seen, int wait_ms)
-{
-	struct rmig_session *s = &d->s;
-	struct rmig_handshake_expect e;
-	char why[RMIG_REJECT_TEXT_MAX];
-	enum rmig_reject reason;
-	struct rmig_handshake h;
-	struct dest_chan *p;
-	struct rmig_msg m;
-	int ret;
-
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		s->ops.conn_close(conn);
-		return rmig_err(-ENOMEM, "out of memory");
-	}
-	p->dest = d;
-	sem_init(&p->release, 0, 0);
-	ret = rmig_chan_init(&p->ch, s, UINT16_MAX, conn);
-	if (ret) {
-		s->ops.conn_close(conn);
-		sem_destroy(&p->release);
-		free(p);
-		if (ret == -ENOMEM)
-			return ret;
-		rmig_log_warn("dropped an incoming connection: %s",
-			      rmig_err_msg());
-		return 0;
-	}
-	/* The source's first credit is implicit; we grant the others. */
-	p->ch.ungranted = s->rx_depth - 1;
-	ret = s->ops.conn_establish(conn, wait_ms);
-	if (ret)
-		goto drop;
-	if (s->ops.conn_peer_name(conn, p->ch.peer, sizeof(p->ch.peer)))
-		snprintf(p->ch.peer, sizeof(p->ch.peer), "unknown peer");
-	ret = rmig_chan_recv(&p->ch, &m, wait_ms);
-	if (ret == 0)
-		ret = rmig_err(-ETIMEDOUT, "no handshake within %d ms",
-			       wait_ms);
-	if (ret < 0)
-		goto drop;
-	if (m.type != RMIG_MSG_HANDSHAKE) {
-		snprintf(why, sizeof(why), "first message is %s, expected "
-			 "HANDSHAKE", rmig_msg_type_name(m.type));
-		reject(d, p, RMIG_REJECT_MALFORMED, why);
-		return 0;
-	}
-	if (rmig_handshake_decode(m.data, m.len, &h)) {
-		snprintf(why, sizeof(why), "%s", rmig_err_msg());
-		reject(d, p, RMIG_REJECT_MALFORMED, why);
-		return 0;
-	}
-	e = (struct rmig_handshake_expect){
-		.uuid_set = s->uuid_set,
-		.channel_count = s->channels,
-		.page_size = (uint32_t)s->page_size,
-		.seen = seen,
-	};
-	memcpy(e.uuid, s->uuid, 16);
-	reason = rmig_handshake_check(&h, &e, why, sizeof(why));
-	if (reason == RMIG_REJECT_NONE && h.rx_depth > RMIG_IMM_CREDITS_MAX) {
-		reason = RMIG_REJECT_MALFORMED;
-		snprintf(why, sizeof(why), "rx_depth %u above %u", h.rx_depth,
-			 RMIG_IMM_CREDITS_MAX);
-	}
-	if (reason == RMIG_REJECT_NONE && d->ppp &&
-	    h.pages_per_packet != d->ppp) {
-		reason = RMIG_REJECT_PACKET_SIZE;
-		snprintf(why, sizeof(why), "pages per packet %u, other "
-			 "channels announced %u", h.pages_per_packet, d->ppp);
-	}
-	if (reason != RMIG_REJECT_NONE) {
-		/* Nothing about our memory has been said on this
-		 * connection; answer why and close it. */
-		reject(d, p, reason, why);
-		return 0;
-	}
-	p->ch.id = h.channel_id;
-	p->ch.peer_depth = h.rx_depth;
-	p->ch.credits = h.rx_depth;
-	ret = rmig_chan_msg_done(&p->ch, &m);
-	if (!ret)
-		ret = send_accept(d, p);
-	if (ret)
-		goto drop;
-	if (!s->uuid_set) {
-		memcpy(s->uuid, h.uuid, 16);
-		s->uuid_set = true;
-	}
-	if (!s->channels)
-		s->channels = h.channel_count;
-	d->ppp = h.pages_per_packet;
-	seen[h.channel_id / 64] |= 1ull << (h.channel_id % 64);
-	d->chans[h.channel_id] = p;
-	d->chan_ptrs[h.channel_id] = &p->ch;
-	d->nchans++;
-	rmig_log_info("accepted channel %u of %u from %s", h.channel_id,
-		      s->channels, p->ch.peer);
-	return 0;
-
-drop:
-	rmig_log_warn("dropped a connection from %s: %s",
-		      p->ch.peer[0] ? p->ch.peer : "unknown peer",
-		      rmig_err_msg());
-	free_chan(p);
-	return ret == -ENOMEM ? ret : 0;
-}
-
-int rmig_dest_accept(rmig_dest *d, int timeout_ms)
-{
-	uint64_t seen[(RMIG_MAX_CHANNELS + 63) / 64] = { 0 };
-	struct rmig_session *s;
-	uint64_t deadline;
-	int ret;
-
-	if (!d)
-		return rmig_err(-EINVAL, "accept: session is NULL");
-	s = &d->s;
-	ret = rmig_sess_check(s);
-	if (ret)
-		return ret;
-	if (!d->listener)
-		return rmig_err(-ENOTCONN, "accept: not listening (call "
-				"rmig_dest_listen first)");
-	if (atomic_load(&s->state) != RMIG_STATE_SETUP || d->nchans)
-		return rmig_err(-EISCONN, "accept: session is %s",
-				rmig_state_name(atomic_load(&s->state)));
-	deadline = rmig_deadline_ns(timeout_ms);
-	while (!s->channels || d->nchans < s->channels) {
-		/* A connection's steps wait at most a quarter of the connect
-		 * timeout: a real source answers at once, and its own wait
-		 * for our ACCEPT is the whole connect timeout. */
-		int step = (int)s->connect_timeout_ms / 4;
-		struct rmig_prov_conn *conn;
-		int left = -1;
-
-		if (step < 100)
-			step = 100;
-		if (timeout_ms >= 0) {
-			uint64_t now = rmig_now_ns();
-
-			left = now < deadline ?
-			       (int)((deadline - now) / 1000000) : 0;
-			if (left < step)
-				step = left > 0 ? left : 1;
-		}
-		ret = rmig_sess_check(s);
-		if (ret)
-			goto err;
-		ret = listen_get_any(d, left < 0 ? 200 :
-				     (left < 200 ? left : 200), &conn);
-		if (ret == -ETIMEDOUT) {
-			if (timeout_ms >= 0 && left == 0) {
-				ret = rmig_err(-ETIMEDOUT, "accept: %u of %u "
-					       "channels connected after %d "
-					       "ms", d->nchans, s->channels,
-					       timeout_ms);
-				goto err;
-			}
-			continue;
-		}
-		if (ret)
-			goto err;
-		ret = accept_one(d, conn, seen, step);
-		if (ret)
-			goto err;
-		if (d->nchans)
-			commit_transport(d);
-	}
-	d->lim.pages_per_packet = d->ppp;
-	for (unsigned i = 0; i < d->nchans; i++) {
-		struct dest_chan *p = d->chans[i];
-		char name[32];
-
-		ret = pthread_create(&p->thread, NULL, dest_thread, p);
-		if (ret) {
-			ret = rmig_sess_fail(s, -ret, "accept: cannot start "
-					     "channel thread %u: %s", i,
-					     strerror(ret));
-			join_threads(d);
-			return ret;
-		}
-		snprintf(name, sizeof(name), "rmig-dst/%u", i);
-		pthread_setname_np(p->thread, name);
-		/* Pairs with the acquire loads in dest_kick() and stats. */
-		atomic_store_explicit(&d->nthreads, i + 1,
-				      memory_order_release);
-	}
-	/* A cancel while the threads started may have kicked only some of
-	 * them: kick again now that all run (destroy kicks too). */
-	if (!rmig_sess_transition(s, RMIG_STATE_SETUP, RMIG_STATE_ACTIVE)) {
-		s->kick(s->kick_arg);
-		return rmig_sess_check(s);
-	}
-	return 0;
-
-err:
-	/* Channels accepted so far are dropped and what their handshakes
-	 * made us adopt is forgotten: the caller may accept again. */
-	for (unsigned i = 0; i < RMIG_MAX_CHANNELS; i++) {
-		free_chan(d->chans[i]);
-		d->chans[i] = NULL;
-		d->chan_ptrs[i] = NULL;
-	}
-	d->nchans = 0;
-	d->ppp = 0;
-	s->uuid_set = d->cfg_uuid_set;
-	s->channels = d->cfg_channels;
-	return ret;
-}
-
-void rmig_dest_destroy(rmig_dest *d)
-{
-	if (!d)
-		return;
-	if (atomic_load(&d->nthreads) && !d->joined) {
-		rmig_sess_cancel(&d->s, "session destroyed while active");
-		/* Kick even if the session had failed before: every thread
-		 * exists now, whatever an earlier kick could reach. */
-		d->s.kick(d->s.kick_arg);
-	}
-	join_threads(d);
-	for (unsigned i = 0; i < RMIG_MAX_CHANNELS; i++)
-		free_chan(d->chans[i]);
-	if (d->listener)
-		d->s.ops.listen_close(d->listener);
-	if (d->alt_listener)
-		d->s.alt_ops.listen_close(d->alt_listener);
-	rmig_sess_fini(&d->s);
-	while (d->ds_list) {
-		struct ds_node *n = d->ds_list;
-
-		d->ds_list = n->next;
-		ds_free(n);
-	}
-	pthread_mutex_destroy(&d->ds_lock);
-	sem_destroy(&d->sync_arrived);
-	free(d);
 }
 
 enum rmig_state rmig_dest_state(rmig_dest *d)
@@ -1070,7 +505,7 @@ int64_t rmig_dest_block_received(rmig_dest *d, int block)
 	    !d->s.blocks[block].received)
 		return rmig_err(-EINVAL, "block_received: block index %d out "
 				"of range (%u blocks%s)", block, d->s.nblocks,
-				d->listener ? "" : ", not listening yet");
+				d->nlis ? "" : ", not listening yet");
 	return atomic_load_explicit(&d->s.blocks[block].received_count,
 				    memory_order_relaxed);
 }

@@ -152,11 +152,11 @@ void rmig_numa_choose(struct rmig_session *s)
 		node = s->numa_cfg;
 		snprintf(why, sizeof(why), "node %d from the config", node);
 	} else {
-		node = rmig_numa_device_node(s->attr.device, why,
+		node = rmig_numa_device_node(s->tp->attr.device, why,
 					     sizeof(why));
 		if (node < 0) {
-			rmig_log_info("NUMA: no binding (%s: %s)", s->attr.name,
-				      why);
+			rmig_log_info("NUMA: no binding (%s: %s)",
+				      s->tp->attr.name, why);
 			return;
 		}
 	}

@@ -5,7 +5,9 @@
  * A provider is one const struct rmig_provider: a name, an ABI version and
  * function pointers.  The core keeps an explicit table of built-in providers
  * (provider.c) and, before use, copies each into a full ops table whose
- * missing entries return -EOPNOTSUPP, so no caller ever tests for NULL.
+ * missing entries return -EOPNOTSUPP, so no caller ever tests for NULL: a
+ * transport's ops (lib/transport.h), which each connection and channel
+ * reaches through its transport.
  *
  * Memory registration (domain, mr) is kept apart from data transfer (conn).
  * The core owns the protocol (handshake, credits, headers); a provider only
@@ -99,9 +101,14 @@ struct rmig_prov_mr {
 	void *desc;
 };
 
+struct rmig_tp; /* the core's (transport.h) */
+
 /** A connection; the provider embeds it as its first member. */
 struct rmig_prov_conn {
-	const struct rmig_provider_ops *ops;
+	/** The core's transport the connection belongs to, set by the core
+	 *  once conn_create or listen_get returned it; a provider leaves it
+	 *  alone. */
+	struct rmig_tp *tp;
 };
 
 /** Parameters for opening a domain. */

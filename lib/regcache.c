@@ -19,6 +19,7 @@ struct slot {
 
 struct rmig_regcache {
 	struct rmig_session *s;
+	struct rmig_tp *tp; /* whose domain the chunks are in */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* CLOCK_MONOTONIC; a reference was dropped */
 	uint64_t chunk_size;
@@ -32,8 +33,9 @@ struct rmig_regcache {
 	_Atomic uint64_t evictions, live_max;
 };
 
-int rmig_regcache_create(struct rmig_session *s, uint64_t chunk_size,
-			 unsigned max_chunks, struct rmig_regcache **out)
+int rmig_regcache_create(struct rmig_session *s, struct rmig_tp *tp,
+			 uint64_t chunk_size, unsigned max_chunks,
+			 struct rmig_regcache **out)
 {
 	struct rmig_regcache *c = calloc(1, sizeof(*c));
 	pthread_condattr_t a;
@@ -41,6 +43,7 @@ int rmig_regcache_create(struct rmig_session *s, uint64_t chunk_size,
 	if (!c)
 		return rmig_err(-ENOMEM, "registration cache: out of memory");
 	c->s = s;
+	c->tp = tp;
 	c->chunk_size = chunk_size;
 	c->max = max_chunks;
 	c->slots = calloc(max_chunks, sizeof(*c->slots));
@@ -79,7 +82,7 @@ void rmig_regcache_destroy(struct rmig_regcache *c)
 		return;
 	for (unsigned i = 0; i < c->max; i++)
 		if (c->slots[i].mr)
-			c->s->ops.mr_dereg(c->slots[i].mr);
+			c->tp->ops.mr_dereg(c->slots[i].mr);
 	for (unsigned b = 0; b < RMIG_MAX_BLOCKS; b++)
 		free(c->map[b]);
 	free(c->slots);
@@ -146,7 +149,7 @@ int rmig_regcache_get(struct rmig_regcache *c, struct rmig_chan *ch,
 		}
 		sl = &c->slots[i];
 		if (sl->mr) {
-			s->ops.mr_dereg(sl->mr);
+			c->tp->ops.mr_dereg(sl->mr);
 			sl->mr = NULL;
 			c->map[sl->block][sl->chunk] = -1;
 			c->live--;
@@ -157,8 +160,9 @@ int rmig_regcache_get(struct rmig_regcache *c, struct rmig_chan *ch,
 
 		/* Only ever read, as the local side of writes: no write
 		 * access, so the pages are pinned without a write fault. */
-		ret = s->ops.mr_reg(s->dom, b->host + start, (size_t)clen,
-				    RMIG_MR_WRITE_SOURCE, &sl->mr);
+		ret = c->tp->ops.mr_reg(c->tp->dom, b->host + start,
+					(size_t)clen, RMIG_MR_WRITE_SOURCE,
+					&sl->mr);
 		atomic_fetch_add_explicit(&s->registration_ns,
 					  rmig_now_ns() - t0,
 					  memory_order_relaxed);

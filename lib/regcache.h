@@ -24,8 +24,10 @@
 
 #include "core.h"
 
-int rmig_regcache_create(struct rmig_session *s, uint64_t chunk_size,
-			 unsigned max_chunks, struct rmig_regcache **out);
+/** A cache for the blocks of @s, registered in @tp's domain. */
+int rmig_regcache_create(struct rmig_session *s, struct rmig_tp *tp,
+			 uint64_t chunk_size, unsigned max_chunks,
+			 struct rmig_regcache **out);
 /** Deregister every chunk (all channels are closed) and free. */
 void rmig_regcache_destroy(struct rmig_regcache *c);
 

@@ -28,8 +28,8 @@ int rmig_numa_device_node(const char *dev, char *why, size_t whylen);
  *  0 or -EINVAL with a message. */
 int rmig_numa_check_config(int node);
 
-/** Choose s->numa_node from s->numa_cfg and s->attr.device, and log it.
- *  -1 means no binding. */
+/** Choose s->numa_node from s->numa_cfg and s->tp->attr.device, and log
+ *  it.  -1 means no binding. */
 void rmig_numa_choose(struct rmig_session *s);
 
 /** Bind the calling thread to @node (no-op for -1).  0 or -errno. */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * session.c - what source and destination sessions share: configuration
- * checks, provider selection, RAM blocks and their registration, the first
- * error, statistics.
+ * checks, provider selection, RAM blocks, the transports open and the one
+ * in use, the first error, statistics.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -209,7 +209,7 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 	if (prov->abi != RMIG_PROVIDER_ABI)
 		return rmig_err(-ENOTSUP, "provider %s has ABI %u, expected %u",
 				prov->name, prov->abi, RMIG_PROVIDER_ABI);
-	rmig_provider_fill(&s->ops, prov);
+	s->prov = prov;
 
 	s->rx_depth = (unsigned)rmig_param(RMIG_PARAM_RX_DEPTH);
 	s->tx_depth = (unsigned)rmig_param(RMIG_PARAM_TX_DEPTH);
@@ -236,7 +236,7 @@ void rmig_sess_set_auto(struct rmig_session *s,
 	s->auto_mode = true;
 	s->auto_verbs = verbs;
 	s->auto_fallback = fallback;
-	rmig_provider_fill(&s->ops, fallback);
+	s->prov = fallback;
 }
 
 void rmig_sess_set_transport(struct rmig_session *s, const char *name)
@@ -262,7 +262,7 @@ int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
 	struct rmig_block *b;
 	size_t nlen;
 
-	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
+	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->tp)
 		return rmig_err(-EBUSY, "add_block: blocks must be added "
 				"before %s", s->is_dest ? "listen" : "connect");
 	if (!name || !*name)
@@ -298,86 +298,76 @@ int rmig_sess_add_block(struct rmig_session *s, const char *name, void *host,
 	return (int)s->nblocks++;
 }
 
-/* Open @ops' domain on @address into @dom/@attr and check its limits. */
-static int open_one(struct rmig_session *s, struct rmig_provider_ops *ops,
-		    const char *address, struct rmig_prov_domain **dom,
-		    struct rmig_prov_attr *attr)
-{
-	struct rmig_prov_params p = {
-		.address = address,
-		.subprovider = s->subprovider,
-		.passive = s->is_dest,
-		.rx_depth = s->rx_depth + RMIG_CREDIT_SPARE,
-		.tx_depth = (unsigned)rmig_param(RMIG_PARAM_MAX_WRITE_OPS),
-	};
-	int ret = ops->domain_open(&p, dom, attr);
-
-	if (ret)
-		return ret;
-	if (!attr->max_msg_size)
-		attr->max_msg_size = 1u << 30;
-	if (attr->max_rx && attr->max_rx < s->rx_depth + RMIG_CREDIT_SPARE) {
-		ret = rmig_err(-EINVAL, "%s: receive queue of %u entries is "
-			       "below the %u rmig needs (lower rx_depth)",
-			       attr->name, attr->max_rx,
-			       s->rx_depth + RMIG_CREDIT_SPARE);
-		ops->domain_close(*dom);
-		*dom = NULL;
-		return ret;
-	}
-	rmig_log_info("%s: domain open on %s (max_msg_size %zu, max_tx %u)",
-		      attr->name, address, attr->max_msg_size, attr->max_tx);
-	return 0;
-}
-
-/* max_ops from the tunable, capped by the domain in use. */
+/* max_ops from the tunable, capped by the transport in use. */
 static void apply_limits(struct rmig_session *s)
 {
 	s->max_ops = (unsigned)rmig_param(RMIG_PARAM_MAX_WRITE_OPS);
-	if (s->attr.max_tx && s->attr.max_tx < s->max_ops)
-		s->max_ops = s->attr.max_tx;
+	if (s->tp->attr.max_tx && s->tp->attr.max_tx < s->max_ops)
+		s->max_ops = s->tp->attr.max_tx;
 	if (s->max_ops < 8)
 		s->max_ops = 8;
 }
 
-/* Register every block whole in @dom (pin-all) into @mrs. */
-static int register_blocks(struct rmig_session *s,
-			   struct rmig_provider_ops *ops,
-			   struct rmig_prov_domain *dom,
-			   enum rmig_mr_access access,
-			   struct rmig_prov_mr **mrs)
+void rmig_sess_use_transport(struct rmig_session *s, struct rmig_tp *tp)
 {
-	uint64_t t0 = rmig_now_ns();
-	int ret = 0;
+	if (s->tp == tp)
+		return;
+	/* Under err_lock: stats read s->tp from any thread. */
+	pthread_mutex_lock(&s->err_lock);
+	s->tp = tp;
+	pthread_mutex_unlock(&s->err_lock);
+	apply_limits(s);
+	rmig_numa_choose(s);
+}
 
-	for (unsigned i = 0; i < s->nblocks; i++) {
-		struct rmig_block *b = &s->blocks[i];
+/* Open @prov's transport on @address as one of the session's. */
+static int add_transport(struct rmig_session *s,
+			 const struct rmig_provider_ops *prov,
+			 const char *address, enum rmig_mr_access ram_access,
+			 struct rmig_tp **out)
+{
+	int ret;
 
-		ret = ops->mr_reg(dom, b->host, b->length, access, &mrs[i]);
-		if (ret) {
-			mrs[i] = NULL;
-			rmig_err_prefix("registering RAM block '%s' (%llu "
-					"bytes)", b->name,
-					(unsigned long long)b->length);
-			for (unsigned j = 0; j < i; j++) {
-				ops->mr_dereg(mrs[j]);
-				mrs[j] = NULL;
-			}
-			break;
-		}
-		atomic_fetch_add_explicit(&s->registrations, 1,
-					  memory_order_relaxed);
-	}
-	atomic_fetch_add_explicit(&s->registration_ns, rmig_now_ns() - t0,
-				  memory_order_relaxed);
+	if (s->ntps >= RMIG_MAX_TRANSPORTS)
+		return rmig_err(-ENOSPC, "%s: already %u transports open",
+				prov->name, s->ntps);
+	ret = rmig_tp_open(s, prov, address, ram_access, out);
+	if (!ret)
+		s->tps[s->ntps++] = *out;
 	return ret;
 }
 
-/* Source in auto mode: verbs if its domain opens for the peer's address,
- * else the fallback.  Logs the choice and why. */
-static void auto_pick_source(struct rmig_session *s)
+int rmig_sess_add_transport(struct rmig_session *s,
+			    const struct rmig_provider_ops *prov,
+			    const char *address, struct rmig_tp **out)
 {
-	struct rmig_provider_ops vops;
+	return add_transport(s, prov, address, RMIG_MR_WRITE_TARGET, out);
+}
+
+/* Close @tp, one of the session's transports, not the one in use. */
+static void close_transport(struct rmig_session *s, struct rmig_tp *tp)
+{
+	unsigned j = 0;
+
+	for (unsigned i = 0; i < s->ntps; i++)
+		if (s->tps[i] != tp)
+			s->tps[j++] = s->tps[i];
+	s->ntps = j;
+	rmig_tp_close(tp);
+}
+
+void rmig_sess_keep_transport(struct rmig_session *s, struct rmig_tp *tp)
+{
+	rmig_sess_use_transport(s, tp);
+	while (s->ntps > 1)
+		close_transport(s, s->tps[s->tps[0] == tp ? 1 : 0]);
+	rmig_sess_set_transport(s, tp->attr.name);
+}
+
+/* Source in auto mode: verbs if its transport opens for the peer's
+ * address, else the fallback.  Logs the choice and why. */
+static int open_auto_source(struct rmig_session *s, struct rmig_tp **out)
+{
 	char why[RMIG_ERR_MSG_MAX];
 	int ret;
 
@@ -385,57 +375,37 @@ static void auto_pick_source(struct rmig_session *s)
 		rmig_log_info("transport auto: verbs not tried (this build "
 			      "has no verbs provider); using %s",
 			      s->auto_fallback->name);
-		return;
+	} else {
+		ret = add_transport(s, s->auto_verbs, s->address,
+				    RMIG_MR_WRITE_SOURCE, out);
+		if (!ret) {
+			rmig_log_info("transport auto: using %s (the verbs "
+				      "provider opened a domain for %s)",
+				      (*out)->attr.name, s->address);
+			return 0;
+		}
+		snprintf(why, sizeof(why), "%s", rmig_err_msg());
+		rmig_log_info("transport auto: verbs unavailable for %s (%s: "
+			      "%s); falling back to %s", s->address,
+			      strerror(-ret), why, s->auto_fallback->name);
 	}
-	if (s->auto_verbs_failed)
-		return; /* its connection failed; logged then */
-	rmig_provider_fill(&vops, s->auto_verbs);
-	ret = open_one(s, &vops, s->address, &s->dom, &s->attr);
-	if (!ret) {
-		s->ops = vops;
-		s->auto_on_verbs = true;
-		rmig_log_info("transport auto: using %s (the verbs provider "
-			      "opened a domain for %s)", s->attr.name,
-			      s->address);
-		return;
-	}
-	snprintf(why, sizeof(why), "%s", rmig_err_msg());
-	s->dom = NULL;
-	memset(&s->attr, 0, sizeof(s->attr));
-	rmig_log_info("transport auto: verbs unavailable for %s (%s: %s); "
-		      "falling back to %s", s->address, strerror(-ret), why,
-		      s->auto_fallback->name);
+	ret = add_transport(s, s->auto_fallback, s->address,
+			    RMIG_MR_WRITE_SOURCE, out);
+	if (!ret)
+		rmig_log_info("transport auto: using %s", (*out)->attr.name);
+	return ret;
 }
 
-/* Open the provider's domain and register every block once (pin-all), or
- * set up the on-demand registration cache. */
 int rmig_sess_open_domain(struct rmig_session *s,
 			  enum rmig_mr_access ram_access)
 {
-	struct rmig_prov_mr *mrs[RMIG_MAX_BLOCKS] = { 0 };
+	struct rmig_tp *tp;
 	int ret;
 
 	if (!s->nblocks)
 		return rmig_err(-EINVAL, "no RAM block registered (call "
 				"rmig_%s_add_block first)",
 				s->is_dest ? "dest" : "src");
-	if (s->auto_mode && !s->is_dest)
-		auto_pick_source(s);
-	if (!s->dom) {
-		ret = open_one(s, &s->ops, s->address, &s->dom, &s->attr);
-		if (ret) {
-			s->dom = NULL;
-			return ret;
-		}
-		if (s->auto_mode && !s->is_dest)
-			rmig_log_info("transport auto: using %s",
-				      s->attr.name);
-	}
-	apply_limits(s);
-	if (!s->is_dest || !s->auto_mode)
-		rmig_sess_set_transport(s, s->attr.name);
-	rmig_numa_choose(s);
-
 	for (unsigned i = 0; i < s->nblocks; i++) {
 		struct rmig_block *b = &s->blocks[i];
 		uint64_t words = (b->length / s->page_size + 63) / 64;
@@ -451,22 +421,17 @@ int rmig_sess_open_domain(struct rmig_session *s,
 			goto err;
 		}
 	}
-	if (s->reg_mode == RMIG_REG_ON_DEMAND) {
-		ret = rmig_regcache_create(s, s->reg_chunk_size,
-					   s->reg_cache_chunks, &s->cache);
-		if (ret)
-			goto err;
-		rmig_log_info("registration on demand: chunks of %llu bytes, "
-			      "at most %u registered",
-			      (unsigned long long)s->reg_chunk_size,
-			      s->reg_cache_chunks);
-		return 0;
-	}
-	ret = register_blocks(s, &s->ops, s->dom, ram_access, mrs);
+	if (s->auto_mode && !s->is_dest)
+		ret = open_auto_source(s, &tp);
+	else
+		ret = add_transport(s, s->prov, s->address, ram_access, &tp);
 	if (ret)
 		goto err;
-	for (unsigned i = 0; i < s->nblocks; i++)
-		s->blocks[i].mr = mrs[i];
+	rmig_sess_use_transport(s, tp);
+	/* A destination in auto mode names its transport once it is
+	 * fixed (rmig_sess_keep_transport()). */
+	if (!s->is_dest || !s->auto_mode)
+		rmig_sess_set_transport(s, tp->attr.name);
 	return 0;
 
 err:
@@ -474,91 +439,40 @@ err:
 	return ret;
 }
 
-int rmig_sess_open_alt(struct rmig_session *s, const char *address)
+int rmig_sess_fall_back(struct rmig_session *s)
 {
+	struct rmig_tp *tp;
 	int ret;
 
-	if (!s->auto_verbs)
-		return rmig_err(-ENOTSUP, "this build has no verbs provider");
-	rmig_provider_fill(&s->alt_ops, s->auto_verbs);
-	ret = open_one(s, &s->alt_ops, address, &s->alt_dom, &s->alt_attr);
-	if (ret) {
-		s->alt_dom = NULL;
-		return ret;
-	}
-	ret = register_blocks(s, &s->alt_ops, s->alt_dom,
-			      RMIG_MR_WRITE_TARGET, s->alt_mr);
-	if (ret) {
-		s->alt_ops.domain_close(s->alt_dom);
-		s->alt_dom = NULL;
-	}
-	return ret;
-}
-
-void rmig_sess_swap_alt(struct rmig_session *s)
-{
-	struct rmig_provider_ops o = s->ops;
-	struct rmig_prov_domain *d = s->dom;
-	struct rmig_prov_attr a = s->attr;
-
-	s->ops = s->alt_ops;
-	s->dom = s->alt_dom;
-	s->attr = s->alt_attr;
-	s->alt_ops = o;
-	s->alt_dom = d;
-	s->alt_attr = a;
-	for (unsigned i = 0; i < s->nblocks; i++) {
-		struct rmig_prov_mr *m = s->blocks[i].mr;
-
-		s->blocks[i].mr = s->alt_mr[i];
-		s->alt_mr[i] = m;
-	}
-	apply_limits(s);
-	rmig_numa_choose(s);
-}
-
-void rmig_sess_drop_alt(struct rmig_session *s)
-{
-	if (s->alt_dom) {
-		for (unsigned i = 0; i < s->nblocks; i++) {
-			if (s->alt_mr[i])
-				s->alt_ops.mr_dereg(s->alt_mr[i]);
-			s->alt_mr[i] = NULL;
-		}
-		s->alt_ops.domain_close(s->alt_dom);
-		s->alt_dom = NULL;
-	}
-	if (s->dom)
-		rmig_sess_set_transport(s, s->attr.name);
-}
-
-void rmig_sess_auto_fall_back(struct rmig_session *s)
-{
-	rmig_sess_close_domain(s);
-	rmig_provider_fill(&s->ops, s->auto_fallback);
-	memset(&s->attr, 0, sizeof(s->attr));
-	s->auto_on_verbs = false;
-	s->auto_verbs_failed = true;
+	pthread_mutex_lock(&s->err_lock);
+	tp = s->tp;
+	s->tp = NULL;
+	pthread_mutex_unlock(&s->err_lock);
+	close_transport(s, tp);
 	rmig_sess_set_transport(s, "");
+	ret = add_transport(s, s->auto_fallback, s->address,
+			    RMIG_MR_WRITE_SOURCE, &tp);
+	if (ret)
+		return ret;
+	rmig_log_info("transport auto: using %s", tp->attr.name);
+	rmig_sess_use_transport(s, tp);
+	rmig_sess_set_transport(s, tp->attr.name);
+	return 0;
 }
 
 void rmig_sess_close_domain(struct rmig_session *s)
 {
-	rmig_regcache_destroy(s->cache);
-	s->cache = NULL;
-	rmig_sess_drop_alt(s);
+	pthread_mutex_lock(&s->err_lock);
+	s->tp = NULL;
+	pthread_mutex_unlock(&s->err_lock);
+	while (s->ntps)
+		close_transport(s, s->tps[s->ntps - 1]);
 	for (unsigned i = 0; i < s->nblocks; i++) {
-		if (s->blocks[i].mr)
-			s->ops.mr_dereg(s->blocks[i].mr);
-		s->blocks[i].mr = NULL;
 		free(s->blocks[i].received);
 		s->blocks[i].received = NULL;
 		free(s->blocks[i].queued);
 		s->blocks[i].queued = NULL;
 	}
-	if (s->dom)
-		s->ops.domain_close(s->dom);
-	s->dom = NULL;
 }
 
 static int sess_fail_v(struct rmig_session *s, enum rmig_state state,
@@ -683,10 +597,10 @@ void rmig_sess_stats(struct rmig_session *s, struct rmig_chan **chans,
 						  memory_order_relaxed);
 	st.registrations = atomic_load_explicit(&s->registrations,
 						memory_order_relaxed);
-	if (s->cache)
-		rmig_regcache_counts(s->cache, &st.reg_evictions,
-				     &st.reg_cached_max);
 	pthread_mutex_lock(&s->err_lock);
+	if (s->tp && s->tp->cache)
+		rmig_regcache_counts(s->tp->cache, &st.reg_evictions,
+				     &st.reg_cached_max);
 	st.numa_node = s->numa_node;
 	memcpy(st.transport, s->transport, sizeof(st.transport));
 	pthread_mutex_unlock(&s->err_lock);

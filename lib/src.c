@@ -12,72 +12,18 @@
  * and posts the channel's semaphore.  The channel thread reads pending_job
  * (acquire), sends, clears pending_job (release) and posts channels_ready.
  * No lock on the hot path, and never more batches in flight than channels.
+ *
+ * Creating, connecting and destroying the session: src_connect.c.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
 #include "rmig_numa.h"
-#include "regcache.h"
+#include "src.h"
 #include "zero.h"
-
-enum src_job_type { JOB_PAGES, JOB_DEVSTATE };
-
-struct src_job {
-	enum src_job_type type;
-	/* JOB_PAGES */
-	int block;
-	uint32_t n;
-	uint64_t *offsets; /* capacity pages_per_packet; circulates by swap */
-	/* JOB_DEVSTATE */
-	char *idstr;
-	uint32_t instance_id;
-	uint32_t seq;
-	uint8_t *data;
-	size_t len;
-};
-
-struct src_chan {
-	struct rmig_chan ch; /* first: container_of-free casts */
-	struct rmig_src *src;
-	pthread_t thread;
-	sem_t sem;      /* caller -> thread: a job or a sync is pending */
-	sem_t sem_sync; /* thread -> caller: sync done (or thread gone) */
-	/* Set by the caller when it hands a job, cleared by the channel
-	 * thread when the job is done.  See the handoff comment above. */
-	_Atomic bool pending_job;
-	/* Set by the caller before posting sem for a sync, cleared by the
-	 * thread.  sem_post/sem_wait order it: no barrier needed. */
-	_Atomic bool pending_sync;
-	/* The thread is driving progress in poll() while it waits for work,
-	 * so a new job must also wake the poll.  See wait_work(). */
-	_Atomic bool polling;
-	bool sync_final;
-	struct src_job job;
-	uint64_t packets_sent;
-	uint64_t sync_num;
-	uint64_t *normal, *zero; /* scratch, pages_per_packet each */
-};
-
-struct rmig_src {
-	struct rmig_session s;
-	struct src_chan *chans[RMIG_MAX_CHANNELS];
-	struct rmig_chan *chan_ptrs[RMIG_MAX_CHANNELS];
-	/* Channels whose thread runs; kick() only touches those.  Release
-	 * after pthread_create, acquire in kick(). */
-	_Atomic unsigned nthreads;
-	unsigned nchans;
-	sem_t channels_ready;
-	unsigned next_channel;
-	struct src_job batch;
-	uint32_t devstate_seq;
-	_Atomic uint64_t syncs_done, devstate_blobs, devstate_bytes;
-	bool joined;
-};
-
-static void src_kick(void *arg)
+void rmig_src_kick(void *arg)
 {
 	struct rmig_src *src = arg;
 	/* Pairs with the release store after pthread_create(). */
@@ -88,7 +34,7 @@ static void src_kick(void *arg)
 
 		sem_post(&p->sem);
 		sem_post(&p->sem_sync);
-		src->s.ops.conn_wake(p->ch.conn);
+		p->ch.tp->ops.conn_wake(p->ch.conn);
 		sem_post(&src->channels_ready);
 	}
 }
@@ -122,7 +68,7 @@ static int send_pages(struct src_chan *p)
 		while (j < nn && p->normal[j] == p->normal[j - 1] + ps)
 			j++;
 		/* On demand: the next run starts in another chunk. */
-		bool other = s->cache && j < nn &&
+		bool other = ch->tp->cache && j < nn &&
 			     p->normal[j] / s->reg_chunk_size !=
 			     p->normal[j - 1] / s->reg_chunk_size;
 
@@ -191,21 +137,6 @@ static int send_devstate(struct src_chan *p)
 	atomic_fetch_add_explicit(&p->src->devstate_bytes, j->len,
 				  memory_order_relaxed);
 	return 0;
-}
-
-/* The destination turned our handshake away: say why.  (ERROR messages
- * never get here: rmig_chan_recv() fails with them.) */
-static int peer_reject(struct rmig_msg *m)
-{
-	enum rmig_reject reason;
-	char text[RMIG_REJECT_TEXT_MAX + 1];
-	int ret = rmig_reject_decode(m->data, m->len, &reason, text,
-				     sizeof(text));
-
-	if (ret)
-		return ret;
-	return rmig_err(-ECONNREFUSED, "destination rejected the handshake: "
-			"%s", text);
 }
 
 static int send_sync(struct src_chan *p, bool final)
@@ -285,7 +216,7 @@ static int wait_work(struct src_chan *p)
 	}
 }
 
-static void *src_thread(void *arg)
+void *rmig_src_thread(void *arg)
 {
 	struct src_chan *p = arg;
 	struct rmig_src *src = p->src;
@@ -380,7 +311,7 @@ static struct src_chan *claim_channel(struct rmig_src *src)
 			/* Only the channel thread clears pending_job, only
 			 * we set it.  Acquire: read it before touching
 			 * p->job; pairs with the release store in
-			 * src_thread(). */
+			 * rmig_src_thread(). */
 			if (!atomic_load_explicit(&p->pending_job,
 						  memory_order_acquire)) {
 				src->next_channel = (i + 1) % src->nchans;
@@ -395,12 +326,12 @@ static struct src_chan *claim_channel(struct rmig_src *src)
 static void publish(struct src_chan *p)
 {
 	/* p->job is filled before pending_job reads true: the seq_cst store
-	 * releases, pairing with the acquire load in src_thread(); seq_cst
+	 * releases, pairing with the acquire load in rmig_src_thread(); seq_cst
 	 * also for the handshake with wait_work(). */
 	atomic_store(&p->pending_job, true);
 	sem_post(&p->sem);
 	if (atomic_load(&p->polling))
-		p->src->s.ops.conn_wake(p->ch.conn);
+		p->ch.tp->ops.conn_wake(p->ch.conn);
 }
 
 static int flush_batch(struct rmig_src *src)
@@ -597,7 +528,7 @@ static int do_sync(struct rmig_src *src, bool final)
 		atomic_store(&p->pending_sync, true);
 		sem_post(&p->sem);
 		if (atomic_load(&p->polling))
-			s->ops.conn_wake(p->ch.conn);
+			p->ch.tp->ops.conn_wake(p->ch.conn);
 	}
 	for (unsigned i = 0; i < src->nchans; i++) {
 		rmig_sem_wait(&src->chans[i]->sem_sync);
@@ -632,7 +563,7 @@ int rmig_src_sync(rmig_src *src)
 	return do_sync(src, false);
 }
 
-static void join_threads(struct rmig_src *src)
+void rmig_src_join_threads(struct rmig_src *src)
 {
 	unsigned n = atomic_load(&src->nthreads);
 
@@ -653,7 +584,7 @@ int rmig_src_finish(rmig_src *src)
 	if (ret)
 		return ret;
 	ret = do_sync(src, true);
-	join_threads(src);
+	rmig_src_join_threads(src);
 	if (ret)
 		return ret;
 	if (!rmig_sess_transition(&src->s, RMIG_STATE_ACTIVE,
@@ -666,374 +597,6 @@ void rmig_src_cancel(rmig_src *src)
 {
 	if (src)
 		rmig_sess_cancel(&src->s, "migration cancelled by the caller");
-}
-
-/* ------------------------------------------------------------------ */
-/* Setup and teardown                                                  */
-
-int rmig_src_create_prov(const struct rmig_config *cfg,
-			 const struct rmig_provider_ops *prov, rmig_src **out)
-{
-	struct rmig_src *src;
-	int ret;
-
-	if (!out)
-		return rmig_err(-EINVAL, "src_create: out is NULL");
-	src = calloc(1, sizeof(*src));
-	if (!src)
-		return rmig_err(-ENOMEM, "src_create: out of memory");
-	ret = rmig_sess_init(&src->s, cfg, prov, false);
-	if (ret) {
-		free(src);
-		return ret;
-	}
-	src->batch.offsets = calloc(src->s.pages_per_packet, sizeof(uint64_t));
-	if (!src->batch.offsets) {
-		rmig_sess_fini(&src->s);
-		free(src);
-		return rmig_err(-ENOMEM, "src_create: out of memory");
-	}
-	sem_init(&src->channels_ready, 0, 0);
-	src->s.kick = src_kick;
-	src->s.kick_arg = src;
-	*out = src;
-	return 0;
-}
-
-int rmig_src_create_auto(const struct rmig_config *cfg,
-			 const struct rmig_provider_ops *verbs,
-			 const struct rmig_provider_ops *fallback,
-			 rmig_src **out)
-{
-	int ret = rmig_src_create_prov(cfg, fallback, out);
-
-	if (!ret)
-		rmig_sess_set_auto(&(*out)->s, verbs, fallback);
-	return ret;
-}
-
-int rmig_src_create(const struct rmig_config *cfg, rmig_src **out)
-{
-	return rmig_src_create_prov(cfg, NULL, out);
-}
-
-int rmig_src_add_block(rmig_src *src, const char *name, void *host,
-		       size_t length)
-{
-	if (!src)
-		return rmig_err(-EINVAL, "add_block: session is NULL");
-	return rmig_sess_add_block(&src->s, name, host, length);
-}
-
-/* Match our blocks against the destination's table (channel 0), or check
- * a later channel got the same table. */
-static int match_blocks(struct rmig_src *src, unsigned chan,
-			const struct rmig_wire_block *wb, unsigned nwb)
-{
-	struct rmig_session *s = &src->s;
-
-	if (chan > 0) {
-		for (unsigned i = 0; i < s->nblocks; i++) {
-			const struct rmig_block *b = &s->blocks[i];
-			const struct rmig_wire_block *w =
-				b->remote_index < nwb ? &wb[b->remote_index] :
-							NULL;
-
-			if (!w || strcmp(w->name, b->name) || w->rkey != b->rkey
-			    || w->raddr != b->raddr)
-				return rmig_err(-EPROTO, "RAM block table of "
-						"channel %u differs from "
-						"channel 0's at block '%s'",
-						chan, b->name);
-		}
-		return 0;
-	}
-	if (nwb != s->nblocks)
-		return rmig_err(-EINVAL, "destination has %u RAM blocks, the "
-				"source %u", nwb, s->nblocks);
-	for (unsigned i = 0; i < s->nblocks; i++) {
-		struct rmig_block *b = &s->blocks[i];
-		unsigned j;
-
-		for (j = 0; j < nwb; j++)
-			if (!strcmp(wb[j].name, b->name))
-				break;
-		if (j == nwb)
-			return rmig_err(-EINVAL, "RAM block '%s' does not "
-					"exist on the destination", b->name);
-		if (wb[j].length != b->length)
-			return rmig_err(-EINVAL, "RAM block '%s': length %llu "
-					"on the source, %llu on the "
-					"destination", b->name,
-					(unsigned long long)b->length,
-					(unsigned long long)wb[j].length);
-		if (wb[j].page_size != s->page_size)
-			return rmig_err(-EINVAL, "RAM block '%s': page size "
-					"%llu on the source, %u on the "
-					"destination", b->name,
-					(unsigned long long)s->page_size,
-					wb[j].page_size);
-		b->remote_index = j;
-		b->raddr = wb[j].raddr;
-		b->rkey = wb[j].rkey;
-	}
-	return 0;
-}
-
-/* Connect channel @id and do its handshake.  *@cm_failed: the failure
- * came from setting up the connection itself (conn_create or
- * conn_establish: rdma_cm on verbs), before any message. */
-static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
-{
-	struct rmig_session *s = &src->s;
-	struct src_chan *p = src->chans[id];
-	struct rmig_chan *ch = &p->ch;
-	int tmo = (int)s->connect_timeout_ms;
-	struct rmig_handshake h = {
-		.magic = RMIG_WIRE_MAGIC,
-		.version = RMIG_WIRE_VERSION,
-		.channel_id = (uint16_t)id,
-		.channel_count = (uint16_t)s->channels,
-		.page_size = (uint32_t)s->page_size,
-		.pages_per_packet = s->pages_per_packet,
-		.rx_depth = s->rx_depth,
-		.msg_size = RMIG_MSG_SIZE,
-	};
-	struct rmig_wire_block *wb;
-	struct rmig_prov_conn *conn;
-	struct rmig_msg m;
-	uint32_t peer_depth;
-	unsigned nwb;
-	uint8_t *buf;
-	int idx, ret;
-
-	*cm_failed = false;
-	ret = s->ops.conn_create(s->dom, &conn);
-	if (ret) {
-		*cm_failed = true;
-		return ret;
-	}
-	ret = rmig_chan_init(ch, s, id, conn);
-	if (ret) {
-		s->ops.conn_close(conn);
-		return ret;
-	}
-	/* The protocol gives one credit, for the handshake; the ACCEPT
-	 * grants the rest (up to the 12-bit immediate's limit). */
-	ch->credits = 1;
-	ch->peer_depth = RMIG_IMM_CREDITS_MAX + 1;
-	ret = s->ops.conn_establish(conn, tmo);
-	if (ret) {
-		*cm_failed = true;
-		return ret;
-	}
-	if (s->ops.conn_peer_name(conn, ch->peer, sizeof(ch->peer)))
-		snprintf(ch->peer, sizeof(ch->peer), "%s", s->address);
-	memcpy(h.uuid, s->uuid, 16);
-	idx = rmig_chan_tx_get(ch, &buf, tmo);
-	if (idx < 0)
-		return idx;
-	ret = rmig_chan_tx_send(ch, idx, RMIG_MSG_HANDSHAKE,
-				rmig_handshake_encode(&h, buf));
-	if (ret)
-		return ret;
-	ret = rmig_chan_recv(ch, &m, tmo);
-	if (ret == 0)
-		return rmig_err(-ETIMEDOUT, "no answer to the handshake "
-				"within %d ms", tmo);
-	if (ret < 0)
-		return ret;
-	if (m.type == RMIG_MSG_REJECT)
-		return peer_reject(&m);
-	if (m.type != RMIG_MSG_ACCEPT)
-		return rmig_err(-EPROTO, "expected ACCEPT, got %s",
-				rmig_msg_type_name(m.type));
-	wb = calloc(RMIG_MAX_BLOCKS, sizeof(*wb));
-	if (!wb)
-		return rmig_err(-ENOMEM, "out of memory");
-	ret = rmig_accept_decode(m.data, m.len, &peer_depth, wb, &nwb);
-	if (!ret)
-		ret = match_blocks(src, id, wb, nwb);
-	free(wb);
-	if (ret)
-		return ret;
-	if (peer_depth < 2 || peer_depth > RMIG_IMM_CREDITS_MAX ||
-	    ch->credits > peer_depth)
-		return rmig_err(-EPROTO, "ACCEPT: receive depth %u invalid "
-				"(credits %u)", peer_depth, ch->credits);
-	ch->peer_depth = peer_depth;
-	return rmig_chan_msg_done(ch, &m);
-}
-
-static void free_chan(struct rmig_src *src, unsigned i)
-{
-	struct src_chan *p = src->chans[i];
-
-	if (!p)
-		return;
-	rmig_chan_fini(&p->ch);
-	sem_destroy(&p->sem);
-	sem_destroy(&p->sem_sync);
-	free(p->job.offsets);
-	free(p->job.data);
-	free(p->job.idstr);
-	free(p->normal);
-	free(p->zero);
-	free(p);
-	src->chans[i] = NULL;
-	src->chan_ptrs[i] = NULL;
-}
-
-/* Create and connect every channel.  *@fall_back: transport auto on
- * verbs, and the first channel could not even be set up (refused, timed
- * out or unreachable at the rdma_cm level): the fallback may be tried. */
-static int connect_chans(struct rmig_src *src, bool *fall_back)
-{
-	struct rmig_session *s = &src->s;
-	unsigned ppp = s->pages_per_packet;
-	bool cm_failed;
-	int ret;
-
-	*fall_back = false;
-	for (unsigned i = 0; i < s->channels; i++) {
-		struct src_chan *p = calloc(1, sizeof(*p));
-
-		if (!p || !(p->job.offsets = calloc(ppp, sizeof(uint64_t))) ||
-		    !(p->normal = calloc(ppp, sizeof(uint64_t))) ||
-		    !(p->zero = calloc(ppp, sizeof(uint64_t)))) {
-			if (p) {
-				free(p->job.offsets);
-				free(p->normal);
-			}
-			free(p);
-			return rmig_err(-ENOMEM, "connect: out of memory");
-		}
-		p->src = src;
-		sem_init(&p->sem, 0, 0);
-		sem_init(&p->sem_sync, 0, 0);
-		src->chans[i] = p;
-		src->chan_ptrs[i] = &p->ch;
-		src->nchans = i + 1;
-		ret = connect_one(src, i, &cm_failed);
-		if (ret) {
-			/* Never after a channel is up: one transport a
-			 * session. */
-			*fall_back = i == 0 && cm_failed && s->auto_on_verbs &&
-				     (ret == -ECONNREFUSED ||
-				      ret == -ETIMEDOUT ||
-				      ret == -EHOSTUNREACH);
-			rmig_err_prefix("channel %u to %s", i, s->address);
-			return ret;
-		}
-	}
-	return 0;
-}
-
-static void free_chans(struct rmig_src *src)
-{
-	for (unsigned i = 0; i < src->nchans; i++)
-		free_chan(src, i);
-	src->nchans = 0;
-}
-
-int rmig_src_connect(rmig_src *src)
-{
-	struct rmig_session *s;
-	bool fall_back;
-	int ret;
-
-	if (!src)
-		return rmig_err(-EINVAL, "connect: session is NULL");
-	s = &src->s;
-	ret = rmig_sess_check(s);
-	if (ret)
-		return ret;
-	if (atomic_load(&s->state) != RMIG_STATE_SETUP || s->dom)
-		return rmig_err(-EISCONN, "connect: session is %s",
-				rmig_state_name(atomic_load(&s->state)));
-	ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_SOURCE);
-	if (ret)
-		return ret;
-	ret = connect_chans(src, &fall_back);
-	if (ret && fall_back) {
-		/* Transport auto: verbs resolved the route but nobody
-		 * answers over it (a destination listening with libfabric
-		 * only, or no rdma_cm on its host).  Start again, whole,
-		 * with the fallback. */
-		char why[RMIG_ERR_MSG_MAX];
-		int vret = ret;
-
-		snprintf(why, sizeof(why), "%s", rmig_err_msg());
-		free_chans(src);
-		rmig_log_info("transport auto: verbs opened a domain for %s, "
-			      "but its first connection failed (%s: %s); "
-			      "falling back to %s for the whole session",
-			      s->address, strerror(-ret), why,
-			      s->auto_fallback->name);
-		rmig_sess_auto_fall_back(s);
-		ret = rmig_sess_open_domain(s, RMIG_MR_WRITE_SOURCE);
-		if (!ret)
-			ret = connect_chans(src, &fall_back);
-		if (ret)
-			rmig_err_prefix("transport auto: verbs could not "
-					"connect (%s), then %s",
-					strerror(-vret),
-					s->auto_fallback->name);
-	}
-	if (ret)
-		goto err_free;
-	for (unsigned i = 0; i < src->nchans; i++) {
-		struct src_chan *p = src->chans[i];
-		char name[32];
-
-		ret = pthread_create(&p->thread, NULL, src_thread, p);
-		if (ret) {
-			ret = rmig_sess_fail(s, -ret, "connect: cannot start "
-					     "channel thread %u: %s", i,
-					     strerror(ret));
-			join_threads(src);
-			return ret;
-		}
-		snprintf(name, sizeof(name), "rmig-src/%u", i);
-		pthread_setname_np(p->thread, name);
-		/* Pairs with the acquire load in src_kick(). */
-		atomic_store_explicit(&src->nthreads, i + 1,
-				      memory_order_release);
-	}
-	/* A cancel while the threads started may have kicked only some of
-	 * them: kick again now that all run (destroy kicks too). */
-	if (!rmig_sess_transition(s, RMIG_STATE_SETUP, RMIG_STATE_ACTIVE)) {
-		s->kick(s->kick_arg);
-		return rmig_sess_check(s);
-	}
-	rmig_log_info("connected %u channels to %s over %s", src->nchans,
-		      s->address, s->attr.name);
-	return 0;
-
-err_free:
-	/* Keep the message: record it as the session's error. */
-	ret = rmig_sess_fail(s, ret, "%s", rmig_err_msg());
-	free_chans(src);
-	return ret;
-}
-
-void rmig_src_destroy(rmig_src *src)
-{
-	if (!src)
-		return;
-	if (atomic_load(&src->nthreads) && !src->joined) {
-		rmig_sess_cancel(&src->s, "session destroyed while active");
-		/* Kick even if the session had failed before: every thread
-		 * exists now, whatever an earlier kick could reach. */
-		src->s.kick(src->s.kick_arg);
-	}
-	join_threads(src);
-	for (unsigned i = 0; i < src->nchans; i++)
-		free_chan(src, i);
-	rmig_sess_fini(&src->s);
-	sem_destroy(&src->channels_ready);
-	free(src->batch.offsets);
-	free(src);
 }
 
 enum rmig_state rmig_src_state(rmig_src *src)

@@ -678,7 +678,6 @@ static struct mock_conn *conn_new(struct mock_domain *d, bool passive)
 {
 	struct mock_conn *c = xcalloc(1, sizeof(*c));
 
-	c->base.ops = &rmig_mock_provider;
 	c->dom = d;
 	c->id = atomic_fetch_add_explicit(&next_conn_id, 1,
 					  memory_order_relaxed);

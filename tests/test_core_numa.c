@@ -71,14 +71,14 @@ static void test_chan_buffers_keep_node(void **state)
 					     4 * PS), 0);
 	assert_ok(rmig_sess_open_domain(&s, RMIG_MR_WRITE_SOURCE));
 	assert_int_equal(s.numa_node, 0);
-	assert_ok(s.ops.conn_create(s.dom, &conn));
+	assert_ok(rmig_tp_conn_create(s.tp, &conn));
 	assert_ok(rmig_chan_init(&ch, &s, 0, conn));
 	assert_int_equal(ch.bufs_node, 0);
 	/* The session moves to a transport without a node. */
 	s.numa_node = -1;
 	rmig_chan_fini(&ch);
 	/* And the other way round. */
-	assert_ok(s.ops.conn_create(s.dom, &conn));
+	assert_ok(rmig_tp_conn_create(s.tp, &conn));
 	assert_ok(rmig_chan_init(&ch, &s, 1, conn));
 	assert_int_equal(ch.bufs_node, -1);
 	s.numa_node = 0;

@@ -181,12 +181,15 @@ static void test_check_config(void **state)
 static int choose(int cfg, const char *dev)
 {
 	struct rmig_session s;
+	struct rmig_tp tp;
 
 	memset(&s, 0, sizeof(s));
+	memset(&tp, 0, sizeof(tp));
 	pthread_mutex_init(&s.err_lock, NULL);
 	s.numa_cfg = cfg;
-	snprintf(s.attr.name, sizeof(s.attr.name), "test/%s", dev);
-	snprintf(s.attr.device, sizeof(s.attr.device), "%s", dev);
+	s.tp = &tp;
+	snprintf(tp.attr.name, sizeof(tp.attr.name), "test/%s", dev);
+	snprintf(tp.attr.device, sizeof(tp.attr.device), "%s", dev);
 	rmig_numa_choose(&s);
 	pthread_mutex_destroy(&s.err_lock);
 	return s.numa_node;

@@ -23,6 +23,8 @@
 #include <rdma/rdma_cma.h>
 #endif
 
+#include "mix64.h"
+
 /* ------------------------------------------------------------------ */
 /* Reporting                                                           */
 
@@ -531,12 +533,10 @@ uint64_t tu_hash(const void *p, size_t len)
 /* ------------------------------------------------------------------ */
 /* Deterministic guest-memory model                                    */
 
-static uint64_t mix64(uint64_t x)
+/* splitmix64: one step from state @x. */
+static uint64_t splitmix64(uint64_t x)
 {
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
+	return mix64(x + GOLDEN);
 }
 
 enum { SALT_CHANGE = 1, SALT_KIND = 2, SALT_DATA = 3 };
@@ -544,9 +544,10 @@ enum { SALT_CHANGE = 1, SALT_KIND = 2, SALT_DATA = 3 };
 static uint64_t page_key(const struct tu_image *im, unsigned salt,
 			 unsigned round, unsigned block, uint64_t page)
 {
-	return mix64(im->seed ^ mix64(((uint64_t)salt << 60) ^
-				      ((uint64_t)round << 44) ^
-				      ((uint64_t)block << 40) ^ page));
+	uint64_t x = ((uint64_t)salt << 60) ^ ((uint64_t)round << 44) ^
+		     ((uint64_t)block << 40) ^ page;
+
+	return splitmix64(im->seed ^ splitmix64(x));
 }
 
 int tu_image_layout(struct tu_image *im, size_t total, size_t page_size,
@@ -616,7 +617,7 @@ uint64_t tu_image_hash(const struct tu_image *im)
 	uint64_t h = 0;
 
 	for (unsigned b = 0; b < im->nblocks; b++)
-		h = mix64(h ^ tu_hash(im->b[b].mem, im->b[b].len));
+		h = splitmix64(h ^ tu_hash(im->b[b].mem, im->b[b].len));
 	return h;
 }
 
@@ -853,7 +854,7 @@ void tu_config(struct rmig_config *cfg, const char *address,
 
 void tu_uuid(uint8_t uuid[16], uint64_t seed)
 {
-	uint64_t a = mix64(seed), b = mix64(a);
+	uint64_t a = splitmix64(seed), b = splitmix64(a);
 
 	memcpy(uuid, &a, 8);
 	memcpy(uuid + 8, &b, 8);

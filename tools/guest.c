@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #endif
 #include "guest.h"
+#include "mix64.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -28,7 +29,6 @@
 #define MFD_HUGE_2MB (21U << 26)
 #endif
 
-#define GOLDEN 0x9e3779b97f4a7c15ull
 #define HUGE_2M (2u << 20)
 #define PERIOD_NS 10000000ll /* throttle period: 10 ms */
 #define STATE_MAGIC 0x31545347474d4952ull /* "RMIGGST1" */
@@ -44,13 +44,6 @@ static void set_err(char *err, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
-}
-
-static inline uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
 }
 
 static inline uint64_t mulhi(uint64_t a, uint64_t b)

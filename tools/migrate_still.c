@@ -12,19 +12,12 @@
 #include <sys/mman.h>
 
 #include "migrate.h"
+#include "mix64.h"
 
-#define GOLDEN 0x9e3779b97f4a7c15ull
 #define MANIFEST_IDSTR "rmig-migrate/manifest"
 
 /* ------------------------------------------------------------------ */
 /* The reproducible image                                              */
-
-static inline uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static inline uint64_t page_key(uint64_t seed, uint64_t page)
 {

@@ -261,7 +261,6 @@ int rfab_conn_new(struct rfab_domain *dom, struct fi_info *info, bool passive,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return rmig_err(-ENOMEM, "fabric connection: out of memory");
-	c->base.ops = &rmig_fabric_provider;
 	c->dom = dom;
 	c->passive = passive;
 	snprintf(c->name, sizeof(c->name), "%s", name);

@@ -589,7 +589,6 @@ struct rvrb_conn *rvrb_conn_alloc(struct rvrb_domain *dom, bool passive)
 
 	if (!c)
 		return NULL;
-	c->base.ops = &rmig_verbs_provider;
 	c->dom = dom;
 	c->passive = passive;
 	c->wake_fd = -1;

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dest.h - the destination session's private structures, shared by dest.c
+ * (the data path: channel threads, packets, device state, sync) and
+ * dest_accept.c (create, listen, accept and the handshake, transport auto's
+ * choice, destroy).
+ */
+#ifndef RMIG_DEST_H
+#define RMIG_DEST_H
+
+#include "core.h"
+
+struct ds_node {
+	struct rmig_devstate ds;
+	uint32_t seq;
+	struct ds_node *next;
+};
+
+struct dest_chan {
+	struct rmig_chan ch; /* first */
+	struct rmig_dest *dest;
+	pthread_t thread;
+	sem_t release; /* caller -> thread: leave the SYNC marker */
+	uint64_t packets_recv;
+	/* Written by the channel thread before it posts sync_arrived, read by
+	 * the caller after waiting on it: the semaphore orders them. */
+	uint64_t sync_num;
+	bool sync_final;
+	/* Device-state blob being reassembled. */
+	struct ds_node *cur;
+	uint64_t cur_off;
+};
+
+/* A listener and the transport it listens with. */
+struct dest_listener {
+	struct rmig_tp *tp;
+	struct rmig_prov_listener *l;
+};
+
+struct rmig_dest {
+	struct rmig_session s;
+	/* One a transport the session holds: two while a destination in
+	 * transport auto waits for its first source, else one. */
+	struct dest_listener lis[RMIG_MAX_TRANSPORTS];
+	unsigned nlis;
+	struct dest_chan *chans[RMIG_MAX_CHANNELS];
+	struct rmig_chan *chan_ptrs[RMIG_MAX_CHANNELS];
+	/* Release after pthread_create(), acquire in dest_kick() and stats. */
+	_Atomic unsigned nthreads;
+	unsigned nchans;
+	sem_t sync_arrived;
+	unsigned arrived; /* arrivals counted toward the current sync */
+	bool final_done;
+	bool joined;
+	uint64_t block_len[RMIG_MAX_BLOCKS];
+	struct rmig_packet_limits lim;
+
+	pthread_mutex_t ds_lock;
+	struct ds_node *ds_list; /* completed blobs, sorted by seq */
+	uint32_t ds_next;        /* seq the caller gets next */
+	uint64_t ds_queued;      /* bytes in ds_list */
+
+	/* What the caller configured (accept adopts the source's values
+	 * when these are unset, and restores them if it fails). */
+	bool cfg_uuid_set;
+	unsigned cfg_channels;
+	/* Pages per packet the source announced (every channel the same):
+	 * packet headers with more pages are refused. */
+	uint32_t ppp;
+
+	_Atomic uint64_t syncs_done, rejected, zero_cleared, devstate_blobs,
+		devstate_bytes;
+};
+
+/* dest.c */
+/** The session's kick (rmig_session.kick): wake every running thread. */
+void rmig_dest_kick(void *arg);
+/** A channel thread (pthread_create argument: its struct dest_chan). */
+void *rmig_dest_thread(void *arg);
+/** Join the channel threads that run (once). */
+void rmig_dest_join_threads(struct rmig_dest *d);
+
+#endif /* RMIG_DEST_H */
