@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "provider.h"
 #include "rmig/rmig.h"
@@ -320,21 +321,6 @@ int rmig_dest_create_auto(const struct rmig_config *cfg,
 			  const struct rmig_provider_ops *verbs,
 			  const struct rmig_provider_ops *fallback,
 			  rmig_dest **out);
-
-static inline uint64_t rmig_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/** Deadline @timeout_ms from now (a negative or zero timeout: now). */
-static inline uint64_t rmig_deadline_ns(int timeout_ms)
-{
-	return rmig_now_ns() +
-	       (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
-}
 
 /** sem_wait() that carries on through signals. */
 static inline void rmig_sem_wait(sem_t *sem)

@@ -11,7 +11,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,37 +30,12 @@ static const char *rvrb_op_name(uint8_t op)
 
 /* Record the connection's first error (first error wins), naming the
  * failed operation @op/@ctx when there is one, and return it. */
-static int rvrb_fail_op(struct rvrb_conn *c, int code, uint8_t op, void *ctx,
-			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int rvrb_fail_op(struct rvrb_conn *c, int code, uint8_t op, void *ctx,
-			const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!c->err) {
-		va_start(ap, fmt);
-		vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
-		va_end(ap);
-		c->err = code;
-		c->err_op = op;
-		c->err_ctx = ctx;
-	}
-	return rmig_err(c->err, "%s", c->err_msg);
-}
-
+#define rvrb_fail_op(c, code, op, ctx, ...)                                  \
+	rutl_err_set(&(c)->err, code, op, ctx, __VA_ARGS__)
 #define rvrb_fail(c, code, ...) rvrb_fail_op(c, code, 0, NULL, __VA_ARGS__)
 
 /* The recorded error, with the failed operation in @cqe[0]. */
-static int rvrb_err_ret(struct rvrb_conn *c, struct rmig_cqe *cqe)
-{
-	if (cqe) {
-		memset(cqe, 0, sizeof(*cqe));
-		cqe->op = (enum rmig_cqe_op)c->err_op;
-		cqe->ctx = c->err_ctx;
-	}
-	return rmig_err(c->err, "%s", c->err_msg);
-}
+#define rvrb_err_ret(c, cqe) rutl_err_get(&(c)->err, cqe)
 
 /* ------------------------------------------------------------------ */
 /* Connection manager events                                           */
@@ -171,11 +145,11 @@ static int rvrb_wc_fail(struct rvrb_conn *c, const struct ibv_wc *wc)
  */
 static int rvrb_cq_read(struct rvrb_conn *c, struct rmig_cqe *out, int max)
 {
-	struct ibv_wc wc[RVRB_CQ_BATCH];
+	struct ibv_wc wc[RUTL_CQ_BATCH];
 	int n, got = 0;
 
-	if (max > RVRB_CQ_BATCH)
-		max = RVRB_CQ_BATCH;
+	if (max > RUTL_CQ_BATCH)
+		max = RUTL_CQ_BATCH;
 	n = ibv_poll_cq(c->cq, max, wc);
 	if (n < 0)
 		return rvrb_fail(c, -EIO,
@@ -258,21 +232,21 @@ static int rvrb_sq_reserve(struct rvrb_conn *c, const char *op)
 	while (c->sq_head - c->sq_tail >= c->sq_size) {
 		struct timespec nap = { 0, 50 * 1000 };
 
-		if (c->err)
-			return rmig_err(c->err, "%s", c->err_msg);
+		if (c->err.code)
+			return rutl_err_get(&c->err, NULL);
 		ret = rvrb_flush(c, op);
 		if (ret)
 			return ret;
 		if (!deadline)
-			deadline = rvrb_now_ms() + RVRB_POST_RETRY_MS;
-		if (rmig_ring_reserve(&c->ovf, RVRB_CQ_BATCH))
+			deadline = rmig_now_ms() + RUTL_POST_RETRY_MS;
+		if (rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH))
 			return rmig_err(-ENOMEM,
 					"verbs %s on connection to %s: out of memory for completions",
 					op, c->name);
 		{
-			struct rmig_cqe tmp[RVRB_CQ_BATCH];
+			struct rmig_cqe tmp[RUTL_CQ_BATCH];
 
-			ret = rvrb_cq_read(c, tmp, RVRB_CQ_BATCH);
+			ret = rvrb_cq_read(c, tmp, RUTL_CQ_BATCH);
 			if (ret > 0)
 				rmig_ring_push(&c->ovf, tmp, (size_t)ret);
 		}
@@ -283,10 +257,10 @@ static int rvrb_sq_reserve(struct rvrb_conn *c, const char *op)
 		ret = rvrb_cm_check(c, op);
 		if (ret)
 			return ret;
-		if (rvrb_now_ms() >= deadline)
+		if (rmig_now_ms() >= deadline)
 			return rmig_err(-ETIMEDOUT,
 					"verbs %s on connection to %s: send queue (%u requests) still full after %d ms",
-					op, c->name, c->sq_size, RVRB_POST_RETRY_MS);
+					op, c->name, c->sq_size, RUTL_POST_RETRY_MS);
 		nanosleep(&nap, NULL);
 	}
 	return 0;
@@ -330,8 +304,8 @@ int rvrb_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 	if (!c || (!buf && len) || len > UINT32_MAX)
 		return rmig_err(-EINVAL, "verbs post_recv: bad argument (buf %p, len %zu)",
 				buf, len);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	if (len && !mr)
 		return rmig_err(-EINVAL,
 				"verbs post_recv on connection to %s: the buffer is not registered (no mr)",
@@ -374,8 +348,8 @@ int rvrb_send(struct rmig_prov_conn *pc, const void *buf, size_t len,
 
 	if (!c || (!buf && len))
 		return rmig_err(-EINVAL, "verbs send: bad argument");
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	if (len > c->dom->max_msg)
 		return rmig_err(-EMSGSIZE,
 				"verbs send on connection to %s: %zu bytes exceed max_msg_size %u",
@@ -423,8 +397,8 @@ int rvrb_write(struct rmig_prov_conn *pc, const struct rmig_iov *iov,
 		return rmig_err(-EINVAL,
 				"verbs write on connection to %s: remote key 0x%llx is wider than 32 bits",
 				c->name, (unsigned long long)rkey);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	for (unsigned i = 0; i < niov; i++) {
 		if (!iov[i].mr || !iov[i].addr || !iov[i].len)
 			return rmig_err(-EINVAL,
@@ -473,7 +447,7 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 	      int timeout_ms)
 {
 	struct rvrb_conn *c = to_rvrb_conn(pc);
-	int64_t deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 	bool spun = false;
 	int n, ret;
 
@@ -483,7 +457,7 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		return 0;
 	if (c->ovf.count)
 		return (int)rmig_ring_pop(&c->ovf, cqe, (size_t)max);
-	if (c->err)
+	if (c->err.code)
 		return rvrb_err_ret(c, cqe);
 	/* Whatever the core waits for may still be queued. */
 	ret = rvrb_flush(c, "poll");
@@ -504,12 +478,12 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		if (!spun) {
 			/* Busy-poll a little: a completion due soon costs
 			 * no sleep and wakeup. */
-			int64_t end = rvrb_now_us() + c->dom->spin_us;
+			int64_t end = rmig_now_us() + c->dom->spin_us;
 
 			if (timeout_ms > 0 && end > deadline * 1000)
 				end = deadline * 1000;
 			spun = true;
-			while (rvrb_now_us() < end) {
+			while (rmig_now_us() < end) {
 				n = rvrb_cq_read(c, cqe, max);
 				if (n > 0)
 					return n;
@@ -539,10 +513,10 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 				{ .fd = c->wake_fd, .events = POLLIN },
 				{ .fd = c->ech->fd, .events = POLLIN },
 			};
-			int slice = RVRB_SLICE_MS;
+			int slice = RUTL_SLICE_MS;
 
 			if (timeout_ms > 0) {
-				int64_t left = deadline - rvrb_now_ms();
+				int64_t left = deadline - rmig_now_ms();
 
 				if (left <= 0)
 					return 0;
@@ -611,7 +585,7 @@ int rvrb_conn_setup(struct rvrb_conn *c)
 	c->chain_sge = calloc((size_t)RVRB_CHAIN_MAX * dom->max_iov,
 			      sizeof(*c->chain_sge));
 	if (!c->sq || !c->rq || !c->chain_sge ||
-	    rmig_ring_reserve(&c->ovf, RVRB_CQ_BATCH))
+	    rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH))
 		return rmig_err(-ENOMEM, "verbs connection to %s: out of memory",
 				c->name);
 	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -779,8 +753,8 @@ int rvrb_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
 		return rmig_err(-EISCONN,
 				"verbs conn_establish: connection to %s is already established",
 				c->name);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	memset(&cp, 0, sizeof(cp));
 	cp.responder_resources = 0; /* no RDMA READ either way */
 	cp.initiator_depth = 0;
@@ -800,18 +774,14 @@ int rvrb_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
 				c->passive ? "rdma_accept" : "rdma_connect",
 				strerror(e));
 	}
-	deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
+	deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 	for (;;) {
 		struct rdma_cm_event *ev;
 		enum rdma_cm_event_type type;
-		int wait = timeout_ms, ret, status;
+		int ret, status;
 
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rvrb_now_ms();
-
-			wait = left > 0 ? (int)left : 0;
-		}
-		ret = rvrb_cm_wait(c->ech, wait, &ev);
+		ret = rvrb_cm_wait(c->ech, rutl_wait_left(timeout_ms, deadline),
+				   &ev);
 		if (ret == -ETIMEDOUT)
 			return rmig_err(-ETIMEDOUT,
 					"verbs %s %s: not established within %d ms",

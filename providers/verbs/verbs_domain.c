@@ -7,7 +7,6 @@
 
 #include "addr.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 const struct rmig_provider_ops rmig_verbs_provider = {
 	.name = "verbs",
@@ -46,50 +44,9 @@ const struct rmig_provider_ops rmig_verbs_provider = {
 
 int rvrb_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
-	char host[INET6_ADDRSTRLEN];
-	int n;
-
-	if (!sa)
-		return rmig_err(-ENOTCONN, "verbs: no address");
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)sa;
-
-		if (!inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host)))
-			return rmig_err(-errno, "verbs: inet_ntop: %s",
-					strerror(errno));
-		n = snprintf(buf, len, "%s:%u", host,
-			     (unsigned)ntohs(in->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-
-		if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)))
-			return rmig_err(-errno, "verbs: inet_ntop: %s",
-					strerror(errno));
-		n = snprintf(buf, len, "[%s]:%u", host,
-			     (unsigned)ntohs(in6->sin6_port));
-	} else {
-		return rmig_err(-EAFNOSUPPORT,
-				"verbs: address family %d is not IPv4 or IPv6",
-				sa->sa_family);
-	}
-	if (n < 0 || (size_t)n >= len)
-		return rmig_err(-ENOSPC,
-				"verbs: address needs %d bytes, buffer has %zu",
-				n + 1, len);
-	return 0;
-}
-
-int64_t rvrb_now_ms(void)
-{
-	return rvrb_now_us() / 1000;
-}
-
-int64_t rvrb_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	/* librdmacm keeps its addresses in a sockaddr_storage. */
+	return rmig_addr_format("verbs", sa, sizeof(struct sockaddr_storage),
+				buf, len);
 }
 
 int rvrb_set_nonblock(int fd)
@@ -104,7 +61,7 @@ int rvrb_set_nonblock(int fd)
 int rvrb_cm_wait(struct rdma_event_channel *ch, int timeout_ms,
 		 struct rdma_cm_event **ev)
 {
-	int64_t deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = ch->fd, .events = POLLIN };
@@ -116,7 +73,7 @@ int rvrb_cm_wait(struct rdma_event_channel *ch, int timeout_ms,
 			return rmig_err(-errno, "rdma_get_cm_event: %s",
 					strerror(errno));
 		if (timeout_ms > 0) {
-			int64_t left = deadline - rvrb_now_ms();
+			int64_t left = deadline - rmig_now_ms();
 
 			if (left <= 0)
 				return -ETIMEDOUT;
@@ -153,10 +110,10 @@ static int rvrb_resolve_wait(struct rdma_event_channel *ch,
 			     const char *what)
 {
 	struct rdma_cm_event *ev;
-	int64_t deadline = rvrb_now_ms() + RVRB_RESOLVE_MS + 1000;
+	int64_t deadline = rmig_now_ms() + RVRB_RESOLVE_MS + 1000;
 
 	for (;;) {
-		int64_t left = deadline - rvrb_now_ms();
+		int64_t left = deadline - rmig_now_ms();
 		enum rdma_cm_event_type type;
 		int status, ret;
 
@@ -219,7 +176,7 @@ int rvrb_resolve(struct rdma_event_channel *ch, struct rdma_cm_id *id,
 static int rvrb_parse_addr(const struct rmig_prov_params *p,
 			   struct sockaddr_storage *ss)
 {
-	char node[RVRB_ADDR_MAX], svc[16];
+	char node[RUTL_ADDR_MAX], svc[16];
 	struct addrinfo hints = {
 		.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV |
 			    (p->passive ? AI_PASSIVE : 0),
@@ -705,7 +662,7 @@ int rvrb_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		    struct rmig_prov_conn **out)
 {
 	struct rvrb_listener *l = to_rvrb_listener(pl);
-	int64_t deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 	struct rdma_cm_event *ev;
 	struct rvrb_conn *c = NULL;
 	int ret;
@@ -713,15 +670,10 @@ int rvrb_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 	if (!l || !out)
 		return rmig_err(-EINVAL, "verbs listen_get: NULL argument");
 	for (;;) {
-		int wait = timeout_ms;
 		struct rdma_cm_id *id;
 
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rvrb_now_ms();
-
-			wait = left > 0 ? (int)left : 0;
-		}
-		ret = rvrb_cm_wait(l->ch, wait, &ev);
+		ret = rvrb_cm_wait(l->ch, rutl_wait_left(timeout_ms, deadline),
+				   &ev);
 		if (ret == -ETIMEDOUT)
 			return rmig_err(-ETIMEDOUT,
 					"verbs listen_get on %s: no connection request within %d ms",
