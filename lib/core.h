@@ -17,19 +17,10 @@
 
 #include "clock.h"
 #include "error.h"
+#include "params.h"
 #include "provider.h"
 #include "rmig/rmig.h"
 #include "wire.h"
-
-/* Tunables (params.c).  Environment: RMIG_<NAME>. */
-enum rmig_param_id {
-	RMIG_PARAM_RX_DEPTH,      /* credited receive buffers per channel */
-	RMIG_PARAM_TX_DEPTH,      /* message buffers per channel */
-	RMIG_PARAM_MAX_WRITE_OPS, /* outstanding tx ops per channel */
-	RMIG_PARAM_POLL_SLICE_MS, /* longest blocking poll before re-checking */
-	RMIG_PARAM_COUNT
-};
-long long rmig_param(enum rmig_param_id id);
 
 /** Receive buffers beyond the credited ones, for uncredited CREDIT
  *  messages.  A side sends CREDIT only once rx_depth/2 credited messages

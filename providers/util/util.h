@@ -4,8 +4,8 @@
  * providers share prov/util: their common limits, container_of for the
  * accessors from the core's embedded objects to a provider's own, a
  * connection's first-error record, and the wait budget of a loop with a
- * deadline.  The clock is the core's (clock.h) and address text is
- * addr.h's.
+ * deadline.  The clock is the core's (clock.h), address text is addr.h's
+ * and tunables are read with rmig_param() (params.h).
  */
 #ifndef RMIG_PROVIDERS_UTIL_H
 #define RMIG_PROVIDERS_UTIL_H
@@ -16,6 +16,7 @@
 #include "addr.h"
 #include "clock.h"
 #include "error.h"
+#include "params.h"
 #include "provider.h"
 
 /** Longest "host:port" a provider formats or accepts. */

@@ -21,10 +21,10 @@
  * completions.
  *
  * poll() is adaptive: it busy-polls the CQ for the domain's spin time
- * (RVRB_SPIN_US, environment RMIG_VERBS_SPIN_US), then arms the CQ, polls
- * once more to close the race, and sleeps in poll(2) on the completion
- * channel, the wake eventfd and the cm event channel, in slices of at most
- * RUTL_SLICE_MS.  An idle connection costs nothing but a wakeup a slice.
+ * (the tunable verbs_spin_us, environment RMIG_VERBS_SPIN_US), then arms
+ * the CQ, polls once more to close the race, and sleeps in poll(2) on the
+ * completion channel, the wake eventfd and the cm event channel, in slices
+ * of at most RUTL_SLICE_MS.  An idle connection costs nothing but a wakeup a slice.
  *
  * verbs_domain.c: domain, memory, listener, address helpers, ops table;
  * verbs_conn.c: connections, data operations, poll.
@@ -48,9 +48,6 @@
 /** Queue depths when the core asks for none, and the most we ever use. */
 #define RVRB_DEFAULT_DEPTH 256
 #define RVRB_MAX_DEPTH 16384
-/** Default busy-poll time before poll() sleeps (RMIG_VERBS_SPIN_US). */
-#define RVRB_SPIN_US 50
-#define RVRB_SPIN_US_MAX 1000000
 /** Bound on address and route resolution, each. */
 #define RVRB_RESOLVE_MS 2000
 /** Work requests queued before they are posted as one chain. */
@@ -82,7 +79,7 @@ struct rvrb_domain {
 	unsigned rq_size;   /* receive queue depth per connection */
 	unsigned max_iov;
 	uint32_t max_msg;
-	unsigned spin_us;
+	unsigned spin_us;   /* the tunable verbs_spin_us */
 };
 
 struct rvrb_mr {

@@ -223,24 +223,6 @@ static int rvrb_any_device(void)
 	return 0;
 }
 
-static unsigned rvrb_spin_us(void)
-{
-	const char *e = getenv("RMIG_VERBS_SPIN_US");
-	char *end;
-	long v;
-
-	if (!e || !*e)
-		return RVRB_SPIN_US;
-	errno = 0;
-	v = strtol(e, &end, 10);
-	if (errno || *end || v < 0 || v > RVRB_SPIN_US_MAX) {
-		rmig_log_warn("verbs: RMIG_VERBS_SPIN_US=\"%s\" is not 0..%d: using %d",
-			      e, RVRB_SPIN_US_MAX, RVRB_SPIN_US);
-		return RVRB_SPIN_US;
-	}
-	return (unsigned)v;
-}
-
 static unsigned rvrb_depth(unsigned want, unsigned limit)
 {
 	unsigned d = want ? want : RVRB_DEFAULT_DEPTH;
@@ -329,7 +311,7 @@ int rvrb_domain_open(const struct rmig_prov_params *p,
 		goto err_free_dom;
 	dom->passive = p->passive;
 	snprintf(dom->address, sizeof(dom->address), "%s", p->address);
-	dom->spin_us = rvrb_spin_us();
+	dom->spin_us = (unsigned)rmig_param(RMIG_PARAM_VERBS_SPIN_US);
 
 	if (p->passive) {
 		ret = rvrb_bind(dom, &ch, &id);
