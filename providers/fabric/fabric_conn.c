@@ -324,10 +324,10 @@ int rfab_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out)
 
 	if (!dom || !out)
 		return rmig_err(-EINVAL, "fabric conn_create: NULL argument");
-	if (dom->passive)
-		return rmig_err(-EINVAL,
-				"fabric conn_create: domain for %s was opened for listening, not connecting",
-				dom->address);
+	ret = rutl_domain_role("fabric conn_create", dom->address,
+			       dom->passive, false);
+	if (ret)
+		return ret;
 	ret = rfab_conn_new(dom, dom->info, false, dom->address, &c);
 	if (ret)
 		return ret;
@@ -680,15 +680,9 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		if (atomic_exchange_explicit(&c->wake, false,
 					     memory_order_acquire))
 			return 0;
-		slice = RUTL_SLICE_MS;
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rmig_now_ms();
-
-			if (left <= 0)
-				return 0;
-			if (left < slice)
-				slice = (int)left;
-		}
+		slice = rutl_slice_ms(timeout_ms, deadline);
+		if (!slice)
+			return 0;
 		n = fi_cq_sread(c->cq, buf, count, NULL, slice);
 		if (n > 0)
 			return rfab_deliver(buf, n, cqe);

@@ -184,14 +184,10 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 
 	if (!p || !out || !attr)
 		return rmig_err(-EINVAL, "fabric domain_open: NULL argument");
-	ret = rmig_addr_split("fabric", p->address, node, sizeof(node), svc,
+	ret = rutl_addr_split("fabric", p, node, sizeof(node), svc,
 			      sizeof(svc));
 	if (ret)
 		return ret;
-	if (!p->passive && !node[0])
-		return rmig_err(-EINVAL,
-				"fabric domain_open: address \"%s\" names no host to connect to",
-				p->address);
 
 	dom = calloc(1, sizeof(*dom));
 	if (!dom)
@@ -453,10 +449,10 @@ int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
 
 	if (!dom || !out)
 		return rmig_err(-EINVAL, "fabric listen: NULL argument");
-	if (!dom->passive)
-		return rmig_err(-EINVAL,
-				"fabric listen: domain for %s was opened for connecting, not listening",
-				dom->address);
+	ret = rutl_domain_role("fabric listen", dom->address, dom->passive,
+			       true);
+	if (ret)
+		return ret;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return rmig_err(-ENOMEM, "fabric listen: out of memory");

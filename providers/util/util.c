@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * util.c - what the providers share: the first-error record and the wait
- * budget (see util.h).
+ * util.c - what the providers share: the first-error record, the domain
+ * checks and the wait budget (see util.h).
  */
 #include "util.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,4 +44,35 @@ int rutl_wait_left(int timeout_ms, int64_t deadline_ms)
 		return timeout_ms;
 	left = deadline_ms - rmig_now_ms();
 	return left > 0 ? (int)left : 0;
+}
+
+int rutl_slice_ms(int timeout_ms, int64_t deadline_ms)
+{
+	int left = rutl_wait_left(timeout_ms, deadline_ms);
+
+	return timeout_ms > 0 && left < RUTL_SLICE_MS ? left : RUTL_SLICE_MS;
+}
+
+int rutl_addr_split(const char *who, const struct rmig_prov_params *p,
+		    char *node, size_t nlen, char *svc, size_t slen)
+{
+	int ret = rmig_addr_split(who, p->address, node, nlen, svc, slen);
+
+	if (ret)
+		return ret;
+	if (!p->passive && !node[0])
+		return rmig_err(-EINVAL,
+				"%s domain_open: address \"%s\" names no host to connect to",
+				who, p->address);
+	return 0;
+}
+
+int rutl_domain_role(const char *op, const char *address, bool passive,
+		     bool want_passive)
+{
+	if (passive == want_passive)
+		return 0;
+	return rmig_err(-EINVAL, "%s: domain for %s was opened for %s, not %s",
+			op, address, passive ? "listening" : "connecting",
+			passive ? "connecting" : "listening");
 }

@@ -3,13 +3,14 @@
  * util.h - what the providers share (prefix rutl_), as libfabric's
  * providers share prov/util: their common limits, container_of for the
  * accessors from the core's embedded objects to a provider's own, a
- * connection's first-error record, and the wait budget of a loop with a
- * deadline.  The clock is the core's (clock.h), address text is addr.h's
+ * connection's first-error record, the address and role checks of a
+ * domain, and the wait budget of a loop with a deadline.  The clock is the core's (clock.h), address text is addr.h's
  * and tunables are read with rmig_param() (params.h).
  */
 #ifndef RMIG_PROVIDERS_UTIL_H
 #define RMIG_PROVIDERS_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,9 +60,25 @@ int rutl_err_set(struct rutl_err *e, int code, uint8_t op, void *ctx,
  *  @cqe, also the failed operation and context in @cqe[0]. */
 int rutl_err_get(const struct rutl_err *e, struct rmig_cqe *cqe);
 
+/** Split @p->address into @node and @svc (rmig_addr_split(), errors name
+ *  @who); a connecting side (@p->passive false) needs a host. */
+int rutl_addr_split(const char *who, const struct rmig_prov_params *p,
+		    char *node, size_t nlen, char *svc, size_t slen);
+
+/** 0 when a domain for @address opened for listening (@passive) or for
+ *  connecting suits @op, which needs a listening domain when
+ *  @want_passive; else -EINVAL naming @op and @address. */
+int rutl_domain_role(const char *op, const char *address, bool passive,
+		     bool want_passive);
+
 /** What a blocking wait may still take of @timeout_ms (<0: for ever,
  *  returned as is) that ends at @deadline_ms (rmig_now_ms() time); 0 once
  *  the deadline has passed. */
 int rutl_wait_left(int timeout_ms, int64_t deadline_ms);
+
+/** The next slice of a blocking poll: RUTL_SLICE_MS, or less when the
+ *  deadline of @timeout_ms (>0) at @deadline_ms comes sooner; 0 once it
+ *  has passed. */
+int rutl_slice_ms(int timeout_ms, int64_t deadline_ms);
 
 #endif /* RMIG_PROVIDERS_UTIL_H */

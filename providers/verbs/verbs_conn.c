@@ -513,16 +513,10 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 				{ .fd = c->wake_fd, .events = POLLIN },
 				{ .fd = c->ech->fd, .events = POLLIN },
 			};
-			int slice = RUTL_SLICE_MS;
+			int slice = rutl_slice_ms(timeout_ms, deadline);
 
-			if (timeout_ms > 0) {
-				int64_t left = deadline - rmig_now_ms();
-
-				if (left <= 0)
-					return 0;
-				if (left < slice)
-					slice = (int)left;
-			}
+			if (!slice)
+				return 0;
 			if (poll(pfd, 3, slice) < 0 && errno != EINTR)
 				return rvrb_fail(c, -errno,
 						 "verbs poll on connection to %s: poll: %s",
@@ -673,10 +667,10 @@ int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out)
 
 	if (!dom || !out)
 		return rmig_err(-EINVAL, "verbs conn_create: NULL argument");
-	if (dom->passive)
-		return rmig_err(-EINVAL,
-				"verbs conn_create: domain for %s was opened for listening, not connecting",
-				dom->address);
+	ret = rutl_domain_role("verbs conn_create", dom->address,
+			       dom->passive, false);
+	if (ret)
+		return ret;
 	c = rvrb_conn_alloc(dom, false);
 	if (!c)
 		return rmig_err(-ENOMEM, "verbs conn_create: out of memory");

@@ -186,14 +186,10 @@ static int rvrb_parse_addr(const struct rmig_prov_params *p,
 	struct addrinfo *res = NULL;
 	int ret;
 
-	ret = rmig_addr_split("verbs", p->address, node, sizeof(node), svc,
+	ret = rutl_addr_split("verbs", p, node, sizeof(node), svc,
 			      sizeof(svc));
 	if (ret)
 		return ret;
-	if (!p->passive && !node[0])
-		return rmig_err(-EINVAL,
-				"verbs domain_open: address \"%s\" names no host to connect to",
-				p->address);
 	ret = getaddrinfo(node[0] ? node : NULL, svc, &hints, &res);
 	if (ret)
 		return rmig_err(-EINVAL,
@@ -535,10 +531,10 @@ int rvrb_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
 
 	if (!dom || !out)
 		return rmig_err(-EINVAL, "verbs listen: NULL argument");
-	if (!dom->passive)
-		return rmig_err(-EINVAL,
-				"verbs listen: domain for %s was opened for connecting, not listening",
-				dom->address);
+	ret = rutl_domain_role("verbs listen", dom->address, dom->passive,
+			       true);
+	if (ret)
+		return ret;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return rmig_err(-ENOMEM, "verbs listen: out of memory");
