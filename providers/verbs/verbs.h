@@ -27,7 +27,8 @@
  * of at most RUTL_SLICE_MS.  An idle connection costs nothing but a wakeup a slice.
  *
  * verbs_domain.c: domain, memory, listener, address helpers, ops table;
- * verbs_conn.c: connections, data operations, poll.
+ * verbs_cm.c: connection create and establish (librdmacm);
+ * verbs_conn.c: a connection's resources, data operations, poll.
  */
 #ifndef RMIG_PROVIDERS_VERBS_H
 #define RMIG_PROVIDERS_VERBS_H
@@ -197,10 +198,12 @@ int rvrb_listen_get(struct rmig_prov_listener *l, int timeout_ms,
 		    struct rmig_prov_conn **out);
 void rvrb_listen_close(struct rmig_prov_listener *l);
 
-/* The ops (verbs_conn.c). */
+/* The ops (verbs_cm.c). */
 int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out);
 int rvrb_conn_establish(struct rmig_prov_conn *c, int timeout_ms);
 int rvrb_conn_peer_name(struct rmig_prov_conn *c, char *buf, size_t len);
+
+/* The ops (verbs_conn.c). */
 void rvrb_conn_close(struct rmig_prov_conn *c);
 int rvrb_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
 		   struct rmig_prov_mr *mr, void *ctx);
