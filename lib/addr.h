@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * addr.h - "host:port" address text shared by the providers.
+ * addr.h - "host:port" address text shared by the providers: split the
+ * text given, format a socket address.
  */
 #ifndef RMIG_ADDR_H
 #define RMIG_ADDR_H
@@ -18,5 +19,14 @@
  */
 int rmig_addr_split(const char *who, const char *addr, char *node,
 		    size_t nlen, char *svc, size_t slen);
+
+/**
+ * Format the IPv4 or IPv6 socket address @sa (@salen bytes) as "host:port"
+ * or "[v6addr]:port" into @buf (@len bytes).  Errors name @who: -ENOTCONN
+ * for no address (@sa NULL), -EAFNOSUPPORT for another family or a length
+ * too short for the family, -ENOSPC when @buf is too small.
+ */
+int rmig_addr_format(const char *who, const void *sa, size_t salen,
+		     char *buf, size_t len);
 
 #endif /* RMIG_ADDR_H */

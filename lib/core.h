@@ -15,21 +15,13 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
+#include "params.h"
 #include "provider.h"
 #include "rmig/rmig.h"
 #include "transport.h"
 #include "wire.h"
-
-/* Tunables (params.c).  Environment: RMIG_<NAME>. */
-enum rmig_param_id {
-	RMIG_PARAM_RX_DEPTH,      /* credited receive buffers per channel */
-	RMIG_PARAM_TX_DEPTH,      /* message buffers per channel */
-	RMIG_PARAM_MAX_WRITE_OPS, /* outstanding tx ops per channel */
-	RMIG_PARAM_POLL_SLICE_MS, /* longest blocking poll before re-checking */
-	RMIG_PARAM_COUNT
-};
-long long rmig_param(enum rmig_param_id id);
 
 /** Receive buffers beyond the credited ones, for uncredited CREDIT
  *  messages.  A side sends CREDIT only once rx_depth/2 credited messages
@@ -330,21 +322,6 @@ int rmig_dest_create_auto(const struct rmig_config *cfg,
 			  const struct rmig_provider_ops *verbs,
 			  const struct rmig_provider_ops *fallback,
 			  rmig_dest **out);
-
-static inline uint64_t rmig_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/** Deadline @timeout_ms from now (a negative or zero timeout: now). */
-static inline uint64_t rmig_deadline_ns(int timeout_ms)
-{
-	return rmig_now_ns() +
-	       (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
-}
 
 /** sem_wait() that carries on through signals. */
 static inline void rmig_sem_wait(sem_t *sem)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_addr.c - rmig_addr_split(): the "host:port" / "[v6]:port" splitter
- * both providers use, its results and every error with its message.
+ * test_addr.c - rmig_addr_split() and rmig_addr_format(): the
+ * "host:port" / "[v6]:port" splitter and formatter both providers use, their
+ * results and every error with its message.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -9,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 
@@ -94,12 +97,49 @@ static void test_split_fits_exactly(void **state)
 	assert_string_equal(svc, "12345");
 }
 
+static void test_format(void **state)
+{
+	struct sockaddr_in in = { .sin_family = AF_INET,
+				  .sin_port = htons(5000) };
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6,
+				    .sin6_port = htons(7) };
+	struct sockaddr_storage none = { .ss_family = AF_UNIX };
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(inet_pton(AF_INET, "10.0.0.1", &in.sin_addr), 1);
+	assert_int_equal(inet_pton(AF_INET6, "fe80::1", &in6.sin6_addr), 1);
+	assert_int_equal(rmig_addr_format("t", &in, sizeof(in), buf,
+					  sizeof(buf)), 0);
+	assert_string_equal(buf, "10.0.0.1:5000");
+	assert_int_equal(rmig_addr_format("t", &in6, sizeof(in6), buf,
+					  sizeof(buf)), 0);
+	assert_string_equal(buf, "[fe80::1]:7");
+	/* Exactly fits: 13 characters and the NUL. */
+	assert_int_equal(rmig_addr_format("t", &in, sizeof(in), buf, 14), 0);
+	assert_string_equal(buf, "10.0.0.1:5000");
+
+	assert_int_equal(rmig_addr_format("fabric", &in, sizeof(in), buf, 13),
+			 -ENOSPC);
+	assert_non_null(strstr(rmig_err_msg(), "fabric: address needs 14 bytes"));
+	assert_int_equal(rmig_addr_format("verbs", NULL, 0, buf, sizeof(buf)),
+			 -ENOTCONN);
+	assert_non_null(strstr(rmig_err_msg(), "verbs: no address"));
+	assert_int_equal(rmig_addr_format("verbs", &none, sizeof(none), buf,
+					  sizeof(buf)), -EAFNOSUPPORT);
+	assert_non_null(strstr(rmig_err_msg(), "is not IPv4 or IPv6"));
+	/* An IPv6 family in too short a length is refused, not read past. */
+	assert_int_equal(rmig_addr_format("fabric", &in6, sizeof(in), buf,
+					  sizeof(buf)), -EAFNOSUPPORT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split_ok),
 		cmocka_unit_test(test_split_bad),
 		cmocka_unit_test(test_split_fits_exactly),
+		cmocka_unit_test(test_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

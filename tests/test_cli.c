@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_cli.c - the command-line value parsers for registration and NUMA
- * (tools/cli.c) and the config cli_make_config() builds from them.
+ * (tools/cli.c), the config cli_make_config() builds from them, and the
+ * list of tunables for --help.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -86,13 +89,46 @@ static void test_numa(void **state)
 	assert_int_equal(c.numa_node, 1);
 }
 
+/* Every tunable with its environment variable and description; the one
+ * main() changed with its effective value. */
+static void test_print_params(void **state)
+{
+	struct rmig_param_desc d = { .size = sizeof(d) };
+	char *text = NULL, line[256];
+	size_t len = 0;
+	unsigned i;
+	FILE *f;
+
+	(void)state;
+	f = open_memstream(&text, &len);
+	assert_non_null(f);
+	assert_int_equal(cli_print_params(f), 0);
+	assert_int_equal(fclose(f), 0);
+	assert_non_null(strstr(text, "Tunables"));
+	for (i = 0; rmig_param_describe(i, &d) == 0; i++) {
+		snprintf(line, sizeof(line), "  %s (default %lld, %lld..%lld",
+			 d.env, d.default_value, d.min, d.max);
+		assert_non_null(strstr(text, line));
+		snprintf(line, sizeof(line), "\n      %s\n", d.help);
+		assert_non_null(strstr(text, line));
+	}
+	assert_true(i >= 5);
+	assert_non_null(strstr(text, "  RMIG_VERBS_SPIN_US (default 50, 0..1000000; now 3)\n"));
+	assert_null(strstr(text, "RMIG_RX_DEPTH (default 32, 2..4095;"));
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reg_mode),
 		cmocka_unit_test(test_reg_chunk_cache),
 		cmocka_unit_test(test_numa),
+		cmocka_unit_test(test_print_params),
 	};
 
+	/* Before the library reads its tunables (once). */
+	if (setenv("RMIG_VERBS_SPIN_US", "3", 1))
+		return 1;
 	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

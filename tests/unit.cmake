@@ -2,6 +2,12 @@
 rmig_test(test_wire SOURCES test_wire.c CMOCKA TIMEOUT 60 LABELS unit)
 # The providers' "host:port" / "[v6]:port" splitter.
 rmig_test(test_addr SOURCES test_addr.c CMOCKA TIMEOUT 60 LABELS unit)
+# The table of tunables: rmig_param_describe(), rmig_param_get(), the
+# environment.
+rmig_test(test_params SOURCES test_params.c CMOCKA TIMEOUT 60 LABELS unit)
+# What the providers share (providers/util): first-error record, domain
+# checks, wait budget, container_of.
+rmig_test(test_prov_util SOURCES test_prov_util.c CMOCKA TIMEOUT 60 LABELS unit)
 # The providers' overflow completion ring.
 rmig_test(test_ring SOURCES test_ring.c CMOCKA TIMEOUT 60 LABELS unit)
 rmig_test(test_zero SOURCES test_zero.c CMOCKA TIMEOUT 120 LABELS unit)

@@ -334,3 +334,23 @@ uint64_t cli_overhead(uint64_t peak_rss, uint64_t ram_bytes)
 {
 	return peak_rss > ram_bytes ? peak_rss - ram_bytes : 0;
 }
+
+/* ------------------------------------------------------------------ */
+/* Help                                                                */
+
+int cli_print_params(FILE *out)
+{
+	struct rmig_param_desc d = { .size = sizeof(d) };
+	unsigned i;
+	int ret;
+
+	fprintf(out, "Tunables (environment variables, read once per process):\n");
+	for (i = 0; (ret = rmig_param_describe(i, &d)) == 0; i++) {
+		fprintf(out, "  %s (default %lld, %lld..%lld", d.env,
+			d.default_value, d.min, d.max);
+		if (d.value != d.default_value)
+			fprintf(out, "; now %lld", d.value);
+		fprintf(out, ")\n      %s\n", d.help);
+	}
+	return ret == -ENOENT ? 0 : ret;
+}

@@ -3,8 +3,9 @@
  * cli - what the command-line programs share: tools/rmig-migrate and
  * perf/rmig_bw.  Option values, the session configuration they build from
  * them, the RAM block (mapped and faulted in before any clock starts), the
- * page-queueing loop, timing and memory figures.  Only the public API
- * (rmig/rmig.h) is used; nothing here prints.  Built as the static library
+ * page-queueing loop, timing and memory figures, the list of tunables.
+ * Only the public API (rmig/rmig.h) is used; nothing here prints except
+ * cli_print_params(), to the stream it is given.  Built as the static library
  * rmig_cli (tools/CMakeLists.txt); not installed.
  */
 #ifndef RMIG_TOOLS_CLI_H
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <rmig/rmig.h>
 
@@ -152,5 +154,14 @@ uint64_t cli_peak_rss(void);
 
 /* What @peak_rss holds beyond the RAM block of @ram_bytes (0 if nothing). */
 uint64_t cli_overhead(uint64_t peak_rss, uint64_t ram_bytes);
+
+/* ------------------------------------------------------------------ */
+/* Help                                                                */
+
+/* The library's tunables (rmig_param_describe()) for a --help text: a
+ * heading, then per tunable its environment variable, default, range and
+ * (when the environment changed it) effective value, and its description
+ * on a line of its own.  0, or the negative errno of the failed call. */
+int cli_print_params(FILE *out);
 
 #endif /* RMIG_TOOLS_CLI_H */

@@ -124,8 +124,8 @@ static void usage(FILE *f)
 "  --dirty-tracking auto|async|sync  userfaultfd write-protect: async\n"
 "                          (PAGEMAP_SCAN, Linux 6.7+), sync (fault thread);\n"
 "                          auto (default) takes async where the kernel has it\n"
-"  --still                 the older mode: migrate a still memory image and\n"
-"                          compare it byte for byte (no guest)\n"
+"  --still                 the still-image copy: migrate a still memory\n"
+"                          image and compare it byte for byte (no guest)\n"
 "\n"
 "Session:\n"
 "  --listen HOST:PORT      dest: where to listen (IPv6 as [addr]:port)\n"
@@ -159,10 +159,11 @@ CLI_REG_NUMA_HELP
 "  " PROG " demo --memory hugetlb --size 512M\n"
 "  host B (192.0.2.2):  " PROG " dest --listen 192.0.2.2:7000 --size 4G\n"
 "  host A:              " PROG " source --connect 192.0.2.2:7000 --size 4G\n"
-"\n"
-"Library tunables (environment RMIG_<NAME>) are listed by rmig(7).\n",
+"\n",
 		GUEST_MAX_VCPUS, RMIG_MAX_CHANNELS, RMIG_MAX_PAGES_PER_PACKET,
 		DEMO_ACCEPT_TIMEOUT_S);
+	/* The library's tunables, from its own table (rmig(7) too). */
+	(void)cli_print_params(f);
 }
 
 enum opt_id {

@@ -431,9 +431,11 @@ RMIG_API int64_t rmig_dest_block_received(rmig_dest *d, int block);
 /* Tunables                                                            */
 
 /**
- * Tunables (rx/tx queue depths, timeouts, ...) have defaults and can be
- * overridden by environment variables RMIG_<NAME>.  Iterate them with
- * @index = 0, 1, ... until -ENOENT.
+ * Tunables (rx/tx queue depths, timeouts, provider settings, ...) have
+ * defaults and can be overridden by environment variables RMIG_<NAME>, read
+ * once per process; a value outside a tunable's range is ignored with a
+ * warning.  Iterate them with @index = 0, 1, ... until -ENOENT.
+ * rmig_param_describe() says more of each (environment variable, range).
  */
 struct rmig_param_info {
 	const char *name;
@@ -442,6 +444,27 @@ struct rmig_param_info {
 	long long value; /**< effective value (environment applied) */
 };
 RMIG_API int rmig_param_get(unsigned index, struct rmig_param_info *out);
+
+/** One tunable, as rmig_param_describe() fills it in. */
+struct rmig_param_desc {
+	/** Set by the caller to sizeof(struct rmig_param_desc); the library
+	 *  fills only what fits, so older callers keep working. */
+	size_t size;
+	const char *name;        /**< e.g. "rx_depth" */
+	const char *env;         /**< environment variable, e.g. "RMIG_RX_DEPTH" */
+	const char *help;        /**< one-line description */
+	long long default_value;
+	long long min, max;      /**< accepted values, inclusive */
+	long long value;         /**< effective value (environment applied) */
+};
+
+/**
+ * Describe tunable number @index (0, 1, ... until -ENOENT) into @out, whose
+ * size member the caller sets.  The strings are static.  Returns 0,
+ * -ENOENT past the last tunable, -EINVAL when @out is NULL or its size is
+ * smaller than the size member itself.
+ */
+RMIG_API int rmig_param_describe(unsigned index, struct rmig_param_desc *out);
 
 #ifdef __cplusplus
 }

@@ -27,8 +27,7 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 
-#include "error.h"
-#include "provider.h"
+#include "../util/util.h"
 #include "ring.h"
 
 /** The libfabric API version this provider is written against. */
@@ -37,16 +36,6 @@
 #define RFAB_DEFAULT_PROV "tcp"
 /** Local segments per write we can describe on the stack. */
 #define RFAB_MAX_IOV 64
-/** Completions read from the CQ per call. */
-#define RFAB_CQ_BATCH 16
-/** A blocking poll waits in slices this long, checking the EQ and the wake
- *  flag between slices, so a lost peer or a wake is noticed promptly even
- *  where fi_cq_sread does not return for it. */
-#define RFAB_SLICE_MS 100
-/** How long a post retries -FI_EAGAIN (driving progress) before giving up. */
-#define RFAB_POST_RETRY_MS 5000
-/** Longest "host:port" we format or accept. */
-#define RFAB_ADDR_MAX 128
 /** mr_mode bits we ask for and can live with. */
 #define RFAB_MR_MODE \
 	(FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY)
@@ -61,7 +50,7 @@ struct rfab_domain {
 	size_t rx_size;
 	unsigned max_iov;
 	char prov_name[32];
-	char address[RFAB_ADDR_MAX]; /* params->address, for messages */
+	char address[RUTL_ADDR_MAX]; /* params->address, for messages */
 	/* Next requested MR key when the provider lets us choose (no
 	 * FI_MR_PROV_KEY).  Only fetch_add'ed: uniqueness needs atomicity, not
 	 * ordering, so relaxed (pairs with nothing). */
@@ -69,7 +58,7 @@ struct rfab_domain {
 };
 
 struct rfab_mr {
-	struct rmig_prov_mr base; /* first member: rmig_prov_mr * casts back */
+	struct rmig_prov_mr base; /* to_rfab_mr() gets back */
 	struct fid_mr *mr;
 };
 
@@ -80,7 +69,7 @@ struct rfab_listener {
 };
 
 struct rfab_conn {
-	struct rmig_prov_conn base; /* first member */
+	struct rmig_prov_conn base; /* to_rfab_conn() gets back */
 	struct rfab_domain *dom;
 	struct fid_ep *ep;
 	struct fid_eq *eq;
@@ -92,11 +81,8 @@ struct rfab_conn {
 	 * progress, returned by poll() before anything else (driving thread
 	 * only). */
 	struct rmig_ring ovf;
-	/* First error wins: once set, every post and poll returns it again
-	 * (after any completions read before it). */
-	int err;
-	char err_msg[RMIG_ERR_MSG_MAX];
-	char name[RFAB_ADDR_MAX];   /* peer, for messages */
+	struct rutl_err err; /* first error wins */
+	char name[RUTL_ADDR_MAX];   /* peer, for messages */
 	/* Set by conn_wake() from any thread, consumed by poll() on the driving
 	 * thread; see the pairing comments at both ends. */
 	atomic_bool wake;
@@ -119,14 +105,15 @@ to_rfab_listener(struct rmig_prov_listener *l)
 	return (struct rfab_listener *)(void *)l;
 }
 
+/* NULL stays NULL: the ops check their argument. */
 static inline struct rfab_conn *to_rfab_conn(struct rmig_prov_conn *c)
 {
-	return (struct rfab_conn *)(void *)c;
+	return c ? rutl_container_of(c, struct rfab_conn, base) : NULL;
 }
 
 static inline struct rfab_mr *to_rfab_mr(struct rmig_prov_mr *m)
 {
-	return (struct rfab_mr *)(void *)m;
+	return m ? rutl_container_of(m, struct rfab_mr, base) : NULL;
 }
 
 /* Helpers shared by the two source files. */
@@ -143,10 +130,6 @@ bool rfab_err_is_dead_peer(int err);
  *  own; formatted into @buf. */
 const char *rfab_prov_detail(char *buf, size_t len, int prov_errno,
 			     const char *text);
-/** Format a sockaddr as "host:port" ("[addr]:port" for IPv6). */
-int rfab_format_addr(const void *sa, size_t salen, char *buf, size_t len);
-/** Monotonic clock in milliseconds. */
-int64_t rfab_now_ms(void);
 
 /** Create a connection's EQ, CQ and endpoint from @info, bind and enable it,
  *  so receives can be posted.  @name names the peer in messages. */

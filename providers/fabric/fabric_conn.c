@@ -9,7 +9,6 @@
 #include "fabric.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,21 +18,8 @@
 
 /* Record the connection's first error (first error wins) and return it,
  * with its message, to the caller. */
-static int rfab_fail(struct rfab_conn *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int rfab_fail(struct rfab_conn *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!c->err) {
-		va_start(ap, fmt);
-		vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
-		va_end(ap);
-		c->err = code;
-	}
-	return rmig_err(c->err, "%s", c->err_msg);
-}
+#define rfab_fail(c, code, ...)                                              \
+	rutl_err_set(&(c)->err, code, 0, NULL, __VA_ARGS__)
 
 static const char *rfab_op_name(uint64_t flags)
 {
@@ -183,22 +169,22 @@ static bool rfab_cq_signaled(ssize_t n)
 
 /* A post said -FI_EAGAIN: read completions into the overflow queue (which
  * is what frees provider resources) and check for a lost peer.  Gives up
- * after RFAB_POST_RETRY_MS from the first call (*deadline 0). */
+ * after RUTL_POST_RETRY_MS from the first call (*deadline 0). */
 static int rfab_post_progress(struct rfab_conn *c, const char *op,
 			      int64_t *deadline)
 {
-	struct fi_cq_data_entry buf[RFAB_CQ_BATCH];
+	struct fi_cq_data_entry buf[RUTL_CQ_BATCH];
 	struct timespec nap = { 0, 100 * 1000 };
 	ssize_t n;
 	int ret;
 
 	if (!*deadline)
-		*deadline = rfab_now_ms() + RFAB_POST_RETRY_MS;
-	if (rmig_ring_reserve(&c->ovf, RFAB_CQ_BATCH))
+		*deadline = rmig_now_ms() + RUTL_POST_RETRY_MS;
+	if (rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH))
 		return rmig_err(-ENOMEM,
 				"fabric %s on connection to %s: out of memory for completions",
 				op, c->name);
-	n = fi_cq_read(c->cq, buf, RFAB_CQ_BATCH);
+	n = fi_cq_read(c->cq, buf, RUTL_CQ_BATCH);
 	if (n > 0) {
 		rmig_ring_push(&c->ovf, buf, (size_t)n);
 		return 0;
@@ -214,10 +200,10 @@ static int rfab_post_progress(struct rfab_conn *c, const char *op,
 	ret = rfab_eq_check(c, op);
 	if (ret)
 		return ret;
-	if (rfab_now_ms() >= *deadline)
+	if (rmig_now_ms() >= *deadline)
 		return rmig_err(-ETIMEDOUT,
 				"fabric %s on connection to %s: provider queue still full after %d ms",
-				op, c->name, RFAB_POST_RETRY_MS);
+				op, c->name, RUTL_POST_RETRY_MS);
 	nanosleep(&nap, NULL);
 	return 0;
 }
@@ -267,7 +253,7 @@ int rfab_conn_new(struct rfab_domain *dom, struct fi_info *info, bool passive,
 	/* No other thread can see the connection yet. */
 	atomic_init(&c->wake, false);
 	rmig_ring_init(&c->ovf, sizeof(struct fi_cq_data_entry));
-	if (rmig_ring_reserve(&c->ovf, RFAB_CQ_BATCH)) {
+	if (rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH)) {
 		ret = rmig_err(-ENOMEM, "fabric connection: out of memory");
 		goto err_free_conn;
 	}
@@ -337,10 +323,10 @@ int rfab_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out)
 
 	if (!dom || !out)
 		return rmig_err(-EINVAL, "fabric conn_create: NULL argument");
-	if (dom->passive)
-		return rmig_err(-EINVAL,
-				"fabric conn_create: domain for %s was opened for listening, not connecting",
-				dom->address);
+	ret = rutl_domain_role("fabric conn_create", dom->address,
+			       dom->passive, false);
+	if (ret)
+		return ret;
 	ret = rfab_conn_new(dom, dom->info, false, dom->address, &c);
 	if (ret)
 		return ret;
@@ -370,7 +356,7 @@ static int rfab_setup_errno(const struct rfab_conn *c, int err)
 static int rfab_wait_connected(struct rfab_conn *c, int timeout_ms)
 {
 	const char *what = c->passive ? "accept from" : "connect to";
-	int64_t deadline = timeout_ms > 0 ? rfab_now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 	char det[RMIG_ERR_MSG_MAX / 2];
 	union rfab_cm_buf ev;
 	uint32_t event;
@@ -378,12 +364,7 @@ static int rfab_wait_connected(struct rfab_conn *c, int timeout_ms)
 	int wait;
 
 	for (;;) {
-		wait = timeout_ms;
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rfab_now_ms();
-
-			wait = left > 0 ? (int)left : 0;
-		}
+		wait = rutl_wait_left(timeout_ms, deadline);
 		n = fi_eq_sread(c->eq, &event, &ev, sizeof(ev), wait, 0);
 		if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT)
 			return rmig_err(-ETIMEDOUT,
@@ -419,7 +400,7 @@ static int rfab_wait_connected(struct rfab_conn *c, int timeout_ms)
 					what, c->name);
 		}
 		if (timeout_ms == 0 ||
-		    (timeout_ms > 0 && rfab_now_ms() >= deadline))
+		    (timeout_ms > 0 && rmig_now_ms() >= deadline))
 			return rmig_err(-ETIMEDOUT,
 					"fabric %s %s: not established within %d ms",
 					what, c->name, timeout_ms);
@@ -471,7 +452,7 @@ int rfab_conn_peer_name(struct rmig_prov_conn *pc, char *buf, size_t len)
 		return rmig_err(rfab_errno(ret),
 				"fabric conn_peer_name (%s): fi_getpeer: %s (%d)",
 				c->name, fi_strerror(-ret), ret);
-	return rfab_format_addr(&ss, sslen, buf, len);
+	return rmig_addr_format("fabric", &ss, sslen, buf, len);
 }
 
 void rfab_conn_close(struct rmig_prov_conn *pc)
@@ -536,8 +517,8 @@ int rfab_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 
 	if (!c || (!buf && len))
 		return rmig_err(-EINVAL, "fabric post_recv: bad argument");
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	r = rfab_need_desc(c, "post_recv", mr);
 	if (r)
 		return r;
@@ -572,8 +553,8 @@ int rfab_send(struct rmig_prov_conn *pc, const void *buf, size_t len,
 
 	if (!c || (!buf && len))
 		return rmig_err(-EINVAL, "fabric send: bad argument");
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	r = rfab_need_desc(c, "send", mr);
 	if (r)
 		return r;
@@ -616,8 +597,8 @@ int rfab_write(struct rmig_prov_conn *pc, const struct rmig_iov *iov,
 		return rmig_err(-EINVAL,
 				"fabric write on connection to %s: %u segments, %s allows 1..%u",
 				c->name, niov, c->dom->prov_name, c->dom->max_iov);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	for (unsigned i = 0; i < niov; i++) {
 		r = rfab_need_desc(c, "write", iov[i].mr);
 		if (r)
@@ -655,8 +636,8 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 	      int timeout_ms)
 {
 	struct rfab_conn *c = to_rfab_conn(pc);
-	struct fi_cq_data_entry buf[RFAB_CQ_BATCH];
-	int64_t deadline = timeout_ms > 0 ? rfab_now_ms() + timeout_ms : 0;
+	struct fi_cq_data_entry buf[RUTL_CQ_BATCH];
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 	size_t count;
 	ssize_t n;
 	int ret, slice;
@@ -667,9 +648,9 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		return 0;
 	if (c->ovf.count)
 		return rfab_ovf_pop(&c->ovf, cqe, max);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
-	count = max < RFAB_CQ_BATCH ? (size_t)max : RFAB_CQ_BATCH;
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
+	count = max < RUTL_CQ_BATCH ? (size_t)max : RUTL_CQ_BATCH;
 
 	for (;;) {
 		n = fi_cq_read(c->cq, buf, count);
@@ -698,15 +679,9 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		if (atomic_exchange_explicit(&c->wake, false,
 					     memory_order_acquire))
 			return 0;
-		slice = RFAB_SLICE_MS;
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rfab_now_ms();
-
-			if (left <= 0)
-				return 0;
-			if (left < slice)
-				slice = (int)left;
-		}
+		slice = rutl_slice_ms(timeout_ms, deadline);
+		if (!slice)
+			return 0;
 		n = fi_cq_sread(c->cq, buf, count, NULL, slice);
 		if (n > 0)
 			return rfab_deliver(buf, n, cqe);

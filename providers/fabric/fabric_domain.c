@@ -7,7 +7,6 @@
 
 #include "addr.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -16,7 +15,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <time.h>
 
 const struct rmig_provider_ops rmig_fabric_provider = {
 	.name = "fabric",
@@ -112,50 +110,6 @@ const char *rfab_prov_detail(char *buf, size_t len, int prov_errno,
 	return buf;
 }
 
-int rfab_format_addr(const void *sa, size_t salen, char *buf, size_t len)
-{
-	const struct sockaddr *s = sa;
-	char host[INET6_ADDRSTRLEN];
-	int n;
-
-	if (salen >= sizeof(struct sockaddr_in) && s->sa_family == AF_INET) {
-		const struct sockaddr_in *in = sa;
-
-		if (!inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host)))
-			return rmig_err(-errno, "fabric: inet_ntop: %s",
-					strerror(errno));
-		n = snprintf(buf, len, "%s:%u", host,
-			     (unsigned)ntohs(in->sin_port));
-	} else if (salen >= sizeof(struct sockaddr_in6) &&
-		   s->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = sa;
-
-		if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)))
-			return rmig_err(-errno, "fabric: inet_ntop: %s",
-					strerror(errno));
-		n = snprintf(buf, len, "[%s]:%u", host,
-			     (unsigned)ntohs(in6->sin6_port));
-	} else {
-		return rmig_err(-EAFNOSUPPORT,
-				"fabric: address family %d (length %zu) is not IPv4 or IPv6",
-				salen >= sizeof(s->sa_family) ? s->sa_family : -1,
-				salen);
-	}
-	if (n < 0 || (size_t)n >= len)
-		return rmig_err(-ENOSPC,
-				"fabric: address needs %d bytes, buffer has %zu",
-				n + 1, len);
-	return 0;
-}
-
-int64_t rfab_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------ */
 /* Domain                                                              */
 
@@ -221,7 +175,7 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 		     struct rmig_prov_domain **out, struct rmig_prov_attr *attr)
 {
 	const char *prov = p && p->subprovider ? p->subprovider : RFAB_DEFAULT_PROV;
-	char node[RFAB_ADDR_MAX], svc[16];
+	char node[RUTL_ADDR_MAX], svc[16];
 	struct fi_info *hints, *list = NULL, *i;
 	const char *why = NULL, *why_prov = NULL;
 	struct rfab_domain *dom;
@@ -230,14 +184,10 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 
 	if (!p || !out || !attr)
 		return rmig_err(-EINVAL, "fabric domain_open: NULL argument");
-	ret = rmig_addr_split("fabric", p->address, node, sizeof(node), svc,
+	ret = rutl_addr_split("fabric", p, node, sizeof(node), svc,
 			      sizeof(svc));
 	if (ret)
 		return ret;
-	if (!p->passive && !node[0])
-		return rmig_err(-EINVAL,
-				"fabric domain_open: address \"%s\" names no host to connect to",
-				p->address);
 
 	dom = calloc(1, sizeof(*dom));
 	if (!dom)
@@ -499,10 +449,10 @@ int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
 
 	if (!dom || !out)
 		return rmig_err(-EINVAL, "fabric listen: NULL argument");
-	if (!dom->passive)
-		return rmig_err(-EINVAL,
-				"fabric listen: domain for %s was opened for connecting, not listening",
-				dom->address);
+	ret = rutl_domain_role("fabric listen", dom->address, dom->passive,
+			       true);
+	if (ret)
+		return ret;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return rmig_err(-ENOMEM, "fabric listen: out of memory");
@@ -556,15 +506,15 @@ int rfab_listen_name(struct rmig_prov_listener *pl, char *buf, size_t len)
 	if (ret)
 		return rmig_err(rfab_errno(ret), "fabric listen_name on %s: fi_getname: %s (%d)",
 				l->dom->address, fi_strerror(-ret), ret);
-	return rfab_format_addr(&ss, sslen, buf, len);
+	return rmig_addr_format("fabric", &ss, sslen, buf, len);
 }
 
 int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		    struct rmig_prov_conn **out)
 {
 	struct rfab_listener *l = to_rfab_listener(pl);
-	int64_t deadline = timeout_ms > 0 ? rfab_now_ms() + timeout_ms : 0;
-	char name[RFAB_ADDR_MAX] = "unknown peer";
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
+	char name[RUTL_ADDR_MAX] = "unknown peer";
 	struct rfab_conn *c;
 	union rfab_cm_buf ev;
 	uint32_t event;
@@ -574,12 +524,7 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 	if (!l || !out)
 		return rmig_err(-EINVAL, "fabric listen_get: NULL argument");
 	for (;;) {
-		wait = timeout_ms;
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rfab_now_ms();
-
-			wait = left > 0 ? (int)left : 0;
-		}
+		wait = rutl_wait_left(timeout_ms, deadline);
 		n = fi_eq_sread(l->eq, &event, &ev, sizeof(ev), wait, 0);
 		if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT)
 			return rmig_err(-ETIMEDOUT,
@@ -608,14 +553,14 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		if (event == FI_CONNREQ && ev.cm.info)
 			break;
 		/* Nothing else is expected on a passive endpoint's EQ. */
-		if (timeout_ms == 0 || (timeout_ms > 0 && rfab_now_ms() >= deadline))
+		if (timeout_ms == 0 || (timeout_ms > 0 && rmig_now_ms() >= deadline))
 			return rmig_err(-ETIMEDOUT,
 					"fabric listen_get on %s: no connection request within %d ms",
 					l->dom->address, timeout_ms);
 	}
 
 	if (ev.cm.info->dest_addr)
-		(void)rfab_format_addr(ev.cm.info->dest_addr,
+		(void)rmig_addr_format("fabric", ev.cm.info->dest_addr,
 				       ev.cm.info->dest_addrlen, name,
 				       sizeof(name));
 	/* Our queue sizes, not whatever the request carries. */

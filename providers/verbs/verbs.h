@@ -21,13 +21,14 @@
  * completions.
  *
  * poll() is adaptive: it busy-polls the CQ for the domain's spin time
- * (RVRB_SPIN_US, environment RMIG_VERBS_SPIN_US), then arms the CQ, polls
- * once more to close the race, and sleeps in poll(2) on the completion
- * channel, the wake eventfd and the cm event channel, in slices of at most
- * RVRB_SLICE_MS.  An idle connection costs nothing but a wakeup a slice.
+ * (the tunable verbs_spin_us, environment RMIG_VERBS_SPIN_US), then arms
+ * the CQ, polls once more to close the race, and sleeps in poll(2) on the
+ * completion channel, the wake eventfd and the cm event channel, in slices
+ * of at most RUTL_SLICE_MS.  An idle connection costs nothing but a wakeup a slice.
  *
  * verbs_domain.c: domain, memory, listener, address helpers, ops table;
- * verbs_conn.c: connections, data operations, poll.
+ * verbs_cm.c: connection create and establish (librdmacm);
+ * verbs_conn.c: a connection's resources, data operations, poll.
  */
 #ifndef RMIG_PROVIDERS_VERBS_H
 #define RMIG_PROVIDERS_VERBS_H
@@ -40,29 +41,16 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
-#include "error.h"
-#include "provider.h"
+#include "../util/util.h"
 #include "ring.h"
 
-/** Longest "host:port" we format or accept. */
-#define RVRB_ADDR_MAX 128
 /** Cap on local segments per write (also bounded by the device's max_sge). */
 #define RVRB_MAX_IOV 16
 /** Queue depths when the core asks for none, and the most we ever use. */
 #define RVRB_DEFAULT_DEPTH 256
 #define RVRB_MAX_DEPTH 16384
-/** Work completions read per ibv_poll_cq. */
-#define RVRB_CQ_BATCH 16
-/** Longest sleep in poll() before the cm events and the deadline are
- *  looked at again. */
-#define RVRB_SLICE_MS 100
-/** Default busy-poll time before poll() sleeps (RMIG_VERBS_SPIN_US). */
-#define RVRB_SPIN_US 50
-#define RVRB_SPIN_US_MAX 1000000
 /** Bound on address and route resolution, each. */
 #define RVRB_RESOLVE_MS 2000
-/** How long a post waits for a free send-queue slot before giving up. */
-#define RVRB_POST_RETRY_MS 5000
 /** Work requests queued before they are posted as one chain. */
 #define RVRB_CHAIN_MAX 32
 /** Inline data asked of the QP (dropped when the device has none). */
@@ -80,7 +68,7 @@ struct rvrb_domain {
 	struct ibv_context *ctx;
 	struct ibv_pd *pd;
 	bool passive;
-	char address[RVRB_ADDR_MAX]; /* params->address, for messages */
+	char address[RUTL_ADDR_MAX]; /* params->address, for messages */
 	char dev_name[64];
 	/* Active: the peer.  Passive: the bound address (port filled in). */
 	struct sockaddr_storage addr;
@@ -92,11 +80,11 @@ struct rvrb_domain {
 	unsigned rq_size;   /* receive queue depth per connection */
 	unsigned max_iov;
 	uint32_t max_msg;
-	unsigned spin_us;
+	unsigned spin_us;   /* the tunable verbs_spin_us */
 };
 
 struct rvrb_mr {
-	struct rmig_prov_mr base; /* first member: rmig_prov_mr * casts back */
+	struct rmig_prov_mr base; /* to_rvrb_mr() gets back */
 	struct ibv_mr *mr;
 };
 
@@ -114,7 +102,7 @@ struct rvrb_sq_rec {
 };
 
 struct rvrb_conn {
-	struct rmig_prov_conn base; /* first member */
+	struct rmig_prov_conn base; /* to_rvrb_conn() gets back */
 	struct rvrb_domain *dom;
 	struct rdma_event_channel *ech;
 	struct rdma_cm_id *id;
@@ -149,13 +137,8 @@ struct rvrb_conn {
 	 * send-queue slot, returned by poll() before anything else (driving
 	 * thread only). */
 	struct rmig_ring ovf;
-	/* First error wins: once set, every post and poll returns it again
-	 * (after any completions read before it), naming the failed op. */
-	int err;
-	char err_msg[RMIG_ERR_MSG_MAX];
-	uint8_t err_op;
-	void *err_ctx;
-	char name[RVRB_ADDR_MAX];  /* peer, for messages */
+	struct rutl_err err; /* first error wins, naming the failed op */
+	char name[RUTL_ADDR_MAX];  /* peer, for messages */
 };
 
 static inline struct rvrb_domain *to_rvrb_domain(struct rmig_prov_domain *d)
@@ -169,23 +152,21 @@ to_rvrb_listener(struct rmig_prov_listener *l)
 	return (struct rvrb_listener *)(void *)l;
 }
 
+/* NULL stays NULL: the ops check their argument. */
 static inline struct rvrb_conn *to_rvrb_conn(struct rmig_prov_conn *c)
 {
-	return (struct rvrb_conn *)(void *)c;
+	return c ? rutl_container_of(c, struct rvrb_conn, base) : NULL;
 }
 
 static inline struct rvrb_mr *to_rvrb_mr(struct rmig_prov_mr *m)
 {
-	return (struct rvrb_mr *)(void *)m;
+	return m ? rutl_container_of(m, struct rvrb_mr, base) : NULL;
 }
 
 /* Helpers shared by the two source files (verbs_domain.c). */
 
-/** Format a sockaddr as "host:port" ("[addr]:port" for IPv6). */
+/** Format @sa (NULL: -ENOTCONN) as "host:port" ("[addr]:port" for IPv6). */
 int rvrb_format_addr(const struct sockaddr *sa, char *buf, size_t len);
-/** Monotonic clock in milliseconds and microseconds. */
-int64_t rvrb_now_ms(void);
-int64_t rvrb_now_us(void);
 /** Set O_NONBLOCK on @fd; 0 or -errno. */
 int rvrb_set_nonblock(int fd);
 /** Wait up to @timeout_ms (<0 forever) for the next event on @ch. */
@@ -217,10 +198,12 @@ int rvrb_listen_get(struct rmig_prov_listener *l, int timeout_ms,
 		    struct rmig_prov_conn **out);
 void rvrb_listen_close(struct rmig_prov_listener *l);
 
-/* The ops (verbs_conn.c). */
+/* The ops (verbs_cm.c). */
 int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out);
 int rvrb_conn_establish(struct rmig_prov_conn *c, int timeout_ms);
 int rvrb_conn_peer_name(struct rmig_prov_conn *c, char *buf, size_t len);
+
+/* The ops (verbs_conn.c). */
 void rvrb_conn_close(struct rmig_prov_conn *c);
 int rvrb_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
 		   struct rmig_prov_mr *mr, void *ctx);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * verbs_conn.c - rdma-core provider: connections, data operations, poll.
+ * verbs_conn.c - rdma-core provider: a connection's resources (setup,
+ * free, close), data operations, poll.
  *
  * One thread drives a connection (posts, poll, establish, close); only
  * conn_wake() comes from other threads, and it touches nothing but the
@@ -11,7 +12,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,37 +31,12 @@ static const char *rvrb_op_name(uint8_t op)
 
 /* Record the connection's first error (first error wins), naming the
  * failed operation @op/@ctx when there is one, and return it. */
-static int rvrb_fail_op(struct rvrb_conn *c, int code, uint8_t op, void *ctx,
-			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int rvrb_fail_op(struct rvrb_conn *c, int code, uint8_t op, void *ctx,
-			const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!c->err) {
-		va_start(ap, fmt);
-		vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
-		va_end(ap);
-		c->err = code;
-		c->err_op = op;
-		c->err_ctx = ctx;
-	}
-	return rmig_err(c->err, "%s", c->err_msg);
-}
-
+#define rvrb_fail_op(c, code, op, ctx, ...)                                  \
+	rutl_err_set(&(c)->err, code, op, ctx, __VA_ARGS__)
 #define rvrb_fail(c, code, ...) rvrb_fail_op(c, code, 0, NULL, __VA_ARGS__)
 
 /* The recorded error, with the failed operation in @cqe[0]. */
-static int rvrb_err_ret(struct rvrb_conn *c, struct rmig_cqe *cqe)
-{
-	if (cqe) {
-		memset(cqe, 0, sizeof(*cqe));
-		cqe->op = (enum rmig_cqe_op)c->err_op;
-		cqe->ctx = c->err_ctx;
-	}
-	return rmig_err(c->err, "%s", c->err_msg);
-}
+#define rvrb_err_ret(c, cqe) rutl_err_get(&(c)->err, cqe)
 
 /* ------------------------------------------------------------------ */
 /* Connection manager events                                           */
@@ -171,11 +146,11 @@ static int rvrb_wc_fail(struct rvrb_conn *c, const struct ibv_wc *wc)
  */
 static int rvrb_cq_read(struct rvrb_conn *c, struct rmig_cqe *out, int max)
 {
-	struct ibv_wc wc[RVRB_CQ_BATCH];
+	struct ibv_wc wc[RUTL_CQ_BATCH];
 	int n, got = 0;
 
-	if (max > RVRB_CQ_BATCH)
-		max = RVRB_CQ_BATCH;
+	if (max > RUTL_CQ_BATCH)
+		max = RUTL_CQ_BATCH;
 	n = ibv_poll_cq(c->cq, max, wc);
 	if (n < 0)
 		return rvrb_fail(c, -EIO,
@@ -258,21 +233,21 @@ static int rvrb_sq_reserve(struct rvrb_conn *c, const char *op)
 	while (c->sq_head - c->sq_tail >= c->sq_size) {
 		struct timespec nap = { 0, 50 * 1000 };
 
-		if (c->err)
-			return rmig_err(c->err, "%s", c->err_msg);
+		if (c->err.code)
+			return rutl_err_get(&c->err, NULL);
 		ret = rvrb_flush(c, op);
 		if (ret)
 			return ret;
 		if (!deadline)
-			deadline = rvrb_now_ms() + RVRB_POST_RETRY_MS;
-		if (rmig_ring_reserve(&c->ovf, RVRB_CQ_BATCH))
+			deadline = rmig_now_ms() + RUTL_POST_RETRY_MS;
+		if (rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH))
 			return rmig_err(-ENOMEM,
 					"verbs %s on connection to %s: out of memory for completions",
 					op, c->name);
 		{
-			struct rmig_cqe tmp[RVRB_CQ_BATCH];
+			struct rmig_cqe tmp[RUTL_CQ_BATCH];
 
-			ret = rvrb_cq_read(c, tmp, RVRB_CQ_BATCH);
+			ret = rvrb_cq_read(c, tmp, RUTL_CQ_BATCH);
 			if (ret > 0)
 				rmig_ring_push(&c->ovf, tmp, (size_t)ret);
 		}
@@ -283,10 +258,10 @@ static int rvrb_sq_reserve(struct rvrb_conn *c, const char *op)
 		ret = rvrb_cm_check(c, op);
 		if (ret)
 			return ret;
-		if (rvrb_now_ms() >= deadline)
+		if (rmig_now_ms() >= deadline)
 			return rmig_err(-ETIMEDOUT,
 					"verbs %s on connection to %s: send queue (%u requests) still full after %d ms",
-					op, c->name, c->sq_size, RVRB_POST_RETRY_MS);
+					op, c->name, c->sq_size, RUTL_POST_RETRY_MS);
 		nanosleep(&nap, NULL);
 	}
 	return 0;
@@ -330,8 +305,8 @@ int rvrb_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 	if (!c || (!buf && len) || len > UINT32_MAX)
 		return rmig_err(-EINVAL, "verbs post_recv: bad argument (buf %p, len %zu)",
 				buf, len);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	if (len && !mr)
 		return rmig_err(-EINVAL,
 				"verbs post_recv on connection to %s: the buffer is not registered (no mr)",
@@ -374,8 +349,8 @@ int rvrb_send(struct rmig_prov_conn *pc, const void *buf, size_t len,
 
 	if (!c || (!buf && len))
 		return rmig_err(-EINVAL, "verbs send: bad argument");
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	if (len > c->dom->max_msg)
 		return rmig_err(-EMSGSIZE,
 				"verbs send on connection to %s: %zu bytes exceed max_msg_size %u",
@@ -423,8 +398,8 @@ int rvrb_write(struct rmig_prov_conn *pc, const struct rmig_iov *iov,
 		return rmig_err(-EINVAL,
 				"verbs write on connection to %s: remote key 0x%llx is wider than 32 bits",
 				c->name, (unsigned long long)rkey);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
 	for (unsigned i = 0; i < niov; i++) {
 		if (!iov[i].mr || !iov[i].addr || !iov[i].len)
 			return rmig_err(-EINVAL,
@@ -473,7 +448,7 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 	      int timeout_ms)
 {
 	struct rvrb_conn *c = to_rvrb_conn(pc);
-	int64_t deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 	bool spun = false;
 	int n, ret;
 
@@ -483,7 +458,7 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		return 0;
 	if (c->ovf.count)
 		return (int)rmig_ring_pop(&c->ovf, cqe, (size_t)max);
-	if (c->err)
+	if (c->err.code)
 		return rvrb_err_ret(c, cqe);
 	/* Whatever the core waits for may still be queued. */
 	ret = rvrb_flush(c, "poll");
@@ -504,12 +479,12 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		if (!spun) {
 			/* Busy-poll a little: a completion due soon costs
 			 * no sleep and wakeup. */
-			int64_t end = rvrb_now_us() + c->dom->spin_us;
+			int64_t end = rmig_now_us() + c->dom->spin_us;
 
 			if (timeout_ms > 0 && end > deadline * 1000)
 				end = deadline * 1000;
 			spun = true;
-			while (rvrb_now_us() < end) {
+			while (rmig_now_us() < end) {
 				n = rvrb_cq_read(c, cqe, max);
 				if (n > 0)
 					return n;
@@ -539,16 +514,10 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 				{ .fd = c->wake_fd, .events = POLLIN },
 				{ .fd = c->ech->fd, .events = POLLIN },
 			};
-			int slice = RVRB_SLICE_MS;
+			int slice = rutl_slice_ms(timeout_ms, deadline);
 
-			if (timeout_ms > 0) {
-				int64_t left = deadline - rvrb_now_ms();
-
-				if (left <= 0)
-					return 0;
-				if (left < slice)
-					slice = (int)left;
-			}
+			if (!slice)
+				return 0;
 			if (poll(pfd, 3, slice) < 0 && errno != EINTR)
 				return rvrb_fail(c, -errno,
 						 "verbs poll on connection to %s: poll: %s",
@@ -610,7 +579,7 @@ int rvrb_conn_setup(struct rvrb_conn *c)
 	c->chain_sge = calloc((size_t)RVRB_CHAIN_MAX * dom->max_iov,
 			      sizeof(*c->chain_sge));
 	if (!c->sq || !c->rq || !c->chain_sge ||
-	    rmig_ring_reserve(&c->ovf, RVRB_CQ_BATCH))
+	    rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH))
 		return rmig_err(-ENOMEM, "verbs connection to %s: out of memory",
 				c->name);
 	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -688,171 +657,6 @@ void rvrb_conn_free(struct rvrb_conn *c)
 	free(c->chain_sge);
 	rmig_ring_free(&c->ovf);
 	free(c);
-}
-
-int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out)
-{
-	struct rvrb_domain *dom = to_rvrb_domain(d);
-	struct rvrb_conn *c;
-	int ret;
-
-	if (!dom || !out)
-		return rmig_err(-EINVAL, "verbs conn_create: NULL argument");
-	if (dom->passive)
-		return rmig_err(-EINVAL,
-				"verbs conn_create: domain for %s was opened for listening, not connecting",
-				dom->address);
-	c = rvrb_conn_alloc(dom, false);
-	if (!c)
-		return rmig_err(-ENOMEM, "verbs conn_create: out of memory");
-	c->ech = rdma_create_event_channel();
-	if (!c->ech) {
-		ret = rmig_err(-errno, "verbs conn_create (%s): rdma_create_event_channel: %s",
-			       dom->address, strerror(errno));
-		goto err_free;
-	}
-	ret = rvrb_set_nonblock(c->ech->fd);
-	if (ret) {
-		ret = rmig_err(ret, "verbs conn_create (%s): O_NONBLOCK: %s",
-			       dom->address, strerror(-ret));
-		goto err_free;
-	}
-	if (rdma_create_id(c->ech, &c->id, c, RDMA_PS_TCP)) {
-		ret = rmig_err(-errno, "verbs conn_create (%s): rdma_create_id: %s",
-			       dom->address, strerror(errno));
-		goto err_free;
-	}
-	ret = rvrb_resolve(c->ech, c->id, (struct sockaddr *)&dom->addr,
-			   dom->address);
-	if (ret) {
-		rmig_err_prefix("verbs conn_create");
-		goto err_free;
-	}
-	if (c->id->verbs != dom->ctx) {
-		ret = rmig_err(-ENETUNREACH,
-			       "verbs conn_create: the route to %s now goes through %s, the domain is on %s",
-			       dom->address,
-			       ibv_get_device_name(c->id->verbs->device),
-			       dom->dev_name);
-		goto err_free;
-	}
-	ret = rvrb_conn_setup(c);
-	if (ret)
-		goto err_free;
-	*out = &c->base;
-	return 0;
-
-err_free:
-	rvrb_conn_free(c);
-	return ret;
-}
-
-/* Errno of a connection setup that ended with @type/@status. */
-static int rvrb_setup_errno(const struct rvrb_conn *c,
-			    enum rdma_cm_event_type type)
-{
-	switch (type) {
-	case RDMA_CM_EVENT_REJECTED:
-		return -ECONNREFUSED;
-	case RDMA_CM_EVENT_UNREACHABLE:
-		return c->passive ? -ECONNRESET : -EHOSTUNREACH;
-	case RDMA_CM_EVENT_DISCONNECTED:
-	case RDMA_CM_EVENT_DEVICE_REMOVAL:
-		return c->passive ? -ECONNRESET : -ECONNREFUSED;
-	default:
-		return c->passive ? -ECONNRESET : -ECONNREFUSED;
-	}
-}
-
-int rvrb_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-	const char *what;
-	struct rdma_conn_param cp;
-	int64_t deadline;
-
-	if (!c)
-		return rmig_err(-EINVAL, "verbs conn_establish: NULL connection");
-	what = c->passive ? "accept from" : "connect to";
-	if (c->connected)
-		return rmig_err(-EISCONN,
-				"verbs conn_establish: connection to %s is already established",
-				c->name);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
-	memset(&cp, 0, sizeof(cp));
-	cp.responder_resources = 0; /* no RDMA READ either way */
-	cp.initiator_depth = 0;
-	cp.retry_count = 7;
-	/* Receiver-not-ready: a safety net only (the core grants credits for
-	 * posted receives), and a bounded one.  7 would mean "retry for
-	 * ever", turning a missing receive into a silent stall; 6 retries at
-	 * the responder's RNR timer (rdma_cm sets 0: 655 ms) fail the send
-	 * with IBV_WC_RNR_RETRY_EXC_ERR after about 4.5 s.  Each side's value
-	 * is applied to the peer's sends. */
-	cp.rnr_retry_count = RVRB_RNR_RETRY;
-	if (c->passive ? rdma_accept(c->id, &cp) : rdma_connect(c->id, &cp)) {
-		int e = errno;
-
-		return rmig_err(c->passive ? -e : (e == ECONNREFUSED ? -ECONNREFUSED : -e),
-				"verbs %s %s: %s: %s", what, c->name,
-				c->passive ? "rdma_accept" : "rdma_connect",
-				strerror(e));
-	}
-	deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
-	for (;;) {
-		struct rdma_cm_event *ev;
-		enum rdma_cm_event_type type;
-		int wait = timeout_ms, ret, status;
-
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rvrb_now_ms();
-
-			wait = left > 0 ? (int)left : 0;
-		}
-		ret = rvrb_cm_wait(c->ech, wait, &ev);
-		if (ret == -ETIMEDOUT)
-			return rmig_err(-ETIMEDOUT,
-					"verbs %s %s: not established within %d ms",
-					what, c->name, timeout_ms);
-		if (ret) {
-			rmig_err_prefix("verbs %s %s", what, c->name);
-			return ret;
-		}
-		type = ev->event;
-		status = ev->status;
-		rdma_ack_cm_event(ev);
-		switch (type) {
-		case RDMA_CM_EVENT_ESTABLISHED:
-			c->connected = true;
-			return 0;
-		case RDMA_CM_EVENT_REJECTED:
-		case RDMA_CM_EVENT_CONNECT_ERROR:
-		case RDMA_CM_EVENT_UNREACHABLE:
-		case RDMA_CM_EVENT_DISCONNECTED:
-		case RDMA_CM_EVENT_DEVICE_REMOVAL:
-			if (type == RDMA_CM_EVENT_DISCONNECTED ||
-			    type == RDMA_CM_EVENT_DEVICE_REMOVAL)
-				c->peer_closed = true;
-			return rmig_err(rvrb_setup_errno(c, type),
-					"verbs %s %s failed: %s (status %d)%s",
-					what, c->name, rdma_event_str(type),
-					status,
-					type == RDMA_CM_EVENT_REJECTED && !c->passive ?
-					": connection refused (nobody listening, or rejected)" : "");
-		default:
-			break; /* nothing else matters here */
-		}
-	}
-}
-
-int rvrb_conn_peer_name(struct rmig_prov_conn *pc, char *buf, size_t len)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-
-	if (!c || !buf || !len)
-		return rmig_err(-EINVAL, "verbs conn_peer_name: bad argument");
-	return rvrb_format_addr(rdma_get_peer_addr(c->id), buf, len);
 }
 
 void rvrb_conn_close(struct rmig_prov_conn *pc)

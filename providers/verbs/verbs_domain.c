@@ -7,7 +7,6 @@
 
 #include "addr.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 const struct rmig_provider_ops rmig_verbs_provider = {
 	.name = "verbs",
@@ -46,50 +44,9 @@ const struct rmig_provider_ops rmig_verbs_provider = {
 
 int rvrb_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
-	char host[INET6_ADDRSTRLEN];
-	int n;
-
-	if (!sa)
-		return rmig_err(-ENOTCONN, "verbs: no address");
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)sa;
-
-		if (!inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host)))
-			return rmig_err(-errno, "verbs: inet_ntop: %s",
-					strerror(errno));
-		n = snprintf(buf, len, "%s:%u", host,
-			     (unsigned)ntohs(in->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-
-		if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)))
-			return rmig_err(-errno, "verbs: inet_ntop: %s",
-					strerror(errno));
-		n = snprintf(buf, len, "[%s]:%u", host,
-			     (unsigned)ntohs(in6->sin6_port));
-	} else {
-		return rmig_err(-EAFNOSUPPORT,
-				"verbs: address family %d is not IPv4 or IPv6",
-				sa->sa_family);
-	}
-	if (n < 0 || (size_t)n >= len)
-		return rmig_err(-ENOSPC,
-				"verbs: address needs %d bytes, buffer has %zu",
-				n + 1, len);
-	return 0;
-}
-
-int64_t rvrb_now_ms(void)
-{
-	return rvrb_now_us() / 1000;
-}
-
-int64_t rvrb_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	/* librdmacm keeps its addresses in a sockaddr_storage. */
+	return rmig_addr_format("verbs", sa, sizeof(struct sockaddr_storage),
+				buf, len);
 }
 
 int rvrb_set_nonblock(int fd)
@@ -104,7 +61,7 @@ int rvrb_set_nonblock(int fd)
 int rvrb_cm_wait(struct rdma_event_channel *ch, int timeout_ms,
 		 struct rdma_cm_event **ev)
 {
-	int64_t deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = ch->fd, .events = POLLIN };
@@ -116,7 +73,7 @@ int rvrb_cm_wait(struct rdma_event_channel *ch, int timeout_ms,
 			return rmig_err(-errno, "rdma_get_cm_event: %s",
 					strerror(errno));
 		if (timeout_ms > 0) {
-			int64_t left = deadline - rvrb_now_ms();
+			int64_t left = deadline - rmig_now_ms();
 
 			if (left <= 0)
 				return -ETIMEDOUT;
@@ -153,10 +110,10 @@ static int rvrb_resolve_wait(struct rdma_event_channel *ch,
 			     const char *what)
 {
 	struct rdma_cm_event *ev;
-	int64_t deadline = rvrb_now_ms() + RVRB_RESOLVE_MS + 1000;
+	int64_t deadline = rmig_now_ms() + RVRB_RESOLVE_MS + 1000;
 
 	for (;;) {
-		int64_t left = deadline - rvrb_now_ms();
+		int64_t left = deadline - rmig_now_ms();
 		enum rdma_cm_event_type type;
 		int status, ret;
 
@@ -219,7 +176,7 @@ int rvrb_resolve(struct rdma_event_channel *ch, struct rdma_cm_id *id,
 static int rvrb_parse_addr(const struct rmig_prov_params *p,
 			   struct sockaddr_storage *ss)
 {
-	char node[RVRB_ADDR_MAX], svc[16];
+	char node[RUTL_ADDR_MAX], svc[16];
 	struct addrinfo hints = {
 		.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV |
 			    (p->passive ? AI_PASSIVE : 0),
@@ -229,14 +186,10 @@ static int rvrb_parse_addr(const struct rmig_prov_params *p,
 	struct addrinfo *res = NULL;
 	int ret;
 
-	ret = rmig_addr_split("verbs", p->address, node, sizeof(node), svc,
+	ret = rutl_addr_split("verbs", p, node, sizeof(node), svc,
 			      sizeof(svc));
 	if (ret)
 		return ret;
-	if (!p->passive && !node[0])
-		return rmig_err(-EINVAL,
-				"verbs domain_open: address \"%s\" names no host to connect to",
-				p->address);
 	ret = getaddrinfo(node[0] ? node : NULL, svc, &hints, &res);
 	if (ret)
 		return rmig_err(-EINVAL,
@@ -264,24 +217,6 @@ static int rvrb_any_device(void)
 	if (!devs || n <= 0)
 		return rmig_err(-ENODEV, "verbs: no RDMA device found (ibv_get_device_list)");
 	return 0;
-}
-
-static unsigned rvrb_spin_us(void)
-{
-	const char *e = getenv("RMIG_VERBS_SPIN_US");
-	char *end;
-	long v;
-
-	if (!e || !*e)
-		return RVRB_SPIN_US;
-	errno = 0;
-	v = strtol(e, &end, 10);
-	if (errno || *end || v < 0 || v > RVRB_SPIN_US_MAX) {
-		rmig_log_warn("verbs: RMIG_VERBS_SPIN_US=\"%s\" is not 0..%d: using %d",
-			      e, RVRB_SPIN_US_MAX, RVRB_SPIN_US);
-		return RVRB_SPIN_US;
-	}
-	return (unsigned)v;
 }
 
 static unsigned rvrb_depth(unsigned want, unsigned limit)
@@ -372,7 +307,7 @@ int rvrb_domain_open(const struct rmig_prov_params *p,
 		goto err_free_dom;
 	dom->passive = p->passive;
 	snprintf(dom->address, sizeof(dom->address), "%s", p->address);
-	dom->spin_us = rvrb_spin_us();
+	dom->spin_us = (unsigned)rmig_param(RMIG_PARAM_VERBS_SPIN_US);
 
 	if (p->passive) {
 		ret = rvrb_bind(dom, &ch, &id);
@@ -596,10 +531,10 @@ int rvrb_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
 
 	if (!dom || !out)
 		return rmig_err(-EINVAL, "verbs listen: NULL argument");
-	if (!dom->passive)
-		return rmig_err(-EINVAL,
-				"verbs listen: domain for %s was opened for connecting, not listening",
-				dom->address);
+	ret = rutl_domain_role("verbs listen", dom->address, dom->passive,
+			       true);
+	if (ret)
+		return ret;
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return rmig_err(-ENOMEM, "verbs listen: out of memory");
@@ -705,7 +640,7 @@ int rvrb_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		    struct rmig_prov_conn **out)
 {
 	struct rvrb_listener *l = to_rvrb_listener(pl);
-	int64_t deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
+	int64_t deadline = timeout_ms > 0 ? rmig_now_ms() + timeout_ms : 0;
 	struct rdma_cm_event *ev;
 	struct rvrb_conn *c = NULL;
 	int ret;
@@ -713,15 +648,10 @@ int rvrb_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 	if (!l || !out)
 		return rmig_err(-EINVAL, "verbs listen_get: NULL argument");
 	for (;;) {
-		int wait = timeout_ms;
 		struct rdma_cm_id *id;
 
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rvrb_now_ms();
-
-			wait = left > 0 ? (int)left : 0;
-		}
-		ret = rvrb_cm_wait(l->ch, wait, &ev);
+		ret = rvrb_cm_wait(l->ch, rutl_wait_left(timeout_ms, deadline),
+				   &ev);
 		if (ret == -ETIMEDOUT)
 			return rmig_err(-ETIMEDOUT,
 					"verbs listen_get on %s: no connection request within %d ms",
