@@ -11,3 +11,7 @@ rmig_test(test_numa SOURCES test_numa.c CMOCKA TIMEOUT 60 LABELS unit)
 rmig_test(test_cli SOURCES test_cli.c ${PROJECT_SOURCE_DIR}/tools/cli.c
   CMOCKA TIMEOUT 60 LABELS unit)
 target_include_directories(test_cli PRIVATE ${PROJECT_SOURCE_DIR}/tools)
+# The provider suite (tests/provider_suite.c) on the mock provider: the mock
+# keeps the contract of lib/provider.h as the real providers do.
+rmig_test(test_mock_suite SOURCES test_mock_suite.c provider_suite.c
+  mock_provider.c CMOCKA TIMEOUT 60 LABELS unit)

@@ -15,10 +15,10 @@
  * for an unsignaled request, names the operation the core posted.  Send
  * queue entries retire in order when a later signaled request completes.
  *
- * Writes are queued on the connection and posted together with the send
- * that follows them (one ibv_post_send of a chain); the chain is also
- * posted when it reaches RVRB_CHAIN_MAX and before poll() looks for
- * completions.
+ * post() takes the core's batch (writes, then the packet's send) and posts
+ * it at once as one ibv_post_send chain (chains of RVRB_CHAIN_MAX when it is
+ * longer): all of it, after checking the send queue has room, or nothing
+ * (-EAGAIN).  It never waits for a slot; the core polls and posts again.
  *
  * poll() is adaptive: it busy-polls the CQ for the domain's spin time
  * (RVRB_SPIN_US, environment RMIG_VERBS_SPIN_US), then arms the CQ, polls
@@ -27,7 +27,8 @@
  * RVRB_SLICE_MS.  An idle connection costs nothing but a wakeup a slice.
  *
  * verbs_domain.c: domain, memory, listener, address helpers, ops table;
- * verbs_conn.c: connections, data operations, poll.
+ * verbs_cm.c: connections (create, QP and CQ, establish, close);
+ * verbs_conn.c: data operations, poll.
  */
 #ifndef RMIG_PROVIDERS_VERBS_H
 #define RMIG_PROVIDERS_VERBS_H
@@ -42,7 +43,6 @@
 
 #include "error.h"
 #include "provider.h"
-#include "ring.h"
 
 /** Longest "host:port" we format or accept. */
 #define RVRB_ADDR_MAX 128
@@ -61,9 +61,7 @@
 #define RVRB_SPIN_US_MAX 1000000
 /** Bound on address and route resolution, each. */
 #define RVRB_RESOLVE_MS 2000
-/** How long a post waits for a free send-queue slot before giving up. */
-#define RVRB_POST_RETRY_MS 5000
-/** Work requests queued before they are posted as one chain. */
+/** Work requests per ibv_post_send (the core's batches fit in one). */
 #define RVRB_CHAIN_MAX 32
 /** Inline data asked of the QP (dropped when the device has none). */
 #define RVRB_INLINE 64
@@ -129,8 +127,8 @@ struct rvrb_conn {
 	uint32_t qp_num;
 	uint32_t max_inline;
 
-	/* Send queue: sequence numbers sq_tail..sq_head-1 are posted (or
-	 * queued in the chain) and not retired; slot = seq % sq_size. */
+	/* Send queue: sequence numbers sq_tail..sq_head-1 are posted and
+	 * not retired; slot = seq % sq_size. */
 	struct rvrb_sq_rec *sq;
 	unsigned sq_size;
 	uint64_t sq_head, sq_tail;
@@ -140,15 +138,10 @@ struct rvrb_conn {
 	unsigned rq_size;
 	uint64_t rq_head, rq_tail;
 
-	/* Chain of queued, not yet posted, send-queue requests. */
+	/* The chain post() builds (scratch: nothing stays in it). */
 	struct ibv_send_wr chain[RVRB_CHAIN_MAX];
 	struct ibv_sge *chain_sge; /* RVRB_CHAIN_MAX * max_iov */
-	unsigned nchain;
 
-	/* Completions (struct rmig_cqe) read while a post waited for a
-	 * send-queue slot, returned by poll() before anything else (driving
-	 * thread only). */
-	struct rmig_ring ovf;
 	/* First error wins: once set, every post and poll returns it again
 	 * (after any completions read before it), naming the failed op. */
 	int err;
@@ -217,18 +210,17 @@ int rvrb_listen_get(struct rmig_prov_listener *l, int timeout_ms,
 		    struct rmig_prov_conn **out);
 void rvrb_listen_close(struct rmig_prov_listener *l);
 
-/* The ops (verbs_conn.c). */
+/* The ops (verbs_cm.c). */
 int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out);
 int rvrb_conn_establish(struct rmig_prov_conn *c, int timeout_ms);
 int rvrb_conn_peer_name(struct rmig_prov_conn *c, char *buf, size_t len);
 void rvrb_conn_close(struct rmig_prov_conn *c);
+
+/* The ops (verbs_conn.c). */
 int rvrb_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
 		   struct rmig_prov_mr *mr, void *ctx);
-int rvrb_send(struct rmig_prov_conn *c, const void *buf, size_t len,
-	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx);
-int rvrb_write(struct rmig_prov_conn *c, const struct rmig_iov *iov,
-	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-	       bool signaled);
+int rvrb_post(struct rmig_prov_conn *c, const struct rmig_write *w,
+	      unsigned nw, const struct rmig_send *send, unsigned *posted);
 int rvrb_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	      int timeout_ms);
 void rvrb_conn_wake(struct rmig_prov_conn *c);

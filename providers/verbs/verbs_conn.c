@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * verbs_conn.c - rdma-core provider: connections, data operations, poll.
+ * verbs_conn.c - rdma-core provider: data operations (post, post_recv) and
+ * poll.  Connection setup and teardown are in verbs_cm.c.
  *
  * One thread drives a connection (posts, poll, establish, close); only
  * conn_wake() comes from other threads, and it touches nothing but the
@@ -13,10 +14,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *rvrb_op_name(uint8_t op)
@@ -221,102 +219,204 @@ static int rvrb_cq_read(struct rvrb_conn *c, struct rmig_cqe *out, int max)
 /* ------------------------------------------------------------------ */
 /* Posting                                                             */
 
-/* Post the queued chain in one ibv_post_send. */
-static int rvrb_flush(struct rvrb_conn *c, const char *op)
+/* Check one write of a batch; 0 or -EINVAL/-EMSGSIZE. */
+static int rvrb_check_write(struct rvrb_conn *c, const struct rmig_write *w)
 {
-	struct ibv_send_wr *bad = NULL;
-	unsigned n = c->nchain;
-	int ret;
+	size_t total = 0;
 
-	if (!n)
-		return 0;
-	for (unsigned i = 0; i + 1 < n; i++)
-		c->chain[i].next = &c->chain[i + 1];
-	c->chain[n - 1].next = NULL;
-	c->nchain = 0;
-	ret = ibv_post_send(c->qp, c->chain, &bad);
-	if (ret) {
-		unsigned at = bad ? (unsigned)(bad - c->chain) : 0;
-		int r = rvrb_cm_check(c, op);
+	if (!w->iov || w->niov < 1 || w->niov > c->dom->max_iov)
+		return rmig_err(-EINVAL,
+				"verbs write on connection to %s: %u segments, %s allows 1..%u",
+				c->name, w->iov ? w->niov : 0, c->dom->dev_name,
+				c->dom->max_iov);
+	if (w->rkey > UINT32_MAX)
+		return rmig_err(-EINVAL,
+				"verbs write on connection to %s: remote key 0x%llx is wider than 32 bits",
+				c->name, (unsigned long long)w->rkey);
+	for (unsigned i = 0; i < w->niov; i++) {
+		const struct rmig_iov *v = &w->iov[i];
 
-		if (r)
-			return r;
-		return rvrb_fail(c, ret == ENOMEM ? -ENOBUFS : -ret,
-				 "verbs %s on connection to %s (QP %u): ibv_post_send of %u requests failed at request %u: %s",
-				 op, c->name, c->qp_num, n, at, strerror(ret));
+		if (!v->mr || !v->addr || !v->len)
+			return rmig_err(-EINVAL,
+					"verbs write on connection to %s: segment %u (%p, %zu bytes) is empty or not registered",
+					c->name, i, v->addr, v->len);
+		total += v->len;
+		if (total > c->dom->max_msg || v->len > c->dom->max_msg)
+			return rmig_err(-EMSGSIZE,
+					"verbs write on connection to %s: more than max_msg_size %u bytes in %u segments",
+					c->name, c->dom->max_msg, w->niov);
 	}
 	return 0;
 }
 
-/* Make room for one more send-queue request: post the chain, then read
- * completions (kept for poll()) until a slot is free. */
-static int rvrb_sq_reserve(struct rvrb_conn *c, const char *op)
+/* Check the send of a batch; 0 or -EINVAL/-EMSGSIZE. */
+static int rvrb_check_send(struct rvrb_conn *c, const struct rmig_send *m)
 {
-	int64_t deadline = 0;
-	int ret;
-
-	while (c->sq_head - c->sq_tail >= c->sq_size) {
-		struct timespec nap = { 0, 50 * 1000 };
-
-		if (c->err)
-			return rmig_err(c->err, "%s", c->err_msg);
-		ret = rvrb_flush(c, op);
-		if (ret)
-			return ret;
-		if (!deadline)
-			deadline = rvrb_now_ms() + RVRB_POST_RETRY_MS;
-		if (rmig_ring_reserve(&c->ovf, RVRB_CQ_BATCH))
-			return rmig_err(-ENOMEM,
-					"verbs %s on connection to %s: out of memory for completions",
-					op, c->name);
-		{
-			struct rmig_cqe tmp[RVRB_CQ_BATCH];
-
-			ret = rvrb_cq_read(c, tmp, RVRB_CQ_BATCH);
-			if (ret > 0)
-				rmig_ring_push(&c->ovf, tmp, (size_t)ret);
-		}
-		if (ret < 0)
-			return ret;
-		if (ret > 0 || c->sq_head - c->sq_tail < c->sq_size)
-			continue;
-		ret = rvrb_cm_check(c, op);
-		if (ret)
-			return ret;
-		if (rvrb_now_ms() >= deadline)
-			return rmig_err(-ETIMEDOUT,
-					"verbs %s on connection to %s: send queue (%u requests) still full after %d ms",
-					op, c->name, c->sq_size, RVRB_POST_RETRY_MS);
-		nanosleep(&nap, NULL);
-	}
+	if (!m->buf && m->len)
+		return rmig_err(-EINVAL, "verbs send: bad argument");
+	if (m->len > c->dom->max_msg)
+		return rmig_err(-EMSGSIZE,
+				"verbs send on connection to %s: %zu bytes exceed max_msg_size %u",
+				c->name, m->len, c->dom->max_msg);
+	if (m->len && m->len > c->max_inline && !m->mr)
+		return rmig_err(-EINVAL,
+				"verbs send on connection to %s: %zu bytes from an unregistered buffer (no mr)",
+				c->name, m->len);
 	return 0;
 }
 
-/* Queue a send-queue request: its slot, its place in the chain. */
-static struct ibv_send_wr *rvrb_queue(struct rvrb_conn *c, uint8_t op,
-				      void *ctx, bool report, bool signaled,
-				      struct ibv_sge **sge)
+/* Fill chain slot @i with send-queue request sq_head + @i: its record and
+ * its sge list. */
+static struct ibv_send_wr *rvrb_wr(struct rvrb_conn *c, unsigned i,
+				   uint8_t op, void *ctx, bool signaled,
+				   struct ibv_sge **sge)
 {
-	uint64_t seq = c->sq_head++;
+	uint64_t seq = c->sq_head + i;
 	struct rvrb_sq_rec *r = &c->sq[seq % c->sq_size];
-	struct ibv_send_wr *wr = &c->chain[c->nchain];
+	struct ibv_send_wr *wr = &c->chain[i];
 
+	r->op = op;
+	r->ctx = ctx;
+	r->report = signaled;
 	/* Safety net: a long run of unsignaled requests would never retire;
 	 * signal one (its completion is not reported).  The core signals far
 	 * more often than this (it bounds in-flight ops by attr.max_tx). */
 	if (!signaled && c->unsig_run + 1 >= c->sq_size / 2)
 		signaled = true;
 	c->unsig_run = signaled ? 0 : c->unsig_run + 1;
-	r->op = op;
-	r->ctx = ctx;
-	r->report = report;
 	memset(wr, 0, sizeof(*wr));
 	wr->wr_id = seq;
 	wr->send_flags = signaled ? IBV_SEND_SIGNALED : 0;
-	*sge = &c->chain_sge[(size_t)c->nchain * c->dom->max_iov];
+	*sge = &c->chain_sge[(size_t)i * c->dom->max_iov];
 	wr->sg_list = *sge;
-	c->nchain++;
+	if (i)
+		c->chain[i - 1].next = wr;
 	return wr;
+}
+
+static void rvrb_wr_write(struct rvrb_conn *c, unsigned i,
+			  const struct rmig_write *w)
+{
+	struct ibv_sge *sge;
+	struct ibv_send_wr *wr = rvrb_wr(c, i, RMIG_CQE_WRITE, w->ctx,
+					 w->signaled, &sge);
+
+	wr->opcode = IBV_WR_RDMA_WRITE;
+	wr->wr.rdma.remote_addr = w->raddr;
+	wr->wr.rdma.rkey = (uint32_t)w->rkey;
+	wr->num_sge = (int)w->niov;
+	for (unsigned k = 0; k < w->niov; k++) {
+		sge[k].addr = (uint64_t)(uintptr_t)w->iov[k].addr;
+		sge[k].length = (uint32_t)w->iov[k].len;
+		sge[k].lkey = to_rvrb_mr(w->iov[k].mr)->mr->lkey;
+	}
+}
+
+static void rvrb_wr_send(struct rvrb_conn *c, unsigned i,
+			 const struct rmig_send *m)
+{
+	struct ibv_sge *sge;
+	struct ibv_send_wr *wr = rvrb_wr(c, i, RMIG_CQE_SEND, m->ctx, true,
+					 &sge);
+
+	wr->opcode = IBV_WR_SEND_WITH_IMM;
+	wr->imm_data = htonl(m->imm);
+	if (m->len && m->len <= c->max_inline)
+		wr->send_flags |= IBV_SEND_INLINE;
+	if (m->len) {
+		sge->addr = (uint64_t)(uintptr_t)m->buf;
+		sge->length = (uint32_t)m->len;
+		sge->lkey = m->mr ? to_rvrb_mr(m->mr)->mr->lkey : 0;
+		wr->num_sge = 1;
+	}
+}
+
+/* Post chain slots [0, @n) in one ibv_post_send; *@at is how many were
+ * posted.  On failure the requests before bad_wr are posted (they complete
+ * or are flushed like any other), the rest are not: ENOMEM (the device's
+ * queue is full) is -EAGAIN, anything else fails the connection. */
+static int rvrb_post_chain(struct rvrb_conn *c, unsigned n, unsigned run0,
+			   unsigned *at)
+{
+	struct ibv_send_wr *bad = NULL;
+	int ret;
+
+	c->chain[n - 1].next = NULL;
+	ret = ibv_post_send(c->qp, c->chain, &bad);
+	*at = n;
+	if (!ret) {
+		c->sq_head += n;
+		return 0;
+	}
+	*at = bad && bad >= c->chain && bad < c->chain + n ?
+	      (unsigned)(bad - c->chain) : 0;
+	c->sq_head += *at;
+	/* The safety net's count as of the last request posted. */
+	c->unsig_run = run0;
+	for (unsigned i = 0; i < *at; i++)
+		c->unsig_run = c->chain[i].send_flags & IBV_SEND_SIGNALED ?
+			       0 : c->unsig_run + 1;
+	if (ret == ENOMEM)
+		return rmig_err(-EAGAIN,
+				"verbs post on connection to %s (QP %u): send queue full (%u of %u requests posted)",
+				c->name, c->qp_num, *at, n);
+	{
+		int r = rvrb_cm_check(c, "post");
+
+		if (r)
+			return r;
+	}
+	return rvrb_fail(c, -ret,
+			 "verbs post on connection to %s (QP %u): ibv_post_send of %u requests failed at request %u: %s",
+			 c->name, c->qp_num, n, *at, strerror(ret));
+}
+
+int rvrb_post(struct rmig_prov_conn *pc, const struct rmig_write *w,
+	      unsigned nw, const struct rmig_send *send, unsigned *posted)
+{
+	struct rvrb_conn *c = to_rvrb_conn(pc);
+	unsigned n = nw + (send ? 1 : 0), done = 0;
+	int ret;
+
+	if (!posted || !c || (nw && !w))
+		return rmig_err(-EINVAL, "verbs post: bad argument");
+	*posted = 0;
+	if (c->err)
+		return rmig_err(c->err, "%s", c->err_msg);
+	for (unsigned i = 0; i < nw; i++) {
+		ret = rvrb_check_write(c, &w[i]);
+		if (ret)
+			return ret;
+	}
+	if (send && (ret = rvrb_check_send(c, send)))
+		return ret;
+	/* All or nothing: room for the whole batch, or -EAGAIN. */
+	if (c->sq_head - c->sq_tail + n > c->sq_size)
+		return rmig_err(-EAGAIN,
+				"verbs post on connection to %s: send queue full (%llu of %u requests outstanding, %u more)",
+				c->name,
+				(unsigned long long)(c->sq_head - c->sq_tail),
+				c->sq_size, n);
+	/* The writes, then the send, in chains of up to RVRB_CHAIN_MAX
+	 * (one chain for a batch the core builds). */
+	while (done < n) {
+		unsigned k = n - done < RVRB_CHAIN_MAX ? n - done :
+			     RVRB_CHAIN_MAX;
+		unsigned run0 = c->unsig_run, at;
+
+		for (unsigned i = 0; i < k; i++) {
+			if (done + i < nw)
+				rvrb_wr_write(c, i, &w[done + i]);
+			else
+				rvrb_wr_send(c, i, send);
+		}
+		ret = rvrb_post_chain(c, k, run0, &at);
+		done += at;
+		*posted = done;
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 int rvrb_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
@@ -337,7 +437,7 @@ int rvrb_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 				"verbs post_recv on connection to %s: the buffer is not registered (no mr)",
 				c->name);
 	if (c->rq_head - c->rq_tail >= c->rq_size)
-		return rmig_err(-ENOBUFS,
+		return rmig_err(-EAGAIN,
 				"verbs post_recv on connection to %s: receive queue full (%u posted)",
 				c->name, c->rq_size);
 	memset(&wr, 0, sizeof(wr));
@@ -360,97 +460,6 @@ int rvrb_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 	}
 	c->rq[c->rq_head % c->rq_size] = ctx;
 	c->rq_head++;
-	return 0;
-}
-
-int rvrb_send(struct rmig_prov_conn *pc, const void *buf, size_t len,
-	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-	struct ibv_send_wr *wr;
-	struct ibv_sge *sge;
-	bool inl;
-	int ret;
-
-	if (!c || (!buf && len))
-		return rmig_err(-EINVAL, "verbs send: bad argument");
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
-	if (len > c->dom->max_msg)
-		return rmig_err(-EMSGSIZE,
-				"verbs send on connection to %s: %zu bytes exceed max_msg_size %u",
-				c->name, len, c->dom->max_msg);
-	inl = len && len <= c->max_inline;
-	if (len && !inl && !mr)
-		return rmig_err(-EINVAL,
-				"verbs send on connection to %s: %zu bytes from an unregistered buffer (no mr)",
-				c->name, len);
-	ret = rvrb_sq_reserve(c, "send");
-	if (ret)
-		return ret;
-	wr = rvrb_queue(c, RMIG_CQE_SEND, ctx, true, true, &sge);
-	wr->opcode = IBV_WR_SEND_WITH_IMM;
-	wr->imm_data = htonl(imm);
-	if (inl)
-		wr->send_flags |= IBV_SEND_INLINE;
-	if (len) {
-		sge->addr = (uint64_t)(uintptr_t)buf;
-		sge->length = (uint32_t)len;
-		sge->lkey = mr ? to_rvrb_mr(mr)->mr->lkey : 0;
-		wr->num_sge = 1;
-	}
-	/* The send goes behind the writes queued before it, in one post. */
-	return rvrb_flush(c, "send");
-}
-
-int rvrb_write(struct rmig_prov_conn *pc, const struct rmig_iov *iov,
-	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-	       bool signaled)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-	struct ibv_send_wr *wr;
-	struct ibv_sge *sge;
-	size_t total = 0;
-	int ret;
-
-	if (!c || !iov)
-		return rmig_err(-EINVAL, "verbs write: NULL argument");
-	if (niov < 1 || niov > c->dom->max_iov)
-		return rmig_err(-EINVAL,
-				"verbs write on connection to %s: %u segments, %s allows 1..%u",
-				c->name, niov, c->dom->dev_name, c->dom->max_iov);
-	if (rkey > UINT32_MAX)
-		return rmig_err(-EINVAL,
-				"verbs write on connection to %s: remote key 0x%llx is wider than 32 bits",
-				c->name, (unsigned long long)rkey);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
-	for (unsigned i = 0; i < niov; i++) {
-		if (!iov[i].mr || !iov[i].addr || !iov[i].len)
-			return rmig_err(-EINVAL,
-					"verbs write on connection to %s: segment %u (%p, %zu bytes) is empty or not registered",
-					c->name, i, iov[i].addr, iov[i].len);
-		total += iov[i].len;
-		if (total > c->dom->max_msg || iov[i].len > c->dom->max_msg)
-			return rmig_err(-EMSGSIZE,
-					"verbs write on connection to %s: more than max_msg_size %u bytes in %u segments",
-					c->name, c->dom->max_msg, niov);
-	}
-	ret = rvrb_sq_reserve(c, "write");
-	if (ret)
-		return ret;
-	wr = rvrb_queue(c, RMIG_CQE_WRITE, ctx, signaled, signaled, &sge);
-	wr->opcode = IBV_WR_RDMA_WRITE;
-	wr->wr.rdma.remote_addr = raddr;
-	wr->wr.rdma.rkey = (uint32_t)rkey;
-	wr->num_sge = (int)niov;
-	for (unsigned i = 0; i < niov; i++) {
-		sge[i].addr = (uint64_t)(uintptr_t)iov[i].addr;
-		sge[i].length = (uint32_t)iov[i].len;
-		sge[i].lkey = to_rvrb_mr(iov[i].mr)->mr->lkey;
-	}
-	if (c->nchain == RVRB_CHAIN_MAX)
-		return rvrb_flush(c, "write");
 	return 0;
 }
 
@@ -481,13 +490,7 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		return rmig_err(-EINVAL, "verbs poll: bad argument");
 	if (!max)
 		return 0;
-	if (c->ovf.count)
-		return (int)rmig_ring_pop(&c->ovf, cqe, (size_t)max);
 	if (c->err)
-		return rvrb_err_ret(c, cqe);
-	/* Whatever the core waits for may still be queued. */
-	ret = rvrb_flush(c, "poll");
-	if (ret)
 		return rvrb_err_ret(c, cqe);
 
 	for (;;) {
@@ -578,293 +581,4 @@ void rvrb_conn_wake(struct rmig_prov_conn *pc)
 	if (write(c->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		rmig_log_warn("verbs conn_wake (%s): write(eventfd): %s",
 			      c->name, strerror(errno));
-}
-
-/* ------------------------------------------------------------------ */
-/* Connections                                                         */
-
-struct rvrb_conn *rvrb_conn_alloc(struct rvrb_domain *dom, bool passive)
-{
-	struct rvrb_conn *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->base.ops = &rmig_verbs_provider;
-	c->dom = dom;
-	c->passive = passive;
-	c->wake_fd = -1;
-	rmig_ring_init(&c->ovf, sizeof(struct rmig_cqe));
-	snprintf(c->name, sizeof(c->name), "%s", dom->address);
-	return c;
-}
-
-int rvrb_conn_setup(struct rvrb_conn *c)
-{
-	struct rvrb_domain *dom = c->dom;
-	struct ibv_qp_init_attr qa;
-	int ret;
-
-	c->sq_size = dom->sq_size;
-	c->rq_size = dom->rq_size;
-	c->sq = calloc(c->sq_size, sizeof(*c->sq));
-	c->rq = calloc(c->rq_size, sizeof(*c->rq));
-	c->chain_sge = calloc((size_t)RVRB_CHAIN_MAX * dom->max_iov,
-			      sizeof(*c->chain_sge));
-	if (!c->sq || !c->rq || !c->chain_sge ||
-	    rmig_ring_reserve(&c->ovf, RVRB_CQ_BATCH))
-		return rmig_err(-ENOMEM, "verbs connection to %s: out of memory",
-				c->name);
-	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (c->wake_fd < 0)
-		return rmig_err(-errno, "verbs connection to %s: eventfd: %s",
-				c->name, strerror(errno));
-	c->cch = ibv_create_comp_channel(dom->ctx);
-	if (!c->cch)
-		return rmig_err(-errno, "verbs connection to %s: ibv_create_comp_channel(%s): %s",
-				c->name, dom->dev_name, strerror(errno));
-	ret = rvrb_set_nonblock(c->cch->fd);
-	if (ret)
-		return rmig_err(ret, "verbs connection to %s: O_NONBLOCK: %s",
-				c->name, strerror(-ret));
-	c->cq = ibv_create_cq(dom->ctx, (int)(c->sq_size + c->rq_size), c,
-			      c->cch, 0);
-	if (!c->cq)
-		return rmig_err(-errno, "verbs connection to %s: ibv_create_cq(%s, %u entries): %s",
-				c->name, dom->dev_name, c->sq_size + c->rq_size,
-				strerror(errno));
-	memset(&qa, 0, sizeof(qa));
-	qa.qp_context = c;
-	qa.send_cq = c->cq;
-	qa.recv_cq = c->cq;
-	qa.qp_type = IBV_QPT_RC;
-	qa.sq_sig_all = 0; /* only what we flag signaled completes */
-	qa.cap.max_send_wr = c->sq_size;
-	qa.cap.max_recv_wr = c->rq_size;
-	qa.cap.max_send_sge = dom->max_iov;
-	qa.cap.max_recv_sge = 1;
-	qa.cap.max_inline_data = RVRB_INLINE;
-	if (rdma_create_qp(c->id, dom->pd, &qa)) {
-		/* Perhaps no inline data on this device: without. */
-		qa.cap.max_inline_data = 0;
-		if (rdma_create_qp(c->id, dom->pd, &qa))
-			return rmig_err(-errno,
-					"verbs connection to %s: rdma_create_qp(%s, send %u x %u sge, recv %u): %s",
-					c->name, dom->dev_name, c->sq_size,
-					dom->max_iov, c->rq_size,
-					strerror(errno));
-	}
-	c->qp = c->id->qp;
-	c->qp_num = c->qp->qp_num;
-	c->max_inline = qa.cap.max_inline_data;
-	return 0;
-}
-
-void rvrb_conn_free(struct rvrb_conn *c)
-{
-	int ret;
-
-	if (c->qp)
-		rdma_destroy_qp(c->id);
-	if (c->id && rdma_destroy_id(c->id))
-		rmig_log_warn("verbs conn_close (%s): rdma_destroy_id: %s",
-			      c->name, strerror(errno));
-	if (c->cq) {
-		ret = ibv_destroy_cq(c->cq);
-		if (ret)
-			rmig_log_warn("verbs conn_close (%s): ibv_destroy_cq: %s",
-				      c->name, strerror(ret));
-	}
-	if (c->cch) {
-		ret = ibv_destroy_comp_channel(c->cch);
-		if (ret)
-			rmig_log_warn("verbs conn_close (%s): ibv_destroy_comp_channel: %s",
-				      c->name, strerror(ret));
-	}
-	if (c->ech)
-		rdma_destroy_event_channel(c->ech);
-	if (c->wake_fd >= 0)
-		close(c->wake_fd);
-	free(c->sq);
-	free(c->rq);
-	free(c->chain_sge);
-	rmig_ring_free(&c->ovf);
-	free(c);
-}
-
-int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out)
-{
-	struct rvrb_domain *dom = to_rvrb_domain(d);
-	struct rvrb_conn *c;
-	int ret;
-
-	if (!dom || !out)
-		return rmig_err(-EINVAL, "verbs conn_create: NULL argument");
-	if (dom->passive)
-		return rmig_err(-EINVAL,
-				"verbs conn_create: domain for %s was opened for listening, not connecting",
-				dom->address);
-	c = rvrb_conn_alloc(dom, false);
-	if (!c)
-		return rmig_err(-ENOMEM, "verbs conn_create: out of memory");
-	c->ech = rdma_create_event_channel();
-	if (!c->ech) {
-		ret = rmig_err(-errno, "verbs conn_create (%s): rdma_create_event_channel: %s",
-			       dom->address, strerror(errno));
-		goto err_free;
-	}
-	ret = rvrb_set_nonblock(c->ech->fd);
-	if (ret) {
-		ret = rmig_err(ret, "verbs conn_create (%s): O_NONBLOCK: %s",
-			       dom->address, strerror(-ret));
-		goto err_free;
-	}
-	if (rdma_create_id(c->ech, &c->id, c, RDMA_PS_TCP)) {
-		ret = rmig_err(-errno, "verbs conn_create (%s): rdma_create_id: %s",
-			       dom->address, strerror(errno));
-		goto err_free;
-	}
-	ret = rvrb_resolve(c->ech, c->id, (struct sockaddr *)&dom->addr,
-			   dom->address);
-	if (ret) {
-		rmig_err_prefix("verbs conn_create");
-		goto err_free;
-	}
-	if (c->id->verbs != dom->ctx) {
-		ret = rmig_err(-ENETUNREACH,
-			       "verbs conn_create: the route to %s now goes through %s, the domain is on %s",
-			       dom->address,
-			       ibv_get_device_name(c->id->verbs->device),
-			       dom->dev_name);
-		goto err_free;
-	}
-	ret = rvrb_conn_setup(c);
-	if (ret)
-		goto err_free;
-	*out = &c->base;
-	return 0;
-
-err_free:
-	rvrb_conn_free(c);
-	return ret;
-}
-
-/* Errno of a connection setup that ended with @type/@status. */
-static int rvrb_setup_errno(const struct rvrb_conn *c,
-			    enum rdma_cm_event_type type)
-{
-	switch (type) {
-	case RDMA_CM_EVENT_REJECTED:
-		return -ECONNREFUSED;
-	case RDMA_CM_EVENT_UNREACHABLE:
-		return c->passive ? -ECONNRESET : -EHOSTUNREACH;
-	case RDMA_CM_EVENT_DISCONNECTED:
-	case RDMA_CM_EVENT_DEVICE_REMOVAL:
-		return c->passive ? -ECONNRESET : -ECONNREFUSED;
-	default:
-		return c->passive ? -ECONNRESET : -ECONNREFUSED;
-	}
-}
-
-int rvrb_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-	const char *what;
-	struct rdma_conn_param cp;
-	int64_t deadline;
-
-	if (!c)
-		return rmig_err(-EINVAL, "verbs conn_establish: NULL connection");
-	what = c->passive ? "accept from" : "connect to";
-	if (c->connected)
-		return rmig_err(-EISCONN,
-				"verbs conn_establish: connection to %s is already established",
-				c->name);
-	if (c->err)
-		return rmig_err(c->err, "%s", c->err_msg);
-	memset(&cp, 0, sizeof(cp));
-	cp.responder_resources = 0; /* no RDMA READ either way */
-	cp.initiator_depth = 0;
-	cp.retry_count = 7;
-	/* Receiver-not-ready: a safety net only (the core grants credits for
-	 * posted receives), and a bounded one.  7 would mean "retry for
-	 * ever", turning a missing receive into a silent stall; 6 retries at
-	 * the responder's RNR timer (rdma_cm sets 0: 655 ms) fail the send
-	 * with IBV_WC_RNR_RETRY_EXC_ERR after about 4.5 s.  Each side's value
-	 * is applied to the peer's sends. */
-	cp.rnr_retry_count = RVRB_RNR_RETRY;
-	if (c->passive ? rdma_accept(c->id, &cp) : rdma_connect(c->id, &cp)) {
-		int e = errno;
-
-		return rmig_err(c->passive ? -e : (e == ECONNREFUSED ? -ECONNREFUSED : -e),
-				"verbs %s %s: %s: %s", what, c->name,
-				c->passive ? "rdma_accept" : "rdma_connect",
-				strerror(e));
-	}
-	deadline = timeout_ms > 0 ? rvrb_now_ms() + timeout_ms : 0;
-	for (;;) {
-		struct rdma_cm_event *ev;
-		enum rdma_cm_event_type type;
-		int wait = timeout_ms, ret, status;
-
-		if (timeout_ms > 0) {
-			int64_t left = deadline - rvrb_now_ms();
-
-			wait = left > 0 ? (int)left : 0;
-		}
-		ret = rvrb_cm_wait(c->ech, wait, &ev);
-		if (ret == -ETIMEDOUT)
-			return rmig_err(-ETIMEDOUT,
-					"verbs %s %s: not established within %d ms",
-					what, c->name, timeout_ms);
-		if (ret) {
-			rmig_err_prefix("verbs %s %s", what, c->name);
-			return ret;
-		}
-		type = ev->event;
-		status = ev->status;
-		rdma_ack_cm_event(ev);
-		switch (type) {
-		case RDMA_CM_EVENT_ESTABLISHED:
-			c->connected = true;
-			return 0;
-		case RDMA_CM_EVENT_REJECTED:
-		case RDMA_CM_EVENT_CONNECT_ERROR:
-		case RDMA_CM_EVENT_UNREACHABLE:
-		case RDMA_CM_EVENT_DISCONNECTED:
-		case RDMA_CM_EVENT_DEVICE_REMOVAL:
-			if (type == RDMA_CM_EVENT_DISCONNECTED ||
-			    type == RDMA_CM_EVENT_DEVICE_REMOVAL)
-				c->peer_closed = true;
-			return rmig_err(rvrb_setup_errno(c, type),
-					"verbs %s %s failed: %s (status %d)%s",
-					what, c->name, rdma_event_str(type),
-					status,
-					type == RDMA_CM_EVENT_REJECTED && !c->passive ?
-					": connection refused (nobody listening, or rejected)" : "");
-		default:
-			break; /* nothing else matters here */
-		}
-	}
-}
-
-int rvrb_conn_peer_name(struct rmig_prov_conn *pc, char *buf, size_t len)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-
-	if (!c || !buf || !len)
-		return rmig_err(-EINVAL, "verbs conn_peer_name: bad argument");
-	return rvrb_format_addr(rdma_get_peer_addr(c->id), buf, len);
-}
-
-void rvrb_conn_close(struct rmig_prov_conn *pc)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-
-	if (!c)
-		return;
-	c->nchain = 0; /* queued, never posted: dropped */
-	if (c->connected && !c->peer_closed && rdma_disconnect(c->id))
-		rmig_log_debug("verbs conn_close (%s): rdma_disconnect: %s",
-			       c->name, strerror(errno));
-	rvrb_conn_free(c);
 }
