@@ -37,11 +37,13 @@
  *   - A batch is posted in order.  *posted says how many of its operations
  *     (the writes in order, then the send) were posted, also on failure:
  *     those complete (or are flushed) like any other.  verbs posts a batch
- *     entirely or not at all when it returns -EAGAIN (it checks the send
- *     queue before ibv_post_send); a failed ibv_post_send posted the work
- *     requests before its bad_wr, which *posted counts, and fails the
- *     connection.  libfabric posts op by op (FI_MORE on all but the last),
- *     so -EAGAIN may come after a prefix was posted.
+ *     that fits its send queue (attr.max_tx) entirely or not at all (it
+ *     checks for room before ibv_post_send; the core's batches always
+ *     fit); a longer one goes in parts, as room allows.  A failed
+ *     ibv_post_send posted the work requests before its bad_wr, which
+ *     *posted counts, and fails the connection (ENOMEM: -EAGAIN).
+ *     libfabric and the mock post op by op (libfabric: FI_MORE on all but
+ *     the last), so -EAGAIN may come after a prefix was posted.
  *   - No completions are parked in the provider: poll returns what the
  *     completion queue holds, nothing read earlier by a post.
  *

@@ -746,12 +746,13 @@ void *target_poller_main(void *arg)
 	return NULL;
 }
 
-/* Poll @s's connection for write completions, the next of which must
- * carry &tags[*got]; at least one. */
-static void poll_tags(struct side *s, const int *tags, int *got)
+/* Poll @s's connection for write completions (at least one, at most the
+ * @n - *got still due), the next of which must carry &tags[*got]. */
+static void poll_tags(struct side *s, const int *tags, int *got, int n)
 {
 	struct rmig_cqe cqe[NSLOT];
-	int r = ops->poll(s->conn, cqe, NSLOT, WAIT_MS);
+	int r = ops->poll(s->conn, cqe, n - *got < NSLOT ? n - *got : NSLOT,
+			  WAIT_MS);
 
 	if (r <= 0)
 		fail_msg("poll after %d writes: %d: %s", *got, r,
@@ -769,7 +770,7 @@ static void finish_tags(struct pair *p, struct target_poller *tp,
 			int eagain)
 {
 	while (*got < n)
-		poll_tags(&p->act, tags, got);
+		poll_tags(&p->act, tags, got, n);
 	/* Release: pairs with the acquire load in the poller. */
 	atomic_store_explicit(&tp->stop, true, memory_order_release);
 	join_or_die(t, 2000, "target poller");
@@ -814,7 +815,7 @@ void test_writes_beyond_depth(void **state)
 			assert_true(now_ms() - t0 < 1000);
 			assert_true(i - got >= 1);
 			eagain++;
-			poll_tags(&p->act, tags, &got);
+			poll_tags(&p->act, tags, &got, NW);
 			continue;
 		}
 		CHECK_OK(r);
@@ -959,7 +960,7 @@ void test_batch_beyond_depth(void **state)
 		}
 		assert_int_equal(r, -EAGAIN);
 		eagain++;
-		poll_tags(&p->act, tags, &got);
+		poll_tags(&p->act, tags, &got, NB);
 	}
 	finish_tags(p, &tp, t, tags, &got, NB, eagain);
 	expect_recv(&p->pas, 0, "tail", 77);

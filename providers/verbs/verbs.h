@@ -18,7 +18,8 @@
  * post() takes the core's batch (writes, then the packet's send) and posts
  * it at once as one ibv_post_send chain (chains of RVRB_CHAIN_MAX when it is
  * longer): all of it, after checking the send queue has room, or nothing
- * (-EAGAIN).  It never waits for a slot; the core polls and posts again.
+ * (-EAGAIN; a batch longer than the whole queue goes in parts).  It never
+ * waits for a slot; the core polls and posts again.
  *
  * poll() is adaptive: it busy-polls the CQ for the domain's spin time
  * (RVRB_SPIN_US, environment RMIG_VERBS_SPIN_US), then arms the CQ, polls

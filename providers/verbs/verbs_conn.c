@@ -375,7 +375,7 @@ int rvrb_post(struct rmig_prov_conn *pc, const struct rmig_write *w,
 	      unsigned nw, const struct rmig_send *send, unsigned *posted)
 {
 	struct rvrb_conn *c = to_rvrb_conn(pc);
-	unsigned n = nw + (send ? 1 : 0), done = 0;
+	unsigned n = nw + (send ? 1 : 0), done = 0, room;
 	int ret;
 
 	if (!posted || !c || (nw && !w))
@@ -390,13 +390,21 @@ int rvrb_post(struct rmig_prov_conn *pc, const struct rmig_write *w,
 	}
 	if (send && (ret = rvrb_check_send(c, send)))
 		return ret;
-	/* All or nothing: room for the whole batch, or -EAGAIN. */
-	if (c->sq_head - c->sq_tail + n > c->sq_size)
-		return rmig_err(-EAGAIN,
-				"verbs post on connection to %s: send queue full (%llu of %u requests outstanding, %u more)",
-				c->name,
-				(unsigned long long)(c->sq_head - c->sq_tail),
-				c->sq_size, n);
+	/* All or nothing: room for the whole batch, or -EAGAIN.  Only a
+	 * batch longer than the whole queue, which could never go at once,
+	 * goes in parts: as much as there is room for. */
+	room = c->sq_size - (unsigned)(c->sq_head - c->sq_tail);
+	if (room < n) {
+		if (n <= c->sq_size || !room)
+			return rmig_err(-EAGAIN,
+					"verbs post on connection to %s: send queue full (%u of %u requests outstanding, %u more)",
+					c->name, c->sq_size - room, c->sq_size,
+					n);
+		ret = rvrb_post(pc, w, room, NULL, posted);
+		return ret ? ret : rmig_err(-EAGAIN,
+					    "verbs post on connection to %s: %u requests posted of a batch of %u, longer than the send queue (%u)",
+					    c->name, room, n, c->sq_size);
+	}
 	/* The writes, then the send, in chains of up to RVRB_CHAIN_MAX
 	 * (one chain for a batch the core builds). */
 	while (done < n) {
