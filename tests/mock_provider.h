@@ -118,8 +118,10 @@ uint64_t mock_verbs_opens(void);
  * connection, fail with @err (a negative errno; positive values are
  * negated).  @nth 0 disarms.  One armed fault per op; it fires once.
  * Ops:
- *   "mr_reg", "conn_create", "establish", "post_recv", "send", "write":
- *       the call itself returns @err;
+ *   "mr_reg", "conn_create", "establish", "post_recv": the call itself
+ *       returns @err;
+ *   "send", "write": that op of a post: the post returns @err, with the
+ *       ops of the batch before it posted;
  *   "poll": the call returns @err and the connection stays in error;
  *   "send_cqe", "write_cqe": the call succeeds but the operation completes
  *       with @err at the poster's poll (nothing reaches the peer), and the

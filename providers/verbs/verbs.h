@@ -62,8 +62,9 @@
 #define RVRB_SPIN_US_MAX 1000000
 /** Bound on address and route resolution, each. */
 #define RVRB_RESOLVE_MS 2000
-/** Work requests per ibv_post_send (the core's batches fit in one). */
-#define RVRB_CHAIN_MAX 32
+/** Work requests per ibv_post_send: a core batch (RMIG_BATCH_MAX writes
+ *  and the packet's send) fits in one. */
+#define RVRB_CHAIN_MAX 64
 /** Inline data asked of the QP (dropped when the device has none). */
 #define RVRB_INLINE 64
 /** RNR retries asked of the peer's sends (7 would be "for ever"). */
