@@ -351,7 +351,7 @@ static int batch_post(struct rmig_chan *ch, const struct rmig_send *send)
 		int ret = s->ops.post(ch->conn, ch->bw + off, nw, send,
 				      &posted);
 
-		if (!ret || ret != -EAGAIN) {
+		if (ret != -EAGAIN) {
 			ch->nbw = 0;
 			return ret;
 		}
