@@ -15,6 +15,21 @@
  * cannot happen.  The source's very first credit (for the HANDSHAKE) is given
  * by the protocol; the ACCEPT grants the rest.
  *
+ * Posting and waiting (provider.h's contract).  The providers post at once
+ * or return -EAGAIN; this file alone waits, in one loop: cq_poll() handles
+ * completions (retires tx records, stashes received messages, reposts
+ * CREDIT buffers), and every wait here goes through chan_poll().  The
+ * accounting (at most max_ops <= attr.max_tx ops outstanding, a credit per
+ * message) keeps the provider's queues from filling; when one is full all
+ * the same, batch_post() polls and posts the rest again, for as long as
+ * the session has not failed.
+ *
+ * Batches.  rmig_chan_write() adds a packet's writes to ch->bw; they are
+ * posted together with the packet's header send (one provider post: one
+ * ibv_post_send chain on verbs), or earlier: when the batch is full, and
+ * before any wait (chan_poll() posts them first, so nothing the core waits
+ * for is ever held back in it).
+ *
  * Everything here runs on the thread that owns the channel: the caller's
  * thread while connecting, then the channel thread.  Only the statistics
  * (relaxed atomics) are read by other threads.
@@ -30,6 +45,8 @@
 #include "regcache.h"
 
 #define CQE_BATCH 16
+/* How long a post that found a queue full waits for completions. */
+#define EAGAIN_POLL_MS 1
 
 static inline uint8_t *rx_buf(struct rmig_chan *ch, unsigned i)
 {
@@ -55,9 +72,9 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 
 	memset(ch, 0, sizeof(*ch));
 	ch->sess = s;
-	ch->tp = conn->tp;
 	ch->id = id;
 	ch->conn = conn;
+	ch->tp = conn->tp;
 	ch->nrx = s->rx_depth + RMIG_CREDIT_SPARE;
 	ch->bufs_len = (size_t)(ch->nrx + ntx) * RMIG_MSG_SIZE;
 	/* On the channel's NUMA node, touched now rather than on the hot
@@ -67,8 +84,8 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	if (!ch->bufs)
 		return rmig_err(-ENOMEM, "channel %u: cannot allocate %zu "
 				"bytes of message buffers", id, ch->bufs_len);
-	ret = ch->tp->ops.mr_reg(ch->tp->dom, ch->bufs, ch->bufs_len,
-				 RMIG_MR_MSG_BUF, &ch->bufs_mr);
+	ret = ch->tp->ops.mr_reg(ch->tp->dom, ch->bufs, ch->bufs_len, RMIG_MR_MSG_BUF,
+			    &ch->bufs_mr);
 	if (ret) {
 		rmig_err_prefix("channel %u: registering message buffers", id);
 		goto err_free_bufs;
@@ -176,8 +193,6 @@ static int proto_err(struct rmig_chan *ch, const char *fmt, ...)
 	return rmig_err(-EPROTO, "%s", msg);
 }
 
-/* Handle up to CQE_BATCH completions, waiting up to @timeout_ms for the
- * first.  Received messages (other than CREDIT) are stashed in order. */
 /* What @e (the failed completion a provider named, see provider.h) was;
  * NULL when the provider could not tell or the context is not ours. */
 static const struct rmig_opinfo *op_of(struct rmig_chan *ch,
@@ -229,7 +244,9 @@ static int op_error(struct rmig_chan *ch, const struct rmig_cqe *e, int err)
 	return err; /* no operation named: the provider's message stands */
 }
 
-static int chan_poll(struct rmig_chan *ch, int timeout_ms)
+/* Handle up to CQE_BATCH completions, waiting up to @timeout_ms for the
+ * first.  Received messages (other than CREDIT) are stashed in order. */
+static int cq_poll(struct rmig_chan *ch, int timeout_ms)
 {
 	struct rmig_cqe cqe[CQE_BATCH];
 	int n;
@@ -314,6 +331,52 @@ static int chan_poll(struct rmig_chan *ch, int timeout_ms)
 	return n;
 }
 
+/*
+ * Post the batch (ch->bw) and then @send (unless NULL).  A full queue
+ * (-EAGAIN) is waited out here: the ops the provider did post are dropped
+ * from the batch, completions are handled, and the rest is posted again,
+ * until the session fails.  Any other error fails the channel: the ops
+ * not posted stay counted, but nothing waits for them any more (every wait
+ * fails with the connection).
+ */
+static int batch_post(struct rmig_chan *ch, const struct rmig_send *send)
+{
+	struct rmig_session *s = ch->sess;
+	unsigned off = 0;
+
+	for (;;) {
+		unsigned nw = ch->nbw - off, posted = 0;
+		int ret = ch->tp->ops.post(ch->conn, ch->bw + off, nw, send,
+				      &posted);
+
+		if (ret != -EAGAIN) {
+			ch->nbw = 0;
+			return ret;
+		}
+		/* Posted: the first @posted writes (and never the send, which
+		 * comes last and would have made it a success). */
+		off += posted < nw ? posted : nw;
+		if (rmig_sess_failed(s))
+			return rmig_sess_check(s);
+		ret = cq_poll(ch, EAGAIN_POLL_MS);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+/* The one wait: post what the batch holds (a wait must never be for an op
+ * not posted yet), then handle completions for up to @timeout_ms. */
+static int chan_poll(struct rmig_chan *ch, int timeout_ms)
+{
+	if (ch->nbw) {
+		int ret = batch_post(ch, NULL);
+
+		if (ret)
+			return ret;
+	}
+	return cq_poll(ch, timeout_ms);
+}
+
 int rmig_chan_progress(struct rmig_chan *ch, int timeout_ms)
 {
 	int ret = chan_poll(ch, timeout_ms);
@@ -381,8 +444,9 @@ static int send_credit(struct rmig_chan *ch)
 	r->ops = ch->ops_unsignaled + 1;
 	r->info.op = RMIG_CQE_SEND;
 	r->info.msg = RMIG_MSG_CREDIT;
-	ret = ch->tp->ops.send(ch->conn, tx_buf(ch, 0), 0, ch->bufs_mr,
-			       rmig_imm_make(RMIG_MSG_CREDIT, grant), r);
+	ret = batch_post(ch, &(struct rmig_send){
+		.buf = tx_buf(ch, 0), .len = 0, .mr = ch->bufs_mr,
+		.imm = rmig_imm_make(RMIG_MSG_CREDIT, grant), .ctx = r });
 	if (ret) {
 		rec_put(ch, r);
 		return ret;
@@ -463,8 +527,11 @@ int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 	r->info.op = RMIG_CQE_SEND;
 	r->info.msg = (uint8_t)type;
 	r->info.len = len;
-	ret = ch->tp->ops.send(ch->conn, tx_buf(ch, (unsigned)idx), len,
-			       ch->bufs_mr, rmig_imm_make(type, grant), r);
+	/* The packet's writes go first, in the same post. */
+	ret = batch_post(ch, &(struct rmig_send){
+		.buf = tx_buf(ch, (unsigned)idx), .len = len,
+		.mr = ch->bufs_mr, .imm = rmig_imm_make(type, grant),
+		.ctx = r });
 	if (ret) {
 		r->buf = -1;
 		rec_put(ch, r);
@@ -514,8 +581,8 @@ static int local_mr(struct rmig_chan *ch, int block, uint64_t offset,
 		return 0;
 	}
 	for (;;) {
-		int ret = rmig_regcache_get(ch->tp->cache, ch,
-					    (unsigned)block, offset, n, mr);
+		int ret = rmig_regcache_get(ch->tp->cache, ch, (unsigned)block,
+					    offset, n, mr);
 
 		if (ret != -EAGAIN)
 			return ret;
@@ -545,7 +612,15 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 		struct rmig_opinfo *info;
 		struct rmig_txrec *r = NULL;
 		bool cut;
+		int ret;
 
+		/* A full batch goes now, before this write takes a cache
+		 * reference (posting may poll). */
+		if (ch->nbw == RMIG_BATCH_MAX) {
+			ret = batch_post(ch, NULL);
+			if (ret)
+				return ret;
+		}
 		/* On demand, a write stays inside one registered chunk. */
 		if (ch->tp->cache) {
 			uint64_t end = (offset / s->reg_chunk_size + 1) *
@@ -563,16 +638,18 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 		 * coming. */
 		bool sig = ch->ops_unsignaled + 1 >= s->max_ops / 4 ||
 			   (ch->tp->cache && ((cut && (offset + n) %
-					       s->reg_chunk_size == 0) ||
-					      (!cut && signal_last)));
-		int ret = wait_tx(ch, 1, false, sig, -1);
+					  s->reg_chunk_size == 0) ||
+					 (!cut && signal_last)));
 
+		ret = wait_tx(ch, 1, false, sig, -1);
 		if (ret)
 			return ret;
 		/* After wait_tx: no poll between taking a cache reference
-		 * and posting the write that needs it (a poll that retires
-		 * everything drops our references; local_mr() itself polls
-		 * only to drain everything before it takes one). */
+		 * and counting the write that needs it in ops_outstanding
+		 * (a poll that retires everything drops our references;
+		 * local_mr() itself polls only to drain everything before it
+		 * takes one).  Counted, it keeps the reference until it is
+		 * posted and retired. */
 		ret = local_mr(ch, block, offset, &n, &mr);
 		if (ret)
 			return ret;
@@ -582,25 +659,21 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 			info = &r->info;
 		} else {
 			info = &ch->wlog[ch->wlog_next];
+			ch->wlog_next = (ch->wlog_next + 1) % ch->nwlog;
 		}
 		*info = (struct rmig_opinfo){ .op = RMIG_CQE_WRITE,
 					      .block = block,
 					      .offset = offset, .len = n };
-		struct rmig_iov iov = { .addr = b->host + offset, .len = n,
-					.mr = mr };
-
+		ch->biov[ch->nbw] = (struct rmig_iov){
+			.addr = b->host + offset, .len = n, .mr = mr };
 		/* Every write carries a context naming its block and
 		 * offset, so a failed one (signaled or not) can be named. */
-		ret = ch->tp->ops.write(ch->conn, &iov, 1, b->raddr + offset,
-					b->rkey, sig ? (void *)r : (void *)info,
-					sig);
-		if (ret) {
-			if (r)
-				rec_put(ch, r);
-			return ret;
-		}
-		if (!sig)
-			ch->wlog_next = (ch->wlog_next + 1) % ch->nwlog;
+		ch->bw[ch->nbw] = (struct rmig_write){
+			.iov = &ch->biov[ch->nbw], .niov = 1,
+			.raddr = b->raddr + offset, .rkey = b->rkey,
+			.ctx = sig ? (void *)r : (void *)info,
+			.signaled = sig };
+		ch->nbw++;
 		ch->ops_outstanding++;
 		if (sig)
 			ch->ops_unsignaled = 0;

@@ -27,6 +27,8 @@
  *  messages.  A side sends CREDIT only once rx_depth/2 credited messages
  *  from its peer are ungranted, so at most two can be outstanding. */
 #define RMIG_CREDIT_SPARE 4
+/* Writes a channel gathers before it posts them (provider.h: post). */
+#define RMIG_BATCH_MAX 32
 
 struct rmig_block {
 	char name[RMIG_BLOCK_NAME_MAX];
@@ -195,6 +197,13 @@ struct rmig_chan {
 	unsigned peer_depth; /* the peer's credited buffers: credits cap */
 	unsigned ungranted; /* credited buffers reposted, not yet granted */
 
+	/* The batch being built (rmig_chan_write): writes posted together
+	 * with the next send, or before any wait (see chan.c).  They count
+	 * in ops_outstanding from the moment they are added. */
+	struct rmig_write bw[RMIG_BATCH_MAX];
+	struct rmig_iov biov[RMIG_BATCH_MAX];
+	unsigned nbw;
+
 	/* Received messages stashed while waiting to send. */
 	struct rmig_msg *stash;
 	unsigned stash_head, stash_count;
@@ -287,12 +296,15 @@ int rmig_chan_msg_done(struct rmig_chan *ch, struct rmig_msg *m);
 /** A tx buffer to encode a message into; waits for a credit and a buffer.
  *  Returns the buffer index >= 0. */
 int rmig_chan_tx_get(struct rmig_chan *ch, uint8_t **buf, int timeout_ms);
-/** Send tx buffer @idx holding @len bytes as a message of @type. */
+/** Send tx buffer @idx holding @len bytes as a message of @type, posted
+ *  together with the writes rmig_chan_write() gathered before it. */
 int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 		      size_t len);
 /** RDMA WRITE of [offset, offset+len) of source block @block to the same
  *  place in the destination's block (split at max_msg_size and at
- *  on-demand chunk boundaries; registers chunks as needed).  On demand,
+ *  on-demand chunk boundaries; registers chunks as needed).  The writes
+ *  join the channel's batch: posted with the next rmig_chan_tx_send(), or
+ *  before, when the batch is full or the channel waits.  On demand,
  *  @signal_last asks for a completion of the last write (the caller's
  *  next write is from another chunk). */
 int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,

@@ -106,16 +106,11 @@ static int stub_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
 {
 	return NOSUP("post_recv");
 }
-static int stub_send(struct rmig_prov_conn *c, const void *buf, size_t len,
-		     struct rmig_prov_mr *mr, uint32_t imm, void *ctx)
+static int stub_post(struct rmig_prov_conn *c, const struct rmig_write *w,
+		     unsigned nw, const struct rmig_send *send, unsigned *posted)
 {
-	return NOSUP("send");
-}
-static int stub_write(struct rmig_prov_conn *c, const struct rmig_iov *iov,
-		      unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-		      bool signaled)
-{
-	return NOSUP("write");
+	*posted = 0;
+	return NOSUP("post");
 }
 static int stub_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 		     int timeout_ms)
@@ -143,8 +138,7 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 		.conn_peer_name = stub_conn_peer_name,
 		.conn_close = stub_conn_close,
 		.post_recv = stub_post_recv,
-		.send = stub_send,
-		.write = stub_write,
+		.post = stub_post,
 		.poll = stub_poll,
 		.conn_wake = stub_conn_wake,
 	};
@@ -166,8 +160,7 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 	FILL(conn_peer_name);
 	FILL(conn_close);
 	FILL(post_recv);
-	FILL(send);
-	FILL(write);
+	FILL(post);
 	FILL(poll);
 	FILL(conn_wake);
 #undef FILL

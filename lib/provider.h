@@ -14,13 +14,40 @@
  * moves bytes:
  *
  *   - post_recv: a receive buffer for one message (<= RMIG_MSG_SIZE bytes);
- *   - send: a message with a 32-bit immediate (SEND_WITH_IMM, fi_senddata
- *     with FI_REMOTE_CQ_DATA); always produces a completion;
- *   - write: an RDMA WRITE from local registered memory to a remote address
- *     and key; a completion only when @signaled.  A later send on the same
- *     connection is delivered after the write has landed (RC ordering,
- *     FI_ORDER_SAW), so the send's arrival proves the write's;
+ *   - post: a batch of RDMA WRITEs from local registered memory to remote
+ *     addresses and keys (a completion only for a write marked signaled),
+ *     optionally followed by one send of a message with a 32-bit immediate
+ *     (SEND_WITH_IMM, fi_senddata with FI_REMOTE_CQ_DATA; always produces a
+ *     completion).  A send is delivered after every write posted before it
+ *     on the connection has landed (RC ordering, FI_ORDER_SAW), so the
+ *     send's arrival proves the writes';
  *   - poll: completions, in posting order per direction.
+ *
+ * The contract of the data operations:
+ *
+ *   - Posted means posted.  post_recv and post return only once each
+ *     operation they took is handed to the provider's queue (the device's
+ *     work queue, libfabric's endpoint), or with an error.  Nothing is held
+ *     back for a later call: a poll never posts anything.
+ *   - A provider never sleeps, waits or retries on its own in a post.  When
+ *     a queue is full it returns -EAGAIN at once; the core alone waits: it
+ *     polls (which retires completed operations and, for libfabric, drives
+ *     progress) and posts the rest again.  All of that is one loop, in
+ *     lib/chan.c; its accounting (max_ops <= attr.max_tx outstanding
+ *     operations, credits <= the peer's posted receives) keeps the queues
+ *     from filling in normal operation, so -EAGAIN is the exception.
+ *   - A batch is posted in order.  *posted says how many of its operations
+ *     (the writes in order, then the send) were posted, also on failure:
+ *     those complete (or are flushed) like any other.  verbs posts a batch
+ *     that fits its send queue (attr.max_tx) entirely or not at all (it
+ *     checks for room before ibv_post_send; the core's batches always
+ *     fit); a longer one goes in parts, as room allows.  A failed
+ *     ibv_post_send posted the work requests before its bad_wr, which
+ *     *posted counts, and fails the connection (ENOMEM: -EAGAIN).
+ *     libfabric and the mock post op by op (libfabric: FI_MORE on all but
+ *     the last), so -EAGAIN may come after a prefix was posted.
+ *   - No completions are parked in the provider: poll returns what the
+ *     completion queue holds, nothing read earlier by a post.
  *
  * Errors: negative errno, with a message recorded by rmig_err() that names
  * the operation and the provider's own error text.  A peer that went away
@@ -36,7 +63,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RMIG_PROVIDER_ABI 2 /* 2: mr_reg takes enum rmig_mr_access */
+#define RMIG_PROVIDER_ABI 3 /* 3: one batched post op, -EAGAIN instead of retries */
 
 struct rmig_prov_domain;   /* provider-private */
 struct rmig_prov_listener; /* provider-private */
@@ -129,8 +156,12 @@ struct rmig_prov_attr {
 	char name[64];          /* e.g. "fabric/tcp" */
 	size_t max_msg_size;    /* largest single write or send */
 	unsigned max_iov;       /* local segments per write */
-	unsigned max_tx;        /* outstanding tx operations per conn */
-	unsigned max_rx;        /* outstanding receives per conn */
+	/** Writes and sends per conn posted and not yet retired (an op
+	 *  retires when its completion, or a later signaled op's, is polled);
+	 *  one more is -EAGAIN.  At least the tx_depth asked for when the
+	 *  device allows it. */
+	unsigned max_tx;
+	unsigned max_rx;        /* receives posted per conn, the same way */
 	/** RDMA device name (e.g. "rxe0", "mlx5_0") when the provider runs
 	 *  on one, else "" (the core looks up its NUMA node in sysfs). */
 	char device[64];
@@ -143,6 +174,29 @@ struct rmig_iov {
 	struct rmig_prov_mr *mr; /* registration covering [addr, addr+len) */
 };
 
+/** One RDMA WRITE of a batch: @niov local segments (1..attr.max_iov, at
+ *  most attr.max_msg_size bytes in all) to @raddr/@rkey.  @ctx comes back
+ *  in its completion, which there is only when @signaled (but a failed
+ *  write is named by @ctx either way, see poll). */
+struct rmig_write {
+	const struct rmig_iov *iov;
+	unsigned niov;
+	uint64_t raddr;
+	uint64_t rkey;
+	void *ctx;
+	bool signaled;
+};
+
+/** The send that may end a batch: @len bytes (<= attr.max_msg_size) at
+ *  @buf in @mr, and the immediate @imm; always completes with @ctx. */
+struct rmig_send {
+	const void *buf;
+	size_t len;
+	struct rmig_prov_mr *mr;
+	uint32_t imm;
+	void *ctx;
+};
+
 enum rmig_cqe_op {
 	RMIG_CQE_RECV = 1,
 	RMIG_CQE_SEND = 2,
@@ -151,7 +205,7 @@ enum rmig_cqe_op {
 
 struct rmig_cqe {
 	enum rmig_cqe_op op;
-	void *ctx;     /* as passed to post_recv/send/write */
+	void *ctx;     /* as passed to post_recv/post */
 	size_t len;    /* RECV: bytes received */
 	uint32_t imm;  /* RECV: the immediate */
 };
@@ -195,13 +249,16 @@ struct rmig_provider_ops {
 	void (*conn_close)(struct rmig_prov_conn *c);
 
 	/* Data transfer. */
+	/** Post a receive of up to @len bytes into @buf; -EAGAIN when
+	 *  attr.max_rx receives are posted and not yet completed. */
 	int (*post_recv)(struct rmig_prov_conn *c, void *buf, size_t len,
 			 struct rmig_prov_mr *mr, void *ctx);
-	int (*send)(struct rmig_prov_conn *c, const void *buf, size_t len,
-		    struct rmig_prov_mr *mr, uint32_t imm, void *ctx);
-	int (*write)(struct rmig_prov_conn *c, const struct rmig_iov *iov,
-		     unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-		     bool signaled);
+	/** Post @nw writes, then @send unless it is NULL, in that order (see
+	 *  the contract above).  0 when all were posted; else a negative errno
+	 *  (-EAGAIN: a queue is full, poll and post the rest again) with
+	 *  *posted the number of leading operations that were posted anyway. */
+	int (*post)(struct rmig_prov_conn *c, const struct rmig_write *w,
+		    unsigned nw, const struct rmig_send *send, unsigned *posted);
 	/** Up to @max completions; waits up to @timeout_ms (0: no wait, <0:
 	 *  forever) for the first.  Returns the count (0 on timeout or after
 	 *  conn_wake()), or a negative errno for a failed operation or a lost

@@ -30,3 +30,18 @@ rmig_test(test_auto SOURCES test_auto.c mock_provider.c log_capture.c
 if(RMIG_WITH_VERBS)
   rmig_test(test_auto ARGS rxe CMOCKA TIMEOUT 240 LABELS rxe verbs)
 endif()
+# The same migrations over a mock whose every 7th write or send attempt
+# finds the send queue full (-EAGAIN, tests/mock_provider.h): the core's one
+# wait loop polls and posts the rest again; the data must still arrive.
+# Each entry: the cases' name prefix and the program (test_core_<area>)
+# that holds them.
+foreach(pair handoff:handoff ondemand:regcache backpressure:handoff
+    rounds:sync)
+  string(REPLACE ":" ";" pair "${pair}")
+  list(GET pair 0 group)
+  list(GET pair 1 area)
+  add_test(NAME test_core_eagain_${group} COMMAND test_core_${area})
+  set_tests_properties(test_core_eagain_${group} PROPERTIES TIMEOUT 240
+    LABELS unit ENVIRONMENT
+    "RMIG_MOCK_EAGAIN_EVERY=7;RMIG_TEST_FILTER=test_${group}*")
+endforeach()

@@ -69,7 +69,7 @@ static struct {
 		access_errors, faults_fired, flushed, concurrent_use,
 		send_buf_modified, max_tx_outstanding, max_rx_posted,
 		max_concurrent_writes, sends_by_type[16], mr_regs[4],
-		local_access_errors;
+		local_access_errors, eagain;
 	_Atomic uint64_t live_domains, live_mrs, live_listeners, live_conns,
 		domain_close_busy, max_live_mrs, dereg_inflight;
 } cnt;
@@ -91,6 +91,10 @@ static _Atomic unsigned cfg_send_delay_type, cfg_send_delay_us;
 static _Atomic unsigned cfg_max_iov = MOCK_DEFAULT_MAX_IOV;
 static _Atomic uint64_t cfg_max_msg = MOCK_DEFAULT_MAX_MSG;
 static _Atomic bool cfg_check_send = true;
+/* Every n-th write or send attempt returns -EAGAIN (0: never), and the
+ * attempts counted towards it. */
+static _Atomic unsigned cfg_eagain_every;
+static _Atomic uint64_t tx_attempts;
 static _Atomic(mock_write_hook_fn) cfg_hook;
 static void *_Atomic cfg_hook_arg;
 /* Unique ids: relaxed, only uniqueness matters. */
@@ -215,9 +219,29 @@ void mock_set_write_hook(mock_write_hook_fn fn, void *arg)
 	atomic_store_explicit(&cfg_hook, fn, memory_order_release);
 }
 
+void mock_set_eagain_every(unsigned n)
+{
+	atomic_store_explicit(&cfg_eagain_every, n, memory_order_relaxed);
+	atomic_store_explicit(&tx_attempts, 0, memory_order_relaxed);
+}
+
+/* True when this write or send attempt is to find the queue "full". */
+static bool eagain_hit(void)
+{
+	unsigned n = atomic_load_explicit(&cfg_eagain_every,
+					  memory_order_relaxed);
+
+	return n && (atomic_fetch_add_explicit(&tx_attempts, 1,
+					       memory_order_relaxed) + 1) %
+		    n == 0;
+}
+
 void mock_reset(void)
 {
+	const char *every = getenv("RMIG_MOCK_EAGAIN_EVERY");
+
 	mock_clear_faults();
+	mock_set_eagain_every(every ? (unsigned)strtoul(every, NULL, 10) : 0);
 	mock_set_delay_us(0);
 	mock_set_send_delay_us(0, 0);
 	mock_set_max_iov(0);
@@ -230,7 +254,7 @@ void mock_reset(void)
 	Z(rnr); Z(access_errors); Z(faults_fired); Z(flushed);
 	Z(concurrent_use); Z(send_buf_modified); Z(max_tx_outstanding);
 	Z(max_rx_posted); Z(max_concurrent_writes); Z(domain_close_busy);
-	Z(dereg_inflight); Z(local_access_errors);
+	Z(dereg_inflight); Z(local_access_errors); Z(eagain);
 	atomic_store_explicit(&cnt.max_live_mrs, CNT_GET(live_mrs),
 			      memory_order_relaxed);
 	for (int i = 0; i < 16; i++)
@@ -253,7 +277,7 @@ void mock_get_counters(struct mock_counters *o)
 		G(sends_by_type[i]);
 	for (int i = 0; i < 4; i++)
 		G(mr_regs[i]);
-	G(local_access_errors);
+	G(local_access_errors); G(eagain);
 	G(live_domains); G(live_mrs); G(live_listeners); G(live_conns);
 	G(domain_close_busy); G(max_live_mrs); G(dereg_inflight);
 #undef G
@@ -826,7 +850,7 @@ static int tx_begin(struct mock_conn *c, const char *op, uint64_t *seq,
 		snprintf(msg, sizeof(msg), "connection %u not established",
 			 c->id);
 	} else if (c->sq_posted - c->sq_retired >= c->dom->max_tx) {
-		ret = -ENOMEM;
+		ret = -EAGAIN;
 		snprintf(msg, sizeof(msg), "send queue full (%llu operations "
 			 "outstanding, max_tx %u)",
 			 (unsigned long long)(c->sq_posted - c->sq_retired),
@@ -1347,7 +1371,7 @@ static int mock_post_recv(struct rmig_prov_conn *cp, void *buf, size_t len,
 	} else if (c->err) {
 		CNT_ADD(flushed, 1);
 	} else if (c->rq_count >= c->dom->max_rx) {
-		ret = -ENOMEM;
+		ret = -EAGAIN;
 		snprintf(msg, sizeof(msg), "receive queue full (%u posted, "
 			 "max_rx %u)", c->rq_count, c->dom->max_rx);
 	} else {
@@ -1418,7 +1442,7 @@ static int deliver(struct mock_conn *peer, const void *buf, size_t len,
 	return 0;
 }
 
-/* Settle the SEND completion reserved by mock_send(): a success, or an
+/* Settle the SEND completion reserved by send_one(): a success, or an
  * error completion putting @c in error.  Under c->lock. */
 static void settle_send(struct mock_conn *c, uint64_t seq, int err,
 			const char *why, void *snap)
@@ -1447,10 +1471,14 @@ static void settle_send(struct mock_conn *c, uint64_t seq, int err,
 	free(snap); /* not reached: the entry stays until settled */
 }
 
-static int mock_send(struct rmig_prov_conn *cp, const void *buf, size_t len,
-		     struct rmig_prov_mr *mr, uint32_t imm, void *ctx)
+/* The send of a batch (c is busy). */
+static int send_one(struct mock_conn *c, const struct rmig_send *m)
 {
-	struct mock_conn *c = to_conn(cp), *peer;
+	const void *buf = m->buf;
+	size_t len = m->len;
+	uint32_t imm = m->imm;
+	void *ctx = m->ctx;
+	struct mock_conn *peer;
 	struct mock_link *link = NULL;
 	char why[RMIG_ERR_MSG_MAX];
 	void *snap = NULL;
@@ -1458,9 +1486,13 @@ static int mock_send(struct rmig_prov_conn *cp, const void *buf, size_t len,
 	unsigned delay;
 	int ret, err;
 
-	if (!c || (len && !buf))
+	if (len && !buf)
 		return rmig_err(-EINVAL, "mock send: NULL argument");
-	busy_enter(c, "send");
+	if (eagain_hit()) {
+		CNT_ADD(eagain, 1);
+		return rmig_err(-EAGAIN, "mock send: send queue full "
+				"(injected)");
+	}
 	ret = fault_hit(OP_SEND);
 	if (ret) {
 		ret = rmig_err(ret, "mock send: injected failure (%s)",
@@ -1473,7 +1505,7 @@ static int mock_send(struct rmig_prov_conn *cp, const void *buf, size_t len,
 			       (unsigned long long)c->dom->max_msg);
 		goto out;
 	}
-	ret = check_local(c, "send", buf, len, mr, MOCK_OK_MSG);
+	ret = check_local(c, "send", buf, len, m->mr, MOCK_OK_MSG);
 	if (ret)
 		goto out;
 	ret = tx_begin(c, "send", &seq, &link);
@@ -1527,7 +1559,6 @@ static int mock_send(struct rmig_prov_conn *cp, const void *buf, size_t len,
 			sleep_us(delay);
 	}
 out:
-	busy_exit(c);
 	return ret;
 }
 
@@ -1590,14 +1621,18 @@ static int do_write(struct mock_conn *peer, const struct rmig_iov *iov,
 	return 0;
 }
 
-static int mock_write(struct rmig_prov_conn *cp, const struct rmig_iov *iov,
-		      unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-		      bool signaled)
+/* One write of a batch (c is busy). */
+static int write_one(struct mock_conn *c, const struct rmig_write *w)
 {
 	/* Threads inside a write now, for max_concurrent_writes; relaxed:
 	 * a statistic, orders nothing. */
 	static _Atomic uint64_t writers;
-	struct mock_conn *c = to_conn(cp), *peer;
+	const struct rmig_iov *iov = w->iov;
+	unsigned niov = w->niov;
+	uint64_t raddr = w->raddr, rkey = w->rkey;
+	void *ctx = w->ctx;
+	bool signaled = w->signaled;
+	struct mock_conn *peer;
 	struct mock_link *link = NULL;
 	char why[RMIG_ERR_MSG_MAX];
 	size_t total = 0;
@@ -1605,9 +1640,13 @@ static int mock_write(struct rmig_prov_conn *cp, const struct rmig_iov *iov,
 	unsigned delay;
 	int ret;
 
-	if (!c || !iov)
+	if (!iov)
 		return rmig_err(-EINVAL, "mock write: NULL argument");
-	busy_enter(c, "write");
+	if (eagain_hit()) {
+		CNT_ADD(eagain, 1);
+		return rmig_err(-EAGAIN, "mock write: send queue full "
+				"(injected)");
+	}
 	ret = fault_hit(OP_WRITE);
 	if (ret) {
 		ret = rmig_err(ret, "mock write: injected failure (%s)",
@@ -1694,6 +1733,32 @@ static int mock_write(struct rmig_prov_conn *cp, const struct rmig_iov *iov,
 	ret = 0;
 	atomic_fetch_sub_explicit(&writers, 1, memory_order_relaxed);
 out:
+	return ret;
+}
+
+/* The writes, then the send: each posted (landed, for a write; delivered,
+ * for a send) before the next is tried, so *posted is exact. */
+static int mock_post(struct rmig_prov_conn *cp, const struct rmig_write *w,
+		     unsigned nw, const struct rmig_send *send,
+		     unsigned *posted)
+{
+	struct mock_conn *c = to_conn(cp);
+	int ret = 0;
+
+	if (!posted || !c || (nw && !w))
+		return rmig_err(-EINVAL, "mock post: NULL argument");
+	*posted = 0;
+	busy_enter(c, "post");
+	for (unsigned i = 0; i < nw && !ret; i++) {
+		ret = write_one(c, &w[i]);
+		if (!ret)
+			(*posted)++;
+	}
+	if (!ret && send) {
+		ret = send_one(c, send);
+		if (!ret)
+			(*posted)++;
+	}
 	busy_exit(c);
 	return ret;
 }
@@ -1888,8 +1953,7 @@ const struct rmig_provider_ops rmig_mock_verbs_provider = {
 	.conn_peer_name = mock_conn_peer_name,
 	.conn_close = mock_conn_close,
 	.post_recv = mock_post_recv,
-	.send = mock_send,
-	.write = mock_write,
+	.post = mock_post,
 	.poll = mock_poll,
 	.conn_wake = mock_conn_wake,
 };
@@ -1910,8 +1974,7 @@ const struct rmig_provider_ops rmig_mock_provider = {
 	.conn_peer_name = mock_conn_peer_name,
 	.conn_close = mock_conn_close,
 	.post_recv = mock_post_recv,
-	.send = mock_send,
-	.write = mock_write,
+	.post = mock_post,
 	.poll = mock_poll,
 	.conn_wake = mock_conn_wake,
 };

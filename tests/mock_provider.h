@@ -31,9 +31,13 @@
  *   - write: memcpy into the peer's registered memory at raddr, done before
  *     the call returns, so a later send on the connection is delivered after
  *     it.  A completion only when signaled.
- *   - send queue: every send and write takes a slot until a later (or its
- *     own) signaled completion is polled, as with verbs; posting past the
- *     domain's max_tx fails with -ENOMEM, receives past max_rx likewise.
+ *   - post: the writes, then the send, each done before the next is
+ *     tried (*posted is exact).  Every send and write takes a send-queue
+ *     slot until a later (or its own) signaled completion is polled, as
+ *     with verbs; posting past the domain's max_tx fails with -EAGAIN
+ *     (nothing is posted, the op never waits), receives past max_rx
+ *     likewise.  mock_set_eagain_every() makes the queue look full now
+ *     and then, so that the caller's -EAGAIN handling is exercised.
  *   - poll: completions in order; an error completion is returned as the
  *     negative errno (after the good completions before it) and stays: the
  *     connection is in error, later posts are flushed silently until that
@@ -114,8 +118,10 @@ uint64_t mock_verbs_opens(void);
  * connection, fail with @err (a negative errno; positive values are
  * negated).  @nth 0 disarms.  One armed fault per op; it fires once.
  * Ops:
- *   "mr_reg", "conn_create", "establish", "post_recv", "send", "write":
- *       the call itself returns @err;
+ *   "mr_reg", "conn_create", "establish", "post_recv": the call itself
+ *       returns @err;
+ *   "send", "write": that op of a post: the post returns @err, with the
+ *       ops of the batch before it posted;
  *   "poll": the call returns @err and the connection stays in error;
  *   "send_cqe", "write_cqe": the call succeeds but the operation completes
  *       with @err at the poster's poll (nothing reaches the peer), and the
@@ -154,8 +160,15 @@ void mock_set_check_send_buffers(bool on);
 typedef void (*mock_write_hook_fn)(uint64_t raddr, size_t len, void *arg);
 void mock_set_write_hook(mock_write_hook_fn fn, void *arg);
 
+/** Make every @n-th write or send attempt (counted from now over every
+ *  connection) fail with -EAGAIN, as on a full send queue: nothing of that
+ *  op is posted, and a batch reports the ops before it as posted.  0:
+ *  never.  Such attempts do not count towards mock_fail_after(). */
+void mock_set_eagain_every(unsigned n);
+
 /** Back to defaults: faults disarmed, no delays, default limits, no hook,
- *  counters zero (the live-object counts are kept: they are not counters
+ *  -EAGAIN as the environment's RMIG_MOCK_EAGAIN_EVERY says (none when
+ *  unset; so a whole test program can run with it), counters zero (the live-object counts are kept: they are not counters
  *  of events). */
 void mock_reset(void);
 
@@ -182,6 +195,8 @@ struct mock_counters {
 	uint64_t mr_regs[4];
 	uint64_t faults_fired;
 	uint64_t flushed;         /**< posts dropped on a connection in error */
+	uint64_t eagain;          /**< write and send attempts given -EAGAIN
+				       by mock_set_eagain_every() */
 	uint64_t concurrent_use;  /**< a connection used by two threads */
 	uint64_t send_buf_modified;
 	uint64_t max_tx_outstanding;   /**< send-queue occupancy, any conn */

@@ -240,7 +240,7 @@ void send_msg(struct side *s, int slot, const char *text, uint32_t imm)
 	size_t len = strlen(text) + 1;
 
 	memcpy(send_slot(s, slot), text, len);
-	CHECK_OK(ops->send(s->conn, send_slot(s, slot), len, s->mr, imm,
+	CHECK_OK(prov_send(ops, s->conn, send_slot(s, slot), len, s->mr, imm,
 			   send_slot(s, slot)));
 }
 
@@ -427,12 +427,12 @@ void *par_src_main(void *arg)
 	for (int round = 0; round < PAR_ROUNDS; round++) {
 		for (size_t i = 0; i < PAR_SEG; i++)
 			src[i] = par_byte(pc->k, round, i);
-		if (ops->write(pc->conn,
+		if (prov_write(ops, pc->conn,
 			       &(struct rmig_iov){ src, PAR_SEG, pc->w->smr }, 1,
 			       dst_raddr(pc->w, (size_t)pc->k * PAR_SEG),
 			       pc->w->dmr->rkey, NULL, false) < 0)
 			return par_fail(pc, "write", -1), NULL;
-		if (ops->send(pc->conn, pc->buf + MSG, 8, pc->mr,
+		if (prov_send(ops, pc->conn, pc->buf + MSG, 8, pc->mr,
 			      (uint32_t)round, NULL) < 0)
 			return par_fail(pc, "send", -1), NULL;
 		if (par_wait_recv(pc, &imm))
@@ -457,7 +457,7 @@ void *par_dst_main(void *arg)
 		for (size_t i = 0; i < PAR_SEG; i++)
 			if (dst[i] != par_byte(pc->k, round, i))
 				return par_fail(pc, "written bytes missing", 0), NULL;
-		if (ops->send(pc->conn, pc->buf + MSG, 8, pc->mr,
+		if (prov_send(ops, pc->conn, pc->buf + MSG, 8, pc->mr,
 			      (uint32_t)round, NULL) < 0)
 			return par_fail(pc, "send", -1), NULL;
 	}
@@ -591,10 +591,10 @@ void test_write_then_send(void **state)
 			total += seg;
 		}
 		memset(w.dst, 0, WBUF);
-		CHECK_OK(ops->write(p->act.conn, iov, niov, dst_raddr(&w, off),
+		CHECK_OK(prov_write(ops, p->act.conn, iov, niov, dst_raddr(&w, off),
 				    w.dmr->rkey, NULL, false));
 		/* A second, small unsignaled write right behind. */
-		CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){
+		CHECK_OK(prov_write(ops, p->act.conn, &(struct rmig_iov){
 					    w.src + 900000, 4096, w.smr },
 				    1, dst_raddr(&w, off + total), w.dmr->rkey,
 				    NULL, false));
@@ -631,7 +631,7 @@ void test_signaled_write(void **state)
 	wbufs_open(p, &w);
 	for (size_t i = 0; i < WBUF; i++)
 		w.src[i] = (uint8_t)(i ^ (i >> 8));
-	CHECK_OK(ops->write(p->act.conn, &(struct rmig_iov){ w.src, WBUF, w.smr },
+	CHECK_OK(prov_write(ops, p->act.conn, &(struct rmig_iov){ w.src, WBUF, w.smr },
 			    1, dst_raddr(&w, 0), w.dmr->rkey, &tag, true));
 	poll_n(p->act.conn, &cqe, 1);
 	assert_int_equal(cqe.op, RMIG_CQE_WRITE);
@@ -719,4 +719,252 @@ int count_fds(void)
 		if (fcntl(fd, F_GETFD) >= 0)
 			n++;
 	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* The posting contract (lib/provider.h): posted or -EAGAIN, never a wait
+ * inside the op; batches in order.                                    */
+
+/* Keep the target's queue polled (tcp moves data only when both ends
+ * poll), as a destination channel thread does. */
+void *target_poller_main(void *arg)
+{
+	struct target_poller *t = arg;
+	struct rmig_cqe cqe;
+
+	/* Start late, so the writer first fills the socket and its queue. */
+	sleep_ms(300);
+	/* Acquire: pairs with the release store that stops us. */
+	while (!atomic_load_explicit(&t->stop, memory_order_acquire)) {
+		int r = ops->poll(t->conn, &cqe, 1, 50);
+
+		if (r != 0) {
+			t->ret = r < 0 ? r : -EPROTO;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Poll @s's connection for write completions (at least one, at most the
+ * @n - *got still due), the next of which must carry &tags[*got]. */
+static void poll_tags(struct side *s, const int *tags, int *got, int n)
+{
+	struct rmig_cqe cqe[NSLOT];
+	int r = ops->poll(s->conn, cqe, n - *got < NSLOT ? n - *got : NSLOT,
+			  WAIT_MS);
+
+	if (r <= 0)
+		fail_msg("poll after %d writes: %d: %s", *got, r,
+			 rmig_err_msg());
+	for (int i = 0; i < r; i++, (*got)++) {
+		assert_int_equal(cqe[i].op, RMIG_CQE_WRITE);
+		assert_ptr_equal(cqe[i].ctx, &tags[*got]);
+	}
+}
+
+/* The rest of @n write completions, then stop the target's poller; a
+ * provider that enforces its queue size must have said -EAGAIN. */
+static void finish_tags(struct pair *p, struct target_poller *tp,
+			pthread_t t, const int *tags, int *got, int n,
+			int eagain)
+{
+	while (*got < n)
+		poll_tags(&p->act, tags, got, n);
+	/* Release: pairs with the acquire load in the poller. */
+	atomic_store_explicit(&tp->stop, true, memory_order_release);
+	join_or_die(t, 2000, "target poller");
+	assert_int_equal(tp->ret, 0);
+	if (ps_queue_enforced)
+		assert_true(eagain > 0);
+}
+
+/* Far more signaled writes than the queue depth, posted while the target
+ * does not poll yet: a post on a full queue returns -EAGAIN at once (no
+ * wait for room inside the op), and after polling, which retires
+ * completions (and drives progress), posting again succeeds.  Completions
+ * come in posting order and the data lands.  (libfabric's tcp does not
+ * enforce its queue size, it queues: every post succeeds there.) */
+void test_writes_beyond_depth(void **state)
+{
+	struct pair *p = *state;
+	struct target_poller tp = { .conn = p->pas.conn };
+	enum { NW = 200, SEG = 64 * 1024 };
+	static int tags[NW];
+	struct wbufs w;
+	pthread_t t;
+	int got = 0, eagain = 0;
+
+	assert_int_equal(p->act.attr.max_tx, SMALL_DEPTH);
+	wbufs_open(p, &w);
+	for (size_t i = 0; i < WBUF; i++)
+		w.src[i] = (uint8_t)(i * 13 + 5);
+	atomic_init(&tp.stop, false); /* before the poller thread exists */
+	assert_int_equal(pthread_create(&t, NULL, target_poller_main, &tp), 0);
+	for (int i = 0; i < NW;) {
+		size_t off = (size_t)i * SEG % (WBUF - SEG);
+		int64_t t0 = now_ms();
+		int r = prov_write(ops, p->act.conn,
+				   &(struct rmig_iov){ w.src + off, SEG, w.smr },
+				   1, dst_raddr(&w, off), w.dmr->rkey, &tags[i],
+				   true);
+
+		if (r == -EAGAIN) {
+			/* At once: the provider did not wait for room (the
+			 * old providers retried for seconds). */
+			assert_true(now_ms() - t0 < 1000);
+			assert_true(i - got >= 1);
+			eagain++;
+			poll_tags(&p->act, tags, &got, NW);
+			continue;
+		}
+		CHECK_OK(r);
+		i++;
+	}
+	finish_tags(p, &tp, t, tags, &got, NW, eagain);
+	printf("# %d posts found the queue full\n", eagain);
+	send_msg(&p->act, 0, "all written", 9);
+	expect_recv(&p->pas, 0, "all written", 9);
+	assert_memory_equal(w.dst, w.src, WBUF - SEG);
+	expect_send_done(&p->act, 0);
+	wbufs_close(&w);
+}
+
+/* One batch: writes (one of them scattered over several segments, one
+ * signaled), then a send, in one post.  The send's arrival proves every
+ * write landed; the writer sees the signaled write's completion, then the
+ * send's, in posting order, and nothing for the others. */
+void test_batch_post(void **state)
+{
+	struct pair *p = *state;
+	unsigned niov = p->act.attr.max_iov < 3 ? p->act.attr.max_iov : 3;
+	struct rmig_iov iov[4][3];
+	struct rmig_write wr[4];
+	struct rmig_cqe cqe;
+	struct wbufs w;
+	int tag;
+
+	wbufs_open(p, &w);
+	for (int round = 0; round < 6; round++) { /* 6 < NSLOT receives */
+		size_t seg = 32 * 1024 + (size_t)round * 4096 + 5, at = 0;
+		unsigned posted = 99;
+
+		for (size_t i = 0; i < WBUF; i++)
+			w.src[i] = (uint8_t)(i * 11 + (size_t)round * 3 + 2);
+		memset(w.dst, 0, WBUF);
+		for (int k = 0; k < 4; k++) {
+			unsigned n = k == 1 ? niov : 1;
+			size_t len = 0;
+
+			for (unsigned j = 0; j < n; j++) {
+				iov[k][j] = (struct rmig_iov){
+					w.src + (size_t)(k * 3 + (int)j) * 70000,
+					seg, w.smr };
+				len += seg;
+			}
+			wr[k] = (struct rmig_write){
+				.iov = iov[k], .niov = n,
+				.raddr = dst_raddr(&w, at + 1), .rkey = w.dmr->rkey,
+				.ctx = k == 2 ? (void *)&tag : NULL,
+				.signaled = k == 2 };
+			at += len + 1;
+		}
+		memcpy(send_slot(&p->act, 0), "batch", 6);
+		CHECK_OK(ops->post(p->act.conn, wr, 4, &(struct rmig_send){
+			.buf = send_slot(&p->act, 0), .len = 6,
+			.mr = p->act.mr, .imm = 0x5b000000u + (uint32_t)round,
+			.ctx = send_slot(&p->act, 0) }, &posted));
+		assert_int_equal(posted, 5);
+
+		poll_n(p->pas.conn, &cqe, 1);
+		assert_int_equal(cqe.op, RMIG_CQE_RECV);
+		assert_int_equal(cqe.imm, 0x5b000000u + (uint32_t)round);
+		/* The receives posted in order: slot @round's now. */
+		assert_ptr_equal(cqe.ctx, recv_slot(&p->pas, round));
+		assert_string_equal(recv_slot(&p->pas, round), "batch");
+		/* Checked at once: no further poll, no sleep. */
+		at = 0;
+		for (int k = 0; k < 4; k++) {
+			assert_int_equal(w.dst[at], 0);
+			for (unsigned j = 0; j < wr[k].niov; j++) {
+				assert_memory_equal(w.dst + at + 1 + j * seg,
+						    iov[k][j].addr, seg);
+			}
+			at += wr[k].niov * seg + 1;
+		}
+		assert_int_equal(w.dst[at], 0);
+
+		/* The writer: the signaled write, then the send (one CQ,
+		 * posting order). */
+		poll_n(p->act.conn, &cqe, 1);
+		assert_int_equal(cqe.op, RMIG_CQE_WRITE);
+		assert_ptr_equal(cqe.ctx, &tag);
+		poll_n(p->act.conn, &cqe, 1);
+		assert_int_equal(cqe.op, RMIG_CQE_SEND);
+		assert_ptr_equal(cqe.ctx, send_slot(&p->act, 0));
+	}
+	/* A batch of writes alone, then a send alone: the same ordering. */
+	CHECK_OK(ops->post(p->act.conn, wr, 4, NULL, &(unsigned){ 0 }));
+	send_msg(&p->act, 0, "after", 1);
+	expect_recv(&p->pas, 6, "after", 1);
+	poll_n(p->act.conn, &cqe, 1);
+	assert_int_equal(cqe.op, RMIG_CQE_WRITE);
+	expect_send_done(&p->act, 0);
+	poll_none(p->act.conn, 50);
+	wbufs_close(&w);
+}
+
+/* A batch longer than the queue: whatever the provider posts of it
+ * (*posted; verbs posts all or nothing), the rest goes after polling, and
+ * the send still arrives behind every write. */
+void test_batch_beyond_depth(void **state)
+{
+	struct pair *p = *state;
+	enum { NB = 3 * SMALL_DEPTH, SEG = 16 * 1024 };
+	static int tags[NB];
+	struct target_poller tp = { .conn = p->pas.conn };
+	struct rmig_iov iov[NB];
+	struct rmig_write wr[NB];
+	struct rmig_send m = { .buf = send_slot(&p->act, 0), .len = 5,
+			       .mr = p->act.mr, .imm = 77,
+			       .ctx = send_slot(&p->act, 0) };
+	unsigned done = 0;
+	int got = 0, eagain = 0;
+	struct wbufs w;
+	pthread_t t;
+
+	wbufs_open(p, &w);
+	for (size_t i = 0; i < WBUF; i++)
+		w.src[i] = (uint8_t)(i * 5 + 1);
+	for (int k = 0; k < NB; k++) {
+		iov[k] = (struct rmig_iov){ w.src + (size_t)k * SEG, SEG,
+					    w.smr };
+		wr[k] = (struct rmig_write){
+			.iov = &iov[k], .niov = 1,
+			.raddr = dst_raddr(&w, (size_t)k * SEG),
+			.rkey = w.dmr->rkey, .ctx = &tags[k], .signaled = true };
+	}
+	memcpy(send_slot(&p->act, 0), "tail", 5);
+	atomic_init(&tp.stop, false); /* before the poller thread exists */
+	assert_int_equal(pthread_create(&t, NULL, target_poller_main, &tp), 0);
+	while (done <= NB) {
+		unsigned posted = 0;
+		int r = ops->post(p->act.conn, wr + done, NB - done, &m,
+				  &posted);
+
+		assert_true(posted <= NB - done + 1);
+		done += posted;
+		if (!r) {
+			assert_int_equal(done, NB + 1);
+			break;
+		}
+		assert_int_equal(r, -EAGAIN);
+		eagain++;
+		poll_tags(&p->act, tags, &got, NB);
+	}
+	finish_tags(p, &tp, t, tags, &got, NB, eagain);
+	expect_recv(&p->pas, 0, "tail", 77);
+	assert_memory_equal(w.dst, w.src, (size_t)NB * SEG);
+	expect_send_done(&p->act, 0);
+	wbufs_close(&w);
 }

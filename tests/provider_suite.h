@@ -3,7 +3,8 @@
  * provider_suite.h - what test_fabric_provider and test_verbs_provider
  * share: a pair of domains with one connection between them, message and
  * write buffers, completion checks, the cases that run the same on every
- * provider, and the parallel-connection and blocked-poll helpers.  Both
+ * provider (the mock's too: test_mock_suite), and the parallel-connection
+ * and blocked-poll helpers.  Both
  * drive a provider only through its ops (lib/provider.h).
  *
  * The test program defines the settings below (ops, prov, host, ...);
@@ -22,6 +23,7 @@
 
 #include "error.h"
 #include "provider.h"
+#include "prov_post.h"
 
 #define MSG 256          /* bytes per message slot */
 #define NSLOT 16         /* receive slots (and send slots) per side */
@@ -55,6 +57,9 @@ extern char listen_addr[96];
 extern unsigned depth;
 /** Generous bound for anything that should happen (WAIT_MS). */
 extern const int ps_wait_ms;
+/** True when the provider enforces attr.max_tx (a post beyond it is
+ *  -EAGAIN); libfabric's tcp queues instead. */
+extern const bool ps_queue_enforced;
 /** Rounds of each connection of the parallel test (PAR_ROUNDS). */
 extern const int ps_par_rounds;
 /** Bound on each thread of the parallel test (PAR_JOIN_MS). */
@@ -120,6 +125,12 @@ struct par_acceptor {
 	char msg[RMIG_ERR_MSG_MAX];
 };
 
+struct target_poller {
+	struct rmig_prov_conn *conn;
+	int ret;
+	atomic_bool stop;
+};
+
 struct killer {
 	pid_t pid;
 	int64_t killed_at;
@@ -161,6 +172,7 @@ void *par_dst_main(void *arg);
 void *par_accept_main(void *arg);
 int count_fds(void);
 void *killer_main(void *arg);
+void *target_poller_main(void *arg);
 
 /* Cases that run the same on every provider (each program lists them in
  * its main()). */
@@ -171,5 +183,10 @@ void test_no_fd_leak(void **state);
 void test_write_then_send(void **state);
 void test_signaled_write(void **state);
 void test_wake(void **state);
+/* ... with pair_setup_small: */
+void test_writes_beyond_depth(void **state);
+void test_batch_beyond_depth(void **state);
+/* ... with pair_setup: */
+void test_batch_post(void **state);
 
 #endif /* RMIG_PROVIDER_SUITE_H */

@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "provider.h"
+#include "prov_post.h"
 #include "testutil.h"
 #include "wire.h"
 
@@ -188,7 +189,7 @@ static bool raw_send_from(struct raw_conn *rc, uint8_t *tx, const void *buf,
 {
 	if (len)
 		memcpy(tx, buf, len);
-	return TU_RMIG_OK(rc->raw->ops.send(rc->c, tx, len, rc->raw->mr, imm,
+	return TU_RMIG_OK(prov_send(&rc->raw->ops, rc->c, tx, len, rc->raw->mr, imm,
 					    tx));
 }
 

@@ -28,6 +28,7 @@
 #include "error.h"
 #include "mock_provider.h"
 #include "provider.h"
+#include "prov_post.h"
 
 static const struct rmig_provider_ops *const P = &rmig_mock_provider;
 
@@ -181,7 +182,7 @@ static void post_recvs(struct end *e, unsigned n)
 static int send_slot(struct end *e, unsigned i, size_t len, uint32_t imm,
 		     uintptr_t ctx)
 {
-	return P->send(e->c, slot(e, i), len, e->msg_mr, imm, (void *)ctx);
+	return prov_send(P, e->c, slot(e, i), len, e->msg_mr, imm, (void *)ctx);
 }
 
 /* Poll until one completion arrives (fails the test on error/timeout). */
@@ -302,7 +303,7 @@ static void test_registry(void **state)
 	rmig_provider_fill(&ops, &rmig_mock_provider);
 	assert_string_equal(ops.name, "mock");
 	assert_ptr_equal(ops.domain_open, rmig_mock_provider.domain_open);
-	assert_ptr_equal(ops.write, rmig_mock_provider.write);
+	assert_ptr_equal(ops.post, rmig_mock_provider.post);
 	assert_ptr_equal(ops.poll, rmig_mock_provider.poll);
 	assert_ptr_equal(ops.conn_wake, rmig_mock_provider.conn_wake);
 	assert_ptr_equal(ops.listen_name, rmig_mock_provider.listen_name);
@@ -532,7 +533,7 @@ static void test_send_recv_in_order(void **state)
 	assert_int_equal(mock_count_sends_type(8), 1);
 	/* An empty message (rmig's CREDIT) is fine. */
 	post_recvs(&p.d, 1);
-	assert_int_equal(P->send(p.s.c, NULL, 0, NULL, 8u << 28, NULL), 0);
+	assert_int_equal(prov_send(P, p.s.c, NULL, 0, NULL, 8u << 28, NULL), 0);
 	assert_int_equal(poll_one(&p.d).len, 0);
 	pair_close(&p);
 }
@@ -585,23 +586,23 @@ static void test_local_buffer_checks(void **state)
 	assert_int_equal(P->post_recv(p.d.c, stray, 64, NULL, NULL), -EINVAL);
 	assert_int_equal(P->post_recv(p.d.c, slot(&p.d, MSG_SLOTS - 1), 2 *
 				      MSG_SIZE, p.d.msg_mr, NULL), -EINVAL);
-	assert_int_equal(P->send(p.s.c, stray, 8, p.s.msg_mr, 0, NULL),
+	assert_int_equal(prov_send(P, p.s.c, stray, 8, p.s.msg_mr, 0, NULL),
 			 -EINVAL);
 	assert_err_has("outside its registration");
 	/* Another domain's registration. */
-	assert_int_equal(P->send(p.s.c, slot(&p.d, 0), 8, p.d.msg_mr, 0,
+	assert_int_equal(prov_send(P, p.s.c, slot(&p.d, 0), 8, p.d.msg_mr, 0,
 				 NULL), -EINVAL);
 	assert_err_has("another domain");
 	for (unsigned i = 0; i < 8; i++)
 		iov[i] = (struct rmig_iov){ p.s.ram, 8, p.s.ram_mr };
-	assert_int_equal(P->write(p.s.c, iov, 0, p.d.ram_mr->raddr,
+	assert_int_equal(prov_write(P, p.s.c, iov, 0, p.d.ram_mr->raddr,
 				  p.d.ram_mr->rkey, NULL, true), -EINVAL);
-	assert_int_equal(P->write(p.s.c, iov, p.s.attr.max_iov + 1,
+	assert_int_equal(prov_write(P, p.s.c, iov, p.s.attr.max_iov + 1,
 				  p.d.ram_mr->raddr, p.d.ram_mr->rkey, NULL,
 				  true), -EINVAL);
 	assert_err_has("max_iov");
 	iov[0].addr = stray;
-	assert_int_equal(P->write(p.s.c, iov, 1, p.d.ram_mr->raddr,
+	assert_int_equal(prov_write(P, p.s.c, iov, 1, p.d.ram_mr->raddr,
 				  p.d.ram_mr->rkey, NULL, true), -EINVAL);
 	/* Nothing was posted: no completion, no error. */
 	assert_int_equal(P->poll(p.s.c, (struct rmig_cqe[1]){ 0 }, 1, 0), 0);
@@ -628,14 +629,14 @@ static void test_local_access_checks(void **state)
 			 -EACCES);
 	assert_err_has("registered as a write target");
 	/* A send from RAM. */
-	assert_int_equal(P->send(p.s.c, p.s.ram, 8, p.s.ram_mr, 0, NULL),
+	assert_int_equal(prov_send(P, p.s.c, p.s.ram, 8, p.s.ram_mr, 0, NULL),
 			 -EACCES);
 	assert_err_has("which send may not use");
 	/* A write from a write target (RAM the peer writes into). */
 	assert_int_equal(P->mr_reg(p.s.dom, p.s.ram + PAGE, PAGE,
 				   RMIG_MR_WRITE_TARGET, &tgt), 0);
 	iov = (struct rmig_iov){ p.s.ram + PAGE, 64, tgt };
-	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr,
+	assert_int_equal(prov_write(P, p.s.c, &iov, 1, p.d.ram_mr->raddr,
 				  p.d.ram_mr->rkey, NULL, true), -EACCES);
 	assert_err_has("registered as a write target, which write may not "
 		       "use");
@@ -653,10 +654,10 @@ static void test_local_access_checks(void **state)
 	memset(p.s.ram, 0x11, 64);
 	memset(slot(&p.s, 1), 0x22, 64);
 	iov = (struct rmig_iov){ p.s.ram, 64, p.s.ram_mr };
-	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr,
+	assert_int_equal(prov_write(P, p.s.c, &iov, 1, p.d.ram_mr->raddr,
 				  p.d.ram_mr->rkey, NULL, false), 0);
 	iov = (struct rmig_iov){ slot(&p.s, 1), 64, p.s.msg_mr };
-	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr + 64,
+	assert_int_equal(prov_write(P, p.s.c, &iov, 1, p.d.ram_mr->raddr + 64,
 				  p.d.ram_mr->rkey, (void *)9, true), 0);
 	assert_int_equal(poll_one(&p.s).op, RMIG_CQE_WRITE);
 	assert_int_equal(send_slot(&p.s, 0, 8, 0x40000000, 4), 0);
@@ -682,7 +683,7 @@ static void test_write_then_send(void **state)
 	iov[0] = (struct rmig_iov){ p.s.ram, PAGE, p.s.ram_mr };
 	iov[1] = (struct rmig_iov){ p.s.ram + 2 * PAGE, PAGE, p.s.ram_mr };
 	/* Two segments gathered into pages 4..5 of the peer, unsignaled. */
-	assert_int_equal(P->write(p.s.c, iov, 2, p.d.ram_mr->raddr + 4 * PAGE,
+	assert_int_equal(prov_write(P, p.s.c, iov, 2, p.d.ram_mr->raddr + 4 * PAGE,
 				  p.d.ram_mr->rkey, (void *)7, false), 0);
 	assert_int_equal(send_slot(&p.s, 0, 24, 0x40000000, 9), 0);
 	c = poll_one(&p.d);
@@ -698,7 +699,7 @@ static void test_write_then_send(void **state)
 	assert_ptr_equal(c.ctx, (void *)9);
 	assert_int_equal(P->poll(p.s.c, &c, 1, 0), 0);
 	/* A signaled write completes with its context. */
-	assert_int_equal(P->write(p.s.c, iov, 1, p.d.ram_mr->raddr,
+	assert_int_equal(prov_write(P, p.s.c, iov, 1, p.d.ram_mr->raddr,
 				  p.d.ram_mr->rkey, (void *)5, true), 0);
 	c = poll_one(&p.s);
 	assert_int_equal(c.op, RMIG_CQE_WRITE);
@@ -744,7 +745,7 @@ static void bad_write(enum bad_write kind, const char *why)
 		break;
 	}
 	/* Unsignaled: an error completes anyway. */
-	assert_int_equal(P->write(p.s.c, &iov, 1, raddr, rkey, (void *)3,
+	assert_int_equal(prov_write(P, p.s.c, &iov, 1, raddr, rkey, (void *)3,
 				  false), 0);
 	/* Posted behind the error: flushed, never delivered. */
 	assert_int_equal(send_slot(&p.s, 0, 8, 0x40000000, 4), 0);
@@ -811,16 +812,16 @@ static void test_send_queue_limit(void **state)
 	rk = p.d.ram_mr->rkey;
 	for (int round = 0; round < 2; round++) {
 		for (int i = 0; i < 3; i++)
-			assert_int_equal(P->write(p.s.c, &iov, 1, ra, rk, NULL,
+			assert_int_equal(prov_write(P, p.s.c, &iov, 1, ra, rk, NULL,
 						  false), 0);
-		assert_int_equal(P->write(p.s.c, &iov, 1, ra, rk, (void *)1,
+		assert_int_equal(prov_write(P, p.s.c, &iov, 1, ra, rk, (void *)1,
 					  true), 0);
 		/* Unsignaled writes hold their slots until a later
 		 * signaled completion is polled. */
-		assert_int_equal(P->write(p.s.c, &iov, 1, ra, rk, NULL, false),
-				 -ENOMEM);
+		assert_int_equal(prov_write(P, p.s.c, &iov, 1, ra, rk, NULL, false),
+				 -EAGAIN);
 		assert_err_has("send queue full");
-		assert_int_equal(send_slot(&p.s, 0, 8, 0, 1), -ENOMEM);
+		assert_int_equal(send_slot(&p.s, 0, 8, 0, 1), -EAGAIN);
 		c = poll_one(&p.s);
 		assert_int_equal(c.op, RMIG_CQE_WRITE);
 	}
@@ -835,7 +836,7 @@ static void test_recv_queue_limit(void **state)
 	pair_open_depth(&p, 4, 4);
 	post_recvs(&p.d, 4);
 	assert_int_equal(P->post_recv(p.d.c, slot(&p.d, 5), MSG_SIZE,
-				      p.d.msg_mr, NULL), -ENOMEM);
+				      p.d.msg_mr, NULL), -EAGAIN);
 	assert_err_has("receive queue full");
 	/* One consumed: room for one more. */
 	assert_int_equal(send_slot(&p.s, 0, 8, 0, 1), 0);
@@ -967,9 +968,9 @@ static void test_fault_post(void **state)
 	assert_err_has("injected");
 	assert_int_equal(send_slot(&p.s, 2, 8, 0, 1), 0); /* once */
 	assert_int_equal(mock_fail_after("write", 1, -EFAULT), 0);
-	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr,
+	assert_int_equal(prov_write(P, p.s.c, &iov, 1, p.d.ram_mr->raddr,
 				  p.d.ram_mr->rkey, NULL, true), -EFAULT);
-	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr,
+	assert_int_equal(prov_write(P, p.s.c, &iov, 1, p.d.ram_mr->raddr,
 				  p.d.ram_mr->rkey, NULL, true), 0);
 	assert_int_equal(mock_fail_after("post_recv", 1, -ENOBUFS), 0);
 	assert_int_equal(P->post_recv(p.d.c, slot(&p.d, 9), MSG_SIZE,
@@ -1020,7 +1021,7 @@ static void test_fault_cqe(void **state)
 	memset(p.s.ram, 0x77, PAGE);
 	iov = (struct rmig_iov){ p.s.ram, PAGE, p.s.ram_mr };
 	assert_int_equal(mock_fail_after("write_cqe", 1, -EIO), 0);
-	assert_int_equal(P->write(p.s.c, &iov, 1, p.d.ram_mr->raddr,
+	assert_int_equal(prov_write(P, p.s.c, &iov, 1, p.d.ram_mr->raddr,
 				  p.d.ram_mr->rkey, NULL, false), 0);
 	poll_expect_err(&p.s, -EIO);
 	poll_expect_err(&p.d, -ECONNRESET);
@@ -1060,7 +1061,7 @@ static void *writer_thread(void *arg)
 	pthread_barrier_wait(w->bar);
 	t0 = now_ms();
 	for (unsigned i = 0; i < w->n; i++)
-		if (P->write(w->p->s.c, &iov, 1, w->p->d.ram_mr->raddr,
+		if (prov_write(P, w->p->s.c, &iov, 1, w->p->d.ram_mr->raddr,
 			     w->p->d.ram_mr->rkey, NULL, i + 1 == w->n))
 			return NULL;
 	if (P->poll(w->p->s.c, &(struct rmig_cqe){ 0 }, 1, 5000) == 1)
@@ -1127,11 +1128,11 @@ static int stream_src(struct stream *st)
 						s->ram_mr };
 
 			memset(s->ram + w * PAGE, (int)(sent & 0xff), PAGE);
-			if (P->write(s->c, &iov, 1, d->ram_mr->raddr + w * PAGE,
+			if (prov_write(P, s->c, &iov, 1, d->ram_mr->raddr + w * PAGE,
 				     d->ram_mr->rkey, NULL, false))
 				return -1;
 			*(uint32_t *)slot(s, STREAM_W + w) = sent;
-			if (P->send(s->c, slot(s, STREAM_W + w), 4, s->msg_mr,
+			if (prov_send(P, s->c, slot(s, STREAM_W + w), 4, s->msg_mr,
 				    sent, (void *)(uintptr_t)(STREAM_W + w)))
 				return -2;
 			sent++;
@@ -1192,7 +1193,7 @@ static int stream_dst(struct stream *st)
 					 MSG_SIZE, d->msg_mr, c[i].ctx))
 				return -13;
 			/* The ack reuses the header's own slot content. */
-			if (P->send(d->c, slot(d, STREAM_W + w), 0, d->msg_mr,
+			if (prov_send(P, d->c, slot(d, STREAM_W + w), 0, d->msg_mr,
 				    got, NULL))
 				return -14;
 			got++;

@@ -8,6 +8,10 @@
  * own CQ (FI_CQ_FORMAT_DATA with a wait object, bound with
  * FI_SELECTIVE_COMPLETION so unsignaled writes produce nothing).
  *
+ * post() posts a batch op by op (fi_writemsg with FI_MORE on all but the
+ * last op, then fi_sendmsg with FI_REMOTE_CQ_DATA) and returns -EAGAIN at
+ * the first -FI_EAGAIN, saying how many it posted; it never waits.
+ *
  * fabric_domain.c holds the domain, memory registration, listener and the ops
  * table; fabric_conn.c holds connections, data operations and poll.
  */
@@ -28,7 +32,6 @@
 #include <rdma/fi_rma.h>
 
 #include "../util/util.h"
-#include "ring.h"
 
 /** The libfabric API version this provider is written against. */
 #define RFAB_FI_VERSION FI_VERSION(1, 17)
@@ -77,10 +80,6 @@ struct rfab_conn {
 	bool passive;
 	bool connected;     /* FI_CONNECTED seen: fi_shutdown on close */
 	bool peer_closed;   /* FI_SHUTDOWN seen on the EQ */
-	/* Completions (struct fi_cq_data_entry) read while a post drove
-	 * progress, returned by poll() before anything else (driving thread
-	 * only). */
-	struct rmig_ring ovf;
 	struct rutl_err err; /* first error wins */
 	char name[RUTL_ADDR_MAX];   /* peer, for messages */
 	/* Set by conn_wake() from any thread, consumed by poll() on the driving
@@ -156,11 +155,8 @@ int rfab_conn_peer_name(struct rmig_prov_conn *c, char *buf, size_t len);
 void rfab_conn_close(struct rmig_prov_conn *c);
 int rfab_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
 		   struct rmig_prov_mr *mr, void *ctx);
-int rfab_send(struct rmig_prov_conn *c, const void *buf, size_t len,
-	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx);
-int rfab_write(struct rmig_prov_conn *c, const struct rmig_iov *iov,
-	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-	       bool signaled);
+int rfab_post(struct rmig_prov_conn *c, const struct rmig_write *w,
+	      unsigned nw, const struct rmig_send *send, unsigned *posted);
 int rfab_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	      int timeout_ms);
 void rfab_conn_wake(struct rmig_prov_conn *c);

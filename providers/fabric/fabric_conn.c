@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 
 /* Record the connection's first error (first error wins) and return it,
  * with its message, to the caller. */
@@ -32,9 +31,6 @@ static const char *rfab_op_name(uint64_t flags)
 	return "operation";
 }
 
-/* ------------------------------------------------------------------ */
-/* Overflow queue: completions read while a post drove progress.       */
-
 static void rfab_to_cqe(const struct fi_cq_data_entry *e, struct rmig_cqe *q)
 {
 	memset(q, 0, sizeof(*q));
@@ -49,16 +45,6 @@ static void rfab_to_cqe(const struct fi_cq_data_entry *e, struct rmig_cqe *q)
 	} else {
 		q->op = RMIG_CQE_SEND;
 	}
-}
-
-static int rfab_ovf_pop(struct rmig_ring *o, struct rmig_cqe *q, int max)
-{
-	struct fi_cq_data_entry e;
-	int n = 0;
-
-	while (n < max && rmig_ring_pop(o, &e, 1))
-		rfab_to_cqe(&e, &q[n++]);
-	return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -167,51 +153,17 @@ static bool rfab_cq_signaled(ssize_t n)
 	return n == -FI_ECANCELED;
 }
 
-/* A post said -FI_EAGAIN: read completions into the overflow queue (which
- * is what frees provider resources) and check for a lost peer.  Gives up
- * after RUTL_POST_RETRY_MS from the first call (*deadline 0). */
-static int rfab_post_progress(struct rfab_conn *c, const char *op,
-			      int64_t *deadline)
-{
-	struct fi_cq_data_entry buf[RUTL_CQ_BATCH];
-	struct timespec nap = { 0, 100 * 1000 };
-	ssize_t n;
-	int ret;
-
-	if (!*deadline)
-		*deadline = rmig_now_ms() + RUTL_POST_RETRY_MS;
-	if (rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH))
-		return rmig_err(-ENOMEM,
-				"fabric %s on connection to %s: out of memory for completions",
-				op, c->name);
-	n = fi_cq_read(c->cq, buf, RUTL_CQ_BATCH);
-	if (n > 0) {
-		rmig_ring_push(&c->ovf, buf, (size_t)n);
-		return 0;
-	}
-	if (n == -FI_EAVAIL)
-		return rfab_cq_error(c); /* 0 when the entry vanished: retry */
-	/* -FI_ECANCELED: a conn_wake() signal, not an error (see
-	 * rfab_cq_signaled()); the wake flag stays set for the next poll. */
-	if (n != -FI_EAGAIN && !rfab_cq_signaled(n))
-		return rfab_fail(c, rfab_errno((int)n),
-				 "fabric %s on connection to %s: fi_cq_read: %s (%zd)",
-				 op, c->name, fi_strerror((int)-n), n);
-	ret = rfab_eq_check(c, op);
-	if (ret)
-		return ret;
-	if (rmig_now_ms() >= *deadline)
-		return rmig_err(-ETIMEDOUT,
-				"fabric %s on connection to %s: provider queue still full after %d ms",
-				op, c->name, RUTL_POST_RETRY_MS);
-	nanosleep(&nap, NULL);
-	return 0;
-}
-
-/* A post failed with @ret (not -FI_EAGAIN). */
+/* A post failed with @ret: -EAGAIN for a full queue (the caller polls
+ * and posts again), else the connection's state decides. */
 static int rfab_post_failed(struct rfab_conn *c, const char *op, ssize_t ret)
 {
-	int r = rfab_eq_check(c, op);
+	int r;
+
+	if (ret == -FI_EAGAIN)
+		return rmig_err(-EAGAIN,
+				"fabric %s on connection to %s: queue full (-FI_EAGAIN)",
+				op, c->name);
+	r = rfab_eq_check(c, op);
 
 	if (r)
 		return r;
@@ -252,17 +204,12 @@ int rfab_conn_new(struct rfab_domain *dom, struct fi_info *info, bool passive,
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	/* No other thread can see the connection yet. */
 	atomic_init(&c->wake, false);
-	rmig_ring_init(&c->ovf, sizeof(struct fi_cq_data_entry));
-	if (rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH)) {
-		ret = rmig_err(-ENOMEM, "fabric connection: out of memory");
-		goto err_free_conn;
-	}
 
 	ret = fi_eq_open(dom->fabric, &eq_attr, &c->eq, c);
 	if (ret) {
 		ret = rmig_err(rfab_errno(ret), "fabric connection to %s: fi_eq_open: %s (%d)",
 			       c->name, fi_strerror(-ret), ret);
-		goto err_free_ovf;
+		goto err_free_conn;
 	}
 	ret = fi_cq_open(dom->domain, &cq_attr, &c->cq, c);
 	if (ret) {
@@ -308,8 +255,6 @@ err_close_cq:
 	fi_close(&c->cq->fid);
 err_close_eq:
 	fi_close(&c->eq->fid);
-err_free_ovf:
-	rmig_ring_free(&c->ovf);
 err_free_conn:
 	free(c);
 	return ret;
@@ -480,7 +425,6 @@ void rfab_conn_close(struct rmig_prov_conn *pc)
 	if (ret)
 		rmig_log_warn("fabric conn_close (%s): fi_close(eq): %s (%d)",
 			      c->name, fi_strerror(-ret), ret);
-	rmig_ring_free(&c->ovf);
 	free(c);
 }
 
@@ -511,7 +455,6 @@ int rfab_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 		.context = ctx,
 		.data = 0,
 	};
-	int64_t deadline = 0;
 	ssize_t ret;
 	int r;
 
@@ -523,104 +466,106 @@ int rfab_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 	if (r)
 		return r;
 	/* FI_COMPLETION: the CQ is bound with FI_SELECTIVE_COMPLETION. */
-	while ((ret = fi_recvmsg(c->ep, &msg, FI_COMPLETION)) == -FI_EAGAIN) {
-		r = rfab_post_progress(c, "post_recv", &deadline);
-		if (r)
-			return r;
-	}
+	ret = fi_recvmsg(c->ep, &msg, FI_COMPLETION);
 	if (ret)
 		return rfab_post_failed(c, "post_recv", ret);
 	return 0;
 }
 
-int rfab_send(struct rmig_prov_conn *pc, const void *buf, size_t len,
-	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx)
+/* Post one write of a batch; @more: FI_MORE (another op follows). */
+static int rfab_write_one(struct rfab_conn *c, const struct rmig_write *w,
+			  bool more)
 {
-	struct rfab_conn *c = to_rfab_conn(pc);
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	void *desc = mr ? mr->desc : NULL;
+	struct iovec v[RFAB_MAX_IOV];
+	void *desc[RFAB_MAX_IOV];
+	struct fi_rma_iov rma = { .addr = w->raddr, .len = 0, .key = w->rkey };
+	struct fi_msg_rma msg = {
+		.msg_iov = v,
+		.desc = desc,
+		.iov_count = w->niov,
+		.addr = 0,
+		.rma_iov = &rma,
+		.rma_iov_count = 1,
+		.context = w->ctx,
+		.data = 0,
+	};
+	ssize_t ret;
+	int r;
+
+	if (!w->iov || w->niov < 1 || w->niov > c->dom->max_iov)
+		return rmig_err(-EINVAL,
+				"fabric write on connection to %s: %u segments, %s allows 1..%u",
+				c->name, w->iov ? w->niov : 0, c->dom->prov_name,
+				c->dom->max_iov);
+	for (unsigned i = 0; i < w->niov; i++) {
+		r = rfab_need_desc(c, "write", w->iov[i].mr);
+		if (r)
+			return r;
+		if (rma.len + w->iov[i].len < rma.len)
+			return rmig_err(-EOVERFLOW,
+					"fabric write on connection to %s: segment %u overflows the length",
+					c->name, i);
+		v[i].iov_base = w->iov[i].addr;
+		v[i].iov_len = w->iov[i].len;
+		desc[i] = w->iov[i].mr ? w->iov[i].mr->desc : NULL;
+		rma.len += w->iov[i].len;
+	}
+	/* Unsignaled: no FI_COMPLETION, so no completion (selective
+	 * completion). */
+	ret = fi_writemsg(c->ep, &msg, (w->signaled ? FI_COMPLETION : 0) |
+				       (more ? FI_MORE : 0));
+	return ret ? rfab_post_failed(c, "write", ret) : 0;
+}
+
+static int rfab_send_one(struct rfab_conn *c, const struct rmig_send *m)
+{
+	struct iovec iov = { .iov_base = (void *)m->buf, .iov_len = m->len };
+	void *desc = m->mr ? m->mr->desc : NULL;
 	struct fi_msg msg = {
 		.msg_iov = &iov,
 		.desc = &desc,
 		.iov_count = 1,
 		.addr = 0,
-		.context = ctx,
-		.data = imm,
+		.context = m->ctx,
+		.data = m->imm,
 	};
-	int64_t deadline = 0;
 	ssize_t ret;
 	int r;
 
-	if (!c || (!buf && len))
+	if (!m->buf && m->len)
 		return rmig_err(-EINVAL, "fabric send: bad argument");
-	if (c->err.code)
-		return rutl_err_get(&c->err, NULL);
-	r = rfab_need_desc(c, "send", mr);
+	r = rfab_need_desc(c, "send", m->mr);
 	if (r)
 		return r;
-	while ((ret = fi_sendmsg(c->ep, &msg,
-				 FI_REMOTE_CQ_DATA | FI_COMPLETION)) == -FI_EAGAIN) {
-		r = rfab_post_progress(c, "send", &deadline);
-		if (r)
-			return r;
-	}
-	if (ret)
-		return rfab_post_failed(c, "send", ret);
-	return 0;
+	ret = fi_sendmsg(c->ep, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION);
+	return ret ? rfab_post_failed(c, "send", ret) : 0;
 }
 
-int rfab_write(struct rmig_prov_conn *pc, const struct rmig_iov *iov,
-	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-	       bool signaled)
+int rfab_post(struct rmig_prov_conn *pc, const struct rmig_write *w,
+	      unsigned nw, const struct rmig_send *send, unsigned *posted)
 {
 	struct rfab_conn *c = to_rfab_conn(pc);
-	struct iovec v[RFAB_MAX_IOV];
-	void *desc[RFAB_MAX_IOV];
-	struct fi_rma_iov rma = { .addr = raddr, .len = 0, .key = rkey };
-	struct fi_msg_rma msg = {
-		.msg_iov = v,
-		.desc = desc,
-		.iov_count = niov,
-		.addr = 0,
-		.rma_iov = &rma,
-		.rma_iov_count = 1,
-		.context = ctx,
-		.data = 0,
-	};
-	int64_t deadline = 0;
-	ssize_t ret;
-	int r;
+	int ret = 0;
 
-	if (!c || !iov)
-		return rmig_err(-EINVAL, "fabric write: NULL argument");
-	if (niov < 1 || niov > c->dom->max_iov)
-		return rmig_err(-EINVAL,
-				"fabric write on connection to %s: %u segments, %s allows 1..%u",
-				c->name, niov, c->dom->prov_name, c->dom->max_iov);
+	if (!posted || !c || (nw && !w))
+		return rmig_err(-EINVAL, "fabric post: bad argument");
+	*posted = 0;
 	if (c->err.code)
 		return rutl_err_get(&c->err, NULL);
-	for (unsigned i = 0; i < niov; i++) {
-		r = rfab_need_desc(c, "write", iov[i].mr);
-		if (r)
-			return r;
-		if (rma.len + iov[i].len < rma.len)
-			return rmig_err(-EOVERFLOW,
-					"fabric write on connection to %s: segment %u overflows the length",
-					c->name, i);
-		v[i].iov_base = iov[i].addr;
-		v[i].iov_len = iov[i].len;
-		desc[i] = iov[i].mr ? iov[i].mr->desc : NULL;
-		rma.len += iov[i].len;
+	/* Op by op: libfabric has no batch post.  FI_MORE tells the
+	 * provider another op follows, so it may send them together. */
+	for (unsigned i = 0; i < nw; i++) {
+		ret = rfab_write_one(c, &w[i], i + 1 < nw || send);
+		if (ret)
+			return ret;
+		(*posted)++;
 	}
-	/* Unsignaled: no flag, so no completion (selective completion). */
-	while ((ret = fi_writemsg(c->ep, &msg, signaled ? FI_COMPLETION : 0)) ==
-	       -FI_EAGAIN) {
-		r = rfab_post_progress(c, "write", &deadline);
-		if (r)
-			return r;
+	if (send) {
+		ret = rfab_send_one(c, send);
+		if (ret)
+			return ret;
+		(*posted)++;
 	}
-	if (ret)
-		return rfab_post_failed(c, "write", ret);
 	return 0;
 }
 
@@ -646,8 +591,6 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		return rmig_err(-EINVAL, "fabric poll: bad argument");
 	if (!max)
 		return 0;
-	if (c->ovf.count)
-		return rfab_ovf_pop(&c->ovf, cqe, max);
 	if (c->err.code)
 		return rutl_err_get(&c->err, NULL);
 	count = max < RUTL_CQ_BATCH ? (size_t)max : RUTL_CQ_BATCH;

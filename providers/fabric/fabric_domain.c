@@ -32,8 +32,7 @@ const struct rmig_provider_ops rmig_fabric_provider = {
 	.conn_peer_name = rfab_conn_peer_name,
 	.conn_close = rfab_conn_close,
 	.post_recv = rfab_post_recv,
-	.send = rfab_send,
-	.write = rfab_write,
+	.post = rfab_post,
 	.poll = rfab_poll,
 	.conn_wake = rfab_conn_wake,
 };

@@ -15,20 +15,22 @@
  * for an unsignaled request, names the operation the core posted.  Send
  * queue entries retire in order when a later signaled request completes.
  *
- * Writes are queued on the connection and posted together with the send
- * that follows them (one ibv_post_send of a chain); the chain is also
- * posted when it reaches RVRB_CHAIN_MAX and before poll() looks for
- * completions.
+ * post() takes the core's batch (writes, then the packet's send) and posts
+ * it at once as one ibv_post_send chain (chains of RVRB_CHAIN_MAX when it is
+ * longer): all of it, after checking the send queue has room, or nothing
+ * (-EAGAIN; a batch longer than the whole queue goes in parts).  It never
+ * waits for a slot; the core polls and posts again.
  *
  * poll() is adaptive: it busy-polls the CQ for the domain's spin time
  * (the tunable verbs_spin_us, environment RMIG_VERBS_SPIN_US), then arms
  * the CQ, polls once more to close the race, and sleeps in poll(2) on the
  * completion channel, the wake eventfd and the cm event channel, in slices
- * of at most RUTL_SLICE_MS.  An idle connection costs nothing but a wakeup a slice.
+ * of at most RUTL_SLICE_MS.  An idle connection costs nothing but a wakeup
+ * a slice.
  *
  * verbs_domain.c: domain, memory, listener, address helpers, ops table;
- * verbs_cm.c: connection create and establish (librdmacm);
- * verbs_conn.c: a connection's resources, data operations, poll.
+ * verbs_cm.c: connections (create, QP and CQ, establish, close);
+ * verbs_conn.c: data operations, poll.
  */
 #ifndef RMIG_PROVIDERS_VERBS_H
 #define RMIG_PROVIDERS_VERBS_H
@@ -42,7 +44,6 @@
 #include <rdma/rdma_cma.h>
 
 #include "../util/util.h"
-#include "ring.h"
 
 /** Cap on local segments per write (also bounded by the device's max_sge). */
 #define RVRB_MAX_IOV 16
@@ -51,8 +52,9 @@
 #define RVRB_MAX_DEPTH 16384
 /** Bound on address and route resolution, each. */
 #define RVRB_RESOLVE_MS 2000
-/** Work requests queued before they are posted as one chain. */
-#define RVRB_CHAIN_MAX 32
+/** Work requests per ibv_post_send: a core batch (RMIG_BATCH_MAX writes
+ *  and the packet's send) fits in one. */
+#define RVRB_CHAIN_MAX 64
 /** Inline data asked of the QP (dropped when the device has none). */
 #define RVRB_INLINE 64
 /** RNR retries asked of the peer's sends (7 would be "for ever"). */
@@ -117,8 +119,8 @@ struct rvrb_conn {
 	uint32_t qp_num;
 	uint32_t max_inline;
 
-	/* Send queue: sequence numbers sq_tail..sq_head-1 are posted (or
-	 * queued in the chain) and not retired; slot = seq % sq_size. */
+	/* Send queue: sequence numbers sq_tail..sq_head-1 are posted and
+	 * not retired; slot = seq % sq_size. */
 	struct rvrb_sq_rec *sq;
 	unsigned sq_size;
 	uint64_t sq_head, sq_tail;
@@ -128,15 +130,10 @@ struct rvrb_conn {
 	unsigned rq_size;
 	uint64_t rq_head, rq_tail;
 
-	/* Chain of queued, not yet posted, send-queue requests. */
+	/* The chain post() builds (scratch: nothing stays in it). */
 	struct ibv_send_wr chain[RVRB_CHAIN_MAX];
 	struct ibv_sge *chain_sge; /* RVRB_CHAIN_MAX * max_iov */
-	unsigned nchain;
 
-	/* Completions (struct rmig_cqe) read while a post waited for a
-	 * send-queue slot, returned by poll() before anything else (driving
-	 * thread only). */
-	struct rmig_ring ovf;
 	struct rutl_err err; /* first error wins, naming the failed op */
 	char name[RUTL_ADDR_MAX];  /* peer, for messages */
 };
@@ -202,16 +199,13 @@ void rvrb_listen_close(struct rmig_prov_listener *l);
 int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out);
 int rvrb_conn_establish(struct rmig_prov_conn *c, int timeout_ms);
 int rvrb_conn_peer_name(struct rmig_prov_conn *c, char *buf, size_t len);
+void rvrb_conn_close(struct rmig_prov_conn *c);
 
 /* The ops (verbs_conn.c). */
-void rvrb_conn_close(struct rmig_prov_conn *c);
 int rvrb_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
 		   struct rmig_prov_mr *mr, void *ctx);
-int rvrb_send(struct rmig_prov_conn *c, const void *buf, size_t len,
-	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx);
-int rvrb_write(struct rmig_prov_conn *c, const struct rmig_iov *iov,
-	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-	       bool signaled);
+int rvrb_post(struct rmig_prov_conn *c, const struct rmig_write *w,
+	      unsigned nw, const struct rmig_send *send, unsigned *posted);
 int rvrb_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	      int timeout_ms);
 void rvrb_conn_wake(struct rmig_prov_conn *c);

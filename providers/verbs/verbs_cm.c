@@ -1,13 +1,124 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * verbs_cm.c - rdma-core provider: establishing connections through
- * librdmacm: create (resolve the route to the peer), connect or accept and
- * wait for ESTABLISHED, the peer's name.
+ * verbs_cm.c - rdma-core provider: connections (create, set up the QP and
+ * CQ, establish through librdmacm, close).  The data operations are in
+ * verbs_conn.c.
+ *
+ * One thread drives a connection (establish, close); only conn_wake()
+ * comes from other threads.
  */
 #include "verbs.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct rvrb_conn *rvrb_conn_alloc(struct rvrb_domain *dom, bool passive)
+{
+	struct rvrb_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->dom = dom;
+	c->passive = passive;
+	c->wake_fd = -1;
+	snprintf(c->name, sizeof(c->name), "%s", dom->address);
+	return c;
+}
+
+int rvrb_conn_setup(struct rvrb_conn *c)
+{
+	struct rvrb_domain *dom = c->dom;
+	struct ibv_qp_init_attr qa;
+	int ret;
+
+	c->sq_size = dom->sq_size;
+	c->rq_size = dom->rq_size;
+	c->sq = calloc(c->sq_size, sizeof(*c->sq));
+	c->rq = calloc(c->rq_size, sizeof(*c->rq));
+	c->chain_sge = calloc((size_t)RVRB_CHAIN_MAX * dom->max_iov,
+			      sizeof(*c->chain_sge));
+	if (!c->sq || !c->rq || !c->chain_sge)
+		return rmig_err(-ENOMEM, "verbs connection to %s: out of memory",
+				c->name);
+	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->wake_fd < 0)
+		return rmig_err(-errno, "verbs connection to %s: eventfd: %s",
+				c->name, strerror(errno));
+	c->cch = ibv_create_comp_channel(dom->ctx);
+	if (!c->cch)
+		return rmig_err(-errno, "verbs connection to %s: ibv_create_comp_channel(%s): %s",
+				c->name, dom->dev_name, strerror(errno));
+	ret = rvrb_set_nonblock(c->cch->fd);
+	if (ret)
+		return rmig_err(ret, "verbs connection to %s: O_NONBLOCK: %s",
+				c->name, strerror(-ret));
+	c->cq = ibv_create_cq(dom->ctx, (int)(c->sq_size + c->rq_size), c,
+			      c->cch, 0);
+	if (!c->cq)
+		return rmig_err(-errno, "verbs connection to %s: ibv_create_cq(%s, %u entries): %s",
+				c->name, dom->dev_name, c->sq_size + c->rq_size,
+				strerror(errno));
+	memset(&qa, 0, sizeof(qa));
+	qa.qp_context = c;
+	qa.send_cq = c->cq;
+	qa.recv_cq = c->cq;
+	qa.qp_type = IBV_QPT_RC;
+	qa.sq_sig_all = 0; /* only what we flag signaled completes */
+	qa.cap.max_send_wr = c->sq_size;
+	qa.cap.max_recv_wr = c->rq_size;
+	qa.cap.max_send_sge = dom->max_iov;
+	qa.cap.max_recv_sge = 1;
+	qa.cap.max_inline_data = RVRB_INLINE;
+	if (rdma_create_qp(c->id, dom->pd, &qa)) {
+		/* Perhaps no inline data on this device: without. */
+		qa.cap.max_inline_data = 0;
+		if (rdma_create_qp(c->id, dom->pd, &qa))
+			return rmig_err(-errno,
+					"verbs connection to %s: rdma_create_qp(%s, send %u x %u sge, recv %u): %s",
+					c->name, dom->dev_name, c->sq_size,
+					dom->max_iov, c->rq_size,
+					strerror(errno));
+	}
+	c->qp = c->id->qp;
+	c->qp_num = c->qp->qp_num;
+	c->max_inline = qa.cap.max_inline_data;
+	return 0;
+}
+
+void rvrb_conn_free(struct rvrb_conn *c)
+{
+	int ret;
+
+	if (c->qp)
+		rdma_destroy_qp(c->id);
+	if (c->id && rdma_destroy_id(c->id))
+		rmig_log_warn("verbs conn_close (%s): rdma_destroy_id: %s",
+			      c->name, strerror(errno));
+	if (c->cq) {
+		ret = ibv_destroy_cq(c->cq);
+		if (ret)
+			rmig_log_warn("verbs conn_close (%s): ibv_destroy_cq: %s",
+				      c->name, strerror(ret));
+	}
+	if (c->cch) {
+		ret = ibv_destroy_comp_channel(c->cch);
+		if (ret)
+			rmig_log_warn("verbs conn_close (%s): ibv_destroy_comp_channel: %s",
+				      c->name, strerror(ret));
+	}
+	if (c->ech)
+		rdma_destroy_event_channel(c->ech);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	free(c->sq);
+	free(c->rq);
+	free(c->chain_sge);
+	free(c);
+}
 
 int rvrb_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out)
 {
@@ -168,4 +279,16 @@ int rvrb_conn_peer_name(struct rmig_prov_conn *pc, char *buf, size_t len)
 	if (!c || !buf || !len)
 		return rmig_err(-EINVAL, "verbs conn_peer_name: bad argument");
 	return rvrb_format_addr(rdma_get_peer_addr(c->id), buf, len);
+}
+
+void rvrb_conn_close(struct rmig_prov_conn *pc)
+{
+	struct rvrb_conn *c = to_rvrb_conn(pc);
+
+	if (!c)
+		return;
+	if (c->connected && !c->peer_closed && rdma_disconnect(c->id))
+		rmig_log_debug("verbs conn_close (%s): rdma_disconnect: %s",
+			       c->name, strerror(errno));
+	rvrb_conn_free(c);
 }

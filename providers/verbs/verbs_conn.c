@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * verbs_conn.c - rdma-core provider: a connection's resources (setup,
- * free, close), data operations, poll.
+ * verbs_conn.c - rdma-core provider: data operations (post, post_recv) and
+ * poll.  Connection setup and teardown are in verbs_cm.c.
  *
  * One thread drives a connection (posts, poll, establish, close); only
  * conn_wake() comes from other threads, and it touches nothing but the
@@ -13,10 +13,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *rvrb_op_name(uint8_t op)
@@ -196,102 +193,212 @@ static int rvrb_cq_read(struct rvrb_conn *c, struct rmig_cqe *out, int max)
 /* ------------------------------------------------------------------ */
 /* Posting                                                             */
 
-/* Post the queued chain in one ibv_post_send. */
-static int rvrb_flush(struct rvrb_conn *c, const char *op)
+/* Check one write of a batch; 0 or -EINVAL/-EMSGSIZE. */
+static int rvrb_check_write(struct rvrb_conn *c, const struct rmig_write *w)
 {
-	struct ibv_send_wr *bad = NULL;
-	unsigned n = c->nchain;
-	int ret;
+	size_t total = 0;
 
-	if (!n)
-		return 0;
-	for (unsigned i = 0; i + 1 < n; i++)
-		c->chain[i].next = &c->chain[i + 1];
-	c->chain[n - 1].next = NULL;
-	c->nchain = 0;
-	ret = ibv_post_send(c->qp, c->chain, &bad);
-	if (ret) {
-		unsigned at = bad ? (unsigned)(bad - c->chain) : 0;
-		int r = rvrb_cm_check(c, op);
+	if (!w->iov || w->niov < 1 || w->niov > c->dom->max_iov)
+		return rmig_err(-EINVAL,
+				"verbs write on connection to %s: %u segments, %s allows 1..%u",
+				c->name, w->iov ? w->niov : 0, c->dom->dev_name,
+				c->dom->max_iov);
+	if (w->rkey > UINT32_MAX)
+		return rmig_err(-EINVAL,
+				"verbs write on connection to %s: remote key 0x%llx is wider than 32 bits",
+				c->name, (unsigned long long)w->rkey);
+	for (unsigned i = 0; i < w->niov; i++) {
+		const struct rmig_iov *v = &w->iov[i];
 
-		if (r)
-			return r;
-		return rvrb_fail(c, ret == ENOMEM ? -ENOBUFS : -ret,
-				 "verbs %s on connection to %s (QP %u): ibv_post_send of %u requests failed at request %u: %s",
-				 op, c->name, c->qp_num, n, at, strerror(ret));
+		if (!v->mr || !v->addr || !v->len)
+			return rmig_err(-EINVAL,
+					"verbs write on connection to %s: segment %u (%p, %zu bytes) is empty or not registered",
+					c->name, i, v->addr, v->len);
+		total += v->len;
+		if (total > c->dom->max_msg || v->len > c->dom->max_msg)
+			return rmig_err(-EMSGSIZE,
+					"verbs write on connection to %s: more than max_msg_size %u bytes in %u segments",
+					c->name, c->dom->max_msg, w->niov);
 	}
 	return 0;
 }
 
-/* Make room for one more send-queue request: post the chain, then read
- * completions (kept for poll()) until a slot is free. */
-static int rvrb_sq_reserve(struct rvrb_conn *c, const char *op)
+/* Check the send of a batch; 0 or -EINVAL/-EMSGSIZE. */
+static int rvrb_check_send(struct rvrb_conn *c, const struct rmig_send *m)
 {
-	int64_t deadline = 0;
-	int ret;
-
-	while (c->sq_head - c->sq_tail >= c->sq_size) {
-		struct timespec nap = { 0, 50 * 1000 };
-
-		if (c->err.code)
-			return rutl_err_get(&c->err, NULL);
-		ret = rvrb_flush(c, op);
-		if (ret)
-			return ret;
-		if (!deadline)
-			deadline = rmig_now_ms() + RUTL_POST_RETRY_MS;
-		if (rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH))
-			return rmig_err(-ENOMEM,
-					"verbs %s on connection to %s: out of memory for completions",
-					op, c->name);
-		{
-			struct rmig_cqe tmp[RUTL_CQ_BATCH];
-
-			ret = rvrb_cq_read(c, tmp, RUTL_CQ_BATCH);
-			if (ret > 0)
-				rmig_ring_push(&c->ovf, tmp, (size_t)ret);
-		}
-		if (ret < 0)
-			return ret;
-		if (ret > 0 || c->sq_head - c->sq_tail < c->sq_size)
-			continue;
-		ret = rvrb_cm_check(c, op);
-		if (ret)
-			return ret;
-		if (rmig_now_ms() >= deadline)
-			return rmig_err(-ETIMEDOUT,
-					"verbs %s on connection to %s: send queue (%u requests) still full after %d ms",
-					op, c->name, c->sq_size, RUTL_POST_RETRY_MS);
-		nanosleep(&nap, NULL);
-	}
+	if (!m->buf && m->len)
+		return rmig_err(-EINVAL, "verbs send: bad argument");
+	if (m->len > c->dom->max_msg)
+		return rmig_err(-EMSGSIZE,
+				"verbs send on connection to %s: %zu bytes exceed max_msg_size %u",
+				c->name, m->len, c->dom->max_msg);
+	if (m->len && m->len > c->max_inline && !m->mr)
+		return rmig_err(-EINVAL,
+				"verbs send on connection to %s: %zu bytes from an unregistered buffer (no mr)",
+				c->name, m->len);
 	return 0;
 }
 
-/* Queue a send-queue request: its slot, its place in the chain. */
-static struct ibv_send_wr *rvrb_queue(struct rvrb_conn *c, uint8_t op,
-				      void *ctx, bool report, bool signaled,
-				      struct ibv_sge **sge)
+/* Fill chain slot @i with send-queue request sq_head + @i: its record and
+ * its sge list. */
+static struct ibv_send_wr *rvrb_wr(struct rvrb_conn *c, unsigned i,
+				   uint8_t op, void *ctx, bool signaled,
+				   struct ibv_sge **sge)
 {
-	uint64_t seq = c->sq_head++;
+	uint64_t seq = c->sq_head + i;
 	struct rvrb_sq_rec *r = &c->sq[seq % c->sq_size];
-	struct ibv_send_wr *wr = &c->chain[c->nchain];
+	struct ibv_send_wr *wr = &c->chain[i];
 
+	r->op = op;
+	r->ctx = ctx;
+	r->report = signaled;
 	/* Safety net: a long run of unsignaled requests would never retire;
 	 * signal one (its completion is not reported).  The core signals far
 	 * more often than this (it bounds in-flight ops by attr.max_tx). */
 	if (!signaled && c->unsig_run + 1 >= c->sq_size / 2)
 		signaled = true;
 	c->unsig_run = signaled ? 0 : c->unsig_run + 1;
-	r->op = op;
-	r->ctx = ctx;
-	r->report = report;
 	memset(wr, 0, sizeof(*wr));
 	wr->wr_id = seq;
 	wr->send_flags = signaled ? IBV_SEND_SIGNALED : 0;
-	*sge = &c->chain_sge[(size_t)c->nchain * c->dom->max_iov];
+	*sge = &c->chain_sge[(size_t)i * c->dom->max_iov];
 	wr->sg_list = *sge;
-	c->nchain++;
+	if (i)
+		c->chain[i - 1].next = wr;
 	return wr;
+}
+
+static void rvrb_wr_write(struct rvrb_conn *c, unsigned i,
+			  const struct rmig_write *w)
+{
+	struct ibv_sge *sge;
+	struct ibv_send_wr *wr = rvrb_wr(c, i, RMIG_CQE_WRITE, w->ctx,
+					 w->signaled, &sge);
+
+	wr->opcode = IBV_WR_RDMA_WRITE;
+	wr->wr.rdma.remote_addr = w->raddr;
+	wr->wr.rdma.rkey = (uint32_t)w->rkey;
+	wr->num_sge = (int)w->niov;
+	for (unsigned k = 0; k < w->niov; k++) {
+		sge[k].addr = (uint64_t)(uintptr_t)w->iov[k].addr;
+		sge[k].length = (uint32_t)w->iov[k].len;
+		sge[k].lkey = to_rvrb_mr(w->iov[k].mr)->mr->lkey;
+	}
+}
+
+static void rvrb_wr_send(struct rvrb_conn *c, unsigned i,
+			 const struct rmig_send *m)
+{
+	struct ibv_sge *sge;
+	struct ibv_send_wr *wr = rvrb_wr(c, i, RMIG_CQE_SEND, m->ctx, true,
+					 &sge);
+
+	wr->opcode = IBV_WR_SEND_WITH_IMM;
+	wr->imm_data = htonl(m->imm);
+	if (m->len && m->len <= c->max_inline)
+		wr->send_flags |= IBV_SEND_INLINE;
+	if (m->len) {
+		sge->addr = (uint64_t)(uintptr_t)m->buf;
+		sge->length = (uint32_t)m->len;
+		sge->lkey = m->mr ? to_rvrb_mr(m->mr)->mr->lkey : 0;
+		wr->num_sge = 1;
+	}
+}
+
+/* Post chain slots [0, @n) in one ibv_post_send; *@at is how many were
+ * posted.  On failure the requests before bad_wr are posted (they complete
+ * or are flushed like any other), the rest are not: ENOMEM (the device's
+ * queue is full) is -EAGAIN, anything else fails the connection. */
+static int rvrb_post_chain(struct rvrb_conn *c, unsigned n, unsigned run0,
+			   unsigned *at)
+{
+	struct ibv_send_wr *bad = NULL;
+	int ret;
+
+	c->chain[n - 1].next = NULL;
+	ret = ibv_post_send(c->qp, c->chain, &bad);
+	*at = n;
+	if (!ret) {
+		c->sq_head += n;
+		return 0;
+	}
+	*at = bad && bad >= c->chain && bad < c->chain + n ?
+	      (unsigned)(bad - c->chain) : 0;
+	c->sq_head += *at;
+	/* The safety net's count as of the last request posted. */
+	c->unsig_run = run0;
+	for (unsigned i = 0; i < *at; i++)
+		c->unsig_run = c->chain[i].send_flags & IBV_SEND_SIGNALED ?
+			       0 : c->unsig_run + 1;
+	if (ret == ENOMEM)
+		return rmig_err(-EAGAIN,
+				"verbs post on connection to %s (QP %u): send queue full (%u of %u requests posted)",
+				c->name, c->qp_num, *at, n);
+	{
+		int r = rvrb_cm_check(c, "post");
+
+		if (r)
+			return r;
+	}
+	return rvrb_fail(c, -ret,
+			 "verbs post on connection to %s (QP %u): ibv_post_send of %u requests failed at request %u: %s",
+			 c->name, c->qp_num, n, *at, strerror(ret));
+}
+
+int rvrb_post(struct rmig_prov_conn *pc, const struct rmig_write *w,
+	      unsigned nw, const struct rmig_send *send, unsigned *posted)
+{
+	struct rvrb_conn *c = to_rvrb_conn(pc);
+	unsigned n = nw + (send ? 1 : 0), done = 0, room;
+	int ret;
+
+	if (!posted || !c || (nw && !w))
+		return rmig_err(-EINVAL, "verbs post: bad argument");
+	*posted = 0;
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
+	for (unsigned i = 0; i < nw; i++) {
+		ret = rvrb_check_write(c, &w[i]);
+		if (ret)
+			return ret;
+	}
+	if (send && (ret = rvrb_check_send(c, send)))
+		return ret;
+	/* All or nothing: room for the whole batch, or -EAGAIN.  Only a
+	 * batch longer than the whole queue, which could never go at once,
+	 * goes in parts: as much as there is room for. */
+	room = c->sq_size - (unsigned)(c->sq_head - c->sq_tail);
+	if (room < n) {
+		if (n <= c->sq_size || !room)
+			return rmig_err(-EAGAIN,
+					"verbs post on connection to %s: send queue full (%u of %u requests outstanding, %u more)",
+					c->name, c->sq_size - room, c->sq_size,
+					n);
+		ret = rvrb_post(pc, w, room, NULL, posted);
+		return ret ? ret : rmig_err(-EAGAIN,
+					    "verbs post on connection to %s: %u requests posted of a batch of %u, longer than the send queue (%u)",
+					    c->name, room, n, c->sq_size);
+	}
+	/* The writes, then the send, in chains of up to RVRB_CHAIN_MAX
+	 * (one chain for a batch the core builds). */
+	while (done < n) {
+		unsigned k = n - done < RVRB_CHAIN_MAX ? n - done :
+			     RVRB_CHAIN_MAX;
+		unsigned run0 = c->unsig_run, at;
+
+		for (unsigned i = 0; i < k; i++) {
+			if (done + i < nw)
+				rvrb_wr_write(c, i, &w[done + i]);
+			else
+				rvrb_wr_send(c, i, send);
+		}
+		ret = rvrb_post_chain(c, k, run0, &at);
+		done += at;
+		*posted = done;
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 int rvrb_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
@@ -312,7 +419,7 @@ int rvrb_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 				"verbs post_recv on connection to %s: the buffer is not registered (no mr)",
 				c->name);
 	if (c->rq_head - c->rq_tail >= c->rq_size)
-		return rmig_err(-ENOBUFS,
+		return rmig_err(-EAGAIN,
 				"verbs post_recv on connection to %s: receive queue full (%u posted)",
 				c->name, c->rq_size);
 	memset(&wr, 0, sizeof(wr));
@@ -335,97 +442,6 @@ int rvrb_post_recv(struct rmig_prov_conn *pc, void *buf, size_t len,
 	}
 	c->rq[c->rq_head % c->rq_size] = ctx;
 	c->rq_head++;
-	return 0;
-}
-
-int rvrb_send(struct rmig_prov_conn *pc, const void *buf, size_t len,
-	      struct rmig_prov_mr *mr, uint32_t imm, void *ctx)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-	struct ibv_send_wr *wr;
-	struct ibv_sge *sge;
-	bool inl;
-	int ret;
-
-	if (!c || (!buf && len))
-		return rmig_err(-EINVAL, "verbs send: bad argument");
-	if (c->err.code)
-		return rutl_err_get(&c->err, NULL);
-	if (len > c->dom->max_msg)
-		return rmig_err(-EMSGSIZE,
-				"verbs send on connection to %s: %zu bytes exceed max_msg_size %u",
-				c->name, len, c->dom->max_msg);
-	inl = len && len <= c->max_inline;
-	if (len && !inl && !mr)
-		return rmig_err(-EINVAL,
-				"verbs send on connection to %s: %zu bytes from an unregistered buffer (no mr)",
-				c->name, len);
-	ret = rvrb_sq_reserve(c, "send");
-	if (ret)
-		return ret;
-	wr = rvrb_queue(c, RMIG_CQE_SEND, ctx, true, true, &sge);
-	wr->opcode = IBV_WR_SEND_WITH_IMM;
-	wr->imm_data = htonl(imm);
-	if (inl)
-		wr->send_flags |= IBV_SEND_INLINE;
-	if (len) {
-		sge->addr = (uint64_t)(uintptr_t)buf;
-		sge->length = (uint32_t)len;
-		sge->lkey = mr ? to_rvrb_mr(mr)->mr->lkey : 0;
-		wr->num_sge = 1;
-	}
-	/* The send goes behind the writes queued before it, in one post. */
-	return rvrb_flush(c, "send");
-}
-
-int rvrb_write(struct rmig_prov_conn *pc, const struct rmig_iov *iov,
-	       unsigned niov, uint64_t raddr, uint64_t rkey, void *ctx,
-	       bool signaled)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-	struct ibv_send_wr *wr;
-	struct ibv_sge *sge;
-	size_t total = 0;
-	int ret;
-
-	if (!c || !iov)
-		return rmig_err(-EINVAL, "verbs write: NULL argument");
-	if (niov < 1 || niov > c->dom->max_iov)
-		return rmig_err(-EINVAL,
-				"verbs write on connection to %s: %u segments, %s allows 1..%u",
-				c->name, niov, c->dom->dev_name, c->dom->max_iov);
-	if (rkey > UINT32_MAX)
-		return rmig_err(-EINVAL,
-				"verbs write on connection to %s: remote key 0x%llx is wider than 32 bits",
-				c->name, (unsigned long long)rkey);
-	if (c->err.code)
-		return rutl_err_get(&c->err, NULL);
-	for (unsigned i = 0; i < niov; i++) {
-		if (!iov[i].mr || !iov[i].addr || !iov[i].len)
-			return rmig_err(-EINVAL,
-					"verbs write on connection to %s: segment %u (%p, %zu bytes) is empty or not registered",
-					c->name, i, iov[i].addr, iov[i].len);
-		total += iov[i].len;
-		if (total > c->dom->max_msg || iov[i].len > c->dom->max_msg)
-			return rmig_err(-EMSGSIZE,
-					"verbs write on connection to %s: more than max_msg_size %u bytes in %u segments",
-					c->name, c->dom->max_msg, niov);
-	}
-	ret = rvrb_sq_reserve(c, "write");
-	if (ret)
-		return ret;
-	wr = rvrb_queue(c, RMIG_CQE_WRITE, ctx, signaled, signaled, &sge);
-	wr->opcode = IBV_WR_RDMA_WRITE;
-	wr->wr.rdma.remote_addr = raddr;
-	wr->wr.rdma.rkey = (uint32_t)rkey;
-	wr->num_sge = (int)niov;
-	for (unsigned i = 0; i < niov; i++) {
-		sge[i].addr = (uint64_t)(uintptr_t)iov[i].addr;
-		sge[i].length = (uint32_t)iov[i].len;
-		sge[i].lkey = to_rvrb_mr(iov[i].mr)->mr->lkey;
-	}
-	if (c->nchain == RVRB_CHAIN_MAX)
-		return rvrb_flush(c, "write");
 	return 0;
 }
 
@@ -456,13 +472,7 @@ int rvrb_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 		return rmig_err(-EINVAL, "verbs poll: bad argument");
 	if (!max)
 		return 0;
-	if (c->ovf.count)
-		return (int)rmig_ring_pop(&c->ovf, cqe, (size_t)max);
 	if (c->err.code)
-		return rvrb_err_ret(c, cqe);
-	/* Whatever the core waits for may still be queued. */
-	ret = rvrb_flush(c, "poll");
-	if (ret)
 		return rvrb_err_ret(c, cqe);
 
 	for (;;) {
@@ -547,127 +557,4 @@ void rvrb_conn_wake(struct rmig_prov_conn *pc)
 	if (write(c->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		rmig_log_warn("verbs conn_wake (%s): write(eventfd): %s",
 			      c->name, strerror(errno));
-}
-
-/* ------------------------------------------------------------------ */
-/* Connections                                                         */
-
-struct rvrb_conn *rvrb_conn_alloc(struct rvrb_domain *dom, bool passive)
-{
-	struct rvrb_conn *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->dom = dom;
-	c->passive = passive;
-	c->wake_fd = -1;
-	rmig_ring_init(&c->ovf, sizeof(struct rmig_cqe));
-	snprintf(c->name, sizeof(c->name), "%s", dom->address);
-	return c;
-}
-
-int rvrb_conn_setup(struct rvrb_conn *c)
-{
-	struct rvrb_domain *dom = c->dom;
-	struct ibv_qp_init_attr qa;
-	int ret;
-
-	c->sq_size = dom->sq_size;
-	c->rq_size = dom->rq_size;
-	c->sq = calloc(c->sq_size, sizeof(*c->sq));
-	c->rq = calloc(c->rq_size, sizeof(*c->rq));
-	c->chain_sge = calloc((size_t)RVRB_CHAIN_MAX * dom->max_iov,
-			      sizeof(*c->chain_sge));
-	if (!c->sq || !c->rq || !c->chain_sge ||
-	    rmig_ring_reserve(&c->ovf, RUTL_CQ_BATCH))
-		return rmig_err(-ENOMEM, "verbs connection to %s: out of memory",
-				c->name);
-	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (c->wake_fd < 0)
-		return rmig_err(-errno, "verbs connection to %s: eventfd: %s",
-				c->name, strerror(errno));
-	c->cch = ibv_create_comp_channel(dom->ctx);
-	if (!c->cch)
-		return rmig_err(-errno, "verbs connection to %s: ibv_create_comp_channel(%s): %s",
-				c->name, dom->dev_name, strerror(errno));
-	ret = rvrb_set_nonblock(c->cch->fd);
-	if (ret)
-		return rmig_err(ret, "verbs connection to %s: O_NONBLOCK: %s",
-				c->name, strerror(-ret));
-	c->cq = ibv_create_cq(dom->ctx, (int)(c->sq_size + c->rq_size), c,
-			      c->cch, 0);
-	if (!c->cq)
-		return rmig_err(-errno, "verbs connection to %s: ibv_create_cq(%s, %u entries): %s",
-				c->name, dom->dev_name, c->sq_size + c->rq_size,
-				strerror(errno));
-	memset(&qa, 0, sizeof(qa));
-	qa.qp_context = c;
-	qa.send_cq = c->cq;
-	qa.recv_cq = c->cq;
-	qa.qp_type = IBV_QPT_RC;
-	qa.sq_sig_all = 0; /* only what we flag signaled completes */
-	qa.cap.max_send_wr = c->sq_size;
-	qa.cap.max_recv_wr = c->rq_size;
-	qa.cap.max_send_sge = dom->max_iov;
-	qa.cap.max_recv_sge = 1;
-	qa.cap.max_inline_data = RVRB_INLINE;
-	if (rdma_create_qp(c->id, dom->pd, &qa)) {
-		/* Perhaps no inline data on this device: without. */
-		qa.cap.max_inline_data = 0;
-		if (rdma_create_qp(c->id, dom->pd, &qa))
-			return rmig_err(-errno,
-					"verbs connection to %s: rdma_create_qp(%s, send %u x %u sge, recv %u): %s",
-					c->name, dom->dev_name, c->sq_size,
-					dom->max_iov, c->rq_size,
-					strerror(errno));
-	}
-	c->qp = c->id->qp;
-	c->qp_num = c->qp->qp_num;
-	c->max_inline = qa.cap.max_inline_data;
-	return 0;
-}
-
-void rvrb_conn_free(struct rvrb_conn *c)
-{
-	int ret;
-
-	if (c->qp)
-		rdma_destroy_qp(c->id);
-	if (c->id && rdma_destroy_id(c->id))
-		rmig_log_warn("verbs conn_close (%s): rdma_destroy_id: %s",
-			      c->name, strerror(errno));
-	if (c->cq) {
-		ret = ibv_destroy_cq(c->cq);
-		if (ret)
-			rmig_log_warn("verbs conn_close (%s): ibv_destroy_cq: %s",
-				      c->name, strerror(ret));
-	}
-	if (c->cch) {
-		ret = ibv_destroy_comp_channel(c->cch);
-		if (ret)
-			rmig_log_warn("verbs conn_close (%s): ibv_destroy_comp_channel: %s",
-				      c->name, strerror(ret));
-	}
-	if (c->ech)
-		rdma_destroy_event_channel(c->ech);
-	if (c->wake_fd >= 0)
-		close(c->wake_fd);
-	free(c->sq);
-	free(c->rq);
-	free(c->chain_sge);
-	rmig_ring_free(&c->ovf);
-	free(c);
-}
-
-void rvrb_conn_close(struct rmig_prov_conn *pc)
-{
-	struct rvrb_conn *c = to_rvrb_conn(pc);
-
-	if (!c)
-		return;
-	c->nchain = 0; /* queued, never posted: dropped */
-	if (c->connected && !c->peer_closed && rdma_disconnect(c->id))
-		rmig_log_debug("verbs conn_close (%s): rdma_disconnect: %s",
-			       c->name, strerror(errno));
-	rvrb_conn_free(c);
 }

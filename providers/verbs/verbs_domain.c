@@ -33,8 +33,7 @@ const struct rmig_provider_ops rmig_verbs_provider = {
 	.conn_peer_name = rvrb_conn_peer_name,
 	.conn_close = rvrb_conn_close,
 	.post_recv = rvrb_post_recv,
-	.send = rvrb_send,
-	.write = rvrb_write,
+	.post = rvrb_post,
 	.poll = rvrb_poll,
 	.conn_wake = rvrb_conn_wake,
 };
