@@ -346,8 +346,8 @@ static int batch_post(struct rmig_chan *ch, const struct rmig_send *send)
 
 	for (;;) {
 		unsigned nw = ch->nbw - off, posted = 0;
-		int ret = ch->tp->ops.post(ch->conn, ch->bw + off, nw, send,
-				      &posted);
+		int ret = ch->tp->ops.post(ch->conn, ch->bw + off, nw,
+					   send, &posted);
 
 		if (ret != -EAGAIN) {
 			ch->nbw = 0;

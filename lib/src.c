@@ -251,7 +251,7 @@ void *rmig_src_thread(void *arg)
 			}
 			p->job.n = 0;
 			/* Publish that p->job is ours no more.  Pairs with
-			 * the acquire fence in claim_channel(). */
+			 * the acquire load in claim_channel(). */
 			atomic_store_explicit(&p->pending_job, false,
 					      memory_order_release);
 			if (ret)

@@ -21,3 +21,9 @@ add_test(NAME check_install
           ${RMIG_MAN_INSTALLED})
 set_tests_properties(check_install PROPERTIES TIMEOUT 120 LABELS "build")
 endif()
+
+# docs/internals.rst walks a page through the code by file:function(); each
+# must still be defined where the page says.
+add_test(NAME check_internals
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_internals.sh ${PROJECT_SOURCE_DIR})
+set_tests_properties(check_internals PROPERTIES TIMEOUT 30 LABELS "unit;build")

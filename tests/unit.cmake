@@ -8,9 +8,6 @@ rmig_test(test_params SOURCES test_params.c CMOCKA TIMEOUT 60 LABELS unit)
 # What the providers share (providers/util): first-error record, domain
 # checks, wait budget, container_of.
 rmig_test(test_prov_util SOURCES test_prov_util.c CMOCKA TIMEOUT 60 LABELS unit)
-# The completion ring (lib/ring.c); since provider ABI 3 no provider parks
-# completions in one.
-rmig_test(test_ring SOURCES test_ring.c CMOCKA TIMEOUT 60 LABELS unit)
 rmig_test(test_zero SOURCES test_zero.c CMOCKA TIMEOUT 120 LABELS unit)
 # NUMA node of a device from a fake sysfs tree; libnuma binding.
 rmig_test(test_numa SOURCES test_numa.c CMOCKA TIMEOUT 60 LABELS unit)
