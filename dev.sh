@@ -46,8 +46,11 @@ root=$PWD
 #                      libibverbs; brings ibverbs-providers)
 #   librdmacm-dev      the verbs provider's connections (librdmacm)
 #   libnuma-dev        NUMA placement of channel threads and buffers
+#   libssl-dev         OpenSSL's libcrypto: HMAC-SHA-256, the CSPRNG and
+#                      constant-time comparison of authenticated sessions
+#                      (lib/auth.c; why this library: docs/security.rst)
 BUILD_PACKAGES=(build-essential cmake pkg-config libfabric-dev libibverbs-dev
-	librdmacm-dev libnuma-dev)
+	librdmacm-dev libnuma-dev libssl-dev)
 # What the test suite needs on top (./dev.sh test, vm, bench-rxe, deps):
 #   libcmocka-dev      unit tests
 #   python3-docutils   rst2man: the man pages (docs/*.rst)

@@ -11,3 +11,6 @@ rmig_test(test_numa SOURCES test_numa.c CMOCKA TIMEOUT 60 LABELS unit)
 rmig_test(test_cli SOURCES test_cli.c ${PROJECT_SOURCE_DIR}/tools/cli.c
   CMOCKA TIMEOUT 60 LABELS unit)
 target_include_directories(test_cli PRIVATE ${PROJECT_SOURCE_DIR}/tools)
+# Authenticated sessions: the key, key files, the transcript MAC
+# (lib/auth.c) and the auth messages (lib/wire_auth.c).
+rmig_test(test_auth SOURCES test_auth.c CMOCKA TIMEOUT 60 LABELS unit)
