@@ -14,3 +14,5 @@ target_include_directories(test_cli PRIVATE ${PROJECT_SOURCE_DIR}/tools)
 # Authenticated sessions: the key, key files, the transcript MAC
 # (lib/auth.c) and the auth messages (lib/wire_auth.c).
 rmig_test(test_auth SOURCES test_auth.c CMOCKA TIMEOUT 60 LABELS unit)
+rmig_test(test_wire_auth SOURCES test_wire_auth.c CMOCKA TIMEOUT 60
+  LABELS unit)
