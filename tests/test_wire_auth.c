@@ -25,6 +25,13 @@
 #include "error.h"
 #include "wire.h"
 
+/* wire.h does not include auth.h (the wire format needs no crypto): the
+ * sizes the two name must agree. */
+_Static_assert(RMIG_AUTH_WIRE_NONCE_LEN == RMIG_AUTH_NONCE_LEN,
+	       "wire.h and auth.h disagree on the nonce length");
+_Static_assert(RMIG_AUTH_WIRE_MAC_LEN == RMIG_AUTH_MAC_LEN,
+	       "wire.h and auth.h disagree on the MAC length");
+
 /* An exact-size heap copy of @len bytes of @src. */
 static uint8_t *dup_exact(const uint8_t *src, size_t len)
 {
