@@ -14,7 +14,11 @@
 #                             and run the whole ctest suite in each; the
 #                             tests that need RDMA (label rxe) run once, from
 #                             the default tree, in a QEMU VM with soft-RoCE
-#                             (test vm_rxe; natively on a host with RDMA)
+#                             (test vm_rxe; natively on a host with RDMA);
+#                             then a fourth tree, fuzz (clang, libFuzzer):
+#                             each of the 13 wire decoders fuzzed for
+#                             RMIG_FUZZ_SECONDS (30), two at a time (about
+#                             3.5 minutes)
 #   ./dev.sh bench            install what the build needs and iperf3, run
 #                             perf/bench-loopback.sh on the default tree
 #   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
@@ -29,8 +33,10 @@
 # update runs once, and only then.  Root is needed for that (or sudo).
 #
 # Environment: RMIG_CTEST_JOBS (parallel tests per tree, default 1: the
-# loopback integration tests use both cores themselves), RMIG_TEST_TREES
-# (default "default asan tsan").
+# loopback integration tests use both cores themselves; the fuzz tree runs
+# 2 by default: each target runs for a fixed time), RMIG_TEST_TREES (default
+# "default asan tsan fuzz"), RMIG_FUZZ_SECONDS (each fuzz target's run,
+# default 30).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -46,8 +52,11 @@ root=$PWD
 #                      libibverbs; brings ibverbs-providers)
 #   librdmacm-dev      the verbs provider's connections (librdmacm)
 #   libnuma-dev        NUMA placement of channel threads and buffers
+#   libssl-dev         OpenSSL's libcrypto: HMAC-SHA-256, the CSPRNG and
+#                      constant-time comparison of authenticated sessions
+#                      (lib/auth.c; why this library: docs/security.rst)
 BUILD_PACKAGES=(build-essential cmake pkg-config libfabric-dev libibverbs-dev
-	librdmacm-dev libnuma-dev)
+	librdmacm-dev libnuma-dev libssl-dev)
 # What the test suite needs on top (./dev.sh test, vm, bench-rxe, deps):
 #   libcmocka-dev      unit tests
 #   python3-docutils   rst2man: the man pages (docs/*.rst)
@@ -62,11 +71,13 @@ BUILD_PACKAGES=(build-essential cmake pkg-config libfabric-dev libibverbs-dev
 #   busybox-static     the VM's initramfs shell
 #   kmod               depmod/modprobe: the VM kernel's module order
 #   cpio               packs the VM's initramfs
+#   clang              the fuzz tree (libFuzzer harnesses of the decoders)
+#   libclang-rt-14-dev clang's libFuzzer and sanitizer runtimes
 # The VM's kernel is no package installed here: tests/vm/rxe-vm.sh fetches
 # the one linux-image-amd64 depends on with apt-get download into build/vm.
 TEST_PACKAGES=(libcmocka-dev python3-docutils man-db ibverbs-providers
 	ibverbs-utils rdmacm-utils perftest libfabric-bin iproute2
-	qemu-system-x86 busybox-static kmod cpio)
+	qemu-system-x86 busybox-static kmod cpio clang libclang-rt-14-dev)
 
 say() { printf 'dev.sh: %s\n' "$*"; }
 
@@ -159,15 +170,21 @@ cmd_bench_live() {
 # Per-tree results for the summary.
 declare -A T_STATUS T_PASSED T_FAILED T_SKIPPED T_TIME T_DESC
 
-# run_tree NAME BUILD_TYPE SANITIZE DESCRIPTION
+# run_tree NAME BUILD_TYPE SANITIZE DESCRIPTION [CMAKE_ARG...]
+# (the CMake arguments default to TEST_TREE_ARGS)
 run_tree() {
 	local name=$1 type=$2 san=$3 desc=$4 dir=build/$1 start=$SECONDS
 	local log=build/$1.ctest.log total failed skipped rc=0
-	local -a ctest_env=() wrap=() exclude=()
+	local jobs=${RMIG_CTEST_JOBS:-1}
+	local -a ctest_env=() wrap=() exclude=() args=("${TEST_TREE_ARGS[@]}")
+
+	if [ $# -gt 4 ]; then
+		args=("${@:5}")
+	fi
 
 	T_DESC[$name]=$desc
 	say "=== tree $name: $desc"
-	if ! build_tree "$name" "$type" "$san" all "${TEST_TREE_ARGS[@]}" \
+	if ! build_tree "$name" "$type" "$san" all "${args[@]}" \
 		>"build/$name.build.log" 2>&1; then
 		tail -50 "build/$name.build.log"
 		say "tree $name: build FAILED (full log: build/$name.build.log)"
@@ -190,6 +207,10 @@ run_tree() {
 	# given by tests/CMakeLists.txt (RMIG_OTHER_PROV_ENV, a test's own
 	# LSAN_OPTIONS/TSAN_OPTIONS) to the cases on libfabric's sockets and
 	# net providers, and only to them.
+	case $name in
+	# Each fuzz target runs for a fixed time, alone on one core.
+	fuzz) jobs=${RMIG_CTEST_JOBS:-2} ;;
+	esac
 	case $san in
 	*address*)
 		ctest_env+=("ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1")
@@ -212,7 +233,7 @@ run_tree() {
 	# cases labelled "large" (1 GiB and more) are not registered, memory
 	# sizes are capped (RMIG_TEST_MAX_MIB) and timeouts are tripled.
 	env "${ctest_env[@]}" "${wrap[@]}" ctest --test-dir "$dir" \
-		--output-on-failure --timeout 900 -j "${RMIG_CTEST_JOBS:-1}" \
+		--output-on-failure --timeout 900 -j "$jobs" \
 		"${exclude[@]}" 2>&1 | tee "$log" || rc=$? # pipefail: ctest's status
 
 	# The last summary line is this run's (vm_rxe's output, shown when it
@@ -237,7 +258,7 @@ run_tree() {
 }
 
 cmd_test() {
-	local trees=${RMIG_TEST_TREES:-default asan tsan} t bad=0
+	local trees=${RMIG_TEST_TREES:-default asan tsan fuzz} t bad=0
 	local passed=0 failed=0 skipped=0 start=$SECONDS
 
 	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
@@ -258,7 +279,11 @@ cmd_test() {
 			"RMIG_SANITIZE=address,undefined" || bad=1 ;;
 		tsan) run_tree tsan RelWithDebInfo thread "RMIG_SANITIZE=thread" ||
 			bad=1 ;;
-		*) say "unknown tree '$t' (default, asan, tsan)"; exit 2 ;;
+		# libFuzzer needs clang; only the harnesses are built there.
+		fuzz) CC=clang run_tree fuzz RelWithDebInfo "" \
+			"RMIG_FUZZ=ON (clang, libFuzzer)" -DRMIG_FUZZ=ON \
+			-DRMIG_FUZZ_SECONDS="${RMIG_FUZZ_SECONDS:-30}" || bad=1 ;;
+		*) say "unknown tree '$t' (default, asan, tsan, fuzz)"; exit 2 ;;
 		esac
 	done
 

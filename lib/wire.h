@@ -266,4 +266,88 @@ size_t rmig_devstate_encode(const struct rmig_devstate_frag *f, void *buf,
 int rmig_devstate_decode(const void *buf, size_t len, uint64_t max_total,
 			 struct rmig_devstate_frag *f);
 
+/* Authentication (lib/wire_auth.c; design in docs/security.rst) -------- */
+
+/*
+ * The challenge-response that opens an authenticated channel, before any
+ * HANDSHAKE.  Same immediate as every message; the types follow
+ * RMIG_MSG_ERROR.  Each body starts with magic, auth version and flags (0):
+ *
+ * AUTH_HELLO (source -> destination, first message), 56 bytes
+ *   0 u32 magic  4 u16 auth version (1)  6 u16 flags (0)
+ *   8 u16 channel id   10 u16 channel count   12 u32 page size
+ *  16 u32 pages per packet   20 u32 reserved (0)   24 u8[32] source nonce
+ *   (no UUID: the MACs cover it, it never travels)
+ * AUTH_CHALLENGE (destination -> source), 72 bytes
+ *   0..7 as above   8 u8[32] destination nonce
+ *  40 u8[32] destination MAC (role destination->source)
+ * AUTH_PROOF (source -> destination), 40 bytes
+ *   0..7 as above   8 u8[32] source MAC (role source->destination)
+ * AUTH_REJECT (destination -> source, or source -> destination), 8 bytes
+ *   0 u32 reason (enum rmig_auth_reject)  4 u32 reserved (0); no text: the
+ *   details go to the local log only.
+ *
+ * Decoders check length (exact), magic, version, flags and reserved (zero),
+ * and for HELLO the values the MACs cover: channel count
+ * 1..RMIG_MAX_CHANNELS, id below it, page size a power of two >= 4096,
+ * pages per packet 1..RMIG_MAX_PAGES_PER_PACKET.  Whether they suit the
+ * destination is judged only after AUTH_PROOF verified.
+ */
+#define RMIG_AUTH_VERSION 1
+#define RMIG_AUTH_WIRE_NONCE_LEN 32u
+#define RMIG_AUTH_WIRE_MAC_LEN 32u
+#define RMIG_AUTH_HELLO_LEN 56u
+#define RMIG_AUTH_CHALLENGE_LEN 72u
+#define RMIG_AUTH_PROOF_LEN 40u
+#define RMIG_AUTH_REJECT_LEN 8u
+
+/* Message types of the exchange (immediate bits 31..28). */
+#define RMIG_MSG_AUTH_HELLO 10
+#define RMIG_MSG_AUTH_CHALLENGE 11
+#define RMIG_MSG_AUTH_PROOF 12
+#define RMIG_MSG_AUTH_REJECT 13
+
+/** Reasons, the only thing an unauthenticated peer is told. */
+enum rmig_auth_reject {
+	RMIG_AUTH_REJECT_MALFORMED = 1, /* not a well-formed auth message */
+	RMIG_AUTH_REJECT_VERSION = 2,   /* auth version not spoken */
+	RMIG_AUTH_REJECT_REQUIRED = 3,  /* the first message was no HELLO */
+	RMIG_AUTH_REJECT_FAILED = 4,    /* the MAC did not verify */
+	RMIG_AUTH_REJECT_BUSY = 5,      /* too many pending connections */
+	RMIG_AUTH_REJECT_TIMEOUT = 6,   /* not authenticated in time */
+};
+#define RMIG_AUTH_REJECT_MAX RMIG_AUTH_REJECT_TIMEOUT
+
+const char *rmig_auth_reject_name(unsigned reason);
+
+struct rmig_auth_hello {
+	uint16_t channel_id;
+	uint16_t channel_count;
+	uint32_t page_size;
+	uint32_t pages_per_packet;
+	uint8_t nonce[RMIG_AUTH_WIRE_NONCE_LEN];
+};
+
+struct rmig_auth_challenge {
+	uint8_t nonce[RMIG_AUTH_WIRE_NONCE_LEN];
+	uint8_t mac[RMIG_AUTH_WIRE_MAC_LEN];
+};
+
+/** Encoders write into @buf (>= the message's length), return it. */
+size_t rmig_auth_hello_encode(const struct rmig_auth_hello *h, void *buf);
+int rmig_auth_hello_decode(const void *buf, size_t len,
+			   struct rmig_auth_hello *h);
+size_t rmig_auth_challenge_encode(const struct rmig_auth_challenge *c,
+				  void *buf);
+int rmig_auth_challenge_decode(const void *buf, size_t len,
+			       struct rmig_auth_challenge *c);
+size_t rmig_auth_proof_encode(const uint8_t mac[RMIG_AUTH_WIRE_MAC_LEN],
+			      void *buf);
+int rmig_auth_proof_decode(const void *buf, size_t len,
+			   uint8_t mac[RMIG_AUTH_WIRE_MAC_LEN]);
+size_t rmig_auth_reject_encode(enum rmig_auth_reject reason, void *buf);
+/** Decode; the reason must be 1..RMIG_AUTH_REJECT_MAX. */
+int rmig_auth_reject_decode(const void *buf, size_t len,
+			    enum rmig_auth_reject *reason);
+
 #endif /* RMIG_WIRE_H */

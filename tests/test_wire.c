@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "cmocka_assert.h"
 #include "unit_util.h"
 #include "error.h"
 #include "wire.h"
@@ -28,36 +29,6 @@
 #define MiB (1024u * 1024u)
 
 /* Helpers ------------------------------------------------------------- */
-
-#define assert_contains(hay, needle)                                      \
-	do {                                                              \
-		const char *h_ = (hay);                                   \
-		const char *n_ = (needle);                                \
-		if (!strstr(h_, n_))                                      \
-			fail_msg("\"%s\" does not contain \"%s\"", h_, n_); \
-	} while (0)
-
-/* Decoder call must fail with -EPROTO and a message naming @needle. */
-#define assert_eproto(call, needle)                                       \
-	do {                                                              \
-		int r_;                                                   \
-		rmig_err_clear();                                         \
-		r_ = (call);                                              \
-		if (r_ != -EPROTO)                                        \
-			fail_msg("%s returned %d (expected -EPROTO), message \"%s\"", \
-				 #call, r_, rmig_err_msg());              \
-		assert_contains(rmig_err_msg(), needle);                  \
-	} while (0)
-
-#define assert_ok(call)                                                   \
-	do {                                                              \
-		int r_;                                                   \
-		rmig_err_clear();                                         \
-		r_ = (call);                                              \
-		if (r_ != 0)                                              \
-			fail_msg("%s returned %d: %s", #call, r_,         \
-				 rmig_err_msg());                         \
-	} while (0)
 
 /* Independent big-endian writers (not wire.c's) to build hostile input. */
 static void be16(uint8_t *p, uint16_t v)

@@ -19,3 +19,17 @@ target_include_directories(test_cli PRIVATE ${PROJECT_SOURCE_DIR}/tools)
 # keeps the contract of lib/provider.h as the real providers do.
 rmig_test(test_mock_suite SOURCES test_mock_suite.c provider_suite.c
   mock_provider.c CMOCKA TIMEOUT 60 LABELS unit)
+# Authenticated sessions: the key, key files, the transcript MAC
+# (lib/auth.c) and the auth messages (lib/wire_auth.c).
+rmig_test(test_auth SOURCES test_auth.c CMOCKA TIMEOUT 60 LABELS unit)
+rmig_test(test_wire_auth SOURCES test_wire_auth.c CMOCKA TIMEOUT 60
+  LABELS unit)
+# The fuzz harnesses' seed corpus (tests/fuzz/corpus) is what
+# tests/fuzz/fuzz_corpus.c writes with the encoders: regenerate and compare.
+add_executable(fuzz_corpus fuzz/fuzz_corpus.c)
+target_link_libraries(fuzz_corpus PRIVATE rmig_internal)
+add_test(NAME fuzz_corpus_current
+  COMMAND sh -c "rm -rf \"$1\" && \"$0\" \"$1\" && diff -r \"$2\" \"$1\""
+  $<TARGET_FILE:fuzz_corpus> ${CMAKE_CURRENT_BINARY_DIR}/fuzz-corpus
+  ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus)
+set_tests_properties(fuzz_corpus_current PROPERTIES TIMEOUT 60 LABELS unit)
