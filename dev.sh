@@ -13,11 +13,13 @@
 #                             tests that need RDMA (label rxe) run once, from
 #                             the default tree, in a QEMU VM with soft-RoCE
 #                             (test vm_rxe; natively on a host with RDMA)
-#   ./dev.sh bench            install what is missing, run
-#                             perf/bench-loopback.sh on the default tree
+#   ./dev.sh bench [OPTS]     install what is missing, run
+#                             perf/bench-loopback.sh OPTS on the default tree
+#                             (--runs N, --baseline DIR, --no-pin ...)
 #   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
-#   ./dev.sh bench-rxe        install what is missing, build the default
-#                             tree, run perf/bench-rxe.sh in the soft-RoCE VM
+#   ./dev.sh bench-rxe [OPTS] install what is missing, build the default
+#                             tree, run perf/bench-rxe.sh OPTS in the soft-RoCE
+#                             VM (--runs N, --baseline DIR)
 #   ./dev.sh vm [OPTS] -- CMD install what is missing, build the default
 #                             tree, run CMD in the soft-RoCE VM
 #                             (tests/vm/rxe-vm.sh OPTS -- CMD)
@@ -116,17 +118,19 @@ cmd_vm() {
 	exec tests/vm/rxe-vm.sh "$@"
 }
 
+# Options (--runs N, --baseline DIR) go to perf/bench-rxe.sh.  The VM's
+# timeout (RMIG_VM_TIMEOUT, default 3600 s) bounds the whole run.
 cmd_bench_rxe() {
 	ensure_packages "${PACKAGES[@]}"
 	build_tree default RelWithDebInfo "" rmig_bw >/dev/null
-	exec tests/vm/rxe-vm.sh --timeout 900 -- perf/bench-rxe.sh \
-		"$root/build/default"
+	exec tests/vm/rxe-vm.sh --timeout "${RMIG_VM_TIMEOUT:-3600}" -- \
+		perf/bench-rxe.sh "$@" "$root/build/default"
 }
 
 cmd_bench() {
 	ensure_packages "${PACKAGES[@]}" iperf3
 	build_tree default RelWithDebInfo "" rmig_bw >/dev/null
-	exec perf/bench-loopback.sh "$root/build/default"
+	exec perf/bench-loopback.sh "$@" "$root/build/default"
 }
 
 cmd_bench_live() {
