@@ -32,8 +32,12 @@
 #   client (source) to CPU 0, as perftest's users do with taskset, for rmig
 #   and iperf3 alike: on one host both ends compete for the same cores, and
 #   a sender and a receiver that the scheduler puts on one core halve the
-#   bandwidth for as long as they stay there (see the README's benchmark
-#   notes).  On a single-CPU machine nothing is pinned.
+#   bandwidth for as long as they stay there: TCP over loopback wakes the
+#   receiver from the sender's CPU, and the scheduler keeps pulling it
+#   there.  When pinned, each run also measures iperf3 unpinned, as its own
+#   row (the ratio to it is printed for 1 channel).  On a single-CPU machine
+#   nothing is pinned.  On a machine busy with other work, pinned processes
+#   cannot move away from it: use --no-pin there.
 # --pages-per-packet N: rmig_bw's -P (default: the library's default).
 #
 # Figures are reported, not asserted: the exit status is 0 when every run
@@ -140,11 +144,16 @@ jnum() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" <<<"$2"; }
 jarr() { sed -n "s/.*\"$1\":\[\([^]]*\)\].*/\1/p" <<<"$2" | tr ',' ' '; }
 
 # --- 1. iperf3 ceiling ------------------------------------------------------
-# run_iperf: one server/client pair; sets iperf_mbs (MB/s).
+# run_iperf PIN: one server/client pair, pinned like rmig_bw when PIN is
+# not empty; sets iperf_mbs (MB/s).
 run_iperf() {
-	local port iperf_bps=
+	local port iperf_bps= cs=() cc=()
+	if [ -n "$1" ]; then
+		cs=("${cpu_server[@]}")
+		cc=("${cpu_client[@]}")
+	fi
 	port=$(free_port)
-	"${cpu_server[@]}" iperf3 -s -B "$host" -p "$port" -1 >"$tmp/iperf-s.log" 2>&1 &
+	"${cs[@]}" iperf3 -s -B "$host" -p "$port" -1 >"$tmp/iperf-s.log" 2>&1 &
 	live_pid=$!
 	# The server says when it listens; wait for that (bounded) before the
 	# client connects, instead of guessing how long its start takes.
@@ -154,7 +163,7 @@ run_iperf() {
 		sleep 0.1
 	done
 	for _ in $(seq 5); do
-		if timeout $((iperf_secs + 30)) "${cpu_client[@]}" iperf3 -c "$host" \
+		if timeout $((iperf_secs + 30)) "${cc[@]}" iperf3 -c "$host" \
 			-p "$port" -P 1 -t "$iperf_secs" -J >"$tmp/iperf.json" 2>/dev/null; then
 			iperf_bps=$(awk '/"sum_received"/ { f = 1 }
 				f && /"bits_per_second"/ {
@@ -230,8 +239,13 @@ trees=(cur)
 log "bench: $runs run(s); placement: $placement"
 for r in $(seq "$runs"); do
 	log "bench: run $r/$runs: iperf3, one stream, ${iperf_secs} s ..."
-	run_iperf
+	run_iperf "$pin"
 	row_bw[iperf3]+="$iperf_mbs "
+	if [ -n "$pin" ]; then
+		log "bench: run $r/$runs: iperf3, one stream, ${iperf_secs} s, unpinned ..."
+		run_iperf ''
+		row_bw[iperf3u]+="$iperf_mbs "
+	fi
 	for q in $channels_list; do
 		for t in "${trees[@]}"; do
 			bw=$bw_cur
@@ -251,19 +265,7 @@ src_rss=$(jnum peak_rss_bytes "$client_json")
 dst_rss=$(jnum peak_rss_bytes "$server_json")
 ram=$(jnum ram_bytes "$client_json")
 
-# stats "V1 V2 ...": "min median max" (median of an even count: the mean of
-# the middle two).
-stats() {
-	tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 }
-		END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		      printf "%.2f %.2f %.2f\n", v[1], m, v[NR] }'
-}
-# spread "S1 S2 ...": (slowest - fastest) / fastest, in percent.
-spread() {
-	tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 }
-		END { printf "%.1f\n", (NR && v[1] > 0) ? (v[NR] - v[1]) / v[1] * 100 : 0 }'
-}
-jlist() { tr -s ' ' <<<"$1" | sed 's/^ //; s/ $//; s/ /,/g'; }
+. "$here/bench-stats.sh"
 
 read -r ip_min ip_med ip_max <<<"$(stats "${row_bw[iperf3]}")"
 rule=------------------------------------------------------------------------------------------------------------------------
@@ -283,12 +285,19 @@ hdr=$(printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s' "#row" "#runs" \
 echo "$hdr"
 printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s\n' "iperf3, 1 stream" "$runs" \
 	"$ip_min" "$ip_med" "$ip_max" "-" "1.000"
-jsons=("{\"test\":\"bench-loopback\",\"row\":\"iperf3\",\"streams\":1,\"seconds\":$iperf_secs,\"runs\":$runs,\"bw_min_mb_per_sec\":$ip_min,\"bw_median_mb_per_sec\":$ip_med,\"bw_max_mb_per_sec\":$ip_max,\"runs_mb_per_sec\":[$(jlist "${row_bw[iperf3]}")],\"pinned\":$([ -n "$pin" ] && echo true || echo false)}")
+jsons=()
+if [ -n "$pin" ]; then
+	read -r iu_min iu_med iu_max <<<"$(stats "${row_bw[iperf3u]}")"
+	printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s\n' "iperf3, unpinned" "$runs" \
+		"$iu_min" "$iu_med" "$iu_max" "-" "$(ratio "$iu_med" "$ip_med")"
+	jsons+=("{\"test\":\"bench-loopback\",\"row\":\"iperf3\",\"streams\":1,\"seconds\":$iperf_secs,\"runs\":$runs,\"bw_min_mb_per_sec\":$iu_min,\"bw_median_mb_per_sec\":$iu_med,\"bw_max_mb_per_sec\":$iu_max,\"runs_mb_per_sec\":[$(jlist "${row_bw[iperf3u]}")],\"pinned\":false}")
+fi
+jsons+=("{\"test\":\"bench-loopback\",\"row\":\"iperf3\",\"streams\":1,\"seconds\":$iperf_secs,\"runs\":$runs,\"bw_min_mb_per_sec\":$ip_min,\"bw_median_mb_per_sec\":$ip_med,\"bw_max_mb_per_sec\":$ip_max,\"runs_mb_per_sec\":[$(jlist "${row_bw[iperf3]}")],\"pinned\":$([ -n "$pin" ] && echo true || echo false)}")
 for q in $channels_list; do
 	for t in "${trees[@]}"; do
 		read -r mn md mx <<<"$(stats "${row_bw[$t$q]}")"
 		sp=$(spread "${row_it[$t$q]}")
-		rat=$(awk -v a="$md" -v b="$ip_med" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')
+		rat=$(ratio "$md" "$ip_med")
 		name="rmig, $q channel(s)"
 		[ "$t" = cur ] || name="  baseline, $q channel(s)"
 		line=$(printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s' "$name" \
@@ -296,7 +305,7 @@ for q in $channels_list; do
 		extra=
 		if [ "$t" = cur ] && [ -n "$bw_base" ]; then
 			read -r _ bmd _ <<<"$(stats "${row_bw[base$q]}")"
-			cb=$(awk -v a="$md" -v b="$bmd" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')
+			cb=$(ratio "$md" "$bmd")
 			line+=$(printf ' %-21s %s' "$bmd" "$cb")
 			extra=",\"baseline_median_mb_per_sec\":$bmd,\"ratio_current_baseline\":$cb"
 		fi
@@ -318,11 +327,15 @@ echo "{\"test\":\"bench-loopback-memory\",\"channels\":8,\"ram_bytes\":$ram,\"so
 targets() { # CHANNELS: "median ratio spread" of the current row
 	local mn md mx
 	read -r mn md mx <<<"$(stats "${row_bw[cur$1]}")"
-	echo "$(awk -v a="$md" -v b="$ip_med" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }') $(spread "${row_it[cur$1]}")"
+	echo "$(ratio "$md" "$ip_med") $(spread "${row_it[cur$1]}")"
 }
 if [ -n "${row_bw[cur1]:-}" ]; then
 	read -r r1 s1 <<<"$(targets 1)"
 	awk -v r="$r1" -v s="$s1" 'BEGIN { printf " target with 1 channel: median >= 1.20 x iperf3: %.3f (%s); iteration spread <= 15 %%: %.1f %% (%s)\n", r, (r >= 1.2 ? "met" : "NOT met"), s, (s <= 15 ? "met" : "NOT met") }'
+	if [ -n "$pin" ]; then
+		read -r _ md1 _ <<<"$(stats "${row_bw[cur1]}")"
+		echo " 1 channel's median / unpinned iperf3's median: $(ratio "$md1" "$iu_med")"
+	fi
 fi
 if [ -n "${row_bw[cur2]:-}" ]; then
 	read -r r2 _ <<<"$(targets 2)"

@@ -262,23 +262,7 @@ for r in $(seq "$runs"); do
 	done
 done
 
-# stats "V1 V2 ...": "min median max" (median of an even count: the mean
-# of the middle two); "- - -" when empty.
-stats() {
-	tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 }
-		END { if (!NR) { print "- - -"; exit }
-		      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		      printf "%.2f %.2f %.2f\n", v[1], m, v[NR] }'
-}
-# spread "S1 S2 ...": (slowest - fastest) / fastest, in percent.
-spread() {
-	tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 }
-		END { if (!NR) { print "-"; exit }
-		      printf "%.1f\n", (v[1] > 0) ? (v[NR] - v[1]) / v[1] * 100 : 0 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b <= 0) print "-"; else printf "%.3f\n", a / b }'; }
-jlist() { tr -s ' ' <<<"$1" | sed 's/^ //; s/ $//; s/ /,/g'; }
-jval() { [ "$1" = - ] && echo null || echo "$1"; }
+. "$here/bench-stats.sh"
 
 read -r ib_min ib_med ib_max <<<"$(stats "${row_bw[ib]:-}")"
 rule=-----------------------------------------------------------------------------------------------------------------------------
