@@ -153,10 +153,12 @@ run_iperf() {
 		cc=("${cpu_client[@]}")
 	fi
 	port=$(free_port)
-	"${cs[@]}" iperf3 -s -B "$host" -p "$port" -1 >"$tmp/iperf-s.log" 2>&1 &
+	"${cs[@]}" iperf3 -s -B "$host" -p "$port" -1 --forceflush \
+		>"$tmp/iperf-s.log" 2>&1 &
 	live_pid=$!
 	# The server says when it listens; wait for that (bounded) before the
-	# client connects, instead of guessing how long its start takes.
+	# client connects, instead of guessing how long its start takes
+	# (--forceflush: into a file, iperf3 would hold that line back).
 	for _ in $(seq 300); do
 		grep -q 'Server listening' "$tmp/iperf-s.log" 2>/dev/null && break
 		kill -0 "$live_pid" 2>/dev/null || break
