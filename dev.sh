@@ -15,7 +15,7 @@
 #                             (test vm_rxe; natively on a host with RDMA)
 #   ./dev.sh bench [OPTS]     install what is missing, run
 #                             perf/bench-loopback.sh OPTS on the default tree
-#                             (--runs N, --baseline DIR, --no-pin ...)
+#                             (--runs N, --baseline DIR, --pin ...)
 #   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
 #   ./dev.sh bench-rxe [OPTS] install what is missing, build the default
 #                             tree, run perf/bench-rxe.sh OPTS in the soft-RoCE

@@ -3,7 +3,7 @@
 #
 # bench-loopback.sh - rmig_bw against the raw TCP ceiling, on 127.0.0.1 only.
 #
-#   perf/bench-loopback.sh [--runs N] [--baseline DIR] [--no-pin]
+#   perf/bench-loopback.sh [--runs N] [--baseline DIR] [--pin]
 #                          [--pages-per-packet N] [BUILD_DIR]
 #
 # Rows, each measured --runs times (default 5), all rows of a run one after
@@ -27,17 +27,16 @@
 #   row also runs that rmig_bw, alternating with this tree's (current,
 #   baseline, current, baseline, ...) so both share the machine's noise, and
 #   the table gains the baseline's median and current/baseline.
-# --no-pin: let the scheduler place the processes.  By default every server
-#   (rmig_bw's destination, iperf3 -s) is pinned to the last CPU and every
-#   client (source) to CPU 0, as perftest's users do with taskset, for rmig
-#   and iperf3 alike: on one host both ends compete for the same cores, and
-#   a sender and a receiver that the scheduler puts on one core halve the
-#   bandwidth for as long as they stay there: TCP over loopback wakes the
-#   receiver from the sender's CPU, and the scheduler keeps pulling it
-#   there.  When pinned, each run also measures iperf3 unpinned, as its own
-#   row, and the ratios are taken over the better of iperf3's two medians.  On a single-CPU machine
-#   nothing is pinned.  On a machine busy with other work, pinned processes
-#   cannot move away from it: use --no-pin there.
+# --pin: pin every server (rmig_bw's destination, iperf3 -s) to the last
+#   CPU and every client (source) to CPU 0, as perftest's users do with
+#   taskset, for rmig and iperf3 alike, and measure iperf3 unpinned too, as
+#   its own row.  By default the scheduler places them: over loopback TCP
+#   the receiver is woken from the sender's CPU and the scheduler tends to
+#   keep the source's and the destination's copying threads on one core
+#   (one stream of iperf3 is faster that way here: the receiver copies
+#   cache-hot data), so unpinned figures depend on where it puts them.
+#   The ratios are always taken over iperf3's better median.  On a machine
+#   busy with other work, pinned processes cannot move away from it.
 # --pages-per-packet N: rmig_bw's -P (default: the library's default).
 #
 # Figures are reported, not asserted: the exit status is 0 when every run
@@ -51,12 +50,13 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
-runs=5 baseline='' pin=1 ppp=''
+runs=5 baseline='' pin='' ppp=''
 usage() { sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) runs=${2:?--runs needs a value}; shift 2 ;;
 	--baseline) baseline=${2:?--baseline needs a build directory}; shift 2 ;;
+	--pin) pin=1; shift ;;
 	--no-pin) pin=''; shift ;;
 	--pages-per-packet) ppp=${2:?--pages-per-packet needs a value}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -116,7 +116,7 @@ done
 # Placement (perftest's taskset habit): clients on CPU 0, servers on the last.
 ncpu=$(nproc)
 [ "$ncpu" -gt 1 ] || pin=''
-cpu_client=() cpu_server=() placement="scheduler's choice (--no-pin)"
+cpu_client=() cpu_server=() placement="scheduler's choice (no --pin)"
 if [ -n "$pin" ]; then
 	cpu_client=(taskset -c 0)
 	cpu_server=(taskset -c "$((ncpu - 1))")
