@@ -19,11 +19,13 @@
 #                             each of the 13 wire decoders fuzzed for
 #                             RMIG_FUZZ_SECONDS (30), two at a time (about
 #                             3.5 minutes)
-#   ./dev.sh bench            install what the build needs and iperf3, run
-#                             perf/bench-loopback.sh on the default tree
+#   ./dev.sh bench [OPTS]     install what the build needs and iperf3, run
+#                             perf/bench-loopback.sh OPTS on the default tree
+#                             (--runs N, --baseline DIR, --pin ...)
 #   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
-#   ./dev.sh bench-rxe        install what is missing, build the default
-#                             tree, run perf/bench-rxe.sh in the soft-RoCE VM
+#   ./dev.sh bench-rxe [OPTS] install what is missing, build the default
+#                             tree, run perf/bench-rxe.sh OPTS in the soft-RoCE
+#                             VM (--runs N, --baseline DIR)
 #   ./dev.sh vm [OPTS] -- CMD install what is missing, build the default
 #                             tree, run CMD in the soft-RoCE VM
 #                             (tests/vm/rxe-vm.sh OPTS -- CMD)
@@ -148,17 +150,19 @@ cmd_vm() {
 	exec tests/vm/rxe-vm.sh "$@"
 }
 
+# Options (--runs N, --baseline DIR) go to perf/bench-rxe.sh.  The VM's
+# timeout (RMIG_VM_TIMEOUT, default 3600 s) bounds the whole run.
 cmd_bench_rxe() {
 	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 	build_one rmig_bw >/dev/null
-	exec tests/vm/rxe-vm.sh --timeout 900 -- perf/bench-rxe.sh \
-		"$root/build/default"
+	exec tests/vm/rxe-vm.sh --timeout "${RMIG_VM_TIMEOUT:-3600}" -- \
+		perf/bench-rxe.sh "$@" "$root/build/default"
 }
 
 cmd_bench() {
 	ensure_packages "${BUILD_PACKAGES[@]}" iperf3
 	build_one rmig_bw >/dev/null
-	exec perf/bench-loopback.sh "$root/build/default"
+	exec perf/bench-loopback.sh "$@" "$root/build/default"
 }
 
 cmd_bench_live() {

@@ -3,33 +3,76 @@
 #
 # bench-loopback.sh - rmig_bw against the raw TCP ceiling, on 127.0.0.1 only.
 #
-#   perf/bench-loopback.sh [BUILD_DIR]        (default: build/default)
+#   perf/bench-loopback.sh [--runs N] [--baseline DIR] [--pin]
+#                          [--pages-per-packet N] [BUILD_DIR]
 #
+# Rows, each measured --runs times (default 5), all rows of a run one after
+# the other, so that every row sees the same stretch of the machine's noise:
 # 1. iperf3 (installed from Debian if missing), one stream, 127.0.0.1, a few
 #    seconds: the ceiling that libfabric tcp runs on.
 # 2. rmig_bw server + client over libfabric tcp on 127.0.0.1 with 1, 2 and 4
-#    channels, 2 GiB of non-zero pages per iteration, memory faulted in before
-#    the clock starts, a warm-up pass, then timed passes.
-# 3. The same with 8 channels, for the memory line: peak RSS minus the RAM
-#    block, on each side.
+#    channels, 2 GiB of non-zero pages per iteration, memory faulted in (and
+#    the source's filled) before the clock starts, a warm-up pass, then timed
+#    passes.  Every rmig_bw process runs under a timeout.
+# 3. Once, 8 channels, for the memory line: peak RSS minus the RAM block, on
+#    each side.
 #
-# Prints a perftest-like table with rmig/iperf3, a JSON line per row, and the
-# memory line.  Figures are reported, not asserted: the exit status is 0 when
-# every run completed, whatever the numbers.  The whole script takes about
-# two minutes here (2 cores).
+# Per row: the minimum, median and maximum of the runs' average bandwidths,
+# and the spread of the timed iterations of all its runs, (slowest -
+# fastest) / fastest; then the median's ratio to iperf3's median.
+# perftest-style fixed-width table with units, then a JSON twin per row.
 #
-# Environment: RMIG_BENCH_SIZE (default 2G), RMIG_BENCH_ITERS (timed passes,
-# default 3), RMIG_BENCH_CHANNELS (default "1 2 4"), IPERF_SECONDS (default 5).
+# --baseline DIR: DIR is the build directory of another tree (an older one)
+#   with its own perf/rmig_bw (built already; it is not rebuilt).  Every rmig
+#   row also runs that rmig_bw, alternating with this tree's (current,
+#   baseline, current, baseline, ...) so both share the machine's noise, and
+#   the table gains the baseline's median and current/baseline.
+# --pin: pin every server (rmig_bw's destination, iperf3 -s) to the last
+#   CPU and every client (source) to CPU 0, as perftest's users do with
+#   taskset, for rmig and iperf3 alike, and measure iperf3 unpinned too, as
+#   its own row.  By default the scheduler places them: over loopback TCP
+#   the receiver is woken from the sender's CPU and the scheduler tends to
+#   keep the source's and the destination's copying threads on one core
+#   (one stream of iperf3 is faster that way here: the receiver copies
+#   cache-hot data), so unpinned figures depend on where it puts them.
+#   The ratios are always taken over iperf3's better median.  On a machine
+#   busy with other work, pinned processes cannot move away from it.
+# --pages-per-packet N: rmig_bw's -P (default: the library's default).
+#
+# Figures are reported, not asserted: the exit status is 0 when every run
+# completed, whatever the numbers.  One run of all rows takes about 40 s on
+# an idle 2-core machine (twice the rmig part with --baseline).
+#
+# Environment: RMIG_BENCH_SIZE (default 2G), RMIG_BENCH_ITERS (timed passes
+# per run, default 3), RMIG_BENCH_CHANNELS (default "1 2 4"), IPERF_SECONDS
+# (default 5), RMIG_BENCH_TIMEOUT (seconds per rmig_bw process, default 120).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+runs=5 baseline='' pin='' ppp=''
+usage() { sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	--runs) runs=${2:?--runs needs a value}; shift 2 ;;
+	--baseline) baseline=${2:?--baseline needs a build directory}; shift 2 ;;
+	--pin) pin=1; shift ;;
+	--no-pin) pin=''; shift ;;
+	--pages-per-packet) ppp=${2:?--pages-per-packet needs a value}; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	-*) usage >&2; echo "bench: unknown option '$1'" >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
 build=${1:-${RMIG_BUILD:-$root/build/default}}
 size=${RMIG_BENCH_SIZE:-2G}
 iters=${RMIG_BENCH_ITERS:-3}
 channels_list=${RMIG_BENCH_CHANNELS:-1 2 4}
 iperf_secs=${IPERF_SECONDS:-5}
+bw_timeout=${RMIG_BENCH_TIMEOUT:-120}
 host=127.0.0.1
+case $runs in '' | *[!0-9]* | 0*) echo "bench: --runs must be a positive integer, got '$runs'" >&2; exit 2 ;; esac
+case $ppp in *[!0-9]* | 0*) echo "bench: --pages-per-packet must be a positive integer, got '$ppp'" >&2; exit 2 ;; esac
 tmp=$(mktemp -d /tmp/rmig-bench.XXXXXX)
 live_pid= # the background server running now, if any
 
@@ -58,10 +101,29 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 	cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
 cmake --build "$build" --target rmig_bw -j "$(nproc)" >/dev/null
-bw=$build/perf/rmig_bw
-if grep -q 'RMIG_SANITIZE:STRING=.\+' "$build/CMakeCache.txt"; then
-	log "bench: warning: $build is a sanitizer build; figures will be low"
+bw_cur=$build/perf/rmig_bw
+bw_base=
+if [ -n "$baseline" ]; then
+	bw_base=$baseline/perf/rmig_bw
+	[ -x "$bw_base" ] || { log "bench: --baseline: $bw_base is missing (build that tree's rmig_bw first)"; exit 2; }
 fi
+for b in "$build" $baseline; do
+	if grep -q 'RMIG_SANITIZE:STRING=.\+' "$b/CMakeCache.txt" 2>/dev/null; then
+		log "bench: warning: $b is a sanitizer build; figures will be low"
+	fi
+done
+
+# Placement (perftest's taskset habit): clients on CPU 0, servers on the last.
+ncpu=$(nproc)
+[ "$ncpu" -gt 1 ] || pin=''
+cpu_client=() cpu_server=() placement="scheduler's choice (no --pin)"
+if [ -n "$pin" ]; then
+	cpu_client=(taskset -c 0)
+	cpu_server=(taskset -c "$((ncpu - 1))")
+	placement="clients (sources) pinned to CPU 0, servers (destinations) to CPU $((ncpu - 1)) of $ncpu (taskset)"
+fi
+ppp_args=()
+[ -z "$ppp" ] || ppp_args=(-P "$ppp")
 
 # A free port on 127.0.0.1: nobody answers a connect there.
 free_port() {
@@ -78,48 +140,72 @@ free_port() {
 
 # Value of a numeric JSON field in a one-line object.
 jnum() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" <<<"$2"; }
+# The elements of a JSON array field, space-separated.
+jarr() { sed -n "s/.*\"$1\":\[\([^]]*\)\].*/\1/p" <<<"$2" | tr ',' ' '; }
 
 # --- 1. iperf3 ceiling ------------------------------------------------------
-port=$(free_port)
-iperf3 -s -B "$host" -p "$port" -1 >"$tmp/iperf-s.log" 2>&1 &
-live_pid=$!
-iperf_bps=
-# The server says when it listens; wait for that (bounded) before the client
-# connects, instead of guessing how long its start takes on a loaded machine.
-for _ in $(seq 300); do
-	grep -q 'Server listening' "$tmp/iperf-s.log" 2>/dev/null && break
-	kill -0 "$live_pid" 2>/dev/null || break
-	sleep 0.1
-done
-for _ in $(seq 5); do
-	if iperf3 -c "$host" -p "$port" -P 1 -t "$iperf_secs" -J \
-		>"$tmp/iperf.json" 2>/dev/null; then
-		iperf_bps=$(awk '/"sum_received"/ { f = 1 }
-			f && /"bits_per_second"/ {
-				sub(/.*"bits_per_second":[ \t]*/, ""); sub(/[,}].*/, "")
-				print; exit }' "$tmp/iperf.json")
-		break
+# iperf_once PIN: one server/client pair, pinned like rmig_bw when PIN is
+# not empty; sets iperf_mbs (MB/s).
+iperf_once() {
+	local port iperf_bps= cs=() cc=()
+	if [ -n "$1" ]; then
+		cs=("${cpu_server[@]}")
+		cc=("${cpu_client[@]}")
 	fi
-	sleep 0.5
-done
-# A one-off server (-1) that never got its client would wait for ever.
-[ -n "$iperf_bps" ] || kill "$live_pid" 2>/dev/null || true
-wait "$live_pid" 2>/dev/null || true
-live_pid=
-if [ -z "$iperf_bps" ]; then
-	log "bench: iperf3 on $host failed:"
-	cat "$tmp/iperf-s.log" "$tmp/iperf.json" >&2 || true
-	exit 1
-fi
-iperf_mbs=$(awk -v b="$iperf_bps" 'BEGIN { printf "%.2f", b / 8 / 1e6 }')
+	port=$(free_port)
+	"${cs[@]}" iperf3 -s -B "$host" -p "$port" -1 --forceflush \
+		>"$tmp/iperf-s.log" 2>&1 &
+	live_pid=$!
+	# The server says when it listens; wait for that (bounded) before the
+	# client connects, instead of guessing how long its start takes
+	# (--forceflush: into a file, iperf3 would hold that line back).
+	for _ in $(seq 300); do
+		grep -q 'Server listening' "$tmp/iperf-s.log" 2>/dev/null && break
+		kill -0 "$live_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	for _ in $(seq 5); do
+		if timeout $((iperf_secs + 30)) "${cc[@]}" iperf3 -c "$host" \
+			-p "$port" -P 1 -t "$iperf_secs" -J >"$tmp/iperf.json" 2>/dev/null; then
+			iperf_bps=$(awk '/"sum_received"/ { f = 1 }
+				f && /"bits_per_second"/ {
+					sub(/.*"bits_per_second":[ \t]*/, ""); sub(/[,}].*/, "")
+					print; exit }' "$tmp/iperf.json")
+			break
+		fi
+		sleep 0.5
+	done
+	# A one-off server (-1) that never got its client would wait for ever.
+	[ -n "$iperf_bps" ] || kill "$live_pid" 2>/dev/null || true
+	wait "$live_pid" 2>/dev/null || true
+	live_pid=
+	if [ -z "$iperf_bps" ]; then
+		log "bench: iperf3 on $host port $port failed:"
+		cat "$tmp/iperf-s.log" "$tmp/iperf.json" >&2 || true
+		return 1
+	fi
+	iperf_mbs=$(awk -v b="$iperf_bps" 'BEGIN { printf "%.2f", b / 8 / 1e6 }')
+}
+# run_iperf PIN: iperf_once, with a fresh server and port up to 3 times
+# (a port that another program took between free_port and the server's
+# bind fails the pair).
+run_iperf() {
+	for _ in 1 2 3; do
+		iperf_once "$1" && return 0
+		log "bench: running the iperf3 pair again on another port"
+	done
+	return 1
+}
 
 # --- 2./3. rmig_bw runs -----------------------------------------------------
-# run_bw CHANNELS ITERS: server + client; sets client_json, server_json.
+# run_bw RMIG_BW CHANNELS ITERS: server + client; sets client_json,
+# server_json.
 run_bw() {
-	local q=$1 n=$2 spid port=
+	local bw=$1 q=$2 n=$3 spid port=
 	: >"$tmp/server.log"
-	timeout 120 "$bw" -b "$host" -p 0 -s "$size" -t 120 \
-		--transport fabric --fabric-provider tcp >"$tmp/server.log" 2>&1 &
+	timeout "$bw_timeout" "${cpu_server[@]}" "$bw" -b "$host" -p 0 -s "$size" \
+		-t "$bw_timeout" "${ppp_args[@]}" --transport fabric \
+		--fabric-provider tcp >"$tmp/server.log" 2>&1 &
 	spid=$!
 	live_pid=$spid
 	for _ in $(seq 600); do
@@ -130,20 +216,20 @@ run_bw() {
 		sleep 0.1
 	done
 	if [ -z "$port" ]; then
-		log "bench: rmig_bw server did not start:"
+		log "bench: rmig_bw server ($bw) did not start:"
 		cat "$tmp/server.log" >&2
 		return 1
 	fi
-	if ! timeout 120 "$bw" -p "$port" -s "$size" -q "$q" -n "$n" -w 1 \
-		--transport fabric --fabric-provider tcp "$host" \
-		>"$tmp/client.log" 2>&1; then
-		log "bench: rmig_bw client ($q channels) failed:"
+	if ! timeout "$bw_timeout" "${cpu_client[@]}" "$bw" -p "$port" -s "$size" \
+		-q "$q" -n "$n" -w 1 "${ppp_args[@]}" --transport fabric \
+		--fabric-provider tcp "$host" >"$tmp/client.log" 2>&1; then
+		log "bench: rmig_bw client ($bw, $q channels) failed:"
 		cat "$tmp/client.log" "$tmp/server.log" >&2
 		return 1
 	fi
 	if ! wait "$spid"; then
 		live_pid=
-		log "bench: rmig_bw server ($q channels) failed:"
+		log "bench: rmig_bw server ($bw, $q channels) failed:"
 		cat "$tmp/server.log" >&2
 		return 1
 	fi
@@ -152,50 +238,106 @@ run_bw() {
 	server_json=$(grep '^{"test":"rmig_bw"' "$tmp/server.log")
 }
 
-rows=()
-jsons=()
-ratio2=
-for q in $channels_list; do
-	log "bench: rmig_bw, $q channel(s), $size per iteration ..."
-	run_bw "$q" "$iters"
-	peak=$(jnum bw_peak_mb_per_sec "$client_json")
-	avg=$(jnum bw_average_mb_per_sec "$client_json")
-	mpps=$(jnum msg_rate_mpps "$client_json")
-	bytes=$(jnum bytes "$client_json")
-	ratio=$(awk -v a="$avg" -v b="$iperf_mbs" 'BEGIN { printf "%.3f", a / b }')
-	[ "$q" = 2 ] && ratio2=$ratio
-	rows+=("$(printf ' %-10s %-14s %-13s %-18.2f %-20.2f %-15.6f %.3f' \
-		"$q" "$bytes" "$iters" "$peak" "$avg" "$mpps" "$ratio")")
-	jsons+=("{\"test\":\"bench-loopback\",\"transport\":\"fabric/tcp\",\"host\":\"$host\",\"channels\":$q,\"bytes\":$bytes,\"iterations\":$iters,\"bw_peak_mb_per_sec\":$peak,\"bw_average_mb_per_sec\":$avg,\"msg_rate_mpps\":$mpps,\"iperf3_mb_per_sec\":$iperf_mbs,\"ratio_rmig_iperf3\":$ratio,\"prefaulted\":true}")
+# Per row KEY (iperf3, cur1, base1, cur2, ...): the runs' MB/s and the timed
+# iterations' seconds, space-separated, appended run by run.
+declare -A row_bw row_it
+record_bw() { # KEY: from client_json
+	row_bw[$1]+="$(jnum bw_average_mb_per_sec "$client_json") "
+	row_it[$1]+="$(jarr iteration_seconds "$client_json") "
+}
+
+trees=(cur)
+[ -z "$bw_base" ] || trees=(cur base)
+log "bench: $runs run(s); placement: $placement"
+for r in $(seq "$runs"); do
+	log "bench: run $r/$runs: iperf3, one stream, ${iperf_secs} s ..."
+	run_iperf "$pin"
+	row_bw[iperf3]+="$iperf_mbs "
+	if [ -n "$pin" ]; then
+		log "bench: run $r/$runs: iperf3, one stream, ${iperf_secs} s, unpinned ..."
+		run_iperf ''
+		row_bw[iperf3u]+="$iperf_mbs "
+	fi
+	for q in $channels_list; do
+		for t in "${trees[@]}"; do
+			bw=$bw_cur
+			[ "$t" = cur ] || bw=$bw_base
+			log "bench: run $r/$runs: rmig_bw ($([ "$t" = cur ] && echo current || echo baseline)), $q channel(s), $size x (1 + $iters) ..."
+			run_bw "$bw" "$q" "$iters"
+			record_bw "$t$q"
+		done
+	done
 done
 
 log "bench: rmig_bw, 8 channels, memory ..."
-run_bw 8 1
+run_bw "$bw_cur" 8 1
 src_over=$(jnum overhead_bytes "$client_json")
 dst_over=$(jnum overhead_bytes "$server_json")
 src_rss=$(jnum peak_rss_bytes "$client_json")
 dst_rss=$(jnum peak_rss_bytes "$server_json")
 ram=$(jnum ram_bytes "$client_json")
 
-# --- report -----------------------------------------------------------------
-rule=-----------------------------------------------------------------------------------------------------------
+. "$here/bench-stats.sh"
+
+read -r ip_min ip_med ip_max <<<"$(stats "${row_bw[iperf3]}")"
+# The reference ceiling: the better of iperf3's medians, pinned or not (one
+# stream can be faster on one core, where the receiver copies cache-hot
+# data, than split across two).
+ip_ref=$ip_med
+if [ -n "$pin" ]; then
+	read -r iu_min iu_med iu_max <<<"$(stats "${row_bw[iperf3u]}")"
+	ip_ref=$(awk -v a="$ip_med" -v b="$iu_med" 'BEGIN { print (a > b) ? a : b }')
+fi
+rule=------------------------------------------------------------------------------------------------------------------------
 echo "$rule"
-echo " rmig loopback benchmark: libfabric tcp on $host; $size of non-zero pages per iteration;"
-echo " memory faulted in (and the source's filled) before the clock starts; 1 warm-up, $iters timed"
-echo " iterations of (every page queued + rmig_src_sync()); MB = 10^6 bytes; MsgRate = page packets"
-echo " iperf3 ceiling: one stream, $host, ${iperf_secs} s: $iperf_mbs MB/sec"
+echo " rmig loopback benchmark: libfabric tcp on $host; $size of non-zero pages per iteration; MB = 10^6 bytes"
+echo " memory faulted in (and the source's filled) before the clock starts; per run 1 warm-up + $iters timed"
+echo " iterations of (every page queued + rmig_src_sync()); pages/packet: ${ppp:-library default}"
+echo " $runs run(s) per row, rows interleaved run by run$([ -z "$bw_base" ] || echo ", current and baseline alternating")"
+echo " placement: $placement"
+echo " iperf3: one stream, ${iperf_secs} s per run; each rmig_bw process under a ${bw_timeout} s timeout"
+[ -z "$bw_base" ] || echo " baseline: $bw_base"
+echo " iter spread: (slowest - fastest) / fastest over the timed iterations of all the row's runs"
+echo " med/iperf3: a row's median over iperf3's better median$([ -z "$pin" ] || echo " (pinned or unpinned)"): $ip_ref MB/s"
 echo "$rule"
-printf ' %-10s %-14s %-13s %-18s %-20s %-15s %s\n' "#channels" "#bytes" \
-	"#iterations" "BW peak[MB/sec]" "BW average[MB/sec]" "MsgRate[Mpps]" \
-	"rmig/iperf3"
-for r in "${rows[@]}"; do
-	echo "$r"
+hdr=$(printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s' "#row" "#runs" \
+	"BW min[MB/s]" "BW median[MB/s]" "BW max[MB/s]" "iter spread[%]" "med/iperf3")
+[ -z "$bw_base" ] || hdr+=$(printf ' %-21s %s' "base median[MB/s]" "cur/base")
+echo "$hdr"
+printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s\n' \
+	"iperf3, 1 stream$([ -z "$pin" ] || echo ", pinned")" "$runs" \
+	"$ip_min" "$ip_med" "$ip_max" "-" "$(ratio "$ip_med" "$ip_ref")"
+jsons=()
+if [ -n "$pin" ]; then
+	printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s\n' "iperf3, unpinned" "$runs" \
+		"$iu_min" "$iu_med" "$iu_max" "-" "$(ratio "$iu_med" "$ip_ref")"
+	jsons+=("{\"test\":\"bench-loopback\",\"row\":\"iperf3\",\"streams\":1,\"seconds\":$iperf_secs,\"runs\":$runs,\"bw_min_mb_per_sec\":$iu_min,\"bw_median_mb_per_sec\":$iu_med,\"bw_max_mb_per_sec\":$iu_max,\"runs_mb_per_sec\":[$(jlist "${row_bw[iperf3u]}")],\"pinned\":false}")
+fi
+jsons+=("{\"test\":\"bench-loopback\",\"row\":\"iperf3\",\"streams\":1,\"seconds\":$iperf_secs,\"runs\":$runs,\"bw_min_mb_per_sec\":$ip_min,\"bw_median_mb_per_sec\":$ip_med,\"bw_max_mb_per_sec\":$ip_max,\"runs_mb_per_sec\":[$(jlist "${row_bw[iperf3]}")],\"pinned\":$([ -n "$pin" ] && echo true || echo false)}")
+for q in $channels_list; do
+	for t in "${trees[@]}"; do
+		read -r mn md mx <<<"$(stats "${row_bw[$t$q]}")"
+		sp=$(spread "${row_it[$t$q]}")
+		rat=$(ratio "$md" "$ip_ref")
+		name="rmig, $q channel(s)"
+		[ "$t" = cur ] || name="  baseline, $q channel(s)"
+		line=$(printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s' "$name" \
+			"$runs" "$mn" "$md" "$mx" "$sp" "$rat")
+		extra=
+		if [ "$t" = cur ] && [ -n "$bw_base" ]; then
+			read -r _ bmd _ <<<"$(stats "${row_bw[base$q]}")"
+			cb=$(ratio "$md" "$bmd")
+			line+=$(printf ' %-21s %s' "$bmd" "$cb")
+			extra=",\"baseline_median_mb_per_sec\":$bmd,\"ratio_current_baseline\":$cb"
+		fi
+		echo "$line"
+		jsons+=("{\"test\":\"bench-loopback\",\"row\":\"rmig\",\"tree\":\"$([ "$t" = cur ] && echo current || echo baseline)\",\"transport\":\"fabric/tcp\",\"host\":\"$host\",\"channels\":$q,\"runs\":$runs,\"iterations_per_run\":$iters,\"bytes_per_iteration\":$(jnum bytes "$client_json"),\"pages_per_packet\":${ppp:-null},\"bw_min_mb_per_sec\":$mn,\"bw_median_mb_per_sec\":$md,\"bw_max_mb_per_sec\":$mx,\"runs_mb_per_sec\":[$(jlist "${row_bw[$t$q]}")],\"iteration_seconds\":[$(jlist "${row_it[$t$q]}")],\"iteration_spread_pct\":$sp,\"ratio_median_iperf3\":$rat,\"iperf3_reference_mb_per_sec\":$ip_ref$extra,\"pinned\":$([ -n "$pin" ] && echo true || echo false),\"prefaulted\":true}")
+	done
 done
 echo "$rule"
 for j in "${jsons[@]}"; do
 	echo "$j"
 done
-echo "{\"test\":\"bench-loopback\",\"iperf3_mb_per_sec\":$iperf_mbs,\"iperf3_streams\":1,\"iperf3_seconds\":$iperf_secs,\"host\":\"$host\"}"
 awk -v s="$src_over" -v d="$dst_over" -v sr="$src_rss" -v dr="$dst_rss" \
 	-v ram="$ram" 'BEGIN {
 	m = 1048576
@@ -203,7 +345,17 @@ awk -v s="$src_over" -v d="$dst_over" -v sr="$src_rss" -v dr="$dst_rss" \
 		ram / m, s / m, sr / m, d / m, dr / m,
 		(s <= 64 * m && d <= 64 * m) ? "met" : "NOT met" }'
 echo "{\"test\":\"bench-loopback-memory\",\"channels\":8,\"ram_bytes\":$ram,\"source_overhead_bytes\":$src_over,\"destination_overhead_bytes\":$dst_over,\"source_peak_rss_bytes\":$src_rss,\"destination_peak_rss_bytes\":$dst_rss}"
-if [ -n "$ratio2" ]; then
-	awk -v r="$ratio2" 'BEGIN { printf " target rmig/iperf3 >= 0.80 with 2 channels: %.3f (%s)\n", r, (r >= 0.8 ? "met" : "NOT met") }'
+targets() { # CHANNELS: "median ratio spread" of the current row
+	local mn md mx
+	read -r mn md mx <<<"$(stats "${row_bw[cur$1]}")"
+	echo "$(ratio "$md" "$ip_ref") $(spread "${row_it[cur$1]}")"
+}
+if [ -n "${row_bw[cur1]:-}" ]; then
+	read -r r1 s1 <<<"$(targets 1)"
+	awk -v r="$r1" -v s="$s1" 'BEGIN { printf " target with 1 channel: median >= 1.20 x iperf3: %.3f (%s); iteration spread <= 15 %%: %.1f %% (%s)\n", r, (r >= 1.2 ? "met" : "NOT met"), s, (s <= 15 ? "met" : "NOT met") }'
+fi
+if [ -n "${row_bw[cur2]:-}" ]; then
+	read -r r2 _ <<<"$(targets 2)"
+	awk -v r="$r2" 'BEGIN { printf " target rmig/iperf3 >= 0.80 with 2 channels (medians): %.3f (%s)\n", r, (r >= 0.8 ? "met" : "NOT met") }'
 fi
 echo "$rule"

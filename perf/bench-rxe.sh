@@ -4,39 +4,67 @@
 # bench-rxe.sh - rmig's page-batch bandwidth over verbs against the RDMA
 # WRITE ceiling of the same device, in one run.  Meant for the soft-RoCE VM:
 #
-#   tests/vm/rxe-vm.sh -- perf/bench-rxe.sh [BUILD_DIR]   (or ./dev.sh bench-rxe)
+#   tests/vm/rxe-vm.sh -- perf/bench-rxe.sh [--runs N] [--baseline DIR] [BUILD_DIR]
+#   ./dev.sh bench-rxe [--runs N] [--baseline DIR]
 #
+# Rows, each measured --runs times (default 5), all rows of a run one after
+# the other so that every row sees the same stretch of the machine's noise:
 # 1. ib_write_bw (perftest, 1 QP, RDMA WRITE, connected with librdmacm) on
 #    $RMIG_RXE_DEV at $RMIG_RXE_ADDR, at the message size rmig uses per
-#    packet: pages per packet x page size (default 128 x 4 KiB = 512 KiB);
-#    once before and once after step 2, the reference being their mean.
+#    packet: pages per packet x page size (default 128 x 4 KiB = 512 KiB).
 #    A completion is requested every 64 writes (-Q 64; with -R perftest
 #    would otherwise signal every write, which rmig does not do: it signals
 #    only the last write of a batch), so this is the device's ceiling.
-# 2. perf/rmig_bw --transport verbs at the same size per packet, 1 channel
-#    (one RC QP, like ib_write_bw), on the same device and address.
-# 3. perf/rmig_bw --transport fabric (libfabric tcp) on 127.0.0.1, for the
-#    destination's CPU cost.
-# Prints each bandwidth, the ratio rmig verbs / ib_write_bw (target >= 0.9)
-# and the destination process's CPU seconds (user + system, all threads) per
-# GiB for verbs and for tcp, then a JSON line.  Memory is faulted in before
-# any clock starts (rmig_bw faults in and fills its RAM block; ib_write_bw
-# allocates and registers, which pins, its buffers before it times).
-# Figures are printed, never asserted; the exit status is 0 when every run
-# completed.  Under TCG the absolute figures mean little (soft-RoCE in an
-# emulated CPU); the ratio and the CPU comparison are measured in one VM run.
+# 2. perf/rmig_bw --transport verbs at the same size per packet, with each
+#    of $RMIG_BENCH_CHANNELS channels (default "1 4"; 1 channel is one RC QP,
+#    like ib_write_bw), on the same device and address.
+# 3. perf/rmig_bw --transport fabric (libfabric tcp) on 127.0.0.1, 1
+#    channel, for the destination's CPU cost.
+# Per row: minimum, median and maximum of the runs' bandwidths (MB = 10^6
+# bytes; ib_write_bw's MiB converted), the spread of rmig's timed iterations
+# over all the row's runs ((slowest - fastest) / fastest), the ratio of the
+# median to ib_write_bw's median (target >= 0.9 with 1 channel) and the
+# destination process's CPU seconds (user + system, all threads) per GiB
+# (median); a fixed-width table, then a JSON twin per row.
+#
+# --baseline DIR: DIR is the build directory of another (older) tree with
+#   its own perf/rmig_bw, built already.  Every rmig row also runs that
+#   rmig_bw, alternating with this tree's (current, baseline, current, ...)
+#   so both share the machine's noise; the table gains the baseline's
+#   median and current/baseline.  Inside the VM, DIR must be visible (the VM
+#   sees the host's / read-only: any host path works).
+#
+# Memory is faulted in before any clock starts (rmig_bw faults in and fills
+# its RAM block; ib_write_bw allocates and registers, which pins, its
+# buffers before it times).  Every server runs on the last CPU, every client
+# on CPU 0 (taskset, as perftest's users do).  Every process runs under a
+# timeout.  Figures are printed, never asserted; the exit status is 0 when
+# every run completed.  Under TCG the absolute figures mean little
+# (soft-RoCE in an emulated CPU); the ratios are measured in one VM run.
 #
 # Environment: RMIG_RXE_DEV, RMIG_RXE_ADDR (set by tests/vm/rxe-vm.sh; must
 # be set outside the VM), RMIG_BENCH_PPP (pages per packet, default 128),
 # RMIG_BENCH_PAGE (page size, 4k or 2m, default 4k), RMIG_BENCH_SIZE (bytes
-# per rmig_bw iteration, default 64M), RMIG_BENCH_ITERS (timed iterations,
-# default 3), RMIG_BENCH_CHANNELS (rmig channels, default 1),
-# RMIG_BENCH_CQ_MOD (ib_write_bw's -Q, default 64).
+# per rmig_bw iteration, default 64M), RMIG_BENCH_ITERS (timed iterations
+# per run, default 3), RMIG_BENCH_CHANNELS (rmig verbs rows, default "1 4"),
+# RMIG_BENCH_CQ_MOD (ib_write_bw's -Q, default 64), RMIG_BENCH_TIMEOUT
+# (seconds per rmig_bw process, default 600).
 set -euo pipefail
 
 PROG=bench-rxe
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+runs=5 baseline=''
+usage() { sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	--runs) runs=${2:?--runs needs a value}; shift 2 ;;
+	--baseline) baseline=${2:?--baseline needs a build directory}; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	-*) usage >&2; printf '%s: error: unknown option %s\n' "$PROG" "$1" >&2; exit 2 ;;
+	*) break ;;
+	esac
+done
 build=${1:-${RMIG_BUILD:-$root/build/default}}
 bw=$build/perf/rmig_bw
 dev=${RMIG_RXE_DEV:-}
@@ -45,8 +73,9 @@ ppp=${RMIG_BENCH_PPP:-128}
 page=${RMIG_BENCH_PAGE:-4k}
 size=${RMIG_BENCH_SIZE:-64M}
 iters=${RMIG_BENCH_ITERS:-3}
-channels=${RMIG_BENCH_CHANNELS:-1}
+channels_list=${RMIG_BENCH_CHANNELS:-1 4}
 cqmod=${RMIG_BENCH_CQ_MOD:-64}
+bw_timeout=${RMIG_BENCH_TIMEOUT:-600}
 
 die() {
 	printf '%s: error: %s\n' "$PROG" "$*" >&2
@@ -54,9 +83,15 @@ die() {
 }
 say() { printf '%s: %s\n' "$PROG" "$*"; }
 
+case $runs in '' | *[!0-9]* | 0*) die "--runs must be a positive integer, got '$runs'" ;; esac
 [ -n "$dev" ] && [ -n "$addr" ] ||
 	die "RMIG_RXE_DEV and RMIG_RXE_ADDR are not set: run it in the soft-RoCE VM (tests/vm/rxe-vm.sh -- $0) or set both to a local RDMA device and its address"
 [ -x "$bw" ] || die "$bw is missing: build the tree $build first (cmake --build $build --target rmig_bw)"
+bw_base=
+if [ -n "$baseline" ]; then
+	bw_base=$baseline/perf/rmig_bw
+	[ -x "$bw_base" ] || die "--baseline: $bw_base is missing (build that tree's rmig_bw first)"
+fi
 for c in ib_write_bw timeout awk taskset numfmt; do
 	command -v "$c" >/dev/null || die "'$c' is missing (Debian package perftest)"
 done
@@ -83,14 +118,14 @@ trap cleanup EXIT
 
 where=natively
 [ "${RMIG_IN_VM:-}" != 1 ] || where="in the soft-RoCE VM (kernel $(uname -r))"
-say "device $dev at $addr, $where"
+say "device $dev at $addr, $where; $runs run(s) per row"
 say "message size per packet: $ppp pages x $page_bytes B = $msg B"
 say "memory is faulted in before timing: ib_write_bw allocates and registers (pins) its buffers before its clock starts; rmig_bw faults in (and on the source fills) its RAM block before its clock starts"
 if [ "${RMIG_IN_VM:-}" = 1 ] && ! grep -qwE 'vmx|svm' /proc/cpuinfo; then
 	say "note: the VM most likely runs under TCG (emulated CPU): absolute figures mean little, compare the ratios"
 fi
 
-# --- 1. ib_write_bw ---------------------------------------------------------
+# --- ib_write_bw ------------------------------------------------------------
 # Enough iterations to move about the same bytes as one rmig_bw iteration
 # series, at least 20.
 size_bytes=$(numfmt --from=iec "$size" 2>/dev/null) ||
@@ -149,20 +184,16 @@ ib_run() {
 	done
 	die "ib_write_bw's figure stayed below the wall-clock floor in 3 runs"
 }
-# Before and after rmig over verbs: the reference is their mean, so a drift
-# of the (shared, emulated) machine during the run shows and averages out.
-ib_run 18671
-ib_before=$ib_mbs
 
-# --- 2. and 3. rmig_bw ------------------------------------------------------
-# rmig_bw_run NAME BIND_ADDR PORT ARGS...: server and client, JSON lines in
-# $tmp/NAME.server / NAME.client; returns non-zero (with the output shown)
-# when either side fails.
+# --- rmig_bw ----------------------------------------------------------------
+# rmig_bw_run NAME RMIG_BW BIND_ADDR PORT CHANNELS ARGS...: server and
+# client, output in $tmp/NAME.server / NAME.client; returns non-zero (with
+# the output shown) when either side fails.
 rmig_bw_run() {
-	local name=$1 host=$2 port=$3 rc=0
-	shift 3
-	taskset -c "$((ncpu - 1))" "$bw" "$@" -s "$size" -P "$ppp" \
-		--page-size "$page" -b "$host" -p "$port" -t 120 \
+	local name=$1 prog=$2 host=$3 port=$4 q=$5 rc=0
+	shift 5
+	timeout "$bw_timeout" taskset -c "$((ncpu - 1))" "$prog" "$@" -s "$size" \
+		-P "$ppp" --page-size "$page" -b "$host" -p "$port" -t 120 \
 		>"$tmp/$name.server" 2>&1 &
 	live_pid=$!
 	for _ in $(seq 600); do
@@ -174,11 +205,11 @@ rmig_bw_run() {
 		wait "$live_pid" || true
 		live_pid=
 		cat "$tmp/$name.server" >&2
-		say "rmig_bw $name: the server did not start" >&2
+		say "rmig_bw $name ($prog): the server did not start" >&2
 		return 1
 	fi
-	timeout 600 taskset -c 0 "$bw" "$@" -s "$size" -P "$ppp" --page-size "$page" \
-		-q "$channels" -n "$iters" -w 1 -p "$port" "$host" \
+	timeout "$bw_timeout" taskset -c 0 "$prog" "$@" -s "$size" -P "$ppp" \
+		--page-size "$page" -q "$q" -n "$iters" -w 1 -p "$port" "$host" \
 		>"$tmp/$name.client" 2>&1 || rc=$?
 	if [ "$rc" -ne 0 ]; then
 		kill "$live_pid" 2>/dev/null || true
@@ -187,52 +218,104 @@ rmig_bw_run() {
 	live_pid=
 	if [ "$rc" -ne 0 ]; then
 		cat "$tmp/$name.server" "$tmp/$name.client" >&2
-		say "rmig_bw $name failed" >&2
+		say "rmig_bw $name ($prog) failed" >&2
 		return 1
 	fi
 }
 jnum() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2" | tail -1; }
+jarr() { sed -n "s/.*\"$1\":\[\([^]]*\)\].*/\1/p" "$2" | tail -1 | tr ',' ' '; }
 
+# Per row KEY (ib, cur-v1, base-v1, cur-v4, ..., cur-tcp, base-tcp): the
+# runs' MB/s, the timed iterations' seconds and the destination's CPU s/GiB,
+# space-separated, appended run by run.
+declare -A row_bw row_it row_cpu
+trees=(cur)
+[ -z "$bw_base" ] || trees=(cur base)
 bad=0
-v_mbs='' v_cpu='' t_mbs='' t_cpu='' ratio='' ib_after=''
-if rmig_bw_run verbs "$addr" 18672 --transport verbs; then
-	v_mbs=$(jnum bw_average_mb_per_sec "$tmp/verbs.server")
-	v_cpu=$(jnum cpu_seconds_per_gib "$tmp/verbs.server")
-	ib_run 18674
-	ib_after=$ib_mbs
-	ib_mbs=$(awk -v a="$ib_before" -v b="$ib_after" 'BEGIN { printf "%.2f", (a + b) / 2 }')
-	ratio=$(awk -v a="$v_mbs" -v b="$ib_mbs" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')
-	say "rmig verbs: $size per iteration x $iters, $channels channel(s): $v_mbs MB/s; destination CPU $v_cpu s/GiB"
-	say "ib_write_bw before and after rmig verbs: $ib_before and $ib_after MB/s, mean $ib_mbs"
-else
-	bad=1
-fi
-if rmig_bw_run tcp 127.0.0.1 18673 --transport fabric --fabric-provider tcp; then
-	t_mbs=$(jnum bw_average_mb_per_sec "$tmp/tcp.server")
-	t_cpu=$(jnum cpu_seconds_per_gib "$tmp/tcp.server")
-	say "rmig libfabric tcp (127.0.0.1): $t_mbs MB/s; destination CPU $t_cpu s/GiB"
-else
-	bad=1
-fi
+port=18671
+# next_port: a fresh port per pair, so no run waits for the last one's
+# TIME_WAIT.
+next_port() { port=$((port + 1)); }
+for r in $(seq "$runs"); do
+	say "run $r/$runs"
+	next_port
+	ib_run "$port"
+	row_bw[ib]+="$ib_mbs "
+	for spec in $(for q in $channels_list; do echo "v$q"; done) tcp; do
+		for t in "${trees[@]}"; do
+			prog=$bw
+			[ "$t" = cur ] || prog=$bw_base
+			key=$t-$spec
+			next_port
+			if [ "$spec" = tcp ]; then
+				rmig_bw_run "$key" "$prog" 127.0.0.1 "$port" 1 \
+					--transport fabric --fabric-provider tcp || { bad=1; continue; }
+			else
+				rmig_bw_run "$key" "$prog" "$addr" "$port" "${spec#v}" \
+					--transport verbs || { bad=1; continue; }
+			fi
+			row_bw[$key]+="$(jnum bw_average_mb_per_sec "$tmp/$key.server") "
+			row_it[$key]+="$(jarr iteration_seconds "$tmp/$key.server") "
+			row_cpu[$key]+="$(jnum cpu_seconds_per_gib "$tmp/$key.server") "
+			say "  rmig $([ "$t" = cur ] && echo current || echo baseline) $spec: $(jnum bw_average_mb_per_sec "$tmp/$key.server") MB/s"
+		done
+	done
+done
 
+. "$here/bench-stats.sh"
+
+read -r ib_min ib_med ib_max <<<"$(stats "${row_bw[ib]:-}")"
+rule=-----------------------------------------------------------------------------------------------------------------------------
 echo
-printf ' %-34s %-20s %-8s %s\n' "run ($msg B per message/packet)" \
-	"BW average[MB/sec]" "ratio" "dest CPU s/GiB"
-printf ' %-34s %-20s %-8s %s\n' \
-	"ib_write_bw, 1 QP, $dev ($([ -n "$ib_after" ] && echo mean of 2 || echo 1 run))" \
-	"$ib_mbs" "1.000" "-"
-printf ' %-34s %-20s %-8s %s\n' "rmig verbs, $channels channel(s), $dev" \
-	"${v_mbs:-FAILED}" "${ratio:--}" "${v_cpu:--}"
-printf ' %-34s %-20s %-8s %s\n' "rmig libfabric tcp, 127.0.0.1" \
-	"${t_mbs:-FAILED}" "-" "${t_cpu:--}"
-echo " MB = 10^6 bytes (ib_write_bw's MiB converted); CPU: the destination process, user + system, all threads, over the timed iterations"
-if [ -n "$ratio" ]; then
-	verdict=$(awk -v r="$ratio" 'BEGIN { print ((r >= 0.9) ? "meets" : "below") }')
-	echo " rmig verbs / ib_write_bw = $ratio ($verdict the target of 0.9)"
+echo "$rule"
+echo " rmig over soft-RoCE ($dev) vs ib_write_bw; $msg B per message/packet ($ppp x $page_bytes B); $size x (1 warm-up + $iters timed) per rmig run"
+echo " $runs run(s) per row, rows interleaved run by run$([ -z "$bw_base" ] || echo ", current and baseline alternating"); MB = 10^6 bytes"
+echo " memory faulted in before every clock; clients on CPU 0, servers on CPU $((ncpu - 1)); every process under a timeout"
+[ -z "$bw_base" ] || echo " baseline: $bw_base"
+echo " iter spread: (slowest - fastest) / fastest over the timed iterations of all the row's runs; dest CPU: s/GiB, median"
+echo "$rule"
+hdr=$(printf ' %-28s %-13s %-16s %-13s %-15s %-9s %-9s' "#row" "BW min[MB/s]" \
+	"BW median[MB/s]" "BW max[MB/s]" "iter spread[%]" "/ib_write" "dest CPU")
+[ -z "$bw_base" ] || hdr+=$(printf ' %-18s %s' "base median[MB/s]" "cur/base")
+echo "$hdr"
+printf ' %-28s %-13s %-16s %-13s %-15s %-9s %-9s\n' "ib_write_bw, 1 QP" "$ib_min" \
+	"$ib_med" "$ib_max" "-" "1.000" "-"
+jsons=("{\"test\":\"bench-rxe\",\"row\":\"ib_write_bw\",\"device\":\"$dev\",\"message_bytes\":$msg,\"runs\":$runs,\"bw_min_mb_per_sec\":$(jval "$ib_min"),\"bw_median_mb_per_sec\":$(jval "$ib_med"),\"bw_max_mb_per_sec\":$(jval "$ib_max"),\"runs_mb_per_sec\":[$(jlist "${row_bw[ib]:-}")]}")
+v1_ratio=
+for spec in $(for q in $channels_list; do echo "v$q"; done) tcp; do
+	for t in "${trees[@]}"; do
+		key=$t-$spec
+		read -r mn md mx <<<"$(stats "${row_bw[$key]:-}")"
+		sp=$(spread "${row_it[$key]:-}")
+		read -r _ cpu _ <<<"$(stats "${row_cpu[$key]:-}")"
+		if [ "$spec" = tcp ]; then
+			name="rmig tcp 127.0.0.1, 1 ch"
+			rat=-
+		else
+			name="rmig verbs, ${spec#v} channel(s)"
+			rat=$(ratio "$md" "$ib_med")
+		fi
+		[ "$t" = cur ] || name="  baseline"
+		[ "$t/$spec" != cur/v1 ] || v1_ratio=$rat
+		line=$(printf ' %-28s %-13s %-16s %-13s %-15s %-9s %-9s' "$name" "$mn" \
+			"$md" "$mx" "$sp" "$rat" "$cpu")
+		extra=
+		if [ "$t" = cur ] && [ -n "$bw_base" ]; then
+			read -r _ bmd _ <<<"$(stats "${row_bw[base-$spec]:-}")"
+			cb=$(ratio "$md" "$bmd")
+			line+=$(printf ' %-18s %s' "$bmd" "$cb")
+			extra=",\"baseline_median_mb_per_sec\":$(jval "$bmd"),\"ratio_current_baseline\":$(jval "$cb")"
+		fi
+		echo "$line"
+		jsons+=("{\"test\":\"bench-rxe\",\"row\":\"rmig\",\"tree\":\"$([ "$t" = cur ] && echo current || echo baseline)\",\"transport\":\"$([ "$spec" = tcp ] && echo fabric/tcp || echo verbs)\",\"device\":\"$([ "$spec" = tcp ] && echo 127.0.0.1 || echo "$dev")\",\"channels\":$([ "$spec" = tcp ] && echo 1 || echo "${spec#v}"),\"runs\":$runs,\"message_bytes\":$msg,\"pages_per_packet\":$ppp,\"page_size\":$page_bytes,\"bw_min_mb_per_sec\":$(jval "$mn"),\"bw_median_mb_per_sec\":$(jval "$md"),\"bw_max_mb_per_sec\":$(jval "$mx"),\"runs_mb_per_sec\":[$(jlist "${row_bw[$key]:-}")],\"iteration_seconds\":[$(jlist "${row_it[$key]:-}")],\"iteration_spread_pct\":$(jval "$sp"),\"ratio_median_ib_write_bw\":$(jval "$rat"),\"dest_cpu_s_per_gib_median\":$(jval "$cpu")$extra,\"in_vm\":$([ "${RMIG_IN_VM:-}" = 1 ] && echo true || echo false),\"prefaulted\":true}")
+	done
+done
+echo "$rule"
+for j in "${jsons[@]}"; do
+	echo "$j"
+done
+if [ -n "$v1_ratio" ] && [ "$v1_ratio" != - ]; then
+	verdict=$(awk -v r="$v1_ratio" 'BEGIN { print ((r >= 0.9) ? "meets" : "below") }')
+	echo " rmig verbs 1 channel / ib_write_bw (medians) = $v1_ratio ($verdict the target of 0.9)"
 fi
-printf '{"test":"bench-rxe","device":"%s","in_vm":%s,"message_bytes":%d,"pages_per_packet":%d,"page_size":%d,"ib_write_bw_mb_per_sec":%s,"ib_write_bw_before_after":[%s,%s],"rmig_verbs_mb_per_sec":%s,"ratio":%s,"rmig_tcp_mb_per_sec":%s,"dest_cpu_s_per_gib_verbs":%s,"dest_cpu_s_per_gib_tcp":%s,"channels":%d,"prefaulted":true}\n' \
-	"$dev" "$([ "${RMIG_IN_VM:-}" = 1 ] && echo true || echo false)" \
-	"$msg" "$ppp" "$page_bytes" "$ib_mbs" "$ib_before" "${ib_after:-null}" "${v_mbs:-null}" \
-	"${ratio:-null}" "${t_mbs:-null}" "${v_cpu:-null}" "${t_cpu:-null}" \
-	"$channels"
 exit $bad

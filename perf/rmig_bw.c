@@ -18,9 +18,16 @@
  *
  * The client tells the server its iteration counts in a device-state blob
  * sent ahead of a start sync, so only size and page size must match.
+ *
+ * -A CPULIST pins the process (and so every thread the library starts
+ * later) to those CPUs, as iperf3 -A or perftest under taskset: with both
+ * ends on one host, loopback TCP wakes the receiver from the sender's CPU,
+ * and unpinned the scheduler tends to run the source's and the
+ * destination's channel threads on one core.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,6 +58,8 @@ struct bw_opts {
 	unsigned warmup;
 	struct cli_session_opts sess; /* page size, channels, transport ... */
 	int timeout_s;
+	const char *affinity; /* -A: CPU list, or NULL */
+	cpu_set_t cpus;
 };
 
 struct bw_result {
@@ -95,8 +104,41 @@ static void usage(FILE *f)
 CLI_REG_NUMA_HELP
 "  -t, --timeout SECONDS     server: wait this long for a client (default:\n"
 "                            forever)\n"
+"  -A, --affinity CPULIST    run on these CPUs only (e.g. 0, 1,3 or 0-1), every\n"
+"                            thread included, as taskset -c would; default:\n"
+"                            wherever the scheduler puts them\n"
 "  -h, --help\n",
 		DEFAULT_PORT, MAX_ITERS, RMIG_MAX_CHANNELS);
+}
+
+/* "0", "1,3", "0-1,4": CPU numbers and ranges into @set. */
+static int parse_cpus(const char *s, cpu_set_t *set)
+{
+	CPU_ZERO(set);
+	while (*s) {
+		char *end;
+		unsigned long a, b;
+
+		errno = 0;
+		a = strtoul(s, &end, 10);
+		if (errno || end == s || a >= CPU_SETSIZE)
+			return -1;
+		b = a;
+		if (*end == '-') {
+			s = end + 1;
+			b = strtoul(s, &end, 10);
+			if (errno || end == s || b >= CPU_SETSIZE || b < a)
+				return -1;
+		}
+		for (unsigned long c = a; c <= b; c++)
+			CPU_SET(c, set);
+		if (*end == ',')
+			end++;
+		else if (*end)
+			return -1;
+		s = end;
+	}
+	return CPU_COUNT(set) ? 0 : -1;
 }
 
 static int parse_args(int argc, char **argv, struct bw_opts *o)
@@ -113,6 +155,7 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 		{ "transport", required_argument, NULL, 'T' },
 		{ "fabric-provider", required_argument, NULL, 'F' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "affinity", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_REG_NUMA_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
@@ -128,7 +171,7 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 		.sess = { .page_size = 4096 },
 		.timeout_s = -1,
 	};
-	while ((c = getopt_long(argc, argv, "p:b:s:n:w:q:P:t:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:b:s:n:w:q:P:t:A:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_unsigned(optarg, 65535, &o->port))
@@ -173,6 +216,11 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 		case 't':
 			if (cli_parse_seconds(optarg, &o->timeout_s))
 				goto bad;
+			break;
+		case 'A':
+			if (parse_cpus(optarg, &o->cpus))
+				goto bad;
+			o->affinity = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -312,6 +360,8 @@ static void banner(const struct bw_opts *o, bool client, const char *peer)
 	else
 		printf(" Iterations      : as the client announces; timed "
 		       "between completed syncs\n");
+	printf(" CPUs            : %s%s\n", o->affinity ? o->affinity :
+	       "scheduler's choice", o->affinity ? " (-A, every thread)" : "");
 	printf(" Units           : MB = 10^6 bytes; MsgRate = page packets, "
 	       "10^6/s\n");
 	printf(RULE "\n");
@@ -665,5 +715,11 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &o))
 		return 2;
+	/* Before any thread exists: the library's threads inherit it. */
+	if (o.affinity && sched_setaffinity(0, sizeof(o.cpus), &o.cpus)) {
+		fprintf(stderr, "%s: -A %s: sched_setaffinity: %s\n", PROG,
+			o.affinity, strerror(errno));
+		return 2;
+	}
 	return o.host ? run_client(&o) : run_server(&o);
 }
