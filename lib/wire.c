@@ -91,17 +91,17 @@ size_t rmig_handshake_encode(const struct rmig_handshake *h, void *buf)
 {
 	uint8_t *p = buf;
 
-	put_u32(p + 0, h->magic);
-	put_u16(p + 4, h->version);
-	put_u16(p + 6, h->flags);
+	rmig_put_u32(p + 0, h->magic);
+	rmig_put_u16(p + 4, h->version);
+	rmig_put_u16(p + 6, h->flags);
 	memcpy(p + 8, h->uuid, sizeof(h->uuid));
-	put_u16(p + 24, h->channel_id);
-	put_u16(p + 26, h->channel_count);
-	put_u32(p + 28, h->page_size);
-	put_u32(p + 32, h->pages_per_packet);
-	put_u32(p + 36, h->features);
-	put_u32(p + 40, h->rx_depth);
-	put_u32(p + 44, h->msg_size);
+	rmig_put_u16(p + 24, h->channel_id);
+	rmig_put_u16(p + 26, h->channel_count);
+	rmig_put_u32(p + 28, h->page_size);
+	rmig_put_u32(p + 32, h->pages_per_packet);
+	rmig_put_u32(p + 36, h->features);
+	rmig_put_u32(p + 40, h->rx_depth);
+	rmig_put_u32(p + 44, h->msg_size);
 	return RMIG_HANDSHAKE_LEN;
 }
 
@@ -114,17 +114,17 @@ int rmig_handshake_decode(const void *buf, size_t len,
 		return rmig_err(-EPROTO,
 				"handshake: length %zu (expected %u)", len,
 				RMIG_HANDSHAKE_LEN);
-	h->magic = get_u32(p + 0);
-	h->version = get_u16(p + 4);
-	h->flags = get_u16(p + 6);
+	h->magic = rmig_get_u32(p + 0);
+	h->version = rmig_get_u16(p + 4);
+	h->flags = rmig_get_u16(p + 6);
 	memcpy(h->uuid, p + 8, sizeof(h->uuid));
-	h->channel_id = get_u16(p + 24);
-	h->channel_count = get_u16(p + 26);
-	h->page_size = get_u32(p + 28);
-	h->pages_per_packet = get_u32(p + 32);
-	h->features = get_u32(p + 36);
-	h->rx_depth = get_u32(p + 40);
-	h->msg_size = get_u32(p + 44);
+	h->channel_id = rmig_get_u16(p + 24);
+	h->channel_count = rmig_get_u16(p + 26);
+	h->page_size = rmig_get_u32(p + 28);
+	h->pages_per_packet = rmig_get_u32(p + 32);
+	h->features = rmig_get_u32(p + 36);
+	h->rx_depth = rmig_get_u32(p + 40);
+	h->msg_size = rmig_get_u32(p + 44);
 	return 0;
 }
 
@@ -267,11 +267,11 @@ size_t rmig_accept_encode(uint32_t rx_depth, const struct rmig_wire_block *b,
 
 	if (nblocks == 0 || need == 0 || !buf || len < need)
 		return 0;
-	put_u32(p + 0, RMIG_WIRE_MAGIC);
-	put_u16(p + 4, RMIG_WIRE_VERSION);
-	put_u16(p + 6, (uint16_t)nblocks);
-	put_u32(p + 8, rx_depth);
-	put_u32(p + 12, 0);
+	rmig_put_u32(p + 0, RMIG_WIRE_MAGIC);
+	rmig_put_u16(p + 4, RMIG_WIRE_VERSION);
+	rmig_put_u16(p + 6, (uint16_t)nblocks);
+	rmig_put_u32(p + 8, rx_depth);
+	rmig_put_u32(p + 12, 0);
 	p += RMIG_ACCEPT_HDR_LEN;
 	for (unsigned i = 0; i < nblocks; i++, p += RMIG_ACCEPT_BLOCK_LEN) {
 		/* At most 63 name bytes, the rest NUL padding. */
@@ -279,11 +279,11 @@ size_t rmig_accept_encode(uint32_t rx_depth, const struct rmig_wire_block *b,
 
 		memset(p, 0, RMIG_BLOCK_NAME_MAX);
 		memcpy(p, b[i].name, n);
-		put_u64(p + 64, b[i].length);
-		put_u64(p + 72, b[i].raddr);
-		put_u64(p + 80, b[i].rkey);
-		put_u32(p + 88, b[i].page_size);
-		put_u32(p + 92, 0);
+		rmig_put_u64(p + 64, b[i].length);
+		rmig_put_u64(p + 72, b[i].raddr);
+		rmig_put_u64(p + 80, b[i].rkey);
+		rmig_put_u32(p + 88, b[i].page_size);
+		rmig_put_u32(p + 92, 0);
 	}
 	return need;
 }
@@ -292,10 +292,10 @@ size_t rmig_accept_encode(uint32_t rx_depth, const struct rmig_wire_block *b,
 static int accept_block_check(const uint8_t *q, unsigned i)
 {
 	const uint8_t *nul = memchr(q, 0, RMIG_BLOCK_NAME_MAX);
-	uint64_t length = get_u64(q + 64);
-	uint64_t raddr = get_u64(q + 72);
-	uint32_t ps = get_u32(q + 88);
-	uint32_t reserved = get_u32(q + 92);
+	uint64_t length = rmig_get_u64(q + 64);
+	uint64_t raddr = rmig_get_u64(q + 72);
+	uint32_t ps = rmig_get_u32(q + 88);
+	uint32_t reserved = rmig_get_u32(q + 92);
 
 	if (!nul)
 		return rmig_err(-EPROTO,
@@ -343,11 +343,11 @@ int rmig_accept_decode(const void *buf, size_t len, uint32_t *rx_depth,
 
 	if (len < RMIG_ACCEPT_HDR_LEN)
 		return wire_too_short("accept", len, RMIG_ACCEPT_HDR_LEN);
-	magic = get_u32(p + 0);
-	version = get_u16(p + 4);
-	count = get_u16(p + 6);
-	rx = get_u32(p + 8);
-	reserved = get_u32(p + 12);
+	magic = rmig_get_u32(p + 0);
+	version = rmig_get_u16(p + 4);
+	count = rmig_get_u16(p + 6);
+	rx = rmig_get_u32(p + 8);
+	reserved = rmig_get_u32(p + 12);
 	if (magic != RMIG_WIRE_MAGIC)
 		return rmig_err(-EPROTO,
 				"accept: bad magic 0x%08" PRIx32 " (expected 0x%08x)",
@@ -398,10 +398,10 @@ int rmig_accept_decode(const void *buf, size_t len, uint32_t *rx_depth,
 		const uint8_t *q = p + (size_t)i * RMIG_ACCEPT_BLOCK_LEN;
 
 		memcpy(blocks[i].name, q, RMIG_BLOCK_NAME_MAX);
-		blocks[i].length = get_u64(q + 64);
-		blocks[i].raddr = get_u64(q + 72);
-		blocks[i].rkey = get_u64(q + 80);
-		blocks[i].page_size = get_u32(q + 88);
+		blocks[i].length = rmig_get_u64(q + 64);
+		blocks[i].raddr = rmig_get_u64(q + 72);
+		blocks[i].rkey = rmig_get_u64(q + 80);
+		blocks[i].page_size = rmig_get_u32(q + 88);
 	}
 	*rx_depth = rx;
 	*nblocks = count;
@@ -419,8 +419,8 @@ static size_t notice_encode(uint32_t code, const char *text, size_t textmax,
 
 	if (!buf || len < 8 + n + 1)
 		return 0;
-	put_u32(p + 0, code);
-	put_u32(p + 4, (uint32_t)(n + 1));
+	rmig_put_u32(p + 0, code);
+	rmig_put_u32(p + 4, (uint32_t)(n + 1));
 	if (n)
 		memcpy(p + 8, text, n);
 	p[8 + n] = '\0';
@@ -437,8 +437,8 @@ static int notice_decode(const char *what, const void *buf, size_t len,
 
 	if (len < 8)
 		return wire_too_short(what, len, 8);
-	r = get_u32(p + 0);
-	n = get_u32(p + 4);
+	r = rmig_get_u32(p + 0);
+	n = rmig_get_u32(p + 4);
 	if (r < code_min || r > code_max)
 		return rmig_err(-EPROTO,
 				"%s: unknown code %" PRIu32 " (expected %" PRIu32

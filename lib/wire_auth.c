@@ -12,7 +12,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "be.h"
+#include "wire_codec.h"
 #include "error.h"
 
 #define AUTH_HDR_LEN 8u

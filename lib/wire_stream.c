@@ -38,16 +38,16 @@ size_t rmig_packet_encode(const struct rmig_packet_hdr *h,
 
 	if (!buf || len < need)
 		return 0;
-	put_u32(p + 0, h->flags);
-	put_u32(p + 4, h->block);
-	put_u64(p + 8, h->packet_num);
-	put_u32(p + 16, h->normal_count);
-	put_u32(p + 20, h->zero_count);
+	rmig_put_u32(p + 0, h->flags);
+	rmig_put_u32(p + 4, h->block);
+	rmig_put_u64(p + 8, h->packet_num);
+	rmig_put_u32(p + 16, h->normal_count);
+	rmig_put_u32(p + 20, h->zero_count);
 	p += RMIG_PACKET_HDR_LEN;
 	for (uint32_t i = 0; i < h->normal_count; i++, p += OFFSET_LEN)
-		put_u64(p, normal[i]);
+		rmig_put_u64(p, normal[i]);
 	for (uint32_t i = 0; i < h->zero_count; i++, p += OFFSET_LEN)
-		put_u64(p, zero[i]);
+		rmig_put_u64(p, zero[i]);
 	return need;
 }
 
@@ -68,10 +68,10 @@ int rmig_packet_decode(const void *buf, size_t len,
 	if (len < RMIG_PACKET_HDR_LEN)
 		return wire_too_short("packet header", len,
 				      RMIG_PACKET_HDR_LEN);
-	flags = get_u32(p + 0);
-	block = get_u32(p + 4);
-	normal = get_u32(p + 16);
-	zero = get_u32(p + 20);
+	flags = rmig_get_u32(p + 0);
+	block = rmig_get_u32(p + 4);
+	normal = rmig_get_u32(p + 16);
+	zero = rmig_get_u32(p + 20);
 	if (flags)
 		return rmig_err(-EPROTO,
 				"packet header: unknown flags 0x%08" PRIx32
@@ -105,7 +105,7 @@ int rmig_packet_decode(const void *buf, size_t len,
 
 	blen = lim->block_len[block];
 	for (uint32_t i = 0; i < total; i++) {
-		uint64_t off = get_u64(p + RMIG_PACKET_HDR_LEN +
+		uint64_t off = rmig_get_u64(p + RMIG_PACKET_HDR_LEN +
 				       (size_t)i * OFFSET_LEN);
 		const char *kind = i < normal ? "normal" : "zero";
 		uint32_t k = i < normal ? i : i - normal;
@@ -128,7 +128,7 @@ int rmig_packet_decode(const void *buf, size_t len,
 
 	h->flags = flags;
 	h->block = block;
-	h->packet_num = get_u64(p + 8);
+	h->packet_num = rmig_get_u64(p + 8);
 	h->normal_count = normal;
 	h->zero_count = zero;
 	h->offsets = p + RMIG_PACKET_HDR_LEN;
@@ -137,7 +137,7 @@ int rmig_packet_decode(const void *buf, size_t len,
 
 uint64_t rmig_packet_offset(const struct rmig_packet_hdr *h, uint32_t i)
 {
-	return get_u64(h->offsets + (size_t)i * OFFSET_LEN);
+	return rmig_get_u64(h->offsets + (size_t)i * OFFSET_LEN);
 }
 
 /* Sync ---------------------------------------------------------------- */
@@ -146,10 +146,10 @@ size_t rmig_sync_encode(const struct rmig_sync_msg *m, void *buf)
 {
 	uint8_t *p = buf;
 
-	put_u32(p + 0, m->flags);
-	put_u32(p + 4, 0);
-	put_u64(p + 8, m->sync_num);
-	put_u64(p + 16, m->packets);
+	rmig_put_u32(p + 0, m->flags);
+	rmig_put_u32(p + 4, 0);
+	rmig_put_u64(p + 8, m->sync_num);
+	rmig_put_u64(p + 16, m->packets);
 	return RMIG_SYNC_LEN;
 }
 
@@ -161,8 +161,8 @@ int rmig_sync_decode(const void *buf, size_t len, struct rmig_sync_msg *m)
 	if (len != RMIG_SYNC_LEN)
 		return rmig_err(-EPROTO, "sync: length %zu (expected %u)", len,
 				RMIG_SYNC_LEN);
-	flags = get_u32(p + 0);
-	reserved = get_u32(p + 4);
+	flags = rmig_get_u32(p + 0);
+	reserved = rmig_get_u32(p + 4);
 	if (flags & ~RMIG_SYNC_FINAL)
 		return rmig_err(-EPROTO,
 				"sync: unknown flags 0x%08" PRIx32
@@ -173,14 +173,14 @@ int rmig_sync_decode(const void *buf, size_t len, struct rmig_sync_msg *m)
 				"sync: reserved field 0x%08" PRIx32 " (expected 0)",
 				reserved);
 	m->flags = flags;
-	m->sync_num = get_u64(p + 8);
-	m->packets = get_u64(p + 16);
+	m->sync_num = rmig_get_u64(p + 8);
+	m->packets = rmig_get_u64(p + 16);
 	return 0;
 }
 
 size_t rmig_sync_ack_encode(uint64_t sync_num, void *buf)
 {
-	put_u64(buf, sync_num);
+	rmig_put_u64(buf, sync_num);
 	return RMIG_SYNC_ACK_LEN;
 }
 
@@ -189,7 +189,7 @@ int rmig_sync_ack_decode(const void *buf, size_t len, uint64_t *sync_num)
 	if (len != RMIG_SYNC_ACK_LEN)
 		return rmig_err(-EPROTO, "sync ack: length %zu (expected %u)",
 				len, RMIG_SYNC_ACK_LEN);
-	*sync_num = get_u64(buf);
+	*sync_num = rmig_get_u64(buf);
 	return 0;
 }
 
@@ -229,13 +229,13 @@ size_t rmig_devstate_encode(const struct rmig_devstate_frag *f, void *buf,
 	need = RMIG_DEVSTATE_HDR_LEN + n + f->frag_len;
 	if (len < need)
 		return 0;
-	put_u32(p + 0, f->seq);
-	put_u32(p + 4, f->instance_id);
-	put_u64(p + 8, f->total_len);
-	put_u64(p + 16, f->frag_off);
-	put_u16(p + 24, (uint16_t)n);
-	put_u16(p + 26, 0);
-	put_u32(p + 28, f->frag_len);
+	rmig_put_u32(p + 0, f->seq);
+	rmig_put_u32(p + 4, f->instance_id);
+	rmig_put_u64(p + 8, f->total_len);
+	rmig_put_u64(p + 16, f->frag_off);
+	rmig_put_u16(p + 24, (uint16_t)n);
+	rmig_put_u16(p + 26, 0);
+	rmig_put_u32(p + 28, f->frag_len);
 	memcpy(p + RMIG_DEVSTATE_HDR_LEN, f->idstr, n - 1);
 	p[RMIG_DEVSTATE_HDR_LEN + n - 1] = '\0';
 	if (f->frag_len)
@@ -254,11 +254,11 @@ int rmig_devstate_decode(const void *buf, size_t len, uint64_t max_total,
 
 	if (len < RMIG_DEVSTATE_HDR_LEN)
 		return wire_too_short("devstate", len, RMIG_DEVSTATE_HDR_LEN);
-	total = get_u64(p + 8);
-	off = get_u64(p + 16);
-	n = get_u16(p + 24);
-	reserved = get_u16(p + 26);
-	m = get_u32(p + 28);
+	total = rmig_get_u64(p + 8);
+	off = rmig_get_u64(p + 16);
+	n = rmig_get_u16(p + 24);
+	reserved = rmig_get_u16(p + 26);
+	m = rmig_get_u32(p + 28);
 	if (reserved)
 		return rmig_err(-EPROTO,
 				"devstate: reserved field 0x%04x (expected 0)",
@@ -294,8 +294,8 @@ int rmig_devstate_decode(const void *buf, size_t len, uint64_t max_total,
 				"devstate: NUL inside idstr at byte %td (expected only at byte %u)",
 				nul - id, n - 1);
 
-	f->seq = get_u32(p + 0);
-	f->instance_id = get_u32(p + 4);
+	f->seq = rmig_get_u32(p + 0);
+	f->instance_id = rmig_get_u32(p + 4);
 	f->total_len = total;
 	f->frag_off = off;
 	f->frag_len = m;
