@@ -21,7 +21,7 @@
 #                             3.5 minutes)
 #   ./dev.sh bench [OPTS]     install what the build needs and iperf3, run
 #                             perf/bench-loopback.sh OPTS on the default tree
-#                             (--runs N, --baseline DIR, --pin ...)
+#                             (--runs N, --baseline DIR, --no-pin ...)
 #   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
 #   ./dev.sh bench-rxe [OPTS] install what is missing, build the default
 #                             tree, run perf/bench-rxe.sh OPTS in the soft-RoCE
