@@ -339,9 +339,7 @@ for q in $channels_list; do
 	done
 done
 echo "$rule"
-for j in "${jsons[@]}"; do
-	echo "$j"
-done
+printf '%s\n' "${jsons[@]}"
 awk -v s="$src_over" -v d="$dst_over" -v sr="$src_rss" -v dr="$dst_rss" \
 	-v ram="$ram" 'BEGIN {
 	m = 1048576

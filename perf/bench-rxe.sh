@@ -311,9 +311,7 @@ for spec in $(for q in $channels_list; do echo "v$q"; done) tcp; do
 	done
 done
 echo "$rule"
-for j in "${jsons[@]}"; do
-	echo "$j"
-done
+printf '%s\n' "${jsons[@]}"
 if [ -n "$v1_ratio" ] && [ "$v1_ratio" != - ]; then
 	verdict=$(awk -v r="$v1_ratio" 'BEGIN { print ((r >= 0.9) ? "meets" : "below") }')
 	echo " rmig verbs 1 channel / ib_write_bw (medians) = $v1_ratio ($verdict the target of 0.9)"
