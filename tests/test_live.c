@@ -257,6 +257,21 @@ static void progress(const struct live_progress *pg, void *arg)
 /* The time of one round of @n pages (scattered, distinct), in ms; -1 on
  * failure.  The pages go again in round 1; the destination sees plain
  * syncs. */
+/* Steps the guest's vCPUs have made (a step writes one page), read with
+ * the vCPUs paused for a moment so that the counts are not raced. */
+static uint64_t guest_steps(struct guest *g)
+{
+	struct guest_vcpu_state st[GUEST_MAX_VCPUS];
+	uint64_t n = 0;
+
+	guest_pause(g);
+	guest_get_state(g, st);
+	guest_resume(g);
+	for (unsigned v = 0; v < g->cfg.vcpus; v++)
+		n += st[v].steps;
+	return n;
+}
+
 static double round_ms(rmig_src *s, int block, struct guest *g, size_t n,
 		       unsigned salt)
 {
@@ -326,32 +341,55 @@ static int src_main(void *arg)
 		p.arg = cx;
 		break;
 	case AUTOCONVERGE: {
-		/* Unthrottled, every round finds (nearly) the whole guest
-		 * dirty: the expected downtime is about what a full round
-		 * takes.  At the maximum throttle a round finds a page or
-		 * none: about what a one-page round takes.  The limit goes
-		 * between the two (their geometric mean), measured here, so
-		 * that the test holds on a fast machine and under TSan on a
-		 * loaded one alike. */
-		double one = 0, full = 1e9, x;
+		/* The limit is what sending one and a half pages takes
+		 * (measured: a full round's time per page), so a round
+		 * meets it only when it finds at most one dirty page.  At
+		 * the maximum throttle that is almost every round.
+		 * Unthrottled it is none: a round of d pages takes about
+		 * one + (full - one) * d / pages ms, and meanwhile the guest
+		 * writes rate * that many pages at random, which leaves
+		 * pages * (1 - exp(-written / pages)) of them dirty; the
+		 * rounds settle at that map's fixed point, checked below to
+		 * be several pages.  The rate is the guest's own, measured
+		 * while the full rounds run (under a sanitizer, with the
+		 * migration's threads on the same cores, it can be far
+		 * below the rate asked for).  So the test holds on a fast
+		 * machine and under a sanitizer on a loaded one alike. */
+		double one = 0, full = 1e9, x, rate, d;
+		uint64_t steps0, steps1, t0, t1;
 
 		for (unsigned i = 0; i < 5; i++) {
 			x = round_ms(s, block, &g, 1, i);
 			one = x > one ? x : one;
 		}
+		steps0 = guest_steps(&g);
+		t0 = tu_now_ns();
 		for (unsigned i = 0; i < 3; i++) {
 			x = round_ms(s, block, &g, g.pages, 0);
 			full = x >= 0 && x < full ? x : full;
 		}
-		if (!TU_CHECK(one > 0 && full < 1e9 && full > 4 * one,
-			      "one-page round %.2f ms, full round %.2f ms: no "
-			      "room for a limit between them", one, full))
+		steps1 = guest_steps(&g);
+		t1 = tu_now_ns();
+		rate = (double)(steps1 - steps0) / ((double)(t1 - t0) / 1e6);
+		d = (double)g.pages;
+		for (unsigned i = 0; i < 100; i++)
+			d = (double)g.pages *
+			    (1 - exp(-rate * (one + (full - one) * d /
+					      (double)g.pages) /
+				     (double)g.pages));
+		if (!TU_CHECK(one > 0 && full < 1e9 && d >= 4,
+			      "one-page round %.2f ms, full round %.2f ms, "
+			      "guest writing %.3f pages/ms: unthrottled rounds "
+			      "would find %.1f dirty pages, too few to need "
+			      "a throttle", one, full, rate, d))
 			goto out;
-		p.downtime_limit_ms = sqrt(one * full);
+		p.downtime_limit_ms = 1.5 * full / (double)g.pages;
 		p.max_rounds = 100000;
 		tu_msg("rounds of one page take up to %.2f ms, of the whole "
-		       "guest %.2f ms: downtime limit %.2f ms", one, full,
-		       p.downtime_limit_ms);
+		       "guest %.2f ms; the guest writes %.3f pages/ms, so "
+		       "unthrottled rounds find %.1f of %" PRIu64 " pages "
+		       "dirty: downtime limit %.2f ms (1.5 pages)", one, full,
+		       rate, d, (uint64_t)g.pages, p.downtime_limit_ms);
 		break;
 	}
 	case GIVEUP:
