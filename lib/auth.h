@@ -29,9 +29,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <rmig/rmig.h>
+
 /** Secret length in bytes: 256 bits at least; 1 KiB is more than enough. */
-#define RMIG_AUTH_KEY_MIN 32u
-#define RMIG_AUTH_KEY_MAX 1024u
+#define RMIG_AUTH_KEY_MIN RMIG_AUTH_KEY_MIN_LEN
+#define RMIG_AUTH_KEY_MAX RMIG_AUTH_KEY_MAX_LEN
 #define RMIG_AUTH_NONCE_LEN 32u
 #define RMIG_AUTH_MAC_LEN 32u /* HMAC-SHA-256 */
 #define RMIG_AUTH_TRANSPORT_MAX 32u

@@ -58,6 +58,8 @@ typedef void (*rmig_kick_fn)(void *side);
 /** Transports a session holds at most at once (transport.h). */
 #define RMIG_MAX_TRANSPORTS 2
 
+struct rmig_auth_key;
+
 struct rmig_session {
 	/* The provider the config chose (transport auto: the fallback). */
 	const struct rmig_provider_ops *prov;
@@ -78,6 +80,11 @@ struct rmig_session {
 	unsigned pages_per_packet;
 	uint8_t uuid[16];
 	bool uuid_set;
+	/* The UUID came from the config (RMIG_CFG_UUID): only then is it in
+	 * the authentication transcript (a source's random default is not). */
+	bool uuid_cfg;
+	/* The pre-shared secret (NULL: an insecure session, opted in). */
+	struct rmig_auth_key *auth_key;
 	unsigned connect_timeout_ms;
 	uint64_t devstate_max;
 	unsigned rx_depth;
@@ -315,13 +322,32 @@ int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms);
  *  effort, never blocks long); the peer fails with -code and the text. */
 void rmig_chan_send_error(struct rmig_chan *ch, int code, const char *text);
 
+/* chan_auth.c: the challenge-response of an authenticated channel
+ * (docs/security.rst), on a connected channel before anything else. */
+/** Source: HELLO, CHALLENGE (MAC_D verified before anything more goes
+ *  out), PROOF.  -EACCES for a destination that did not prove the secret,
+ *  -ECONNREFUSED for an AUTH_REJECT (its reason in the message),
+ *  -ETIMEDOUT, -EPROTO. */
+int rmig_chan_auth_source(struct rmig_chan *ch, int tmo);
+/** Destination: @first is the channel's first message.  On success the
+ *  source proved the secret and *@hello holds its (authenticated) channel
+ *  parameters.  On failure *@reason is what to answer with
+ *  rmig_chan_auth_reject(), and the message, for the local log only, says
+ *  what was wrong. */
+int rmig_chan_auth_dest(struct rmig_chan *ch, struct rmig_msg *first, int tmo,
+			struct rmig_auth_hello *hello,
+			enum rmig_auth_reject *reason);
+/** Answer AUTH_REJECT @reason (a code, no text), best effort. */
+void rmig_chan_auth_reject(struct rmig_chan *ch, enum rmig_auth_reject reason);
+
 /* Internal constructors used by tests to pick a provider. */
 int rmig_src_create_prov(const struct rmig_config *cfg,
 			 const struct rmig_provider_ops *prov, rmig_src **out);
 int rmig_dest_create_prov(const struct rmig_config *cfg,
 			  const struct rmig_provider_ops *prov,
 			  rmig_dest **out);
-/** Test hook: where block @block of a listening destination is reached,
+/** Test hook: where block @block of an accepted destination is reached
+ *  (registered from the end of accept to the final sync),
  *  as its ACCEPT announces it (remote address and key).  0 or -EINVAL. */
 int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
 			   uint64_t *rkey);

@@ -396,6 +396,10 @@ int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms)
 		sem_post(&d->chans[i]->release);
 	if (final) {
 		d->final_done = true;
+		/* Every page is in place: revoke remote access now, so
+		 * that no write can land after the migration completed
+		 * (whatever the caller does before destroy). */
+		rmig_tp_dereg_ram(s->tp);
 		return 1;
 	}
 	return 0;

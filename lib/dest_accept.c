@@ -212,7 +212,8 @@ int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
 	tp = d->s.tp;
 	if (block >= d->s.nblocks || !tp || !tp->mr[block])
 		return rmig_err(-EINVAL, "block_remote: block %u not "
-				"registered (%u blocks; listen first)", block,
+				"registered (%u blocks; registered from "
+				"accept to the final sync)", block,
 				d->s.nblocks);
 	/* As send_accept() encodes them (for the transport in use). */
 	*raddr = tp->mr[block]->raddr;
@@ -253,6 +254,19 @@ static void reject(struct rmig_dest *d, struct dest_chan *p,
 	free_chan(p);
 }
 
+/* Turn an unauthenticated connection away: a reason code only; what was
+ * wrong (@why) goes to the local log. */
+static void auth_reject(struct rmig_dest *d, struct dest_chan *p,
+			enum rmig_auth_reject reason, const char *why)
+{
+	atomic_fetch_add_explicit(&d->rejected, 1, memory_order_relaxed);
+	rmig_log_warn("refused a connection from %s (%s): %s",
+		      p->ch.peer[0] ? p->ch.peer : "unknown peer",
+		      rmig_auth_reject_name(reason), why);
+	rmig_chan_auth_reject(&p->ch, reason);
+	free_chan(p);
+}
+
 static int send_accept(struct rmig_dest *d, struct dest_chan *p)
 {
 	struct rmig_session *s = &d->s;
@@ -281,13 +295,80 @@ static int send_accept(struct rmig_dest *d, struct dest_chan *p)
 	return ret;
 }
 
+/* The HANDSHAKE of an authenticated channel repeats what its AUTH_HELLO
+ * announced (and the MACs covered); a difference is a malformed peer. */
+static bool hello_matches(const struct rmig_auth_hello *a,
+			  const struct rmig_handshake *h, char *why,
+			  size_t len)
+{
+	if (a->channel_id == h->channel_id &&
+	    a->channel_count == h->channel_count &&
+	    a->page_size == h->page_size &&
+	    a->pages_per_packet == h->pages_per_packet)
+		return true;
+	snprintf(why, len, "HANDSHAKE (channel %u of %u, page size %u, %u "
+		 "pages per packet) differs from the AUTH_HELLO (channel %u "
+		 "of %u, page size %u, %u pages per packet)", h->channel_id,
+		 h->channel_count, h->page_size, h->pages_per_packet,
+		 a->channel_id, a->channel_count, a->page_size,
+		 a->pages_per_packet);
+	return false;
+}
+
+/* Authenticate a connection whose first message is @m (or, in an insecure
+ * session, turn an authenticating source away), then wait for its
+ * HANDSHAKE in *@m.  0 and the HANDSHAKE in *@m; 1 when the connection
+ * was turned away (and freed); < 0 to drop it. */
+static int auth_one(struct rmig_dest *d, struct dest_chan *p,
+		    struct rmig_msg *m, int wait_ms)
+{
+	struct rmig_session *s = &d->s;
+	struct rmig_auth_hello hello;
+	enum rmig_auth_reject reason;
+	char why[RMIG_REJECT_TEXT_MAX];
+	int ret;
+
+	if (!s->auth_key) {
+		if (m->type != RMIG_MSG_AUTH_HELLO)
+			return 0;
+		auth_reject(d, p, RMIG_AUTH_REJECT_INSECURE,
+			    "it authenticates and this destination has no "
+			    "secret (insecure)");
+		return 1;
+	}
+	ret = rmig_chan_auth_dest(&p->ch, m, wait_ms, &hello, &reason);
+	if (ret) {
+		auth_reject(d, p, reason, rmig_err_msg());
+		return 1;
+	}
+	ret = rmig_chan_recv(&p->ch, m, wait_ms);
+	if (ret == 0)
+		ret = rmig_err(-ETIMEDOUT, "authenticated, then no handshake "
+			       "within %d ms", wait_ms);
+	if (ret < 0)
+		return ret;
+	if (m->type == RMIG_MSG_HANDSHAKE) {
+		struct rmig_handshake h;
+
+		/* Judged in full by the caller; only the repetition of
+		 * the HELLO's values is checked here. */
+		if (!rmig_handshake_decode(m->data, m->len, &h) &&
+		    !hello_matches(&hello, &h, why, sizeof(why))) {
+			reject(d, p, RMIG_REJECT_MALFORMED, why);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /*
- * One incoming connection: establish, read the handshake, judge it.  Waits at
- * most @wait_ms for each step, so one silent connection cannot hold up the
- * real source for long.  A connection that fails or is turned away is
- * dropped (return 0); only a failure of this process (-ENOMEM) ends accept.
- * What the handshake makes us adopt (UUID, channel count, the channel id as
- * seen) is committed only once the ACCEPT is sent.
+ * One incoming connection: establish, authenticate, read the handshake,
+ * judge it.  Waits at most @wait_ms for each step, so one silent
+ * connection cannot hold up the real source for long.  A connection that
+ * fails or is turned away is dropped (return 0); only a failure of this
+ * process to allocate ends accept.  Nothing is answered to a channel that
+ * passed: its ACCEPT, with the keys of RAM registered only then, goes out
+ * once every channel has (accept_commit()).
  */
 static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 		      uint64_t *seen, int wait_ms)
@@ -322,8 +403,11 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 			      rmig_err_msg());
 		return 0;
 	}
-	/* The source's first credit is implicit; we grant the others. */
+	/* The source's first credit is implicit; we grant the others.
+	 * Until its HANDSHAKE says how many receive buffers it has, any
+	 * grant the immediate can carry is taken. */
 	p->ch.ungranted = s->rx_depth - 1;
+	p->ch.peer_depth = RMIG_IMM_CREDITS_MAX + 1;
 	ret = p->ch.tp->ops.conn_establish(conn, wait_ms);
 	if (ret)
 		goto drop;
@@ -332,8 +416,14 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 		snprintf(p->ch.peer, sizeof(p->ch.peer), "unknown peer");
 	ret = rmig_chan_recv(&p->ch, &m, wait_ms);
 	if (ret == 0)
-		ret = rmig_err(-ETIMEDOUT, "no handshake within %d ms",
+		ret = rmig_err(-ETIMEDOUT, "no %s within %d ms",
+			       s->auth_key ? "AUTH_HELLO" : "handshake",
 			       wait_ms);
+	if (ret < 0)
+		goto drop;
+	ret = auth_one(d, p, &m, wait_ms);
+	if (ret > 0)
+		return 0;
 	if (ret < 0)
 		goto drop;
 	if (m.type != RMIG_MSG_HANDSHAKE) {
@@ -368,16 +458,18 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	}
 	if (reason != RMIG_REJECT_NONE) {
 		/* Nothing about our memory has been said on this
-		 * connection; answer why and close it. */
+		 * connection (and none is registered); answer why (the
+		 * peer proved the secret, or the session is insecure)
+		 * and close it. */
 		reject(d, p, reason, why);
 		return 0;
 	}
 	p->ch.id = h.channel_id;
 	p->ch.peer_depth = h.rx_depth;
+	/* Every receive buffer of the source is free: it reposted what
+	 * the authentication used and granted it back. */
 	p->ch.credits = h.rx_depth;
 	ret = rmig_chan_msg_done(&p->ch, &m);
-	if (!ret)
-		ret = send_accept(d, p);
 	if (ret)
 		goto drop;
 	if (!s->uuid_set) {
@@ -391,8 +483,9 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	d->chans[h.channel_id] = p;
 	d->chan_ptrs[h.channel_id] = &p->ch;
 	d->nchans++;
-	rmig_log_info("accepted channel %u of %u from %s", h.channel_id,
-		      s->channels, p->ch.peer);
+	rmig_log_info("%s channel %u of %u from %s",
+		      s->auth_key ? "authenticated" : "accepted (insecure)",
+		      h.channel_id, s->channels, p->ch.peer);
 	return 0;
 
 drop:
@@ -400,7 +493,36 @@ drop:
 		      p->ch.peer[0] ? p->ch.peer : "unknown peer",
 		      rmig_err_msg());
 	free_chan(p);
-	return ret == -ENOMEM ? ret : 0;
+	return 0;
+}
+
+/*
+ * Every channel authenticated and handshook: register the RAM now, with
+ * keys no earlier attempt had, and answer each channel its ACCEPT; then
+ * close the listeners, so that no connection that has not authenticated
+ * exists while the keys are valid.  On failure the registration is gone
+ * again.
+ */
+static int accept_commit(struct rmig_dest *d)
+{
+	struct rmig_session *s = &d->s;
+	int ret;
+
+	ret = rmig_tp_reg_ram(s, s->tp, RMIG_MR_WRITE_TARGET);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < d->nchans; i++) {
+		ret = send_accept(d, d->chans[i]);
+		if (ret) {
+			rmig_err_prefix("channel %u: sending ACCEPT", i);
+			rmig_tp_dereg_ram(s->tp);
+			return ret;
+		}
+	}
+	for (unsigned i = 0; i < d->nlis; i++)
+		d->lis[i].tp->ops.listen_close(d->lis[i].l);
+	d->nlis = 0;
+	return 0;
 }
 
 int rmig_dest_accept(rmig_dest *d, int timeout_ms)
@@ -466,6 +588,9 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 		if (d->nchans)
 			commit_transport(d, tp);
 	}
+	ret = accept_commit(d);
+	if (ret)
+		goto err;
 	d->lim.pages_per_packet = d->ppp;
 	for (unsigned i = 0; i < d->nchans; i++) {
 		struct dest_chan *p = d->chans[i];
@@ -495,7 +620,11 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 
 err:
 	/* Channels accepted so far are dropped and what their handshakes
-	 * made us adopt is forgotten: the caller may accept again. */
+	 * made us adopt is forgotten: the caller may accept again (and
+	 * the RAM, if registered, is not: the next attempt's keys are
+	 * new). */
+	if (s->tp)
+		rmig_tp_dereg_ram(s->tp);
 	for (unsigned i = 0; i < RMIG_MAX_CHANNELS; i++) {
 		free_chan(d->chans[i]);
 		d->chans[i] = NULL;

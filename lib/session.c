@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "auth.h"
 #include "core.h"
 #include "rmig_numa.h"
 #include "regcache.h"
@@ -101,10 +102,60 @@ static int check_reg_config(struct rmig_session *s,
 	return 0;
 }
 
+/* The secret (bytes or file) or the explicit opt-out; exactly one. */
+static int auth_config(struct rmig_session *s, const struct rmig_config *cfg)
+{
+	uint64_t m = cfg->field_mask;
+	bool insecure = (m & RMIG_CFG_INSECURE) && cfg->insecure;
+	bool key = m & RMIG_CFG_AUTH_KEY, file = m & RMIG_CFG_AUTH_KEY_FILE;
+	const char *role = s->is_dest ? "destination" : "source";
+	int ret;
+
+	if (key && file)
+		return rmig_err(-EINVAL, "config: auth_key and auth_key_file "
+				"both set (give the secret once)");
+	if ((key || file) && insecure)
+		return rmig_err(-EINVAL, "config: insecure set together with "
+				"a secret (%s)", key ? "auth_key" :
+				"auth_key_file");
+	if (!key && !file && !insecure)
+		return rmig_err(-EINVAL, "config: no secret for the %s: set "
+				"auth_key (RMIG_CFG_AUTH_KEY) or auth_key_file "
+				"(RMIG_CFG_AUTH_KEY_FILE), or opt in to an "
+				"unauthenticated session with insecure "
+				"(RMIG_CFG_INSECURE)", role);
+	if (insecure) {
+		rmig_log_warn("%s: running WITHOUT authentication (insecure "
+			      "opt-in): anyone who reaches %s can %s", role,
+			      cfg->address,
+			      s->is_dest ? "write this guest's RAM" :
+			      "pose as the destination and read the guest's "
+			      "RAM");
+		return 0;
+	}
+	if (key) {
+		if (!cfg->auth_key)
+			return rmig_err(-EINVAL, "config: auth_key is NULL");
+		ret = rmig_auth_key_new(cfg->auth_key, cfg->auth_key_len,
+					&s->auth_key);
+		if (ret)
+			rmig_err_prefix("config: auth_key");
+	} else {
+		if (!cfg->auth_key_file || !*cfg->auth_key_file)
+			return rmig_err(-EINVAL, "config: auth_key_file is "
+					"empty");
+		ret = rmig_auth_key_load(cfg->auth_key_file, &s->auth_key);
+		if (ret)
+			rmig_err_prefix("config: auth_key_file");
+	}
+	return ret;
+}
+
 int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		   const struct rmig_provider_ops *prov, bool is_dest)
 {
-	const uint64_t known = 0x7ff; /* RMIG_CFG_TRANSPORT..NUMA_NODE */
+	const uint64_t known = 0x7ff | RMIG_CFG_AUTH_KEY | RMIG_CFG_AUTH_KEY_FILE |
+			       RMIG_CFG_INSECURE;
 	bool auto_mode = false;
 	uint64_t m;
 	const char *sub;
@@ -169,6 +220,7 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 	if (m & RMIG_CFG_UUID) {
 		memcpy(s->uuid, cfg->uuid, 16);
 		s->uuid_set = true;
+		s->uuid_cfg = true;
 	} else if (!is_dest) {
 		if (getrandom(s->uuid, 16, 0) != 16)
 			return rmig_err(-errno, "getrandom for the session "
@@ -193,6 +245,12 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 					RMIG_DEVSTATE_MAX_LIMIT);
 		s->devstate_max = cfg->devstate_max;
 	}
+	{
+		int ret = auth_config(s, cfg);
+
+		if (ret)
+			return ret;
+	}
 	sub = (m & RMIG_CFG_FABRIC_PROVIDER) && cfg->fabric_provider ?
 	      cfg->fabric_provider : "tcp";
 
@@ -200,15 +258,19 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		char why[128];
 
 		prov = rmig_select_provider(cfg, why, sizeof(why));
-		if (!prov)
+		if (!prov) {
+			rmig_auth_key_free(s->auth_key);
 			return -EINVAL;
+		}
 		auto_mode = !(m & RMIG_CFG_TRANSPORT) ||
 			    cfg->transport == RMIG_TRANSPORT_AUTO;
 		rmig_log_info("%s", why);
 	}
-	if (prov->abi != RMIG_PROVIDER_ABI)
+	if (prov->abi != RMIG_PROVIDER_ABI) {
+		rmig_auth_key_free(s->auth_key);
 		return rmig_err(-ENOTSUP, "provider %s has ABI %u, expected %u",
 				prov->name, prov->abi, RMIG_PROVIDER_ABI);
+	}
 	s->prov = prov;
 
 	s->rx_depth = (unsigned)rmig_param(RMIG_PARAM_RX_DEPTH);
@@ -219,6 +281,7 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 	if (!s->address || !s->subprovider) {
 		free(s->address);
 		free(s->subprovider);
+		rmig_auth_key_free(s->auth_key);
 		return rmig_err(-ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&s->err_lock, NULL);
@@ -253,6 +316,8 @@ void rmig_sess_fini(struct rmig_session *s)
 	s->nblocks = 0;
 	free(s->address);
 	free(s->subprovider);
+	rmig_auth_key_free(s->auth_key);
+	s->auth_key = NULL;
 	pthread_mutex_destroy(&s->err_lock);
 }
 

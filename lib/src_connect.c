@@ -137,9 +137,12 @@ static int match_blocks(struct rmig_src *src, unsigned chan,
 	return 0;
 }
 
-/* Connect channel @id and do its handshake.  *@cm_failed: the failure
- * came from setting up the connection itself (conn_create or
- * conn_establish: rdma_cm on verbs), before any message. */
+/* Connect channel @id, authenticate (unless the session is insecure) and
+ * send its HANDSHAKE; the ACCEPT is awaited by await_accept() once every
+ * channel got this far (the destination registers its RAM, and answers,
+ * only when every channel authenticated).  *@cm_failed: the failure came
+ * from setting up the connection itself (conn_create or conn_establish:
+ * rdma_cm on verbs), before any message. */
 static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 {
 	struct rmig_session *s = &src->s;
@@ -156,11 +159,7 @@ static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 		.rx_depth = s->rx_depth,
 		.msg_size = RMIG_MSG_SIZE,
 	};
-	struct rmig_wire_block *wb;
 	struct rmig_prov_conn *conn;
-	struct rmig_msg m;
-	uint32_t peer_depth;
-	unsigned nwb;
 	uint8_t *buf;
 	int idx, ret;
 
@@ -175,8 +174,9 @@ static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 		s->tp->ops.conn_close(conn);
 		return ret;
 	}
-	/* The protocol gives one credit, for the handshake; the ACCEPT
-	 * grants the rest (up to the 12-bit immediate's limit). */
+	/* The protocol gives one credit, for the first message; the
+	 * destination's first answer grants the rest (up to the 12-bit
+	 * immediate's limit). */
 	ch->credits = 1;
 	ch->peer_depth = RMIG_IMM_CREDITS_MAX + 1;
 	ret = ch->tp->ops.conn_establish(conn, tmo);
@@ -187,14 +187,32 @@ static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 	if (ch->tp->ops.conn_peer_name(conn, ch->peer,
 				       sizeof(ch->peer)))
 		snprintf(ch->peer, sizeof(ch->peer), "%s", s->address);
+	if (s->auth_key) {
+		ret = rmig_chan_auth_source(ch, tmo);
+		if (ret)
+			return ret;
+	}
 	memcpy(h.uuid, s->uuid, 16);
 	idx = rmig_chan_tx_get(ch, &buf, tmo);
 	if (idx < 0)
 		return idx;
-	ret = rmig_chan_tx_send(ch, idx, RMIG_MSG_HANDSHAKE,
-				rmig_handshake_encode(&h, buf));
-	if (ret)
-		return ret;
+	return rmig_chan_tx_send(ch, idx, RMIG_MSG_HANDSHAKE,
+				 rmig_handshake_encode(&h, buf));
+}
+
+/* Channel @id's answer to its HANDSHAKE: the ACCEPT with the destination's
+ * RAM block table (or a REJECT). */
+static int await_accept(struct rmig_src *src, unsigned id)
+{
+	struct rmig_session *s = &src->s;
+	struct rmig_chan *ch = &src->chans[id]->ch;
+	int tmo = (int)s->connect_timeout_ms;
+	struct rmig_wire_block *wb;
+	struct rmig_msg m;
+	uint32_t peer_depth;
+	unsigned nwb;
+	int ret;
+
 	ret = rmig_chan_recv(ch, &m, tmo);
 	if (ret == 0)
 		return rmig_err(-ETIMEDOUT, "no answer to the handshake "
@@ -203,6 +221,21 @@ static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 		return ret;
 	if (m.type == RMIG_MSG_REJECT)
 		return peer_reject(&m);
+	if (m.type == RMIG_MSG_AUTH_REJECT) {
+		enum rmig_auth_reject reason;
+
+		ret = rmig_auth_reject_decode(m.data, m.len, &reason);
+		if (ret)
+			return ret;
+		if (reason == RMIG_AUTH_REJECT_REQUIRED)
+			return rmig_err(-ECONNREFUSED, "the destination "
+					"requires authentication and this "
+					"source is insecure (configure the "
+					"same secret on both)");
+		return rmig_err(-ECONNREFUSED, "the destination refused "
+				"authentication: %s",
+				rmig_auth_reject_name(reason));
+	}
 	if (m.type != RMIG_MSG_ACCEPT)
 		return rmig_err(-EPROTO, "expected ACCEPT, got %s",
 				rmig_msg_type_name(m.type));
@@ -281,6 +314,13 @@ static int connect_chans(struct rmig_src *src, bool *fall_back)
 				     (ret == -ECONNREFUSED ||
 				      ret == -ETIMEDOUT ||
 				      ret == -EHOSTUNREACH);
+			rmig_err_prefix("channel %u to %s", i, s->address);
+			return ret;
+		}
+	}
+	for (unsigned i = 0; i < s->channels; i++) {
+		ret = await_accept(src, i);
+		if (ret) {
 			rmig_err_prefix("channel %u to %s", i, s->address);
 			return ret;
 		}

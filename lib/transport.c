@@ -45,9 +45,8 @@ static int open_domain(struct rmig_session *s, struct rmig_tp *tp,
 	return 0;
 }
 
-/* Register every block of the session whole in tp's domain (pin-all). */
-static int register_blocks(struct rmig_session *s, struct rmig_tp *tp,
-			   enum rmig_mr_access access)
+int rmig_tp_reg_ram(struct rmig_session *s, struct rmig_tp *tp,
+		    enum rmig_mr_access access)
 {
 	uint64_t t0 = rmig_now_ns();
 	int ret = 0;
@@ -70,7 +69,19 @@ static int register_blocks(struct rmig_session *s, struct rmig_tp *tp,
 	}
 	atomic_fetch_add_explicit(&s->registration_ns, rmig_now_ns() - t0,
 				  memory_order_relaxed);
+	if (ret)
+		rmig_tp_dereg_ram(tp);
 	return ret;
+}
+
+void rmig_tp_dereg_ram(struct rmig_tp *tp)
+{
+	for (unsigned i = 0; i < tp->nmr; i++) {
+		if (tp->mr[i])
+			tp->ops.mr_dereg(tp->mr[i]);
+		tp->mr[i] = NULL;
+	}
+	tp->nmr = 0;
 }
 
 int rmig_tp_open(struct rmig_session *s, const struct rmig_provider_ops *prov,
@@ -98,8 +109,8 @@ int rmig_tp_open(struct rmig_session *s, const struct rmig_provider_ops *prov,
 			      "at most %u registered",
 			      (unsigned long long)s->reg_chunk_size,
 			      s->reg_cache_chunks);
-	} else {
-		ret = register_blocks(s, tp, ram_access);
+	} else if (ram_access != RMIG_MR_WRITE_TARGET) {
+		ret = rmig_tp_reg_ram(s, tp, ram_access);
 		if (ret)
 			goto err_close;
 	}
@@ -119,9 +130,7 @@ void rmig_tp_close(struct rmig_tp *tp)
 	if (!tp)
 		return;
 	rmig_regcache_destroy(tp->cache);
-	for (unsigned i = 0; i < tp->nmr; i++)
-		if (tp->mr[i])
-			tp->ops.mr_dereg(tp->mr[i]);
+	rmig_tp_dereg_ram(tp);
 	if (tp->dom)
 		tp->ops.domain_close(tp->dom);
 	free(tp);

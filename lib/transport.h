@@ -41,13 +41,28 @@ struct rmig_tp {
 
 /**
  * Open @prov's domain on @address (the session's parameters: passive for a
- * destination, queue depths), check its limits, and register the session's
- * RAM blocks for @ram_access: whole (pin-all), or through an on-demand
- * registration cache.  0 and *@out, or a negative errno with a message.
+ * destination, queue depths), check its limits, and, for a source, register
+ * the session's RAM blocks for @ram_access: whole (pin-all), or through an
+ * on-demand registration cache.  A destination's RAM (RMIG_MR_WRITE_TARGET)
+ * is not registered here: rmig_tp_reg_ram() does it once every channel
+ * authenticated, so that no key exists while an unauthenticated connection
+ * does.  0 and *@out, or a negative errno with a message.
  */
 int rmig_tp_open(struct rmig_session *s, const struct rmig_provider_ops *prov,
 		 const char *address, enum rmig_mr_access ram_access,
 		 struct rmig_tp **out);
+
+/**
+ * Register every RAM block of the session whole in @tp's domain for
+ * @access, with keys new to this call (a registration made by an earlier
+ * call must be gone: rmig_tp_dereg_ram()).  On failure none stays.
+ */
+int rmig_tp_reg_ram(struct rmig_session *s, struct rmig_tp *tp,
+		    enum rmig_mr_access access);
+
+/** Deregister the RAM blocks: their keys are dead from here on (remote
+ *  access revoked).  Safe to call when none is registered. */
+void rmig_tp_dereg_ram(struct rmig_tp *tp);
 
 /** Deregister everything and close the domain (its connections and
  *  listeners are closed already).  NULL is a no-op. */

@@ -30,7 +30,7 @@ static bool page_size_valid(uint64_t ps)
 
 static bool msg_type_known(uint32_t type)
 {
-	return type >= RMIG_MSG_HANDSHAKE && type <= RMIG_MSG_ERROR;
+	return type >= RMIG_MSG_HANDSHAKE && type <= RMIG_MSG_TYPE_MAX;
 }
 
 /* Message types and immediates ---------------------------------------- */
@@ -47,6 +47,10 @@ const char *rmig_msg_type_name(unsigned type)
 		[RMIG_MSG_DEVSTATE] = "DEVSTATE",
 		[RMIG_MSG_CREDIT] = "CREDIT",
 		[RMIG_MSG_ERROR] = "ERROR",
+		[RMIG_MSG_AUTH_HELLO] = "AUTH_HELLO",
+		[RMIG_MSG_AUTH_CHALLENGE] = "AUTH_CHALLENGE",
+		[RMIG_MSG_AUTH_PROOF] = "AUTH_PROOF",
+		[RMIG_MSG_AUTH_REJECT] = "AUTH_REJECT",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -79,7 +83,7 @@ int rmig_imm_parse(uint32_t imm, enum rmig_msg_type *type, unsigned *credits)
 		return rmig_err(-EPROTO,
 				"immediate 0x%08" PRIx32 ": unknown message type %" PRIu32
 				" (expected %d..%d)", imm, t, RMIG_MSG_HANDSHAKE,
-				RMIG_MSG_ERROR);
+				RMIG_MSG_TYPE_MAX);
 	*type = (enum rmig_msg_type)t;
 	*credits = (imm >> IMM_CREDITS_SHIFT) & RMIG_IMM_CREDITS_MAX;
 	return 0;

@@ -85,7 +85,14 @@ enum rmig_msg_type {
 	RMIG_MSG_DEVSTATE = 7,
 	RMIG_MSG_CREDIT = 8,
 	RMIG_MSG_ERROR = 9,
+	/* Authentication (layouts below, lib/wire_auth.c). */
+	RMIG_MSG_AUTH_HELLO = 10,
+	RMIG_MSG_AUTH_CHALLENGE = 11,
+	RMIG_MSG_AUTH_PROOF = 12,
+	RMIG_MSG_AUTH_REJECT = 13,
 };
+/** The highest message type spoken. */
+#define RMIG_MSG_TYPE_MAX RMIG_MSG_AUTH_REJECT
 
 /** Reasons a destination gives for turning a handshake away. */
 enum rmig_reject {
@@ -302,10 +309,6 @@ int rmig_devstate_decode(const void *buf, size_t len, uint64_t max_total,
 #define RMIG_AUTH_REJECT_LEN 8u
 
 /* Message types of the exchange (immediate bits 31..28). */
-#define RMIG_MSG_AUTH_HELLO 10
-#define RMIG_MSG_AUTH_CHALLENGE 11
-#define RMIG_MSG_AUTH_PROOF 12
-#define RMIG_MSG_AUTH_REJECT 13
 
 /** Reasons, the only thing an unauthenticated peer is told. */
 enum rmig_auth_reject {
@@ -315,8 +318,9 @@ enum rmig_auth_reject {
 	RMIG_AUTH_REJECT_FAILED = 4,    /* the MAC did not verify */
 	RMIG_AUTH_REJECT_BUSY = 5,      /* too many pending connections */
 	RMIG_AUTH_REJECT_TIMEOUT = 6,   /* not authenticated in time */
+	RMIG_AUTH_REJECT_INSECURE = 7,  /* this end runs without a secret */
 };
-#define RMIG_AUTH_REJECT_MAX RMIG_AUTH_REJECT_TIMEOUT
+#define RMIG_AUTH_REJECT_MAX RMIG_AUTH_REJECT_INSECURE
 
 const char *rmig_auth_reject_name(unsigned reason);
 

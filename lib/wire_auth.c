@@ -27,6 +27,7 @@ const char *rmig_auth_reject_name(unsigned reason)
 		[RMIG_AUTH_REJECT_FAILED] = "authentication failed",
 		[RMIG_AUTH_REJECT_BUSY] = "busy",
 		[RMIG_AUTH_REJECT_TIMEOUT] = "timeout",
+		[RMIG_AUTH_REJECT_INSECURE] = "no secret configured",
 	};
 
 	if (reason < sizeof(names) / sizeof(names[0]) && names[reason])

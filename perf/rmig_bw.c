@@ -101,7 +101,7 @@ static void usage(FILE *f)
 "  -P, --pages-per-packet N  pages per packet (default 128)\n"
 "      --transport auto|fabric|verbs\n"
 "      --fabric-provider NAME  libfabric provider (default tcp)\n"
-CLI_REG_NUMA_HELP
+CLI_SESSION_HELP
 "  -t, --timeout SECONDS     server: wait this long for a client (default:\n"
 "                            forever)\n"
 "  -A, --affinity CPULIST    run on these CPUs only (e.g. 0, 1,3 or 0-1), every\n"
@@ -157,7 +157,7 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "affinity", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
-		CLI_REG_NUMA_LONGOPTS,
+		CLI_SESSION_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -225,8 +225,9 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 		case 'h':
 			usage(stdout);
 			exit(0);
-		default: /* the shared --reg-* and --numa options, or a mistake */
-			if (cli_reg_numa_option(c, optarg, &o->sess) == 0)
+		default: /* the shared --reg-*, --numa and authentication
+			  * options, or a mistake */
+			if (cli_session_option(c, optarg, &o->sess) == 0)
 				break;
 			fprintf(stderr, "see '%s --help'\n", PROG);
 			return -1;
@@ -244,6 +245,8 @@ static int parse_args(int argc, char **argv, struct bw_opts *o)
 			"the page size %zu\n", PROG, o->size, o->sess.page_size);
 		return -1;
 	}
+	if (cli_check_auth(PROG, &o->sess))
+		return -1;
 	return 0;
 bad:
 	fprintf(stderr, "%s: bad value '%s' for -%c (see --help)\n", PROG,

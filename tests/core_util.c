@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "test_secret.h"
 #include "unit_util.h"
 
 void core_test_filter(void)
@@ -259,6 +260,7 @@ void cfg_init(struct rmig_config *c, const char *addr,
 	c->channels = channels;
 	c->pages_per_packet = ppp;
 	c->connect_timeout_ms = 10000;
+	test_cfg_auth(c);
 }
 
 /* Join the driver, waiting at most @s seconds.  True if joined. */

@@ -79,7 +79,8 @@ set_tests_properties(rmig_migrate_live_too_big PROPERTIES TIMEOUT 20
   LABELS "live;unit" PASS_REGULAR_EXPRESSION
   "--size 65536.00 GiB: this needs 3 copies of the guest RAM")
 add_test(NAME rmig_migrate_live_bad_vcpus
-  COMMAND rmig-migrate dest --listen 127.0.0.1:0 --size 128k --vcpus 64)
+  COMMAND rmig-migrate dest --listen 127.0.0.1:0 --size 128k --vcpus 64
+          --insecure)
 set_tests_properties(rmig_migrate_live_bad_vcpus PROPERTIES TIMEOUT 20
   LABELS "live;unit" PASS_REGULAR_EXPRESSION
   "dest: error: 32 pages cannot give each of 64 vCPUs a page")

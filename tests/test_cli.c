@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_cli.c - the command-line value parsers for registration and NUMA
- * (tools/cli.c), the config cli_make_config() builds from them, and the
+ * test_cli.c - the command-line value parsers for registration, NUMA and
+ * authentication (tools/cli.c), the config cli_make_config() builds from them, and the
  * list of tunables for --help.
  */
 #include <setjmp.h>
@@ -65,8 +65,50 @@ static void test_reg_chunk_cache(void **state)
 	/* The library accepts what the parsers let through. */
 	rmig_src *s = NULL;
 
+	so.insecure = true;
+	cli_make_config(&so, &c, "h:1");
+
 	assert_int_equal(rmig_src_create(&c, &s), 0);
 	rmig_src_destroy(s);
+}
+
+/* --auth-key-file and --insecure: exclusive, one of them (or a secret in
+ * memory) required, each mapped to its config field. */
+static void test_auth_options(void **state)
+{
+	struct cli_session_opts so = { .page_size = 4096 };
+	struct rmig_config c;
+
+	(void)state;
+	assert_int_equal(cli_check_auth("prog", &so), -1);
+	cli_make_config(&so, &c, "h:1");
+	assert_false(c.field_mask & (RMIG_CFG_AUTH_KEY | RMIG_CFG_AUTH_KEY_FILE |
+				     RMIG_CFG_INSECURE));
+	assert_int_equal(cli_session_option(CLI_OPT_AUTH_KEY_FILE, "", &so),
+			 -1);
+	assert_int_equal(cli_session_option(CLI_OPT_AUTH_KEY_FILE, "/k", &so),
+			 0);
+	assert_int_equal(cli_session_option(CLI_OPT_INSECURE, NULL, &so), -1);
+	assert_int_equal(cli_check_auth("prog", &so), 0);
+	cli_make_config(&so, &c, "h:1");
+	assert_true(c.field_mask & RMIG_CFG_AUTH_KEY_FILE);
+	assert_string_equal(c.auth_key_file, "/k");
+	assert_false(c.field_mask & RMIG_CFG_INSECURE);
+
+	so = (struct cli_session_opts){ .page_size = 4096 };
+	assert_int_equal(cli_session_option(CLI_OPT_INSECURE, NULL, &so), 0);
+	assert_int_equal(cli_session_option(CLI_OPT_AUTH_KEY_FILE, "/k", &so),
+			 -1);
+	cli_make_config(&so, &c, "h:1");
+	assert_true(c.field_mask & RMIG_CFG_INSECURE);
+	assert_int_equal(c.insecure, 1);
+
+	so = (struct cli_session_opts){ .page_size = 4096,
+					.auth_key_len = 32 };
+	cli_make_config(&so, &c, "h:1");
+	assert_true(c.field_mask & RMIG_CFG_AUTH_KEY);
+	assert_ptr_equal(c.auth_key, so.auth_key);
+	assert_int_equal(c.auth_key_len, 32);
 }
 
 static void test_numa(void **state)
@@ -124,6 +166,7 @@ int main(void)
 		cmocka_unit_test(test_reg_mode),
 		cmocka_unit_test(test_reg_chunk_cache),
 		cmocka_unit_test(test_numa),
+		cmocka_unit_test(test_auth_options),
 		cmocka_unit_test(test_print_params),
 	};
 

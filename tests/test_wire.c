@@ -85,8 +85,10 @@ static void test_msg_type_name(void **state)
 	assert_string_equal(rmig_msg_type_name(RMIG_MSG_DEVSTATE), "DEVSTATE");
 	assert_string_equal(rmig_msg_type_name(RMIG_MSG_CREDIT), "CREDIT");
 	assert_string_equal(rmig_msg_type_name(RMIG_MSG_ERROR), "ERROR");
+	assert_string_equal(rmig_msg_type_name(RMIG_MSG_AUTH_REJECT),
+			    "AUTH_REJECT");
 	assert_string_equal(rmig_msg_type_name(0), "UNKNOWN");
-	assert_string_equal(rmig_msg_type_name(10), "UNKNOWN");
+	assert_string_equal(rmig_msg_type_name(14), "UNKNOWN");
 	assert_string_equal(rmig_msg_type_name(15), "UNKNOWN");
 	assert_string_equal(rmig_msg_type_name(~0u), "UNKNOWN");
 }
@@ -99,7 +101,7 @@ static void test_imm_roundtrip(void **state)
 	assert_int_equal(rmig_imm_make(RMIG_MSG_PACKET, 3), 0x40030000u);
 	assert_int_equal(rmig_imm_make(RMIG_MSG_ERROR, 4095), 0x9fff0000u);
 	assert_int_equal(rmig_imm_make(RMIG_MSG_HANDSHAKE, 0), 0x10000000u);
-	for (unsigned t = RMIG_MSG_HANDSHAKE; t <= RMIG_MSG_ERROR; t++) {
+	for (unsigned t = RMIG_MSG_HANDSHAKE; t <= RMIG_MSG_TYPE_MAX; t++) {
 		for (size_t i = 0; i < sizeof(credits) / sizeof(credits[0]); i++) {
 			uint32_t imm = rmig_imm_make((enum rmig_msg_type)t,
 						     credits[i]);
@@ -136,7 +138,7 @@ static void test_imm_reject_unknown_type(void **state)
 	(void)state;
 	assert_eproto(rmig_imm_parse(0x00000000u, &type, &c), "message type 0");
 	assert_eproto(rmig_imm_parse(0x00050000u, &type, &c), "message type 0");
-	assert_eproto(rmig_imm_parse(0xa0000000u, &type, &c), "message type 10");
+	assert_eproto(rmig_imm_parse(0xe0000000u, &type, &c), "message type 14");
 	assert_eproto(rmig_imm_parse(0xf0010000u, &type, &c), "message type 15");
 	/* Outputs untouched on failure. */
 	assert_int_equal(type, RMIG_MSG_SYNC);
@@ -1957,7 +1959,7 @@ static void test_fuzz_imm(void **state)
 			imm &= 0xffff0000u; /* valid low bits half the time */
 		if (rmig_imm_parse(imm, &t, &c))
 			continue;
-		assert_true(t >= RMIG_MSG_HANDSHAKE && t <= RMIG_MSG_ERROR);
+		assert_true(t >= RMIG_MSG_HANDSHAKE && t <= RMIG_MSG_TYPE_MAX);
 		assert_true(c <= RMIG_IMM_CREDITS_MAX);
 		assert_int_equal(rmig_imm_make(t, c), imm);
 		assert_string_not_equal(rmig_msg_type_name(t), "UNKNOWN");

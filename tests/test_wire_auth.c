@@ -269,9 +269,9 @@ static void test_reject_malformed(void **state)
 	}
 	buf[3] = 0;
 	assert_eproto(rmig_auth_reject_decode(buf, 8, &r),
-		      "reason 0 (expected 1..6)");
+		      "reason 0 (expected 1..7)");
 	buf[3] = RMIG_AUTH_REJECT_MAX + 1;
-	assert_eproto(rmig_auth_reject_decode(buf, 8, &r), "reason 7");
+	assert_eproto(rmig_auth_reject_decode(buf, 8, &r), "reason 8");
 	buf[3] = 1;
 	buf[0] = 1;
 	assert_eproto(rmig_auth_reject_decode(buf, 8, &r), "reason 16777217");

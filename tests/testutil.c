@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* testutil.c - shared helpers of the loopback integration tests. */
 #include "testutil.h"
+#include "test_secret.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -850,6 +851,7 @@ void tu_config(struct rmig_config *cfg, const char *address,
 		cfg->field_mask |= RMIG_CFG_UUID;
 		memcpy(cfg->uuid, uuid, 16);
 	}
+	test_cfg_auth(cfg);
 }
 
 void tu_uuid(uint8_t uuid[16], uint64_t seed)

@@ -176,7 +176,7 @@ int cli_parse_numa(const char *s, struct cli_session_opts *so)
 	return 0;
 }
 
-int cli_reg_numa_option(int code, const char *arg, struct cli_session_opts *so)
+int cli_session_option(int code, const char *arg, struct cli_session_opts *so)
 {
 	const char *name, *expect;
 	int bad;
@@ -199,6 +199,24 @@ int cli_reg_numa_option(int code, const char *arg, struct cli_session_opts *so)
 		name = "--numa", expect = "auto, none or a node number";
 		bad = cli_parse_numa(arg, so);
 		break;
+	case CLI_OPT_AUTH_KEY_FILE:
+		if (so->insecure) {
+			fprintf(stderr, "--auth-key-file: contradicts "
+				"--insecure\n");
+			return -1;
+		}
+		name = "--auth-key-file", expect = "a file name";
+		bad = *arg ? 0 : -1;
+		so->auth_key_file = arg;
+		break;
+	case CLI_OPT_INSECURE:
+		if (so->auth_key_file) {
+			fprintf(stderr, "--insecure: contradicts "
+				"--auth-key-file\n");
+			return -1;
+		}
+		so->insecure = true;
+		return 0;
 	default:
 		return 1;
 	}
@@ -247,6 +265,28 @@ void cli_make_config(const struct cli_session_opts *so,
 		cfg->field_mask |= RMIG_CFG_NUMA_NODE;
 		cfg->numa_node = so->numa_node;
 	}
+	if (so->auth_key_len) {
+		cfg->field_mask |= RMIG_CFG_AUTH_KEY;
+		cfg->auth_key = so->auth_key;
+		cfg->auth_key_len = so->auth_key_len;
+	} else if (so->auth_key_file) {
+		cfg->field_mask |= RMIG_CFG_AUTH_KEY_FILE;
+		cfg->auth_key_file = so->auth_key_file;
+	} else if (so->insecure) {
+		cfg->field_mask |= RMIG_CFG_INSECURE;
+		cfg->insecure = 1;
+	}
+}
+
+int cli_check_auth(const char *prog, const struct cli_session_opts *so)
+{
+	if (so->auth_key_len || so->auth_key_file || so->insecure)
+		return 0;
+	fprintf(stderr, "%s: no secret: give --auth-key-file FILE (the same "
+		"file on both hosts; make one with: umask 077; head -c 32 "
+		"/dev/urandom > FILE), or --insecure to migrate without "
+		"authentication\n", prog);
+	return -1;
 }
 
 void *cli_map_ram(uint64_t size, size_t page_size, void **base,

@@ -39,6 +39,13 @@ struct cli_session_opts {
 	/* NUMA node (RMIG_CFG_NUMA_NODE), set by cli_parse_numa(). */
 	int numa_node;
 	bool numa_set;
+	/* Authentication (RMIG_CFG_AUTH_KEY_FILE, _AUTH_KEY, _INSECURE):
+	 * --auth-key-file, a secret generated in memory (the demo, for its
+	 * two processes), or --insecure. */
+	const char *auth_key_file;
+	uint8_t auth_key[32];
+	size_t auth_key_len;
+	bool insecure;
 };
 
 /* ------------------------------------------------------------------ */
@@ -88,21 +95,33 @@ int cli_parse_reg_cache(const char *s, struct cli_session_opts *so);
  * so->numa_set. */
 int cli_parse_numa(const char *s, struct cli_session_opts *so);
 
-/* The registration and NUMA options both programs take: getopt_long
- * entries (put CLI_REG_NUMA_LONGOPTS in the table), their --help lines, and
- * cli_reg_numa_option() to handle one.  The codes are above any char. */
+/* The registration, NUMA and authentication options both programs take:
+ * getopt_long entries (put CLI_SESSION_LONGOPTS in the table), their --help
+ * lines, and cli_session_option() to handle one.  The codes are above any
+ * char. */
 enum {
 	CLI_OPT_REG_MODE = 0x1000,
 	CLI_OPT_REG_CHUNK,
 	CLI_OPT_REG_CACHE,
 	CLI_OPT_NUMA,
+	CLI_OPT_AUTH_KEY_FILE,
+	CLI_OPT_INSECURE,
 };
-#define CLI_REG_NUMA_LONGOPTS \
+#define CLI_SESSION_LONGOPTS \
 	{ "reg-mode", required_argument, NULL, CLI_OPT_REG_MODE }, \
 	{ "reg-chunk", required_argument, NULL, CLI_OPT_REG_CHUNK }, \
 	{ "reg-cache", required_argument, NULL, CLI_OPT_REG_CACHE }, \
-	{ "numa", required_argument, NULL, CLI_OPT_NUMA }
-#define CLI_REG_NUMA_HELP \
+	{ "numa", required_argument, NULL, CLI_OPT_NUMA }, \
+	{ "auth-key-file", required_argument, NULL, CLI_OPT_AUTH_KEY_FILE }, \
+	{ "insecure", no_argument, NULL, CLI_OPT_INSECURE }
+#define CLI_SESSION_HELP \
+"  --auth-key-file FILE    the migration's pre-shared secret: 32 to 1024\n" \
+"                          bytes, the same file on both hosts, mode 0600\n" \
+"                          (make one: umask 077; head -c 32 /dev/urandom\n" \
+"                          > FILE); every channel authenticates both ways\n" \
+"  --insecure              no authentication: anyone who reaches the\n" \
+"                          address can write (dest) or read (source) the\n" \
+"                          guest's RAM; for a closed test network only\n" \
 "  --reg-mode pin-all|on-demand  memory registration (default pin-all);\n" \
 "                          on-demand (source only): chunks in a bounded cache\n" \
 "  --reg-chunk SIZE        on-demand chunk, a power of two (default 64M)\n" \
@@ -112,14 +131,20 @@ enum {
 
 /* If @code is one of CLI_OPT_*, parse @arg into @so: 0, or -1 with a message
  * naming the option and the value on stderr.  1 for any other code. */
-int cli_reg_numa_option(int code, const char *arg, struct cli_session_opts *so);
+int cli_session_option(int code, const char *arg, struct cli_session_opts *so);
+
+/* Unless @so has a secret or --insecure: a message on stderr for @prog
+ * naming both options, and -1.  0 otherwise. */
+int cli_check_auth(const char *prog, const struct cli_session_opts *so);
 
 /* ------------------------------------------------------------------ */
 /* Session and RAM                                                     */
 
 /* A zeroed @cfg with @address, the page size, and whichever of transport,
- * fabric provider, channels, pages per packet, registration and NUMA node
- * @so sets.  A chunk size or cache bound without a mode means on-demand. */
+ * fabric provider, channels, pages per packet, registration, NUMA node and
+ * authentication @so sets.  A chunk size or cache bound without a mode
+ * means on-demand.  (No authentication option: create fails and names
+ * them.) */
 void cli_make_config(const struct cli_session_opts *so,
 		     struct rmig_config *cfg, const char *address);
 

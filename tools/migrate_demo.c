@@ -77,21 +77,34 @@ int run_demo(struct opts *o)
 		}
 		o->uuid_set = true;
 	}
+	if (!o->sess.auth_key_file && !o->sess.insecure) {
+		/* A fresh secret for this migration, known to the two
+		 * children only (they inherit it). */
+		if (getrandom(o->sess.auth_key, sizeof(o->sess.auth_key), 0) !=
+		    (ssize_t)sizeof(o->sess.auth_key)) {
+			fail_msg("getrandom: %s", strerror(errno));
+			return EXIT_FAIL;
+		}
+		o->sess.auth_key_len = sizeof(o->sess.auth_key);
+	}
 	if (!o->sess.channels)
 		o->sess.channels = 4;
 	if (o->timeout_s < 0)
 		o->timeout_s = DEMO_ACCEPT_TIMEOUT_S;
 	format_uuid(o->uuid, uuid);
 	say("rmig %s: %s migration of %s, %u channels, page size %zu, %u%% "
-	    "zero pages, seed %" PRIu64 ", transport %s%s%s, session %s; "
-	    "destination and source are two processes on 127.0.0.1\n",
+	    "zero pages, seed %" PRIu64 ", transport %s%s%s, session %s, "
+	    "%s; destination and source are two processes on 127.0.0.1\n",
 	    rmig_version(), o->still ? "still-image" : "live",
 	    human(o->size, hb), o->sess.channels, o->sess.page_size,
 	    o->zero_percent, o->seed,
 	    o->sess.transport == RMIG_TRANSPORT_FABRIC ? "fabric" :
 	    o->sess.transport == RMIG_TRANSPORT_VERBS ? "verbs" : "auto",
 	    o->sess.fabric_provider ? "/" : "",
-	    o->sess.fabric_provider ? o->sess.fabric_provider : "", uuid);
+	    o->sess.fabric_provider ? o->sess.fabric_provider : "", uuid,
+	    o->sess.auth_key_len ? "authenticated (random secret)" :
+	    o->sess.insecure ? "NOT authenticated (--insecure)" :
+	    "authenticated (--auth-key-file)");
 
 	if (pipe(pfd)) {
 		fail_msg("pipe: %s", strerror(errno));

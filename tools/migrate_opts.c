@@ -92,6 +92,8 @@ static void usage(FILE *f)
 "           and page size (--memory hugetlb or --page-size) as the source;\n"
 "           the address it listens on is printed.\n"
 "  source   start this second, on the sending host.\n"
+"  dest and source need the same --auth-key-file (or both --insecure);\n"
+"  demo makes a random secret for its two processes.\n"
 "\n"
 "Guest:\n"
 "  --size SIZE             guest RAM: 1G (default), 512M, 2GiB, 64MiB; a\n"
@@ -137,7 +139,7 @@ static void usage(FILE *f)
 "  --transport auto|fabric|verbs  auto (default): verbs if present, else\n"
 "                          libfabric tcp\n"
 "  --fabric-provider NAME  libfabric provider (default tcp)\n"
-CLI_REG_NUMA_HELP
+CLI_SESSION_HELP
 "  --uuid UUID             session UUID, 32 hex digits (dashes allowed);\n"
 "                          source default: random; dest default: adopt the\n"
 "                          first source's; demo: random, given to both\n"
@@ -232,7 +234,7 @@ static const struct option long_opts[] = {
 	{ "dirty-tracking", required_argument, NULL, OPT_TRACKING },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
-	CLI_REG_NUMA_LONGOPTS,
+	CLI_SESSION_LONGOPTS,
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -452,7 +454,7 @@ int parse_args(int argc, char **argv, struct opts *o)
 			usage(stdout);
 			exit(EXIT_OK);
 		default: /* the shared --reg-* and --numa options, or a mistake */
-			if (cli_reg_numa_option(c, optarg, &o->sess) == 0)
+			if (cli_session_option(c, optarg, &o->sess) == 0)
 				break;
 			fprintf(stderr, "see '%s --help'\n", PROG);
 			return -1;
@@ -494,6 +496,10 @@ int parse_args(int argc, char **argv, struct opts *o)
 			 "port)");
 		return -1;
 	}
+	if (o->role != ROLE_DEMO &&
+	    cli_check_auth(o->role == ROLE_DEST ? PROG " dest" :
+			   PROG " source", &o->sess))
+		return -1;
 	o->guest.size = o->size;
 	o->guest.page_size = o->sess.page_size;
 	o->guest.seed = o->seed;

@@ -126,7 +126,18 @@ enum rmig_config_field {
 	RMIG_CFG_REG_MODE = 1u << 9,
 	/** numa_node. */
 	RMIG_CFG_NUMA_NODE = 1u << 10,
+	/* 1u << 11 is reserved for the idle limit. */
+	/** auth_key and auth_key_len: the pre-shared secret, as bytes. */
+	RMIG_CFG_AUTH_KEY = 1u << 12,
+	/** auth_key_file: the pre-shared secret, as a file. */
+	RMIG_CFG_AUTH_KEY_FILE = 1u << 13,
+	/** insecure: run without authentication (explicit opt-in). */
+	RMIG_CFG_INSECURE = 1u << 14,
 };
+
+/** Length of the pre-shared secret, in bytes (256 bits at least). */
+#define RMIG_AUTH_KEY_MIN_LEN 32u
+#define RMIG_AUTH_KEY_MAX_LEN 1024u
 
 /** How RAM blocks are registered with the transport (rmig_config.reg_mode). */
 enum rmig_reg_mode {
@@ -206,6 +217,29 @@ struct rmig_config {
 	 *  must be <= numa_max_node()).  Without NUMA support in the kernel
 	 *  (numa_available() < 0) nothing is bound and the log says why. */
 	int numa_node;
+	/** The pre-shared secret of the session (RMIG_CFG_AUTH_KEY): both
+	 *  ends hold the same RMIG_AUTH_KEY_MIN_LEN..RMIG_AUTH_KEY_MAX_LEN
+	 *  bytes, created per migration by the management layer.  Every
+	 *  channel opens with a challenge-response (HMAC-SHA-256 over both
+	 *  sides' fresh nonces, the UUID when one is configured, the channel
+	 *  id and count, page and packet size, the transport): the source
+	 *  sends no page and no device state before the destination proved
+	 *  the secret, the destination reveals no memory key, block table or
+	 *  configuration before the source did.  The library copies the
+	 *  bytes at create (into locked memory, wiped at destroy); the caller
+	 *  may wipe its copy then.  See docs/security.rst. */
+	const void *auth_key;
+	size_t auth_key_len;
+	/** The secret as a file (RMIG_CFG_AUTH_KEY_FILE): its whole content,
+	 *  byte for byte, read at create.  It must be a regular file (not a
+	 *  symbolic link) owned by the effective user with mode 0600 or
+	 *  0400.  Exclusive with RMIG_CFG_AUTH_KEY. */
+	const char *auth_key_file;
+	/** Nonzero with RMIG_CFG_INSECURE: no authentication at all (anyone
+	 *  who reaches the address can write guest RAM; a warning is
+	 *  logged).  Without a secret and without this opt-in, create fails
+	 *  with -EINVAL.  Exclusive with a secret. */
+	int insecure;
 };
 
 /* ------------------------------------------------------------------ */
@@ -247,10 +281,12 @@ struct rmig_stats {
 	uint64_t devstate_blobs; /**< device-state blobs sent / received */
 	uint64_t devstate_bytes;
 	uint64_t zero_pages_cleared; /**< dest: zero pages that had data */
-	uint64_t rejected_handshakes; /**< dest: handshakes answered REJECT */
-	/** Nanoseconds spent registering memory (RAM blocks or chunks, in
-	 *  every domain opened: a destination in auto mode registers in
-	 *  both before the first source picks one). */
+	/** dest: connections turned away (REJECT, or AUTH_REJECT for a
+	 *  peer that did not authenticate). */
+	uint64_t rejected_handshakes;
+	/** Nanoseconds spent registering memory (RAM blocks or chunks; a
+	 *  destination registers its RAM when every channel authenticated,
+	 *  in the transport they came over). */
 	uint64_t registration_ns;
 	struct rmig_channel_stats channel[RMIG_MAX_CHANNELS];
 	/** RAM registrations made (blocks for pin-all, chunks on demand). */

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_secret.h - the pre-shared secret the tests' sessions authenticate
+ * with (every session of the suites runs authenticated unless a test is
+ * about the insecure opt-in), and a second one that does not match it.
+ */
+#ifndef RMIG_TEST_SECRET_H
+#define RMIG_TEST_SECRET_H
+
+#include <rmig/rmig.h>
+
+static const uint8_t test_secret[32] = {
+	0x52, 0x4d, 0x49, 0x47, 0x2d, 0x74, 0x65, 0x73, 0x74, 0x2d, 0x73,
+	0x65, 0x63, 0x72, 0x65, 0x74, 0x9e, 0x37, 0x79, 0xb9, 0x7f, 0x4a,
+	0x7c, 0x15, 0xbf, 0x58, 0x47, 0x6d, 0x1c, 0xe4, 0xe5, 0xb9,
+};
+static const uint8_t test_secret_other[32] = {
+	0x52, 0x4d, 0x49, 0x47, 0x2d, 0x74, 0x65, 0x73, 0x74, 0x2d, 0x73,
+	0x65, 0x63, 0x72, 0x65, 0x74, 0x9e, 0x37, 0x79, 0xb9, 0x7f, 0x4a,
+	0x7c, 0x15, 0xbf, 0x58, 0x47, 0x6d, 0x1c, 0xe4, 0xe5, 0xba,
+};
+
+/** Authenticate @cfg's session with @key (32 bytes). */
+static inline void test_cfg_secret(struct rmig_config *cfg,
+				   const uint8_t *key)
+{
+	cfg->field_mask |= RMIG_CFG_AUTH_KEY;
+	cfg->auth_key = key;
+	cfg->auth_key_len = 32;
+}
+
+/** Authenticate @cfg's session with the tests' shared secret. */
+static inline void test_cfg_auth(struct rmig_config *cfg)
+{
+	test_cfg_secret(cfg, test_secret);
+}
+
+#endif
