@@ -316,16 +316,16 @@ static bool hello_matches(const struct rmig_auth_hello *a,
 }
 
 /* Authenticate a connection whose first message is @m (or, in an insecure
- * session, turn an authenticating source away), then wait for its
- * HANDSHAKE in *@m.  0 and the HANDSHAKE in *@m; 1 when the connection
- * was turned away (and freed); < 0 to drop it. */
+ * session, turn an authenticating source away), then wait for its next
+ * message, the HANDSHAKE, in *@m.  0 with *@hello filled when the source
+ * proved the secret (or untouched, insecure); 1 when the connection was
+ * turned away (and freed); < 0 to drop it. */
 static int auth_one(struct rmig_dest *d, struct dest_chan *p,
-		    struct rmig_msg *m, int wait_ms)
+		    struct rmig_msg *m, int wait_ms,
+		    struct rmig_auth_hello *hello)
 {
 	struct rmig_session *s = &d->s;
-	struct rmig_auth_hello hello;
 	enum rmig_auth_reject reason;
-	char why[RMIG_REJECT_TEXT_MAX];
 	int ret;
 
 	if (!s->auth_key) {
@@ -336,7 +336,7 @@ static int auth_one(struct rmig_dest *d, struct dest_chan *p,
 			    "secret (insecure)");
 		return 1;
 	}
-	ret = rmig_chan_auth_dest(&p->ch, m, wait_ms, &hello, &reason);
+	ret = rmig_chan_auth_dest(&p->ch, m, wait_ms, hello, &reason);
 	if (ret) {
 		auth_reject(d, p, reason, rmig_err_msg());
 		return 1;
@@ -345,20 +345,7 @@ static int auth_one(struct rmig_dest *d, struct dest_chan *p,
 	if (ret == 0)
 		ret = rmig_err(-ETIMEDOUT, "authenticated, then no handshake "
 			       "within %d ms", wait_ms);
-	if (ret < 0)
-		return ret;
-	if (m->type == RMIG_MSG_HANDSHAKE) {
-		struct rmig_handshake h;
-
-		/* Judged in full by the caller; only the repetition of
-		 * the HELLO's values is checked here. */
-		if (!rmig_handshake_decode(m->data, m->len, &h) &&
-		    !hello_matches(&hello, &h, why, sizeof(why))) {
-			reject(d, p, RMIG_REJECT_MALFORMED, why);
-			return 1;
-		}
-	}
-	return 0;
+	return ret < 0 ? ret : 0;
 }
 
 /*
@@ -376,6 +363,7 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	struct rmig_session *s = &d->s;
 	struct rmig_handshake_expect e;
 	char why[RMIG_REJECT_TEXT_MAX];
+	struct rmig_auth_hello hello;
 	enum rmig_reject reason;
 	struct rmig_handshake h;
 	struct dest_chan *p;
@@ -421,7 +409,7 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 			       wait_ms);
 	if (ret < 0)
 		goto drop;
-	ret = auth_one(d, p, &m, wait_ms);
+	ret = auth_one(d, p, &m, wait_ms, &hello);
 	if (ret > 0)
 		return 0;
 	if (ret < 0)
@@ -456,6 +444,11 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 		snprintf(why, sizeof(why), "pages per packet %u, other "
 			 "channels announced %u", h.pages_per_packet, d->ppp);
 	}
+	/* The HANDSHAKE repeats what the AUTH_HELLO announced (and the
+	 * MACs covered). */
+	if (reason == RMIG_REJECT_NONE && s->auth_key &&
+	    !hello_matches(&hello, &h, why, sizeof(why)))
+		reason = RMIG_REJECT_MALFORMED;
 	if (reason != RMIG_REJECT_NONE) {
 		/* Nothing about our memory has been said on this
 		 * connection (and none is registered); answer why (the

@@ -87,6 +87,14 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+# Both sides authenticate with one secret, as in production; a baseline
+# built before authentication existed gets no option (its --help lacks it).
+(umask 077 && head -c 32 /dev/urandom >"$tmp/migration.key")
+auth_args() {
+	if "$1" --help 2>/dev/null | grep -q -- --auth-key-file; then
+		printf '%s\n' --auth-key-file "$tmp/migration.key"
+	fi
+}
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -206,9 +214,11 @@ run_iperf() {
 # server_json.
 run_bw() {
 	local bw=$1 q=$2 n=$3 spid port=
+	local -a auth
+	mapfile -t auth < <(auth_args "$bw")
 	: >"$tmp/server.log"
 	timeout "$bw_timeout" "${cpu_server[@]}" "$bw" -b "$host" -p 0 -s "$size" \
-		-t "$bw_timeout" "${ppp_args[@]}" --transport fabric \
+		-t "$bw_timeout" "${ppp_args[@]}" "${auth[@]}" --transport fabric \
 		--fabric-provider tcp >"$tmp/server.log" 2>&1 &
 	spid=$!
 	live_pid=$spid
@@ -225,7 +235,7 @@ run_bw() {
 		return 1
 	fi
 	if ! timeout "$bw_timeout" "${cpu_client[@]}" "$bw" -p "$port" -s "$size" \
-		-q "$q" -n "$n" -w 1 "${ppp_args[@]}" --transport fabric \
+		-q "$q" -n "$n" -w 1 "${ppp_args[@]}" "${auth[@]}" --transport fabric \
 		--fabric-provider tcp "$host" >"$tmp/client.log" 2>&1; then
 		log "bench: rmig_bw client ($bw, $q channels) failed:"
 		cat "$tmp/client.log" "$tmp/server.log" >&2

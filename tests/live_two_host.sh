@@ -8,7 +8,8 @@
 # take them from the transferred device state.  Passes when both exit 0, the
 # destination reports every page hash verified and its resumed guest equal
 # to the never-migrated replay, and the source reports a converged
-# migration.
+# migration.  Both authenticate with one key file, made as the manual says
+# (umask 077; head -c 32 /dev/urandom).
 set -u
 bin=$1
 tmp=$(mktemp -d /tmp/rmig-two-host.XXXXXX)
@@ -21,6 +22,8 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+key=$tmp/migration.key
+(umask 077 && head -c 32 /dev/urandom >"$key") || { echo "FAIL: key"; exit 1; }
 fail() {
 	echo "FAIL: $*"
 	echo "--- dest:"; cat "$tmp/dest.out" "$tmp/dest.err" 2>/dev/null
@@ -29,6 +32,7 @@ fail() {
 }
 
 timeout 120 "$bin" dest --listen 127.0.0.1:0 --size 32M --timeout 60 \
+	--auth-key-file "$key" \
 	--seed 99 --vcpus 1 --pattern seq --dirty-dest --resume-steps 5000 \
 	>"$tmp/dest.out" 2>"$tmp/dest.err" &
 dest_pid=$!
@@ -44,6 +48,7 @@ done
 case $addr in 127.0.0.1:*) ;; *) fail "unexpected address $addr" ;; esac
 
 timeout 120 "$bin" source --connect "$addr" --size 32M --seed 7 --vcpus 2 \
+	--auth-key-file "$key" \
 	--pattern hot --dirty-rate 100 --warmup 0.3 \
 	>"$tmp/src.out" 2>"$tmp/src.err"
 src_rc=$?

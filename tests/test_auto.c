@@ -41,6 +41,7 @@
 #include "log_capture.h"
 #include "mock_provider.h"
 #include "rmig/rmig.h"
+#include "test_secret.h"
 
 #define PS 4096u
 #define PAGES 64u
@@ -80,6 +81,7 @@ static void config(struct rmig_config *c, const char *addr,
 	c->channels = 2;
 	c->transport = t;
 	c->connect_timeout_ms = 10000;
+	test_cfg_auth(c);
 }
 
 /* A destination listening on @host: @dk says how it is created, @dtt its

@@ -4,6 +4,9 @@
  * on 127.0.0.1 (or, with transport=verbs, the verbs provider on
  * $RMIG_RXE_ADDR), against a real listening destination in its own process.
  *
+ * The raw client authenticates first (HELLO, CHALLENGE checked, PROOF,
+ * with the tests' secret): what follows is judged as a handshake.
+ *
  *   test_handshake raw        handcrafted bad handshakes from a raw client
  *                             (provider interface + wire encoders); each must
  *                             get exactly one REJECT naming the problem, never
@@ -11,28 +14,33 @@
  *                             source migrates and the destination counts the
  *                             rejections.
  *   test_handshake dup [adopt=1]
- *                             a valid channel 0 (ACCEPT), then channel 0 again
- *                             (duplicate), a foreign UUID and a foreign
+ *                             a valid channel 0 (no ACCEPT yet: it comes when
+ *                             every channel authenticated), then channel 0
+ *                             again (duplicate), a foreign UUID and a foreign
  *                             channel count (both judged against the first
  *                             channel when the destination adopts), then a
- *                             valid channel 1; the raw "source" then goes away
- *                             and the destination must notice.
- *   test_handshake extra      malformed first messages (truncated, oversized,
- *                             wrong type, bad immediate, silent close, ...);
- *                             no ACCEPT, closed, and a real source still
- *                             migrates afterwards.
+ *                             valid channel 1 (both get ACCEPT); the raw
+ *                             "source" then goes away and the destination
+ *                             must notice.
+ *   test_handshake extra      malformed handshakes after authentication
+ *                             (truncated, oversized, wrong type, bad
+ *                             immediate, silent close, ...); no ACCEPT,
+ *                             closed, and a real source still migrates
+ *                             afterwards.
  *   test_handshake srcreject  rmig_src_connect() against a destination with
- *                             another UUID: -ECONNREFUSED, the destination's
- *                             reason in rmig_last_error(); rmig_dest_cancel()
- *                             ends the destination's accept.
+ *                             another UUID: -EACCES (the destination's MAC
+ *                             does not verify), nothing learnt (the message
+ *                             has no UUID); rmig_dest_cancel() ends the
+ *                             destination's accept.
  *   test_handshake refused    rmig_src_connect() to a closed port on
  *                             127.0.0.1: -ECONNREFUSED, promptly.
  *   test_handshake forget     a destination with no UUID and no channel
  *                             count: a raw client's valid channel 0 of 2
- *                             (UUID A) gets ACCEPT, channel 1 never comes and
+ *                             (UUID A) is taken, channel 1 never comes and
  *                             rmig_dest_accept() fails with -ETIMEDOUT; the
  *                             next accept must have forgotten UUID A and the
- *                             count: a real source with UUID B migrates.
+ *                             count: a real source with (random) UUID B
+ *                             migrates.
  *   test_handshake silent     a raw client connects and says nothing, then a
  *                             real source connects (connect timeout 4 s on
  *                             both sides): the silent connection is dropped
@@ -55,8 +63,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "provider.h"
 #include "prov_post.h"
+#include "test_secret.h"
 #include "testutil.h"
 #include "wire.h"
 
@@ -75,6 +85,7 @@ struct ctx {
 	unsigned expect_rejected; /* dest: exact count (0: at least one) */
 	bool expect_rejected_min;
 	const uint8_t *src_uuid;  /* the real source's (default: uuid) */
+	bool src_no_uuid;         /* the real source configures none */
 	unsigned connect_timeout_ms; /* real source and dest (0: default) */
 	struct tu_pipe back;      /* dest -> raw client */
 	struct tu_pipe go;        /* raw client -> parent */
@@ -93,6 +104,9 @@ static int accept_timeout_ms(void)
 #define RAW_BUFS (RAW_NRX + 1)
 
 struct raw {
+	/* The transcript's UUID: the destination's configured one, NULL
+	 * for a destination that has none (it adopts the source's). */
+	const uint8_t *auth_uuid;
 	struct rmig_provider_ops ops;
 	struct rmig_prov_domain *dom;
 	struct rmig_prov_attr attr;
@@ -258,6 +272,63 @@ static bool send_hs(struct raw_conn *rc, const struct rmig_handshake *h)
 	return raw_send(rc, buf, len, rmig_imm_make(RMIG_MSG_HANDSHAKE, 0));
 }
 
+/* Authenticate @rc with the tests' secret, as a source announcing the
+ * channel parameters of @hs (each replaced by a valid one where @hs has
+ * none, so that the HELLO decodes and the HANDSHAKE is what gets judged):
+ * HELLO, the destination's CHALLENGE (its MAC checked), PROOF. */
+static bool raw_auth(struct raw_conn *rc, const struct rmig_handshake *hs)
+{
+	struct rmig_auth_hello h = {
+		.channel_count = hs->channel_count >= 1 &&
+					 hs->channel_count <= RMIG_MAX_CHANNELS ?
+				 hs->channel_count : CHANNELS,
+		.page_size = hs->page_size >= 4096 &&
+				     !(hs->page_size & (hs->page_size - 1)) ?
+			     hs->page_size : PAGE,
+		.pages_per_packet = hs->pages_per_packet >= 1 &&
+					    hs->pages_per_packet <=
+						    RMIG_MAX_PAGES_PER_PACKET ?
+				    hs->pages_per_packet : 128,
+	};
+	struct rmig_auth_transcript t = { .transport = tu_provider_name() };
+	struct rmig_auth_challenge c;
+	struct rmig_auth_key *key = NULL;
+	uint8_t buf[RMIG_AUTH_HELLO_LEN], mac[RMIG_AUTH_MAC_LEN];
+	struct raw_msg m;
+	bool ok;
+	int ret;
+
+	h.channel_id = hs->channel_id < h.channel_count ? hs->channel_id : 0;
+	if (!TU_RMIG_OK(rmig_auth_nonce(h.nonce)) ||
+	    !raw_send(rc, buf, rmig_auth_hello_encode(&h, buf),
+		      rmig_imm_make(RMIG_MSG_AUTH_HELLO, 0)))
+		return false;
+	while ((ret = raw_recv(rc, 10000, &m)) == 1 &&
+	       m.type == RMIG_MSG_CREDIT)
+		;
+	if (!TU_CHECK(ret == 1 && m.type == RMIG_MSG_AUTH_CHALLENGE,
+		      "want AUTH_CHALLENGE, got %d / %s", ret,
+		      ret == 1 ? rmig_msg_type_name(m.type) : "-") ||
+	    !TU_RMIG_OK(rmig_auth_challenge_decode(m.buf, m.len, &c)) ||
+	    !TU_RMIG_OK(rmig_auth_key_new(test_secret, sizeof(test_secret),
+					  &key)))
+		return false;
+	if (rc->raw->auth_uuid)
+		memcpy(t.uuid, rc->raw->auth_uuid, 16);
+	memcpy(t.src_nonce, h.nonce, RMIG_AUTH_NONCE_LEN);
+	memcpy(t.dest_nonce, c.nonce, RMIG_AUTH_NONCE_LEN);
+	t.channel_id = h.channel_id;
+	t.channel_count = h.channel_count;
+	t.page_size = h.page_size;
+	t.pages_per_packet = h.pages_per_packet;
+	ok = TU_RMIG_OK(rmig_auth_verify(key, RMIG_AUTH_DEST_TO_SOURCE, &t,
+					 c.mac)) &&
+	     TU_RMIG_OK(rmig_auth_mac(key, RMIG_AUTH_SOURCE_TO_DEST, &t, mac));
+	rmig_auth_key_free(key);
+	return ok && raw_send(rc, buf, rmig_auth_proof_encode(mac, buf),
+			      rmig_imm_make(RMIG_MSG_AUTH_PROOF, 0));
+}
+
 struct expect {
 	unsigned reasons[3]; /* acceptable reasons (0 ends the list) */
 	const char *kw[3];   /* the text must contain one of these */
@@ -343,7 +414,7 @@ static bool raw_rejected(struct raw *r, unsigned slot, struct raw_conn *rc,
 			 const struct rmig_handshake *h, const char *name,
 			 const struct expect *e, unsigned *rejects)
 {
-	return raw_connect(r, slot, rc) && send_hs(rc, h) &&
+	return raw_connect(r, slot, rc) && raw_auth(rc, h) && send_hs(rc, h) &&
 	       expect_reject(rc, name, e, rejects);
 }
 
@@ -360,15 +431,27 @@ static bool expect_turned_away(struct raw_conn *rc, const char *name,
 		if (!TU_CHECK(m.type != RMIG_MSG_ACCEPT,
 			      "case '%s': ACCEPT (memory keys) sent", name))
 			return false;
-		if (m.type == RMIG_MSG_REJECT || m.type == RMIG_MSG_ERROR) {
+		if (m.type == RMIG_MSG_REJECT || m.type == RMIG_MSG_ERROR ||
+		    m.type == RMIG_MSG_AUTH_REJECT) {
 			char text[RMIG_REJECT_TEXT_MAX + 1] = "";
 			enum rmig_reject reason = 0;
+			enum rmig_auth_reject ar = 0;
 
-			rmig_reject_decode(m.buf, m.len, &reason, text,
-					   sizeof(text));
+			/* AUTH_REJECT: a malformed message that came right
+			 * behind the PROOF fails the channel while its
+			 * authentication is being read. */
+			if (m.type == RMIG_MSG_AUTH_REJECT)
+				snprintf(text, sizeof(text), "%s",
+					 rmig_auth_reject_decode(m.buf, m.len,
+								 &ar) ?
+					 "malformed AUTH_REJECT" :
+					 rmig_auth_reject_name(ar));
+			else
+				rmig_reject_decode(m.buf, m.len, &reason, text,
+						   sizeof(text));
 			tu_msg("case %-34s %s %u \"%s\"", name,
 			       rmig_msg_type_name(m.type), reason, text);
-			if (m.type == RMIG_MSG_REJECT)
+			if (m.type != RMIG_MSG_ERROR)
 				(*rejects)++;
 			ret = raw_recv(rc, 5000, &m);
 			if (!TU_CHECK(ret <= 0,
@@ -468,6 +551,7 @@ static int run_raw(void *arg)
 
 	if (!raw_open(&r, cx->addr))
 		return 1;
+	r.auth_uuid = cx->uuid;
 	for (unsigned i = 0; i < NRAW; i++) {
 		struct raw_conn rc;
 		struct rmig_handshake h;
@@ -523,6 +607,7 @@ static int run_extra(void *arg)
 		big[i] = (uint8_t)(i * 131 + 7);
 	if (!raw_open(&r, cx->addr))
 		return 1;
+	r.auth_uuid = cx->uuid;
 	for (unsigned k = 0; k < X_COUNT; k++) {
 		uint8_t buf[RMIG_HANDSHAKE_LEN + 1] = { 0 };
 		struct rmig_handshake h;
@@ -561,6 +646,13 @@ static int run_extra(void *arg)
 		if (k == X_SILENT) {
 			raw_disconnect(&rc);
 			tu_msg("case %-34s done", extra_names[k]);
+			continue;
+		}
+		/* Authenticated: what follows is judged as a handshake. */
+		good_hs(&h, cx->uuid, 0);
+		if (!raw_auth(&rc, &h)) {
+			ok = false;
+			raw_disconnect(&rc);
 			continue;
 		}
 		if (raw_send(&rc, body, len, imm))
@@ -620,11 +712,35 @@ static bool expect_accept(struct raw_conn *rc, const char *name)
 	return ok;
 }
 
-/* Connect in @slot and send @h: the destination must accept it. */
+/* Connect in @slot, authenticate and send @h: the destination must take
+ * it, and say nothing (no ACCEPT: that comes when every channel has
+ * authenticated) within @quiet_ms. */
+static bool raw_handshook(struct raw *r, unsigned slot, struct raw_conn *rc,
+			  const struct rmig_handshake *h, const char *name,
+			  int quiet_ms)
+{
+	struct raw_msg m;
+	int ret;
+
+	if (!raw_connect(r, slot, rc) || !raw_auth(rc, h) || !send_hs(rc, h))
+		return false;
+	while ((ret = raw_recv(rc, quiet_ms, &m)) == 1 &&
+	       m.type == RMIG_MSG_CREDIT)
+		;
+	tu_msg("case %-34s authenticated, handshake sent: %s", name,
+	       ret == 0 ? "no answer yet" : "answered");
+	return TU_CHECK(ret == 0, "case '%s': %s before every channel "
+				  "authenticated", name,
+			ret == 1 ? rmig_msg_type_name(m.type) :
+				   "connection lost");
+}
+
+/* Connect in @slot, authenticate and send @h, the last channel: the
+ * destination must accept it. */
 static bool raw_accepted(struct raw *r, unsigned slot, struct raw_conn *rc,
 			 const struct rmig_handshake *h, const char *name)
 {
-	return raw_connect(r, slot, rc) && send_hs(rc, h) &&
+	return raw_connect(r, slot, rc) && raw_auth(rc, h) && send_hs(rc, h) &&
 	       expect_accept(rc, name);
 }
 
@@ -648,9 +764,10 @@ static int run_dup(void *arg)
 
 	if (!raw_open(&r, cx->addr))
 		return 1;
-	/* A valid channel 0. */
+	r.auth_uuid = cx->adopt ? NULL : cx->uuid;
+	/* A valid channel 0: no ACCEPT yet. */
 	good_hs(&h, cx->uuid, 0);
-	if (!raw_accepted(&r, 0, &x0, &h, "valid channel 0"))
+	if (!raw_handshook(&r, 0, &x0, &h, "valid channel 0", 500))
 		goto out;
 	/* Channel 0 again. */
 	if (!raw_rejected(&r, 1, &y, &h, "duplicate channel 0", &dup,
@@ -670,9 +787,10 @@ static int run_dup(void *arg)
 			  &rejects))
 		goto out;
 	raw_disconnect(&y);
-	/* The real channel 1. */
+	/* The real channel 1: both channels get their ACCEPT. */
 	good_hs(&h, cx->uuid, 1);
-	ok = raw_accepted(&r, 2, &x1, &h, "valid channel 1");
+	ok = raw_accepted(&r, 2, &x1, &h, "valid channel 1") &&
+	     expect_accept(&x0, "channel 0, once channel 1 came");
 out:
 	/* The raw "source" goes away; the destination must notice. */
 	tu_sleep_ms(300);
@@ -708,7 +826,8 @@ static int run_good_src(void *arg)
 		goto out;
 	memset(blob, 0x3c, sizeof(blob));
 	tu_config(&cfg, cx->addr, CHANNELS, PAGE,
-		  cx->src_uuid ? cx->src_uuid : cx->uuid);
+		  cx->src_no_uuid ? NULL : cx->src_uuid ? cx->src_uuid :
+							  cx->uuid);
 	if (cx->connect_timeout_ms)
 		cfg.connect_timeout_ms = cx->connect_timeout_ms;
 	if (!tu_src_open(&s, &cfg, &im, false))
@@ -945,8 +1064,8 @@ static int run_dest_reject(void *arg)
 }
 
 static int src_expect_refused(const char *addr, const uint8_t *uuid,
-			      const char *want_in_msg, int max_ms,
-			      char msg[1024])
+			      int want_ret, const char *want_in_msg,
+			      int max_ms, char msg[1024])
 {
 	struct tu_baseline base = tu_take_baseline();
 	struct rmig_config cfg;
@@ -967,8 +1086,8 @@ static int src_expect_refused(const char *addr, const uint8_t *uuid,
 	snprintf(msg, 1024, "%s", rmig_last_error());
 	tu_msg("rmig_src_connect(%s): %d (%s) after %.1f ms: \"%s\"", addr,
 	       ret, strerror(-ret), tu_ms_since(t0), msg);
-	ok = TU_CHECK(ret == -ECONNREFUSED, "connect returned %d, want %d",
-		      ret, -ECONNREFUSED);
+	ok = TU_CHECK(ret == want_ret, "connect returned %d, want %d", ret,
+		      want_ret);
 	ok &= TU_CHECK(tu_ms_since(t0) < max_ms, "connect took %.1f ms",
 		       tu_ms_since(t0));
 	ok &= TU_CHECK(tu_strcasestr(msg, want_in_msg),
@@ -992,19 +1111,21 @@ static int run_src_reject(void *arg)
 	char hex[33], dashed[37], msg[1024] = "";
 	int rc, n = 0;
 
-	/* The destination's reason must reach the caller: it names the
-	 * field, and the UUID it expected, which the source cannot know but
-	 * from the destination. */
-	rc = src_expect_refused(cx->addr, cx->other_uuid, "uuid", 10000, msg);
+	/* A UUID other than the destination's is an authentication
+	 * failure like a wrong secret: the source finds the destination's
+	 * MAC wrong and stops, and learns nothing: not the UUID the
+	 * destination expected (in the old protocol, its REJECT said it). */
+	rc = src_expect_refused(cx->addr, cx->other_uuid, -EACCES,
+				"did not prove the secret", 10000, msg);
 	for (int i = 0; i < 16; i++) {
 		snprintf(hex + 2 * i, 3, "%02x", cx->uuid[i]);
 		n += snprintf(dashed + n, sizeof(dashed) - (size_t)n, "%s%02x",
 			      i == 4 || i == 6 || i == 8 || i == 10 ? "-" : "",
 			      cx->uuid[i]);
 	}
-	if (!TU_CHECK(tu_strcasestr(msg, hex) || tu_strcasestr(msg, dashed),
-		      "rmig_last_error() \"%s\" does not carry the "
-		      "destination's reason (its UUID %s)", msg, dashed))
+	if (!TU_CHECK(!tu_strcasestr(msg, hex) && !tu_strcasestr(msg, dashed),
+		      "rmig_last_error() \"%s\" reveals the destination's "
+		      "UUID %s", msg, dashed))
 		rc = 1;
 
 	tu_send_u64(cx->note.w, 1);
@@ -1029,7 +1150,8 @@ static int run_src_refused(void *arg)
 	snprintf(cx->addr, sizeof(cx->addr), "%s:%u", tu_host(),
 		 ntohs(sin.sin_port));
 	/* The message names where: the address tried. */
-	return src_expect_refused(cx->addr, cx->uuid, cx->addr, 10000, msg);
+	return src_expect_refused(cx->addr, cx->uuid, -ECONNREFUSED, cx->addr,
+				  10000, msg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1048,12 +1170,14 @@ static int run_forget_raw(void *arg)
 
 	if (!raw_open(&r, cx->addr))
 		goto note;
+	r.auth_uuid = NULL; /* the destination has none */
 	/* The destination starts its short accept now. */
 	tu_send_u64(cx->note.w, 1);
 	good_hs(&h, cx->uuid, 0); /* channel 0 of 2, UUID A */
-	ok = raw_accepted(&r, 0, &x0, &h, "valid channel 0 of 2, uuid A");
+	ok = raw_handshook(&r, 0, &x0, &h, "valid channel 0 of 2, uuid A",
+			   500);
 note:
-	/* Tell the destination whether it did accept us (so adopted A and
+	/* Tell the destination whether it did take us (so adopted A and
 	 * the count of 2), then keep the connection until its accept has
 	 * given up on channel 1. */
 	tu_send_u64(cx->note.w, ok ? 2 : 0);
@@ -1079,7 +1203,7 @@ static bool dest_forget(struct ctx *cx, rmig_dest *d, struct tu_image *im)
 	tu_msg("first rmig_dest_accept: %d (%s) after %.1f ms", ret,
 	       rmig_last_error(), tu_ms_since(t0));
 	if (!RAW_NOTE(cx, &v, 10000) ||
-	    !TU_CHECK(v == 2, "the raw client's channel 0 was not accepted: "
+	    !TU_CHECK(v == 2, "the raw client's channel 0 was not taken: "
 			      "the test did not set up what it tests"))
 		goto out;
 	if (!TU_CHECK(ret == -ETIMEDOUT, "first accept returned %d, want "
@@ -1215,6 +1339,7 @@ static int run_dsgap_raw(void *arg)
 	memset(data, 0x5a, sizeof(data));
 	if (!raw_open(&r, cx->addr))
 		goto out;
+	r.auth_uuid = cx->uuid;
 	good_hs(&h, cx->uuid, 0);
 	h.channel_count = 1;
 	if (!raw_accepted(&r, 0, &x, &h, "valid channel 0 of 1"))
@@ -1387,7 +1512,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cx.mode, "forget")) {
 		char word[TU_ADDR_MAX];
 
-		cx.src_uuid = cx.other_uuid; /* source B; the raw client A */
+		/* Source B: its random UUID (a destination without one
+		 * authenticates only sources without one); the raw client A
+		 * announces cx.uuid in its handshake. */
+		cx.src_no_uuid = true;
 		if (!spawn_dest_and(ch, &n, &cx, run_forget_dest, "raw",
 				    run_forget_raw))
 			goto wait;

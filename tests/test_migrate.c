@@ -23,9 +23,11 @@
  * parent).
  *
  * adopt=1: the destination sets neither channel count nor UUID and must
- * adopt the source's.  ppp=N: pages per packet on the source.  storm=N:
- * N tiny blobs more per round.  poll=1: the destination's caller polls
- * (rmig_dest_wait_sync(1 ms), taking and freeing blobs between), so blobs
+ * adopt the source's (the source's UUID is its random default: a UUID is
+ * configured on both sides or neither).  ppp=N: pages per packet on the
+ * source.  storm=N: N tiny blobs more per round.  poll=1: the
+ * destination's caller polls (rmig_dest_wait_sync(1 ms), taking and
+ * freeing blobs between), so blobs
  * are taken while the channel threads are still receiving.  prov=NAME: the
  * libfabric provider (e.g. sockets) for both sides.  transport=verbs: the
  * verbs provider on $RMIG_RXE_ADDR instead (tests/verbs.cmake, label rxe).
@@ -341,7 +343,11 @@ static int run_src(void *arg)
 	if (!TU_CHECK(!tu_recv_str(cx->addr.r, addr, 30000),
 		      "no address from the destination"))
 		goto out;
-	tu_config(&cfg, addr, o->channels, o->page_size, cx->uuid);
+	/* adopt=1: no UUID on either side (the source's is then random, and
+	 * the destination adopts it from the HANDSHAKE): a UUID configured
+	 * on one side only fails authentication (docs/security.rst). */
+	tu_config(&cfg, addr, o->channels, o->page_size,
+		  o->adopt ? NULL : cx->uuid);
 	if (o->ppp) {
 		cfg.field_mask |= RMIG_CFG_PAGES_PER_PACKET;
 		cfg.pages_per_packet = o->ppp;

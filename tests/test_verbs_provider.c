@@ -56,6 +56,7 @@
 #include "error.h"
 #include "provider.h"
 #include "provider_suite.h"
+#include "test_secret.h"
 
 #define DEAD_MS 5000     /* a lost peer must be noticed within this */
 
@@ -589,6 +590,21 @@ static void test_stale_key_next_session(void **state)
 	wbufs_close(&w);
 }
 
+/* A verbs session config for @addr: one channel, the tests' secret.  A
+ * destination waits a quarter of the connect timeout for a HELLO that
+ * never comes: time enough for a raw connection's writes under TCG. */
+static void stale_cfg(struct rmig_config *c, const char *addr)
+{
+	memset(c, 0, sizeof(*c));
+	c->field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_TRANSPORT |
+			RMIG_CFG_CHANNELS | RMIG_CFG_CONNECT_TIMEOUT;
+	c->address = addr;
+	c->transport = RMIG_TRANSPORT_VERBS;
+	c->channels = 1;
+	c->connect_timeout_ms = 40000;
+	test_cfg_auth(c);
+}
+
 /* A verbs destination session on @ram, listening (one channel); its
  * bound address in @addr. */
 static rmig_dest *stale_dest(uint8_t *ram, size_t len, char *addr,
@@ -597,15 +613,7 @@ static rmig_dest *stale_dest(uint8_t *ram, size_t len, char *addr,
 	struct rmig_config c;
 	rmig_dest *d = NULL;
 
-	memset(&c, 0, sizeof(c));
-	c.field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_TRANSPORT |
-		       RMIG_CFG_CHANNELS | RMIG_CFG_CONNECT_TIMEOUT;
-	c.address = listen_addr;
-	c.transport = RMIG_TRANSPORT_VERBS;
-	c.channels = 1;
-	/* It waits a quarter of this for a handshake that never comes:
-	 * time enough for the raw connection's writes under TCG. */
-	c.connect_timeout_ms = 40000;
+	stale_cfg(&c, listen_addr);
 	CHECK_OK(rmig_dest_create(&c, &d));
 	assert_int_equal(rmig_dest_add_block(d, "pc.ram", ram, len), 0);
 	CHECK_OK(rmig_dest_listen(d));
@@ -648,18 +656,54 @@ static int write_wait(struct rmig_prov_conn *c, uint8_t *src, size_t len,
 	return r;
 }
 
+/* Session A, whole: a real source (this thread) migrates @src's first
+ * pages into @ram; the key A announced while it ran in *@rkey. */
+static void session_a(uint8_t *ram, uint8_t *src, size_t len, uint64_t *raddr,
+		      uint64_t *rkey)
+{
+	struct dest_accept a = { 0 };
+	struct rmig_config c;
+	char addr[128];
+	rmig_dest *d;
+	rmig_src *s;
+	pthread_t t;
+
+	d = stale_dest(ram, len, addr, sizeof(addr));
+	/* Listening: nothing registered, no key to learn. */
+	assert_int_equal(rmig_dest_block_remote(d, 0, raddr, rkey), -EINVAL);
+	a.d = d;
+	assert_int_equal(pthread_create(&t, NULL, dest_accept_main, &a), 0);
+	stale_cfg(&c, addr);
+	CHECK_OK(rmig_src_create(&c, &s));
+	assert_int_equal(rmig_src_add_block(s, "pc.ram", src, len), 0);
+	CHECK_OK(rmig_src_connect(s));
+	join_or_die(t, 2 * WAIT_MS, "destination accept");
+	CHECK_OK(a.ret);
+	CHECK_OK(rmig_dest_block_remote(d, 0, raddr, rkey));
+	CHECK_OK(rmig_src_queue_page(s, 0, 0));
+	CHECK_OK(rmig_src_finish(s));
+	CHECK_OK(rmig_dest_wait_sync(d, WAIT_MS));
+	CHECK_OK(rmig_dest_finish(d));
+	/* Revoked at the final sync, before destroy. */
+	assert_int_equal(rmig_dest_block_remote(d, 0, raddr, rkey), -EINVAL);
+	rmig_src_destroy(s);
+	rmig_dest_destroy(d);
+}
+
 /*
- * Through the sessions: destination A listens on RAM (registered, its key
- * is what its ACCEPT announces) and is destroyed; destination B listens on
- * the same RAM, so the old address is inside a live registration again,
- * under a new key.  A raw verbs connection to B writes with B's key (it
- * lands: the connection and address are good), then with A's: the write
- * fails with a remote access error and the RAM is untouched.
+ * Through the sessions: a key exists only from the end of accept (every
+ * channel authenticated) to the final sync.  Session A migrates (a real,
+ * authenticated source) and hands out its key.  Destination B then
+ * listens on the same RAM, so its old address is inside an open session
+ * again; a raw verbs connection to B that never authenticates writes with
+ * A's key: the write fails with a remote access error and the RAM is
+ * untouched (B registered nothing, and will not while that connection
+ * lives).
  */
 static void test_stale_key_sessions(void **state)
 {
 	const size_t len = 1u << 20;
-	uint8_t *ram = aligned_alloc(4096, len), *src = malloc(len);
+	uint8_t *ram = aligned_alloc(4096, len), *src = aligned_alloc(4096, len);
 	uint64_t raddr_a, rkey_a, raddr_b, rkey_b;
 	struct rmig_prov_params pp = { .passive = false, .rx_depth = DEPTH,
 				       .tx_depth = DEPTH };
@@ -678,19 +722,16 @@ static void test_stale_key_sessions(void **state)
 	assert_non_null(ram);
 	assert_non_null(src);
 	assert_non_null(buf);
+	memset(src, 0x77, len);
 	memset(ram, 0x11, len);
-	d = stale_dest(ram, len, addr, sizeof(addr));
-	CHECK_OK(rmig_dest_block_remote(d, 0, &raddr_a, &rkey_a));
-	rmig_dest_destroy(d);
+	session_a(ram, src, len, &raddr_a, &rkey_a);
+	for (size_t i = 0; i < 4096; i++)
+		assert_int_equal(ram[i], 0x77);
+	memset(ram, 0x11, len);
 
 	d = stale_dest(ram, len, addr, sizeof(addr));
-	CHECK_OK(rmig_dest_block_remote(d, 0, &raddr_b, &rkey_b));
-	printf("# session A: 0x%llx key 0x%llx; session B: 0x%llx key "
-	       "0x%llx, listening on %s\n", (unsigned long long)raddr_a,
-	       (unsigned long long)rkey_a, (unsigned long long)raddr_b,
-	       (unsigned long long)rkey_b, addr);
-	assert_int_equal(raddr_a, raddr_b);
-	assert_int_not_equal(rkey_a, rkey_b);
+	printf("# session A: 0x%llx key 0x%llx; session B listening on %s\n",
+	       (unsigned long long)raddr_a, (unsigned long long)rkey_a, addr);
 	a.d = d;
 	assert_int_equal(pthread_create(&t, NULL, dest_accept_main, &a), 0);
 
@@ -701,24 +742,19 @@ static void test_stale_key_sessions(void **state)
 	CHECK_OK(ops->conn_create(dom, &c));
 	CHECK_OK(ops->post_recv(c, buf, MSG, mr, buf));
 	CHECK_OK(ops->conn_establish(c, WAIT_MS));
-
-	/* B's own key: lands. */
-	memset(src, 0x22, 8192);
-	r = write_wait(c, src, 8192, smr, raddr_b, rkey_b);
-	if (r != 1)
-		fail_msg("write with the current key: %d: %s", r,
-			 rmig_err_msg());
-	for (size_t i = 0; i < 8192; i++)
-		assert_int_equal(ram[i], 0x22);
-	/* A's key, into the same registered RAM: refused. */
+	/* B has an unauthenticated connection and nothing registered. */
+	assert_int_equal(rmig_dest_block_remote(d, 0, &raddr_b, &rkey_b),
+			 -EINVAL);
 	memset(src, 0x33, 8192);
 	rmig_err_clear();
 	r = write_wait(c, src, 8192, smr, raddr_a + 65536, rkey_a);
-	printf("# write with session A's key: %d: %s\n", r, rmig_err_msg());
+	printf("# unauthenticated write with session A's key: %d: %s\n", r,
+	       rmig_err_msg());
 	assert_int_equal(r, -EACCES);
 	assert_non_null(strstr(rmig_err_msg(), "remote access error"));
-	for (size_t i = 65536; i < 65536 + 8192; i++)
-		assert_int_equal(ram[i], 0x11);
+	for (size_t i = 0; i < len; i++)
+		if (ram[i] != 0x11)
+			fail_msg("RAM byte %zu changed to 0x%02x", i, ram[i]);
 
 	ops->conn_close(c);
 	ops->mr_dereg(smr);
