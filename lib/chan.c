@@ -384,6 +384,14 @@ int rmig_chan_progress(struct rmig_chan *ch, int timeout_ms)
 	return ret < 0 ? ret : 0;
 }
 
+/* The accept that greets this channel on its own thread has ended. */
+static bool chan_aborted(struct rmig_chan *ch)
+{
+	/* Pairs with the release store in dest_accept.c's greet_stop(). */
+	return ch->abort && atomic_load_explicit(ch->abort,
+						 memory_order_acquire);
+}
+
 static int slice(struct rmig_session *s, int timeout_ms, uint64_t deadline)
 {
 	int sl = (int)rmig_param(RMIG_PARAM_POLL_SLICE_MS);
@@ -414,6 +422,9 @@ int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms)
 		}
 		if (rmig_sess_failed(s))
 			return rmig_sess_check(s);
+		if (chan_aborted(ch))
+			return rmig_err(-ECANCELED, "accept ended while "
+					"waiting for a message");
 		int ret = chan_poll(ch, slice(s, timeout_ms, deadline));
 
 		if (ret < 0)
@@ -490,6 +501,9 @@ static int wait_tx(struct rmig_chan *ch, unsigned nops, bool need_msg,
 			return 0;
 		if (rmig_sess_failed(s))
 			return rmig_sess_check(s);
+		if (chan_aborted(ch))
+			return rmig_err(-ECANCELED, "accept ended while "
+					"waiting to send");
 		if (timeout_ms >= 0 && rmig_now_ns() >= deadline)
 			return rmig_err(-ETIMEDOUT, "no %s from the peer for "
 					"%d ms", need_msg && !ch->credits ?

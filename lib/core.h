@@ -215,6 +215,12 @@ struct rmig_chan {
 	struct rmig_msg *stash;
 	unsigned stash_head, stash_count;
 
+	/* A destination's accept greets a connection on a thread of its
+	 * own: when *abort turns true (the accept ended, or picked another
+	 * transport), the channel's waits give up with -ECANCELED.  NULL
+	 * otherwise. */
+	_Atomic bool *abort;
+
 	struct rmig_chan_stats_atomic st;
 };
 

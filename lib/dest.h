@@ -31,6 +31,26 @@ struct dest_chan {
 	uint64_t cur_off;
 };
 
+/* A connection being greeted (established, authenticated, its HANDSHAKE
+ * read) on a thread of its own, while rmig_dest_accept() takes more
+ * (dest_accept.c).  One slot of the RMIG_PARAM_ACCEPT_PENDING a call has. */
+struct dest_greet {
+	struct rmig_dest *d;
+	struct dest_chan *p; /* NULL once the greeter freed it */
+	struct rmig_tp *tp;
+	pthread_t thread;
+	bool used;
+	int wait_ms;
+	uint64_t started_ns;
+	/* accept -> greeter: give up (the channel's ch.abort). */
+	_Atomic bool stop;
+	/* greeter -> accept: result, m, hello and p are final. */
+	_Atomic bool done;
+	int result; /* 0: m holds the HANDSHAKE to judge */
+	struct rmig_msg m;
+	struct rmig_auth_hello hello;
+};
+
 /* A listener and the transport it listens with. */
 struct dest_listener {
 	struct rmig_tp *tp;

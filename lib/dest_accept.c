@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dest.h"
 
@@ -349,25 +350,65 @@ static int auth_one(struct rmig_dest *d, struct dest_chan *p,
 }
 
 /*
- * One incoming connection: establish, authenticate, read the handshake,
- * judge it.  Waits at most @wait_ms for each step, so one silent
- * connection cannot hold up the real source for long.  A connection that
- * fails or is turned away is dropped (return 0); only a failure of this
- * process to allocate ends accept.  Nothing is answered to a channel that
- * passed: its ACCEPT, with the keys of RAM registered only then, goes out
- * once every channel has (accept_commit()).
+ * Greet one connection, on its greeter's thread: establish it, read its
+ * first message, authenticate it and read its HANDSHAKE into *@m.  Each
+ * step waits at most @wait_ms, and gives up at once when the accept ends
+ * (ch.abort).  0: *@m holds the HANDSHAKE to judge; 1: the connection was
+ * turned away or dropped, and @p freed.
  */
-static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
-		      uint64_t *seen, int wait_ms)
+static int greet_conn(struct rmig_dest *d, struct dest_chan *p,
+		      struct rmig_msg *m, int wait_ms,
+		      struct rmig_auth_hello *hello)
 {
 	struct rmig_session *s = &d->s;
-	struct rmig_handshake_expect e;
-	char why[RMIG_REJECT_TEXT_MAX];
-	struct rmig_auth_hello hello;
-	enum rmig_reject reason;
-	struct rmig_handshake h;
+	struct rmig_prov_conn *conn = p->ch.conn;
+	int ret;
+
+	ret = p->ch.tp->ops.conn_establish(conn, wait_ms);
+	if (ret)
+		goto drop;
+	if (p->ch.tp->ops.conn_peer_name(conn, p->ch.peer,
+					 sizeof(p->ch.peer)))
+		snprintf(p->ch.peer, sizeof(p->ch.peer), "unknown peer");
+	ret = rmig_chan_recv(&p->ch, m, wait_ms);
+	if (ret == 0)
+		ret = rmig_err(-ETIMEDOUT, "no %s within %d ms",
+			       s->auth_key ? "AUTH_HELLO" : "handshake",
+			       wait_ms);
+	if (ret < 0)
+		goto drop;
+	ret = auth_one(d, p, m, wait_ms, hello);
+	if (ret > 0)
+		return 1;
+	if (ret == 0)
+		return 0;
+drop:
+	rmig_log_warn("dropped a connection from %s: %s",
+		      p->ch.peer[0] ? p->ch.peer : "unknown peer",
+		      rmig_err_msg());
+	free_chan(p);
+	return 1;
+}
+
+static void *greeter(void *arg)
+{
+	struct dest_greet *g = arg;
+
+	g->result = greet_conn(g->d, g->p, &g->m, g->wait_ms, &g->hello);
+	if (g->result)
+		g->p = NULL;
+	/* Pairs with the acquire load in greet_reap(): the accept reads
+	 * result, m, hello and p only after it. */
+	atomic_store_explicit(&g->done, true, memory_order_release);
+	return NULL;
+}
+
+/* Greet @conn on a thread of its own in free slot @g. */
+static int greet_start(struct rmig_dest *d, struct dest_greet *g,
+		       struct rmig_prov_conn *conn, int wait_ms)
+{
+	struct rmig_session *s = &d->s;
 	struct dest_chan *p;
-	struct rmig_msg m;
 	int ret;
 
 	p = calloc(1, sizeof(*p));
@@ -396,34 +437,73 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	 * grant the immediate can carry is taken. */
 	p->ch.ungranted = s->rx_depth - 1;
 	p->ch.peer_depth = RMIG_IMM_CREDITS_MAX + 1;
-	ret = p->ch.tp->ops.conn_establish(conn, wait_ms);
-	if (ret)
-		goto drop;
-	if (p->ch.tp->ops.conn_peer_name(conn, p->ch.peer,
-					 sizeof(p->ch.peer)))
-		snprintf(p->ch.peer, sizeof(p->ch.peer), "unknown peer");
-	ret = rmig_chan_recv(&p->ch, &m, wait_ms);
-	if (ret == 0)
-		ret = rmig_err(-ETIMEDOUT, "no %s within %d ms",
-			       s->auth_key ? "AUTH_HELLO" : "handshake",
-			       wait_ms);
-	if (ret < 0)
-		goto drop;
-	ret = auth_one(d, p, &m, wait_ms, &hello);
-	if (ret > 0)
-		return 0;
-	if (ret < 0)
-		goto drop;
-	if (m.type != RMIG_MSG_HANDSHAKE) {
-		snprintf(why, sizeof(why), "first message is %s, expected "
-			 "HANDSHAKE", rmig_msg_type_name(m.type));
-		reject(d, p, RMIG_REJECT_MALFORMED, why);
-		return 0;
+	memset(g, 0, sizeof(*g));
+	g->d = d;
+	g->p = p;
+	g->tp = conn->tp;
+	g->wait_ms = wait_ms;
+	g->started_ns = rmig_now_ns();
+	atomic_init(&g->stop, false);
+	atomic_init(&g->done, false);
+	p->ch.abort = &g->stop;
+	ret = pthread_create(&g->thread, NULL, greeter, g);
+	if (ret) {
+		free_chan(p);
+		g->p = NULL;
+		return rmig_err(-ret, "accept: cannot start a thread for a "
+				"connection: %s", strerror(ret));
 	}
-	if (rmig_handshake_decode(m.data, m.len, &h)) {
+	g->used = true;
+	return 0;
+}
+
+/* Stop the greeters (of a transport other than @keep, or all when NULL)
+ * and drop their connections: no connection that has not authenticated
+ * may remain when the RAM is registered. */
+static void greet_stop(struct dest_greet *g, unsigned n,
+		       const struct rmig_tp *keep)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (g[i].used && g[i].tp != keep)
+			/* Pairs with the acquire load in chan_aborted(). */
+			atomic_store_explicit(&g[i].stop, true,
+					      memory_order_release);
+	for (unsigned i = 0; i < n; i++) {
+		if (!g[i].used || g[i].tp == keep)
+			continue;
+		pthread_join(g[i].thread, NULL);
+		free_chan(g[i].p);
+		g[i].used = false;
+	}
+}
+
+/*
+ * Judge the HANDSHAKE @m of an authenticated connection (or any, in an
+ * insecure session): turn it away with a REJECT naming the field, or take
+ * it as its channel.  What it makes us adopt (UUID, channel count, packet
+ * size) is fixed by the first channel taken; nothing is answered to a
+ * channel taken: its ACCEPT, with the keys of RAM registered only then,
+ * goes out once every channel is (accept_commit()).
+ */
+static void judge(struct rmig_dest *d, struct dest_chan *p, struct rmig_msg *m,
+		  const struct rmig_auth_hello *hello, uint64_t *seen)
+{
+	struct rmig_session *s = &d->s;
+	struct rmig_handshake_expect e;
+	char why[RMIG_REJECT_TEXT_MAX];
+	enum rmig_reject reason;
+	struct rmig_handshake h;
+
+	if (m->type != RMIG_MSG_HANDSHAKE) {
+		snprintf(why, sizeof(why), "first message is %s, expected "
+			 "HANDSHAKE", rmig_msg_type_name(m->type));
+		reject(d, p, RMIG_REJECT_MALFORMED, why);
+		return;
+	}
+	if (rmig_handshake_decode(m->data, m->len, &h)) {
 		snprintf(why, sizeof(why), "%s", rmig_err_msg());
 		reject(d, p, RMIG_REJECT_MALFORMED, why);
-		return 0;
+		return;
 	}
 	e = (struct rmig_handshake_expect){
 		.uuid_set = s->uuid_set,
@@ -447,7 +527,7 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	/* The HANDSHAKE repeats what the AUTH_HELLO announced (and the
 	 * MACs covered). */
 	if (reason == RMIG_REJECT_NONE && s->auth_key &&
-	    !hello_matches(&hello, &h, why, sizeof(why)))
+	    !hello_matches(hello, &h, why, sizeof(why)))
 		reason = RMIG_REJECT_MALFORMED;
 	if (reason != RMIG_REJECT_NONE) {
 		/* Nothing about our memory has been said on this
@@ -455,16 +535,20 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 		 * peer proved the secret, or the session is insecure)
 		 * and close it. */
 		reject(d, p, reason, why);
-		return 0;
+		return;
 	}
 	p->ch.id = h.channel_id;
 	p->ch.peer_depth = h.rx_depth;
 	/* Every receive buffer of the source is free: it reposted what
 	 * the authentication used and granted it back. */
 	p->ch.credits = h.rx_depth;
-	ret = rmig_chan_msg_done(&p->ch, &m);
-	if (ret)
-		goto drop;
+	p->ch.abort = NULL;
+	if (rmig_chan_msg_done(&p->ch, m)) {
+		rmig_log_warn("dropped a connection from %s: %s", p->ch.peer,
+			      rmig_err_msg());
+		free_chan(p);
+		return;
+	}
 	if (!s->uuid_set) {
 		memcpy(s->uuid, h.uuid, 16);
 		s->uuid_set = true;
@@ -479,14 +563,53 @@ static int accept_one(struct rmig_dest *d, struct rmig_prov_conn *conn,
 	rmig_log_info("%s channel %u of %u from %s",
 		      s->auth_key ? "authenticated" : "accepted (insecure)",
 		      h.channel_id, s->channels, p->ch.peer);
-	return 0;
+}
 
-drop:
-	rmig_log_warn("dropped a connection from %s: %s",
-		      p->ch.peer[0] ? p->ch.peer : "unknown peer",
-		      rmig_err_msg());
-	free_chan(p);
-	return 0;
+/* Collect the greeters that finished: judge what they read.  Transport
+ * auto: the first channel taken fixes the transport (its listener and
+ * domain stay; the other's greeters are stopped first). */
+static void greet_reap(struct rmig_dest *d, struct dest_greet *g, unsigned n,
+		       uint64_t *seen)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct rmig_tp *tp = g[i].tp;
+
+		/* Pairs with the release store in greeter(). */
+		if (!g[i].used ||
+		    !atomic_load_explicit(&g[i].done, memory_order_acquire))
+			continue;
+		pthread_join(g[i].thread, NULL);
+		g[i].used = false;
+		if (g[i].result)
+			continue;
+		judge(d, g[i].p, &g[i].m, &g[i].hello, seen);
+		g[i].p = NULL;
+		if (d->nchans && d->nlis > 1) {
+			greet_stop(g, n, tp);
+			commit_transport(d, tp);
+		}
+	}
+}
+
+/* All slots busy: stop the oldest greeter that has had @grace_ms, so that
+ * a flood of silent connections cannot keep the real source waiting in
+ * the backlog for long.  Its slot frees once its thread returns. */
+static void greet_evict(struct dest_greet *g, unsigned n, int grace_ms)
+{
+	uint64_t now = rmig_now_ns();
+	struct dest_greet *old = NULL;
+
+	for (unsigned i = 0; i < n; i++)
+		if (g[i].used && !atomic_load(&g[i].stop) &&
+		    (!old || g[i].started_ns < old->started_ns))
+			old = &g[i];
+	if (old && now - old->started_ns >= (uint64_t)grace_ms * 1000000) {
+		rmig_log_warn("accept: %u connections being authenticated at "
+			      "once (RMIG_ACCEPT_PENDING): dropping the oldest",
+			      n);
+		/* Pairs with the acquire load in chan_aborted(). */
+		atomic_store_explicit(&old->stop, true, memory_order_release);
+	}
 }
 
 /*
@@ -521,9 +644,11 @@ static int accept_commit(struct rmig_dest *d)
 int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 {
 	uint64_t seen[(RMIG_MAX_CHANNELS + 63) / 64] = { 0 };
+	struct dest_greet *g = NULL;
 	struct rmig_session *s;
 	uint64_t deadline;
-	int ret;
+	unsigned npend = 0;
+	int ret, step;
 
 	if (!d)
 		return rmig_err(-EINVAL, "accept: session is NULL");
@@ -537,50 +662,64 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 	if (atomic_load(&s->state) != RMIG_STATE_SETUP || d->nchans)
 		return rmig_err(-EISCONN, "accept: session is %s",
 				rmig_state_name(atomic_load(&s->state)));
+	npend = (unsigned)rmig_param(RMIG_PARAM_ACCEPT_PENDING);
+	g = calloc(npend, sizeof(*g));
+	if (!g)
+		return rmig_err(-ENOMEM, "accept: out of memory");
+	/* A connection's steps wait at most a quarter of the connect
+	 * timeout: a real source answers at once, and its own wait for our
+	 * answers is the whole connect timeout. */
+	step = (int)s->connect_timeout_ms / 4;
+	if (step < 100)
+		step = 100;
 	deadline = rmig_deadline_ns(timeout_ms);
-	while (!s->channels || d->nchans < s->channels) {
-		/* A connection's steps wait at most a quarter of the connect
-		 * timeout: a real source answers at once, and its own wait
-		 * for our ACCEPT is the whole connect timeout. */
-		int step = (int)s->connect_timeout_ms / 4;
+	for (;;) {
 		struct rmig_prov_conn *conn;
-		struct rmig_tp *tp;
+		struct dest_greet *slot = NULL;
 		int left = -1;
 
-		if (step < 100)
-			step = 100;
+		greet_reap(d, g, npend, seen);
+		if (s->channels && d->nchans == s->channels)
+			break;
+		ret = rmig_sess_check(s);
+		if (ret)
+			goto err;
 		if (timeout_ms >= 0) {
 			uint64_t now = rmig_now_ns();
 
 			left = now < deadline ?
 			       (int)((deadline - now) / 1000000) : 0;
-			if (left < step)
-				step = left > 0 ? left : 1;
-		}
-		ret = rmig_sess_check(s);
-		if (ret)
-			goto err;
-		ret = listen_get_any(d, left < 0 ? 200 :
-				     (left < 200 ? left : 200), &conn);
-		if (ret == -ETIMEDOUT) {
-			if (timeout_ms >= 0 && left == 0) {
+			if (left == 0) {
 				ret = rmig_err(-ETIMEDOUT, "accept: %u of %u "
 					       "channels connected after %d "
 					       "ms", d->nchans, s->channels,
 					       timeout_ms);
 				goto err;
 			}
+		}
+		for (unsigned i = 0; i < npend && !slot; i++)
+			if (!g[i].used)
+				slot = &g[i];
+		if (!slot) {
+			greet_evict(g, npend, step / 4);
+			nanosleep(&(struct timespec){ .tv_nsec = 5000000 },
+				  NULL);
 			continue;
 		}
+		ret = listen_get_any(d, left < 0 || left > 50 ? 50 : left,
+				     &conn);
+		if (ret == -ETIMEDOUT)
+			continue;
 		if (ret)
 			goto err;
-		tp = conn->tp; /* conn is gone if accept_one drops it */
-		ret = accept_one(d, conn, seen, step);
+		ret = greet_start(d, slot, conn,
+				  left >= 0 && left < step ? left : step);
 		if (ret)
 			goto err;
-		if (d->nchans)
-			commit_transport(d, tp);
 	}
+	greet_stop(g, npend, NULL);
+	free(g);
+	g = NULL;
 	ret = accept_commit(d);
 	if (ret)
 		goto err;
@@ -612,6 +751,10 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 	return 0;
 
 err:
+	if (g) {
+		greet_stop(g, npend, NULL);
+		free(g);
+	}
 	/* Channels accepted so far are dropped and what their handshakes
 	 * made us adopt is forgotten: the caller may accept again (and
 	 * the RAM, if registered, is not: the next attempt's keys are

@@ -34,6 +34,10 @@ static const struct param_def defs[RMIG_PARAM_COUNT] = {
 	[RMIG_PARAM_VERBS_SPIN_US] = { "verbs_spin_us", "RMIG_VERBS_SPIN_US",
 		50, 0, 1000000,
 		"verbs: microseconds a poll busy-polls the CQ before it sleeps" },
+	[RMIG_PARAM_ACCEPT_PENDING] = { "accept_pending",
+		"RMIG_ACCEPT_PENDING", 16, 1, 1024,
+		"destination: connections authenticated at once; more are "
+		"closed unanswered" },
 };
 
 static long long values[RMIG_PARAM_COUNT];

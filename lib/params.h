@@ -12,6 +12,7 @@ enum rmig_param_id {
 	RMIG_PARAM_MAX_WRITE_OPS, /* outstanding tx ops per channel */
 	RMIG_PARAM_POLL_SLICE_MS, /* longest blocking poll before re-checking */
 	RMIG_PARAM_VERBS_SPIN_US, /* verbs: busy-poll time before poll() sleeps */
+	RMIG_PARAM_ACCEPT_PENDING, /* dest: connections authenticated at once */
 	RMIG_PARAM_COUNT
 };
 
