@@ -100,4 +100,34 @@ void *rmig_dest_thread(void *arg);
 /** Join the channel threads that run (once). */
 void rmig_dest_join_threads(struct rmig_dest *d);
 
+/* dest_accept.c */
+/** Transport auto: the first source came over @tp; keep it, close the
+ *  other listener and transport. */
+void rmig_dest_commit_transport(struct rmig_dest *d, struct rmig_tp *tp);
+
+/* dest_greet.c */
+/** Close a channel that never ran (or whose thread was joined), free it;
+ *  NULL is fine. */
+void rmig_dest_free_chan(struct dest_chan *p);
+/** Send @p its ACCEPT: the RAM block table with the keys of the
+ *  registration in its transport. */
+int rmig_dest_send_accept(struct rmig_dest *d, struct dest_chan *p);
+/** Greet @conn on a thread of its own in the free slot @g, each step
+ *  waiting at most @wait_ms.  0, or -ENOMEM / a thread error (the
+ *  connection is closed); a connection that cannot get a channel is
+ *  dropped with a warning (0). */
+int rmig_dest_greet_start(struct rmig_dest *d, struct dest_greet *g,
+			  struct rmig_prov_conn *conn, int wait_ms);
+/** Judge what the finished greeters of @g[0..n) read: a channel taken, or
+ *  turned away.  Transport auto: the first channel taken fixes the
+ *  transport (greeters of the other are stopped first). */
+void rmig_dest_greet_reap(struct rmig_dest *d, struct dest_greet *g,
+			  unsigned n, uint64_t *seen);
+/** Stop the greeters of a transport other than @keep (all: NULL), join
+ *  them and drop their connections. */
+void rmig_dest_greet_stop(struct dest_greet *g, unsigned n,
+			  const struct rmig_tp *keep);
+/** Every slot busy: stop the oldest greeter that has had @grace_ms. */
+void rmig_dest_greet_evict(struct dest_greet *g, unsigned n, int grace_ms);
+
 #endif /* RMIG_DEST_H */
