@@ -337,6 +337,22 @@ int src_finish(struct mig *m)
 
 /* Destination: blocks added in the reverse order of the source's, so the
  * source must map block indices by name. */
+/* The authentication of @x, if it has any, instead of the shared secret
+ * cfg_init() gave @c. */
+static void auth_override(struct rmig_config *c, const struct rmig_config *x)
+{
+	const uint64_t auth = RMIG_CFG_AUTH_KEY | RMIG_CFG_AUTH_KEY_FILE |
+			      RMIG_CFG_INSECURE;
+
+	if (!(x->field_mask & auth))
+		return;
+	c->field_mask = (c->field_mask & ~auth) | (x->field_mask & auth);
+	c->auth_key = x->auth_key;
+	c->auth_key_len = x->auth_key_len;
+	c->auth_key_file = x->auth_key_file;
+	c->insecure = x->insecure;
+}
+
 void dest_up(struct mig *m, const char *const names[NBLK],
 		    const size_t pages[NBLK])
 {
@@ -344,6 +360,7 @@ void dest_up(struct mig *m, const char *const names[NBLK],
 	char bound[64];
 
 	cfg_init(&c, m->addr, m->channels, m->ppp);
+	auth_override(&c, &m->dst_auth);
 	if (m->dst_verbs)
 		assert_ok(rmig_dest_create_auto(&c, m->dst_verbs,
 						&rmig_mock_provider, &m->dst));
@@ -379,6 +396,8 @@ void src_up(struct mig *m)
 	c.reg_chunk_size = m->src_extra.reg_chunk_size;
 	c.reg_cache_chunks = m->src_extra.reg_cache_chunks;
 	c.numa_node = m->src_extra.numa_node;
+	memcpy(c.uuid, m->src_extra.uuid, 16);
+	auth_override(&c, &m->src_extra);
 	if (m->src_verbs)
 		assert_ok(rmig_src_create_auto(&c, m->src_verbs,
 					       &rmig_mock_provider, &m->src));

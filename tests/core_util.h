@@ -161,6 +161,9 @@ struct mig {
 	 * transport auto: when set, the side is created with
 	 * rmig_*_create_auto(cfg, *_verbs, &rmig_mock_provider). */
 	struct rmig_config src_extra;
+	/* Authentication (RMIG_CFG_AUTH_KEY, _AUTH_KEY_FILE, _INSECURE)
+	 * in src_extra / dst_auth replaces the tests' shared secret. */
+	struct rmig_config dst_auth;
 	const struct rmig_provider_ops *src_verbs, *dst_verbs;
 };
 
