@@ -634,6 +634,19 @@ static void *dest_accept_main(void *arg)
 	return NULL;
 }
 
+/* The final sync (1 from wait_sync), then finish: 0 in a->ret. */
+static void *dest_finish_main(void *arg)
+{
+	struct dest_accept *a = arg;
+
+	a->ret = rmig_dest_wait_sync(a->d, WAIT_MS);
+	if (a->ret == 1)
+		a->ret = rmig_dest_finish(a->d);
+	else if (a->ret == 0)
+		a->ret = -EPROTO; /* a sync that was not the final one */
+	return NULL;
+}
+
 /* A signaled write of @len bytes from @src to (@raddr, @rkey) on @c: 1 when
  * it completed, else the poll's error. */
 static int write_wait(struct rmig_prov_conn *c, uint8_t *src, size_t len,
@@ -680,10 +693,13 @@ static void session_a(uint8_t *ram, uint8_t *src, size_t len, uint64_t *raddr,
 	join_or_die(t, 2 * WAIT_MS, "destination accept");
 	CHECK_OK(a.ret);
 	CHECK_OK(rmig_dest_block_remote(d, 0, raddr, rkey));
+	/* The destination's caller waits for the final sync on its own
+	 * thread: rmig_src_finish() returns once it has. */
+	assert_int_equal(pthread_create(&t, NULL, dest_finish_main, &a), 0);
 	CHECK_OK(rmig_src_queue_page(s, 0, 0));
 	CHECK_OK(rmig_src_finish(s));
-	CHECK_OK(rmig_dest_wait_sync(d, WAIT_MS));
-	CHECK_OK(rmig_dest_finish(d));
+	join_or_die(t, 2 * WAIT_MS, "destination finish");
+	CHECK_OK(a.ret);
 	/* Revoked at the final sync, before destroy. */
 	assert_int_equal(rmig_dest_block_remote(d, 0, raddr, rkey), -EINVAL);
 	rmig_src_destroy(s);
