@@ -8,6 +8,7 @@
 #define RMIG_CORE_H
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -85,6 +86,10 @@ struct rmig_session {
 	bool uuid_cfg;
 	/* The pre-shared secret (NULL: an insecure session, opted in). */
 	struct rmig_auth_key *auth_key;
+	/* Destination: the source hosts allowed (IPv4 as v4-mapped IPv6);
+	 * none set: any. */
+	struct in6_addr *allowed;
+	unsigned nallowed;
 	unsigned connect_timeout_ms;
 	uint64_t devstate_max;
 	unsigned rx_depth;
@@ -290,6 +295,9 @@ int rmig_sess_check(struct rmig_session *s);
 void rmig_sess_stats(struct rmig_session *s, struct rmig_chan **chans,
 		     unsigned nchans, struct rmig_stats *st);
 int rmig_sess_check_page(struct rmig_session *s, int block, uint64_t offset);
+/** Destination: whether a connection from @peer ("host:port", as
+ *  conn_peer_name gives it) may be greeted (allowed_sources). */
+bool rmig_sess_source_allowed(const struct rmig_session *s, const char *peer);
 const struct rmig_provider_ops *rmig_select_provider(
 	const struct rmig_config *cfg, char *why, size_t whylen);
 

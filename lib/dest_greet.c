@@ -162,6 +162,15 @@ static int greet_conn(struct rmig_dest *d, struct dest_chan *p,
 	if (p->ch.tp->ops.conn_peer_name(conn, p->ch.peer,
 					 sizeof(p->ch.peer)))
 		snprintf(p->ch.peer, sizeof(p->ch.peer), "unknown peer");
+	if (!rmig_sess_source_allowed(s, p->ch.peer)) {
+		/* Not a word to it: closed before anything is read. */
+		atomic_fetch_add_explicit(&d->rejected, 1,
+					  memory_order_relaxed);
+		rmig_log_warn("closed a connection from %s: not in "
+			      "allowed_sources", p->ch.peer);
+		rmig_dest_free_chan(p);
+		return 1;
+	}
 	ret = rmig_chan_recv(&p->ch, m, wait_ms);
 	if (ret == 0)
 		ret = rmig_err(-ETIMEDOUT, "no %s within %d ms",

@@ -4,6 +4,7 @@
  * checks, provider selection, RAM blocks, the transports open and the one
  * in use, the first error, statistics.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "addr.h"
 #include "auth.h"
 #include "core.h"
 #include "rmig_numa.h"
@@ -102,6 +104,83 @@ static int check_reg_config(struct rmig_session *s,
 	return 0;
 }
 
+/* An address of allowed_sources (@a, @len bytes) as IPv6 (IPv4 mapped). */
+static bool parse_host(const char *a, size_t len, struct in6_addr *out)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct in_addr v4;
+
+	if (!len || len >= sizeof(buf))
+		return false;
+	memcpy(buf, a, len);
+	buf[len] = '\0';
+	if (inet_pton(AF_INET6, buf, out) == 1)
+		return true;
+	if (inet_pton(AF_INET, buf, &v4) != 1)
+		return false;
+	memset(out, 0, sizeof(*out));
+	out->s6_addr[10] = 0xff;
+	out->s6_addr[11] = 0xff;
+	memcpy(&out->s6_addr[12], &v4, 4);
+	return true;
+}
+
+/* Destination: the list of source hosts allowed, parsed. */
+static int allowed_config(struct rmig_session *s, const struct rmig_config *cfg)
+{
+	const char *p;
+
+	if (!(cfg->field_mask & RMIG_CFG_ALLOWED_SOURCES))
+		return 0;
+	if (!s->is_dest)
+		return rmig_err(-EINVAL, "config: allowed_sources is a "
+				"destination setting");
+	if (!cfg->allowed_sources || !*cfg->allowed_sources)
+		return rmig_err(-EINVAL, "config: allowed_sources is empty");
+	s->allowed = calloc(RMIG_ALLOWED_SOURCES_MAX, sizeof(*s->allowed));
+	if (!s->allowed)
+		return rmig_err(-ENOMEM, "out of memory");
+	for (p = cfg->allowed_sources;;) {
+		size_t len = strcspn(p, ",");
+
+		while (len && p[len - 1] == ' ')
+			len--;
+		if (s->nallowed == RMIG_ALLOWED_SOURCES_MAX)
+			return rmig_err(-EINVAL, "config: allowed_sources has "
+					"more than %d addresses",
+					RMIG_ALLOWED_SOURCES_MAX);
+		if (!parse_host(p, len, &s->allowed[s->nallowed]))
+			return rmig_err(-EINVAL, "config: allowed_sources: "
+					"'%.*s' is not a numeric IPv4 or IPv6 "
+					"address (no port, no name)",
+					(int)(len > 64 ? 64 : len), p);
+		s->nallowed++;
+		p += strcspn(p, ",");
+		if (!*p)
+			return 0;
+		p++;
+		while (*p == ' ')
+			p++;
+	}
+}
+
+bool rmig_sess_source_allowed(const struct rmig_session *s, const char *peer)
+{
+	char node[INET6_ADDRSTRLEN + 2], svc[8];
+	struct in6_addr a;
+
+	if (!s->nallowed)
+		return true;
+	if (rmig_addr_split("allowed_sources", peer, node, sizeof(node), svc,
+			    sizeof(svc)) ||
+	    !parse_host(node, strlen(node), &a))
+		return false;
+	for (unsigned i = 0; i < s->nallowed; i++)
+		if (!memcmp(&a, &s->allowed[i], sizeof(a)))
+			return true;
+	return false;
+}
+
 /* The secret (bytes or file) or the explicit opt-out; exactly one. */
 static int auth_config(struct rmig_session *s, const struct rmig_config *cfg)
 {
@@ -155,7 +234,7 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		   const struct rmig_provider_ops *prov, bool is_dest)
 {
 	const uint64_t known = 0x7ff | RMIG_CFG_AUTH_KEY | RMIG_CFG_AUTH_KEY_FILE |
-			       RMIG_CFG_INSECURE;
+			       RMIG_CFG_INSECURE | RMIG_CFG_ALLOWED_SOURCES;
 	bool auto_mode = false;
 	uint64_t m;
 	const char *sub;
@@ -246,10 +325,14 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		s->devstate_max = cfg->devstate_max;
 	}
 	{
-		int ret = auth_config(s, cfg);
+		int ret = allowed_config(s, cfg);
 
-		if (ret)
+		if (!ret)
+			ret = auth_config(s, cfg);
+		if (ret) {
+			free(s->allowed);
 			return ret;
+		}
 	}
 	sub = (m & RMIG_CFG_FABRIC_PROVIDER) && cfg->fabric_provider ?
 	      cfg->fabric_provider : "tcp";
@@ -260,6 +343,7 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		prov = rmig_select_provider(cfg, why, sizeof(why));
 		if (!prov) {
 			rmig_auth_key_free(s->auth_key);
+			free(s->allowed);
 			return -EINVAL;
 		}
 		auto_mode = !(m & RMIG_CFG_TRANSPORT) ||
@@ -268,6 +352,7 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 	}
 	if (prov->abi != RMIG_PROVIDER_ABI) {
 		rmig_auth_key_free(s->auth_key);
+		free(s->allowed);
 		return rmig_err(-ENOTSUP, "provider %s has ABI %u, expected %u",
 				prov->name, prov->abi, RMIG_PROVIDER_ABI);
 	}
@@ -282,6 +367,7 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		free(s->address);
 		free(s->subprovider);
 		rmig_auth_key_free(s->auth_key);
+		free(s->allowed);
 		return rmig_err(-ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&s->err_lock, NULL);
@@ -318,6 +404,8 @@ void rmig_sess_fini(struct rmig_session *s)
 	free(s->subprovider);
 	rmig_auth_key_free(s->auth_key);
 	s->auth_key = NULL;
+	free(s->allowed);
+	s->allowed = NULL;
 	pthread_mutex_destroy(&s->err_lock);
 }
 

@@ -351,6 +351,10 @@ static void auth_override(struct rmig_config *c, const struct rmig_config *x)
 	c->auth_key_len = x->auth_key_len;
 	c->auth_key_file = x->auth_key_file;
 	c->insecure = x->insecure;
+	if (x->field_mask & RMIG_CFG_ALLOWED_SOURCES) {
+		c->field_mask |= RMIG_CFG_ALLOWED_SOURCES;
+		c->allowed_sources = x->allowed_sources;
+	}
 }
 
 void dest_up(struct mig *m, const char *const names[NBLK],

@@ -162,7 +162,8 @@ struct mig {
 	 * rmig_*_create_auto(cfg, *_verbs, &rmig_mock_provider). */
 	struct rmig_config src_extra;
 	/* Authentication (RMIG_CFG_AUTH_KEY, _AUTH_KEY_FILE, _INSECURE)
-	 * in src_extra / dst_auth replaces the tests' shared secret. */
+	 * in src_extra / dst_auth replaces the tests' shared secret; with
+	 * it, dst_auth's RMIG_CFG_ALLOWED_SOURCES is taken too. */
 	struct rmig_config dst_auth;
 	const struct rmig_provider_ops *src_verbs, *dst_verbs;
 };

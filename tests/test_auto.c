@@ -84,6 +84,9 @@ static void config(struct rmig_config *c, const char *addr,
 	test_cfg_auth(c);
 }
 
+/* The destination's allowed_sources, when a test sets it. */
+static const char *dest_allowed;
+
 /* A destination listening on @host: @dk says how it is created, @dtt its
  * transport. */
 static void dest_up(struct dest_run *r, enum kind dk,
@@ -97,6 +100,10 @@ static void dest_up(struct dest_run *r, enum kind dk,
 	assert_non_null(fab);
 	snprintf(listen, sizeof(listen), "%s:0", host);
 	config(&c, listen, dtt);
+	if (dest_allowed) {
+		c.field_mask |= RMIG_CFG_ALLOWED_SOURCES;
+		c.allowed_sources = dest_allowed;
+	}
 	if (dk == PUBLIC)
 		assert_int_equal(rmig_dest_create(&c, &r->d), 0);
 	else
@@ -172,9 +179,19 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	rmig_set_log_handler(NULL, NULL, RMIG_LOG_WARN);
+	dest_allowed = NULL;
 	mock_verbs_set_open_error(0);
 	mock_clear_faults();
 	return 0;
+}
+
+/* A destination that takes sources from a list of hosts, this one among
+ * them (spaces, IPv6 and IPv4 mixed). */
+static void test_allowed_sources(void **state)
+{
+	dest_allowed = "192.0.2.9, 2001:db8::1,127.0.0.1";
+	migrate(PUBLIC, RMIG_TRANSPORT_FABRIC, PUBLIC, RMIG_TRANSPORT_FABRIC,
+		"fabric/tcp", "fabric/tcp");
 }
 
 /* The public constructors: no RDMA device on this host, so tcp. */
@@ -366,6 +383,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_allowed_sources),
 		T(test_auto_host),
 		T(test_auto_no_device),
 		T(test_auto_dest_both_fabric_source),

@@ -258,6 +258,52 @@ static void test_registration_window(void **state)
 			 -EINVAL);
 }
 
+/* allowed_sources: refused where it does not belong or does not parse;
+ * a connection from elsewhere (the mock's peers have no IP address) is
+ * closed before it is read, and nothing is registered or written. */
+static void test_allowed_sources(void **state)
+{
+	struct mig *m = *state;
+	struct rmig_config c;
+	rmig_src *s = NULL;
+	int ret;
+
+	cfg_init(&c, m->addr, 2, 16);
+	c.field_mask |= RMIG_CFG_ALLOWED_SOURCES;
+	c.allowed_sources = "10.0.0.1";
+	assert_int_equal(rmig_src_create_prov(&c, &rmig_mock_provider, &s),
+			 -EINVAL);
+	assert_last_err_has("destination setting");
+	for (unsigned i = 0; i < 3; i++) {
+		static const char *const bad[] = { "", "10.0.0.1,host.example",
+						   "10.0.0.1:5" };
+		rmig_dest *d = NULL;
+
+		c.allowed_sources = bad[i];
+		assert_int_equal(rmig_dest_create_prov(&c, &rmig_mock_provider,
+						       &d), -EINVAL);
+		assert_last_err_has("allowed_sources");
+	}
+
+	m->dst_auth = (struct rmig_config){ 0 };
+	m->channels = 2;
+	m->ppp = 16;
+	mem_alloc(&m->mem, 16, 8);
+	log_capture_start();
+	/* dest_up() takes allowed_sources from nowhere: set it by hand. */
+	cfg_init(&c, m->addr, 2, 16);
+	c.field_mask |= RMIG_CFG_ALLOWED_SOURCES;
+	c.allowed_sources = "192.0.2.1";
+	m->dst_auth = c;
+	m->dst_auth.field_mask = RMIG_CFG_AUTH_KEY | RMIG_CFG_ALLOWED_SOURCES;
+	dest_up(m, blk_name, m->mem.pages);
+	src_up(m);
+	ret = rmig_src_connect(m->src);
+	assert_true(ret < 0);
+	log_expect("not in allowed_sources");
+	assert_dest_untouched(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +314,7 @@ int main(void)
 		CORE_TEST(test_insecure_dest),
 		CORE_TEST(test_both_insecure),
 		CORE_TEST(test_registration_window),
+		CORE_TEST(test_allowed_sources),
 	};
 
 	core_test_filter();

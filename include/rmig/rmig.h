@@ -133,7 +133,12 @@ enum rmig_config_field {
 	RMIG_CFG_AUTH_KEY_FILE = 1u << 13,
 	/** insecure: run without authentication (explicit opt-in). */
 	RMIG_CFG_INSECURE = 1u << 14,
+	/** allowed_sources (destination). */
+	RMIG_CFG_ALLOWED_SOURCES = 1u << 15,
 };
+
+/** Most addresses in rmig_config.allowed_sources. */
+#define RMIG_ALLOWED_SOURCES_MAX 64
 
 /** Length of the pre-shared secret, in bytes (256 bits at least). */
 #define RMIG_AUTH_KEY_MIN_LEN 32u
@@ -240,6 +245,14 @@ struct rmig_config {
 	 *  logged).  Without a secret and without this opt-in, create fails
 	 *  with -EINVAL.  Exclusive with a secret. */
 	int insecure;
+	/** Destination (RMIG_CFG_ALLOWED_SOURCES): the only source hosts it
+	 *  takes connections from, as numeric IPv4 or IPv6 addresses
+	 *  separated by commas (no ports, no names; at most
+	 *  RMIG_ALLOWED_SOURCES_MAX), e.g. "192.0.2.7,2001:db8::7".  A
+	 *  connection from any other address is closed unanswered, before
+	 *  it is read (logged, counted in rejected_handshakes).  Default:
+	 *  any host (the secret is the admission control). */
+	const char *allowed_sources;
 };
 
 /* ------------------------------------------------------------------ */
