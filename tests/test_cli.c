@@ -103,6 +103,14 @@ static void test_auth_options(void **state)
 	assert_true(c.field_mask & RMIG_CFG_INSECURE);
 	assert_int_equal(c.insecure, 1);
 
+	assert_int_equal(cli_session_option(CLI_OPT_ALLOWED_SOURCES, "", &so),
+			 -1);
+	assert_int_equal(cli_session_option(CLI_OPT_ALLOWED_SOURCES,
+					    "127.0.0.1,::1", &so), 0);
+	cli_make_config(&so, &c, "h:1");
+	assert_true(c.field_mask & RMIG_CFG_ALLOWED_SOURCES);
+	assert_string_equal(c.allowed_sources, "127.0.0.1,::1");
+
 	so = (struct cli_session_opts){ .page_size = 4096,
 					.auth_key_len = 32 };
 	cli_make_config(&so, &c, "h:1");

@@ -209,6 +209,12 @@ int cli_session_option(int code, const char *arg, struct cli_session_opts *so)
 		bad = *arg ? 0 : -1;
 		so->auth_key_file = arg;
 		break;
+	case CLI_OPT_ALLOWED_SOURCES:
+		name = "--allowed-sources";
+		expect = "numeric IP addresses separated by commas";
+		bad = *arg ? 0 : -1;
+		so->allowed_sources = arg;
+		break;
 	case CLI_OPT_INSECURE:
 		if (so->auth_key_file) {
 			fprintf(stderr, "--insecure: contradicts "
@@ -275,6 +281,10 @@ void cli_make_config(const struct cli_session_opts *so,
 	} else if (so->insecure) {
 		cfg->field_mask |= RMIG_CFG_INSECURE;
 		cfg->insecure = 1;
+	}
+	if (so->allowed_sources) {
+		cfg->field_mask |= RMIG_CFG_ALLOWED_SOURCES;
+		cfg->allowed_sources = so->allowed_sources;
 	}
 }
 

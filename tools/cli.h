@@ -46,6 +46,8 @@ struct cli_session_opts {
 	uint8_t auth_key[32];
 	size_t auth_key_len;
 	bool insecure;
+	/* --allowed-sources (RMIG_CFG_ALLOWED_SOURCES; the destination's). */
+	const char *allowed_sources;
 };
 
 /* ------------------------------------------------------------------ */
@@ -106,6 +108,7 @@ enum {
 	CLI_OPT_NUMA,
 	CLI_OPT_AUTH_KEY_FILE,
 	CLI_OPT_INSECURE,
+	CLI_OPT_ALLOWED_SOURCES,
 };
 #define CLI_SESSION_LONGOPTS \
 	{ "reg-mode", required_argument, NULL, CLI_OPT_REG_MODE }, \
@@ -113,7 +116,8 @@ enum {
 	{ "reg-cache", required_argument, NULL, CLI_OPT_REG_CACHE }, \
 	{ "numa", required_argument, NULL, CLI_OPT_NUMA }, \
 	{ "auth-key-file", required_argument, NULL, CLI_OPT_AUTH_KEY_FILE }, \
-	{ "insecure", no_argument, NULL, CLI_OPT_INSECURE }
+	{ "insecure", no_argument, NULL, CLI_OPT_INSECURE }, \
+	{ "allowed-sources", required_argument, NULL, CLI_OPT_ALLOWED_SOURCES }
 #define CLI_SESSION_HELP \
 "  --auth-key-file FILE    the migration's pre-shared secret: 32 to 1024\n" \
 "                          bytes, the same file on both hosts, mode 0600\n" \
@@ -122,6 +126,8 @@ enum {
 "  --insecure              no authentication: anyone who reaches the\n" \
 "                          address can write (dest) or read (source) the\n" \
 "                          guest's RAM; for a closed test network only\n" \
+"  --allowed-sources LIST  dest: numeric IP addresses (comma-separated) of\n" \
+"                          the only hosts it takes connections from\n" \
 "  --reg-mode pin-all|on-demand  memory registration (default pin-all);\n" \
 "                          on-demand (source only): chunks in a bounded cache\n" \
 "  --reg-chunk SIZE        on-demand chunk, a power of two (default 64M)\n" \

@@ -142,6 +142,8 @@ int run_demo(struct opts *o)
 	if (src_pid == 0) {
 		g_role = ROLE_SOURCE;
 		o->role = ROLE_SOURCE;
+		/* The destination's list (its sources: 127.0.0.1 here). */
+		o->sess.allowed_sources = NULL;
 		_exit(demo_source(o, pfd[0]));
 	}
 	close(pfd[0]);
