@@ -1,0 +1,24 @@
+# Hostile-peer scenarios (issue 9; label "hostile"): a peer that does not
+# hold the secret (hostile/hostile_peer, libfabric directly) against a
+# destination on the public API (hostile/hostile_dest), then a real source
+# (rmig-migrate source --still) with the right key.  127.0.0.1 only,
+# separate processes, driven by hostile/hostile.sh (which says what each
+# scenario checks).
+add_executable(hostile_peer hostile/hostile_peer.c hostile/hattacks.c
+  hostile/hfab.c)
+target_link_libraries(hostile_peer PRIVATE rmig_internal)
+add_executable(hostile_dest hostile/hostile_dest.c testutil.c)
+target_link_libraries(hostile_dest PRIVATE rmig_internal)
+target_include_directories(hostile_dest PRIVATE ${PROJECT_SOURCE_DIR}/tools
+  ${CMAKE_CURRENT_SOURCE_DIR})
+
+math(EXPR hostile_t "150 * ${RMIG_INTEG_SLOW}")
+foreach(s nokey wrongkey replay impostor keywrite squat slowloris
+    rawflood rawflood_lowfd)
+  add_test(NAME hostile_${s}
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hostile/hostile.sh ${s}
+            $<TARGET_FILE:hostile_peer> $<TARGET_FILE:hostile_dest>
+            $<TARGET_FILE:rmig-migrate>)
+  set_tests_properties(hostile_${s} PROPERTIES TIMEOUT ${hostile_t}
+    LABELS "hostile;integration")
+endforeach()
