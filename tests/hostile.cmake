@@ -22,3 +22,14 @@ foreach(s nokey wrongkey replay impostor keywrite squat slowloris
   set_tests_properties(hostile_${s} PROPERTIES TIMEOUT ${hostile_t}
     LABELS "hostile;integration")
 endforeach()
+
+# keywrite over verbs: in the soft-RoCE VM (label rxe: run by vm_rxe, see
+# tests/vm.cmake); exit 77 (skipped) elsewhere.
+if(RMIG_WITH_VERBS)
+  add_test(NAME hostile_keywrite_verbs
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hostile/hostile.sh keywrite_verbs
+            $<TARGET_FILE:hostile_peer> $<TARGET_FILE:hostile_dest>
+            $<TARGET_FILE:rmig-migrate>)
+  set_tests_properties(hostile_keywrite_verbs PROPERTIES TIMEOUT 300
+    SKIP_RETURN_CODE 77 LABELS "rxe;verbs;hostile")
+endif()

@@ -621,8 +621,12 @@ int hf_write(struct hf_ep *e, uint64_t raddr, uint64_t rkey, uint8_t fill,
 	memset(buf, fill, len);
 	e->write_result = 0;
 	/* Delivery complete: the completion says the bytes are in the
-	 * target's memory, not merely sent. */
+	 * target's memory, not merely sent.  Where a provider does not take
+	 * the flag (verbs), an RC write completes once the target acked it,
+	 * which comes to the same. */
 	r = fi_writemsg(e->ep, &msg, FI_COMPLETION | FI_DELIVERY_COMPLETE);
+	if (r == -FI_EBADFLAGS || r == -FI_EOPNOTSUPP || r == -FI_ENOSYS)
+		r = fi_writemsg(e->ep, &msg, FI_COMPLETION);
 	if (r)
 		return hf_fail(fi_to_errno(r), "fi_writemsg to %s (raddr 0x%llx"
 			      " key 0x%llx): %s", e->peer,

@@ -38,6 +38,11 @@
 #                  destroyed its session (its fd count then)
 #   rawflood_lowfd the same against a destination with RLIMIT_NOFILE 64
 #
+# SCENARIO_verbs (keywrite_verbs): the same over the verbs transport, on
+# $RMIG_RXE_ADDR (the soft-RoCE VM's address, tests/vm/rxe-vm.sh): the
+# destination and the source on rmig's verbs provider, the hostile peer on
+# libfabric's verbs provider.  Exit 77 (skipped) without RMIG_RXE_ADDR.
+#
 # Exit 0 when every check passed; 1 with "FAIL: ..." and every process's
 # output otherwise.
 set -u
@@ -46,6 +51,23 @@ peer=${2:?}
 dest=${3:?}
 mig=${4:?}
 MIB=4
+host=127.0.0.1
+dest_tp=()
+peer_tp=()
+src_tp=()
+case $scenario in
+*_verbs)
+	if [ -z "${RMIG_RXE_ADDR:-}" ]; then
+		echo "SKIP: $scenario needs an RDMA device's address in RMIG_RXE_ADDR (run it in the soft-RoCE VM: tests/vm/rxe-vm.sh)"
+		exit 77
+	fi
+	host=$RMIG_RXE_ADDR
+	dest_tp=(--transport verbs)
+	peer_tp=(--prov verbs)
+	src_tp=(--transport verbs)
+	scenario=${scenario%_verbs}
+	;;
+esac
 UUID=5a3c0f1e9b8d4c7a8e6f2b1d0c9a8b7e
 tmp=$(mktemp -d /tmp/rmig-hostile.XXXXXX)
 dest_pid=
@@ -105,13 +127,14 @@ start_dest() {
 	reports=0
 	# No timeout(1) around it: it would not pass SIGUSR1 on.  Its own
 	# watchdog (alarm) bounds it.
-	"$dest" --listen 127.0.0.1:0 --size $((MIB << 20)) --uuid "$UUID" \
-		--key-file "$tmp/key" --accept-ms 60000 --watchdog 120 "$@" \
+	"$dest" --listen "$host:0" --size $((MIB << 20)) --uuid "$UUID" \
+		--key-file "$tmp/key" --accept-ms 60000 --watchdog 120 \
+		"${dest_tp[@]}" "$@" \
 		>"$tmp/dest.out" 2>"$tmp/dest.err" &
 	dest_pid=$!
 	wait_line "$tmp/dest.out" '^listening=' "$dest_pid"
 	addr=$(value "$tmp/dest.out" listening)
-	case $addr in 127.0.0.1:*) ;; *) fail "unexpected address '$addr'" ;; esac
+	case $addr in "$host":*) ;; *) fail "unexpected address '$addr'" ;; esac
 	hash0=$(value "$tmp/dest.out" hash_start)
 	[ -n "$hash0" ] || fail "the destination printed no hash"
 }
@@ -136,7 +159,7 @@ check_ram_unchanged() {
 run_peer() {
 	local name=$1
 	shift
-	timeout -k 5 90 "$peer" "$@" --uuid "$UUID" \
+	timeout -k 5 90 "$peer" "$@" --uuid "$UUID" "${peer_tp[@]}" \
 		>"$tmp/$name.json" 2>"$tmp/$name.err"
 	peer_rc=$?
 }
@@ -146,7 +169,7 @@ run_peer() {
 start_peer() {
 	local name=$1
 	shift
-	timeout -k 5 120 "$peer" "$@" --uuid "$UUID" \
+	timeout -k 5 120 "$peer" "$@" --uuid "$UUID" "${peer_tp[@]}" \
 		>"$tmp/$name.json" 2>"$tmp/$name.err" &
 	bg_pid=$!
 	wait_line "$tmp/$name.err" "${READY:-^hostile: ready}" "$bg_pid"
@@ -181,6 +204,7 @@ expect_reject() {
 real_source() {
 	timeout -k 5 90 "$mig" source --still --connect "$addr" \
 		--size "${MIB}M" --channels 2 --uuid "$UUID" "${src_auth[@]}" \
+		"${src_tp[@]}" \
 		>"$tmp/src.out" 2>"$tmp/src.err"
 }
 
@@ -267,7 +291,7 @@ keywrite)
 	# The peer reads "RADDR RKEY" lines from a FIFO: one write each.
 	mkfifo "$tmp/ctl"
 	timeout -k 5 120 "$peer" keywrite - - --addr "$addr" --uuid "$UUID" \
-		<"$tmp/ctl" >"$tmp/keywrite.json" 2>"$tmp/keywrite.err" &
+		"${peer_tp[@]}" <"$tmp/ctl" >"$tmp/keywrite.json" 2>"$tmp/keywrite.err" &
 	bg_pid=$!
 	exec 7>"$tmp/ctl"
 	wait_line "$tmp/keywrite.err" '^hostile: connected' "$bg_pid"

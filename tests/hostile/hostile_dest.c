@@ -9,7 +9,7 @@
  *   hostile_dest --listen HOST:PORT --size BYTES [--channels N]
  *                [--accept-ms MS] [--sync-ms MS] [--nofile N]
  *                [--pause-after-sync] [--uuid HEX] [--key-file FILE]
- *                [--watchdog S]
+ *                [--watchdog S] [--transport fabric|verbs]
  *
  * It prints key=value lines on stdout, for the driver to check:
  *   fds_start=N          open fds before rmig_dest_create()
@@ -69,6 +69,7 @@ struct dopts {
 	bool uuid_set;
 	const char *key_file;
 	unsigned watchdog_s;
+	bool verbs;
 };
 
 static uint8_t *ram;
@@ -140,7 +141,7 @@ static int usage(void)
 	fprintf(stderr, "usage: hostile_dest --listen HOST:PORT --size BYTES "
 		"[--channels N] [--accept-ms MS] [--sync-ms MS] [--nofile N] "
 		"[--pause-after-sync] [--uuid HEX32] [--key-file FILE] "
-		"[--watchdog S]\n");
+		"[--watchdog S] [--transport fabric|verbs]\n");
 	return 2;
 }
 
@@ -157,6 +158,7 @@ static int parse(int argc, char **argv, struct dopts *o)
 		{ "uuid", required_argument, NULL, 'u' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "watchdog", required_argument, NULL, 'w' },
+		{ "transport", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -174,6 +176,11 @@ static int parse(int argc, char **argv, struct dopts *o)
 		case 'p': o->pause_after_sync = true; break;
 		case 'k': o->key_file = optarg; break;
 		case 'w': o->watchdog_s = (unsigned)atoi(optarg); break;
+		case 't':
+			if (strcmp(optarg, "fabric") && strcmp(optarg, "verbs"))
+				return -1;
+			o->verbs = !strcmp(optarg, "verbs");
+			break;
 		case 'u':
 			for (int i = 0; i < 16; i++)
 				if (sscanf(optarg + 2 * i, "%2hhx",
@@ -305,7 +312,7 @@ int main(int argc, char **argv)
 	printf("hash_start=%s\n", h);
 	cfg.field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_TRANSPORT;
 	cfg.address = o.listen;
-	cfg.transport = RMIG_TRANSPORT_FABRIC;
+	cfg.transport = o.verbs ? RMIG_TRANSPORT_VERBS : RMIG_TRANSPORT_FABRIC;
 	if (o.channels) {
 		cfg.field_mask |= RMIG_CFG_CHANNELS;
 		cfg.channels = o.channels;
