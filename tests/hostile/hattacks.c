@@ -70,8 +70,14 @@ static int recv_challenge(struct hf_ep *e, struct hp_report *r,
 			  struct rmig_auth_challenge *c)
 {
 	struct hf_msg m;
-	int ret = hf_recv(e, &m, hp_o->wait_ms);
+	int ret;
 
+	/* CREDIT messages (credits granted ahead) are no answer. */
+	while ((ret = hf_recv(e, &m, hp_o->wait_ms)) > 0 &&
+	       m.type == RMIG_MSG_CREDIT) {
+		hp_seen(r, &m);
+		hf_msg_done(e, &m);
+	}
 	if (ret == 0)
 		return hf_fail(-ETIMEDOUT, "no answer to the HELLO within %d "
 			       "ms", hp_o->wait_ms);
@@ -556,13 +562,14 @@ int hp_keywrite(struct hf_dom *d, struct hp_report *r)
 /* A destination that does not hold the secret                         */
 
 /* One source connection: its first message, our CHALLENGE to a HELLO,
- * then whatever follows (each of it a breach). */
+ * then whatever follows (a breach, but for CREDIT messages, which only
+ * grant credits). */
 static void impostor_conn(struct hf_ep *e, struct hp_report *r)
 {
 	uint8_t buf[RMIG_AUTH_CHALLENGE_LEN];
 	struct rmig_auth_challenge c;
 	struct rmig_auth_hello h;
-	unsigned before;
+	unsigned before, credits;
 	struct hf_msg m;
 	int ret = hf_recv(e, &m, hp_o->wait_ms);
 
@@ -574,6 +581,7 @@ static void impostor_conn(struct hf_ep *e, struct hp_report *r)
 	if (!r->first[0])
 		snprintf(r->first, sizeof(r->first), "%s",
 			 hp_type_name(m.type));
+	credits = r->credits;
 	if (m.type != RMIG_MSG_AUTH_HELLO ||
 	    rmig_auth_hello_decode(m.data, m.len, &h)) {
 		/* A source that speaks before it has authenticated us. */
@@ -596,7 +604,7 @@ static void impostor_conn(struct hf_ep *e, struct hp_report *r)
 	}
 	before = r->msgs;
 	hp_collect(e, r, hp_o->quiet_ms);
-	if (r->msgs > before) {
+	if (r->msgs - r->credits > before - credits) {
 		/* The names of what followed the HELLO on this connection. */
 		const char *t = r->types;
 		size_t n = strlen(r->after_hello);

@@ -22,9 +22,10 @@
 #                  earlier destination, replayed to a new one: AUTH_REJECT
 #                  "authentication failed"
 #   impostor       the hostile peer listens as the destination: the real
-#                  source fails with a message about authentication and
-#                  sends nothing after its HELLO (no PROOF, HANDSHAKE,
-#                  packet or device state)
+#                  source fails with a message saying the destination did
+#                  not authenticate (secret, authentication or impostor)
+#                  and sends nothing after its HELLO (no PROOF, HANDSHAKE,
+#                  packet or device state; CREDIT messages aside)
 #   keywrite       a connection that never authenticates RDMA-WRITEs with
 #                  the block's address and key (after listen, where the
 #                  destination has them then, and while the real source is
@@ -276,8 +277,8 @@ impostor)
 	if real_source; then
 		fail "the source migrated to an impostor"
 	fi
-	grep -qi 'auth' "$tmp/src.out" "$tmp/src.err" ||
-		fail "the source's failure does not mention authentication"
+	grep -Eqi 'secret|authenticat|impostor' "$tmp/src.out" "$tmp/src.err" ||
+		fail "the source's failure does not say the destination failed to authenticate"
 	stop_peer
 	j=$tmp/impostor.json
 	grep -q '"first":"AUTH_HELLO"' "$j" ||

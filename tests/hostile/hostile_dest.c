@@ -74,6 +74,17 @@ struct dopts {
 
 static uint8_t *ram;
 static size_t ram_len;
+/* The signal thread hashes the RAM under it; main takes it after each
+ * rmig call, so what the channel threads wrote before the call returned
+ * (ordered by the library's own synchronisation) is ordered before the
+ * hash too, for the sanitizers as for the CPU. */
+static pthread_mutex_t ram_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void ram_publish(void)
+{
+	pthread_mutex_lock(&ram_lock);
+	pthread_mutex_unlock(&ram_lock);
+}
 /* What SIGTERM cancels; the lock keeps destroy from overtaking a
  * cancel in progress. */
 static pthread_mutex_t dest_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -108,7 +119,9 @@ static void *signals(void *arg)
 		if (sig == SIGUSR1) {
 			char h[65];
 
+			pthread_mutex_lock(&ram_lock);
 			hash_hex(h);
+			pthread_mutex_unlock(&ram_lock);
 			printf("report seq=%u hash=%s fds=%d\n", ++seq, h,
 			       tu_count_fds());
 			fflush(stdout);
@@ -220,6 +233,7 @@ static int run(const struct dopts *o, rmig_dest *d)
 	fflush(stdout);
 
 	ret = rmig_dest_accept(d, o->accept_ms);
+	ram_publish();
 	printf("accept=%d%s%s%s\n", ret, ret ? " error=\"" : "",
 	       ret ? rmig_last_error() : "", ret ? "\"" : "");
 	if (ret)
@@ -228,6 +242,7 @@ static int run(const struct dopts *o, rmig_dest *d)
 	fflush(stdout);
 	do {
 		ret = rmig_dest_wait_sync(d, o->sync_ms);
+		ram_publish();
 		printf("sync=%d%s%s%s\n", ret, ret < 0 ? " error=\"" : "",
 		       ret < 0 ? rmig_last_error() : "", ret < 0 ? "\"" : "");
 		if (ret == 0 && o->pause_after_sync && !paused) {

@@ -194,6 +194,7 @@ void hp_seen(struct hp_report *r, const struct hf_msg *m)
 	uint8_t be[8];
 
 	r->msgs++;
+	r->credits += m->type == RMIG_MSG_CREDIT;
 	append(r->types, sizeof(r->types), hp_type_name(m->type));
 	if (o->uuid_set && memcmp(o->uuid, zero, 16) &&
 	    hp_contains(m->data, m->len, o->uuid, 16))

@@ -53,6 +53,7 @@ struct hp_opts {
 struct hp_report {
 	unsigned conns, established, refused, closed_by_peer;
 	unsigned msgs;
+	unsigned credits;      /* CREDIT messages among them */
 	char types[512];       /* message type names, comma-separated */
 	char first[24];        /* impostor: the first message's type */
 	char after_hello[256]; /* impostor: what came after the HELLO */
