@@ -12,7 +12,8 @@
  *                [--watchdog S] [--transport fabric|verbs]
  *
  * It prints key=value lines on stdout, for the driver to check:
- *   fds_start=N          open fds before rmig_dest_create()
+ *   fds_start=N          open fds before rmig_dest_create() (those of
+ *                        librdmacm's device list included: it keeps them)
  *   hash_start=HEX       SHA-256 of the RAM block as filled
  *   listening=ADDR       the bound address
  *   remote_after_listen=none | raddr=0x.. rkey=0x..
@@ -288,6 +289,7 @@ int main(int argc, char **argv)
 	if (parse(argc, argv, &o))
 		return usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	tu_set_role("hostile_dest");
 	/* The last resort: SIGALRM's default action ends the process. */
 	alarm(o.watchdog_s);
 	/* Every thread, the library's included, inherits the mask: the
@@ -321,7 +323,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	fds_start = tu_count_fds();
+	/* With librdmacm's device contexts, which it keeps for the life of
+	 * the process once opened. */
+	fds_start = tu_take_baseline().fds;
 	printf("fds_start=%d\n", fds_start);
 	hash_hex(h);
 	printf("hash_start=%s\n", h);
