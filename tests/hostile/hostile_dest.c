@@ -11,6 +11,9 @@
  *                [--pause-after-sync] [--uuid HEX] [--key-file FILE]
  *                [--watchdog S] [--transport fabric|verbs]
  *
+ * --key-file names the secret (RMIG_CFG_AUTH_KEY_FILE); without it the
+ * destination runs insecure (RMIG_CFG_INSECURE).
+ *
  * It prints key=value lines on stdout, for the driver to check:
  *   fds_start=N          open fds before rmig_dest_create() (those of
  *                        librdmacm's device list included: it keeps them)
@@ -340,7 +343,14 @@ int main(int argc, char **argv)
 		cfg.field_mask |= RMIG_CFG_UUID;
 		memcpy(cfg.uuid, o.uuid, 16);
 	}
-	printf("auth=%s\n", o.key_file ? "unsupported" : "none");
+	if (o.key_file) {
+		cfg.field_mask |= RMIG_CFG_AUTH_KEY_FILE;
+		cfg.auth_key_file = o.key_file;
+	} else {
+		cfg.field_mask |= RMIG_CFG_INSECURE;
+		cfg.insecure = 1;
+	}
+	printf("auth=%s\n", o.key_file ? "key" : "insecure");
 	ret = rmig_dest_create(&cfg, &d);
 	if (ret) {
 		printf("create=%d error=\"%s\"\n", ret, rmig_last_error());

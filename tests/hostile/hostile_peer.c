@@ -225,9 +225,9 @@ void hp_seen(struct hp_report *r, const struct hf_msg *m)
 	} else if (m->type == RMIG_MSG_AUTH_REJECT) {
 		enum rmig_auth_reject why;
 
-		snprintf(r->auth_reject, sizeof(r->auth_reject), "%s",
-			 rmig_auth_reject_decode(m->data, m->len, &why) ?
-				 "undecodable" : rmig_auth_reject_name(why));
+		append(r->auth_reject, sizeof(r->auth_reject),
+		       rmig_auth_reject_decode(m->data, m->len, &why) ?
+			       "undecodable" : rmig_auth_reject_name(why));
 	} else if (m->type == RMIG_MSG_REJECT) {
 		enum rmig_reject why;
 		char text[RMIG_REJECT_TEXT_MAX + 1] = "";

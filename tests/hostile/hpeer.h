@@ -60,7 +60,7 @@ struct hp_report {
 	bool accept;           /* an ACCEPT arrived */
 	unsigned blocks_learnt; /* blocks with address and key in it */
 	bool uuid_seen, rkey_seen, raddr_seen;
-	char auth_reject[32];  /* reason of the last AUTH_REJECT */
+	char auth_reject[128]; /* reasons of the AUTH_REJECTs, in order */
 	char reject_text[256]; /* text of a (pre-auth) REJECT or ERROR */
 	unsigned writes, writes_ok;
 	char write_error[256];
