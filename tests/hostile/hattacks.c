@@ -234,7 +234,7 @@ static int load_record(uint8_t *hello, uint8_t *proof)
 	if (!f)
 		return hf_fail(-errno, "%s: %s", hp_o->rec_file,
 			       strerror(errno));
-	n = fscanf(f, "hello %114s proof %82s", hh, ph);
+	n = fscanf(f, "hello %113s proof %81s", hh, ph);
 	fclose(f);
 	if (n != 2 || hp_unhex(hh, hello, RMIG_AUTH_HELLO_LEN) ||
 	    hp_unhex(ph, proof, RMIG_AUTH_PROOF_LEN))

@@ -196,9 +196,12 @@ learnt_nothing() {
 	[ "$peer_rc" = 0 ] || fail "$1: exit $peer_rc (0: held, 1: breached, 3: could not play)"
 }
 
-# expect_reject NAME REASON
+# expect_reject NAME REASON: the peer's only AUTH_REJECT gave REASON;
+# with "among", one of its AUTH_REJECTs did.
 expect_reject() {
-	grep -q "\"auth_reject\":\"$2\"" "$tmp/$1.json" ||
+	local re="\"auth_reject\":\"$2\""
+	[ "${3:-}" = among ] && re="\"auth_reject\":\"([^\"]*,)?$2[,\"]"
+	grep -Eq "$re" "$tmp/$1.json" ||
 		fail "$1: expected AUTH_REJECT '$2'"
 }
 
@@ -330,6 +333,8 @@ squat)
 	real_source || fail "the real source failed (exit $?) during the squat"
 	stop_peer
 	learnt_nothing squat
+	# The HANDSHAKE squatter was told authentication is required.
+	expect_reject squat "authentication required" among
 	finish_dest
 	;;
 slowloris)
