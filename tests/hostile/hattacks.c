@@ -289,8 +289,12 @@ int hp_replay(struct hf_dom *d, struct hp_report *r)
 /* Held connections                                                    */
 
 /* Keep @n endpoints open, recording what arrives, until SIGTERM or
- * --hold; ends early once the peer closed all of them. */
-static void hold(struct hf_ep *eps, unsigned n, struct hp_report *r)
+ * --hold; ends early once the peer closed all of them.  With @redial, an
+ * endpoint the peer closes after it was established is replaced by a new
+ * connection at once (one refused during setup is not: the listener is
+ * gone). */
+static void hold(struct hf_ep *eps, unsigned n, struct hp_report *r,
+		 struct hf_dom *redial)
 {
 	int64_t end = hold_end();
 
@@ -298,10 +302,19 @@ static void hold(struct hf_ep *eps, unsigned n, struct hp_report *r)
 		bool open = false;
 
 		for (unsigned i = 0; i < n && !hp_stop; i++) {
-			if (!eps[i].ep || eps[i].peer_closed)
+			struct hf_ep *e = &eps[i];
+
+			if (redial && e->ep && e->peer_closed && e->connected) {
+				r->established++;
+				hp_close(e, r);
+				r->conns++;
+				if (hf_connect_start(redial, e))
+					r->refused++;
+			}
+			if (!e->ep || e->peer_closed)
 				continue;
 			open = true;
-			hp_collect(&eps[i], r, n > 8 ? 5 : 40);
+			hp_collect(e, r, n > 8 ? 5 : 40);
 		}
 		if (!open)
 			break;
@@ -338,7 +351,7 @@ int hp_squat(struct hf_dom *d, struct hp_report *r)
 	if (!ret) {
 		hp_log("ready: squatting on %u connection(s), %u channels "
 		       "announced, no PROOF", n, hp_o->channels);
-		hold(eps, n, r);
+		hold(eps, n, r, NULL);
 	}
 	for (unsigned i = 0; i < n; i++)
 		hp_close(&eps[i], r);
@@ -379,16 +392,17 @@ int hp_silent(struct hf_dom *d, struct hp_report *r)
 	} while (pending && now_ms() < ready && !hp_stop);
 	for (unsigned i = 0; i < n; i++)
 		est += eps[i].connected;
-	hp_log("ready: %u of %u silent connections established, %u pending",
-	       est, n, pending);
-	hold(eps, n, r);
+	hp_log("ready: %u of %u silent connections established, %u pending%s",
+	       est, n, pending, hp_o->reconnect ? "; each one closed is "
+	       "replaced" : "");
+	hold(eps, n, r, hp_o->reconnect ? d : NULL);
 	for (unsigned i = 0; i < n; i++) {
 		r->established += eps[i].connected;
 		hp_close(&eps[i], r);
 	}
 	free(eps);
-	return r->refused == n ? hf_fail(-ECONNREFUSED, "every connection "
-					 "failed") : 0;
+	return r->refused == r->conns ? hf_fail(-ECONNREFUSED, "every "
+						"connection failed") : 0;
 }
 
 /* "host:port" as a socket address (IPv4 or [IPv6]). */

@@ -33,7 +33,9 @@
 #   squat          a HELLO announcing 64 channels, never a PROOF, and a
 #                  HANDSHAKE announcing 64 channels, held while the real
 #                  source (2 channels) connects
-#   slowloris      8 silent connections ahead of the real source, held
+#   slowloris      40 silent connections (more than the destination greets
+#                  at once, RMIG_ACCEPT_PENDING 16) ahead of the real
+#                  source, each one the destination drops replaced at once
 #   rawflood       100 raw TCP connections (no libfabric handshake) ahead
 #                  of the real source, held until the destination has
 #                  destroyed its session (its fd count then)
@@ -339,8 +341,8 @@ squat)
 	;;
 slowloris)
 	start_dest
-	start_peer silent silent 8 --addr "$addr"
-	real_source || fail "the real source failed (exit $?) behind 8 silent connections"
+	start_peer silent silent 40 --reconnect --addr "$addr"
+	real_source || fail "the real source failed (exit $?) behind 40 silent connections"
 	stop_peer
 	learnt_nothing silent
 	finish_dest

@@ -18,7 +18,9 @@
  *                      channels, held: the even ones with a HELLO and never
  *                      a PROOF, the odd ones with a HANDSHAKE (the squat of
  *                      the unauthenticated protocol)
- *   silent N           N connections that never say anything; held
+ *   silent N           N connections that never say anything; held (with
+ *                      --reconnect, each one the destination closes is
+ *                      replaced at once: N are always pending)
  *   rawflood N         N raw TCP connections (no libfabric handshake); held
  *   keywrite RADDR RKEY
  *                      one connection that never authenticates RDMA-WRITEs
@@ -379,7 +381,7 @@ static void usage(void)
 		"  --rkey X  --raddr X  --channels N  --count N  --credits N\n"
 		"  --transport NAME (fabric)  --page-size N  --ppp N\n"
 		"  --write-len N  --hold S (60)  --wait-ms MS (10000)\n"
-		"  --quiet-ms MS (2000)  --ready-ms MS (3000)\n");
+		"  --quiet-ms MS (2000)  --ready-ms MS (3000)  --reconnect\n");
 }
 
 static bool parse_u64(const char *s, uint64_t *v)
@@ -423,6 +425,7 @@ static int parse_args(int argc, char **argv, struct hp_opts *o)
 		{ "wait-ms", required_argument, NULL, 'W' },
 		{ "quiet-ms", required_argument, NULL, 'Q' },
 		{ "ready-ms", required_argument, NULL, 'R' },
+		{ "reconnect", no_argument, NULL, 'X' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned v;
@@ -468,6 +471,7 @@ static int parse_args(int argc, char **argv, struct hp_opts *o)
 		case 'W': ok = parse_uint(optarg, 1, 600000, &v); o->wait_ms = (int)v; break;
 		case 'Q': ok = parse_uint(optarg, 1, 600000, &v); o->quiet_ms = (int)v; break;
 		case 'R': ok = parse_uint(optarg, 1, 600000, &v); o->ready_ms = (int)v; break;
+		case 'X': o->reconnect = true; break;
 		default: return -1;
 		}
 		if (!ok) {

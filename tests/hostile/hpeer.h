@@ -41,6 +41,7 @@ struct hp_opts {
 	unsigned channels;     /* HELLO / HANDSHAKE channel count */
 	unsigned count;        /* silent, rawflood, squat: connections */
 	unsigned credits;      /* credits in our immediates */
+	bool reconnect;        /* silent: replace each connection closed */
 	uint32_t page_size, ppp;
 	size_t write_len;      /* keywrite: bytes per write */
 	int hold_s;            /* held connections: at most this long */
