@@ -282,8 +282,9 @@ static int run(const struct dopts *o, rmig_dest *d)
 int main(int argc, char **argv)
 {
 	struct rmig_config cfg = { 0 };
+	/* Static: the signal thread reads it until the process ends. */
+	static sigset_t set;
 	struct dopts o;
-	sigset_t set;
 	pthread_t sig_thread;
 	rmig_dest *d = NULL;
 	char h[65];
