@@ -29,7 +29,9 @@
 #   keywrite       a connection that never authenticates RDMA-WRITEs with
 #                  the block's address and key (after listen, where the
 #                  destination has them then, and while the real source is
-#                  between its two syncs): no write delivered, RAM unchanged
+#                  between its two syncs): no write delivered, RAM unchanged;
+#                  and the RAM is registered neither before the source
+#                  authenticated nor after the final sync
 #   squat          a HELLO announcing 64 channels, never a PROOF, and a
 #                  HANDSHAKE announcing 64 channels, held while the real
 #                  source (2 channels) connects
@@ -327,6 +329,12 @@ keywrite)
 	learnt_nothing keywrite
 	wait "$src_pid" || fail "the real source failed (exit $?) after the key writes"
 	finish_dest
+	# Remote access exists only between the authentication of every
+	# channel and the final sync (rmig_dest_block_remote(), the hook).
+	grep -q '^remote_after_listen=none' "$tmp/dest.out" ||
+		fail "the RAM was registered before any source authenticated"
+	grep -q '^remote_after_final=none' "$tmp/dest.out" ||
+		fail "the RAM was still registered after the final sync"
 	;;
 squat)
 	start_dest
