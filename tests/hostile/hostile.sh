@@ -120,11 +120,6 @@ head -c 32 /dev/urandom >"$tmp/key"
 head -c 32 /dev/urandom >"$tmp/wrong"
 chmod 600 "$tmp/key" "$tmp/wrong"
 
-# The source's secret, as rmig-migrate takes it.
-src_auth=()
-if "$mig" --help 2>&1 | grep -q -- '--auth-key-file'; then
-	src_auth=(--auth-key-file "$tmp/key")
-fi
 
 # start_dest [OPTIONS]: hostile_dest in the background; $addr, $hash0.
 start_dest() {
@@ -211,8 +206,8 @@ expect_reject() {
 
 real_source() {
 	timeout -k 5 90 "$mig" source --still --connect "$addr" \
-		--size "${MIB}M" --channels 2 --uuid "$UUID" "${src_auth[@]}" \
-		"${src_tp[@]}" \
+		--size "${MIB}M" --channels 2 --uuid "$UUID" \
+		--auth-key-file "$tmp/key" "${src_tp[@]}" \
 		>"$tmp/src.out" 2>"$tmp/src.err"
 }
 
