@@ -14,7 +14,7 @@ target_include_directories(hostile_dest PRIVATE ${PROJECT_SOURCE_DIR}/tools
 
 math(EXPR hostile_t "150 * ${RMIG_INTEG_SLOW}")
 foreach(s nokey wrongkey replay impostor keywrite squat slowloris
-    rawflood rawflood_lowfd)
+    rawflood rawflood_lowfd allowlist)
   add_test(NAME hostile_${s}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/hostile/hostile.sh ${s}
             $<TARGET_FILE:hostile_peer> $<TARGET_FILE:hostile_dest>

@@ -89,8 +89,27 @@ static int split_addr(const char *addr, char *node, size_t nlen, char *svc,
 	return 0;
 }
 
+/* The hints' source address: @src, any port. */
+static int hints_src(struct fi_info *hints, const char *src)
+{
+	struct sockaddr_in *sin = calloc(1, sizeof(*sin));
+
+	if (!sin)
+		return hf_fail(-ENOMEM, "out of memory");
+	sin->sin_family = AF_INET;
+	if (inet_pton(AF_INET, src, &sin->sin_addr) != 1) {
+		free(sin);
+		return hf_fail(-EINVAL, "source address '%s': not an IPv4 "
+			       "address", src);
+	}
+	hints->addr_format = FI_SOCKADDR_IN;
+	hints->src_addr = sin; /* fi_freeinfo() frees it */
+	hints->src_addrlen = sizeof(*sin);
+	return 0;
+}
+
 int hf_open(struct hf_dom *d, const char *prov, const char *addr,
-	    bool passive)
+	    bool passive, const char *src)
 {
 	char node[96], svc[16];
 	struct fi_info *hints;
@@ -117,6 +136,10 @@ int hf_open(struct hf_dom *d, const char *prov, const char *addr,
 	hints->tx_attr->msg_order = FI_ORDER_SAW;
 	hints->rx_attr->msg_order = FI_ORDER_SAW;
 	hints->fabric_attr->prov_name = strdup(prov);
+	if (src && (ret = hints_src(hints, src))) {
+		fi_freeinfo(hints);
+		return ret;
+	}
 	ret = fi_getinfo(FI_VERSION(1, 17), node, svc, passive ? FI_SOURCE : 0,
 			 hints, &d->info);
 	fi_freeinfo(hints);

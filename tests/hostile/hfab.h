@@ -84,9 +84,10 @@ int hf_fail(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /** Open a domain of libfabric provider @prov for "host:port" @addr;
- *  @passive: to listen there (port 0 picks one). */
+ *  @passive: to listen there (port 0 picks one).  @src (active side, may
+ *  be NULL): the IPv4 address connections come from. */
 int hf_open(struct hf_dom *d, const char *prov, const char *addr,
-	    bool passive);
+	    bool passive, const char *src);
 void hf_close(struct hf_dom *d);
 
 /** Listen (passive domain); the bound "host:port" into @name. */

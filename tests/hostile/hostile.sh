@@ -42,6 +42,10 @@
 #                  of the real source, held until the destination has
 #                  destroyed its session (its fd count then)
 #   rawflood_lowfd the same against a destination with RLIMIT_NOFILE 64
+#   allowlist      a destination taking sources from 127.0.0.1 only; a
+#                  peer connecting from 127.0.0.2 with the right secret
+#                  is closed before it receives anything (not even a
+#                  CHALLENGE)
 #
 # SCENARIO_verbs (keywrite_verbs): the same over the verbs transport, on
 # $RMIG_RXE_ADDR (the soft-RoCE VM's address, tests/vm/rxe-vm.sh): the
@@ -361,6 +365,18 @@ rawflood | rawflood_lowfd)
 	finish_dest # the flood still open: no fd of it may outlive destroy
 	stop_peer
 	[ "$peer_rc" = 0 ] || fail "rawflood: exit $peer_rc"
+	;;
+allowlist)
+	start_dest --allow 127.0.0.1
+	# wrongkey plays the exchange with the secret it is given: the
+	# right one here.  From a host not allowed, no answer may come.
+	run_peer allowlist wrongkey --addr "$addr" --src 127.0.0.2 \
+		--key-file "$tmp/key"
+	grep -q '"msgs":0,' "$tmp/allowlist.json" ||
+		fail "allowlist: a peer from 127.0.0.2 received messages"
+	[ "$peer_rc" != 1 ] || fail "allowlist: the peer learnt something"
+	check_ram_unchanged "after a peer from a host not allowed"
+	migrate_after "after a peer from a host not allowed"
 	;;
 *)
 	echo "hostile.sh: unknown scenario '$scenario'" >&2

@@ -10,9 +10,11 @@
  *                [--accept-ms MS] [--sync-ms MS] [--nofile N]
  *                [--pause-after-sync] [--uuid HEX] [--key-file FILE]
  *                [--watchdog S] [--transport fabric|verbs]
+ *                [--allow ADDRS]
  *
  * --key-file names the secret (RMIG_CFG_AUTH_KEY_FILE); without it the
- * destination runs insecure (RMIG_CFG_INSECURE).
+ * destination runs insecure (RMIG_CFG_INSECURE).  --allow: the source
+ * hosts it takes connections from (RMIG_CFG_ALLOWED_SOURCES).
  *
  * It prints key=value lines on stdout, for the driver to check:
  *   fds_start=N          open fds before rmig_dest_create() (those of
@@ -74,6 +76,7 @@ struct dopts {
 	const char *key_file;
 	unsigned watchdog_s;
 	bool verbs;
+	const char *allow;
 };
 
 static uint8_t *ram;
@@ -158,7 +161,7 @@ static int usage(void)
 	fprintf(stderr, "usage: hostile_dest --listen HOST:PORT --size BYTES "
 		"[--channels N] [--accept-ms MS] [--sync-ms MS] [--nofile N] "
 		"[--pause-after-sync] [--uuid HEX32] [--key-file FILE] "
-		"[--watchdog S] [--transport fabric|verbs]\n");
+		"[--watchdog S] [--transport fabric|verbs] [--allow ADDRS]\n");
 	return 2;
 }
 
@@ -176,6 +179,7 @@ static int parse(int argc, char **argv, struct dopts *o)
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "watchdog", required_argument, NULL, 'w' },
 		{ "transport", required_argument, NULL, 't' },
+		{ "allow", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -193,6 +197,7 @@ static int parse(int argc, char **argv, struct dopts *o)
 		case 'p': o->pause_after_sync = true; break;
 		case 'k': o->key_file = optarg; break;
 		case 'w': o->watchdog_s = (unsigned)atoi(optarg); break;
+		case 'A': o->allow = optarg; break;
 		case 't':
 			if (strcmp(optarg, "fabric") && strcmp(optarg, "verbs"))
 				return -1;
@@ -343,6 +348,10 @@ int main(int argc, char **argv)
 	if (o.uuid_set) {
 		cfg.field_mask |= RMIG_CFG_UUID;
 		memcpy(cfg.uuid, o.uuid, 16);
+	}
+	if (o.allow) {
+		cfg.field_mask |= RMIG_CFG_ALLOWED_SOURCES;
+		cfg.allowed_sources = o.allow;
 	}
 	if (o.key_file) {
 		cfg.field_mask |= RMIG_CFG_AUTH_KEY_FILE;

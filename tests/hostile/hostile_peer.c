@@ -381,7 +381,8 @@ static void usage(void)
 		"  --rkey X  --raddr X  --channels N  --count N  --credits N\n"
 		"  --transport NAME (fabric)  --page-size N  --ppp N\n"
 		"  --write-len N  --hold S (60)  --wait-ms MS (10000)\n"
-		"  --quiet-ms MS (2000)  --ready-ms MS (3000)  --reconnect\n");
+		"  --quiet-ms MS (2000)  --ready-ms MS (3000)  --reconnect\n"
+		"  --src IPV4 (connect from this address)\n");
 }
 
 static bool parse_u64(const char *s, uint64_t *v)
@@ -426,6 +427,7 @@ static int parse_args(int argc, char **argv, struct hp_opts *o)
 		{ "quiet-ms", required_argument, NULL, 'Q' },
 		{ "ready-ms", required_argument, NULL, 'R' },
 		{ "reconnect", no_argument, NULL, 'X' },
+		{ "src", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned v;
@@ -472,6 +474,7 @@ static int parse_args(int argc, char **argv, struct hp_opts *o)
 		case 'Q': ok = parse_uint(optarg, 1, 600000, &v); o->quiet_ms = (int)v; break;
 		case 'R': ok = parse_uint(optarg, 1, 600000, &v); o->ready_ms = (int)v; break;
 		case 'X': o->reconnect = true; break;
+		case 'S': o->src = optarg; break;
 		default: return -1;
 		}
 		if (!ok) {
@@ -551,7 +554,8 @@ int main(int argc, char **argv)
 			if (strcmp(o.mode, modes[i].name))
 				continue;
 			known = true;
-			ret = hf_open(&d, o.prov, o.addr, modes[i].passive);
+			ret = hf_open(&d, o.prov, o.addr, modes[i].passive,
+				      o.src);
 			if (!ret) {
 				ret = modes[i].fn(&d, &r);
 				hf_close(&d);

@@ -31,6 +31,7 @@ struct hp_opts {
 	const char *mode;
 	const char *addr;      /* target; impostor: where to listen */
 	const char *prov;      /* libfabric provider, default "tcp" */
+	const char *src;       /* IPv4 address to connect from (NULL: any) */
 	const char *key_file;  /* wrongkey, record: the secret to use */
 	const char *rec_file;  /* record: written; replay: read */
 	const char *transport; /* transcript's transport name ("fabric") */
