@@ -83,10 +83,18 @@ dest_pid=
 bg_pid=
 reports=0
 
+# A peer left running (a failed scenario) is under timeout(1), which
+# passes SIGTERM on to it but dies of SIGKILL alone: TERM first.
 cleanup() {
 	exec 7>&- 2>/dev/null
 	for p in $bg_pid $dest_pid; do
-		kill -KILL "$p" 2>/dev/null && wait "$p" 2>/dev/null
+		kill -TERM "$p" 2>/dev/null || continue
+		for _ in $(seq 1 50); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
 	done
 	rm -rf "$tmp"
 }
