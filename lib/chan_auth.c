@@ -202,7 +202,10 @@ int rmig_chan_auth_dest(struct rmig_chan *ch, struct rmig_msg *first, int tmo,
 		return ret;
 	ret = recv_auth(ch, RMIG_MSG_AUTH_PROOF, tmo, &m, "source");
 	if (ret < 0) {
+		/* Cancelled: the accept ended (or this one was the oldest
+		 * of too many), not the peer's fault. */
 		*reason = ret == -ETIMEDOUT ? RMIG_AUTH_REJECT_TIMEOUT :
+			  ret == -ECANCELED ? RMIG_AUTH_REJECT_BUSY :
 					      RMIG_AUTH_REJECT_MALFORMED;
 		return ret;
 	}

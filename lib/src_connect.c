@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "src.h"
 
@@ -159,27 +160,40 @@ static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 		.rx_depth = s->rx_depth,
 		.msg_size = RMIG_MSG_SIZE,
 	};
+	uint64_t deadline = rmig_deadline_ns(tmo);
 	struct rmig_prov_conn *conn;
 	uint8_t *buf;
 	int idx, ret;
 
 	*cm_failed = false;
-	ret = rmig_tp_conn_create(s->tp, &conn);
-	if (ret) {
-		*cm_failed = true;
-		return ret;
+	for (;;) {
+		ret = rmig_tp_conn_create(s->tp, &conn);
+		if (ret) {
+			*cm_failed = true;
+			return ret;
+		}
+		ret = rmig_chan_init(ch, s, id, conn);
+		if (ret) {
+			s->tp->ops.conn_close(conn);
+			return ret;
+		}
+		/* The protocol gives one credit, for the first message;
+		 * the destination's first answer grants the rest (up to
+		 * the 12-bit immediate's limit). */
+		ch->credits = 1;
+		ch->peer_depth = RMIG_IMM_CREDITS_MAX + 1;
+		ret = ch->tp->ops.conn_establish(conn, tmo);
+		/* Reset during setup: the destination listened anew (it
+		 * does under a flood of stray connections); again, within
+		 * the connect timeout. */
+		if (ret != -ECONNRESET || rmig_now_ns() + 100000000 >= deadline)
+			break;
+		rmig_log_info("channel %u: connection reset during setup (%s); "
+			      "trying again", id, rmig_err_msg());
+		rmig_chan_fini(ch);
+		nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
+		tmo = (int)((deadline - rmig_now_ns()) / 1000000);
 	}
-	ret = rmig_chan_init(ch, s, id, conn);
-	if (ret) {
-		s->tp->ops.conn_close(conn);
-		return ret;
-	}
-	/* The protocol gives one credit, for the first message; the
-	 * destination's first answer grants the rest (up to the 12-bit
-	 * immediate's limit). */
-	ch->credits = 1;
-	ch->peer_depth = RMIG_IMM_CREDITS_MAX + 1;
-	ret = ch->tp->ops.conn_establish(conn, tmo);
 	if (ret) {
 		*cm_failed = true;
 		return ret;

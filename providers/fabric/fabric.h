@@ -18,6 +18,8 @@
 #ifndef RMIG_PROVIDERS_FABRIC_H
 #define RMIG_PROVIDERS_FABRIC_H
 
+#include <pthread.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -58,6 +60,11 @@ struct rfab_domain {
 	 * FI_MR_PROV_KEY).  Only fetch_add'ed: uniqueness needs atomicity, not
 	 * ordering, so relaxed (pairs with nothing). */
 	atomic_uint_fast64_t next_key;
+	/* The accepted connections alive, for the listener's sweep
+	 * (fabric_sweep.c): a connection is on the list from its creation
+	 * until its endpoint, and so its socket, is closed. */
+	pthread_mutex_t peers_lock;
+	struct rfab_conn *peers;
 };
 
 struct rfab_mr {
@@ -65,10 +72,34 @@ struct rfab_mr {
 	struct fid_mr *mr;
 };
 
+/* The sweep (fabric_sweep.c) closes a socket on the listening port that
+ * has not sent a connection request after RFAB_SWEEP_AGE_MS, looking at
+ * most every RFAB_SWEEP_EVERY_MS. */
+#define RFAB_SWEEP_AGE_MS 1000
+#define RFAB_SWEEP_EVERY_MS 250
+/* Strays that make listen_get cycle the listener. */
+#define RFAB_CYCLE_STRAYS 8
+
+/* A socket on the listening port the sweep has seen (fabric_sweep.c). */
+struct rfab_seen {
+	int fd;
+	bool mark;
+	int64_t first_ms;
+	char peer[RUTL_ADDR_MAX];
+};
+
 struct rfab_listener {
 	struct rfab_domain *dom;
 	struct fid_eq *eq;
 	struct fid_pep *pep;
+	/* The bound address, and the sweep's memory of the sockets on it
+	 * that no connection of ours owns. */
+	struct sockaddr_storage laddr;
+	size_t laddr_len;
+	struct rfab_seen *seen;
+	unsigned nseen;
+	int fddir; /* /proc/self/fd, open while listening (-1: none) */
+	int64_t last_sweep_ms;
 };
 
 struct rfab_conn {
@@ -85,6 +116,8 @@ struct rfab_conn {
 	/* Set by conn_wake() from any thread, consumed by poll() on the driving
 	 * thread; see the pairing comments at both ends. */
 	atomic_bool wake;
+	/* Accepted connections: on dom->peers, under dom->peers_lock. */
+	struct rfab_conn *peer_next, **peer_pprev;
 };
 
 /* What a CM event queue entry looks like, with room for private data. */
@@ -147,6 +180,19 @@ int rfab_listen_name(struct rmig_prov_listener *l, char *buf, size_t len);
 int rfab_listen_get(struct rmig_prov_listener *l, int timeout_ms,
 		    struct rmig_prov_conn **out);
 void rfab_listen_close(struct rmig_prov_listener *l);
+
+/* fabric_sweep.c: libfabric 1.17's tcp passive endpoint keeps every socket
+ * it accepted that never sent a connection request, after fi_close too. */
+/** Put accepted connection @c on its domain's list (at creation) / take it
+ *  off (once its endpoint is closed). */
+void rfab_peers_add(struct rfab_conn *c);
+void rfab_peers_del(struct rfab_conn *c);
+/** Count the sockets on @l's port that no connection of ours owns and
+ *  that the sweep has seen for @min_age_ms at least (0: all), closing
+ *  them when @do_close (only once the passive endpoint is closed). */
+unsigned rfab_sweep(struct rfab_listener *l, int min_age_ms, bool do_close);
+/** Open the directory the sweep reads (at listen); -1 with a warning. */
+int rfab_sweep_open(struct rfab_listener *l);
 
 /* The ops (fabric_conn.c). */
 int rfab_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out);

@@ -246,6 +246,10 @@ int rfab_conn_new(struct rfab_domain *dom, struct fi_info *info, bool passive,
 			       c->name, fi_strerror(-ret), ret);
 		goto err_close_ep;
 	}
+	/* An accepted connection's socket is ours: the listener's sweep
+	 * must leave it alone (fabric_sweep.c). */
+	if (passive)
+		rfab_peers_add(c);
 	*out = c;
 	return 0;
 
@@ -288,6 +292,11 @@ static int rfab_setup_errno(const struct rfab_conn *c, int err)
 		case FI_EHOSTUNREACH:
 		case FI_ENETUNREACH:
 			return -err;
+		case FI_ECONNRESET:
+			/* Accepted, then reset: the listener went away under
+			 * us (a destination listening anew, fabric_sweep.c),
+			 * worth another try. */
+			return -ECONNRESET;
 		default:
 			return -ECONNREFUSED;
 		}
@@ -417,6 +426,8 @@ void rfab_conn_close(struct rmig_prov_conn *pc)
 	if (ret)
 		rmig_log_warn("fabric conn_close (%s): fi_close(ep): %s (%d)",
 			      c->name, fi_strerror(-ret), ret);
+	/* Its socket is closed: it may leave the sweep's list. */
+	rfab_peers_del(c);
 	ret = fi_close(&c->cq->fid);
 	if (ret)
 		rmig_log_warn("fabric conn_close (%s): fi_close(cq): %s (%d)",

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 
@@ -192,6 +193,7 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 	if (!dom)
 		return rmig_err(-ENOMEM, "fabric domain_open: out of memory");
 	dom->passive = p->passive;
+	pthread_mutex_init(&dom->peers_lock, NULL);
 	snprintf(dom->address, sizeof(dom->address), "%s", p->address);
 
 	hints = rfab_hints(p, prov);
@@ -299,6 +301,7 @@ err_free_list:
 	if (list)
 		fi_freeinfo(list);
 err_free_dom:
+	pthread_mutex_destroy(&dom->peers_lock);
 	free(dom);
 	return ret;
 }
@@ -319,6 +322,7 @@ void rfab_domain_close(struct rmig_prov_domain *d)
 		rmig_log_warn("fabric domain_close: fi_close(fabric): %s (%d)",
 			      fi_strerror(-ret), ret);
 	fi_freeinfo(dom->info);
+	pthread_mutex_destroy(&dom->peers_lock);
 	free(dom);
 }
 
@@ -436,33 +440,21 @@ void rfab_mr_dereg(struct rmig_prov_mr *pm)
 /* ------------------------------------------------------------------ */
 /* Listener                                                            */
 
-int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
+/* Open @l's event queue and passive endpoint for @info and listen. */
+static int pep_open(struct rfab_listener *l, struct fi_info *info)
 {
-	struct rfab_domain *dom = to_rfab_domain(d);
+	struct rfab_domain *dom = l->dom;
 	struct fi_eq_attr eq_attr = {
 		.size = 64,
 		.wait_obj = FI_WAIT_UNSPEC,
 	};
-	struct rfab_listener *l;
 	int ret;
 
-	if (!dom || !out)
-		return rmig_err(-EINVAL, "fabric listen: NULL argument");
-	ret = rutl_domain_role("fabric listen", dom->address, dom->passive,
-			       true);
-	if (ret)
-		return ret;
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return rmig_err(-ENOMEM, "fabric listen: out of memory");
-	l->dom = dom;
 	ret = fi_eq_open(dom->fabric, &eq_attr, &l->eq, NULL);
-	if (ret) {
-		ret = rmig_err(rfab_errno(ret), "fabric listen on %s: fi_eq_open: %s (%d)",
-			       dom->address, fi_strerror(-ret), ret);
-		goto err_free_listener;
-	}
-	ret = fi_passive_ep(dom->fabric, dom->info, &l->pep, l);
+	if (ret)
+		return rmig_err(rfab_errno(ret), "fabric listen on %s: fi_eq_open: %s (%d)",
+				dom->address, fi_strerror(-ret), ret);
+	ret = fi_passive_ep(dom->fabric, info, &l->pep, l);
 	if (ret) {
 		ret = rmig_err(rfab_errno(ret), "fabric listen on %s: fi_passive_ep: %s (%d)",
 			       dom->address, fi_strerror(-ret), ret);
@@ -480,16 +472,117 @@ int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
 			       dom->address, fi_strerror(-ret), ret);
 		goto err_close_pep;
 	}
-	*out = (struct rmig_prov_listener *)(void *)l;
 	return 0;
 
 err_close_pep:
 	fi_close(&l->pep->fid);
 err_close_eq:
 	fi_close(&l->eq->fid);
-err_free_listener:
-	free(l);
+	l->pep = NULL;
+	l->eq = NULL;
 	return ret;
+}
+
+/* Refuse the requests nobody will pick up, close the passive endpoint
+ * and its event queue. */
+static void pep_close(struct rfab_listener *l)
+{
+	union rfab_cm_buf ev;
+	uint32_t event;
+	ssize_t n;
+	int ret;
+
+	while ((n = fi_eq_read(l->eq, &event, &ev, sizeof(ev), 0)) > 0 ||
+	       n == -FI_EAVAIL) {
+		if (n == -FI_EAVAIL) {
+			struct fi_eq_err_entry err = { 0 };
+
+			if (fi_eq_readerr(l->eq, &err, 0) < 0)
+				break;
+			continue;
+		}
+		if (event != FI_CONNREQ || !ev.cm.info)
+			continue;
+		fi_reject(l->pep, ev.cm.info->handle, NULL, 0);
+		fi_freeinfo(ev.cm.info);
+	}
+	ret = fi_close(&l->pep->fid);
+	if (ret)
+		rmig_log_warn("fabric listen_close on %s: fi_close(pep): %s (%d)",
+			      l->dom->address, fi_strerror(-ret), ret);
+	ret = fi_close(&l->eq->fid);
+	if (ret)
+		rmig_log_warn("fabric listen_close on %s: fi_close(eq): %s (%d)",
+			      l->dom->address, fi_strerror(-ret), ret);
+	l->pep = NULL;
+	l->eq = NULL;
+}
+
+/* Stray sockets pile up on the port (fabric_sweep.c): listen anew on the
+ * same address and port, the strays closed in between. */
+static int pep_cycle(struct rfab_listener *l, unsigned strays)
+{
+	struct fi_info *info = fi_dupinfo(l->dom->info);
+	void *addr = malloc(l->laddr_len);
+	int ret;
+
+	if (!info || !addr) {
+		fi_freeinfo(info);
+		free(addr);
+		return rmig_err(-ENOMEM, "fabric listener on %s: out of memory",
+				l->dom->address);
+	}
+	memcpy(addr, &l->laddr, l->laddr_len);
+	free(info->src_addr);
+	info->src_addr = addr;
+	info->src_addrlen = l->laddr_len;
+	rmig_log_warn("fabric listener on %s: %u connections never sent a "
+		      "connection request; listening anew", l->dom->address,
+		      strays);
+	pep_close(l);
+	rfab_sweep(l, 0, true);
+	ret = pep_open(l, info);
+	fi_freeinfo(info);
+	if (ret)
+		rmig_err_prefix("listening anew after a flood of stray "
+				"connections");
+	return ret;
+}
+
+int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
+{
+	struct rfab_domain *dom = to_rfab_domain(d);
+	struct rfab_listener *l;
+	int ret;
+
+	if (!dom || !out)
+		return rmig_err(-EINVAL, "fabric listen: NULL argument");
+	ret = rutl_domain_role("fabric listen", dom->address, dom->passive,
+			       true);
+	if (ret)
+		return ret;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return rmig_err(-ENOMEM, "fabric listen: out of memory");
+	l->dom = dom;
+	l->fddir = -1;
+	ret = pep_open(l, dom->info);
+	if (ret) {
+		free(l);
+		return ret;
+	}
+	/* Where the sweep looks (fabric_sweep.c), and where a cycled
+	 * listener listens again. */
+	l->laddr_len = sizeof(l->laddr);
+	/* Only the tcp provider has the defect; others (sockets) keep
+	 * sockets of their own on the port that rmig cannot tell apart. */
+	if (strcmp(dom->prov_name, "tcp") ||
+	    fi_getname(&l->pep->fid, &l->laddr, &l->laddr_len))
+		l->laddr_len = 0;
+	else
+		rfab_sweep_open(l);
+	*out = (struct rmig_prov_listener *)(void *)l;
+	return 0;
 }
 
 int rfab_listen_name(struct rmig_prov_listener *pl, char *buf, size_t len)
@@ -501,6 +594,9 @@ int rfab_listen_name(struct rmig_prov_listener *pl, char *buf, size_t len)
 
 	if (!l || !buf || !len)
 		return rmig_err(-EINVAL, "fabric listen_name: bad argument");
+	if (!l->pep)
+		return rmig_err(-EIO, "fabric listen_name on %s: the listener "
+				"could not listen anew", l->dom->address);
 	ret = fi_getname(&l->pep->fid, &ss, &sslen);
 	if (ret)
 		return rmig_err(rfab_errno(ret), "fabric listen_name on %s: fi_getname: %s (%d)",
@@ -522,9 +618,26 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 
 	if (!l || !out)
 		return rmig_err(-EINVAL, "fabric listen_get: NULL argument");
+	if (!l->pep)
+		return rmig_err(-EIO, "fabric listen_get on %s: the listener "
+				"could not listen anew", l->dom->address);
 	for (;;) {
 		wait = rutl_wait_left(timeout_ms, deadline);
 		n = fi_eq_sread(l->eq, &event, &ev, sizeof(ev), wait, 0);
+		if ((n == -FI_EAGAIN || n == -FI_ETIMEDOUT) && l->laddr_len &&
+		    rmig_now_ms() - l->last_sweep_ms >= RFAB_SWEEP_EVERY_MS) {
+			/* Every request that came has been handed out: a
+			 * socket left on the port has sent none. */
+			unsigned strays = rfab_sweep(l, RFAB_SWEEP_AGE_MS,
+						     false);
+
+			l->last_sweep_ms = rmig_now_ms();
+			if (strays >= RFAB_CYCLE_STRAYS) {
+				ret = pep_cycle(l, strays);
+				if (ret)
+					return ret;
+			}
+		}
 		if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT)
 			return rmig_err(-ETIMEDOUT,
 					"fabric listen_get on %s: no connection request within %d ms",
@@ -583,35 +696,16 @@ err_reject:
 void rfab_listen_close(struct rmig_prov_listener *pl)
 {
 	struct rfab_listener *l = to_rfab_listener(pl);
-	union rfab_cm_buf ev;
-	uint32_t event;
-	ssize_t n;
-	int ret;
 
 	if (!l)
 		return;
-	/* Refuse requests nobody will pick up, and free their info. */
-	while ((n = fi_eq_read(l->eq, &event, &ev, sizeof(ev), 0)) > 0 ||
-	       n == -FI_EAVAIL) {
-		if (n == -FI_EAVAIL) {
-			struct fi_eq_err_entry err = { 0 };
-
-			if (fi_eq_readerr(l->eq, &err, 0) < 0)
-				break;
-			continue;
-		}
-		if (event != FI_CONNREQ || !ev.cm.info)
-			continue;
-		fi_reject(l->pep, ev.cm.info->handle, NULL, 0);
-		fi_freeinfo(ev.cm.info);
-	}
-	ret = fi_close(&l->pep->fid);
-	if (ret)
-		rmig_log_warn("fabric listen_close on %s: fi_close(pep): %s (%d)",
-			      l->dom->address, fi_strerror(-ret), ret);
-	ret = fi_close(&l->eq->fid);
-	if (ret)
-		rmig_log_warn("fabric listen_close on %s: fi_close(eq): %s (%d)",
-			      l->dom->address, fi_strerror(-ret), ret);
+	if (l->pep)
+		pep_close(l);
+	/* What the closed passive endpoint left open. */
+	if (l->laddr_len)
+		rfab_sweep(l, 0, true);
+	if (l->fddir >= 0)
+		close(l->fddir);
+	free(l->seen);
 	free(l);
 }
