@@ -185,8 +185,10 @@ static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 		ret = ch->tp->ops.conn_establish(conn, tmo);
 		/* Reset during setup: the destination listened anew (it
 		 * does under a flood of stray connections); again, within
-		 * the connect timeout. */
-		if (ret != -ECONNRESET || rmig_now_ns() + 100000000 >= deadline)
+		 * the connect timeout.  Not on the verbs attempt of transport
+		 * auto: its failure decides the fallback. */
+		if (ret != -ECONNRESET || rmig_now_ns() + 100000000 >= deadline ||
+		    (s->auto_mode && s->tp->prov == s->auto_verbs))
 			break;
 		rmig_log_info("channel %u: connection reset during setup (%s); "
 			      "trying again", id, rmig_err_msg());
