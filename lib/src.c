@@ -160,10 +160,13 @@ static int send_sync(struct src_chan *p, bool final)
 	if (ret)
 		return ret;
 	/* The destination answers once its caller has seen SYNC on every
-	 * channel; that may take as long as the caller likes. */
+	 * channel; that may take as long as the caller likes, its channel
+	 * sending keepalives meanwhile (the idle limit bounds the wait). */
+	ch->awaiting = "SYNC_ACK";
 	do {
 		ret = rmig_chan_recv(ch, &m, -1);
 	} while (ret == 0);
+	ch->awaiting = NULL;
 	if (ret < 0)
 		return ret;
 	if (m.type != RMIG_MSG_SYNC_ACK)
@@ -181,28 +184,29 @@ static int send_sync(struct src_chan *p, bool final)
 }
 
 /*
- * Wait for the caller's next job or sync.  While writes are outstanding,
- * keep driving the provider's progress (libfabric tcp moves data only while
- * someone polls) instead of sleeping on the semaphore, and let the caller
- * wake the poll.  All four accesses are seq_cst: "polling = true; read
- * pending_*" here against "pending_* = true; read polling" in publish() and
- * do_sync() is a store-buffer handshake, so either we see the new work or
- * the caller sees polling and wakes the poll.
+ * Wait for the caller's next job or sync.  Keep polling the channel
+ * instead of sleeping on the semaphore: it drives the provider's progress
+ * while writes are outstanding (libfabric tcp moves data only while someone
+ * polls), and it keeps the channel alive while the caller is slow (the
+ * destination waits for our next message: chan_live.c sends keepalives and
+ * answers the destination's).  The caller wakes the poll.  All four
+ * accesses are seq_cst: "polling = true; read pending_*" here against
+ * "pending_* = true; read polling" in publish() and do_sync() is a
+ * store-buffer handshake, so either we see the new work or the caller sees
+ * polling and wakes the poll.
  */
 static int wait_work(struct src_chan *p)
 {
 	struct rmig_chan *ch = &p->ch;
 	int ret;
 
+	ch->awaiting = "anything (idle between jobs: the peer's keepalives)";
 	for (;;) {
-		if (!ch->ops_outstanding) {
-			rmig_sem_wait(&p->sem);
-			return 0;
-		}
 		atomic_store(&p->polling, true);
 		if (atomic_load(&p->pending_job) ||
 		    atomic_load(&p->pending_sync)) {
 			atomic_store(&p->polling, false);
+			ch->awaiting = NULL;
 			rmig_sem_wait(&p->sem);
 			return 0;
 		}
@@ -228,6 +232,7 @@ void *rmig_src_thread(void *arg)
 		rmig_log_warn("channel %u: %s; running unbound", p->ch.id,
 			      rmig_err_msg());
 	ret = 0;
+	rmig_chan_go_live(&p->ch);
 	for (;;) {
 		sem_post(&src->channels_ready);
 		ret = wait_work(p);
@@ -274,6 +279,9 @@ void *rmig_src_thread(void *arg)
 				break;
 		}
 	}
+	/* After the final SYNC_ACK, or failing: no keepalive any more (the
+	 * peer's thread may be gone), no idle limit. */
+	rmig_chan_go_quiet(&p->ch);
 	/* Record it unless the session failed first (then it is only the
 	 * echo of that failure; rmig_sess_fail() keeps the first anyway). */
 	if (ret && !rmig_sess_failed(s))

@@ -161,6 +161,9 @@ struct mig {
 	 * transport auto: when set, the side is created with
 	 * rmig_*_create_auto(cfg, *_verbs, &rmig_mock_provider). */
 	struct rmig_config src_extra;
+	/* The same for the destination: field_mask bits with
+	 * idle_timeout_ms and devstate_max. */
+	struct rmig_config dst_extra;
 	const struct rmig_provider_ops *src_verbs, *dst_verbs;
 };
 
