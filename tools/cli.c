@@ -199,6 +199,12 @@ int cli_reg_numa_option(int code, const char *arg, struct cli_session_opts *so)
 		name = "--numa", expect = "auto, none or a node number";
 		bad = cli_parse_numa(arg, so);
 		break;
+	case CLI_OPT_IDLE_TIMEOUT:
+		name = "--idle-timeout", expect = "milliseconds, 100..3600000";
+		bad = cli_parse_count(arg, RMIG_IDLE_TIMEOUT_MAX_MS,
+				      &so->idle_timeout_ms) ||
+		      so->idle_timeout_ms < RMIG_IDLE_TIMEOUT_MIN_MS;
+		break;
 	default:
 		return 1;
 	}
@@ -246,6 +252,10 @@ void cli_make_config(const struct cli_session_opts *so,
 	if (so->numa_set) {
 		cfg->field_mask |= RMIG_CFG_NUMA_NODE;
 		cfg->numa_node = so->numa_node;
+	}
+	if (so->idle_timeout_ms) {
+		cfg->field_mask |= RMIG_CFG_IDLE_TIMEOUT;
+		cfg->idle_timeout_ms = so->idle_timeout_ms;
 	}
 }
 

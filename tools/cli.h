@@ -39,6 +39,8 @@ struct cli_session_opts {
 	/* NUMA node (RMIG_CFG_NUMA_NODE), set by cli_parse_numa(). */
 	int numa_node;
 	bool numa_set;
+	/* Idle limit (RMIG_CFG_IDLE_TIMEOUT), ms; 0: library default. */
+	unsigned idle_timeout_ms;
 };
 
 /* ------------------------------------------------------------------ */
@@ -88,27 +90,33 @@ int cli_parse_reg_cache(const char *s, struct cli_session_opts *so);
  * so->numa_set. */
 int cli_parse_numa(const char *s, struct cli_session_opts *so);
 
-/* The registration and NUMA options both programs take: getopt_long
- * entries (put CLI_REG_NUMA_LONGOPTS in the table), their --help lines, and
- * cli_reg_numa_option() to handle one.  The codes are above any char. */
+/* The registration, NUMA and idle-limit options both programs take:
+ * getopt_long entries (put CLI_REG_NUMA_LONGOPTS in the table), their
+ * --help lines, and cli_reg_numa_option() to handle one.  The codes are
+ * above any char. */
 enum {
 	CLI_OPT_REG_MODE = 0x1000,
 	CLI_OPT_REG_CHUNK,
 	CLI_OPT_REG_CACHE,
 	CLI_OPT_NUMA,
+	CLI_OPT_IDLE_TIMEOUT,
 };
 #define CLI_REG_NUMA_LONGOPTS \
 	{ "reg-mode", required_argument, NULL, CLI_OPT_REG_MODE }, \
 	{ "reg-chunk", required_argument, NULL, CLI_OPT_REG_CHUNK }, \
 	{ "reg-cache", required_argument, NULL, CLI_OPT_REG_CACHE }, \
-	{ "numa", required_argument, NULL, CLI_OPT_NUMA }
+	{ "numa", required_argument, NULL, CLI_OPT_NUMA }, \
+	{ "idle-timeout", required_argument, NULL, CLI_OPT_IDLE_TIMEOUT }
 #define CLI_REG_NUMA_HELP \
 "  --reg-mode pin-all|on-demand  memory registration (default pin-all);\n" \
 "                          on-demand (source only): chunks in a bounded cache\n" \
 "  --reg-chunk SIZE        on-demand chunk, a power of two (default 64M)\n" \
 "  --reg-cache N           on-demand chunks kept registered (default 16)\n" \
 "  --numa auto|none|N      NUMA node of channel threads and buffers\n" \
-"                          (default auto: the RDMA device's node, if known)\n"
+"                          (default auto: the RDMA device's node, if known)\n" \
+"  --idle-timeout MS       fail when a connected peer sends nothing, not\n" \
+"                          even a keepalive, for MS ms, 100..3600000\n" \
+"                          (default 30000; give both sides the same)\n"
 
 /* If @code is one of CLI_OPT_*, parse @arg into @so: 0, or -1 with a message
  * naming the option and the value on stderr.  1 for any other code. */
@@ -118,8 +126,8 @@ int cli_reg_numa_option(int code, const char *arg, struct cli_session_opts *so);
 /* Session and RAM                                                     */
 
 /* A zeroed @cfg with @address, the page size, and whichever of transport,
- * fabric provider, channels, pages per packet, registration and NUMA node
- * @so sets.  A chunk size or cache bound without a mode means on-demand. */
+ * fabric provider, channels, pages per packet, registration, NUMA node and
+ * idle limit @so sets.  A chunk size or cache bound without a mode means on-demand. */
 void cli_make_config(const struct cli_session_opts *so,
 		     struct rmig_config *cfg, const char *address);
 
