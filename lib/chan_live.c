@@ -14,9 +14,10 @@
  * nothing for idle_timeout_ms / 4 (at most RMIG_KEEPALIVE_MAX_MS) sends a
  * keepalive from its wait: a CREDIT message, granting what is ungranted
  * (often nothing), no wire change.  Both sides send them, from every wait,
- * the destination's channel parked at a SYNC marker included, so a source
- * whose caller is slow, and a destination whose caller is slow, both keep
- * their channels alive.  Keepalives cost no credit and land in the spares:
+ * the sleeps on a semaphore included (rmig_chan_wait_sem(): a source
+ * channel between jobs, a destination channel parked at a SYNC marker,
+ * wake up when one is due), so a source whose caller is slow, and a
+ * destination whose caller is slow, both keep their channels alive.  Keepalives cost no credit and land in the spares:
  * a channel sends at most RMIG_KEEPALIVE_UNANSWERED of them with nothing
  * from the peer in between (RMIG_CREDIT_SPARE counts the buffers).
  *
@@ -76,6 +77,36 @@ int rmig_chan_live_timeout(const struct rmig_chan *ch, int timeout_ms)
 	if (timeout_ms < 0 || ms < (uint64_t)timeout_ms)
 		return (int)ms;
 	return timeout_ms;
+}
+
+int rmig_chan_wait_sem(struct rmig_chan *ch, sem_t *sem)
+{
+	for (;;) {
+		int ms = rmig_chan_live_timeout(ch, -1);
+		struct timespec dl;
+		int ret;
+
+		if (ms < 0) {
+			rmig_sem_wait(sem);
+			return 0;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_sec += ms / 1000;
+		dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+		if (!sem_clockwait(sem, CLOCK_MONOTONIC, &dl))
+			return 0;
+		if (errno == EINTR)
+			continue;
+		/* Due: take the peer's messages (their buffers go back),
+		 * check the idle limit, send a keepalive. */
+		ret = rmig_chan_progress(ch, 0);
+		if (ret)
+			return ret;
+	}
 }
 
 /* Due: a live channel that has sent nothing for keepalive_ns(), and

@@ -335,6 +335,12 @@ int rmig_chan_idle_check(struct rmig_chan *ch, int n, const char *what);
 int rmig_chan_live_timeout(const struct rmig_chan *ch, int timeout_ms);
 /** True when a live channel should send a keepalive now. */
 bool rmig_chan_keepalive_due(const struct rmig_chan *ch);
+/** Wait on @sem (posted by the caller's thread, or the session's kick)
+ *  while the channel stays alive: each time a keepalive or the idle limit
+ *  is due, poll the channel (rmig_chan_progress(), without waiting) and
+ *  wait again.  0 once @sem is taken, or the channel's error.  A channel
+ *  not live just waits. */
+int rmig_chan_wait_sem(struct rmig_chan *ch, sem_t *sem);
 /** Give a received message's buffer back (repost, grant). */
 int rmig_chan_msg_done(struct rmig_chan *ch, struct rmig_msg *m);
 /** A tx buffer to encode a message into; waits for a credit and a buffer.

@@ -225,11 +225,11 @@ static int handle_devstate(struct dest_chan *p, struct rmig_msg *m)
 
 /*
  * Wait at a SYNC marker until the caller releases us (the post of
- * p->release in rmig_dest_wait_sync() or the session's kick, each followed
- * by a wake of our poll; a wake is never lost, see provider.h).  Polling
- * meanwhile answers the source's keepalives and sends ours: the source
- * waits for our SYNC_ACK for as long as our caller takes, and a source that
- * vanishes meanwhile is noticed at the idle limit.
+ * p->release in rmig_dest_wait_sync() or the session's kick), waking when a
+ * keepalive is due to answer the source's and send ours: the source waits
+ * for our SYNC_ACK for as long as our caller takes, and a source that
+ * vanishes meanwhile is noticed at the idle limit.  The semaphore orders
+ * what the caller wrote before its post before what we read after.
  */
 static int park(struct dest_chan *p)
 {
@@ -237,16 +237,9 @@ static int park(struct dest_chan *p)
 	int ret;
 
 	ch->awaiting = "the peer's keepalives (parked at a SYNC marker)";
-	/* A successful trywait pairs with that sem_post: what the caller
-	 * wrote before it is visible to us after. */
-	while (sem_trywait(&p->release)) {
-		ret = rmig_chan_progress(ch, (int)rmig_param(
-						 RMIG_PARAM_POLL_SLICE_MS));
-		if (ret)
-			return ret;
-	}
+	ret = rmig_chan_wait_sem(ch, &p->release);
 	ch->awaiting = NULL;
-	return 0;
+	return ret;
 }
 
 /* Stop at the marker until the caller releases us, then acknowledge. */
@@ -458,12 +451,8 @@ int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms)
 				      d->chans[0]->sync_num, want, n->seq);
 	d->arrived = 0;
 	atomic_fetch_add_explicit(&d->syncs_done, 1, memory_order_relaxed);
-	for (unsigned i = 0; i < d->nchans; i++) {
-		/* Pairs with the sem_trywait() in park(); the wake ends the
-		 * channel's poll there. */
+	for (unsigned i = 0; i < d->nchans; i++)
 		sem_post(&d->chans[i]->release);
-		d->chans[i]->ch.tp->ops.conn_wake(d->chans[i]->ch.conn);
-	}
 	if (final) {
 		d->final_done = true;
 		return 1;

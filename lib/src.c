@@ -184,16 +184,15 @@ static int send_sync(struct src_chan *p, bool final)
 }
 
 /*
- * Wait for the caller's next job or sync.  Keep polling the channel
- * instead of sleeping on the semaphore: it drives the provider's progress
- * while writes are outstanding (libfabric tcp moves data only while someone
- * polls), and it keeps the channel alive while the caller is slow (the
- * destination waits for our next message: chan_live.c sends keepalives and
- * answers the destination's).  The caller wakes the poll.  All four
- * accesses are seq_cst: "polling = true; read pending_*" here against
- * "pending_* = true; read polling" in publish() and do_sync() is a
- * store-buffer handshake, so either we see the new work or the caller sees
- * polling and wakes the poll.
+ * Wait for the caller's next job or sync.  While writes are outstanding,
+ * keep driving the provider's progress (libfabric tcp moves data only while
+ * someone polls) instead of sleeping on the semaphore, and let the caller
+ * wake the poll.  All four accesses are seq_cst: "polling = true; read
+ * pending_*" here against "pending_* = true; read polling" in publish() and
+ * do_sync() is a store-buffer handshake, so either we see the new work or
+ * the caller sees polling and wakes the poll.  Otherwise sleep on the
+ * semaphore, waking when a keepalive is due (the destination waits for our
+ * next message however slow our caller is; rmig_chan_wait_sem()).
  */
 static int wait_work(struct src_chan *p)
 {
@@ -202,6 +201,11 @@ static int wait_work(struct src_chan *p)
 
 	ch->awaiting = "anything (idle between jobs: the peer's keepalives)";
 	for (;;) {
+		if (!ch->ops_outstanding) {
+			ret = rmig_chan_wait_sem(ch, &p->sem);
+			ch->awaiting = NULL;
+			return ret;
+		}
 		atomic_store(&p->polling, true);
 		if (atomic_load(&p->pending_job) ||
 		    atomic_load(&p->pending_sync)) {
