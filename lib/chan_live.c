@@ -90,13 +90,7 @@ int rmig_chan_wait_sem(struct rmig_chan *ch, sem_t *sem)
 			rmig_sem_wait(sem);
 			return 0;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &dl);
-		dl.tv_sec += ms / 1000;
-		dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-		if (dl.tv_nsec >= 1000000000L) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000L;
-		}
+		dl = rmig_timespec_after(CLOCK_MONOTONIC, ms);
 		if (!sem_clockwait(sem, CLOCK_MONOTONIC, &dl))
 			return 0;
 		if (errno == EINTR)

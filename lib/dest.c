@@ -399,13 +399,8 @@ int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms)
 	ret = check_active(d, "wait_sync");
 	if (ret)
 		return ret;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	dl = rmig_timespec_after(CLOCK_REALTIME, timeout_ms > 0 ? timeout_ms :
+				 0);
 	while (d->arrived < d->nchans) {
 		if (sem_wait_deadline(&d->sync_arrived, timeout_ms, &dl))
 			return rmig_err(-ETIMEDOUT, "wait_sync: %u of %u "
