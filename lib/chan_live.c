@@ -91,6 +91,9 @@ int rmig_chan_wait_sem(struct rmig_chan *ch, sem_t *sem)
 			return 0;
 		}
 		dl = rmig_timespec_after(CLOCK_MONOTONIC, ms);
+		/* Taken: pairs with the poster's sem_post() (publish(),
+		 * do_sync(), rmig_dest_wait_sync(), a kick), which orders
+		 * what it wrote before what our caller reads after. */
 		if (!sem_clockwait(sem, CLOCK_MONOTONIC, &dl))
 			return 0;
 		if (errno == EINTR)
