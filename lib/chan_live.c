@@ -90,11 +90,14 @@ int rmig_chan_wait_sem(struct rmig_chan *ch, sem_t *sem)
 			rmig_sem_wait(sem);
 			return 0;
 		}
-		dl = rmig_timespec_after(CLOCK_MONOTONIC, ms);
+		/* sem_timedwait() and its CLOCK_REALTIME: ThreadSanitizer
+		 * (gcc 12) sees no synchronisation in sem_clockwait().  At
+		 * most a second a wait, so that a clock step changes little. */
+		dl = rmig_timespec_after(CLOCK_REALTIME, ms < 1000 ? ms : 1000);
 		/* Taken: pairs with the poster's sem_post() (publish(),
 		 * do_sync(), rmig_dest_wait_sync(), a kick), which orders
 		 * what it wrote before what our caller reads after. */
-		if (!sem_clockwait(sem, CLOCK_MONOTONIC, &dl))
+		if (!sem_timedwait(sem, &dl))
 			return 0;
 		if (errno == EINTR)
 			continue;
