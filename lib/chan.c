@@ -30,6 +30,10 @@
  * before any wait (chan_poll() posts them first, so nothing the core waits
  * for is ever held back in it).
  *
+ * Liveness (chan_live.c): every wait of a live channel goes through
+ * chan_poll() or batch_post(), which check the idle limit and send the
+ * keepalives.
+ *
  * Everything here runs on the thread that owns the channel: the caller's
  * thread while connecting, then the channel thread.  Only the statistics
  * (relaxed atomics) are read by other threads.
@@ -44,7 +48,6 @@
 #include "rmig_numa.h"
 #include "regcache.h"
 
-#define CQE_BATCH 16
 /* How long a post that found a queue full waits for completions. */
 #define EAGAIN_POLL_MS 1
 
@@ -244,16 +247,16 @@ static int op_error(struct rmig_chan *ch, const struct rmig_cqe *e, int err)
 	return err; /* no operation named: the provider's message stands */
 }
 
-/* Handle up to CQE_BATCH completions, waiting up to @timeout_ms for the
+/* Handle up to RMIG_CQE_BATCH completions, waiting up to @timeout_ms for the
  * first.  Received messages (other than CREDIT) are stashed in order. */
 static int cq_poll(struct rmig_chan *ch, int timeout_ms)
 {
-	struct rmig_cqe cqe[CQE_BATCH];
+	struct rmig_cqe cqe[RMIG_CQE_BATCH];
 	int n;
 
 	cqe[0].op = 0;
 	cqe[0].ctx = NULL;
-	n = ch->tp->ops.poll(ch->conn, cqe, CQE_BATCH, timeout_ms);
+	n = ch->tp->ops.poll(ch->conn, cqe, RMIG_CQE_BATCH, timeout_ms);
 	if (n < 0)
 		return op_error(ch, &cqe[0], n);
 	for (int i = 0; i < n; i++) {
@@ -284,6 +287,9 @@ static int cq_poll(struct rmig_chan *ch, int timeout_ms)
 		if (idx >= ch->nrx)
 			return proto_err(ch, "receive completion with unknown "
 					 "context %p", e->ctx);
+		/* The peer is alive (chan.c, "Liveness"). */
+		ch->last_rx_ns = rmig_now_ns();
+		ch->ka_unanswered = 0;
 		ret = rmig_imm_parse(e->imm, &type, &grant);
 		if (ret)
 			return ret;
@@ -361,25 +367,84 @@ static int batch_post(struct rmig_chan *ch, const struct rmig_send *send)
 		ret = cq_poll(ch, EAGAIN_POLL_MS);
 		if (ret < 0)
 			return ret;
-	}
-}
-
-/* The one wait: post what the batch holds (a wait must never be for an op
- * not posted yet), then handle completions for up to @timeout_ms. */
-static int chan_poll(struct rmig_chan *ch, int timeout_ms)
-{
-	if (ch->nbw) {
-		int ret = batch_post(ch, NULL);
-
+		ret = rmig_chan_idle_check(ch, ret, "room in the send queue");
 		if (ret)
 			return ret;
 	}
-	return cq_poll(ch, timeout_ms);
+}
+
+/* Post a CREDIT message granting every ungranted buffer (none at all for a
+ * keepalive).  -EAGAIN when no record or op slot is free. */
+static int post_credit(struct rmig_chan *ch)
+{
+	unsigned grant = ch->ungranted;
+	struct rmig_txrec *r;
+	int ret;
+
+	if (ch->ops_outstanding >= ch->sess->max_ops || !(r = rec_get(ch)))
+		return -EAGAIN;
+	r->ops = ch->ops_unsignaled + 1;
+	r->info.op = RMIG_CQE_SEND;
+	r->info.msg = RMIG_MSG_CREDIT;
+	ret = batch_post(ch, &(struct rmig_send){
+		.buf = tx_buf(ch, 0), .len = 0, .mr = ch->bufs_mr,
+		.imm = rmig_imm_make(RMIG_MSG_CREDIT, grant), .ctx = r });
+	if (ret) {
+		rec_put(ch, r);
+		return ret;
+	}
+	ch->ops_unsignaled = 0;
+	ch->ops_outstanding++;
+	ch->ungranted = 0;
+	ch->last_tx_ns = rmig_now_ns();
+	RMIG_STAT_ADD(ch, messages, 1);
+	return 0;
+}
+
+/* A live channel that has sent nothing for keepalive_ns() sends a
+ * keepalive, unless the peer has not answered the last ones (it only
+ * waits then), or no record or op slot is free (the next wait tries
+ * again). */
+static int keepalive(struct rmig_chan *ch)
+{
+	int ret;
+
+	if (!rmig_chan_keepalive_due(ch))
+		return 0;
+	ret = post_credit(ch);
+	if (ret == -EAGAIN)
+		return 0;
+	if (!ret)
+		ch->ka_unanswered++;
+	return ret;
+}
+
+/* The one wait: post what the batch holds (a wait must never be for an op
+ * not posted yet), then handle completions for up to @timeout_ms; on a
+ * live channel, check the idle limit (waiting for @what) and send a
+ * keepalive when one is due. */
+static int chan_poll(struct rmig_chan *ch, int timeout_ms, const char *what)
+{
+	int n, ret;
+
+	if (ch->nbw) {
+		ret = batch_post(ch, NULL);
+		if (ret)
+			return ret;
+	}
+	n = cq_poll(ch, rmig_chan_live_timeout(ch, timeout_ms));
+	if (n < 0)
+		return n;
+	ret = rmig_chan_idle_check(ch, n, what);
+	if (!ret)
+		ret = keepalive(ch);
+	return ret ? ret : n;
 }
 
 int rmig_chan_progress(struct rmig_chan *ch, int timeout_ms)
 {
-	int ret = chan_poll(ch, timeout_ms);
+	int ret = chan_poll(ch, timeout_ms,
+			    ch->awaiting ? ch->awaiting : "a message");
 
 	return ret < 0 ? ret : 0;
 }
@@ -425,7 +490,8 @@ int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms)
 		if (chan_aborted(ch))
 			return rmig_err(-ECANCELED, "accept ended while "
 					"waiting for a message");
-		int ret = chan_poll(ch, slice(s, timeout_ms, deadline));
+		int ret = chan_poll(ch, slice(s, timeout_ms, deadline),
+				    ch->awaiting ? ch->awaiting : "a message");
 
 		if (ret < 0)
 			return ret;
@@ -439,34 +505,21 @@ int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms)
 static int send_credit(struct rmig_chan *ch)
 {
 	struct rmig_session *s = ch->sess;
-	unsigned grant = ch->ungranted;
-	struct rmig_txrec *r;
-	int ret;
 
-	while (!(r = rec_get(ch)) || ch->ops_outstanding >= s->max_ops) {
-		if (r)
-			rec_put(ch, r);
-		ret = chan_poll(ch, (int)rmig_param(RMIG_PARAM_POLL_SLICE_MS));
+	for (;;) {
+		int ret = post_credit(ch);
+
+		if (ret != -EAGAIN)
+			return ret;
+		ret = chan_poll(ch, (int)rmig_param(RMIG_PARAM_POLL_SLICE_MS),
+				"completions of posted operations");
 		if (ret < 0)
 			return ret;
 		if (rmig_sess_failed(s))
 			return rmig_sess_check(s);
+		if (!ch->ungranted)
+			return 0; /* a keepalive granted them */
 	}
-	r->ops = ch->ops_unsignaled + 1;
-	r->info.op = RMIG_CQE_SEND;
-	r->info.msg = RMIG_MSG_CREDIT;
-	ret = batch_post(ch, &(struct rmig_send){
-		.buf = tx_buf(ch, 0), .len = 0, .mr = ch->bufs_mr,
-		.imm = rmig_imm_make(RMIG_MSG_CREDIT, grant), .ctx = r });
-	if (ret) {
-		rec_put(ch, r);
-		return ret;
-	}
-	ch->ops_unsignaled = 0;
-	ch->ops_outstanding++;
-	ch->ungranted = 0;
-	RMIG_STAT_ADD(ch, messages, 1);
-	return 0;
 }
 
 int rmig_chan_msg_done(struct rmig_chan *ch, struct rmig_msg *m)
@@ -508,7 +561,9 @@ static int wait_tx(struct rmig_chan *ch, unsigned nops, bool need_msg,
 			return rmig_err(-ETIMEDOUT, "no %s from the peer for "
 					"%d ms", need_msg && !ch->credits ?
 					"credit" : "completion", timeout_ms);
-		int ret = chan_poll(ch, slice(s, timeout_ms, deadline));
+		int ret = chan_poll(ch, slice(s, timeout_ms, deadline),
+				    need_msg && !ch->credits ? "a credit" :
+				    "completions of posted operations");
 
 		if (ret < 0)
 			return ret;
@@ -556,6 +611,7 @@ int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 	ch->ops_outstanding++;
 	ch->credits--;
 	ch->ungranted -= grant;
+	ch->last_tx_ns = rmig_now_ns();
 	RMIG_STAT_ADD(ch, messages, 1);
 	RMIG_STAT_ADD(ch, bytes, len);
 	return 0;
@@ -569,7 +625,8 @@ static int drain_all(struct rmig_chan *ch)
 
 	while (ch->ops_outstanding) {
 		int ret = chan_poll(ch, (int)rmig_param(
-					    RMIG_PARAM_POLL_SLICE_MS));
+					    RMIG_PARAM_POLL_SLICE_MS),
+				    "completions of posted operations");
 
 		if (ret < 0)
 			return ret;
@@ -606,8 +663,15 @@ static int local_mr(struct rmig_chan *ch, int block, uint64_t offset,
 				return ret;
 			continue;
 		}
-		rmig_regcache_wait(ch->tp->cache, (int)rmig_param(
-					   RMIG_PARAM_POLL_SLICE_MS));
+		/* Nothing of ours is outstanding: polling is safe, and
+		 * keeps the channel alive while other channels hold every
+		 * chunk. */
+		ret = chan_poll(ch, 0, "a free registration chunk");
+		if (ret < 0)
+			return ret;
+		rmig_regcache_wait(ch->tp->cache, rmig_chan_live_timeout(
+					   ch, (int)rmig_param(
+						   RMIG_PARAM_POLL_SLICE_MS)));
 		if (rmig_sess_failed(s))
 			return rmig_sess_check(s);
 	}
@@ -710,7 +774,8 @@ int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms)
 			return rmig_err(-ETIMEDOUT, "channel %u: %u operations "
 					"still outstanding after %d ms", ch->id,
 					ch->ops_outstanding, timeout_ms);
-		int ret = chan_poll(ch, slice(s, timeout_ms, deadline));
+		int ret = chan_poll(ch, slice(s, timeout_ms, deadline),
+				    "completions of posted operations");
 
 		if (ret < 0)
 			return ret;

@@ -29,6 +29,22 @@ static inline int64_t rmig_now_ms(void)
 	return (int64_t)(rmig_now_ns() / 1000000u);
 }
 
+/** The time @ms (>= 0) from now on clock @clk, as the timed waits of
+ *  pthreads and semaphores take it. */
+static inline struct timespec rmig_timespec_after(clockid_t clk, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 /** Deadline @timeout_ms from now (a negative or zero timeout: now). */
 static inline uint64_t rmig_deadline_ns(int timeout_ms)
 {

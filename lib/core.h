@@ -25,9 +25,21 @@
 #include "wire.h"
 
 /** Receive buffers beyond the credited ones, for uncredited CREDIT
- *  messages.  A side sends CREDIT only once rx_depth/2 credited messages
- *  from its peer are ungranted, so at most two can be outstanding. */
-#define RMIG_CREDIT_SPARE 4
+ *  messages (chan.c, "Credits" and "Liveness"): two for grants (a side
+ *  sends a grant-only CREDIT once rx_depth/2 credited messages from its
+ *  peer are ungranted, so at most two are outstanding) and four for
+ *  keepalives (at most RMIG_KEEPALIVE_UNANSWERED since the peer's last
+ *  message, twice: the peer may have sent that message before it reposted
+ *  the buffers of the ones before). */
+#define RMIG_CREDIT_SPARE 6
+/** Keepalives a channel sends, at most, with no message from the peer in
+ *  between; then it only waits (and fails at the idle limit). */
+#define RMIG_KEEPALIVE_UNANSWERED 2
+/** A live channel that has sent nothing for idle_timeout_ms / 4, or for
+ *  this long if that is shorter, sends a keepalive. */
+#define RMIG_KEEPALIVE_MAX_MS 1000u
+/* Completions a channel takes from its provider in one poll. */
+#define RMIG_CQE_BATCH 16
 /* Writes a channel gathers before it posts them (provider.h: post). */
 #define RMIG_BATCH_MAX 32
 
@@ -91,6 +103,9 @@ struct rmig_session {
 	struct in6_addr *allowed;
 	unsigned nallowed;
 	unsigned connect_timeout_ms;
+	/* A live channel fails after this long without a message from its
+	 * peer (chan.c, "Liveness"). */
+	unsigned idle_timeout_ms;
 	uint64_t devstate_max;
 	unsigned rx_depth;
 	unsigned tx_depth;
@@ -225,6 +240,16 @@ struct rmig_chan {
 	 * transport), the channel's waits give up with -ECANCELED.  NULL
 	 * otherwise. */
 	_Atomic bool *abort;
+	/* Liveness (channel thread only; chan.c, "Liveness"): on from
+	 * rmig_chan_go_live() to rmig_chan_go_quiet().  Times from
+	 * rmig_now_ns(). */
+	bool live;
+	uint64_t last_rx_ns; /* a message of the peer's was last polled */
+	uint64_t last_tx_ns; /* we last sent a message */
+	unsigned ka_unanswered; /* keepalives since the peer's last message */
+	/* What rmig_chan_recv() and rmig_chan_progress() wait for, for the
+	 * idle timeout's message (NULL: "a message"). */
+	const char *awaiting;
 
 	struct rmig_chan_stats_atomic st;
 };
@@ -312,6 +337,30 @@ int rmig_chan_recv(struct rmig_chan *ch, struct rmig_msg *m, int timeout_ms);
 /** Handle completions for up to @timeout_ms (progress for providers that
  *  need it); messages received are kept for rmig_chan_recv(). */
 int rmig_chan_progress(struct rmig_chan *ch, int timeout_ms);
+/** The channel thread starts: from now on every wait of the channel sends
+ *  keepalives and fails with -ETIMEDOUT after the session's idle limit
+ *  without a message from the peer. */
+void rmig_chan_go_live(struct rmig_chan *ch);
+/** No more keepalives nor idle limit (the final sync is done, or the
+ *  thread leaves). */
+void rmig_chan_go_quiet(struct rmig_chan *ch);
+
+/* chan_live.c, for chan.c */
+/** After a poll that returned @n completions: -ETIMEDOUT (with a message
+ *  naming @what the channel waited for) when a live channel has received
+ *  nothing from its peer for the idle limit; else 0. */
+int rmig_chan_idle_check(struct rmig_chan *ch, int n, const char *what);
+/** @timeout_ms, shortened so that a live channel's poll returns in time
+ *  for its next keepalive and its idle limit. */
+int rmig_chan_live_timeout(const struct rmig_chan *ch, int timeout_ms);
+/** True when a live channel should send a keepalive now. */
+bool rmig_chan_keepalive_due(const struct rmig_chan *ch);
+/** Wait on @sem (posted by the caller's thread, or the session's kick)
+ *  while the channel stays alive: each time a keepalive or the idle limit
+ *  is due, poll the channel (rmig_chan_progress(), without waiting) and
+ *  wait again.  0 once @sem is taken, or the channel's error.  A channel
+ *  not live just waits. */
+int rmig_chan_wait_sem(struct rmig_chan *ch, sem_t *sem);
 /** Give a received message's buffer back (repost, grant). */
 int rmig_chan_msg_done(struct rmig_chan *ch, struct rmig_msg *m);
 /** A tx buffer to encode a message into; waits for a credit and a buffer.
@@ -365,6 +414,9 @@ int rmig_dest_create_prov(const struct rmig_config *cfg,
  *  as its ACCEPT announces it (remote address and key).  0 or -EINVAL. */
 int rmig_dest_block_remote(rmig_dest *d, unsigned block, uint64_t *raddr,
 			   uint64_t *rkey);
+/** Test hook: the most device-state bytes @d held at once (blobs received
+ *  and not taken, and blobs being reassembled). */
+uint64_t rmig_dest_devstate_held_max(rmig_dest *d);
 /* ... and to test transport auto with two given providers. */
 int rmig_src_create_auto(const struct rmig_config *cfg,
 			 const struct rmig_provider_ops *verbs,

@@ -100,6 +100,42 @@ static void ds_free(struct ds_node *n)
 	}
 }
 
+/* Count the blob whose first fragment @f just came, whole, in the bytes
+ * held: -ENOSPC when that would exceed devstate_max (blobs received and
+ * not taken yet, or being reassembled on any channel). */
+static int ds_reserve(struct rmig_dest *d, const struct rmig_devstate_frag *f)
+{
+	uint64_t max = d->s.devstate_max;
+	int ret = 0;
+
+	pthread_mutex_lock(&d->ds_lock);
+	if (d->ds_held + f->total_len > max)
+		ret = rmig_err(-ENOSPC, "device state: blob %u ('%s', %llu "
+			       "bytes) would make %llu bytes held, above "
+			       "devstate_max %llu (%llu held already: blobs "
+			       "received and not taken by "
+			       "rmig_dest_recv_devstate(), or being "
+			       "reassembled)", f->seq, f->idstr,
+			       (unsigned long long)f->total_len,
+			       (unsigned long long)(d->ds_held + f->total_len),
+			       (unsigned long long)max,
+			       (unsigned long long)d->ds_held);
+	else
+		d->ds_held += f->total_len;
+	if (d->ds_held > d->ds_held_max)
+		d->ds_held_max = d->ds_held;
+	pthread_mutex_unlock(&d->ds_lock);
+	return ret;
+}
+
+/* Undo ds_reserve() for a blob dropped or taken. */
+static void ds_unreserve(struct rmig_dest *d, uint64_t len)
+{
+	pthread_mutex_lock(&d->ds_lock);
+	d->ds_held -= len;
+	pthread_mutex_unlock(&d->ds_lock);
+}
+
 static int ds_enqueue(struct rmig_dest *d, struct ds_node *n)
 {
 	struct ds_node **pp;
@@ -111,15 +147,6 @@ static int ds_enqueue(struct rmig_dest *d, struct ds_node *n)
 			       "delivered already", n->seq, n->ds.idstr);
 		goto out;
 	}
-	if (d->ds_queued + n->ds.len > RMIG_DEVSTATE_MAX_LIMIT) {
-		ret = rmig_err(-ENOBUFS, "device state: blob %u ('%s', %zu "
-			       "bytes) would make %llu bytes waiting to be "
-			       "taken, above the %u limit", n->seq,
-			       n->ds.idstr, n->ds.len,
-			       (unsigned long long)(d->ds_queued + n->ds.len),
-			       RMIG_DEVSTATE_MAX_LIMIT);
-		goto out;
-	}
 	for (pp = &d->ds_list; *pp && (*pp)->seq < n->seq; pp = &(*pp)->next)
 		;
 	if (*pp && (*pp)->seq == n->seq) {
@@ -129,7 +156,6 @@ static int ds_enqueue(struct rmig_dest *d, struct ds_node *n)
 	}
 	n->next = *pp;
 	*pp = n;
-	d->ds_queued += n->ds.len;
 out:
 	pthread_mutex_unlock(&d->ds_lock);
 	return ret;
@@ -150,10 +176,14 @@ static int handle_devstate(struct dest_chan *p, struct rmig_msg *m)
 			return rmig_err(-EPROTO, "device state: blob %u starts "
 					"before blob %u ('%s') is complete",
 					f.seq, n->seq, n->ds.idstr);
+		ret = ds_reserve(d, &f);
+		if (ret)
+			return ret;
 		n = calloc(1, sizeof(*n));
 		if (!n || !(n->ds.data = malloc(f.total_len ? f.total_len :
 							      1))) {
 			free(n);
+			ds_unreserve(d, f.total_len);
 			return rmig_err(-ENOMEM, "device state '%s': cannot "
 					"allocate %llu bytes", f.idstr,
 					(unsigned long long)f.total_len);
@@ -184,12 +214,32 @@ static int handle_devstate(struct dest_chan *p, struct rmig_msg *m)
 	ret = ds_enqueue(d, n);
 	if (ret) {
 		ds_free(n);
+		ds_unreserve(d, len);
 		return ret;
 	}
 	atomic_fetch_add_explicit(&d->devstate_blobs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&d->devstate_bytes, len,
 				  memory_order_relaxed);
 	return 0;
+}
+
+/*
+ * Wait at a SYNC marker until the caller releases us (the post of
+ * p->release in rmig_dest_wait_sync() or the session's kick), waking when a
+ * keepalive is due to answer the source's and send ours: the source waits
+ * for our SYNC_ACK for as long as our caller takes, and a source that
+ * vanishes meanwhile is noticed at the idle limit.  The semaphore orders
+ * what the caller wrote before its post before what we read after.
+ */
+static int park(struct dest_chan *p)
+{
+	struct rmig_chan *ch = &p->ch;
+	int ret;
+
+	ch->awaiting = "the peer's keepalives (parked at a SYNC marker)";
+	ret = rmig_chan_wait_sem(ch, &p->release);
+	ch->awaiting = NULL;
+	return ret;
 }
 
 /* Stop at the marker until the caller releases us, then acknowledge. */
@@ -224,7 +274,9 @@ static int handle_sync(struct dest_chan *p, struct rmig_msg *m)
 	p->sync_final = sm.flags & RMIG_SYNC_FINAL;
 	RMIG_STAT_ADD(ch, syncs, 1);
 	sem_post(&d->sync_arrived);
-	rmig_sem_wait(&p->release);
+	ret = park(p);
+	if (ret)
+		return ret;
 	if (rmig_sess_failed(&d->s))
 		return rmig_sess_check(&d->s);
 	idx = rmig_chan_tx_get(ch, &buf, -1);
@@ -246,7 +298,10 @@ void *rmig_dest_thread(void *arg)
 	if (ret)
 		rmig_log_warn("channel %u: %s; running unbound", ch->id,
 			      rmig_err_msg());
+	rmig_chan_go_live(ch);
 	for (;;) {
+		ch->awaiting = p->cur ? "the rest of a device-state blob" :
+			       "a packet, device state or SYNC";
 		ret = rmig_chan_recv(ch, &m, -1);
 		if (ret < 0)
 			break;
@@ -264,6 +319,9 @@ void *rmig_dest_thread(void *arg)
 			if (ret)
 				goto out;
 			if (p->sync_final) {
+				/* Done: the source leaves after our
+				 * SYNC_ACK. */
+				rmig_chan_go_quiet(ch);
 				ret = rmig_chan_drain(ch, 5000);
 				goto out;
 			}
@@ -280,6 +338,7 @@ void *rmig_dest_thread(void *arg)
 			break;
 	}
 out:
+	rmig_chan_go_quiet(ch);
 	/* Record it unless the session failed first (then it is only the
 	 * echo of that failure). */
 	if (ret && !rmig_sess_failed(s))
@@ -340,13 +399,8 @@ int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms)
 	ret = check_active(d, "wait_sync");
 	if (ret)
 		return ret;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	dl = rmig_timespec_after(CLOCK_REALTIME, timeout_ms > 0 ? timeout_ms :
+				 0);
 	while (d->arrived < d->nchans) {
 		if (sem_wait_deadline(&d->sync_arrived, timeout_ms, &dl))
 			return rmig_err(-ETIMEDOUT, "wait_sync: %u of %u "
@@ -417,7 +471,7 @@ int rmig_dest_recv_devstate(rmig_dest *d, struct rmig_devstate **out)
 		n = d->ds_list;
 		d->ds_list = n->next;
 		d->ds_next++;
-		d->ds_queued -= n->ds.len;
+		d->ds_held -= n->ds.len;
 	}
 	pthread_mutex_unlock(&d->ds_lock);
 	if (!n)
@@ -426,6 +480,16 @@ int rmig_dest_recv_devstate(rmig_dest *d, struct rmig_devstate **out)
 	/* ds is the node's first member: rmig_devstate_free() frees both. */
 	*out = &n->ds;
 	return 0;
+}
+
+uint64_t rmig_dest_devstate_held_max(rmig_dest *d)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&d->ds_lock);
+	v = d->ds_held_max;
+	pthread_mutex_unlock(&d->ds_lock);
+	return v;
 }
 
 void rmig_devstate_free(struct rmig_devstate *ds)

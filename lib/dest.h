@@ -78,7 +78,11 @@ struct rmig_dest {
 	pthread_mutex_t ds_lock;
 	struct ds_node *ds_list; /* completed blobs, sorted by seq */
 	uint32_t ds_next;        /* seq the caller gets next */
-	uint64_t ds_queued;      /* bytes in ds_list */
+	/* Bytes held: the blobs in ds_list and the ones the channels are
+	 * reassembling (counted whole from their first fragment), at most
+	 * devstate_max; ds_held_max, the most it ever was (test hook). */
+	uint64_t ds_held;
+	uint64_t ds_held_max;
 
 	/* What the caller configured (accept adopts the source's values
 	 * when these are unset, and restores them if it fails). */

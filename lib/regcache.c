@@ -215,15 +215,8 @@ void rmig_regcache_release(struct rmig_regcache *c, struct rmig_chan *ch)
 
 void rmig_regcache_wait(struct rmig_regcache *c, int timeout_ms)
 {
-	struct timespec ts;
+	struct timespec ts = rmig_timespec_after(CLOCK_MONOTONIC, timeout_ms);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&c->lock);
 	if (victim(c) < 0)
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);

@@ -233,7 +233,8 @@ static int auth_config(struct rmig_session *s, const struct rmig_config *cfg)
 int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 		   const struct rmig_provider_ops *prov, bool is_dest)
 {
-	const uint64_t known = 0x7ff | RMIG_CFG_AUTH_KEY | RMIG_CFG_AUTH_KEY_FILE |
+	const uint64_t known = 0xfff | /* RMIG_CFG_TRANSPORT..IDLE_TIMEOUT */
+			       RMIG_CFG_AUTH_KEY | RMIG_CFG_AUTH_KEY_FILE |
 			       RMIG_CFG_INSECURE | RMIG_CFG_ALLOWED_SOURCES;
 	bool auto_mode = false;
 	uint64_t m;
@@ -314,6 +315,17 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 					"%u out of range 1..3600000",
 					cfg->connect_timeout_ms);
 		s->connect_timeout_ms = cfg->connect_timeout_ms;
+	}
+	s->idle_timeout_ms = RMIG_IDLE_TIMEOUT_DEFAULT_MS;
+	if (m & RMIG_CFG_IDLE_TIMEOUT) {
+		if (cfg->idle_timeout_ms < RMIG_IDLE_TIMEOUT_MIN_MS ||
+		    cfg->idle_timeout_ms > RMIG_IDLE_TIMEOUT_MAX_MS)
+			return rmig_err(-EINVAL, "config: idle_timeout_ms %u "
+					"out of range %u..%u",
+					cfg->idle_timeout_ms,
+					RMIG_IDLE_TIMEOUT_MIN_MS,
+					RMIG_IDLE_TIMEOUT_MAX_MS);
+		s->idle_timeout_ms = cfg->idle_timeout_ms;
 	}
 	s->devstate_max = RMIG_DEVSTATE_MAX_DEFAULT;
 	if (m & RMIG_CFG_DEVSTATE_MAX) {

@@ -160,10 +160,13 @@ static int send_sync(struct src_chan *p, bool final)
 	if (ret)
 		return ret;
 	/* The destination answers once its caller has seen SYNC on every
-	 * channel; that may take as long as the caller likes. */
+	 * channel; that may take as long as the caller likes, its channel
+	 * sending keepalives meanwhile (the idle limit bounds the wait). */
+	ch->awaiting = "SYNC_ACK";
 	do {
 		ret = rmig_chan_recv(ch, &m, -1);
 	} while (ret == 0);
+	ch->awaiting = NULL;
 	if (ret < 0)
 		return ret;
 	if (m.type != RMIG_MSG_SYNC_ACK)
@@ -187,22 +190,27 @@ static int send_sync(struct src_chan *p, bool final)
  * wake the poll.  All four accesses are seq_cst: "polling = true; read
  * pending_*" here against "pending_* = true; read polling" in publish() and
  * do_sync() is a store-buffer handshake, so either we see the new work or
- * the caller sees polling and wakes the poll.
+ * the caller sees polling and wakes the poll.  Otherwise sleep on the
+ * semaphore, waking when a keepalive is due (the destination waits for our
+ * next message however slow our caller is; rmig_chan_wait_sem()).
  */
 static int wait_work(struct src_chan *p)
 {
 	struct rmig_chan *ch = &p->ch;
 	int ret;
 
+	ch->awaiting = "anything (idle between jobs: the peer's keepalives)";
 	for (;;) {
 		if (!ch->ops_outstanding) {
-			rmig_sem_wait(&p->sem);
-			return 0;
+			ret = rmig_chan_wait_sem(ch, &p->sem);
+			ch->awaiting = NULL;
+			return ret;
 		}
 		atomic_store(&p->polling, true);
 		if (atomic_load(&p->pending_job) ||
 		    atomic_load(&p->pending_sync)) {
 			atomic_store(&p->polling, false);
+			ch->awaiting = NULL;
 			rmig_sem_wait(&p->sem);
 			return 0;
 		}
@@ -228,6 +236,7 @@ void *rmig_src_thread(void *arg)
 		rmig_log_warn("channel %u: %s; running unbound", p->ch.id,
 			      rmig_err_msg());
 	ret = 0;
+	rmig_chan_go_live(&p->ch);
 	for (;;) {
 		sem_post(&src->channels_ready);
 		ret = wait_work(p);
@@ -274,6 +283,9 @@ void *rmig_src_thread(void *arg)
 				break;
 		}
 	}
+	/* After the final SYNC_ACK, or failing: no keepalive any more (the
+	 * peer's thread may be gone), no idle limit. */
+	rmig_chan_go_quiet(&p->ch);
 	/* Record it unless the session failed first (then it is only the
 	 * echo of that failure; rmig_sess_fail() keeps the first anyway). */
 	if (ret && !rmig_sess_failed(s))

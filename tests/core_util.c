@@ -365,6 +365,9 @@ void dest_up(struct mig *m, const char *const names[NBLK],
 
 	cfg_init(&c, m->addr, m->channels, m->ppp);
 	auth_override(&c, &m->dst_auth);
+	c.field_mask |= m->dst_extra.field_mask;
+	c.idle_timeout_ms = m->dst_extra.idle_timeout_ms;
+	c.devstate_max = m->dst_extra.devstate_max;
 	if (m->dst_verbs)
 		assert_ok(rmig_dest_create_auto(&c, m->dst_verbs,
 						&rmig_mock_provider, &m->dst));
@@ -402,6 +405,8 @@ void src_up(struct mig *m)
 	c.numa_node = m->src_extra.numa_node;
 	memcpy(c.uuid, m->src_extra.uuid, 16);
 	auth_override(&c, &m->src_extra);
+	c.idle_timeout_ms = m->src_extra.idle_timeout_ms;
+	c.devstate_max = m->src_extra.devstate_max;
 	if (m->src_verbs)
 		assert_ok(rmig_src_create_auto(&c, m->src_verbs,
 					       &rmig_mock_provider, &m->src));

@@ -165,6 +165,9 @@ struct mig {
 	 * in src_extra / dst_auth replaces the tests' shared secret; with
 	 * it, dst_auth's RMIG_CFG_ALLOWED_SOURCES is taken too. */
 	struct rmig_config dst_auth;
+	/* The same for the destination: field_mask bits with
+	 * idle_timeout_ms and devstate_max. */
+	struct rmig_config dst_extra;
 	const struct rmig_provider_ops *src_verbs, *dst_verbs;
 };
 

@@ -70,7 +70,7 @@ rmig_integ_test(test_handshake 90 ARGS forget)
 rmig_integ_test(test_handshake 90 ARGS silent)
 rmig_integ_test(test_handshake 60 ARGS dsgap)
 
-# test_peer_death killdest|killsrc CHANNELS SIZE_MIB
+# test_peer_death killdest|killsrc|stopdest|stopsrc CHANNELS SIZE_MIB [idle]
 rmig_integ_test(test_peer_death 120 SOURCES test_peer_death.c
   ARGS killdest 4 256)
 rmig_integ_test(test_peer_death 120 ARGS killsrc 4 256)
@@ -78,3 +78,9 @@ rmig_integ_test(test_peer_death 120 ARGS killdest 1 64)
 rmig_integ_test(test_peer_death 120 ARGS killsrc 8 64)
 rmig_integ_test(test_peer_death 120 ARGS killdest 2 32 idle)
 rmig_integ_test(test_peer_death 120 ARGS killsrc 2 32 idle)
+# The same with SIGSTOP: the stopped side sends nothing, not even a reset;
+# the survivor's idle limit (1 s here) must end its wait.
+rmig_integ_test(test_peer_death 120 ARGS stopdest 4 256)
+rmig_integ_test(test_peer_death 120 ARGS stopsrc 4 256)
+rmig_integ_test(test_peer_death 120 ARGS stopdest 2 32 idle)
+rmig_integ_test(test_peer_death 120 ARGS stopsrc 2 32 idle)

@@ -92,10 +92,15 @@ add_test(NAME rmig_migrate_live_ondemand
           --reg-cache 2)
 add_test(NAME rmig_migrate_still_demo
   COMMAND rmig-migrate demo --still --size 32M --channels 2)
+# --idle-timeout, given to both processes: connected, the source warms up
+# for three idle limits with nothing to send; keepalives carry it.
+add_test(NAME rmig_migrate_live_idle
+  COMMAND rmig-migrate demo --size 32M --channels 2 --warmup 3
+          --idle-timeout 1000 --resume-steps 1000)
 math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")
 set_tests_properties(rmig_migrate_live_demo rmig_migrate_live_giveup
   rmig_migrate_live_two_host rmig_migrate_live_ondemand rmig_migrate_still_demo
-  PROPERTIES TIMEOUT ${tool_t} LABELS "live;integration")
+  rmig_migrate_live_idle PROPERTIES TIMEOUT ${tool_t} LABELS "live;integration")
 set_tests_properties(rmig_migrate_live_giveup PROPERTIES
   PASS_REGULAR_EXPRESSION
   "\"source_intact\":true,[^}]*\"source_steps_after_failure\":[1-9][0-9]*.*did not converge")

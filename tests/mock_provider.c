@@ -88,6 +88,7 @@ static void cnt_max(_Atomic uint64_t *m, uint64_t v)
 
 static _Atomic unsigned cfg_delay_us;
 static _Atomic unsigned cfg_send_delay_type, cfg_send_delay_us;
+static _Atomic int cfg_silent; /* enum mock_silent */
 static _Atomic unsigned cfg_max_iov = MOCK_DEFAULT_MAX_IOV;
 static _Atomic uint64_t cfg_max_msg = MOCK_DEFAULT_MAX_MSG;
 static _Atomic bool cfg_check_send = true;
@@ -188,6 +189,11 @@ void mock_set_delay_us(unsigned us)
 	atomic_store_explicit(&cfg_delay_us, us, memory_order_relaxed);
 }
 
+void mock_set_silent(enum mock_silent which)
+{
+	atomic_store_explicit(&cfg_silent, (int)which, memory_order_relaxed);
+}
+
 void mock_set_send_delay_us(unsigned type, unsigned us)
 {
 	atomic_store_explicit(&cfg_send_delay_type, type, memory_order_relaxed);
@@ -244,6 +250,7 @@ void mock_reset(void)
 	mock_set_eagain_every(every ? (unsigned)strtoul(every, NULL, 10) : 0);
 	mock_set_delay_us(0);
 	mock_set_send_delay_us(0, 0);
+	mock_set_silent(MOCK_SILENT_NONE);
 	mock_set_max_iov(0);
 	mock_set_max_msg_size(0);
 	mock_set_check_send_buffers(true);
@@ -1394,6 +1401,14 @@ out:
 
 /* Deliver a message into @peer's oldest posted receive.  0, or -EPROTO /
  * -ECONNRESET with @why filled.  Under link->rw (read). */
+/* mock_set_silent(): does what @c posts vanish on the way? */
+static bool silenced(const struct mock_conn *c)
+{
+	int w = atomic_load_explicit(&cfg_silent, memory_order_relaxed);
+
+	return w == (c->passive ? MOCK_SILENT_PASSIVE : MOCK_SILENT_ACTIVE);
+}
+
 static int deliver(struct mock_conn *peer, const void *buf, size_t len,
 		   uint32_t imm, char *why, size_t whylen)
 {
@@ -1484,7 +1499,7 @@ static int send_one(struct mock_conn *c, const struct rmig_send *m)
 	void *snap = NULL;
 	uint64_t seq = 0;
 	unsigned delay;
-	int ret, err;
+	int ret, err = 0;
 
 	if (len && !buf)
 		return rmig_err(-EINVAL, "mock send: NULL argument");
@@ -1540,7 +1555,7 @@ static int send_one(struct mock_conn *c, const struct rmig_send *m)
 		err = -ECONNRESET;
 		snprintf(why, sizeof(why), "connection reset: the peer closed "
 			 "the connection");
-	} else {
+	} else if (!silenced(c)) {
 		err = deliver(peer, buf, len, imm, why, sizeof(why));
 	}
 	pthread_rwlock_unlock(&link->rw);
@@ -1707,7 +1722,8 @@ static int write_one(struct mock_conn *c, const struct rmig_write *w)
 			snprintf(why, sizeof(why), "the peer's connection %u "
 				 "is in error", peer->id);
 			fail_op(c, RMIG_CQE_WRITE, ctx, seq, ret, "%s", why);
-		} else if ((ret = do_write(peer, iov, niov, total, raddr, rkey,
+		} else if (!silenced(c) &&
+			   (ret = do_write(peer, iov, niov, total, raddr, rkey,
 					   why, sizeof(why)))) {
 			char msg[RMIG_ERR_MSG_MAX];
 

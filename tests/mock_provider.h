@@ -143,6 +143,21 @@ void mock_set_delay_us(unsigned us);
  *  destination's rmig_dest_accept() has not returned yet. */
 void mock_set_send_delay_us(unsigned type, unsigned us);
 
+/** Which side mock_set_silent() silences. */
+enum mock_silent {
+	MOCK_SILENT_NONE = 0,
+	MOCK_SILENT_ACTIVE = 1,  /**< connections that connected (sources) */
+	MOCK_SILENT_PASSIVE = 2, /**< connections a listener got (dests) */
+};
+
+/** From now on, every send and write posted on a connection of side @which
+ *  vanishes on the way: it completes at its poster as if sent, but nothing
+ *  reaches the peer (no message, no byte written, no reset), as from a
+ *  process stopped or a host gone without a FIN or RST.  The other
+ *  direction still works.  MOCK_SILENT_NONE (the default, and after
+ *  mock_reset()) delivers everything again. */
+void mock_set_silent(enum mock_silent which);
+
 /** Limits reported by (and enforced for) domains opened from now on.
  *  Defaults: max_iov 4, max_msg_size 1 GiB. */
 void mock_set_max_iov(unsigned n);

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "provider_suite.h"
 
 int64_t now_ms(void)
@@ -86,15 +87,8 @@ void close_side(struct side *s)
 
 void join_or_die(pthread_t t, int ms, const char *what)
 {
-	struct timespec ts;
+	struct timespec ts = rmig_timespec_after(CLOCK_REALTIME, ms);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	if (pthread_timedjoin_np(t, NULL, &ts)) {
 		fprintf(stderr, "FATAL: %s did not finish within %d ms\n", what,
 			ms);

@@ -139,6 +139,32 @@ static void test_numa(void **state)
 	assert_int_equal(c.numa_node, 1);
 }
 
+/* --idle-timeout MS: 100..3600000 (no 0), into RMIG_CFG_IDLE_TIMEOUT; no
+ * option, no bit (the library's default). */
+static void test_idle_timeout(void **state)
+{
+	struct cli_session_opts so = { .page_size = 4096 };
+	struct rmig_config c;
+	rmig_src *s = NULL;
+
+	(void)state;
+	cli_make_config(&so, &c, "h:1");
+	assert_false(c.field_mask & RMIG_CFG_IDLE_TIMEOUT);
+	assert_int_equal(cli_session_option(CLI_OPT_IDLE_TIMEOUT, "0", &so),
+			 -1);
+	assert_int_equal(cli_session_option(CLI_OPT_IDLE_TIMEOUT, "99", &so),
+			 -1);
+	assert_int_equal(cli_session_option(CLI_OPT_IDLE_TIMEOUT, "3600001",
+					     &so), -1);
+	assert_int_equal(cli_session_option(CLI_OPT_IDLE_TIMEOUT, "5000",
+					     &so), 0);
+	cli_make_config(&so, &c, "h:1");
+	assert_true(c.field_mask & RMIG_CFG_IDLE_TIMEOUT);
+	assert_int_equal(c.idle_timeout_ms, 5000);
+	assert_int_equal(rmig_src_create(&c, &s), 0);
+	rmig_src_destroy(s);
+}
+
 /* Every tunable with its environment variable and description; the one
  * main() changed with its effective value. */
 static void test_print_params(void **state)
@@ -175,6 +201,7 @@ int main(void)
 		cmocka_unit_test(test_reg_chunk_cache),
 		cmocka_unit_test(test_numa),
 		cmocka_unit_test(test_auth_options),
+		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_print_params),
 	};
 

@@ -19,6 +19,13 @@
  *       while the source is between calls (its next call must fail);
  *       killsrc kills the source while the destination sits in
  *       rmig_dest_wait_sync() on quiet connections.
+ *   test_peer_death stopdest|stopsrc CHANNELS SIZE_MIB [idle]
+ *       The same with SIGSTOP instead of SIGKILL, both sides with an idle
+ *       limit of STOP_IDLE_MS: the stopped process keeps its connections
+ *       open but sends nothing (not even a reset), as a hung process or a
+ *       host gone without a FIN.  The survivor must fail with -ETIMEDOUT
+ *       and "nothing received from the peer" (its idle limit), not wait
+ *       for ever; then the parent kills the stopped process.
  *
  * The parent records the kill time (CLOCK_MONOTONIC, shared by all
  * processes) and sends it to the survivor, which measures the delay.
@@ -33,9 +40,11 @@
 #include "testutil.h"
 
 #define DETECT_NS 10000000000ull /* the peer's loss must show within 10 s */
+#define STOP_IDLE_MS 1000u      /* stop modes: both sides' idle limit */
 
 struct ctx {
 	bool killdest;
+	bool stop;  /* SIGSTOP the victim: the survivor's idle limit ends it */
 	bool idle; /* the survivor is between calls (or blocked waiting with
 		    * no traffic) when its peer dies */
 	unsigned channels;
@@ -44,7 +53,31 @@ struct ctx {
 	struct tu_pipe addr;    /* dest -> src */
 	struct tu_pipe started; /* src -> parent: the transfer is running */
 	struct tu_pipe tkill;   /* parent -> survivor: kill time */
+	struct tu_pipe noticed; /* survivor -> parent: failed (stop modes) */
 };
+
+/* @cfg with the stop modes' idle limit. */
+static void set_idle(const struct ctx *cx, struct rmig_config *cfg)
+{
+	if (!cx->stop)
+		return;
+	cfg->field_mask |= RMIG_CFG_IDLE_TIMEOUT;
+	cfg->idle_timeout_ms = STOP_IDLE_MS;
+}
+
+/* Stop modes: the survivor's error (@ret, session message @error) is its
+ * idle limit's, and the session failed. */
+static bool idle_error(const struct ctx *cx, int ret, const char *error,
+		       enum rmig_state state)
+{
+	if (!cx->stop)
+		return true;
+	return TU_CHECK(ret == -ETIMEDOUT && state == RMIG_STATE_FAILED &&
+			strstr(error, "nothing received from the peer"),
+			"want -ETIMEDOUT from the idle limit, a failed session "
+			"and 'nothing received from the peer': %d, %s, \"%s\"",
+			ret, rmig_state_name(state), error);
+}
 
 /* The survivor's first error, at @t_err: after the kill, within 10 s. */
 static bool noticed_in_time(const struct ctx *cx, uint64_t t_err,
@@ -60,8 +93,9 @@ static bool noticed_in_time(const struct ctx *cx, uint64_t t_err,
 	ok &= TU_CHECK(t_err - t_kill < DETECT_NS,
 		       "the error came %.1f ms after the kill (limit 10 s)",
 		       (double)(t_err - t_kill) / 1e6);
-	tu_msg("error %.1f ms after kill -9 of the %s",
-	       (double)(t_err - t_kill) / 1e6, victim);
+	tu_msg("error %.1f ms after %s of the %s",
+	       (double)(t_err - t_kill) / 1e6, cx->stop ? "SIGSTOP" : "kill -9",
+	       victim);
 	return ok;
 }
 
@@ -114,6 +148,7 @@ static int run_src(void *arg)
 	if (!TU_CHECK(!tu_recv_str(cx->addr.r, addr, 30000), "no address"))
 		goto out;
 	tu_config(&cfg, addr, cx->channels, 4096, cx->uuid);
+	set_idle(cx, &cfg);
 	if (!tu_src_open(&s, &cfg, &im, false) ||
 	    !TU_RMIG_OK(rmig_src_connect(s)))
 		goto out;
@@ -130,6 +165,7 @@ static int run_src(void *arg)
 		}
 		if (ret) {
 			t_err = tu_now_ns();
+			(void)tu_send_u64(cx->noticed.w, t_err);
 			break;
 		}
 		if (round++)
@@ -165,6 +201,7 @@ static int run_src(void *arg)
 		      "no kill time from the parent"))
 		goto out;
 	ok = noticed_in_time(cx, t_err, t_kill);
+	ok &= idle_error(cx, ret, rmig_src_error(s), rmig_src_state(s));
 	/* The error is the session's: every later call returns it. */
 	t0 = tu_now_ns();
 	ret = rmig_src_sync(s);
@@ -213,6 +250,7 @@ static int run_dest(void *arg)
 	if (tu_image_setup(&im, cx->mib << 20, 4096, 42, true))
 		return 1;
 	tu_config(&cfg, tu_listen_addr(), cx->channels, 4096, cx->uuid);
+	set_idle(cx, &cfg);
 	if (!tu_dest_listen(&d, &cfg, &im, false, addr) ||
 	    !TU_CHECK(tu_addr_on_host(addr), "address %s", addr) ||
 	    tu_send_str(cx->addr.w, addr) ||
@@ -225,6 +263,7 @@ static int run_dest(void *arg)
 		syncs++;
 	}
 	t_err = tu_now_ns();
+	(void)tu_send_u64(cx->noticed.w, t_err);
 	if (cx->killdest) {
 		(void)TU_CHECK(false,
 			       "destination not killed: wait_sync %d after %u "
@@ -236,12 +275,16 @@ static int run_dest(void *arg)
 	if (!TU_CHECK(!tu_recv_u64(cx->tkill.r, &t_kill, 15000),
 		      "no kill time from the parent"))
 		goto out;
-	ok = TU_CHECK(ret < 0 && ret != -ETIMEDOUT,
+	/* A wait_sync's own timeout would leave the session active. */
+	ok = cx->stop ? idle_error(cx, ret, rmig_dest_error(d),
+				   rmig_dest_state(d)) :
+	     TU_CHECK(ret < 0 && ret != -ETIMEDOUT,
 		      "wait_sync returned %d, want a negative error other "
 		      "than -ETIMEDOUT", ret);
 	ok &= noticed_in_time(cx, t_err, t_kill);
 	ret = rmig_dest_wait_sync(d, 1000);
-	ok &= TU_CHECK(ret < 0 && ret != -ETIMEDOUT,
+	ok &= TU_CHECK(ret < 0 && (ret != -ETIMEDOUT || cx->stop) &&
+		       rmig_dest_state(d) == RMIG_STATE_FAILED,
 		       "second wait_sync after the error returned %d", ret);
 	ret = rmig_dest_finish(d);
 	ok &= TU_CHECK(ret < 0, "rmig_dest_finish after the error: %d", ret);
@@ -258,8 +301,9 @@ out:
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: test_peer_death killdest|killsrc CHANNELS "
-			"SIZE_MIB [idle] [transport=fabric|verbs]\n");
+	fprintf(stderr, "usage: test_peer_death killdest|killsrc|stopdest|"
+			"stopsrc CHANNELS SIZE_MIB [idle] "
+			"[transport=fabric|verbs]\n");
 	return 2;
 }
 
@@ -273,7 +317,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc < 4 ||
-	    (strcmp(argv[1], "killdest") && strcmp(argv[1], "killsrc")))
+	    (strcmp(argv[1], "killdest") && strcmp(argv[1], "killsrc") &&
+	     strcmp(argv[1], "stopdest") && strcmp(argv[1], "stopsrc")))
 		return usage();
 	for (int i = 4; i < argc; i++) {
 		if (!strcmp(argv[i], "idle")) {
@@ -287,7 +332,8 @@ int main(int argc, char **argv)
 			return usage();
 		}
 	}
-	cx.killdest = !strcmp(argv[1], "killdest");
+	cx.stop = !strncmp(argv[1], "stop", 4);
+	cx.killdest = !strcmp(argv[1] + 4, "dest");
 	cx.channels = (unsigned)strtoul(argv[2], NULL, 0);
 	cx.mib = tu_cap_mib(strtoull(argv[3], NULL, 0));
 	if (!cx.channels || cx.channels > RMIG_MAX_CHANNELS || cx.mib < 16)
@@ -297,7 +343,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	tu_uuid(cx.uuid, 77);
 	if (tu_pipe_open(&cx.addr) || tu_pipe_open(&cx.started) ||
-	    tu_pipe_open(&cx.tkill))
+	    tu_pipe_open(&cx.tkill) || tu_pipe_open(&cx.noticed))
 		return 1;
 	memset(ch, 0, sizeof(ch));
 	if (tu_spawn(&ch[0], "dest", run_dest, &cx) ||
@@ -313,11 +359,20 @@ int main(int argc, char **argv)
 			     victim->name)) {
 			victim->expect_kill = true;
 			t_kill = tu_now_ns();
-			tu_kill(victim);
-			tu_msg("kill -9 %s (pid %d)", victim->name,
-			       (int)victim->pid);
+			if (cx.stop)
+				kill(victim->pid, SIGSTOP);
+			else
+				tu_kill(victim);
+			tu_msg("%s %s (pid %d)", cx.stop ? "SIGSTOP" :
+			       "kill -9", victim->name, (int)victim->pid);
 			tu_send_u64(cx.tkill.w, t_kill);
 			killed = true;
+		}
+		/* Stopped: once the survivor has failed (or given up), the
+		 * stopped process goes. */
+		if (killed && cx.stop) {
+			(void)tu_recv_u64(cx.noticed.r, &v, 60000);
+			tu_kill(victim);
 		}
 	}
 	rc = tu_wait_children(ch, 2, tu_deadline(), 15000);

@@ -223,6 +223,12 @@ int cli_session_option(int code, const char *arg, struct cli_session_opts *so)
 		}
 		so->insecure = true;
 		return 0;
+	case CLI_OPT_IDLE_TIMEOUT:
+		name = "--idle-timeout", expect = "milliseconds, 100..3600000";
+		bad = cli_parse_count(arg, RMIG_IDLE_TIMEOUT_MAX_MS,
+				      &so->idle_timeout_ms) ||
+		      so->idle_timeout_ms < RMIG_IDLE_TIMEOUT_MIN_MS;
+		break;
 	default:
 		return 1;
 	}
@@ -285,6 +291,10 @@ void cli_make_config(const struct cli_session_opts *so,
 	if (so->allowed_sources) {
 		cfg->field_mask |= RMIG_CFG_ALLOWED_SOURCES;
 		cfg->allowed_sources = so->allowed_sources;
+	}
+	if (so->idle_timeout_ms) {
+		cfg->field_mask |= RMIG_CFG_IDLE_TIMEOUT;
+		cfg->idle_timeout_ms = so->idle_timeout_ms;
 	}
 }
 

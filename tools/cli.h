@@ -48,6 +48,8 @@ struct cli_session_opts {
 	bool insecure;
 	/* --allowed-sources (RMIG_CFG_ALLOWED_SOURCES; the destination's). */
 	const char *allowed_sources;
+	/* Idle limit (RMIG_CFG_IDLE_TIMEOUT), ms; 0: library default. */
+	unsigned idle_timeout_ms;
 };
 
 /* ------------------------------------------------------------------ */
@@ -97,10 +99,10 @@ int cli_parse_reg_cache(const char *s, struct cli_session_opts *so);
  * so->numa_set. */
 int cli_parse_numa(const char *s, struct cli_session_opts *so);
 
-/* The registration, NUMA and authentication options both programs take:
- * getopt_long entries (put CLI_SESSION_LONGOPTS in the table), their --help
- * lines, and cli_session_option() to handle one.  The codes are above any
- * char. */
+/* The registration, NUMA, idle-limit and authentication options both
+ * programs take: getopt_long entries (put CLI_SESSION_LONGOPTS in the
+ * table), their --help lines, and cli_session_option() to handle one.  The
+ * codes are above any char. */
 enum {
 	CLI_OPT_REG_MODE = 0x1000,
 	CLI_OPT_REG_CHUNK,
@@ -109,6 +111,7 @@ enum {
 	CLI_OPT_AUTH_KEY_FILE,
 	CLI_OPT_INSECURE,
 	CLI_OPT_ALLOWED_SOURCES,
+	CLI_OPT_IDLE_TIMEOUT,
 };
 #define CLI_SESSION_LONGOPTS \
 	{ "reg-mode", required_argument, NULL, CLI_OPT_REG_MODE }, \
@@ -117,7 +120,8 @@ enum {
 	{ "numa", required_argument, NULL, CLI_OPT_NUMA }, \
 	{ "auth-key-file", required_argument, NULL, CLI_OPT_AUTH_KEY_FILE }, \
 	{ "insecure", no_argument, NULL, CLI_OPT_INSECURE }, \
-	{ "allowed-sources", required_argument, NULL, CLI_OPT_ALLOWED_SOURCES }
+	{ "allowed-sources", required_argument, NULL, CLI_OPT_ALLOWED_SOURCES }, \
+	{ "idle-timeout", required_argument, NULL, CLI_OPT_IDLE_TIMEOUT }
 #define CLI_SESSION_HELP \
 "  --auth-key-file FILE    the migration's pre-shared secret: 32 to 1024\n" \
 "                          bytes, the same file on both hosts, mode 0600\n" \
@@ -133,7 +137,10 @@ enum {
 "  --reg-chunk SIZE        on-demand chunk, a power of two (default 64M)\n" \
 "  --reg-cache N           on-demand chunks kept registered (default 16)\n" \
 "  --numa auto|none|N      NUMA node of channel threads and buffers\n" \
-"                          (default auto: the RDMA device's node, if known)\n"
+"                          (default auto: the RDMA device's node, if known)\n" \
+"  --idle-timeout MS       fail when a connected peer sends nothing, not\n" \
+"                          even a keepalive, for MS ms, 100..3600000\n" \
+"                          (default 30000; give both sides the same)\n"
 
 /* If @code is one of CLI_OPT_*, parse @arg into @so: 0, or -1 with a message
  * naming the option and the value on stderr.  1 for any other code. */
@@ -147,10 +154,10 @@ int cli_check_auth(const char *prog, const struct cli_session_opts *so);
 /* Session and RAM                                                     */
 
 /* A zeroed @cfg with @address, the page size, and whichever of transport,
- * fabric provider, channels, pages per packet, registration, NUMA node and
- * authentication @so sets.  A chunk size or cache bound without a mode
- * means on-demand.  (No authentication option: create fails and names
- * them.) */
+ * fabric provider, channels, pages per packet, registration, NUMA node,
+ * authentication and idle limit @so sets.  A chunk size or cache bound
+ * without a mode means on-demand.  (No authentication option: create fails
+ * and names them.) */
 void cli_make_config(const struct cli_session_opts *so,
 		     struct rmig_config *cfg, const char *address);
 

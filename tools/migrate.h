@@ -29,6 +29,10 @@
 
 #define PROG "rmig-migrate"
 #define DEMO_ACCEPT_TIMEOUT_S 60
+/* dest without --timeout: how long it waits for a source.  Finite, so a
+ * destination whose source never comes (a failed management step) does
+ * not hold its RAM for ever; long enough to start the source by hand. */
+#define DEST_ACCEPT_TIMEOUT_S 600
 
 enum exit_code { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 enum role { ROLE_NONE, ROLE_DEMO, ROLE_SOURCE, ROLE_DEST };
@@ -42,7 +46,7 @@ struct opts {
 	uint64_t seed;
 	uint8_t uuid[16];
 	bool uuid_set;
-	int timeout_s;          /* dest: wait for a source; -1 forever */
+	int timeout_s;          /* dest: wait for a source; -1: unset */
 	bool dirty_dest;
 	bool json;
 	int verbose;

@@ -132,7 +132,8 @@ int run_live_dest(const struct opts *o)
 	const char *error = NULL;
 	double t0, prepare_s = 0;
 	int block, ret;
-	int timeout_ms = o->timeout_s < 0 ? -1 : o->timeout_s * 1000;
+	int timeout_ms = (o->timeout_s < 0 ? DEST_ACCEPT_TIMEOUT_S :
+			  o->timeout_s) * 1000;
 
 	memset(&dr, 0, sizeof(dr));
 	dr.first_mismatch = -1;

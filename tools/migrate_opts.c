@@ -143,8 +143,9 @@ CLI_SESSION_HELP
 "  --uuid UUID             session UUID, 32 hex digits (dashes allowed);\n"
 "                          source default: random; dest default: adopt the\n"
 "                          first source's; demo: random, given to both\n"
-"  --timeout SECONDS       dest: how long to wait for a source (default:\n"
-"                          forever; demo: %d)\n"
+"  --timeout SECONDS       dest: how long to wait for a source (default\n"
+"                          %d; demo: %d); once connected, --idle-timeout\n"
+"                          bounds every wait\n"
 "  --dirty-dest            dest: fill its RAM with a non-zero pattern first,\n"
 "                          so that every zero page must really be cleared\n"
 "  --json                  one JSON object per side instead of text\n"
@@ -163,7 +164,7 @@ CLI_SESSION_HELP
 "  host A:              " PROG " source --connect 192.0.2.2:7000 --size 4G\n"
 "\n",
 		GUEST_MAX_VCPUS, RMIG_MAX_CHANNELS, RMIG_MAX_PAGES_PER_PACKET,
-		DEMO_ACCEPT_TIMEOUT_S);
+		DEST_ACCEPT_TIMEOUT_S, DEMO_ACCEPT_TIMEOUT_S);
 	/* The library's tunables, from its own table (rmig(7) too). */
 	(void)cli_print_params(f);
 }

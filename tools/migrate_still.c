@@ -252,7 +252,8 @@ int run_dest(const struct opts *o)
 	double t0;
 	int block, ret;
 	int64_t received;
-	int timeout_ms = o->timeout_s < 0 ? -1 : o->timeout_s * 1000;
+	int timeout_ms = (o->timeout_s < 0 ? DEST_ACCEPT_TIMEOUT_S :
+			  o->timeout_s) * 1000;
 
 	side_init(&x, o, "dest", 0);
 

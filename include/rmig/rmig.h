@@ -55,7 +55,11 @@ extern "C" {
 #define RMIG_MAX_BLOCKS 256
 /** Device-state idstr length, including the terminating NUL. */
 #define RMIG_IDSTR_MAX 256
-/** Default and hard upper bound of one device-state blob, in bytes. */
+/** rmig_config.idle_timeout_ms: default and accepted range (ms). */
+#define RMIG_IDLE_TIMEOUT_DEFAULT_MS 30000u
+#define RMIG_IDLE_TIMEOUT_MIN_MS 100u
+#define RMIG_IDLE_TIMEOUT_MAX_MS 3600000u
+/** Default and hard upper bound of devstate_max, in bytes. */
 #define RMIG_DEVSTATE_MAX_DEFAULT (64u << 20)
 #define RMIG_DEVSTATE_MAX_LIMIT (1u << 30)
 
@@ -126,7 +130,8 @@ enum rmig_config_field {
 	RMIG_CFG_REG_MODE = 1u << 9,
 	/** numa_node. */
 	RMIG_CFG_NUMA_NODE = 1u << 10,
-	/* 1u << 11 is reserved for the idle limit. */
+	/** idle_timeout_ms. */
+	RMIG_CFG_IDLE_TIMEOUT = 1u << 11,
 	/** auth_key and auth_key_len: the pre-shared secret, as bytes. */
 	RMIG_CFG_AUTH_KEY = 1u << 12,
 	/** auth_key_file: the pre-shared secret, as a file. */
@@ -200,9 +205,14 @@ struct rmig_config {
 	/** Milliseconds to wait for a connection or a handshake answer,
 	 *  default 10000. */
 	unsigned connect_timeout_ms;
-	/** Destination: largest device-state blob accepted, in bytes, default
-	 *  RMIG_DEVSTATE_MAX_DEFAULT, at most RMIG_DEVSTATE_MAX_LIMIT.
-	 *  Source: largest blob it will send. */
+	/** Device-state memory, in bytes, default RMIG_DEVSTATE_MAX_DEFAULT,
+	 *  at most RMIG_DEVSTATE_MAX_LIMIT.  Destination: the most it holds
+	 *  at once, in total: blobs received and not yet taken by
+	 *  rmig_dest_recv_devstate(), plus blobs being reassembled (counted
+	 *  whole from their first fragment), on every channel.  A blob that
+	 *  would make more fails the session with -ENOSPC, naming the sizes
+	 *  (so it is also the largest blob accepted).  Source: largest blob
+	 *  it will send. */
 	uint64_t devstate_max;
 	/** Registration mode, default RMIG_REG_PIN_ALL (RMIG_CFG_REG_MODE). */
 	enum rmig_reg_mode reg_mode;
@@ -253,6 +263,24 @@ struct rmig_config {
 	 *  it is read (logged, counted in rejected_handshakes).  Default:
 	 *  any host (the secret is the admission control). */
 	const char *allowed_sources;
+	/** Liveness of an established session (RMIG_CFG_IDLE_TIMEOUT), both
+	 *  sides: the longest a channel may go without receiving anything
+	 *  from its peer, in ms, RMIG_IDLE_TIMEOUT_MIN_MS..
+	 *  RMIG_IDLE_TIMEOUT_MAX_MS (0 is refused: there is no "forever"),
+	 *  default RMIG_IDLE_TIMEOUT_DEFAULT_MS (30 s).  Past it the session
+	 *  fails with -ETIMEDOUT and a message naming the channel, what it
+	 *  waited for (a message, a credit, completions, SYNC_ACK, the rest
+	 *  of a device-state blob) and for how long.  A live channel that has
+	 *  sent nothing for a quarter of the limit (at most 1 s) sends a
+	 *  keepalive, so a peer whose caller is slow never trips it, while a
+	 *  peer stopped mid-message or whose host vanished without a reset
+	 *  is noticed within the limit.  Give both sides the same value (a
+	 *  side whose limit is below the peer's keepalive interval fails on
+	 *  a quiet peer), and more than one packet's pages take on the link
+	 *  (pages_per_packet * page_size bytes: the next message waits behind
+	 *  them).  Appended last: callers built before it never set the bit
+	 *  and the library never reads the field then. */
+	unsigned idle_timeout_ms;
 };
 
 /* ------------------------------------------------------------------ */
@@ -456,7 +484,8 @@ struct rmig_devstate {
 
 /**
  * Take the next device-state blob, in the order the source sent them.
- * -EAGAIN when none is ready.  Free with rmig_devstate_free().
+ * -EAGAIN when none is ready.  Free with rmig_devstate_free().  Blobs not
+ * taken count against devstate_max: take them after each sync.
  */
 RMIG_API int rmig_dest_recv_devstate(rmig_dest *d, struct rmig_devstate **out);
 RMIG_API void rmig_devstate_free(struct rmig_devstate *ds);
