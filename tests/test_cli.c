@@ -158,6 +158,7 @@ static void test_idle_timeout(void **state)
 					     &so), -1);
 	assert_int_equal(cli_session_option(CLI_OPT_IDLE_TIMEOUT, "5000",
 					     &so), 0);
+	so.insecure = true; /* create needs a secret or the opt-in */
 	cli_make_config(&so, &c, "h:1");
 	assert_true(c.field_mask & RMIG_CFG_IDLE_TIMEOUT);
 	assert_int_equal(c.idle_timeout_ms, 5000);
