@@ -482,6 +482,15 @@ void mig_finish(struct mig *m)
 	assert_int_equal(rmig_dest_state(m->dst), RMIG_STATE_COMPLETED);
 }
 
+void small_migration(struct mig *m)
+{
+	mem_fill(&m->mem);
+	for (size_t i = 0; i < m->mem.pages[0]; i++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
+	mig_finish(m);
+	assert_int_equal(mem_diff(&m->mem, 0, 0, m->mem.pages[0]), 0);
+}
+
 int setup(void **state)
 {
 	struct mig *m = calloc(1, sizeof(*m));

@@ -195,6 +195,9 @@ void mig_start(struct mig *m, unsigned channels, unsigned ppp, size_t p0,
 	       size_t p1);
 /* Final sync on both sides; both sessions end COMPLETED. */
 void mig_finish(struct mig *m);
+/* Block 0 filled, queued whole, the final sync, and checked on the
+ * destination. */
+void small_migration(struct mig *m);
 /* Destroy both sessions (the source first: the destination must notice
  * by itself; if it does not within 2 s, cancel it) and forget them. */
 void mig_stop(struct mig *m);

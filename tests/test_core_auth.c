@@ -29,15 +29,6 @@
 #include "log_capture.h"
 #include "test_secret.h"
 
-static void small_migration(struct mig *m)
-{
-	mem_fill(&m->mem);
-	for (size_t i = 0; i < m->mem.pages[0]; i++)
-		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
-	mig_finish(m);
-	assert_int_equal(mem_diff(&m->mem, 0, 0, m->mem.pages[0]), 0);
-}
-
 /* A key file of @len bytes with @mode in a fresh directory; its path in
  * @path (removed by unlink_key()). */
 static void key_file(char path[64], size_t len, mode_t mode)
@@ -126,6 +117,18 @@ static void assert_dest_untouched(struct mig *m)
 			fail_msg("destination byte %zu changed", i);
 }
 
+/* Both sessions set up (2 channels, 16 pages per packet) and the source's
+ * connect tried: its return. */
+static int try_connect(struct mig *m)
+{
+	m->channels = 2;
+	m->ppp = 16;
+	mem_alloc(&m->mem, 16, 8);
+	dest_up(m, blk_name, m->mem.pages);
+	src_up(m);
+	return rmig_src_connect(m->src);
+}
+
 /* A source that fails to connect to the destination with @expect_ret and
  * @expect in its message, never having written; then one with the tests'
  * secret migrates (the destination's accept kept waiting). */
@@ -134,14 +137,8 @@ static void refused_then_good(struct mig *m, int expect_ret,
 {
 	struct mock_counters c;
 	struct rmig_stats ds;
-	int ret;
+	int ret = try_connect(m);
 
-	m->channels = 2;
-	m->ppp = 16;
-	mem_alloc(&m->mem, 16, 8);
-	dest_up(m, blk_name, m->mem.pages);
-	src_up(m);
-	ret = rmig_src_connect(m->src);
 	if (ret != expect_ret)
 		fail_msg("connect returned %d, expected %d (%s)", ret,
 			 expect_ret, rmig_last_error());
@@ -200,17 +197,10 @@ static void test_insecure_source(void **state)
 static void test_insecure_dest(void **state)
 {
 	struct mig *m = *state;
-	int ret;
 
 	m->dst_auth.field_mask = RMIG_CFG_INSECURE;
 	m->dst_auth.insecure = 1;
-	m->channels = 2;
-	m->ppp = 16;
-	mem_alloc(&m->mem, 16, 8);
-	dest_up(m, blk_name, m->mem.pages);
-	src_up(m);
-	ret = rmig_src_connect(m->src);
-	assert_int_equal(ret, -ECONNREFUSED);
+	assert_int_equal(try_connect(m), -ECONNREFUSED);
 	assert_last_err_has("without authentication");
 	assert_dest_untouched(m);
 }

@@ -23,15 +23,6 @@
 /* ------------------------------------------------------------------ */
 /* Transport auto                                                      */
 
-static void small_migration(struct mig *m)
-{
-	mem_fill(&m->mem);
-	for (size_t i = 0; i < m->mem.pages[0]; i++)
-		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
-	mig_finish(m);
-	assert_int_equal(mem_diff(&m->mem, 0, 0, m->mem.pages[0]), 0);
-}
-
 static void transports(struct mig *m, const char *src, const char *dst)
 {
 	struct rmig_stats ss, ds;
