@@ -430,7 +430,7 @@ static int parse_args(int argc, char **argv, struct hp_opts *o)
 		{ "src", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned v;
+	unsigned v = 0;
 	int c;
 
 	*o = (struct hp_opts){
