@@ -77,6 +77,8 @@ struct rfab_mr {
  * most every RFAB_SWEEP_EVERY_MS. */
 #define RFAB_SWEEP_AGE_MS 1000
 #define RFAB_SWEEP_EVERY_MS 250
+/* Connection requests a listener's event queue holds. */
+#define RFAB_LISTEN_EQ_SIZE 1024
 /* Strays that make listen_get cycle the listener. */
 #define RFAB_CYCLE_STRAYS 8
 
@@ -98,7 +100,9 @@ struct rfab_listener {
 	size_t laddr_len;
 	struct rfab_seen *seen;
 	unsigned nseen;
-	int fddir; /* /proc/self/fd, open while listening (-1: none) */
+	/* /proc/self/fd and /proc/self/net/tcp{,6}, open while listening
+	 * (-1: none). */
+	int fddir, nettcp;
 	int64_t last_sweep_ms;
 };
 
@@ -191,8 +195,10 @@ void rfab_peers_del(struct rfab_conn *c);
  *  that the sweep has seen for @min_age_ms at least (0: all), closing
  *  them when @do_close (only once the passive endpoint is closed). */
 unsigned rfab_sweep(struct rfab_listener *l, int min_age_ms, bool do_close);
-/** Open the directory the sweep reads (at listen); -1 with a warning. */
+/** Open the files the sweep reads (at listen); -1 with a warning. */
 int rfab_sweep_open(struct rfab_listener *l);
+/** Close them and forget what the sweep saw. */
+void rfab_sweep_close(struct rfab_listener *l);
 
 /* The ops (fabric_conn.c). */
 int rfab_conn_create(struct rmig_prov_domain *d, struct rmig_prov_conn **out);

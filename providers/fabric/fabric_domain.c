@@ -444,8 +444,11 @@ void rfab_mr_dereg(struct rmig_prov_mr *pm)
 static int pep_open(struct rfab_listener *l, struct fi_info *info)
 {
 	struct rfab_domain *dom = l->dom;
+	/* Room for the requests of a flood that arrive while every accept
+	 * slot is busy (the accept reads no request then): past the size,
+	 * the provider refuses new ones, the real source's among them. */
 	struct fi_eq_attr eq_attr = {
-		.size = 64,
+		.size = RFAB_LISTEN_EQ_SIZE,
 		.wait_obj = FI_WAIT_UNSPEC,
 	};
 	int ret;
@@ -565,7 +568,7 @@ int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
 	if (!l)
 		return rmig_err(-ENOMEM, "fabric listen: out of memory");
 	l->dom = dom;
-	l->fddir = -1;
+	l->fddir = l->nettcp = -1;
 	ret = pep_open(l, dom->info);
 	if (ret) {
 		free(l);
@@ -704,8 +707,6 @@ void rfab_listen_close(struct rmig_prov_listener *pl)
 	/* What the closed passive endpoint left open. */
 	if (l->laddr_len)
 		rfab_sweep(l, 0, true);
-	if (l->fddir >= 0)
-		close(l->fddir);
-	free(l->seen);
+	rfab_sweep_close(l);
 	free(l);
 }

@@ -13,7 +13,12 @@
  * (Only for the tcp provider: others, such as sockets, keep sockets of their
  * own on the port whose peers rmig does not know.)
  * The sweep finds such sockets: those on the listener's address and port,
- * with a peer, that belong to none of the domain's accepted connections.
+ * established, that belong to none of the domain's accepted connections.
+ * It reads the kernel's table (/proc/self/net/tcp or tcp6: addresses and
+ * inodes) and this process's descriptors' links (/proc/self/fd: which
+ * inode each is), so it makes no call on a descriptor that another thread
+ * may be closing; both files are opened at listen, so a flood that
+ * exhausts the descriptors does not blind it.
  * It closes them only once the passive endpoint is closed: while it
  * lives, the provider still polls them, and a descriptor closed under it
  * and reused for the next connection confuses it (tried: the real
@@ -31,7 +36,9 @@
  * it; tests/libfabric-lsan.supp names it); the descriptors do not.
  *
  * A descriptor is known by (number, peer): a number reused for another
- * socket starts a new age.
+ * socket starts a new age.  The domain's peers_lock is held over a sweep,
+ * and an accepted connection leaves the domain's list only once its
+ * endpoint is closed, so one of ours never looks like a stray.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -68,13 +75,14 @@ void rfab_peers_del(struct rfab_conn *c)
 {
 	struct rfab_domain *dom = c->dom;
 
-	if (!c->peer_pprev)
-		return;
+	/* Under the lock: a neighbour leaving rewrites our peer_pprev. */
 	pthread_mutex_lock(&dom->peers_lock);
-	*c->peer_pprev = c->peer_next;
-	if (c->peer_next)
-		c->peer_next->peer_pprev = c->peer_pprev;
-	c->peer_pprev = NULL;
+	if (c->peer_pprev) {
+		*c->peer_pprev = c->peer_next;
+		if (c->peer_next)
+			c->peer_next->peer_pprev = c->peer_pprev;
+		c->peer_pprev = NULL;
+	}
 	pthread_mutex_unlock(&dom->peers_lock);
 }
 
@@ -120,24 +128,48 @@ static bool ours(struct rfab_domain *dom, const char *peer)
 	return false;
 }
 
-/* The peer of socket @fd if it is on @l's address, else false. */
-static bool stray_socket(struct rfab_listener *l, int fd, char *peer,
-			 size_t len)
+/* "HEX:PORT" of /proc/net/tcp{,6} (the address as the kernel stores it,
+ * printed 32 bits at a time in host order) into @sa. */
+static bool parse_hexaddr(const char *t, int family,
+			  struct sockaddr_storage *sa)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct stat st;
+	unsigned w[4], port;
 
-	if (fstat(fd, &st) || !S_ISSOCK(st.st_mode))
+	memset(sa, 0, sizeof(*sa));
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (void *)sa;
+
+		if (sscanf(t, "%8x:%4x", &w[0], &port) != 2)
+			return false;
+		in->sin_family = AF_INET;
+		in->sin_addr.s_addr = w[0];
+		in->sin_port = htons((uint16_t)port);
+		return true;
+	}
+	struct sockaddr_in6 *in6 = (void *)sa;
+
+	if (sscanf(t, "%8x%8x%8x%8x:%4x", &w[0], &w[1], &w[2], &w[3],
+		   &port) != 5)
 		return false;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) ||
-	    !on_listener(&ss, &l->laddr))
-		return false;
-	sl = sizeof(ss);
-	/* The listening socket itself has no peer. */
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl))
-		return false;
-	return !rmig_addr_format("fabric", &ss, sl, peer, len);
+	in6->sin6_family = AF_INET6;
+	memcpy(&in6->sin6_addr, w, sizeof(w));
+	in6->sin6_port = htons((uint16_t)port);
+	return true;
+}
+
+/* The inode of the socket behind descriptor @name of /proc/self/fd, or 0.
+ * Reads the link only: the descriptor itself is not touched (another
+ * thread may be closing it). */
+static unsigned long fd_inode(int dirfd, const char *name)
+{
+	char link[64];
+	unsigned long ino;
+	ssize_t n = readlinkat(dirfd, name, link, sizeof(link) - 1);
+
+	if (n <= 0)
+		return 0;
+	link[n] = '\0';
+	return sscanf(link, "socket:[%lu]", &ino) == 1 ? ino : 0;
 }
 
 static struct rfab_seen *seen_find(struct rfab_listener *l, int fd,
@@ -152,29 +184,99 @@ static struct rfab_seen *seen_find(struct rfab_listener *l, int fd,
 int rfab_sweep_open(struct rfab_listener *l)
 {
 	/* Opened once: under a flood the process has no descriptor left
-	 * for opening it when the sweep is needed most. */
+	 * for opening them when the sweep is needed most. */
 	l->fddir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (l->fddir < 0)
-		rmig_log_warn("fabric listener on %s: /proc/self/fd: %s; "
-			      "stray connections will not be closed",
-			      l->dom->address, strerror(errno));
-	return l->fddir;
+	l->nettcp = open(l->laddr.ss_family == AF_INET6 ?
+			 "/proc/self/net/tcp6" : "/proc/self/net/tcp",
+			 O_RDONLY | O_CLOEXEC);
+	if (l->fddir < 0 || l->nettcp < 0) {
+		rmig_log_warn("fabric listener on %s: /proc/self/fd or "
+			      "/proc/self/net/tcp: %s; stray connections will "
+			      "not be closed", l->dom->address, strerror(errno));
+		rfab_sweep_close(l);
+		return -1;
+	}
+	return 0;
 }
 
-/* Look at descriptor @fd (one entry of /proc/self/fd); see rfab_sweep(). */
-static unsigned sweep_one(struct rfab_listener *l, long fd, int64_t now,
-			  int min_age_ms, bool do_close)
+void rfab_sweep_close(struct rfab_listener *l)
 {
+	if (l->fddir >= 0)
+		close(l->fddir);
+	if (l->nettcp >= 0)
+		close(l->nettcp);
+	l->fddir = l->nettcp = -1;
+	free(l->seen);
+	l->seen = NULL;
+	l->nseen = 0;
+}
+
+/* This process's socket descriptors: (inode, fd) pairs in @map, sorted
+ * by inode; their number. */
+struct ino_fd {
+	unsigned long ino;
+	int fd;
+};
+
+static int cmp_ino(const void *a, const void *b)
+{
+	unsigned long x = ((const struct ino_fd *)a)->ino,
+		      y = ((const struct ino_fd *)b)->ino;
+
+	return x < y ? -1 : x > y;
+}
+
+static size_t socket_fds(struct rfab_listener *l, struct ino_fd *map,
+			 size_t max)
+{
+	char buf[4096];
+	size_t n = 0;
+	ssize_t got;
+
+	if (lseek(l->fddir, 0, SEEK_SET) < 0)
+		return 0;
+	while ((got = getdents64(l->fddir, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < got;) {
+			struct dirent64 *e = (struct dirent64 *)(void *)(buf + off);
+			unsigned long ino;
+			char *end;
+			long fd = strtol(e->d_name, &end, 10);
+
+			off += e->d_reclen;
+			if (*end || end == e->d_name || n == max)
+				continue;
+			ino = fd_inode(l->fddir, e->d_name);
+			if (ino)
+				map[n++] = (struct ino_fd){ ino, (int)fd };
+		}
+	}
+	qsort(map, n, sizeof(*map), cmp_ino);
+	return n;
+}
+
+/* One established socket of the table on the listener's address: note it
+ * (and close it when @do_close) if it is this process's and not one of
+ * our connections.  Under peers_lock. */
+static unsigned sweep_one(struct rfab_listener *l,
+			  const struct sockaddr_storage *peer_sa,
+			  unsigned long ino, const struct ino_fd *map,
+			  size_t nmap, int64_t now, int min_age_ms,
+			  bool do_close)
+{
+	struct ino_fd key = { .ino = ino };
+	const struct ino_fd *hit = bsearch(&key, map, nmap, sizeof(*map),
+					   cmp_ino);
 	char peer[RUTL_ADDR_MAX];
 	struct rfab_seen *s;
 
-	if (fd == l->fddir || !stray_socket(l, (int)fd, peer, sizeof(peer)) ||
+	if (!hit || rmig_addr_format("fabric", peer_sa, sizeof(*peer_sa), peer,
+				     sizeof(peer)) ||
 	    ours(l->dom, peer))
 		return 0;
-	s = seen_find(l, (int)fd, peer);
+	s = seen_find(l, hit->fd, peer);
 	if (!s && l->nseen < RFAB_SEEN_MAX) {
 		s = &l->seen[l->nseen++];
-		s->fd = (int)fd;
+		s->fd = hit->fd;
 		s->first_ms = now;
 		snprintf(s->peer, sizeof(s->peer), "%s", peer);
 	}
@@ -185,8 +287,8 @@ static unsigned sweep_one(struct rfab_listener *l, long fd, int64_t now,
 	if (do_close) {
 		rmig_log_debug("fabric: closing a socket from %s on the "
 			       "listening port that never sent a connection "
-			       "request (fd %ld)", peer, fd);
-		close((int)fd);
+			       "request (fd %d)", peer, hit->fd);
+		close(hit->fd);
 		if (s)
 			s->mark = false;
 	}
@@ -198,32 +300,69 @@ unsigned rfab_sweep(struct rfab_listener *l, int min_age_ms, bool do_close)
 	struct rfab_domain *dom = l->dom;
 	int64_t now = rmig_now_ms();
 	unsigned closed = 0;
-	char buf[4096];
-	ssize_t n;
+	struct ino_fd *map;
+	size_t nmap;
+	char *tab = NULL, *line, *save;
+	size_t cap = 0, len = 0;
+	ssize_t got;
 
-	if (l->fddir < 0 || lseek(l->fddir, 0, SEEK_SET) < 0)
+	if (l->fddir < 0 || l->nettcp < 0)
 		return 0;
 	if (!l->seen && !(l->seen = calloc(RFAB_SEEN_MAX, sizeof(*l->seen))))
 		return 0;
+	map = calloc(RFAB_SEEN_MAX, sizeof(*map));
+	if (!map)
+		return 0;
+	/* The whole table, read from its start. */
+	if (lseek(l->nettcp, 0, SEEK_SET) == 0) {
+		for (;;) {
+			if (len + 4096 + 1 > cap) {
+				char *t = realloc(tab, cap = 2 * cap + 8192);
+
+				if (!t)
+					break;
+				tab = t;
+			}
+			got = read(l->nettcp, tab + len, cap - len - 1);
+			if (got <= 0)
+				break;
+			len += (size_t)got;
+		}
+	}
+	if (!tab) {
+		free(map);
+		return 0;
+	}
+	tab[len] = '\0';
 	for (unsigned i = 0; i < l->nseen; i++)
 		l->seen[i].mark = false;
 	/* Held while looking and closing: a connection leaves the list only
 	 * once its endpoint (and socket) is closed, so no socket of ours
 	 * can look like a stray here. */
 	pthread_mutex_lock(&dom->peers_lock);
-	while ((n = getdents64(l->fddir, buf, sizeof(buf))) > 0) {
-		for (ssize_t off = 0; off < n;) {
-			struct dirent64 *e = (struct dirent64 *)(void *)(buf + off);
-			char *end;
-			long fd = strtol(e->d_name, &end, 10);
+	nmap = socket_fds(l, map, RFAB_SEEN_MAX);
+	for (line = strtok_r(tab, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char local[64], remote[64];
+		struct sockaddr_storage la, ra;
+		unsigned st;
+		unsigned long ino;
 
-			off += e->d_reclen;
-			if (!*end && end != e->d_name)
-				closed += sweep_one(l, fd, now, min_age_ms,
-						    do_close);
-		}
+		/* sl local remote st tx:rx tr:when retrnsmt uid timeout
+		 * inode */
+		if (sscanf(line, "%*s %63s %63s %x %*s %*s %*s %*s %*s %lu",
+			   local, remote, &st, &ino) != 4 ||
+		    st != 1 /* TCP_ESTABLISHED */ ||
+		    !parse_hexaddr(local, l->laddr.ss_family, &la) ||
+		    !parse_hexaddr(remote, l->laddr.ss_family, &ra) ||
+		    !on_listener(&la, &l->laddr))
+			continue;
+		closed += sweep_one(l, &ra, ino, map, nmap, now, min_age_ms,
+				    do_close);
 	}
 	pthread_mutex_unlock(&dom->peers_lock);
+	free(tab);
+	free(map);
 	/* Forget what is gone (or closed now). */
 	for (unsigned i = 0; i < l->nseen;)
 		if (!l->seen[i].mark)
