@@ -90,9 +90,12 @@ trap cleanup EXIT
 # Both sides authenticate with one secret, as in production; a baseline
 # built before authentication existed gets no option (its --help lacks it).
 (umask 077 && head -c 32 /dev/urandom >"$tmp/migration.key")
+# auth_args RMIG_BW: sets the array auth (no process substitution: the
+# soft-RoCE VM has no /dev/fd).
 auth_args() {
+	auth=()
 	if "$1" --help 2>/dev/null | grep -q -- --auth-key-file; then
-		printf '%s\n' --auth-key-file "$tmp/migration.key"
+		auth=(--auth-key-file "$tmp/migration.key")
 	fi
 }
 
@@ -215,7 +218,7 @@ run_iperf() {
 run_bw() {
 	local bw=$1 q=$2 n=$3 spid port=
 	local -a auth
-	mapfile -t auth < <(auth_args "$bw")
+	auth_args "$bw"
 	: >"$tmp/server.log"
 	timeout "$bw_timeout" "${cpu_server[@]}" "$bw" -b "$host" -p 0 -s "$size" \
 		-t "$bw_timeout" "${ppp_args[@]}" "${auth[@]}" --transport fabric \

@@ -118,9 +118,12 @@ trap cleanup EXIT
 # Both sides authenticate with one secret, as in production; a baseline
 # built before authentication existed gets no option (its --help lacks it).
 (umask 077 && head -c 32 /dev/urandom >"$tmp/migration.key")
+# auth_args RMIG_BW: sets the array auth (no process substitution: the
+# soft-RoCE VM has no /dev/fd).
 auth_args() {
+	auth=()
 	if "$1" --help 2>/dev/null | grep -q -- --auth-key-file; then
-		printf '%s\n' --auth-key-file "$tmp/migration.key"
+		auth=(--auth-key-file "$tmp/migration.key")
 	fi
 }
 
@@ -201,7 +204,7 @@ rmig_bw_run() {
 	local name=$1 prog=$2 host=$3 port=$4 q=$5 rc=0
 	local -a auth
 	shift 5
-	mapfile -t auth < <(auth_args "$prog")
+	auth_args "$prog"
 	set -- "$@" "${auth[@]}"
 	timeout "$bw_timeout" taskset -c "$((ncpu - 1))" "$prog" "$@" -s "$size" \
 		-P "$ppp" --page-size "$page" -b "$host" -p "$port" -t 120 \
