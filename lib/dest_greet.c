@@ -401,7 +401,11 @@ void rmig_dest_greet_evict(struct dest_greet *g, unsigned n, int grace_ms)
 	struct dest_greet *old = NULL;
 
 	for (unsigned i = 0; i < n; i++)
-		if (g[i].used && !atomic_load(&g[i].stop) &&
+		/* Relaxed: stop is stored by this thread only (here and in
+		 * rmig_dest_greet_stop()); the greeters' acquire loads pair
+		 * with those release stores. */
+		if (g[i].used &&
+		    !atomic_load_explicit(&g[i].stop, memory_order_relaxed) &&
 		    (!old || g[i].started_ns < old->started_ns))
 			old = &g[i];
 	if (old && now - old->started_ns >= (uint64_t)grace_ms * 1000000) {
