@@ -15,6 +15,10 @@
 #                             tests that need RDMA (label rxe) run once, from
 #                             the default tree, in a QEMU VM with soft-RoCE
 #                             (test vm_rxe; natively on a host with RDMA);
+#                             QEMU 10.0 with rmig (label qemu: build it
+#                             with integrations/qemu/build.sh, cached in
+#                             build/qemu, and run QEMU's migration-test)
+#                             also runs from the default tree only;
 #                             then a fourth tree, fuzz (clang, libFuzzer):
 #                             each of the 13 wire decoders fuzzed for
 #                             RMIG_FUZZ_SECONDS (30), two at a time (about
