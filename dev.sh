@@ -15,6 +15,10 @@
 #                             tests that need RDMA (label rxe) run once, from
 #                             the default tree, in a QEMU VM with soft-RoCE
 #                             (test vm_rxe; natively on a host with RDMA);
+#                             QEMU 10.0 with rmig (label qemu: build it
+#                             with integrations/qemu/build.sh, cached in
+#                             build/qemu, and run QEMU's migration-test)
+#                             also runs from the default tree only;
 #                             then a fourth tree, fuzz (clang, libFuzzer):
 #                             each of the 13 wire decoders fuzzed for
 #                             RMIG_FUZZ_SECONDS (30), two at a time (about
@@ -75,11 +79,28 @@ BUILD_PACKAGES=(build-essential cmake pkg-config libfabric-dev libibverbs-dev
 #   cpio               packs the VM's initramfs
 #   clang              the fuzz tree (libFuzzer harnesses of the decoders)
 #   libclang-rt-14-dev clang's libFuzzer and sanitizer runtimes
+# QEMU 10.0 with rmig (integrations/qemu/build.sh, tests labelled qemu):
+#   dpkg-dev           dpkg-source: unpacks trixie's qemu source package
+#   ninja-build        QEMU's build (and a dependency of meson)
+#   python3-setuptools meson's other dependency, from bookworm itself
+#   python3-venv       QEMU's configure sets up a venv of Debian's python3
+#   libglib2.0-dev     GLib: QEMU's main loop and utilities, and libqtest
+#   libpixman-1-dev    pixman: QEMU's display code, needed even headless
+#   libfdt-dev         --enable-fdt=system (the +ds source has no dtc)
+#   zlib1g-dev         zlib: QEMU's migration stream compression
+#   flex, bison        QEMU's build generators
+#   libibumad-dev      --enable-rdma: QEMU's legacy RDMA migration, the
+#                      baseline on verbs (with libibverbs-dev, librdmacm-dev)
+#   qemu-system-x86 (above) brings the firmware the +ds source lacks
+#   (seabios, ipxe-qemu, qemu-system-data); meson >= 1.5 comes from
+#   bookworm-backports (ensure_meson below).
 # The VM's kernel is no package installed here: tests/vm/rxe-vm.sh fetches
 # the one linux-image-amd64 depends on with apt-get download into build/vm.
 TEST_PACKAGES=(libcmocka-dev python3-docutils man-db ibverbs-providers
 	ibverbs-utils rdmacm-utils perftest libfabric-bin iproute2
-	qemu-system-x86 busybox-static kmod cpio clang libclang-rt-14-dev)
+	qemu-system-x86 busybox-static kmod cpio clang libclang-rt-14-dev
+	dpkg-dev ninja-build python3-setuptools python3-venv libglib2.0-dev
+	libpixman-1-dev libfdt-dev zlib1g-dev flex bison libibumad-dev)
 
 say() { printf 'dev.sh: %s\n' "$*"; }
 
@@ -105,6 +126,31 @@ ensure_packages() {
 	$sudo apt-get update
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y \
 		--no-install-recommends "${missing[@]}"
+}
+
+# meson >= 1.5 for QEMU 10.0 (Debian 12 has 1.0.1), from bookworm-backports,
+# installed into the system when missing or older.  apt reads only the
+# project's sources file (integrations/qemu/apt/bookworm-backports.sources)
+# and keeps its lists under build/qemu/apt: the system's apt configuration
+# and lists stay as they are.  meson's dependencies (python3, ninja-build,
+# python3-setuptools) come from bookworm first, through TEST_PACKAGES.
+ensure_meson() {
+	local v sudo="" lists=$root/build/qemu/apt/backports
+	local -a opts=(-o "Dir::Etc::SourceList=$root/integrations/qemu/apt/bookworm-backports.sources"
+		-o Dir::Etc::SourceParts=- -o "Dir::State::Lists=$lists"
+		-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
+	v=$(dpkg-query -W -f='${Version}' meson 2>/dev/null || true)
+	if [ -n "$v" ] && dpkg --compare-versions "$v" ge 1.5; then
+		return 0
+	fi
+	say "installing meson from bookworm-backports (have: ${v:-none})"
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo=sudo
+	fi
+	mkdir -p "$lists/partial"
+	$sudo apt-get "${opts[@]}" update
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get "${opts[@]}" install -y \
+		--no-install-recommends -t bookworm-backports meson
 }
 
 # configure NAME BUILD_TYPE SANITIZE [CMAKE_ARG...]
@@ -266,6 +312,7 @@ cmd_test() {
 	local passed=0 failed=0 skipped=0 start=$SECONDS
 
 	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	ensure_meson
 	mkdir -p build
 	# A Release (-O3) build of everything, compiled only: the optimiser
 	# finds warnings (-Werror) the -O2 trees do not.
@@ -312,7 +359,8 @@ bench) shift; cmd_bench "$@" ;;
 bench-live) shift; cmd_bench_live ;;
 bench-rxe) shift; cmd_bench_rxe "$@" ;;
 vm) shift; cmd_vm "$@" ;;
-deps) ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" ;;
+deps) ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	ensure_meson ;;
 -h | --help | help | "")
 	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	[ -n "${1:-}" ] ;;
