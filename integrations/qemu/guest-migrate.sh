@@ -15,7 +15,9 @@
 # guest's console goes on with new memcheck lines (errors=0, no ERROR
 # line) after the switch-over, and the source stays paused.  Then it
 # prints rounds, total time, downtime and throughput from query-migrate
-# (and one JSON line with them).
+# (and one JSON line with them), and the CPU seconds each QEMU spent on
+# the migration: the process's, minus its vCPU threads' (TCG runs the
+# guest on them), from the migrate command until completed is seen.
 #
 # Options:
 #   --qemu PATH        the QEMU to run (default: build.sh's wrapper,
@@ -29,6 +31,8 @@
 #   --check-mib N      memory memcheck sweeps (default 256)
 #   --rate N           memcheck writes at most N MiB/s (default 64; 0: as fast
 #                      as the vCPU goes)
+#   --idle             an idle guest: memcheck writes its memory once, then
+#                      only reads it back and checks it (memcheck.idle=1)
 #   --run-before S     seconds the guest runs before the migration (default 3)
 #   --run-after S      seconds to watch the destination guest (default 5)
 #   --kill-dest        kill the destination QEMU mid-migration instead, and
@@ -47,7 +51,7 @@ root=$(cd "$here/../.." && pwd)
 qmp=$here/qmp.py
 qemu=$root/build/qemu/bin/qemu-system-x86_64
 via=multifd transport=fabric channels=2 mem=1024 check_mib=256 rate=64
-before=3 after=5 kill_dest= timeout=300 keep=
+before=3 after=5 kill_dest= timeout=300 keep= idle=0
 
 usage() {
 	sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -68,6 +72,7 @@ while [ $# -gt 0 ]; do
 	--run-before) before=${2:?--run-before needs a value}; shift 2 ;;
 	--run-after) after=${2:?--run-after needs a value}; shift 2 ;;
 	--kill-dest) kill_dest=1; shift ;;
+	--idle) idle=1; shift ;;
 	--timeout) timeout=${2:?--timeout needs a value}; shift 2 ;;
 	--keep) keep=${2:?--keep needs a folder}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -156,7 +161,7 @@ start_qemu() { # SIDE [EXTRA ARGS]
 		-serial "file:$tmp/$side.console" \
 		-qmp "unix:$tmp/$side.qmp,server=on,wait=off" \
 		-kernel "${guest[0]}" -initrd "${guest[1]}" \
-		-append "console=ttyS0 quiet memcheck.mib=$check_mib memcheck.rate=$rate" \
+		-append "console=ttyS0 quiet memcheck.mib=$check_mib memcheck.rate=$rate memcheck.idle=$idle" \
 		"$@" >"$tmp/$side.log" 2>&1 &
 	echo $!
 }
@@ -167,6 +172,19 @@ wait_qmp() { # SIDE
 		sleep 0.1
 	done
 	fail "the $1 QEMU did not open its QMP socket: $(tail -3 "$tmp/$1.log")"
+}
+# cpu_ticks PID: the CPU time (clock ticks) of the process minus its vCPU
+# threads'.  The process's own total keeps the time of threads that ended
+# (multifd's); the vCPU threads live as long as it.
+cpu_ticks() {
+	local total vcpu=0 t
+	total=$(sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}')
+	for t in /proc/"$1"/task/*; do
+		case $(cat "$t/comm" 2>/dev/null) in
+		"CPU "*/*) vcpu=$((vcpu + $(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}'))) ;;
+		esac
+	done
+	echo $((total - vcpu))
 }
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -203,16 +221,20 @@ done
 port=$(free_port)
 q dst migrate-incoming "{\"uri\":\"tcp:127.0.0.1:$port\"}" >/dev/null ||
 	fail "destination: migrate-incoming refused"
+src_cpu0=$(cpu_ticks "$src_pid") dst_cpu0=$(cpu_ticks "$dst_pid")
 q src migrate "{\"uri\":\"tcp:127.0.0.1:$port\"}" >/dev/null ||
 	fail "source: migrate refused"
 start=$SECONDS
 
-status= info=
+status= info= src_cpu=0 dst_cpu=0
 while :; do
 	info=$(q src query-migrate) || fail "source: query-migrate failed"
 	status=$(printf '%s' "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status",""))')
 	case $status in
-	completed | failed | cancelled) break ;;
+	completed | failed | cancelled)
+		src_cpu=$(cpu_ticks "$src_pid")
+		[ -z "$dst_pid" ] || dst_cpu=$(cpu_ticks "$dst_pid")
+		break ;;
 	esac
 	if [ -n "$kill_dest" ] && [ "$status" = active ] &&
 		[ "$(printf '%s' "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("ram",{}).get("transferred",0))')" -gt $((16 << 20)) ]; then
@@ -261,9 +283,14 @@ gbs = ram.get("transferred", 0) / secs / 1e9 if secs else 0.0
 print(" rounds %d, total %.3f s, downtime %d ms, setup %d ms, %.1f MiB sent, %.3f GB/s (%.0f Mbit/s by QEMU)" % (
     ram.get("dirty-sync-count", 0), secs, m.get("downtime", 0), m.get("setup-time", 0),
     ram.get("transferred", 0) / 2**20, gbs, ram.get("mbps", 0)))
+tck = float(sys.argv[5])
+src_cpu, dst_cpu = int(sys.argv[3]) / tck, int(sys.argv[4]) / tck
+print(" CPU on the migration (process minus vCPU threads): source %.2f s, destination %.2f s" % (src_cpu, dst_cpu))
 print(json.dumps({"test": "guest-migrate", "via": sys.argv[1], "channels": int(sys.argv[2]),
+                  "idle": sys.argv[6] == "1", "src_cpu_s": round(src_cpu, 3), "dst_cpu_s": round(dst_cpu, 3),
                   "status": m.get("status"), "rounds": ram.get("dirty-sync-count"),
                   "total_ms": m.get("total-time"), "downtime_ms": m.get("downtime"),
                   "setup_ms": m.get("setup-time"), "transferred_bytes": ram.get("transferred"),
                   "gb_per_s": round(gbs, 3)}))
-' "$via" "$channels"
+' "$via" "$channels" $((src_cpu - src_cpu0)) $((dst_cpu - dst_cpu0)) \
+	"$(getconf CLK_TCK)" "$idle"

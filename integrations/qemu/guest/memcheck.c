@@ -22,8 +22,12 @@
  *
  * Options come from the kernel command line (/proc/cmdline):
  *   memcheck.mib=N     memory to sweep (default 256)
- *   memcheck.rate=N    at most N MiB written per second (default 0: as fast
+ *   memcheck.rate=N    at most N MiB swept per second (default 0: as fast
  *                      as the vCPU goes)
+ *   memcheck.idle=1    an idle guest: write the memory once (pass 0), then
+ *                      only read it back and check it, pass after pass, at
+ *                      memcheck.rate (reads dirty no page: what a migration
+ *                      sees is a guest whose memory is in use but still)
  * Written for the guest only: no library of the project's, built static.
  */
 #define _GNU_SOURCE
@@ -82,6 +86,7 @@ int main(void)
 {
 	unsigned long mib = cmdline_opt("mib", 256);
 	unsigned long rate = cmdline_opt("rate", 0);
+	unsigned long idle = cmdline_opt("idle", 0);
 	uint64_t npages = (uint64_t)mib * (1024 * 1024 / PAGE);
 	uint64_t pass = 0, checked = 0, errors = 0, t0, next, written = 0;
 	uint64_t *mem;
@@ -103,14 +108,19 @@ int main(void)
 		printf("at most %lu MiB/s\n", rate);
 	else
 		printf("as fast as the vCPU goes\n");
+	if (idle)
+		printf("memcheck: idle: written once, then only read back\n");
 	t0 = now_ns();
 	next = t0 + 1000000000ull;
 	for (;;) {
 		for (uint64_t p = 0; p < npages; p++) {
 			uint64_t *w = mem + p * WORDS;
 
+			/* Idle: every pass checks pass 0's values. */
+			uint64_t want = idle ? 0 : pass - 1;
+
 			if (pass) {
-				uint64_t s = seed(p, pass - 1);
+				uint64_t s = seed(p, want);
 
 				for (unsigned i = 0; i < WORDS; i++) {
 					if (w[i] == s + i)
@@ -128,10 +138,12 @@ int main(void)
 				}
 				checked++;
 			}
-			uint64_t s = seed(p, pass);
+			if (!pass || !idle) {
+				uint64_t s = seed(p, pass);
 
-			for (unsigned i = 0; i < WORDS; i++)
-				w[i] = s + i;
+				for (unsigned i = 0; i < WORDS; i++)
+					w[i] = s + i;
+			}
 			written += PAGE;
 			if ((p & 255) == 255 || p + 1 == npages) {
 				uint64_t t = now_ns();
