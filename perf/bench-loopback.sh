@@ -24,9 +24,12 @@
 #
 # --baseline DIR: DIR is the build directory of another tree (an older one)
 #   with its own perf/rmig_bw (built already; it is not rebuilt).  Every rmig
-#   row also runs that rmig_bw, alternating with this tree's (current,
-#   baseline, current, baseline, ...) so both share the machine's noise, and
-#   the table gains the baseline's median and current/baseline.
+#   row also runs that rmig_bw, back to back with this tree's (current
+#   first in odd runs, the baseline first in even ones: neither tree always
+#   follows the other) so both share the machine's noise, and the table
+#   gains the baseline's median, current/baseline (the medians' ratio) and
+#   paired (the median of the run-by-run ratios, which a slow spell over
+#   several runs leaves alone).
 # Placement (default, as perftest's users do with taskset): every server
 #   (rmig_bw's destination, iperf3 -s) on the last CPU and every client
 #   (source) on CPU 0, which is what two hosts give a migration: the
@@ -263,10 +266,12 @@ record_bw() { # KEY: from client_json
 	row_it[$1]+="$(jarr iteration_seconds "$client_json") "
 }
 
+. "$here/bench-stats.sh"
 trees=(cur)
 [ -z "$bw_base" ] || trees=(cur base)
 log "bench: $runs run(s); placement: $placement"
 for r in $(seq "$runs"); do
+	order_for "$r"
 	log "bench: run $r/$runs: iperf3, one stream, ${iperf_secs} s ..."
 	run_iperf "$pin"
 	row_bw[iperf3]+="$iperf_mbs "
@@ -276,7 +281,7 @@ for r in $(seq "$runs"); do
 		row_bw[iperf3u]+="$iperf_mbs "
 	fi
 	for q in $channels_list; do
-		for t in "${trees[@]}"; do
+		for t in "${order[@]}"; do
 			bw=$bw_cur
 			[ "$t" = cur ] || bw=$bw_base
 			log "bench: run $r/$runs: rmig_bw ($([ "$t" = cur ] && echo current || echo baseline)), $q channel(s), $size x (1 + $iters) ..."
@@ -294,7 +299,6 @@ src_rss=$(jnum peak_rss_bytes "$client_json")
 dst_rss=$(jnum peak_rss_bytes "$server_json")
 ram=$(jnum ram_bytes "$client_json")
 
-. "$here/bench-stats.sh"
 
 read -r ip_min ip_med ip_max <<<"$(stats "${row_bw[iperf3]}")"
 # The reference ceiling: the better of iperf3's medians, pinned or not (one
@@ -310,16 +314,17 @@ echo "$rule"
 echo " rmig loopback benchmark: libfabric tcp on $host; $size of non-zero pages per iteration; MB = 10^6 bytes"
 echo " memory faulted in (and the source's filled) before the clock starts; per run 1 warm-up + $iters timed"
 echo " iterations of (every page queued + rmig_src_sync()); pages/packet: ${ppp:-library default}"
-echo " $runs run(s) per row, rows interleaved run by run$([ -z "$bw_base" ] || echo ", current and baseline alternating")"
+echo " $runs run(s) per row, rows interleaved run by run$([ -z "$bw_base" ] || echo ", current and baseline alternating, each first in every other run")"
 echo " placement: $placement"
 echo " iperf3: one stream, ${iperf_secs} s per run; each rmig_bw process under a ${bw_timeout} s timeout"
 [ -z "$bw_base" ] || echo " baseline: $bw_base"
 echo " iter spread: (slowest - fastest) / fastest over the timed iterations of all the row's runs"
+[ -z "$bw_base" ] || echo " cur/base: ratio of the medians; paired: median of the run-by-run ratios (each pair ran back to back)"
 echo " med/iperf3: a row's median over iperf3's better median$([ -z "$pin" ] || echo " (pinned or unpinned)"): $ip_ref MB/s"
 echo "$rule"
 hdr=$(printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s' "#row" "#runs" \
 	"BW min[MB/s]" "BW median[MB/s]" "BW max[MB/s]" "iter spread[%]" "med/iperf3")
-[ -z "$bw_base" ] || hdr+=$(printf ' %-21s %s' "base median[MB/s]" "cur/base")
+[ -z "$bw_base" ] || hdr+=$(printf ' %-21s %-9s %s' "base median[MB/s]" "cur/base" "paired")
 echo "$hdr"
 printf ' %-24s %-6s %-14s %-17s %-14s %-15s %-12s\n' \
 	"iperf3, 1 stream$([ -z "$pin" ] || echo ", pinned")" "$runs" \
@@ -344,8 +349,9 @@ for q in $channels_list; do
 		if [ "$t" = cur ] && [ -n "$bw_base" ]; then
 			read -r _ bmd _ <<<"$(stats "${row_bw[base$q]}")"
 			cb=$(ratio "$md" "$bmd")
-			line+=$(printf ' %-21s %s' "$bmd" "$cb")
-			extra=",\"baseline_median_mb_per_sec\":$bmd,\"ratio_current_baseline\":$cb"
+			pr=$(paired "${row_bw[$t$q]}" "${row_bw[base$q]}")
+			line+=$(printf ' %-21s %-9s %s' "$bmd" "$cb" "$pr")
+			extra=",\"baseline_median_mb_per_sec\":$bmd,\"ratio_current_baseline\":$cb,\"ratio_paired_median\":$(jval "$pr")"
 		fi
 		echo "$line"
 		jsons+=("{\"test\":\"bench-loopback\",\"row\":\"rmig\",\"tree\":\"$([ "$t" = cur ] && echo current || echo baseline)\",\"transport\":\"fabric/tcp\",\"host\":\"$host\",\"channels\":$q,\"runs\":$runs,\"iterations_per_run\":$iters,\"bytes_per_iteration\":$(jnum bytes "$client_json"),\"pages_per_packet\":${ppp:-null},\"bw_min_mb_per_sec\":$mn,\"bw_median_mb_per_sec\":$md,\"bw_max_mb_per_sec\":$mx,\"runs_mb_per_sec\":[$(jlist "${row_bw[$t$q]}")],\"iteration_seconds\":[$(jlist "${row_it[$t$q]}")],\"iteration_spread_pct\":$sp,\"ratio_median_iperf3\":$rat,\"iperf3_reference_mb_per_sec\":$ip_ref$extra,\"pinned\":$([ -n "$pin" ] && echo true || echo false),\"prefaulted\":true}")

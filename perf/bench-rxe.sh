@@ -29,9 +29,10 @@
 #
 # --baseline DIR: DIR is the build directory of another (older) tree with
 #   its own perf/rmig_bw, built already.  Every rmig row also runs that
-#   rmig_bw, alternating with this tree's (current, baseline, current, ...)
-#   so both share the machine's noise; the table gains the baseline's
-#   median and current/baseline.  Inside the VM, DIR must be visible (the VM
+#   rmig_bw, back to back with this tree's (current first in odd runs, the
+#   baseline first in even ones) so both share the machine's noise; the
+#   table gains the baseline's median, current/baseline (the medians'
+#   ratio) and paired (the median of the run-by-run ratios).  Inside the VM, DIR must be visible (the VM
 #   sees the host's / read-only: any host path works).
 #
 # Memory is faulted in before any clock starts (rmig_bw faults in and fills
@@ -243,6 +244,7 @@ jarr() { sed -n "s/.*\"$1\":\[\([^]]*\)\].*/\1/p" "$2" | tail -1 | tr ',' ' '; }
 # runs' MB/s, the timed iterations' seconds and the destination's CPU s/GiB,
 # space-separated, appended run by run.
 declare -A row_bw row_it row_cpu
+. "$here/bench-stats.sh"
 trees=(cur)
 [ -z "$bw_base" ] || trees=(cur base)
 bad=0
@@ -251,12 +253,13 @@ port=18671
 # TIME_WAIT.
 next_port() { port=$((port + 1)); }
 for r in $(seq "$runs"); do
+	order_for "$r"
 	say "run $r/$runs"
 	next_port
 	ib_run "$port"
 	row_bw[ib]+="$ib_mbs "
 	for spec in $(for q in $channels_list; do echo "v$q"; done) tcp; do
-		for t in "${trees[@]}"; do
+		for t in "${order[@]}"; do
 			prog=$bw
 			[ "$t" = cur ] || prog=$bw_base
 			key=$t-$spec
@@ -276,21 +279,21 @@ for r in $(seq "$runs"); do
 	done
 done
 
-. "$here/bench-stats.sh"
 
 read -r ib_min ib_med ib_max <<<"$(stats "${row_bw[ib]:-}")"
 rule=-----------------------------------------------------------------------------------------------------------------------------
 echo
 echo "$rule"
 echo " rmig over soft-RoCE ($dev) vs ib_write_bw; $msg B per message/packet ($ppp x $page_bytes B); $size x (1 warm-up + $iters timed) per rmig run"
-echo " $runs run(s) per row, rows interleaved run by run$([ -z "$bw_base" ] || echo ", current and baseline alternating"); MB = 10^6 bytes"
+echo " $runs run(s) per row, rows interleaved run by run$([ -z "$bw_base" ] || echo ", current and baseline alternating, each first in every other run"); MB = 10^6 bytes"
 echo " memory faulted in before every clock; clients on CPU 0, servers on CPU $((ncpu - 1)); every process under a timeout"
 [ -z "$bw_base" ] || echo " baseline: $bw_base"
 echo " iter spread: (slowest - fastest) / fastest over the timed iterations of all the row's runs; dest CPU: s/GiB, median"
+[ -z "$bw_base" ] || echo " cur/base: ratio of the medians; paired: median of the run-by-run ratios (each pair ran back to back)"
 echo "$rule"
 hdr=$(printf ' %-28s %-13s %-16s %-13s %-15s %-9s %-9s' "#row" "BW min[MB/s]" \
 	"BW median[MB/s]" "BW max[MB/s]" "iter spread[%]" "/ib_write" "dest CPU")
-[ -z "$bw_base" ] || hdr+=$(printf ' %-18s %s' "base median[MB/s]" "cur/base")
+[ -z "$bw_base" ] || hdr+=$(printf ' %-18s %-9s %s' "base median[MB/s]" "cur/base" "paired")
 echo "$hdr"
 printf ' %-28s %-13s %-16s %-13s %-15s %-9s %-9s\n' "ib_write_bw, 1 QP" "$ib_min" \
 	"$ib_med" "$ib_max" "-" "1.000" "-"
@@ -317,8 +320,9 @@ for spec in $(for q in $channels_list; do echo "v$q"; done) tcp; do
 		if [ "$t" = cur ] && [ -n "$bw_base" ]; then
 			read -r _ bmd _ <<<"$(stats "${row_bw[base-$spec]:-}")"
 			cb=$(ratio "$md" "$bmd")
-			line+=$(printf ' %-18s %s' "$bmd" "$cb")
-			extra=",\"baseline_median_mb_per_sec\":$(jval "$bmd"),\"ratio_current_baseline\":$(jval "$cb")"
+			pr=$(paired "${row_bw[$key]:-}" "${row_bw[base-$spec]:-}")
+			line+=$(printf ' %-18s %-9s %s' "$bmd" "$cb" "$pr")
+			extra=",\"baseline_median_mb_per_sec\":$(jval "$bmd"),\"ratio_current_baseline\":$(jval "$cb"),\"ratio_paired_median\":$(jval "$pr")"
 		fi
 		echo "$line"
 		jsons+=("{\"test\":\"bench-rxe\",\"row\":\"rmig\",\"tree\":\"$([ "$t" = cur ] && echo current || echo baseline)\",\"transport\":\"$([ "$spec" = tcp ] && echo fabric/tcp || echo verbs)\",\"device\":\"$([ "$spec" = tcp ] && echo 127.0.0.1 || echo "$dev")\",\"channels\":$([ "$spec" = tcp ] && echo 1 || echo "${spec#v}"),\"runs\":$runs,\"message_bytes\":$msg,\"pages_per_packet\":$ppp,\"page_size\":$page_bytes,\"bw_min_mb_per_sec\":$(jval "$mn"),\"bw_median_mb_per_sec\":$(jval "$md"),\"bw_max_mb_per_sec\":$(jval "$mx"),\"runs_mb_per_sec\":[$(jlist "${row_bw[$key]:-}")],\"iteration_seconds\":[$(jlist "${row_it[$key]:-}")],\"iteration_spread_pct\":$(jval "$sp"),\"ratio_median_ib_write_bw\":$(jval "$rat"),\"dest_cpu_s_per_gib_median\":$(jval "$cpu")$extra,\"in_vm\":$([ "${RMIG_IN_VM:-}" = 1 ] && echo true || echo false),\"prefaulted\":true}")
