@@ -5,6 +5,7 @@
 #
 #   tests/vm/rxe-vm.sh [--mem MiB] [--cpus N] [--timeout SECONDS] [--log FILE]
 #                      -- COMMAND [ARGS...]
+#   tests/vm/rxe-vm.sh --prepare
 #
 # The VM boots Debian's own kernel (the package linux-image-amd64 depends on,
 # fetched with apt-get download and unpacked with dpkg -x: nothing is
@@ -29,6 +30,10 @@
 #   --cpus N         virtual CPUs (default 2)
 #   --timeout S      kill the VM after S seconds, boot included (default 900)
 #   --log FILE       full console log (default: $cache/last-console.log)
+#   --prepare        only fetch the kernel and build the initramfs (the
+#                    cache below), print the kernel's path and exit: the
+#                    real-guest demo of integrations/qemu boots the same
+#                    kernel
 #
 # Cache: ${RMIG_VM_CACHE:-<project root>/build/vm} holds the kernel and the
 # initramfs; they are rebuilt only when missing or outdated (another kernel
@@ -41,7 +46,7 @@ PROG=rxe-vm
 PATH=$PATH:/usr/sbin:/sbin
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${RMIG_VM_CACHE:-$root/build/vm}
-mem=4096 cpus=2 tmo=900 log=
+mem=4096 cpus=2 tmo=900 log= prepare=
 
 die() {
 	printf '%s: error: %s\n' "$PROG" "$*" >&2
@@ -57,12 +62,14 @@ while [ $# -gt 0 ]; do
 	--cpus) cpus=${2:?--cpus needs a value}; shift 2 ;;
 	--timeout) tmo=${2:?--timeout needs a value}; shift 2 ;;
 	--log) log=${2:?--log needs a value}; shift 2 ;;
+	--prepare) prepare=1; shift ;;
 	--) shift; break ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument '$1' (the command goes after --)" ;;
 	esac
 done
-[ $# -gt 0 ] || { usage >&2; die "no COMMAND given (after --)"; }
+[ $# -gt 0 ] || [ -n "$prepare" ] ||
+	{ usage >&2; die "no COMMAND given (after --)"; }
 for v in mem cpus tmo; do
 	case ${!v} in
 	'' | *[!0-9]* | 0*) die "--${v/tmo/timeout} must be a positive integer, got '${!v}'" ;;
@@ -266,6 +273,10 @@ if [ "$stamp" != "$want_stamp" ] || [ ! -f "$cache/vmlinuz" ] ||
 	build_cache
 fi
 exec 9>&- # the files are replaced atomically (mv), never modified in place
+if [ -n "$prepare" ]; then
+	echo "$cache/vmlinuz"
+	exit 0
+fi
 
 # ---------------------------------------------------------------- one run
 
