@@ -8,8 +8,8 @@
 # first time (as vm_rxe fetches its kernel package) and builds QEMU and
 # QEMU's migration-test: about 3 minutes on 2 cores from scratch, well
 # under a second when cached.  qemu_migration_test runs QEMU's stock
-# precopy and multifd cases against that build (about 3 minutes).  Both
-# use both cores (RUN_SERIAL).
+# precopy and multifd cases against that build, and the series' rmig
+# cases (about 5 minutes).  All use both cores (RUN_SERIAL).
 if(NOT RMIG_SANITIZE)
 add_test(NAME qemu_build
   COMMAND ${PROJECT_SOURCE_DIR}/integrations/qemu/build.sh ${PROJECT_BINARY_DIR})
@@ -18,6 +18,20 @@ set_tests_properties(qemu_build PROPERTIES TIMEOUT 1200 LABELS "qemu"
 
 add_test(NAME qemu_migration_test
   COMMAND ${PROJECT_SOURCE_DIR}/integrations/qemu/migration-test.sh)
-set_tests_properties(qemu_migration_test PROPERTIES TIMEOUT 600
+set_tests_properties(qemu_migration_test PROPERTIES TIMEOUT 900
   LABELS "qemu" RUN_SERIAL TRUE FIXTURES_REQUIRED qemu)
+
+# A real Linux guest (guest.sh: Debian's kernel, fetched like vm_rxe's,
+# and memcheck) migrated by the built QEMU over rmig (x-rmig, libfabric
+# tcp on 127.0.0.1): the destination guest must carry on with its memory
+# check passing; with --kill-dest the destination dies mid-migration and
+# the source guest must run on.  About 30 s each.
+add_test(NAME qemu_guest_migrate_rmig
+  COMMAND ${PROJECT_SOURCE_DIR}/integrations/qemu/guest-migrate.sh --via rmig)
+add_test(NAME qemu_guest_migrate_rmig_kill_dest
+  COMMAND ${PROJECT_SOURCE_DIR}/integrations/qemu/guest-migrate.sh --via rmig
+          --kill-dest)
+set_tests_properties(qemu_guest_migrate_rmig qemu_guest_migrate_rmig_kill_dest
+  PROPERTIES TIMEOUT 600 LABELS "qemu" RUN_SERIAL TRUE
+  FIXTURES_REQUIRED qemu)
 endif()

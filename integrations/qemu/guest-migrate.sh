@@ -26,6 +26,9 @@
 #                      rmig (capability x-rmig, with --transport and a
 #                      secret made for the run)
 #   --transport T      rmig's transport: auto, fabric (default), verbs
+#   --rmig-address A   with --via rmig: x-rmig-address of both sides, where
+#                      the destination's rmig listens and the source's
+#                      connects (default 127.0.0.1 and a free port)
 #   --channels N       multifd channels (default 2)
 #   --mem MiB          guest memory (default 1024)
 #   --check-mib N      memory memcheck sweeps (default 256)
@@ -51,7 +54,7 @@ root=$(cd "$here/../.." && pwd)
 qmp=$here/qmp.py
 qemu=$root/build/qemu/bin/qemu-system-x86_64
 via=multifd transport=fabric channels=2 mem=1024 check_mib=256 rate=64
-before=3 after=5 kill_dest= timeout=300 keep= idle=0
+before=3 after=5 kill_dest= timeout=300 keep= idle=0 rmig_address=
 
 usage() {
 	sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -65,6 +68,7 @@ while [ $# -gt 0 ]; do
 	--qemu) qemu=${2:?--qemu needs a path}; shift 2 ;;
 	--via) via=${2:?--via needs multifd or rmig}; shift 2 ;;
 	--transport) transport=${2:?--transport needs a value}; shift 2 ;;
+	--rmig-address) rmig_address=${2:?--rmig-address needs host:port}; shift 2 ;;
 	--channels) channels=${2:?--channels needs a value}; shift 2 ;;
 	--mem) mem=${2:?--mem needs a value}; shift 2 ;;
 	--check-mib) check_mib=${2:?--check-mib needs a value}; shift 2 ;;
@@ -219,7 +223,9 @@ if [ "$via" = rmig ]; then
 			fail "$side: cannot create the secret object"
 	done
 	caps='[{"capability":"multifd","state":true},{"capability":"x-rmig","state":true}]'
-	params="{\"multifd-channels\":$channels,\"max-bandwidth\":$max_bw,\"x-rmig-transport\":\"$transport\",\"x-rmig-secret\":\"rmig-secret\"}"
+	[ -n "$rmig_address" ] || rmig_address=127.0.0.1:$(free_port)
+	echo "guest-migrate: rmig meets at $rmig_address"
+	params="{\"multifd-channels\":$channels,\"max-bandwidth\":$max_bw,\"x-rmig-transport\":\"$transport\",\"x-rmig-secret\":\"rmig-secret\",\"x-rmig-address\":\"$rmig_address\"}"
 fi
 for side in src dst; do
 	q $side migrate-set-capabilities "{\"capabilities\":$caps}" >/dev/null ||

@@ -5,7 +5,9 @@
 # build.sh (the cache ${RMIG_QEMU_DIR:-<project>/build/qemu}), on the cases
 # that matter for rmig: precopy over tcp (the main stream rmig leaves to
 # QEMU) and multifd over tcp (plain, cancel, both zero-page policies, the
-# channels syntax), plus the patch series' rmig cases, with the firmware
+# channels syntax), plus the patch series' rmig cases (the settings'
+# validation; multifd precopy, cancel and a wrong secret over rmig's
+# libfabric tcp transport on 127.0.0.1), with the firmware
 # wrapper as QTEST_QEMU_BINARY.  Fails
 # when any case fails, is skipped or does not run; prints the pass count.
 # Registered as the ctest test qemu_migration_test (label qemu), after
@@ -32,6 +34,11 @@ skip=(precopy/tcp/plain/switchover-ack)
 if grep -qs '^+++ b/tests/qtest/migration/rmig-tests.c' "$here"/patches/*.patch; then
 	cases+=(rmig/validate/capability rmig/validate/secret
 		rmig/validate/transport rmig/validate/hmp)
+fi
+# Migrations over rmig (libfabric tcp on 127.0.0.1, the boot block guest).
+if grep -qs 'rmig/multifd/tcp/precopy' "$here"/patches/*.patch; then
+	cases+=(rmig/validate/address rmig/multifd/tcp/precopy
+		rmig/multifd/tcp/cancel rmig/multifd/tcp/wrong-secret)
 fi
 
 if [ ! -x "$wrapper" ] || [ ! -x "$mtest" ]; then
