@@ -33,6 +33,15 @@
 #   ./dev.sh vm [OPTS] -- CMD install what is missing, build the default
 #                             tree, run CMD in the soft-RoCE VM
 #                             (tests/vm/rxe-vm.sh OPTS -- CMD)
+#   ./dev.sh qemu-demo [OPTS] install what is missing, build the default tree
+#                             and QEMU 10.0 with integrations/qemu's series
+#                             (cached in build/qemu), then live-migrate a
+#                             real Linux guest (Debian's kernel, an init that
+#                             keeps writing and checking memory) between two
+#                             QEMUs over rmig, libfabric tcp on 127.0.0.1
+#                             (integrations/qemu/guest-migrate.sh OPTS)
+#   ./dev.sh bench-qemu [OPTS] the same guest, stock multifd against rmig
+#                             (perf/bench-qemu.sh OPTS)
 #   ./dev.sh deps             only install what is missing (everything)
 #
 # Packages are installed only when missing (checked with dpkg-query); apt-get
@@ -188,6 +197,28 @@ cmd_demo() {
 	ensure_packages "${BUILD_PACKAGES[@]}"
 	build_one rmig-migrate >/dev/null
 	exec build/default/tools/rmig-migrate demo "$@"
+}
+
+# The real-guest demo of issue 10: QEMU 10.0 with the series of
+# integrations/qemu (built once, cached in build/qemu), a Debian kernel
+# whose init keeps writing and checking memory, live-migrated between two
+# QEMUs over rmig (libfabric tcp on 127.0.0.1); OPTIONS go to
+# integrations/qemu/guest-migrate.sh (--channels N, --transport, ...).
+cmd_qemu_demo() {
+	local qemu
+	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	ensure_meson
+	build_tree default RelWithDebInfo "" all "${TEST_TREE_ARGS[@]}" >/dev/null
+	qemu=$(integrations/qemu/build.sh "$root/build/default" | tail -1)
+	exec integrations/qemu/guest-migrate.sh --qemu "$qemu" --via rmig "$@"
+}
+
+# perf/bench-qemu.sh OPTIONS with the QEMU of integrations/qemu.
+cmd_bench_qemu() {
+	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	ensure_meson
+	build_tree default RelWithDebInfo "" all "${TEST_TREE_ARGS[@]}" >/dev/null
+	exec perf/bench-qemu.sh "$@"
 }
 
 cmd_vm() {
@@ -359,12 +390,14 @@ bench) shift; cmd_bench "$@" ;;
 bench-live) shift; cmd_bench_live ;;
 bench-rxe) shift; cmd_bench_rxe "$@" ;;
 vm) shift; cmd_vm "$@" ;;
+qemu-demo) shift; cmd_qemu_demo "$@" ;;
+bench-qemu) shift; cmd_bench_qemu "$@" ;;
 deps) ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 	ensure_meson ;;
 -h | --help | help | "")
 	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	[ -n "${1:-}" ] ;;
 *)
-	say "unknown command '$1' (demo, test, bench, bench-live, bench-rxe, vm, deps)"
+	say "unknown command '$1' (demo, test, bench, bench-live, bench-rxe, vm, qemu-demo, bench-qemu, deps)"
 	exit 2 ;;
 esac
