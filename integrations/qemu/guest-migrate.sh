@@ -190,6 +190,15 @@ cpu_ticks() {
 	done
 	echo $((total - vcpu))
 }
+# jfield PATH [DEFAULT]: the member PATH (dot-separated) of the JSON object
+# on stdin, or DEFAULT when absent.
+jfield() {
+	python3 -c 'import json, sys
+v = json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    v = v.get(k) if isinstance(v, dict) else None
+print(sys.argv[2] if v is None else v)' "$1" "${2:-}"
+}
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -244,7 +253,7 @@ start=$SECONDS
 status= info= src_cpu=0 dst_cpu=0
 while :; do
 	info=$(q src query-migrate) || fail "source: query-migrate failed"
-	status=$(printf '%s' "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status",""))')
+	status=$(printf '%s' "$info" | jfield status)
 	case $status in
 	completed | failed | cancelled)
 		src_cpu=$(cpu_ticks "$src_pid")
@@ -252,7 +261,7 @@ while :; do
 		break ;;
 	esac
 	if [ -n "$kill_dest" ] && [ "$status" = active ] &&
-		[ "$(printf '%s' "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("ram",{}).get("transferred",0))')" -gt $((16 << 20)) ]; then
+		[ "$(printf '%s' "$info" | jfield ram.transferred 0)" -gt $((16 << 20)) ]; then
 		echo "guest-migrate: killing the destination QEMU mid-migration (status $status)"
 		kill -9 "$dst_pid"
 		wait "$dst_pid" 2>/dev/null || true
@@ -265,7 +274,7 @@ done
 
 if [ "$kill_dest" = done ]; then
 	[ "$status" = failed ] || fail "after the destination died the source's migration is '$status', not failed"
-	running=$(q src query-status | python3 -c 'import json,sys; print(json.load(sys.stdin)["running"])')
+	running=$(q src query-status | jfield running)
 	[ "$running" = True ] || fail "the source guest is not running after the failed migration"
 	n=$(memcheck_lines src)
 	wait_lines src $((n + after)) $((after * 4 + 30)) ||
@@ -278,13 +287,13 @@ if [ "$kill_dest" = done ]; then
 fi
 [ -n "$kill_dest" ] && fail "the migration ended ($status) before the destination could be killed"
 [ "$status" = completed ] ||
-	fail "the migration $status: $(printf '%s' "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("error-desc","(no error-desc)"))')"
+	fail "the migration $status: $(printf '%s' "$info" | jfield error-desc '(no error-desc)')"
 
 n=$(memcheck_lines dst)
 wait_lines dst $((n + after)) $((after * 4 + 30)) ||
 	fail "the destination guest printed fewer than $after new memcheck lines after the migration"
 check_console dst
-src_state=$(q src query-status | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+src_state=$(q src query-status | jfield status)
 [ "$src_state" = postmigrate ] || fail "the source QEMU is '$src_state' after the migration, not postmigrate"
 
 echo "guest-migrate: completed; the destination guest carries on:"
