@@ -34,4 +34,13 @@ add_test(NAME qemu_guest_migrate_rmig_kill_dest
 set_tests_properties(qemu_guest_migrate_rmig qemu_guest_migrate_rmig_kill_dest
   PROPERTIES TIMEOUT 600 LABELS "qemu" RUN_SERIAL TRUE
   FIXTURES_REQUIRED qemu)
+
+# The series' multifd precopy over rmig's verbs transport, in the soft-RoCE
+# VM (tests/vm/rxe-vm.sh, as vm_rxe): the built QEMU runs nested under TCG
+# inside it and the boot block guest's RAM travels by RDMA WRITE over rxe0.
+add_test(NAME qemu_migration_rxe
+  COMMAND ${PROJECT_SOURCE_DIR}/tests/vm/rxe-vm.sh --timeout 870 --
+          ${PROJECT_SOURCE_DIR}/integrations/qemu/migration-test.sh --verbs)
+set_tests_properties(qemu_migration_rxe PROPERTIES TIMEOUT 900
+  LABELS "qemu;vm" RUN_SERIAL TRUE FIXTURES_REQUIRED qemu)
 endif()

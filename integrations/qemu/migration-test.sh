@@ -12,6 +12,11 @@
 # when any case fails, is skipped or does not run; prints the pass count.
 # Registered as the ctest test qemu_migration_test (label qemu), after
 # qemu_build.
+#
+# With --verbs, only the series' multifd precopy over rmig's verbs
+# transport (RDMA WRITE), at the RDMA device's address in $RMIG_RXE_ADDR:
+# run it inside the soft-RoCE VM, as the ctest test qemu_migration_rxe does:
+#   tests/vm/rxe-vm.sh -- integrations/qemu/migration-test.sh --verbs
 set -uo pipefail
 
 PROG=qemu_migration_test
@@ -23,6 +28,13 @@ fail() {
 	printf '%s: FAIL: %s\n' "$PROG" "$*" >&2
 	exit 1
 }
+
+verbs=
+case ${1-} in
+--verbs) verbs=1 ;;
+'') ;;
+*) fail "unknown argument '$1' (usage: $0 [--verbs])" ;;
+esac
 
 # Paths under /x86_64/migration/.  -p selects a path and the paths below
 # it: precopy/tcp/plain/switchover-ack is left out with -s.
@@ -39,6 +51,15 @@ fi
 if grep -qs 'rmig/multifd/tcp/precopy' "$here"/patches/*.patch; then
 	cases+=(rmig/validate/address rmig/multifd/tcp/precopy
 		rmig/multifd/tcp/cancel rmig/multifd/tcp/wrong-secret)
+fi
+if [ -n "$verbs" ]; then
+	[ -n "${RMIG_RXE_ADDR-}" ] ||
+		fail "--verbs: RMIG_RXE_ADDR (an RDMA device's IPv4 address) is not set; run it in tests/vm/rxe-vm.sh"
+	grep -qs 'rmig/multifd/verbs/precopy' "$here"/patches/*.patch ||
+		fail "--verbs: the patch series has no verbs case"
+	cases=(rmig/multifd/verbs/precopy)
+	skip=()
+	export QTEST_RMIG_VERBS_ADDR=$RMIG_RXE_ADDR
 fi
 
 if [ ! -x "$wrapper" ] || [ ! -x "$mtest" ]; then
