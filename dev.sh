@@ -42,6 +42,9 @@
 #                             (integrations/qemu/guest-migrate.sh OPTS)
 #   ./dev.sh bench-qemu [OPTS] the same guest, stock multifd against rmig
 #                             (perf/bench-qemu.sh OPTS)
+#   ./dev.sh bench-qemu-rxe [OPTS] in the soft-RoCE VM: QEMU's legacy RDMA
+#                             migration against QEMU + rmig over verbs
+#                             (perf/bench-qemu-rxe.sh OPTS)
 #   ./dev.sh deps             only install what is missing (everything)
 #
 # Packages are installed only when missing (checked with dpkg-query); apt-get
@@ -221,6 +224,14 @@ cmd_bench_qemu() {
 	exec perf/bench-qemu.sh "$@"
 }
 
+# perf/bench-qemu-rxe.sh OPTIONS: it builds QEMU and boots the VM itself.
+cmd_bench_qemu_rxe() {
+	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+	ensure_meson
+	build_tree default RelWithDebInfo "" all "${TEST_TREE_ARGS[@]}" >/dev/null
+	exec perf/bench-qemu-rxe.sh "$@"
+}
+
 cmd_vm() {
 	ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 	build_tree default RelWithDebInfo "" all "${TEST_TREE_ARGS[@]}" >/dev/null
@@ -392,12 +403,13 @@ bench-rxe) shift; cmd_bench_rxe "$@" ;;
 vm) shift; cmd_vm "$@" ;;
 qemu-demo) shift; cmd_qemu_demo "$@" ;;
 bench-qemu) shift; cmd_bench_qemu "$@" ;;
+bench-qemu-rxe) shift; cmd_bench_qemu_rxe "$@" ;;
 deps) ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 	ensure_meson ;;
 -h | --help | help | "")
 	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	[ -n "${1:-}" ] ;;
 *)
-	say "unknown command '$1' (demo, test, bench, bench-live, bench-rxe, vm, qemu-demo, bench-qemu, deps)"
+	say "unknown command '$1' (demo, test, bench, bench-live, bench-rxe, vm, qemu-demo, bench-qemu, bench-qemu-rxe, deps)"
 	exit 2 ;;
 esac
