@@ -106,6 +106,8 @@ struct rmig_session {
 	/* A live channel fails after this long without a message from its
 	 * peer (chan.c, "Liveness"). */
 	unsigned idle_timeout_ms;
+	/* Source: every queued page is written, none tested for zero. */
+	bool no_zero_detect;
 	uint64_t devstate_max;
 	unsigned rx_depth;
 	unsigned tx_depth;

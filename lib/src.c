@@ -56,7 +56,8 @@ static int send_pages(struct src_chan *p)
 	for (uint32_t i = 0; i < p->job.n; i++) {
 		uint64_t off = p->job.offsets[i];
 
-		if (rmig_buffer_is_zero(b->host + off, ps))
+		if (!s->no_zero_detect && rmig_buffer_is_zero(b->host + off,
+								  ps))
 			p->zero[nz++] = off;
 		else
 			p->normal[nn++] = off;

@@ -406,6 +406,7 @@ void src_up(struct mig *m)
 	memcpy(c.uuid, m->src_extra.uuid, 16);
 	auth_override(&c, &m->src_extra);
 	c.idle_timeout_ms = m->src_extra.idle_timeout_ms;
+	c.no_zero_detect = m->src_extra.no_zero_detect;
 	c.devstate_max = m->src_extra.devstate_max;
 	if (m->src_verbs)
 		assert_ok(rmig_src_create_auto(&c, m->src_verbs,

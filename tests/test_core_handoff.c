@@ -3,7 +3,8 @@
  * test_core_handoff.c - batch handoff: every queued page arrives exactly
  * once, byte for byte, for 1/2/8 channels and 1/7/128 pages per packet;
  * zero pages arrive as zeros, clearing what the destination held;
- * block_received counts.  Backpressure: with a slow write, the caller
+ * block_received counts; with no_zero_detect, zero pages are written like
+ * any other, once each.  Backpressure: with a slow write, the caller
  * blocks and never more than `channels` batches are in flight.
  *
  * Over the in-process mock provider, with the fixture of tests/core_util.h.
@@ -127,6 +128,55 @@ HANDOFF(8, 1)
 HANDOFF(8, 7)
 HANDOFF(8, 128)
 
+/* Zero-page detection off (QEMU's zero-page-detection=none): every page,
+ * zero or not, is written once as a normal page; the destination's
+ * garbage under the zero pages is overwritten by the write, not cleared.
+ * A destination refuses the setting. */
+static void test_no_zero_detect(void **state)
+{
+	struct mig *m = *state;
+	const size_t p0 = 90, p1 = 30;
+	struct rmig_stats ss, ds;
+	struct rmig_config c;
+	rmig_dest *d = NULL;
+	size_t zeros;
+
+	cfg_init(&c, m->addr, 2, 16);
+	c.field_mask |= RMIG_CFG_NO_ZERO_DETECT;
+	c.no_zero_detect = 1;
+	assert_int_equal(rmig_dest_create_prov(&c, &rmig_mock_provider, &d),
+			 -EINVAL);
+	assert_last_err_has("no_zero_detect is a source setting");
+
+	mem_alloc(&m->mem, p0, p1);
+	zeros = mem_fill(&m->mem);
+	assert_true(zeros > 0);
+	mock_set_write_hook(count_writes, &m->mem);
+	m->src_extra.field_mask |= RMIG_CFG_NO_ZERO_DETECT;
+	m->src_extra.no_zero_detect = 1;
+	mig_start(m, 2, 7, p0, p1);
+	for (size_t i = 0; i < p0; i++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], i * PS));
+	for (size_t i = 0; i < p1; i++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[1], i * PS));
+	mig_finish(m);
+
+	assert_int_equal(mem_diff_all(&m->mem), 0);
+	for (unsigned b = 0; b < NBLK; b++)
+		for (size_t i = 0; i < m->mem.pages[b]; i++)
+			if (writes_of(&m->mem, b, i) != 1)
+				fail_msg("block %s page %zu written %u times, "
+					 "expected once", blk_name[b], i,
+					 writes_of(&m->mem, b, i));
+	get_stats(&ss, false, m);
+	get_stats(&ds, true, m);
+	assert_int_equal(ss.normal_pages, p0 + p1);
+	assert_int_equal(ss.zero_pages, 0);
+	assert_int_equal(ds.normal_pages, p0 + p1);
+	assert_int_equal(ds.zero_pages, 0);
+	assert_int_equal(ds.zero_pages_cleared, 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Backpressure                                                        */
 
@@ -190,6 +240,7 @@ int main(void)
 		CORE_TEST(test_handoff_8ch_1ppp),
 		CORE_TEST(test_handoff_8ch_7ppp),
 		CORE_TEST(test_handoff_8ch_128ppp),
+		CORE_TEST(test_no_zero_detect),
 		CORE_TEST(test_backpressure),
 	};
 

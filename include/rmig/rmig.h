@@ -140,6 +140,8 @@ enum rmig_config_field {
 	RMIG_CFG_INSECURE = 1u << 14,
 	/** allowed_sources (destination). */
 	RMIG_CFG_ALLOWED_SOURCES = 1u << 15,
+	/** no_zero_detect (source). */
+	RMIG_CFG_NO_ZERO_DETECT = 1u << 16,
 };
 
 /** Most addresses in rmig_config.allowed_sources. */
@@ -281,6 +283,17 @@ struct rmig_config {
 	 *  them).  Appended last: callers built before it never set the bit
 	 *  and the library never reads the field then. */
 	unsigned idle_timeout_ms;
+	/** Source (RMIG_CFG_NO_ZERO_DETECT): nonzero turns zero-page
+	 *  detection off.  By default a channel thread tests every queued
+	 *  page and sends an all-zero page as a zero entry of the packet
+	 *  header (the destination clears it), so it never crosses the
+	 *  wire.  With detection off every queued page is written as a
+	 *  normal page and counted in normal_pages, zero_pages stays 0: for
+	 *  a caller that decided itself which pages to send (QEMU's
+	 *  zero-page-detection=none) or whose pages are rarely zero.  The
+	 *  destination's memory ends the same either way.  A destination
+	 *  refuses the bit (-EINVAL).  Appended last, as idle_timeout_ms. */
+	int no_zero_detect;
 };
 
 /* ------------------------------------------------------------------ */
