@@ -52,6 +52,9 @@ if grep -qs 'rmig/multifd/tcp/precopy' "$here"/patches/*.patch; then
 	cases+=(rmig/validate/address rmig/multifd/tcp/precopy
 		rmig/multifd/tcp/cancel rmig/multifd/tcp/wrong-secret)
 fi
+if grep -qs 'rmig/multifd/tcp/zero-page/none' "$here"/patches/*.patch; then
+	cases+=(rmig/multifd/tcp/zero-page/none)
+fi
 if [ -n "$verbs" ]; then
 	[ -n "${RMIG_RXE_ADDR-}" ] ||
 		fail "--verbs: RMIG_RXE_ADDR (an RDMA device's IPv4 address) is not set; run it in tests/vm/rxe-vm.sh"
