@@ -6,9 +6,9 @@
 # that matter for rmig: precopy over tcp (the main stream rmig leaves to
 # QEMU) and multifd over tcp (plain, cancel, both zero-page policies, the
 # channels syntax), plus the patch series' rmig cases (the settings'
-# validation; multifd precopy, cancel and a wrong secret over rmig's
-# libfabric tcp transport on 127.0.0.1), with the firmware
-# wrapper as QTEST_QEMU_BINARY.  Fails
+# validation; multifd precopy, cancel, a wrong secret, a source without
+# x-rmig and auto-converge over rmig's libfabric tcp transport on
+# 127.0.0.1), with the firmware wrapper as QTEST_QEMU_BINARY.  Fails
 # when any case fails, is skipped or does not run; prints the pass count.
 # Registered as the ctest test qemu_migration_test (label qemu), after
 # qemu_build.
@@ -47,6 +47,9 @@ if grep -qs '^+++ b/tests/qtest/migration/rmig-tests.c' "$here"/patches/*.patch;
 	cases+=(rmig/validate/capability rmig/validate/secret
 		rmig/validate/transport rmig/validate/hmp)
 fi
+if grep -qs 'rmig/validate/postcopy' "$here"/patches/*.patch; then
+	cases+=(rmig/validate/postcopy)
+fi
 # Migrations over rmig (libfabric tcp on 127.0.0.1, the boot block guest).
 if grep -qs 'rmig/multifd/tcp/precopy' "$here"/patches/*.patch; then
 	cases+=(rmig/validate/address rmig/multifd/tcp/precopy
@@ -54,6 +57,10 @@ if grep -qs 'rmig/multifd/tcp/precopy' "$here"/patches/*.patch; then
 fi
 if grep -qs 'rmig/multifd/tcp/zero-page/none' "$here"/patches/*.patch; then
 	cases+=(rmig/multifd/tcp/zero-page/none)
+fi
+if grep -qs 'rmig/multifd/tcp/auto-converge' "$here"/patches/*.patch; then
+	cases+=(rmig/multifd/tcp/source-without-rmig
+		rmig/multifd/tcp/auto-converge)
 fi
 if [ -n "$verbs" ]; then
 	[ -n "${RMIG_RXE_ADDR-}" ] ||
@@ -68,7 +75,10 @@ fi
 if [ ! -x "$wrapper" ] || [ ! -x "$mtest" ]; then
 	fail "no QEMU build in $out (run integrations/qemu/build.sh, or the ctest test qemu_build)"
 fi
-args=(--full)
+# --full: the full set (cases with a guest); -m slow: the slow ones too
+# (rmig/multifd/tcp/auto-converge, like the stock auto_converge).  Only
+# the paths below run either way.
+args=(--full -m slow)
 for c in "${cases[@]}"; do
 	args+=(-p "/x86_64/migration/$c")
 done
