@@ -569,6 +569,8 @@ int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
 		return rmig_err(-ENOMEM, "fabric listen: out of memory");
 	l->dom = dom;
 	l->fddir = l->nettcp = -1;
+	/* No socket on the port can be RFAB_SWEEP_AGE_MS old before. */
+	l->last_sweep_ms = rmig_now_ms();
 	ret = pep_open(l, dom->info);
 	if (ret) {
 		free(l);
@@ -607,6 +609,17 @@ int rfab_listen_name(struct rmig_prov_listener *pl, char *buf, size_t len)
 	return rmig_addr_format("fabric", &ss, sslen, buf, len);
 }
 
+/* Time for a sweep (RFAB_SWEEP_* in fabric.h). */
+static bool sweep_due(const struct rfab_listener *l)
+{
+	int64_t now = rmig_now_ms();
+
+	if (!l->laddr_len || now - l->last_sweep_ms < RFAB_SWEEP_EVERY_MS)
+		return false;
+	return now - l->last_conn_ms >= RFAB_SWEEP_QUIET_MS ||
+	       now - l->last_sweep_ms >= RFAB_SWEEP_AGE_MS;
+}
+
 int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		    struct rmig_prov_conn **out)
 {
@@ -627,8 +640,7 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 	for (;;) {
 		wait = rutl_wait_left(timeout_ms, deadline);
 		n = fi_eq_sread(l->eq, &event, &ev, sizeof(ev), wait, 0);
-		if ((n == -FI_EAGAIN || n == -FI_ETIMEDOUT) && l->laddr_len &&
-		    rmig_now_ms() - l->last_sweep_ms >= RFAB_SWEEP_EVERY_MS) {
+		if ((n == -FI_EAGAIN || n == -FI_ETIMEDOUT) && sweep_due(l)) {
 			/* Every request that came has been handed out: a
 			 * socket left on the port has sent none. */
 			unsigned strays = rfab_sweep(l, RFAB_SWEEP_AGE_MS,
@@ -687,6 +699,7 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		goto err_reject;
 	}
 	fi_freeinfo(ev.cm.info);
+	l->last_conn_ms = rmig_now_ms();
 	*out = &c->base;
 	return 0;
 
