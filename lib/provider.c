@@ -7,7 +7,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
+
+#include <rmig/rmig.h>
 
 #include "error.h"
 
@@ -118,6 +122,10 @@ static int stub_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	return NOSUP("poll");
 }
 static void stub_conn_wake(struct rmig_prov_conn *c) {}
+static int stub_preload(void)
+{
+	return NOSUP("preload");
+}
 
 void rmig_provider_fill(struct rmig_provider_ops *out,
 			const struct rmig_provider_ops *p)
@@ -141,6 +149,7 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 		.post = stub_post,
 		.poll = stub_poll,
 		.conn_wake = stub_conn_wake,
+		.preload = stub_preload,
 	};
 
 	*out = stubs;
@@ -163,5 +172,64 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 	FILL(post);
 	FILL(poll);
 	FILL(conn_wake);
+	FILL(preload);
 #undef FILL
+}
+
+/* rmig_preload(): one thread a provider, once a process. */
+static void *preload_main(void *arg)
+{
+	struct rmig_provider_ops ops;
+	int ret;
+
+	rmig_provider_fill(&ops, arg);
+	ret = ops.preload();
+	if (ret && ret != -EOPNOTSUPP)
+		rmig_log_info("preload of %s: %s (its first session will "
+			      "say more)", ops.name, rmig_err_msg());
+	return NULL;
+}
+
+static int preload_start(const struct rmig_provider_ops *p, atomic_bool *once)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int ret;
+
+	/* Relaxed: the flag orders nothing, it only picks the one caller
+	 * that starts the thread. */
+	if (atomic_exchange_explicit(once, true, memory_order_relaxed))
+		return 0;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&t, &attr, preload_main, (void *)p);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		atomic_store_explicit(once, false, memory_order_relaxed);
+		return rmig_err(-ret, "preload of %s: cannot start a thread: "
+				"%s", p->name, strerror(ret));
+	}
+	return 0;
+}
+
+int rmig_preload(enum rmig_transport transport)
+{
+	static atomic_bool fabric_once;
+	int ret = 0;
+
+	if (transport != RMIG_TRANSPORT_AUTO &&
+	    transport != RMIG_TRANSPORT_FABRIC &&
+	    transport != RMIG_TRANSPORT_VERBS)
+		return rmig_err(-EINVAL, "preload: transport %d unknown",
+				(int)transport);
+	if (transport != RMIG_TRANSPORT_VERBS)
+		ret = preload_start(&rmig_fabric_provider, &fabric_once);
+#ifdef RMIG_HAVE_VERBS
+	if (!ret && transport != RMIG_TRANSPORT_FABRIC) {
+		static atomic_bool verbs_once;
+
+		ret = preload_start(&rmig_verbs_provider, &verbs_once);
+	}
+#endif
+	return ret;
 }

@@ -14,10 +14,12 @@
  * median (and minimum) of each phase on each side.  Figures only.
  *
  *   rmig_setup [-c CHANNELS,...] [-r ROUNDS] [-m RAM_MIB] [-p PAGES]
- *              [-s SYNCS] [-i] [-v]
+ *              [-s SYNCS] [-i] [-v] [-P]
  *
  * Defaults: channels 1,2,4; 5 rounds; 1024 MiB; 256 pages; 20 syncs.
  * -v prints the library's log (debug level) timed from the connect.
+ * -P calls rmig_preload() half a second before the first session (as a
+ * hypervisor would when migration over rmig is turned on).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -222,9 +224,9 @@ int main(int argc, char **argv)
 {
 	unsigned chans[8] = { 1, 2, 4 }, nch = 3, rounds = 5, pages = 256;
 	unsigned nsync = 20, mib = 1024;
-	int insecure = 0, verbose = 0, opt;
+	int insecure = 0, verbose = 0, preload = 0, opt;
 
-	while ((opt = getopt(argc, argv, "c:r:m:p:s:iv")) != -1) {
+	while ((opt = getopt(argc, argv, "c:r:m:p:s:ivP")) != -1) {
 		char *e = optarg;
 
 		switch (opt) {
@@ -241,10 +243,11 @@ int main(int argc, char **argv)
 		case 's': nsync = (unsigned)atoi(optarg); break;
 		case 'i': insecure = 1; break;
 		case 'v': verbose = 1; break;
+		case 'P': preload = 1; break;
 		default:
 			fprintf(stderr, "usage: rmig_setup [-c CHANNELS,...] "
 				"[-r ROUNDS] [-m RAM_MIB] [-p PAGES] "
-				"[-s SYNCS] [-i] [-v]\n");
+				"[-s SYNCS] [-i] [-v] [-P]\n");
 			return 2;
 		}
 	}
@@ -255,6 +258,13 @@ int main(int argc, char **argv)
 		rmig_set_log_handler(log_timed, NULL, RMIG_LOG_DEBUG);
 	else
 		rmig_set_log_handler(log_errors, NULL, RMIG_LOG_ERROR);
+	if (preload) {
+		if (rmig_preload(RMIG_TRANSPORT_FABRIC)) {
+			fprintf(stderr, "preload: %s\n", rmig_last_error());
+			return 1;
+		}
+		nanosleep(&(struct timespec){ .tv_nsec = 500000000 }, NULL);
+	}
 	blocks[0].len = (size_t)mib << 20;
 	for (unsigned i = 0; i < NBLK; i++)
 		if (!(blocks[i].src = map(blocks[i].len)) ||
@@ -264,9 +274,9 @@ int main(int argc, char **argv)
 		}
 	printf(" rmig_setup: QEMU's sequence, %u blocks (pc.ram %u MiB), "
 	       "libfabric tcp on 127.0.0.1, %s, median (min) of %u rounds; "
-	       "sync: median of %u rounds, %u dirty pages a round\n", (unsigned)NBLK,
-	       mib, insecure ? "insecure" : "authenticated", rounds, nsync,
-	       pages);
+	       "sync: median of %u rounds, %u dirty pages a round%s\n",
+	       (unsigned)NBLK, mib, insecure ? "insecure" : "authenticated",
+	       rounds, nsync, pages, preload ? "; rmig_preload() first" : "");
 	for (unsigned k = 0; k < nch; k++) {
 		double *t = calloc((size_t)NPHASE * rounds, sizeof(double));
 		double *e = calloc((size_t)nsync * rounds, sizeof(double));

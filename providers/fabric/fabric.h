@@ -219,5 +219,6 @@ int rfab_post(struct rmig_prov_conn *c, const struct rmig_write *w,
 int rfab_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	      int timeout_ms);
 void rfab_conn_wake(struct rmig_prov_conn *c);
+int rfab_preload(void);
 
 #endif /* RMIG_PROVIDERS_FABRIC_H */
