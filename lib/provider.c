@@ -7,9 +7,9 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rmig/rmig.h>
 
@@ -176,7 +176,15 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 #undef FILL
 }
 
-/* rmig_preload(): one thread a provider, once a process. */
+/* rmig_preload(): one thread a provider, once a process, joined when the
+ * library is unloaded (at exit: before libfabric's own destructor frees
+ * what a preload still inside fi_getinfo() would read). */
+enum { PRELOAD_FABRIC, PRELOAD_VERBS, PRELOAD_MAX };
+static pthread_mutex_t preload_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t preload_thread[PRELOAD_MAX];
+static bool preload_started[PRELOAD_MAX];
+static pid_t preload_pid; /* a forked child has not the threads to join */
+
 static void *preload_main(void *arg)
 {
 	struct rmig_provider_ops ops;
@@ -190,31 +198,35 @@ static void *preload_main(void *arg)
 	return NULL;
 }
 
-static int preload_start(const struct rmig_provider_ops *p, atomic_bool *once)
+static int preload_start(const struct rmig_provider_ops *p, unsigned i)
 {
-	pthread_attr_t attr;
-	pthread_t t;
-	int ret;
+	int ret = 0;
 
-	/* Relaxed: the flag orders nothing, it only picks the one caller
-	 * that starts the thread. */
-	if (atomic_exchange_explicit(once, true, memory_order_relaxed))
-		return 0;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	ret = pthread_create(&t, &attr, preload_main, (void *)p);
-	pthread_attr_destroy(&attr);
-	if (ret) {
-		atomic_store_explicit(once, false, memory_order_relaxed);
+	pthread_mutex_lock(&preload_lock);
+	if (!preload_started[i]) {
+		ret = pthread_create(&preload_thread[i], NULL, preload_main,
+				     (void *)p);
+		preload_started[i] = !ret;
+		preload_pid = getpid();
+	}
+	pthread_mutex_unlock(&preload_lock);
+	if (ret)
 		return rmig_err(-ret, "preload of %s: cannot start a thread: "
 				"%s", p->name, strerror(ret));
-	}
 	return 0;
+}
+
+__attribute__((destructor)) static void preload_join(void)
+{
+	pthread_mutex_lock(&preload_lock);
+	for (unsigned i = 0; i < PRELOAD_MAX; i++)
+		if (preload_started[i] && preload_pid == getpid())
+			pthread_join(preload_thread[i], NULL);
+	pthread_mutex_unlock(&preload_lock);
 }
 
 int rmig_preload(enum rmig_transport transport)
 {
-	static atomic_bool fabric_once;
 	int ret = 0;
 
 	if (transport != RMIG_TRANSPORT_AUTO &&
@@ -223,13 +235,10 @@ int rmig_preload(enum rmig_transport transport)
 		return rmig_err(-EINVAL, "preload: transport %d unknown",
 				(int)transport);
 	if (transport != RMIG_TRANSPORT_VERBS)
-		ret = preload_start(&rmig_fabric_provider, &fabric_once);
+		ret = preload_start(&rmig_fabric_provider, PRELOAD_FABRIC);
 #ifdef RMIG_HAVE_VERBS
-	if (!ret && transport != RMIG_TRANSPORT_FABRIC) {
-		static atomic_bool verbs_once;
-
-		ret = preload_start(&rmig_verbs_provider, &verbs_once);
-	}
+	if (!ret && transport != RMIG_TRANSPORT_FABRIC)
+		ret = preload_start(&rmig_verbs_provider, PRELOAD_VERBS);
 #endif
 	return ret;
 }

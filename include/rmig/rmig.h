@@ -293,7 +293,7 @@ struct rmig_config {
  * own, and a session that needs the libraries earlier waits for that work
  * (never more than it would have done itself).  RMIG_TRANSPORT_AUTO
  * prepares both.  Optional; any thread, any number of times (the work is
- * done once a process).  A hypervisor calls it when migration over rmig
+ * done once a process; the library's destructor waits for it to end).  A hypervisor calls it when migration over rmig
  * becomes likely (QEMU: when x-rmig is turned on).  Returns 0, -EINVAL
  * for an unknown transport, or a negative errno when the thread cannot be
  * started.  Failures of the work itself are only logged (INFO): the first
