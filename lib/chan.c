@@ -80,8 +80,8 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	ch->tp = conn->tp;
 	ch->nrx = s->rx_depth + RMIG_CREDIT_SPARE;
 	ch->bufs_len = (size_t)(ch->nrx + ntx) * RMIG_MSG_SIZE;
-	/* On the channel's NUMA node, touched now rather than on the hot
-	 * path. */
+	/* On the channel's NUMA node; each page faulted in at its first
+	 * use (most messages touch only the first page of their buffer). */
 	ch->bufs_node = s->numa_node;
 	ch->bufs = rmig_numa_alloc(ch->bufs_len, ch->bufs_node);
 	if (!ch->bufs)

@@ -69,6 +69,10 @@ struct rmig_dest {
 	_Atomic unsigned nthreads;
 	unsigned nchans;
 	sem_t sync_arrived;
+	/* Posted by each greeter as it finishes (after its done flag): the
+	 * accept, waiting while connections are being greeted, judges a
+	 * finished one at once instead of at its next listen timeout. */
+	sem_t greeted;
 	unsigned arrived; /* arrivals counted toward the current sync */
 	bool final_done;
 	bool joined;

@@ -32,6 +32,7 @@ int rmig_dest_create_prov(const struct rmig_config *cfg,
 		return ret;
 	}
 	sem_init(&d->sync_arrived, 0, 0);
+	sem_init(&d->greeted, 0, 0);
 	pthread_mutex_init(&d->ds_lock, NULL);
 	d->cfg_uuid_set = d->s.uuid_set;
 	d->cfg_channels = d->s.channels;
@@ -145,6 +146,8 @@ static int listen_get_any(struct rmig_dest *d, int timeout_ms,
 	for (;;) {
 		for (unsigned i = 0; i < d->nlis; i++) {
 			ret = rmig_tp_listen_get(d->lis[i].tp, d->lis[i].l,
+						 timeout_ms >= 0 &&
+						 timeout_ms < 25 ? timeout_ms :
 						 25, conn);
 			if (ret != -ETIMEDOUT)
 				return ret;
@@ -252,6 +255,33 @@ static int accept_commit(struct rmig_dest *d)
 	return 0;
 }
 
+/* Some connection is being greeted. */
+static bool greeting(const struct dest_greet *g, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (g[i].used)
+			return true;
+	return false;
+}
+
+/* While connections are greeted: wait until one of them finishes (a
+ * source's channel is judged, and the next looked for, as soon as its
+ * HANDSHAKE is read), or GREET_POLL_MS for a new connection, whichever
+ * comes first; no longer than @left_ms (< 0: no deadline). */
+#define GREET_POLL_MS 5
+static void await_greeted(struct rmig_dest *d, int left_ms)
+{
+	int ms = left_ms >= 0 && left_ms < GREET_POLL_MS ? left_ms :
+							   GREET_POLL_MS;
+	/* sem_timedwait() and its CLOCK_REALTIME, as rmig_chan_wait_sem(). */
+	struct timespec dl = rmig_timespec_after(CLOCK_REALTIME, ms);
+
+	/* Taken or not, the caller reaps with acquire loads of each
+	 * greeter's done flag: the semaphore only ends the wait early. */
+	while (sem_timedwait(&d->greeted, &dl) && errno == EINTR)
+		;
+}
+
 int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 {
 	uint64_t seen[(RMIG_MAX_CHANNELS + 63) / 64] = { 0 };
@@ -313,14 +343,16 @@ int rmig_dest_accept(rmig_dest *d, int timeout_ms)
 				slot = &g[i];
 		if (!slot) {
 			rmig_dest_greet_evict(g, npend, step / 4);
-			nanosleep(&(struct timespec){ .tv_nsec = 5000000 },
-				  NULL);
+			await_greeted(d, left);
 			continue;
 		}
-		ret = listen_get_any(d, left < 0 || left > 50 ? 50 : left,
-				     &conn);
-		if (ret == -ETIMEDOUT)
+		ret = listen_get_any(d, greeting(g, npend) ? 0 :
+				     left < 0 || left > 50 ? 50 : left, &conn);
+		if (ret == -ETIMEDOUT) {
+			if (greeting(g, npend))
+				await_greeted(d, left);
 			continue;
+		}
 		if (ret)
 			goto err;
 		ret = rmig_dest_greet_start(d, slot, conn,
@@ -408,5 +440,6 @@ void rmig_dest_destroy(rmig_dest *d)
 	}
 	pthread_mutex_destroy(&d->ds_lock);
 	sem_destroy(&d->sync_arrived);
+	sem_destroy(&d->greeted);
 	free(d);
 }

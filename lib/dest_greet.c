@@ -194,13 +194,16 @@ drop:
 static void *greeter(void *arg)
 {
 	struct dest_greet *g = arg;
+	/* Read before done is set: the accept may reuse the slot after. */
+	struct rmig_dest *d = g->d;
 
-	g->result = greet_conn(g->d, g->p, &g->m, g->wait_ms, &g->hello);
+	g->result = greet_conn(d, g->p, &g->m, g->wait_ms, &g->hello);
 	if (g->result)
 		g->p = NULL;
 	/* Pairs with the acquire load in rmig_dest_greet_reap(): the accept reads
 	 * result, m, hello and p only after it. */
 	atomic_store_explicit(&g->done, true, memory_order_release);
+	sem_post(&d->greeted);
 	return NULL;
 }
 

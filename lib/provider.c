@@ -7,7 +7,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <rmig/rmig.h>
 
 #include "error.h"
 
@@ -118,6 +122,10 @@ static int stub_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	return NOSUP("poll");
 }
 static void stub_conn_wake(struct rmig_prov_conn *c) {}
+static int stub_preload(void)
+{
+	return NOSUP("preload");
+}
 
 void rmig_provider_fill(struct rmig_provider_ops *out,
 			const struct rmig_provider_ops *p)
@@ -141,6 +149,7 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 		.post = stub_post,
 		.poll = stub_poll,
 		.conn_wake = stub_conn_wake,
+		.preload = stub_preload,
 	};
 
 	*out = stubs;
@@ -163,5 +172,73 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 	FILL(post);
 	FILL(poll);
 	FILL(conn_wake);
+	FILL(preload);
 #undef FILL
+}
+
+/* rmig_preload(): one thread a provider, once a process, joined when the
+ * library is unloaded (at exit: before libfabric's own destructor frees
+ * what a preload still inside fi_getinfo() would read). */
+enum { PRELOAD_FABRIC, PRELOAD_VERBS, PRELOAD_MAX };
+static pthread_mutex_t preload_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t preload_thread[PRELOAD_MAX];
+static bool preload_started[PRELOAD_MAX];
+static pid_t preload_pid; /* a forked child has not the threads to join */
+
+static void *preload_main(void *arg)
+{
+	struct rmig_provider_ops ops;
+	int ret;
+
+	rmig_provider_fill(&ops, arg);
+	ret = ops.preload();
+	if (ret && ret != -EOPNOTSUPP)
+		rmig_log_info("preload of %s: %s (its first session will "
+			      "say more)", ops.name, rmig_err_msg());
+	return NULL;
+}
+
+static int preload_start(const struct rmig_provider_ops *p, unsigned i)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&preload_lock);
+	if (!preload_started[i]) {
+		ret = pthread_create(&preload_thread[i], NULL, preload_main,
+				     (void *)p);
+		preload_started[i] = !ret;
+		preload_pid = getpid();
+	}
+	pthread_mutex_unlock(&preload_lock);
+	if (ret)
+		return rmig_err(-ret, "preload of %s: cannot start a thread: "
+				"%s", p->name, strerror(ret));
+	return 0;
+}
+
+__attribute__((destructor)) static void preload_join(void)
+{
+	pthread_mutex_lock(&preload_lock);
+	for (unsigned i = 0; i < PRELOAD_MAX; i++)
+		if (preload_started[i] && preload_pid == getpid())
+			pthread_join(preload_thread[i], NULL);
+	pthread_mutex_unlock(&preload_lock);
+}
+
+int rmig_preload(enum rmig_transport transport)
+{
+	int ret = 0;
+
+	if (transport != RMIG_TRANSPORT_AUTO &&
+	    transport != RMIG_TRANSPORT_FABRIC &&
+	    transport != RMIG_TRANSPORT_VERBS)
+		return rmig_err(-EINVAL, "preload: transport %d unknown",
+				(int)transport);
+	if (transport != RMIG_TRANSPORT_VERBS)
+		ret = preload_start(&rmig_fabric_provider, PRELOAD_FABRIC);
+#ifdef RMIG_HAVE_VERBS
+	if (!ret && transport != RMIG_TRANSPORT_FABRIC)
+		ret = preload_start(&rmig_verbs_provider, PRELOAD_VERBS);
+#endif
+	return ret;
 }

@@ -270,6 +270,13 @@ struct rmig_provider_ops {
 		    int timeout_ms);
 	/** Make a poll() blocked on @c (now or next) return early. */
 	void (*conn_wake)(struct rmig_prov_conn *c);
+
+	/* Process-wide. */
+	/** Load and initialise the provider's libraries: what a first
+	 *  domain_open would do before anything of its own (rmig_preload(),
+	 *  on a thread of its own; any thread may call it, several at once
+	 *  with a domain_open). */
+	int (*preload)(void);
 };
 
 /** Look up a built-in provider by name ("fabric", "verbs" when built with

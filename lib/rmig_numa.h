@@ -35,8 +35,9 @@ void rmig_numa_choose(struct rmig_session *s);
 /** Bind the calling thread to @node (no-op for -1).  0 or -errno. */
 int rmig_numa_bind_thread(int node);
 
-/** @len bytes on @node (page-aligned, zeroed), or from aligned_alloc
- *  for node -1.  Free with rmig_numa_free(p, len, node). */
+/** @len bytes on @node, or anywhere for node -1: page-aligned, zeroed,
+ *  not faulted in (each page is where it is first touched, on @node).
+ *  Free with rmig_numa_free(p, len, node). */
 void *rmig_numa_alloc(size_t len, int node);
 void rmig_numa_free(void *p, size_t len, int node);
 

@@ -21,6 +21,8 @@
 
 #include <rmig/rmig.h>
 
+#include "perf_fabric.h"
+
 static const uint8_t secret[32] = "rmig_auth_connect benchmark key";
 
 struct acc {
@@ -45,33 +47,6 @@ static void log_errors(enum rmig_log_level level, const char *msg, void *arg)
 		fprintf(stderr, "rmig: %s\n", msg);
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void config(struct rmig_config *c, const char *addr, unsigned ch,
-		   int auth)
-{
-	memset(c, 0, sizeof(*c));
-	c->field_mask = RMIG_CFG_ADDRESS | RMIG_CFG_TRANSPORT |
-			RMIG_CFG_CHANNELS;
-	c->address = addr;
-	c->transport = RMIG_TRANSPORT_FABRIC;
-	c->channels = ch;
-	if (auth) {
-		c->field_mask |= RMIG_CFG_AUTH_KEY;
-		c->auth_key = secret;
-		c->auth_key_len = sizeof(secret);
-	} else {
-		c->field_mask |= RMIG_CFG_INSECURE;
-		c->insecure = 1;
-	}
-}
-
 /* One connect of @ch channels; its milliseconds, or < 0. */
 static double one(unsigned ch, int auth, void *dram, void *sram)
 {
@@ -82,7 +57,8 @@ static double one(unsigned ch, int auth, void *dram, void *sram)
 	double t0, ms = -1;
 	pthread_t t;
 
-	config(&c, "127.0.0.1:0", ch, auth);
+	perf_fabric_config(&c, "127.0.0.1:0", ch, auth ? secret : NULL,
+			   sizeof(secret));
 	if (rmig_dest_create(&c, &a.d) || rmig_dest_add_block(a.d, "ram", dram,
 							      4096) < 0 ||
 	    rmig_dest_listen(a.d) ||
@@ -92,12 +68,13 @@ static double one(unsigned ch, int auth, void *dram, void *sram)
 		return -1;
 	}
 	pthread_create(&t, NULL, accept_main, &a);
-	config(&c, addr, ch, auth);
+	perf_fabric_config(&c, addr, ch, auth ? secret : NULL,
+			   sizeof(secret));
 	if (!rmig_src_create(&c, &s) &&
 	    rmig_src_add_block(s, "ram", sram, 4096) >= 0) {
-		t0 = now_ms();
+		t0 = perf_now_ms();
 		if (!rmig_src_connect(s))
-			ms = now_ms() - t0;
+			ms = perf_now_ms() - t0;
 		else
 			fprintf(stderr, "source: %s\n", rmig_last_error());
 	}

@@ -11,6 +11,9 @@ rmig_test(test_prov_util SOURCES test_prov_util.c CMOCKA TIMEOUT 60 LABELS unit)
 rmig_test(test_zero SOURCES test_zero.c CMOCKA TIMEOUT 120 LABELS unit)
 # NUMA node of a device from a fake sysfs tree; libnuma binding.
 rmig_test(test_numa SOURCES test_numa.c CMOCKA TIMEOUT 60 LABELS unit)
+# rmig_preload(): libfabric tcp on 127.0.0.1.
+rmig_test(test_preload SOURCES test_preload.c CMOCKA TIMEOUT 60
+  LABELS unit fabric)
 # The command-line value parsers of tools/cli.c (registration, NUMA).
 rmig_test(test_cli SOURCES test_cli.c ${PROJECT_SOURCE_DIR}/tools/cli.c
   CMOCKA TIMEOUT 60 LABELS unit)

@@ -296,6 +296,24 @@ struct rmig_config {
 	int no_zero_detect;
 };
 
+/**
+ * Start loading @transport's libraries now, in the background, so that the
+ * process's first session does not wait for them inside its setup:
+ * libfabric initialises every provider it has at its first use (100-200 ms
+ * with libfabric 1.17, whose verbs provider reads /proc/kallsyms), which a
+ * source otherwise pays in rmig_src_connect() and a destination in
+ * rmig_dest_listen().  Returns at once: the work runs on a thread of its
+ * own, and a session that needs the libraries earlier waits for that work
+ * (never more than it would have done itself).  RMIG_TRANSPORT_AUTO
+ * prepares both.  Optional; any thread, any number of times (the work is
+ * done once a process; the library's destructor waits for it to end).  A hypervisor calls it when migration over rmig
+ * becomes likely (QEMU: when x-rmig is turned on).  Returns 0, -EINVAL
+ * for an unknown transport, or a negative errno when the thread cannot be
+ * started.  Failures of the work itself are only logged (INFO): the first
+ * session reports them.
+ */
+RMIG_API int rmig_preload(enum rmig_transport transport);
+
 /* ------------------------------------------------------------------ */
 /* State and statistics                                                */
 

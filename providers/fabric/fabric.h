@@ -74,9 +74,15 @@ struct rfab_mr {
 
 /* The sweep (fabric_sweep.c) closes a socket on the listening port that
  * has not sent a connection request after RFAB_SWEEP_AGE_MS, looking at
- * most every RFAB_SWEEP_EVERY_MS. */
+ * most every RFAB_SWEEP_EVERY_MS, the first time that long after listen.
+ * A sweep reads /proc/self/net/tcp, milliseconds of the kernel walking
+ * its whole table: while a source connects its channels (a connection
+ * handed out less than RFAB_SWEEP_QUIET_MS ago) it waits, up to
+ * RFAB_SWEEP_AGE_MS since the last, so that it does not delay the
+ * next channel's accept (and a flood of requests cannot stop it). */
 #define RFAB_SWEEP_AGE_MS 1000
 #define RFAB_SWEEP_EVERY_MS 250
+#define RFAB_SWEEP_QUIET_MS 250
 /* Connection requests a listener's event queue holds. */
 #define RFAB_LISTEN_EQ_SIZE 1024
 /* Strays that make listen_get cycle the listener. */
@@ -104,6 +110,7 @@ struct rfab_listener {
 	 * (-1: none). */
 	int fddir, nettcp;
 	int64_t last_sweep_ms;
+	int64_t last_conn_ms; /* a connection last handed out */
 };
 
 struct rfab_conn {
@@ -212,5 +219,6 @@ int rfab_post(struct rmig_prov_conn *c, const struct rmig_write *w,
 int rfab_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	      int timeout_ms);
 void rfab_conn_wake(struct rmig_prov_conn *c);
+int rfab_preload(void);
 
 #endif /* RMIG_PROVIDERS_FABRIC_H */

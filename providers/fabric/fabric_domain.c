@@ -36,6 +36,7 @@ const struct rmig_provider_ops rmig_fabric_provider = {
 	.post = rfab_post,
 	.poll = rfab_poll,
 	.conn_wake = rfab_conn_wake,
+	.preload = rfab_preload,
 };
 
 /* ------------------------------------------------------------------ */
@@ -169,6 +170,29 @@ static struct fi_info *rfab_hints(const struct rmig_prov_params *p,
 		return NULL;
 	}
 	return h;
+}
+
+/* libfabric's first fi_getinfo() of the process initialises every
+ * provider it has (fi_ini()), 100-200 ms with 1.17: do it now, for the
+ * default provider, on the local host; a domain_open meanwhile waits on
+ * libfabric's own lock. */
+int rfab_preload(void)
+{
+	struct rmig_prov_params p = { .address = "127.0.0.1:0" };
+	struct fi_info *hints = rfab_hints(&p, RFAB_DEFAULT_PROV);
+	struct fi_info *list = NULL;
+	int ret;
+
+	if (!hints)
+		return rmig_err(-ENOMEM, "fabric preload: out of memory");
+	ret = fi_getinfo(RFAB_FI_VERSION, NULL, NULL, 0, hints, &list);
+	fi_freeinfo(hints);
+	fi_freeinfo(list);
+	if (ret)
+		return rmig_err(rfab_errno(ret), "fabric preload: fi_getinfo("
+				"prov %s): %s (%d)", RFAB_DEFAULT_PROV,
+				fi_strerror(-ret), ret);
+	return 0;
 }
 
 int rfab_domain_open(const struct rmig_prov_params *p,
@@ -569,6 +593,8 @@ int rfab_listen(struct rmig_prov_domain *d, struct rmig_prov_listener **out)
 		return rmig_err(-ENOMEM, "fabric listen: out of memory");
 	l->dom = dom;
 	l->fddir = l->nettcp = -1;
+	/* No socket on the port can be RFAB_SWEEP_AGE_MS old before. */
+	l->last_sweep_ms = rmig_now_ms();
 	ret = pep_open(l, dom->info);
 	if (ret) {
 		free(l);
@@ -607,6 +633,17 @@ int rfab_listen_name(struct rmig_prov_listener *pl, char *buf, size_t len)
 	return rmig_addr_format("fabric", &ss, sslen, buf, len);
 }
 
+/* Time for a sweep (RFAB_SWEEP_* in fabric.h). */
+static bool sweep_due(const struct rfab_listener *l)
+{
+	int64_t now = rmig_now_ms();
+
+	if (!l->laddr_len || now - l->last_sweep_ms < RFAB_SWEEP_EVERY_MS)
+		return false;
+	return now - l->last_conn_ms >= RFAB_SWEEP_QUIET_MS ||
+	       now - l->last_sweep_ms >= RFAB_SWEEP_AGE_MS;
+}
+
 int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		    struct rmig_prov_conn **out)
 {
@@ -627,8 +664,7 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 	for (;;) {
 		wait = rutl_wait_left(timeout_ms, deadline);
 		n = fi_eq_sread(l->eq, &event, &ev, sizeof(ev), wait, 0);
-		if ((n == -FI_EAGAIN || n == -FI_ETIMEDOUT) && l->laddr_len &&
-		    rmig_now_ms() - l->last_sweep_ms >= RFAB_SWEEP_EVERY_MS) {
+		if ((n == -FI_EAGAIN || n == -FI_ETIMEDOUT) && sweep_due(l)) {
 			/* Every request that came has been handed out: a
 			 * socket left on the port has sent none. */
 			unsigned strays = rfab_sweep(l, RFAB_SWEEP_AGE_MS,
@@ -687,6 +723,7 @@ int rfab_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		goto err_reject;
 	}
 	fi_freeinfo(ev.cm.info);
+	l->last_conn_ms = rmig_now_ms();
 	*out = &c->base;
 	return 0;
 

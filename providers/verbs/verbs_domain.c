@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* rdma-core's first ibv_get_device_list() loads its drivers: preload. */
+static int rvrb_any_device(void);
+
 const struct rmig_provider_ops rmig_verbs_provider = {
 	.name = "verbs",
 	.abi = RMIG_PROVIDER_ABI,
@@ -36,6 +39,7 @@ const struct rmig_provider_ops rmig_verbs_provider = {
 	.post = rvrb_post,
 	.poll = rvrb_poll,
 	.conn_wake = rvrb_conn_wake,
+	.preload = rvrb_any_device,
 };
 
 /* ------------------------------------------------------------------ */
