@@ -243,6 +243,8 @@ static int op_error(struct rmig_chan *ch, const struct rmig_cqe *e, int err)
 		return rmig_err(err, "SEND failed: %s", text);
 	case RMIG_CQE_RECV:
 		return rmig_err(err, "RECV failed: %s", text);
+	case RMIG_CQE_READ:
+		return rmig_err(err, "RDMA READ failed: %s", text);
 	}
 	return err; /* no operation named: the provider's message stands */
 }

@@ -116,6 +116,12 @@ static int stub_post(struct rmig_prov_conn *c, const struct rmig_write *w,
 	*posted = 0;
 	return NOSUP("post");
 }
+static int stub_post_read(struct rmig_prov_conn *c, const struct rmig_read *r,
+			  unsigned n, unsigned *posted)
+{
+	*posted = 0;
+	return NOSUP("post_read");
+}
 static int stub_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 		     int timeout_ms)
 {
@@ -147,6 +153,7 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 		.conn_close = stub_conn_close,
 		.post_recv = stub_post_recv,
 		.post = stub_post,
+		.post_read = stub_post_read,
 		.poll = stub_poll,
 		.conn_wake = stub_conn_wake,
 		.preload = stub_preload,
@@ -170,6 +177,7 @@ void rmig_provider_fill(struct rmig_provider_ops *out,
 	FILL(conn_close);
 	FILL(post_recv);
 	FILL(post);
+	FILL(post_read);
 	FILL(poll);
 	FILL(conn_wake);
 	FILL(preload);

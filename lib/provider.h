@@ -21,6 +21,12 @@
  *     completion).  A send is delivered after every write posted before it
  *     on the connection has landed (RC ordering, FI_ORDER_SAW), so the
  *     send's arrival proves the writes';
+ *   - post_read: a batch of one-sided RDMA READs from remote addresses and
+ *     keys into local registered memory (IBV_WR_RDMA_READ, fi_readmsg);
+ *     each always produces a completion, whose arrival means the bytes
+ *     are in local memory.  Reads are not ordered against the
+ *     connection's sends and writes, nor one another's data against a
+ *     later send (the core orders nothing by them);
  *   - poll: completions, in posting order per direction.
  *
  * The contract of the data operations:
@@ -63,7 +69,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RMIG_PROVIDER_ABI 3 /* 3: one batched post op, -EAGAIN instead of retries */
+#define RMIG_PROVIDER_ABI 4 /* 4: post_read, read registrations */
 
 struct rmig_prov_domain;   /* provider-private */
 struct rmig_prov_listener; /* provider-private */
@@ -90,6 +96,16 @@ struct rmig_prov_listener; /* provider-private */
  *                         IBV_ACCESS_REMOTE_WRITE (verbs requires local
  *                         write with remote write); libfabric:
  *                         FI_REMOTE_WRITE.
+ *   RMIG_MR_READ_SOURCE   the source's RAM exposed to the peer's RDMA
+ *                         READs (post-copy).  Remote read only: no write
+ *                         access, pinned without being written.
+ *                         verbs: IBV_ACCESS_REMOTE_READ; libfabric:
+ *                         FI_REMOTE_READ.
+ *   RMIG_MR_READ_TARGET   local memory an RDMA READ lands in.  verbs:
+ *                         IBV_ACCESS_LOCAL_WRITE; libfabric: FI_READ.
+ *
+ * A provider that cannot do RDMA READ (its post_read is absent) fails the
+ * two read uses with -EOPNOTSUPP.
  *
  * Used otherwise (a receive into a write source, a write from a target,
  * a peer's write into anything but a target), an operation may fail: the
@@ -99,6 +115,8 @@ enum rmig_mr_access {
 	RMIG_MR_MSG_BUF = 1,
 	RMIG_MR_WRITE_SOURCE = 2,
 	RMIG_MR_WRITE_TARGET = 3,
+	RMIG_MR_READ_SOURCE = 4,
+	RMIG_MR_READ_TARGET = 5,
 };
 
 /** Name of @a for messages ("message buffer", "write source", "write
@@ -112,6 +130,10 @@ static inline const char *rmig_mr_access_name(enum rmig_mr_access a)
 		return "write source";
 	case RMIG_MR_WRITE_TARGET:
 		return "write target";
+	case RMIG_MR_READ_SOURCE:
+		return "read source";
+	case RMIG_MR_READ_TARGET:
+		return "read target";
 	}
 	return "invalid";
 }
@@ -162,6 +184,8 @@ struct rmig_prov_attr {
 	 *  device allows it. */
 	unsigned max_tx;
 	unsigned max_rx;        /* receives posted per conn, the same way */
+	/** RDMA READs per conn outstanding at once (0: no post_read). */
+	unsigned max_read;
 	/** RDMA device name (e.g. "rxe0", "mlx5_0") when the provider runs
 	 *  on one, else "" (the core looks up its NUMA node in sysfs). */
 	char device[64];
@@ -197,16 +221,29 @@ struct rmig_send {
 	void *ctx;
 };
 
+/** One RDMA READ: @len bytes (<= attr.max_msg_size) from @raddr/@rkey on
+ *  the peer into @addr, inside the local registration @mr (a read
+ *  target).  Always completes, with @ctx. */
+struct rmig_read {
+	void *addr;
+	size_t len;
+	struct rmig_prov_mr *mr;
+	uint64_t raddr;
+	uint64_t rkey;
+	void *ctx;
+};
+
 enum rmig_cqe_op {
 	RMIG_CQE_RECV = 1,
 	RMIG_CQE_SEND = 2,
 	RMIG_CQE_WRITE = 3,
+	RMIG_CQE_READ = 4,
 };
 
 struct rmig_cqe {
 	enum rmig_cqe_op op;
-	void *ctx;     /* as passed to post_recv/post */
-	size_t len;    /* RECV: bytes received */
+	void *ctx;     /* as passed to post_recv/post/post_read */
+	size_t len;    /* RECV: bytes received; READ: bytes read */
 	uint32_t imm;  /* RECV: the immediate */
 };
 
@@ -259,6 +296,13 @@ struct rmig_provider_ops {
 	 *  *posted the number of leading operations that were posted anyway. */
 	int (*post)(struct rmig_prov_conn *c, const struct rmig_write *w,
 		    unsigned nw, const struct rmig_send *send, unsigned *posted);
+	/** Post @n reads in order.  Reads take transmit slots like writes
+	 *  (attr.max_tx in all, each retiring at its own completion) and
+	 *  at most attr.max_read of them are outstanding at once; one more
+	 *  is -EAGAIN, with *posted as for post.  Absent (-EOPNOTSUPP) in a
+	 *  provider without RDMA READ. */
+	int (*post_read)(struct rmig_prov_conn *c, const struct rmig_read *r,
+			 unsigned n, unsigned *posted);
 	/** Up to @max completions; waits up to @timeout_ms (0: no wait, <0:
 	 *  forever) for the first.  Returns the count (0 on timeout or after
 	 *  conn_wake()), or a negative errno for a failed operation or a lost
