@@ -12,6 +12,17 @@
  * last op, then fi_sendmsg with FI_REMOTE_CQ_DATA) and returns -EAGAIN at
  * the first -FI_EAGAIN, saying how many it posted; it never waits.
  *
+ * post_read() posts fi_readmsg op by op the same way, each with
+ * FI_COMPLETION.  libfabric's completion of a read carries neither its
+ * length nor anything we could tell it by but its context, so each read
+ * takes a record of the connection's (its context and length), whose
+ * address is the op's context: a completion whose context is a record is
+ * a READ (its length is the record's), an error entry's names the failed
+ * read.  attr.max_read is attr.max_tx (reads take transmit slots as writes
+ * do) and there are that many records: a read finding none free is
+ * -EAGAIN, so the limit is enforced for reads even where the provider
+ * (tcp) queues writes beyond max_tx.
+ *
  * fabric_domain.c holds the domain, memory registration, listener and the ops
  * table; fabric_conn.c holds connections, data operations and poll.
  */
@@ -41,6 +52,10 @@
 #define RFAB_DEFAULT_PROV "tcp"
 /** Local segments per write we can describe on the stack. */
 #define RFAB_MAX_IOV 64
+/** Capabilities we need: messages, RDMA WRITE and RDMA READ both ways. */
+#define RFAB_CAPS                                                            \
+	(FI_MSG | FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ |             \
+	 FI_REMOTE_WRITE | FI_SEND | FI_RECV)
 /** mr_mode bits we ask for and can live with. */
 #define RFAB_MR_MODE \
 	(FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY)
@@ -113,6 +128,14 @@ struct rfab_listener {
 	int64_t last_conn_ms; /* a connection last handed out */
 };
 
+/** An RDMA READ posted and not yet completed: its address is the op's
+ *  context (see the top of the file). */
+struct rfab_read {
+	void *ctx;
+	size_t len;
+	struct rfab_read *next; /* on the free list */
+};
+
 struct rfab_conn {
 	struct rmig_prov_conn base; /* to_rfab_conn() gets back */
 	struct rfab_domain *dom;
@@ -129,6 +152,8 @@ struct rfab_conn {
 	atomic_bool wake;
 	/* Accepted connections: on dom->peers, under dom->peers_lock. */
 	struct rfab_conn *peer_next, **peer_pprev;
+	/* dom->tx_size records for reads, those free on a list. */
+	struct rfab_read *reads, *reads_free;
 };
 
 /* What a CM event queue entry looks like, with room for private data. */
@@ -216,6 +241,8 @@ int rfab_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
 		   struct rmig_prov_mr *mr, void *ctx);
 int rfab_post(struct rmig_prov_conn *c, const struct rmig_write *w,
 	      unsigned nw, const struct rmig_send *send, unsigned *posted);
+int rfab_post_read(struct rmig_prov_conn *c, const struct rmig_read *r,
+		   unsigned n, unsigned *posted);
 int rfab_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	      int timeout_ms);
 void rfab_conn_wake(struct rmig_prov_conn *c);

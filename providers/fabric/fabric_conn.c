@@ -26,13 +26,31 @@ static const char *rfab_op_name(uint64_t flags)
 		return "RECV";
 	if (flags & FI_WRITE)
 		return "WRITE";
+	if (flags & FI_READ)
+		return "RDMA READ";
 	if (flags & FI_SEND)
 		return "SEND";
 	return "operation";
 }
 
-static void rfab_to_cqe(const struct fi_cq_data_entry *e, struct rmig_cqe *q)
+/* The read record @ctx is, when an op's context is one of @c's (fabric.h),
+ * else NULL. */
+static struct rfab_read *rfab_read_of(struct rfab_conn *c, void *ctx)
 {
+	uintptr_t p = (uintptr_t)ctx, base = (uintptr_t)c->reads;
+	size_t i;
+
+	if (p < base || p >= base + c->dom->tx_size * sizeof(*c->reads))
+		return NULL;
+	i = (p - base) / sizeof(*c->reads);
+	return &c->reads[i] == ctx ? &c->reads[i] : NULL;
+}
+
+static void rfab_to_cqe(struct rfab_conn *c, const struct fi_cq_data_entry *e,
+			struct rmig_cqe *q)
+{
+	struct rfab_read *rd;
+
 	memset(q, 0, sizeof(*q));
 	q->ctx = e->op_context;
 	if (e->flags & FI_RECV) {
@@ -42,6 +60,13 @@ static void rfab_to_cqe(const struct fi_cq_data_entry *e, struct rmig_cqe *q)
 			q->imm = (uint32_t)e->data;
 	} else if (e->flags & FI_WRITE) {
 		q->op = RMIG_CQE_WRITE;
+	} else if ((rd = rfab_read_of(c, e->op_context))) {
+		/* A read's record goes back to the free list. */
+		q->op = RMIG_CQE_READ;
+		q->ctx = rd->ctx;
+		q->len = rd->len;
+		rd->next = c->reads_free;
+		c->reads_free = rd;
 	} else {
 		q->op = RMIG_CQE_SEND;
 	}
@@ -112,6 +137,7 @@ static int rfab_cq_error(struct rfab_conn *c)
 {
 	struct fi_cq_err_entry err = { 0 };
 	char det[RMIG_ERR_MSG_MAX / 2];
+	struct rfab_read *rd;
 	bool dead;
 	ssize_t n;
 	int ret;
@@ -128,9 +154,13 @@ static int rfab_cq_error(struct rfab_conn *c)
 	if (ret)
 		return ret;
 	dead = c->peer_closed || rfab_err_is_dead_peer(err.err);
-	return rfab_fail(c, dead ? -ECONNRESET : rfab_errno(err.err ? err.err : FI_EOTHER),
+	/* A failed read is named by its record (fabric.h). */
+	rd = rfab_read_of(c, err.op_context);
+	return rutl_err_set(&c->err,
+			 dead ? -ECONNRESET : rfab_errno(err.err ? err.err : FI_EOTHER),
+			 rd ? RMIG_CQE_READ : 0, rd ? rd->ctx : NULL,
 			 "fabric %s on connection to %s failed: %s%s (err %d%s)",
-			 rfab_op_name(err.flags), c->name,
+			 rd ? "RDMA READ" : rfab_op_name(err.flags), c->name,
 			 c->peer_closed ? "peer closed the connection; " :
 			 dead ? "connection lost; " : "",
 			 fi_strerror(err.err), err.err,
@@ -197,8 +227,16 @@ int rfab_conn_new(struct rfab_domain *dom, struct fi_info *info, bool passive,
 	int ret;
 
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (c)
+		c->reads = calloc(dom->tx_size, sizeof(*c->reads));
+	if (!c || !c->reads) {
+		free(c);
 		return rmig_err(-ENOMEM, "fabric connection: out of memory");
+	}
+	for (size_t i = dom->tx_size; i-- > 0;) {
+		c->reads[i].next = c->reads_free;
+		c->reads_free = &c->reads[i];
+	}
 	c->dom = dom;
 	c->passive = passive;
 	snprintf(c->name, sizeof(c->name), "%s", name);
@@ -260,6 +298,7 @@ err_close_cq:
 err_close_eq:
 	fi_close(&c->eq->fid);
 err_free_conn:
+	free(c->reads);
 	free(c);
 	return ret;
 }
@@ -436,6 +475,7 @@ void rfab_conn_close(struct rmig_prov_conn *pc)
 	if (ret)
 		rmig_log_warn("fabric conn_close (%s): fi_close(eq): %s (%d)",
 			      c->name, fi_strerror(-ret), ret);
+	free(c->reads);
 	free(c);
 }
 
@@ -580,11 +620,77 @@ int rfab_post(struct rmig_prov_conn *pc, const struct rmig_write *w,
 	return 0;
 }
 
-static int rfab_deliver(const struct fi_cq_data_entry *e, ssize_t n,
-			struct rmig_cqe *q)
+/* Post one read; @more: FI_MORE (another read follows). */
+static int rfab_read_one(struct rfab_conn *c, const struct rmig_read *r,
+			 bool more)
+{
+	struct rfab_read *rd = c->reads_free;
+	struct iovec v = { .iov_base = r->addr, .iov_len = r->len };
+	void *desc = r->mr ? r->mr->desc : NULL;
+	struct fi_rma_iov rma = { .addr = r->raddr, .len = r->len,
+				  .key = r->rkey };
+	struct fi_msg_rma msg = {
+		.msg_iov = &v,
+		.desc = &desc,
+		.iov_count = 1,
+		.addr = 0,
+		.rma_iov = &rma,
+		.rma_iov_count = 1,
+		.context = rd,
+		.data = 0,
+	};
+	ssize_t ret;
+	int bad;
+
+	if (!r->addr || !r->len)
+		return rmig_err(-EINVAL,
+				"fabric RDMA READ on connection to %s: empty local buffer (%p, %zu bytes)",
+				c->name, r->addr, r->len);
+	bad = rfab_need_desc(c, "RDMA READ", r->mr);
+	if (bad)
+		return bad;
+	if (!rd)
+		return rmig_err(-EAGAIN,
+				"fabric RDMA READ on connection to %s: %zu reads outstanding (max_read)",
+				c->name, c->dom->tx_size);
+	rd->ctx = r->ctx;
+	rd->len = r->len;
+	/* FI_COMPLETION: every read completes (selective completion);
+	 * FI_MORE only when the next read has a record to go with. */
+	ret = fi_readmsg(c->ep, &msg, FI_COMPLETION |
+			 (more && rd->next ? FI_MORE : 0));
+	if (ret)
+		return rfab_post_failed(c, "RDMA READ", ret);
+	c->reads_free = rd->next;
+	return 0;
+}
+
+int rfab_post_read(struct rmig_prov_conn *pc, const struct rmig_read *r,
+		   unsigned n, unsigned *posted)
+{
+	struct rfab_conn *c = to_rfab_conn(pc);
+	int ret;
+
+	if (!posted || !c || (n && !r))
+		return rmig_err(-EINVAL, "fabric post_read: bad argument");
+	*posted = 0;
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
+	/* Op by op, as post(). */
+	for (unsigned i = 0; i < n; i++) {
+		ret = rfab_read_one(c, &r[i], i + 1 < n);
+		if (ret)
+			return ret;
+		(*posted)++;
+	}
+	return 0;
+}
+
+static int rfab_deliver(struct rfab_conn *c, const struct fi_cq_data_entry *e,
+			ssize_t n, struct rmig_cqe *q)
 {
 	for (ssize_t i = 0; i < n; i++)
-		rfab_to_cqe(&e[i], &q[i]);
+		rfab_to_cqe(c, &e[i], &q[i]);
 	return (int)n;
 }
 
@@ -603,17 +709,17 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 	if (!max)
 		return 0;
 	if (c->err.code)
-		return rutl_err_get(&c->err, NULL);
+		return rutl_err_get(&c->err, cqe);
 	count = max < RUTL_CQ_BATCH ? (size_t)max : RUTL_CQ_BATCH;
 
 	for (;;) {
 		n = fi_cq_read(c->cq, buf, count);
 		if (n > 0)
-			return rfab_deliver(buf, n, cqe);
+			return rfab_deliver(c, buf, n, cqe);
 		if (n == -FI_EAVAIL) {
 			ret = rfab_cq_error(c);
 			if (ret)
-				return ret;
+				return rutl_err_get(&c->err, cqe);
 			continue;
 		}
 		if (n != -FI_EAGAIN && !rfab_cq_signaled(n))
@@ -638,11 +744,11 @@ int rfab_poll(struct rmig_prov_conn *pc, struct rmig_cqe *cqe, int max,
 			return 0;
 		n = fi_cq_sread(c->cq, buf, count, NULL, slice);
 		if (n > 0)
-			return rfab_deliver(buf, n, cqe);
+			return rfab_deliver(c, buf, n, cqe);
 		if (n == -FI_EAVAIL) {
 			ret = rfab_cq_error(c);
 			if (ret)
-				return ret;
+				return rutl_err_get(&c->err, cqe);
 			continue;
 		}
 		/* Timed out, interrupted or signaled: look at the CQ, the

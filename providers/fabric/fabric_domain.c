@@ -34,6 +34,7 @@ const struct rmig_provider_ops rmig_fabric_provider = {
 	.conn_close = rfab_conn_close,
 	.post_recv = rfab_post_recv,
 	.post = rfab_post,
+	.post_read = rfab_post_read,
 	.poll = rfab_poll,
 	.conn_wake = rfab_conn_wake,
 	.preload = rfab_preload,
@@ -117,14 +118,13 @@ const char *rfab_prov_detail(char *buf, size_t len, int prov_errno,
 /* Why @i cannot carry our protocol, or NULL when it can. */
 static const char *rfab_info_reject(const struct fi_info *i)
 {
-	const uint64_t caps = FI_MSG | FI_RMA | FI_WRITE | FI_REMOTE_WRITE |
-			      FI_SEND | FI_RECV;
+	const uint64_t caps = RFAB_CAPS;
 	uint64_t mr_mode = (uint64_t)i->domain_attr->mr_mode;
 
 	if (i->ep_attr->type != FI_EP_MSG)
 		return "endpoint type is not FI_EP_MSG";
 	if ((i->caps & caps) != caps)
-		return "lacks FI_MSG|FI_RMA|FI_WRITE|FI_REMOTE_WRITE|FI_SEND|FI_RECV";
+		return "lacks FI_MSG|FI_RMA|FI_READ|FI_WRITE|FI_REMOTE_READ|FI_REMOTE_WRITE|FI_SEND|FI_RECV";
 	if (!(i->tx_attr->msg_order & FI_ORDER_SAW))
 		return "does not order sends after writes (no FI_ORDER_SAW)";
 	if (i->domain_attr->cq_data_size < 4)
@@ -152,8 +152,7 @@ static struct fi_info *rfab_hints(const struct rmig_prov_params *p,
 	if (!h)
 		return NULL;
 	h->ep_attr->type = FI_EP_MSG;
-	h->caps = FI_MSG | FI_RMA | FI_WRITE | FI_REMOTE_WRITE | FI_SEND |
-		  FI_RECV;
+	h->caps = RFAB_CAPS;
 	/* FI_RX_CQ_DATA (verbs): remote CQ data needs a posted receive.  We
 	 * always post receives for sends, and never use writedata. */
 	h->mode = FI_RX_CQ_DATA;
@@ -239,7 +238,7 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 	fi_freeinfo(hints);
 	if (ret == -FI_ENODATA) {
 		ret = rmig_err(-ENODEV,
-			       "fabric domain_open: libfabric provider \"%s\" offers no FI_EP_MSG endpoint with MSG+RMA write, 4-byte remote CQ data, FI_ORDER_SAW and FI_THREAD_SAFE for %s (fi_getinfo: %s)",
+			       "fabric domain_open: libfabric provider \"%s\" offers no FI_EP_MSG endpoint with MSG+RMA read and write, 4-byte remote CQ data, FI_ORDER_SAW and FI_THREAD_SAFE for %s (fi_getinfo: %s)",
 			       prov, p->address, fi_strerror(-ret));
 		goto err_free_dom;
 	}
@@ -314,6 +313,8 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 	attr->max_iov = dom->max_iov;
 	attr->max_tx = dom->tx_size > UINT_MAX ? UINT_MAX : (unsigned)dom->tx_size;
 	attr->max_rx = dom->rx_size > UINT_MAX ? UINT_MAX : (unsigned)dom->rx_size;
+	/* Reads take transmit slots like writes: as many (fabric.h). */
+	attr->max_read = attr->max_tx;
 	*out = (struct rmig_prov_domain *)(void *)dom;
 	return 0;
 
@@ -385,11 +386,12 @@ int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
 		return rmig_err(-EINVAL, "fabric mr_reg: bad argument (addr %p, len %zu)",
 				addr, len);
 	/* tcp and sockets check only the remote flags (a write into a
-	 * registration without FI_REMOTE_WRITE fails); libfabric's verbs
-	 * provider maps FI_RECV (and FI_READ, unused here) to local write,
-	 * FI_REMOTE_WRITE to local and remote write, FI_SEND to nothing, and
-	 * FI_WRITE to nothing in current versions (older ones asked for
-	 * local write there too). */
+	 * registration without FI_REMOTE_WRITE fails, a read from one
+	 * without FI_REMOTE_READ too); libfabric's verbs provider maps
+	 * FI_RECV and FI_READ to local write (a read lands in local memory),
+	 * FI_REMOTE_WRITE to local and remote write, FI_REMOTE_READ to
+	 * remote read alone, FI_SEND to nothing, and FI_WRITE to nothing in
+	 * current versions (older ones asked for local write there too). */
 	switch (use) {
 	case RMIG_MR_MSG_BUF:
 		access = FI_SEND | FI_RECV | FI_WRITE;
@@ -399,6 +401,14 @@ int rfab_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
 		break;
 	case RMIG_MR_WRITE_TARGET:
 		access = FI_REMOTE_WRITE;
+		break;
+	case RMIG_MR_READ_SOURCE:
+		/* Only read by the peer's RDMA READs: no write access, so
+		 * a read-only mapping registers (verbs). */
+		access = FI_REMOTE_READ;
+		break;
+	case RMIG_MR_READ_TARGET:
+		access = FI_READ;
 		break;
 	default:
 		return rmig_err(-EINVAL, "fabric mr_reg: invalid access %d for "
