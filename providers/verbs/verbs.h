@@ -21,6 +21,17 @@
  * (-EAGAIN; a batch longer than the whole queue goes in parts).  It never
  * waits for a slot; the core polls and posts again.
  *
+ * post_read() posts IBV_WR_RDMA_READ requests the same way, each signaled
+ * (a read's completion says its bytes have landed).  How many may be
+ * outstanding is negotiated per connection by rdma_cm: each side offers
+ * its device's limits (max_qp_init_rd_atom as initiator depth,
+ * max_qp_rd_atom as responder resources, both capped at RVRB_MAX_RD_ATOM),
+ * the acceptor takes the smaller of its own and the request's, and the
+ * QP's max_rd_atomic is the result.  attr.max_read is this side's offer
+ * (the domain's, before any connection); a connection whose peer offers
+ * fewer responder resources allows fewer, and post_read() returns -EAGAIN
+ * beyond them as beyond the send queue's room.
+ *
  * poll() is adaptive: it busy-polls the CQ for the domain's spin time
  * (the tunable verbs_spin_us, environment RMIG_VERBS_SPIN_US), then arms
  * the CQ, polls once more to close the race, and sleeps in poll(2) on the
@@ -61,6 +72,9 @@
 #define RVRB_RNR_RETRY 6
 /** Connection requests queued on a listener. */
 #define RVRB_BACKLOG 64
+/** Cap on the RDMA READs offered either way per connection (rdma_cm
+ *  carries 8 bits, 255 meaning "the device's maximum"). */
+#define RVRB_MAX_RD_ATOM 128
 /** wr_id bit of receive-queue requests. */
 #define RVRB_WR_RECV (1ull << 63)
 
@@ -83,6 +97,11 @@ struct rvrb_domain {
 	unsigned max_iov;
 	uint32_t max_msg;
 	unsigned spin_us;   /* the tunable verbs_spin_us */
+	/* What a connection offers for RDMA READ (capped device limits):
+	 * reads it may issue (initiator depth, max_qp_init_rd_atom) and
+	 * reads of the peer it can serve (responder resources,
+	 * max_qp_rd_atom). */
+	unsigned init_depth, resp_res;
 };
 
 struct rvrb_mr {
@@ -125,6 +144,12 @@ struct rvrb_conn {
 	unsigned sq_size;
 	uint64_t sq_head, sq_tail;
 	unsigned unsig_run;    /* unsignaled requests since the last signaled */
+	/* RDMA READ: how many this side may have outstanding (the QP's
+	 * negotiated max_rd_atomic) and how many are (posted, completion
+	 * not yet polled).  Passive: what the request offered, from the
+	 * local point of view, until accepted. */
+	unsigned max_read, reads_out;
+	unsigned req_init, req_resp;
 	/* Receive queue, the same way. */
 	void **rq;
 	unsigned rq_size;
@@ -206,6 +231,8 @@ int rvrb_post_recv(struct rmig_prov_conn *c, void *buf, size_t len,
 		   struct rmig_prov_mr *mr, void *ctx);
 int rvrb_post(struct rmig_prov_conn *c, const struct rmig_write *w,
 	      unsigned nw, const struct rmig_send *send, unsigned *posted);
+int rvrb_post_read(struct rmig_prov_conn *c, const struct rmig_read *r,
+		   unsigned n, unsigned *posted);
 int rvrb_poll(struct rmig_prov_conn *c, struct rmig_cqe *cqe, int max,
 	      int timeout_ms);
 void rvrb_conn_wake(struct rmig_prov_conn *c);

@@ -177,6 +177,32 @@ err_free:
 	return ret;
 }
 
+/* The RDMA READs @c may have outstanding, once established: the QP's
+ * max_rd_atomic, which rdma_cm set from the negotiation; @cm_depth (what
+ * the negotiation gave, as this side saw it) if the QP cannot say. */
+static void rvrb_read_depth(struct rvrb_conn *c, unsigned cm_depth)
+{
+	struct ibv_qp_init_attr init;
+	struct ibv_qp_attr qa;
+	unsigned resp = 0;
+	int ret;
+
+	ret = ibv_query_qp(c->qp, &qa, IBV_QP_MAX_QP_RD_ATOMIC |
+			   IBV_QP_MAX_DEST_RD_ATOMIC, &init);
+	if (ret) {
+		rmig_log_warn("verbs connection to %s: ibv_query_qp: %s; "
+			      "RDMA READ depth %u as negotiated", c->name,
+			      strerror(ret), cm_depth);
+	} else {
+		cm_depth = qa.max_rd_atomic;
+		resp = qa.max_dest_rd_atomic;
+	}
+	c->max_read = cm_depth < c->sq_size ? cm_depth : c->sq_size;
+	rmig_log_debug("verbs connection to %s (QP %u): RDMA READ: %u "
+		       "outstanding this way, %u the other", c->name,
+		       c->qp_num, c->max_read, resp);
+}
+
 /* Errno of a connection setup that ended with @type/@status. */
 static int rvrb_setup_errno(const struct rvrb_conn *c,
 			    enum rdma_cm_event_type type)
@@ -211,8 +237,19 @@ int rvrb_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
 	if (c->err.code)
 		return rutl_err_get(&c->err, NULL);
 	memset(&cp, 0, sizeof(cp));
-	cp.responder_resources = 0; /* no RDMA READ either way */
-	cp.initiator_depth = 0;
+	/* RDMA READ both ways (verbs.h): we offer the device's limits; the
+	 * acceptor takes no more than the request offered (its responder
+	 * resources are the reads the requester may send, and the
+	 * reverse; rdma_cm hands the request's values over swapped to the
+	 * acceptor's point of view). */
+	cp.initiator_depth = (uint8_t)c->dom->init_depth;
+	cp.responder_resources = (uint8_t)c->dom->resp_res;
+	if (c->passive) {
+		if (cp.initiator_depth > c->req_init)
+			cp.initiator_depth = (uint8_t)c->req_init;
+		if (cp.responder_resources > c->req_resp)
+			cp.responder_resources = (uint8_t)c->req_resp;
+	}
 	cp.retry_count = 7;
 	/* Receiver-not-ready: a safety net only (the core grants credits for
 	 * posted receives), and a bounded one.  7 would mean "retry for
@@ -233,6 +270,7 @@ int rvrb_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
 	for (;;) {
 		struct rdma_cm_event *ev;
 		enum rdma_cm_event_type type;
+		unsigned depth;
 		int ret, status;
 
 		ret = rvrb_cm_wait(c->ech, rutl_wait_left(timeout_ms, deadline),
@@ -247,10 +285,14 @@ int rvrb_conn_establish(struct rmig_prov_conn *pc, int timeout_ms)
 		}
 		type = ev->event;
 		status = ev->status;
+		/* Active: the acceptor's answer, from our side. */
+		depth = c->passive ? cp.initiator_depth :
+			ev->param.conn.initiator_depth;
 		rdma_ack_cm_event(ev);
 		switch (type) {
 		case RDMA_CM_EVENT_ESTABLISHED:
 			c->connected = true;
+			rvrb_read_depth(c, depth);
 			return 0;
 		case RDMA_CM_EVENT_REJECTED:
 		case RDMA_CM_EVENT_CONNECT_ERROR:

@@ -22,6 +22,7 @@ static const char *rvrb_op_name(uint8_t op)
 	case RMIG_CQE_RECV: return "RECV";
 	case RMIG_CQE_SEND: return "SEND";
 	case RMIG_CQE_WRITE: return "WRITE";
+	case RMIG_CQE_READ: return "RDMA READ";
 	}
 	return "operation";
 }
@@ -184,6 +185,11 @@ static int rvrb_cq_read(struct rvrb_conn *c, struct rmig_cqe *out, int max)
 			memset(q, 0, sizeof(*q));
 			q->op = (enum rmig_cqe_op)r->op;
 			q->ctx = r->ctx;
+			if (r->op == RMIG_CQE_READ) {
+				/* Reads are signaled: one completion each. */
+				c->reads_out--;
+				q->len = wc[i].byte_len;
+			}
 			got++;
 		}
 	}
@@ -305,12 +311,13 @@ static void rvrb_wr_send(struct rvrb_conn *c, unsigned i,
 	}
 }
 
-/* Post chain slots [0, @n) in one ibv_post_send; *@at is how many were
- * posted.  On failure the requests before bad_wr are posted (they complete
- * or are flushed like any other), the rest are not: ENOMEM (the device's
- * queue is full) is -EAGAIN, anything else fails the connection. */
-static int rvrb_post_chain(struct rvrb_conn *c, unsigned n, unsigned run0,
-			   unsigned *at)
+/* Post chain slots [0, @n) in one ibv_post_send (for @what, "post" or
+ * "post_read"); *@at is how many were posted.  On failure the requests
+ * before bad_wr are posted (they complete or are flushed like any other),
+ * the rest are not: ENOMEM (the device's queue is full) is -EAGAIN,
+ * anything else fails the connection. */
+static int rvrb_post_chain(struct rvrb_conn *c, const char *what, unsigned n,
+			   unsigned run0, unsigned *at)
 {
 	struct ibv_send_wr *bad = NULL;
 	int ret;
@@ -332,17 +339,17 @@ static int rvrb_post_chain(struct rvrb_conn *c, unsigned n, unsigned run0,
 			       0 : c->unsig_run + 1;
 	if (ret == ENOMEM)
 		return rmig_err(-EAGAIN,
-				"verbs post on connection to %s (QP %u): send queue full (%u of %u requests posted)",
-				c->name, c->qp_num, *at, n);
+				"verbs %s on connection to %s (QP %u): send queue full (%u of %u requests posted)",
+				what, c->name, c->qp_num, *at, n);
 	{
-		int r = rvrb_cm_check(c, "post");
+		int r = rvrb_cm_check(c, what);
 
 		if (r)
 			return r;
 	}
 	return rvrb_fail(c, -ret,
-			 "verbs post on connection to %s (QP %u): ibv_post_send of %u requests failed at request %u: %s",
-			 c->name, c->qp_num, n, *at, strerror(ret));
+			 "verbs %s on connection to %s (QP %u): ibv_post_send of %u requests failed at request %u: %s",
+			 what, c->name, c->qp_num, n, *at, strerror(ret));
 }
 
 int rvrb_post(struct rmig_prov_conn *pc, const struct rmig_write *w,
@@ -392,7 +399,99 @@ int rvrb_post(struct rmig_prov_conn *pc, const struct rmig_write *w,
 			else
 				rvrb_wr_send(c, i, send);
 		}
-		ret = rvrb_post_chain(c, k, run0, &at);
+		ret = rvrb_post_chain(c, "post", k, run0, &at);
+		done += at;
+		*posted = done;
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Check one read; 0 or -EINVAL/-EMSGSIZE. */
+static int rvrb_check_read(struct rvrb_conn *c, const struct rmig_read *r)
+{
+	if (!r->mr || !r->addr || !r->len)
+		return rmig_err(-EINVAL,
+				"verbs RDMA READ on connection to %s: local buffer (%p, %zu bytes) is empty or not registered",
+				c->name, r->addr, r->len);
+	if (r->len > c->dom->max_msg)
+		return rmig_err(-EMSGSIZE,
+				"verbs RDMA READ on connection to %s: %zu bytes exceed max_msg_size %u",
+				c->name, r->len, c->dom->max_msg);
+	if (r->rkey > UINT32_MAX)
+		return rmig_err(-EINVAL,
+				"verbs RDMA READ on connection to %s: remote key 0x%llx is wider than 32 bits",
+				c->name, (unsigned long long)r->rkey);
+	return 0;
+}
+
+static void rvrb_wr_read(struct rvrb_conn *c, unsigned i,
+			 const struct rmig_read *r)
+{
+	struct ibv_sge *sge;
+	/* Always signaled: its completion says the bytes have landed. */
+	struct ibv_send_wr *wr = rvrb_wr(c, i, RMIG_CQE_READ, r->ctx, true,
+					 &sge);
+
+	wr->opcode = IBV_WR_RDMA_READ;
+	wr->wr.rdma.remote_addr = r->raddr;
+	wr->wr.rdma.rkey = (uint32_t)r->rkey;
+	wr->num_sge = 1;
+	sge->addr = (uint64_t)(uintptr_t)r->addr;
+	sge->length = (uint32_t)r->len;
+	sge->lkey = to_rvrb_mr(r->mr)->mr->lkey;
+}
+
+int rvrb_post_read(struct rmig_prov_conn *pc, const struct rmig_read *r,
+		   unsigned n, unsigned *posted)
+{
+	struct rvrb_conn *c = to_rvrb_conn(pc);
+	unsigned done = 0, room, fit;
+	int ret;
+
+	if (!posted || !c || (n && !r))
+		return rmig_err(-EINVAL, "verbs post_read: bad argument");
+	*posted = 0;
+	if (c->err.code)
+		return rutl_err_get(&c->err, NULL);
+	if (n && !c->max_read)
+		return rmig_err(-EOPNOTSUPP,
+				"verbs post_read on connection to %s: no RDMA READ on it (%s)",
+				c->name, c->connected ? "the peer allows none" :
+				"not established");
+	for (unsigned i = 0; i < n; i++) {
+		ret = rvrb_check_read(c, &r[i]);
+		if (ret)
+			return ret;
+	}
+	/* As post(): all or nothing, unless the batch is longer than the
+	 * send queue or the reads the connection allows at once. */
+	room = c->sq_size - (unsigned)(c->sq_head - c->sq_tail);
+	if (room > c->max_read - c->reads_out)
+		room = c->max_read - c->reads_out;
+	fit = c->sq_size < c->max_read ? c->sq_size : c->max_read;
+	if (room < n) {
+		if (n <= fit || !room)
+			return rmig_err(-EAGAIN,
+					"verbs post_read on connection to %s: %u reads outstanding (max_read %u), send queue %u of %u, %u more",
+					c->name, c->reads_out, c->max_read,
+					(unsigned)(c->sq_head - c->sq_tail),
+					c->sq_size, n);
+		ret = rvrb_post_read(pc, r, room, posted);
+		return ret ? ret : rmig_err(-EAGAIN,
+					    "verbs post_read on connection to %s: %u reads posted of a batch of %u, longer than the %u that fit at once",
+					    c->name, room, n, fit);
+	}
+	while (done < n) {
+		unsigned k = n - done < RVRB_CHAIN_MAX ? n - done :
+			     RVRB_CHAIN_MAX;
+		unsigned run0 = c->unsig_run, at;
+
+		for (unsigned i = 0; i < k; i++)
+			rvrb_wr_read(c, i, &r[done + i]);
+		ret = rvrb_post_chain(c, "post_read", k, run0, &at);
+		c->reads_out += at;
 		done += at;
 		*posted = done;
 		if (ret)

@@ -37,6 +37,7 @@ const struct rmig_provider_ops rmig_verbs_provider = {
 	.conn_close = rvrb_conn_close,
 	.post_recv = rvrb_post_recv,
 	.post = rvrb_post,
+	.post_read = rvrb_post_read,
 	.poll = rvrb_poll,
 	.conn_wake = rvrb_conn_wake,
 	.preload = rvrb_any_device,
@@ -405,6 +406,11 @@ int rvrb_domain_open(const struct rmig_prov_params *p,
 		       (unsigned)(dattr.max_sge > 0 ? dattr.max_sge : 1) :
 		       RVRB_MAX_IOV;
 	dom->max_msg = pattr.max_msg_sz ? pattr.max_msg_sz : 1u << 30;
+	/* RDMA READ both ways, within the device's limits (verbs.h). */
+	dom->init_depth = dattr.max_qp_init_rd_atom < RVRB_MAX_RD_ATOM ?
+			  (unsigned)dattr.max_qp_init_rd_atom : RVRB_MAX_RD_ATOM;
+	dom->resp_res = dattr.max_qp_rd_atom < RVRB_MAX_RD_ATOM ?
+			(unsigned)dattr.max_qp_rd_atom : RVRB_MAX_RD_ATOM;
 
 	if (p->passive) {
 		dom->lch = ch;
@@ -421,6 +427,9 @@ int rvrb_domain_open(const struct rmig_prov_params *p,
 	attr->max_iov = dom->max_iov;
 	attr->max_tx = dom->sq_size;
 	attr->max_rx = dom->rq_size;
+	/* This side's offer; a connection may get fewer (verbs.h). */
+	attr->max_read = dom->init_depth < dom->sq_size ? dom->init_depth :
+			 dom->sq_size;
 	*out = (struct rmig_prov_domain *)(void *)dom;
 	return 0;
 
@@ -481,10 +490,24 @@ int rvrb_mr_reg(struct rmig_prov_domain *d, void *addr, size_t len,
 		/* Remote write requires local write. */
 		access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
 		break;
+	case RMIG_MR_READ_SOURCE:
+		/* Read by the peer's RDMA READs only: remote read, no write
+		 * access (pinned without being written, as a write source). */
+		access = IBV_ACCESS_REMOTE_READ;
+		break;
+	case RMIG_MR_READ_TARGET:
+		/* Our RDMA READs land in it. */
+		access = IBV_ACCESS_LOCAL_WRITE;
+		break;
 	default:
 		return rmig_err(-EINVAL, "verbs mr_reg: invalid access %d for "
 				"%p (%zu bytes)", (int)use, addr, len);
 	}
+	if ((use == RMIG_MR_READ_SOURCE && !dom->resp_res) ||
+	    (use == RMIG_MR_READ_TARGET && !dom->init_depth))
+		return rmig_err(-EOPNOTSUPP, "verbs mr_reg: %s does no RDMA "
+				"READ (a %s of %zu bytes)", dom->dev_name,
+				rmig_mr_access_name(use), len);
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return rmig_err(-ENOMEM, "verbs mr_reg: out of memory");
@@ -652,6 +675,7 @@ int rvrb_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 		return rmig_err(-EINVAL, "verbs listen_get: NULL argument");
 	for (;;) {
 		struct rdma_cm_id *id;
+		unsigned req_init, req_resp;
 
 		ret = rvrb_cm_wait(l->ch, rutl_wait_left(timeout_ms, deadline),
 				   &ev);
@@ -677,10 +701,16 @@ int rvrb_listen_get(struct rmig_prov_listener *pl, int timeout_ms,
 			continue;
 		}
 		id = ev->id;
+		/* The request's RDMA READ offer, already from our side:
+		 * responder_resources is the reads it may send us. */
+		req_init = ev->param.conn.initiator_depth;
+		req_resp = ev->param.conn.responder_resources;
 		rdma_ack_cm_event(ev);
 		ret = rvrb_accept_new(l, id, &c);
 		if (ret)
 			return ret;
+		c->req_init = req_init;
+		c->req_resp = req_resp;
 		*out = &c->base;
 		return 0;
 	}
