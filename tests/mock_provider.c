@@ -54,11 +54,13 @@
 #define MOCK_DEFAULT_MAX_IOV 4u
 #define MOCK_DEFAULT_MAX_MSG (1ull << 30)
 #define MOCK_DEFAULT_DEPTH 128u
+#define MOCK_DEFAULT_MAX_READ 16u
 #define MOCK_MR_BUCKETS 1024u
 #define MOCK_FIRST_PORT 20000u
 /* What each local use accepts (check_local()). */
 #define MOCK_OK_MSG (1u << RMIG_MR_MSG_BUF)
 #define MOCK_OK_SOURCE (1u << RMIG_MR_WRITE_SOURCE)
+#define MOCK_OK_READ_TARGET (1u << RMIG_MR_READ_TARGET)
 
 /* ------------------------------------------------------------------ */
 /* Counters and configuration                                          */
@@ -68,8 +70,9 @@ static struct {
 		send_bytes, recvs_posted, polls, wakes, connects, rnr,
 		access_errors, faults_fired, flushed, concurrent_use,
 		send_buf_modified, max_tx_outstanding, max_rx_posted,
-		max_concurrent_writes, sends_by_type[16], mr_regs[4],
-		local_access_errors, eagain;
+		max_concurrent_writes, sends_by_type[16], mr_regs[6],
+		local_access_errors, eagain, reads, read_bytes,
+		max_reads_outstanding;
 	_Atomic uint64_t live_domains, live_mrs, live_listeners, live_conns,
 		domain_close_busy, max_live_mrs, dereg_inflight;
 } cnt;
@@ -91,9 +94,10 @@ static _Atomic unsigned cfg_send_delay_type, cfg_send_delay_us;
 static _Atomic int cfg_silent; /* enum mock_silent */
 static _Atomic unsigned cfg_max_iov = MOCK_DEFAULT_MAX_IOV;
 static _Atomic uint64_t cfg_max_msg = MOCK_DEFAULT_MAX_MSG;
+static _Atomic unsigned cfg_max_read = MOCK_DEFAULT_MAX_READ;
 static _Atomic bool cfg_check_send = true;
-/* Every n-th write or send attempt returns -EAGAIN (0: never), and the
- * attempts counted towards it. */
+/* Every n-th write, send or read attempt returns -EAGAIN (0: never), and
+ * the attempts counted towards it. */
 static _Atomic unsigned cfg_eagain_every;
 static _Atomic uint64_t tx_attempts;
 static _Atomic(mock_write_hook_fn) cfg_hook;
@@ -115,6 +119,8 @@ enum mock_op {
 	OP_POLL,
 	OP_SEND_CQE,
 	OP_WRITE_CQE,
+	OP_READ,
+	OP_READ_CQE,
 	OP_COUNT
 };
 
@@ -128,6 +134,8 @@ static const char *const op_names[OP_COUNT] = {
 	[OP_POLL] = "poll",
 	[OP_SEND_CQE] = "send_cqe",
 	[OP_WRITE_CQE] = "write_cqe",
+	[OP_READ] = "read",
+	[OP_READ_CQE] = "read_cqe",
 };
 
 static struct {
@@ -212,6 +220,12 @@ void mock_set_max_msg_size(size_t n)
 			      memory_order_relaxed);
 }
 
+void mock_set_max_read(unsigned n)
+{
+	atomic_store_explicit(&cfg_max_read, n ? n : MOCK_DEFAULT_MAX_READ,
+			      memory_order_relaxed);
+}
+
 void mock_set_check_send_buffers(bool on)
 {
 	atomic_store_explicit(&cfg_check_send, on, memory_order_relaxed);
@@ -231,7 +245,8 @@ void mock_set_eagain_every(unsigned n)
 	atomic_store_explicit(&tx_attempts, 0, memory_order_relaxed);
 }
 
-/* True when this write or send attempt is to find the queue "full". */
+/* True when this write, send or read attempt is to find the queue
+ * "full". */
 static bool eagain_hit(void)
 {
 	unsigned n = atomic_load_explicit(&cfg_eagain_every,
@@ -253,6 +268,7 @@ void mock_reset(void)
 	mock_set_silent(MOCK_SILENT_NONE);
 	mock_set_max_iov(0);
 	mock_set_max_msg_size(0);
+	mock_set_max_read(0);
 	mock_set_check_send_buffers(true);
 	mock_set_write_hook(NULL, NULL);
 #define Z(f) atomic_store_explicit(&cnt.f, 0, memory_order_relaxed)
@@ -262,11 +278,12 @@ void mock_reset(void)
 	Z(concurrent_use); Z(send_buf_modified); Z(max_tx_outstanding);
 	Z(max_rx_posted); Z(max_concurrent_writes); Z(domain_close_busy);
 	Z(dereg_inflight); Z(local_access_errors); Z(eagain);
+	Z(reads); Z(read_bytes); Z(max_reads_outstanding);
 	atomic_store_explicit(&cnt.max_live_mrs, CNT_GET(live_mrs),
 			      memory_order_relaxed);
 	for (int i = 0; i < 16; i++)
 		Z(sends_by_type[i]);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 6; i++)
 		Z(mr_regs[i]);
 #undef Z
 }
@@ -282,9 +299,10 @@ void mock_get_counters(struct mock_counters *o)
 	G(max_rx_posted); G(max_concurrent_writes);
 	for (int i = 0; i < 16; i++)
 		G(sends_by_type[i]);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 6; i++)
 		G(mr_regs[i]);
 	G(local_access_errors); G(eagain);
+	G(reads); G(read_bytes); G(max_reads_outstanding);
 	G(live_domains); G(live_mrs); G(live_listeners); G(live_conns);
 	G(domain_close_busy); G(max_live_mrs); G(dereg_inflight);
 #undef G
@@ -333,7 +351,7 @@ static char *xstrdup(const char *s)
 struct mock_domain {
 	char *address; /* NULL when opened without one */
 	bool passive;
-	unsigned max_tx, max_rx, max_iov;
+	unsigned max_tx, max_rx, max_iov, max_read;
 	uint64_t max_msg;
 	/* Registrations, listeners and connections open on it.  Relaxed:
 	 * domain_close() only reports a nonzero count; the caller orders
@@ -346,9 +364,9 @@ struct mock_mr {
 	struct mock_domain *dom;
 	enum rmig_mr_access access;
 	struct mock_mr *hnext;
-	/* Writes from it posted and not yet retired (their completion, or a
-	 * later signaled one, polled).  Relaxed: the caller orders a
-	 * retirement before its decision to deregister. */
+	/* Writes from it (reads into it) posted and not yet retired (their
+	 * completion, or a later signaled one, polled).  Relaxed: the caller
+	 * orders a retirement before its decision to deregister. */
 	_Atomic unsigned inflight;
 };
 
@@ -413,8 +431,10 @@ struct mock_conn {
 	struct rq_ent *rq;
 	unsigned rq_head, rq_count;
 	uint64_t sq_posted, sq_retired; /* send-queue sequence numbers */
-	/* [dom->max_tx]: the local registration of the write with send-queue
-	 * number n at n % max_tx, until it retires (NULL for sends). */
+	unsigned reads_out; /* reads posted, completion not yet polled */
+	/* [dom->max_tx]: the local registration of the write (the read's
+	 * target) with send-queue number n at n % max_tx, until it retires
+	 * (NULL for sends). */
 	struct mock_mr **wmr;
 };
 
@@ -548,6 +568,9 @@ static int mock_domain_open(const struct rmig_prov_params *p,
 	d->max_rx = p->rx_depth ? p->rx_depth : MOCK_DEFAULT_DEPTH;
 	d->max_iov = atomic_load_explicit(&cfg_max_iov, memory_order_relaxed);
 	d->max_msg = atomic_load_explicit(&cfg_max_msg, memory_order_relaxed);
+	d->max_read = atomic_load_explicit(&cfg_max_read, memory_order_relaxed);
+	if (d->max_read > d->max_tx)
+		d->max_read = d->max_tx; /* reads take send-queue slots */
 	atomic_init(&d->children, 0);
 
 	memset(attr, 0, sizeof(*attr));
@@ -556,6 +579,7 @@ static int mock_domain_open(const struct rmig_prov_params *p,
 	attr->max_iov = d->max_iov;
 	attr->max_tx = d->max_tx;
 	attr->max_rx = d->max_rx;
+	attr->max_read = d->max_read;
 	CNT_ADD(live_domains, 1);
 	*out = (struct rmig_prov_domain *)d;
 	return 0;
@@ -604,8 +628,7 @@ static int mock_mr_reg(struct rmig_prov_domain *dom, void *addr, size_t len,
 	if ((uintptr_t)addr + len < (uintptr_t)addr)
 		return rmig_err(-EINVAL, "mock mr_reg: region %p+%zu wraps",
 				addr, len);
-	if (access != RMIG_MR_MSG_BUF && access != RMIG_MR_WRITE_SOURCE &&
-	    access != RMIG_MR_WRITE_TARGET)
+	if (access < RMIG_MR_MSG_BUF || access > RMIG_MR_READ_TARGET)
 		return rmig_err(-EINVAL, "mock mr_reg: invalid access %d for "
 				"%p+%zu", (int)access, addr, len);
 	ret = fault_hit(OP_MR_REG);
@@ -653,7 +676,8 @@ static void mock_mr_dereg(struct rmig_prov_mr *mr)
 		 * counter tells the test. */
 		CNT_ADD(dereg_inflight, 1);
 		fprintf(stderr, "mock provider: registration %p+%zu "
-			"deregistered with %u writes from it in flight\n",
+			"deregistered with %u writes from it (reads into it) "
+			"in flight\n",
 			m->base.addr, m->base.len,
 			atomic_load_explicit(&m->inflight,
 					     memory_order_relaxed));
@@ -838,7 +862,7 @@ static void retire_locked(struct mock_conn *c, uint64_t seq)
 }
 
 static int tx_begin(struct mock_conn *c, const char *op, uint64_t *seq,
-		    struct mock_link **link)
+		    struct mock_link **link, bool read)
 {
 	char msg[RMIG_ERR_MSG_MAX];
 	int ret = 1;
@@ -862,10 +886,16 @@ static int tx_begin(struct mock_conn *c, const char *op, uint64_t *seq,
 			 "outstanding, max_tx %u)",
 			 (unsigned long long)(c->sq_posted - c->sq_retired),
 			 c->dom->max_tx);
+	} else if (read && c->reads_out >= c->dom->max_read) {
+		ret = -EAGAIN;
+		snprintf(msg, sizeof(msg), "%u reads outstanding (max_read "
+			 "%u)", c->reads_out, c->dom->max_read);
 	} else {
 		*seq = ++c->sq_posted;
 		*link = c->link;
 		cnt_max(&cnt.max_tx_outstanding, c->sq_posted - c->sq_retired);
+		if (read)
+			cnt_max(&cnt.max_reads_outstanding, ++c->reads_out);
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (ret < 0)
@@ -885,6 +915,31 @@ static void break_link(struct mock_conn *c, struct mock_conn *peer,
 	if (peer)
 		set_err(peer, -ECONNRESET, "connection reset: the peer's "
 			"connection failed (%s)", msg);
+}
+
+/*
+ * @c's tx op @seq meets a peer that closed (NULL) or is in error: it
+ * completes with -ECONNRESET, and true is returned; else false.  Under
+ * link->rw (read).
+ */
+static bool peer_lost(struct mock_conn *c, struct mock_conn *peer,
+		      enum rmig_cqe_op op, void *ctx, uint64_t seq)
+{
+	int err;
+
+	if (!peer) {
+		fail_op(c, op, ctx, seq, -ECONNRESET, "connection reset: the "
+			"peer closed the connection");
+		return true;
+	}
+	pthread_mutex_lock(&peer->lock);
+	err = peer->err;
+	pthread_mutex_unlock(&peer->lock);
+	if (!err)
+		return false;
+	fail_op(c, op, ctx, seq, -ECONNRESET, "the peer's connection %u is "
+		"in error", peer->id);
+	return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1523,7 +1578,7 @@ static int send_one(struct mock_conn *c, const struct rmig_send *m)
 	ret = check_local(c, "send", buf, len, m->mr, MOCK_OK_MSG);
 	if (ret)
 		goto out;
-	ret = tx_begin(c, "send", &seq, &link);
+	ret = tx_begin(c, "send", &seq, &link, false);
 	if (ret <= 0)
 		goto out;
 	ret = 0;
@@ -1577,45 +1632,58 @@ out:
 	return ret;
 }
 
+/* Is [raddr, raddr+total) inside a registration of @peer's domain with
+ * key @rkey, registered as @want ("remote writes" or "remote reads" in
+ * @what)?  0, or -EACCES with @why.  Under mr_rw (read). */
+static int check_remote(struct mock_conn *peer, uint64_t raddr,
+			uint64_t rkey, size_t total, enum rmig_mr_access want,
+			const char *what, char *why, size_t whylen)
+{
+	struct mock_mr *m = mr_find(rkey);
+	uint64_t ma;
+
+	if (!m) {
+		snprintf(why, whylen, "no registration with rkey 0x%llx",
+			 (unsigned long long)rkey);
+		return -EACCES;
+	}
+	if (m->dom != peer->dom) {
+		snprintf(why, whylen, "rkey 0x%llx belongs to another domain "
+			 "than the peer's", (unsigned long long)rkey);
+		return -EACCES;
+	}
+	if (m->access != want) {
+		snprintf(why, whylen, "registration rkey 0x%llx (a %s) does "
+			 "not allow %s", (unsigned long long)rkey,
+			 rmig_mr_access_name(m->access), what);
+		return -EACCES;
+	}
+	ma = m->base.raddr;
+	if (raddr < ma || raddr - ma > m->base.len ||
+	    total > m->base.len - (raddr - ma)) {
+		snprintf(why, whylen, "range 0x%llx+%zu outside "
+			 "registration 0x%llx+%zu (rkey 0x%llx)",
+			 (unsigned long long)raddr, total,
+			 (unsigned long long)ma, m->base.len,
+			 (unsigned long long)rkey);
+		return -EACCES;
+	}
+	return 0;
+}
+
 /* Check the remote range and copy.  Under link->rw (read) with the peer
  * alive.  0 or -EACCES with @why. */
 static int do_write(struct mock_conn *peer, const struct rmig_iov *iov,
 		    unsigned niov, size_t total, uint64_t raddr,
 		    uint64_t rkey, char *why, size_t whylen)
 {
-	struct mock_mr *m;
-	uint64_t ma;
 	uint8_t *dst;
 	mock_write_hook_fn hook;
-	int ret = 0;
+	int ret;
 
 	pthread_rwlock_rdlock(&mr_rw);
-	m = mr_find(rkey);
-	if (!m) {
-		snprintf(why, whylen, "no registration with rkey 0x%llx",
-			 (unsigned long long)rkey);
-		ret = -EACCES;
-	} else if (m->dom != peer->dom) {
-		snprintf(why, whylen, "rkey 0x%llx belongs to another domain "
-			 "than the peer's", (unsigned long long)rkey);
-		ret = -EACCES;
-	} else if (m->access != RMIG_MR_WRITE_TARGET) {
-		snprintf(why, whylen, "registration rkey 0x%llx (a %s) does "
-			 "not allow remote writes", (unsigned long long)rkey,
-			 rmig_mr_access_name(m->access));
-		ret = -EACCES;
-	} else {
-		ma = m->base.raddr;
-		if (raddr < ma || raddr - ma > m->base.len ||
-		    total > m->base.len - (raddr - ma)) {
-			snprintf(why, whylen, "range 0x%llx+%zu outside "
-				 "registration 0x%llx+%zu (rkey 0x%llx)",
-				 (unsigned long long)raddr, total,
-				 (unsigned long long)ma, m->base.len,
-				 (unsigned long long)rkey);
-			ret = -EACCES;
-		}
-	}
+	ret = check_remote(peer, raddr, rkey, total, RMIG_MR_WRITE_TARGET,
+			   "remote writes", why, whylen);
 	if (!ret) {
 		dst = (uint8_t *)(uintptr_t)raddr;
 		for (unsigned i = 0; i < niov; i++) {
@@ -1686,7 +1754,7 @@ static int write_one(struct mock_conn *c, const struct rmig_write *w)
 			       (unsigned long long)c->dom->max_msg);
 		goto out;
 	}
-	ret = tx_begin(c, "write", &seq, &link);
+	ret = tx_begin(c, "write", &seq, &link, false);
 	if (ret <= 0)
 		goto out;
 	ret = 0;
@@ -1711,44 +1779,152 @@ static int write_one(struct mock_conn *c, const struct rmig_write *w)
 		snprintf(why, sizeof(why), "injected write completion error "
 			 "(%s)", strerror(-ret));
 		break_link(c, peer, RMIG_CQE_WRITE, ctx, seq, ret, why);
-	} else if (!peer) {
-		fail_op(c, RMIG_CQE_WRITE, ctx, seq, -ECONNRESET, "connection "
-			"reset: the peer closed the connection");
-	} else {
-		pthread_mutex_lock(&peer->lock);
-		ret = peer->err ? -ECONNRESET : 0;
-		pthread_mutex_unlock(&peer->lock);
-		if (ret) {
-			snprintf(why, sizeof(why), "the peer's connection %u "
-				 "is in error", peer->id);
-			fail_op(c, RMIG_CQE_WRITE, ctx, seq, ret, "%s", why);
-		} else if (!silenced(c) &&
-			   (ret = do_write(peer, iov, niov, total, raddr, rkey,
-					   why, sizeof(why)))) {
-			char msg[RMIG_ERR_MSG_MAX];
+	} else if (peer_lost(c, peer, RMIG_CQE_WRITE, ctx, seq)) {
+		/* Completed with -ECONNRESET. */
+	} else if (!silenced(c) &&
+		   (ret = do_write(peer, iov, niov, total, raddr, rkey,
+				   why, sizeof(why)))) {
+		char msg[RMIG_ERR_MSG_MAX];
 
-			snprintf(msg, sizeof(msg), "remote access error: write "
-				 "of %zu bytes to 0x%llx: %.400s", total,
-				 (unsigned long long)raddr, why);
-			break_link(c, peer, RMIG_CQE_WRITE, ctx, seq, ret, msg);
-		} else {
-			CNT_ADD(writes, 1);
-			CNT_ADD(write_bytes, total);
-			if (signaled) {
-				CNT_ADD(signaled_writes, 1);
-				pthread_mutex_lock(&c->lock);
-				cq_push(c, &(struct cq_ent){
-					.cqe = { .op = RMIG_CQE_WRITE,
-						 .ctx = ctx, .len = total },
-					.tx = true, .seq = seq });
-				pthread_mutex_unlock(&c->lock);
-			}
+		snprintf(msg, sizeof(msg), "remote access error: write "
+			 "of %zu bytes to 0x%llx: %.400s", total,
+			 (unsigned long long)raddr, why);
+		break_link(c, peer, RMIG_CQE_WRITE, ctx, seq, ret, msg);
+	} else {
+		CNT_ADD(writes, 1);
+		CNT_ADD(write_bytes, total);
+		if (signaled) {
+			CNT_ADD(signaled_writes, 1);
+			pthread_mutex_lock(&c->lock);
+			cq_push(c, &(struct cq_ent){
+				.cqe = { .op = RMIG_CQE_WRITE,
+					 .ctx = ctx, .len = total },
+				.tx = true, .seq = seq });
+			pthread_mutex_unlock(&c->lock);
 		}
 	}
 	pthread_rwlock_unlock(&link->rw);
 	ret = 0;
 	atomic_fetch_sub_explicit(&writers, 1, memory_order_relaxed);
 out:
+	return ret;
+}
+
+/* Copy [raddr, raddr+len) of @peer's read source into the read's local
+ * buffer.  Under link->rw (read) with the peer alive.  0 or -EACCES with
+ * @why. */
+static int do_read(struct mock_conn *peer, const struct rmig_read *r,
+		   char *why, size_t whylen)
+{
+	int ret;
+
+	pthread_rwlock_rdlock(&mr_rw);
+	ret = check_remote(peer, r->raddr, r->rkey, r->len,
+			   RMIG_MR_READ_SOURCE, "remote reads", why, whylen);
+	if (!ret)
+		memcpy(r->addr, (const void *)(uintptr_t)r->raddr, r->len);
+	pthread_rwlock_unlock(&mr_rw);
+	if (ret)
+		CNT_ADD(access_errors, 1);
+	return ret;
+}
+
+/* One read of a batch (c is busy). */
+static int read_one(struct mock_conn *c, const struct rmig_read *r)
+{
+	struct mock_conn *peer;
+	struct mock_link *link = NULL;
+	char why[RMIG_ERR_MSG_MAX];
+	uint64_t seq = 0;
+	unsigned delay;
+	int ret;
+
+	if (eagain_hit()) {
+		CNT_ADD(eagain, 1);
+		return rmig_err(-EAGAIN, "mock read: send queue full "
+				"(injected)");
+	}
+	ret = fault_hit(OP_READ);
+	if (ret)
+		return rmig_err(ret, "mock read: injected failure (%s)",
+				strerror(-ret));
+	if (!r->addr || !r->len)
+		return rmig_err(-EINVAL, "mock read: empty local buffer "
+				"%p+%zu", r->addr, r->len);
+	if (r->len > c->dom->max_msg)
+		return rmig_err(-EINVAL, "mock read: %zu bytes exceed "
+				"max_msg_size %llu", r->len,
+				(unsigned long long)c->dom->max_msg);
+	/* A read lands in local memory: read targets only. */
+	ret = check_local(c, "read", r->addr, r->len, r->mr,
+			  MOCK_OK_READ_TARGET);
+	if (ret)
+		return ret;
+	ret = tx_begin(c, "read", &seq, &link, true);
+	if (ret <= 0)
+		return ret;
+	/* The target registration is in use until the read retires. */
+	pthread_mutex_lock(&c->lock);
+	c->wmr[seq % c->dom->max_tx] = to_mr(r->mr);
+	atomic_fetch_add_explicit(&to_mr(r->mr)->inflight, 1,
+				  memory_order_relaxed);
+	pthread_mutex_unlock(&c->lock);
+	delay = atomic_load_explicit(&cfg_delay_us, memory_order_relaxed);
+	if (delay)
+		sleep_us(delay);
+
+	pthread_rwlock_rdlock(&link->rw);
+	peer = link->side[!c->side];
+	if ((ret = fault_hit(OP_READ_CQE))) {
+		snprintf(why, sizeof(why), "injected read completion error "
+			 "(%s)", strerror(-ret));
+		break_link(c, peer, RMIG_CQE_READ, r->ctx, seq, ret, why);
+	} else if (peer_lost(c, peer, RMIG_CQE_READ, r->ctx, seq)) {
+		/* Completed with -ECONNRESET. */
+	} else if (silenced(c)) {
+		/* The request vanishes on the way: no data comes back, and
+		 * the read never completes (it keeps its place among the
+		 * reads outstanding). */
+	} else if ((ret = do_read(peer, r, why, sizeof(why)))) {
+		char msg[RMIG_ERR_MSG_MAX];
+
+		snprintf(msg, sizeof(msg), "remote access error: RDMA READ "
+			 "of %zu bytes from 0x%llx: %.400s", r->len,
+			 (unsigned long long)r->raddr, why);
+		break_link(c, peer, RMIG_CQE_READ, r->ctx, seq, ret, msg);
+	} else {
+		CNT_ADD(reads, 1);
+		CNT_ADD(read_bytes, r->len);
+		pthread_mutex_lock(&c->lock);
+		cq_push(c, &(struct cq_ent){
+			.cqe = { .op = RMIG_CQE_READ, .ctx = r->ctx,
+				 .len = r->len },
+			.tx = true, .seq = seq });
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_rwlock_unlock(&link->rw);
+	return 0;
+}
+
+/* The reads in order, each done (or failed) before the next is tried, so
+ * *posted is exact. */
+static int mock_post_read(struct rmig_prov_conn *cp,
+			  const struct rmig_read *r, unsigned n,
+			  unsigned *posted)
+{
+	struct mock_conn *c = to_conn(cp);
+	int ret = 0;
+
+	if (!posted || !c || (n && !r))
+		return rmig_err(-EINVAL, "mock post_read: NULL argument");
+	*posted = 0;
+	busy_enter(c, "post_read");
+	for (unsigned i = 0; i < n && !ret; i++) {
+		ret = read_one(c, &r[i]);
+		if (!ret)
+			(*posted)++;
+	}
+	busy_exit(c);
 	return ret;
 }
 
@@ -1814,6 +1990,8 @@ static int mock_poll(struct rmig_prov_conn *cp, struct rmig_cqe *cqe, int max,
 				/* provider.h: cqe[0] names the failed op. */
 				cqe[0].op = e->cqe.op;
 				cqe[0].ctx = e->cqe.ctx;
+				if (e->cqe.op == RMIG_CQE_READ)
+					c->reads_out--;
 				c->err_in_cq = false;
 				retire_locked(c, e->seq);
 				c->cq_head = (c->cq_head + 1) % c->cq_cap;
@@ -1849,6 +2027,8 @@ static int mock_poll(struct rmig_prov_conn *cp, struct rmig_cqe *cqe, int max,
 			e->snap = NULL;
 			if (e->tx)
 				retire_locked(c, e->seq);
+			if (e->cqe.op == RMIG_CQE_READ)
+				c->reads_out--;
 			cqe[n++] = e->cqe;
 			c->cq_head = (c->cq_head + 1) % c->cq_cap;
 			c->cq_count--;
@@ -1970,6 +2150,7 @@ const struct rmig_provider_ops rmig_mock_verbs_provider = {
 	.conn_close = mock_conn_close,
 	.post_recv = mock_post_recv,
 	.post = mock_post,
+	.post_read = mock_post_read,
 	.poll = mock_poll,
 	.conn_wake = mock_conn_wake,
 };
@@ -1991,6 +2172,7 @@ const struct rmig_provider_ops rmig_mock_provider = {
 	.conn_close = mock_conn_close,
 	.post_recv = mock_post_recv,
 	.post = mock_post,
+	.post_read = mock_post_read,
 	.poll = mock_poll,
 	.conn_wake = mock_conn_wake,
 };

@@ -15,8 +15,10 @@
  *     -ECONNRESET).  Local buffers are checked for their use when posted,
  *     more strictly than verbs would, so that the core's choice of access
  *     is tested: post_recv and send only from RMIG_MR_MSG_BUF, a write
- *     only from RMIG_MR_MSG_BUF or RMIG_MR_WRITE_SOURCE; otherwise the
- *     post fails with -EACCES.
+ *     only from RMIG_MR_MSG_BUF or RMIG_MR_WRITE_SOURCE, a read only into
+ *     RMIG_MR_READ_TARGET; otherwise the post fails with -EACCES.  A read
+ *     is checked against its rkey as a write is, the registration being
+ *     an RMIG_MR_READ_SOURCE.
  *   - listen: on the domain's address string, in a process-global registry
  *     ("host:0" gets a free port; listen_name() says which).  conn_create +
  *     conn_establish on the source side pairs with listen_get +
@@ -31,9 +33,16 @@
  *   - write: memcpy into the peer's registered memory at raddr, done before
  *     the call returns, so a later send on the connection is delivered after
  *     it.  A completion only when signaled.
+ *   - read (post_read): memcpy from the peer's registered memory at raddr
+ *     into the local buffer, done before the call returns; always a
+ *     completion (RMIG_CQE_READ, with the length).  A read takes a
+ *     send-queue slot like a write, and counts among the domain's
+ *     attr.max_read (mock_set_max_read(); at most max_tx) until its
+ *     completion is polled: one more is -EAGAIN.  On a connection
+ *     silenced by mock_set_silent() a read never completes.
  *   - post: the writes, then the send, each done before the next is
- *     tried (*posted is exact).  Every send and write takes a send-queue
- *     slot until a later (or its own) signaled completion is polled, as
+ *     tried (*posted is exact; post_read likewise).  Every send, write and
+ *     read takes a send-queue slot until a later (or its own) signaled completion is polled, as
  *     with verbs; posting past the domain's max_tx fails with -EAGAIN
  *     (nothing is posted, the op never waits), receives past max_rx
  *     likewise.  mock_set_eagain_every() makes the queue look full now
@@ -120,12 +129,13 @@ uint64_t mock_verbs_opens(void);
  * Ops:
  *   "mr_reg", "conn_create", "establish", "post_recv": the call itself
  *       returns @err;
- *   "send", "write": that op of a post: the post returns @err, with the
- *       ops of the batch before it posted;
+ *   "send", "write", "read": that op of a post (post_read): the post
+ *       returns @err, with the ops of the batch before it posted;
  *   "poll": the call returns @err and the connection stays in error;
- *   "send_cqe", "write_cqe": the call succeeds but the operation completes
- *       with @err at the poster's poll (nothing reaches the peer), and the
- *       connection breaks (the peer's poll fails with -ECONNRESET).
+ *   "send_cqe", "write_cqe", "read_cqe": the call succeeds but the
+ *       operation completes with @err at the poster's poll (nothing
+ *       reaches the peer, nothing is read), and the connection breaks (the
+ *       peer's poll fails with -ECONNRESET).
  * Returns 0, or -EINVAL for an unknown op or err 0.
  */
 int mock_fail_after(const char *op, unsigned nth, int err);
@@ -133,7 +143,8 @@ int mock_fail_after(const char *op, unsigned nth, int err);
 /** Disarm every fault. */
 void mock_clear_faults(void);
 
-/** Sleep @us microseconds in every write before it lands (0: none). */
+/** Sleep @us microseconds in every write before it lands, and every read
+ *  before it copies (0: none). */
 void mock_set_delay_us(unsigned us);
 
 /** After delivering a send whose immediate's bits 31..28 equal @type (an
@@ -153,8 +164,9 @@ enum mock_silent {
 /** From now on, every send and write posted on a connection of side @which
  *  vanishes on the way: it completes at its poster as if sent, but nothing
  *  reaches the peer (no message, no byte written, no reset), as from a
- *  process stopped or a host gone without a FIN or RST.  The other
- *  direction still works.  MOCK_SILENT_NONE (the default, and after
+ *  process stopped or a host gone without a FIN or RST; a read posted
+ *  there vanishes too, and never completes.  The other direction (the
+ *  peer's reads included) still works.  MOCK_SILENT_NONE (the default, and after
  *  mock_reset()) delivers everything again. */
 void mock_set_silent(enum mock_silent which);
 
@@ -162,6 +174,9 @@ void mock_set_silent(enum mock_silent which);
  *  Defaults: max_iov 4, max_msg_size 1 GiB. */
 void mock_set_max_iov(unsigned n);
 void mock_set_max_msg_size(size_t n);
+/** attr.max_read of domains opened from now on (at most their max_tx);
+ *  0: the default, 16. */
+void mock_set_max_read(unsigned n);
 
 /** Compare each send buffer at completion time with its bytes at posting
  *  time (default on). */
@@ -175,8 +190,8 @@ void mock_set_check_send_buffers(bool on);
 typedef void (*mock_write_hook_fn)(uint64_t raddr, size_t len, void *arg);
 void mock_set_write_hook(mock_write_hook_fn fn, void *arg);
 
-/** Make every @n-th write or send attempt (counted from now over every
- *  connection) fail with -EAGAIN, as on a full send queue: nothing of that
+/** Make every @n-th write, send or read attempt (counted from now over
+ *  every connection) fail with -EAGAIN, as on a full send queue: nothing of that
  *  op is posted, and a batch reports the ops before it as posted.  0:
  *  never.  Such attempts do not count towards mock_fail_after(). */
 void mock_set_eagain_every(unsigned n);
@@ -201,17 +216,20 @@ struct mock_counters {
 	uint64_t wakes;
 	uint64_t connects;        /**< connections established */
 	uint64_t rnr;             /**< receiver-not-ready events */
-	uint64_t access_errors;   /**< writes failed with -EACCES */
+	uint64_t access_errors;   /**< writes and reads failed with -EACCES */
+	uint64_t reads;           /**< reads that copied their bytes */
+	uint64_t read_bytes;
+	uint64_t max_reads_outstanding; /**< reads posted, not yet polled */
 	/** Posts refused for the local registration's access: a receive or
 	 *  send not in a message buffer, a write not from a message buffer
-	 *  or write source. */
+	 *  or write source, a read not into a read target. */
 	uint64_t local_access_errors;
-	/** Registrations made, by enum rmig_mr_access (index 1..3). */
-	uint64_t mr_regs[4];
+	/** Registrations made, by enum rmig_mr_access (index 1..5). */
+	uint64_t mr_regs[6];
 	uint64_t faults_fired;
 	uint64_t flushed;         /**< posts dropped on a connection in error */
-	uint64_t eagain;          /**< write and send attempts given -EAGAIN
-				       by mock_set_eagain_every() */
+	uint64_t eagain;          /**< write, send and read attempts given
+				       -EAGAIN by mock_set_eagain_every() */
 	uint64_t concurrent_use;  /**< a connection used by two threads */
 	uint64_t send_buf_modified;
 	uint64_t max_tx_outstanding;   /**< send-queue occupancy, any conn */
@@ -228,9 +246,10 @@ struct mock_counters {
 	/** Most registrations open at once since mock_reset() (which starts
 	 *  it at the number open then). */
 	uint64_t max_live_mrs;
-	/** mr_dereg of a registration a posted write still uses (its
-	 *  completion, or a later signaled one, not yet polled): memory
-	 *  unpinned under an in-flight write.  Reported on stderr. */
+	/** mr_dereg of a registration a posted write (or read, into it)
+	 *  still uses (its completion, or a later signaled one, not yet
+	 *  polled): memory unpinned under an in-flight operation.  Reported
+	 *  on stderr. */
 	uint64_t dereg_inflight;
 };
 

@@ -260,6 +260,7 @@ static void test_mr(void **state)
 	assert_string_equal(attr.name, "mock");
 	assert_int_equal(attr.max_tx, 32);
 	assert_int_equal(attr.max_rx, 8);
+	assert_int_equal(attr.max_read, 16); /* the default, <= max_tx */
 	assert_true(attr.max_iov >= 1);
 	assert_true(attr.max_msg_size >= 65536);
 	assert_int_equal(P->mr_reg(dom, buf, PAGE, RMIG_MR_WRITE_TARGET, &a),
@@ -279,8 +280,9 @@ static void test_mr(void **state)
 	assert_int_equal(P->mr_reg(dom, buf, PAGE, (enum rmig_mr_access)0,
 				   &a), -EINVAL);
 	assert_err_has("invalid access 0");
-	assert_int_equal(P->mr_reg(dom, buf, PAGE, (enum rmig_mr_access)4,
-				   &a), -EINVAL);
+	assert_int_equal(P->mr_reg(dom, buf, PAGE,
+				   (enum rmig_mr_access)(RMIG_MR_READ_TARGET +
+							 1), &a), -EINVAL);
 	P->mr_dereg(b);
 	assert_int_equal(mock_fail_after("mr_reg", 1, -ENOMEM), 0);
 	assert_int_equal(P->mr_reg(dom, buf, PAGE, RMIG_MR_WRITE_TARGET, &b),
