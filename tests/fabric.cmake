@@ -2,7 +2,8 @@
 # other libfabric 1.17 providers with FI_EP_MSG + RMA + remote CQ data that
 # rmig can use (test_fabric_provider prov=NAME; exit 77, skipped, where
 # this machine's libfabric lacks NAME).
-rmig_test(test_fabric_provider SOURCES test_fabric_provider.c provider_suite.c CMOCKA
+rmig_test(test_fabric_provider SOURCES test_fabric_provider.c provider_suite.c
+  provider_suite_read.c CMOCKA
   TIMEOUT 60 LABELS unit fabric)
 foreach(prov sockets net)
   rmig_test(test_fabric_provider ARGS prov=${prov} CMOCKA

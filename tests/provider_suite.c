@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -703,6 +704,21 @@ void *killer_main(void *arg)
 	/* Release: publishes killed_at to the acquire load after the poll. */
 	atomic_store_explicit(&k->done, true, memory_order_release);
 	return NULL;
+}
+
+/* @len bytes of @pat in a memfd named @name, mapped read-only and
+ * private: a file's pages the process may not write. */
+uint8_t *ro_file_map(const uint8_t *pat, size_t len, const char *name)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+	uint8_t *ro;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, pat, len), (ssize_t)len);
+	ro = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	assert_true(ro != MAP_FAILED);
+	close(fd);
+	return ro;
 }
 
 int count_fds(void)

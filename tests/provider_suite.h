@@ -3,8 +3,9 @@
  * provider_suite.h - what test_fabric_provider and test_verbs_provider
  * share: a pair of domains with one connection between them, message and
  * write buffers, completion checks, the cases that run the same on every
- * provider (the mock's too: test_mock_suite), and the parallel-connection
- * and blocked-poll helpers.  Both
+ * provider (the mock's too: test_mock_suite; the RDMA READ ones in
+ * provider_suite_read.c), and the parallel-connection and blocked-poll
+ * helpers.  Both
  * drive a provider only through its ops (lib/provider.h).
  *
  * The test program defines the settings below (ops, prov, host, ...);
@@ -60,6 +61,17 @@ extern const int ps_wait_ms;
 /** True when the provider enforces attr.max_tx (a post beyond it is
  *  -EAGAIN); libfabric's tcp queues instead. */
 extern const bool ps_queue_enforced;
+/** What the reader's poll returns for a read with a key that is not a
+ *  read source's: a remote access error (-EACCES), or -ECONNRESET where
+ *  the provider answers it by dropping the connection (libfabric's tcp).
+ *  Set by main() where it depends on the provider. */
+extern int ps_read_key_err;
+/** True when the provider caches registrations behind mr_dereg with
+ *  every access whatever the use asked (libfabric's verbs provider, its
+ *  MR cache on): a key then reads whatever it was registered for, and
+ *  after its deregistration, and a read-only mapping does not register.
+ *  The read cases assert that instead, so that it stays visible. */
+extern bool ps_mr_cache;
 /** Rounds of each connection of the parallel test (PAR_ROUNDS). */
 extern const int ps_par_rounds;
 /** Bound on each thread of the parallel test (PAR_JOIN_MS). */
@@ -171,6 +183,7 @@ void *par_src_main(void *arg);
 void *par_dst_main(void *arg);
 void *par_accept_main(void *arg);
 int count_fds(void);
+uint8_t *ro_file_map(const uint8_t *pat, size_t len, const char *name);
 void *killer_main(void *arg);
 void *target_poller_main(void *arg);
 
@@ -188,5 +201,11 @@ void test_writes_beyond_depth(void **state);
 void test_batch_beyond_depth(void **state);
 /* ... with pair_setup: */
 void test_batch_post(void **state);
+/* RDMA READ (provider_suite_read.c), with pair_setup: */
+void test_read(void **state);
+void test_read_beyond_max(void **state);
+void test_read_write_target_key(void **state);
+void test_read_stale_key(void **state);
+void test_read_from_read_only(void **state);
 
 #endif /* RMIG_PROVIDER_SUITE_H */

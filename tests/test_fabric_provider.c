@@ -72,6 +72,14 @@ const int ps_par_join_ms = 4 * 5000;
 const int ps_par_rounds = 40;
 /* sockets enforces its queue size, tcp queues: -EAGAIN is not certain. */
 const bool ps_queue_enforced = false;
+/* A read with a key that is not a read source's: a remote access error
+ * (sockets), which libfabric's verbs reports as FI_EIO (prov_errno 10,
+ * IBV_WC_REM_ACCESS_ERR); tcp and net drop the connection instead (main()
+ * says which). */
+int ps_read_key_err = -EACCES;
+/* libfabric's verbs provider registers through its MR cache unless
+ * FI_MR_CACHE_MAX_COUNT=0 (main()). */
+bool ps_mr_cache;
 
 /* ------------------------------------------------------------------ */
 
@@ -87,6 +95,8 @@ static void test_domain_attr(void **state)
 	assert_true(p->act.attr.max_iov >= 1);
 	assert_int_equal(p->act.attr.max_tx, DEPTH);
 	assert_int_equal(p->act.attr.max_rx, DEPTH);
+	/* Reads take transmit slots: as many as writes. */
+	assert_int_equal(p->act.attr.max_read, DEPTH);
 	assert_int_equal(strncmp(p->name, host, strlen(host)), 0);
 	assert_int_equal(p->name[strlen(host)], ':');
 	assert_int_not_equal(atoi(p->name + strlen(host) + 1), 0);
@@ -425,6 +435,16 @@ int main(int argc, char **argv)
 						pair_setup_small, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_post, pair_setup,
 						pair_teardown),
+		cmocka_unit_test_setup_teardown(test_read, pair_setup,
+						pair_teardown),
+		cmocka_unit_test_setup_teardown(test_read_beyond_max,
+						pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_read_write_target_key,
+						pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_read_stale_key, pair_setup,
+						pair_teardown),
+		cmocka_unit_test_setup_teardown(test_read_from_read_only,
+						pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_parallel_conns, pair_setup,
 						pair_teardown),
 		cmocka_unit_test_setup_teardown(test_random_keys, pair_setup,
@@ -464,6 +484,16 @@ int main(int argc, char **argv)
 		snprintf(listen_addr, sizeof(listen_addr), "%s:0", host);
 	}
 	printf("# libfabric provider: %s\n", prov);
+	/* tcp and net answer a read with a bad key by closing the
+	 * connection: the reader sees it reset. */
+	if (!strcmp(prov, "tcp") || !strcmp(prov, "net"))
+		ps_read_key_err = -ECONNRESET;
+	if (!strcmp(prov, "verbs")) {
+		const char *cnt = getenv("FI_MR_CACHE_MAX_COUNT");
+
+		ps_read_key_err = -EIO;
+		ps_mr_cache = !cnt || strcmp(cnt, "0");
+	}
 	/* Last resort below the ctest TIMEOUT (verbs: the VM runs under TCG). */
 	alarm(strcmp(prov, "verbs") ? 55 : 280);
 	if (chosen && provider_missing())

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -33,6 +34,9 @@ const int ps_par_join_ms = 4 * 5000;
 const int ps_par_rounds = 40;
 /* max_tx is the tx_depth asked for, and enforced. */
 const bool ps_queue_enforced = true;
+/* A read with a key that is not a read source's: a remote access error. */
+int ps_read_key_err = -EACCES;
+bool ps_mr_cache;
 
 #define PAIR(f) cmocka_unit_test_setup_teardown(f, pair_setup, pair_teardown)
 #define SMALL(f) cmocka_unit_test_setup_teardown(f, pair_setup_small, \
@@ -47,6 +51,11 @@ int main(void)
 		PAIR(test_signaled_write),
 		PAIR(test_wake),
 		PAIR(test_batch_post),
+		PAIR(test_read),
+		PAIR(test_read_beyond_max),
+		PAIR(test_read_write_target_key),
+		PAIR(test_read_stale_key),
+		PAIR(test_read_from_read_only),
 		SMALL(test_writes_beyond_depth),
 		SMALL(test_batch_beyond_depth),
 		PAIR(test_parallel_conns),

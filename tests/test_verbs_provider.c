@@ -71,6 +71,9 @@ const int ps_par_join_ms = 6 * 10000;
 const int ps_par_rounds = 20;
 /* The send queue is exactly attr.max_tx deep. */
 const bool ps_queue_enforced = true;
+/* A read with a key that is not a read source's: IBV_WC_REM_ACCESS_ERR. */
+int ps_read_key_err = -EACCES;
+bool ps_mr_cache;
 
 /* "host:" prefix of every address of this run. */
 static void assert_on_host(const char *addr)
@@ -91,9 +94,10 @@ static void test_domain_attr(void **state)
 	const char *dev = getenv("RMIG_RXE_DEV");
 	char peer[128], want[80];
 
-	printf("# %s: max_msg_size %zu, max_iov %u, max_tx %u, max_rx %u\n",
-	       p->act.attr.name, p->act.attr.max_msg_size, p->act.attr.max_iov,
-	       p->act.attr.max_tx, p->act.attr.max_rx);
+	printf("# %s: max_msg_size %zu, max_iov %u, max_tx %u, max_rx %u, "
+	       "max_read %u\n", p->act.attr.name, p->act.attr.max_msg_size,
+	       p->act.attr.max_iov, p->act.attr.max_tx, p->act.attr.max_rx,
+	       p->act.attr.max_read);
 	assert_true(p->act.attr.device[0] != '\0');
 	assert_string_equal(p->act.attr.device, p->pas.attr.device);
 	if (dev && *dev)
@@ -105,6 +109,9 @@ static void test_domain_attr(void **state)
 	assert_true(p->act.attr.max_iov >= 1);
 	assert_int_equal(p->act.attr.max_tx, DEPTH);
 	assert_int_equal(p->act.attr.max_rx, DEPTH);
+	/* The device's initiator depth, within the send queue. */
+	assert_true(p->act.attr.max_read >= 1);
+	assert_true(p->act.attr.max_read <= DEPTH);
 	assert_on_host(p->name);
 	CHECK_OK(ops->conn_peer_name(p->act.conn, peer, sizeof(peer)));
 	assert_string_equal(peer, p->name);
@@ -289,7 +296,7 @@ static void test_write_from_read_only(void **state)
 	struct rmig_prov_mr *mr, *bad = NULL;
 	struct wbufs w;
 	uint8_t *pat, *ro, *zero;
-	int fd, r;
+	int r;
 
 	wbufs_open_len(p, &w, len);
 	/* A file's pages, mapped read-only. */
@@ -297,12 +304,7 @@ static void test_write_from_read_only(void **state)
 	assert_non_null(pat);
 	for (size_t i = 0; i < len; i++)
 		pat[i] = (uint8_t)(i * 13 + (i >> 12) + 5);
-	fd = memfd_create("rmig-ro-source", MFD_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, pat, len), (ssize_t)len);
-	ro = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-	assert_true(ro != MAP_FAILED);
-	close(fd);
+	ro = ro_file_map(pat, len, "rmig-ro-source");
 	CHECK_OK(ops->mr_reg(p->act.dom, ro, len, RMIG_MR_WRITE_SOURCE, &mr));
 	write_from(p, &w, ro, mr, len, 1);
 	assert_memory_equal(w.dst, pat, len);
@@ -1203,6 +1205,11 @@ int main(int argc, char **argv)
 		PAIR(test_long_chain),
 		PAIR(test_signaled_write),
 		PAIR(test_write_from_read_only),
+		PAIR(test_read),
+		PAIR(test_read_beyond_max),
+		PAIR(test_read_write_target_key),
+		PAIR(test_read_stale_key),
+		PAIR(test_read_from_read_only),
 		PAIR(test_max_msg_size),
 		PAIR(test_bad_ops),
 		PAIR(test_stale_key_signaled),

@@ -21,7 +21,7 @@ target_include_directories(test_cli PRIVATE ${PROJECT_SOURCE_DIR}/tools)
 # The provider suite (tests/provider_suite.c) on the mock provider: the mock
 # keeps the contract of lib/provider.h as the real providers do.
 rmig_test(test_mock_suite SOURCES test_mock_suite.c provider_suite.c
-  mock_provider.c CMOCKA TIMEOUT 60 LABELS unit)
+  provider_suite_read.c mock_provider.c CMOCKA TIMEOUT 60 LABELS unit)
 # Authenticated sessions: the key, key files, the transcript MAC
 # (lib/auth.c) and the auth messages (lib/wire_auth.c).
 rmig_test(test_auth SOURCES test_auth.c CMOCKA TIMEOUT 60 LABELS unit)

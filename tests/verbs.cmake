@@ -11,7 +11,8 @@ if(NOT RMIG_WITH_VERBS)
 endif()
 
 # Host side (no RDMA device): domain_open fails at once with -ENODEV.
-rmig_test(test_verbs_provider SOURCES test_verbs_provider.c provider_suite.c CMOCKA
+rmig_test(test_verbs_provider SOURCES test_verbs_provider.c provider_suite.c
+  provider_suite_read.c CMOCKA
   TIMEOUT 60 LABELS unit verbs ARGS nodev)
 
 # The provider on its own over the device.
