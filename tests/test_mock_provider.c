@@ -1031,6 +1031,165 @@ static void test_fault_cqe(void **state)
 	pair_close(&p);
 }
 
+/* ------------------------------------------------------------------ */
+/* RDMA READ                                                           */
+
+/* The connecting side's RAM as a read source, two pages of the listening
+ * side's RAM (from page 4) as a read target. */
+static void read_regs(struct pair *p, struct rmig_prov_mr **src,
+		      struct rmig_prov_mr **tgt)
+{
+	for (unsigned i = 0; i < RAM_PAGES * PAGE; i++)
+		p->s.ram[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(P->mr_reg(p->s.dom, p->s.ram, RAM_PAGES * PAGE,
+				   RMIG_MR_READ_SOURCE, src), 0);
+	assert_int_equal(P->mr_reg(p->d.dom, p->d.ram + 4 * PAGE, 2 * PAGE,
+				   RMIG_MR_READ_TARGET, tgt), 0);
+}
+
+/* A read of @len bytes at offset @off of the source into the target. */
+static struct rmig_read read_at(struct pair *p, struct rmig_prov_mr *src,
+				struct rmig_prov_mr *tgt, size_t off,
+				size_t len, uintptr_t ctx)
+{
+	return (struct rmig_read){ .addr = p->d.ram + 4 * PAGE, .len = len,
+				   .mr = tgt, .raddr = src->raddr + off,
+				   .rkey = src->rkey, .ctx = (void *)ctx };
+}
+
+/* Reads land only in read targets and come only from read sources,
+ * inside them; max_read holds until completions are polled. */
+static void test_read_checks(void **state)
+{
+	struct rmig_prov_mr *src, *tgt;
+	struct rmig_read rd[6];
+	struct mock_counters c;
+	struct rmig_cqe cqe;
+	unsigned posted = 99;
+	struct pair p;
+
+	mock_set_max_read(4);
+	pair_open(&p);
+	assert_int_equal(p.d.attr.max_read, 4);
+	read_regs(&p, &src, &tgt);
+	/* Into a write target or a message buffer: refused at the post. */
+	rd[0] = read_at(&p, src, tgt, 0, 64, 1);
+	rd[0].addr = p.d.ram;
+	rd[0].mr = p.d.ram_mr;
+	assert_int_equal(P->post_read(p.d.c, rd, 1, &posted), -EACCES);
+	assert_int_equal(posted, 0);
+	assert_err_has("registered as a write target, which read may not use");
+	rd[0].addr = slot(&p.d, 0);
+	rd[0].mr = p.d.msg_mr;
+	assert_int_equal(P->post_read(p.d.c, rd, 1, &posted), -EACCES);
+	assert_err_has("registered as a message buffer");
+	/* A read lands and completes with its length; nothing on the
+	 * source's side. */
+	rd[0] = read_at(&p, src, tgt, 3 * PAGE + 5, PAGE, 7);
+	assert_int_equal(P->post_read(p.d.c, rd, 1, &posted), 0);
+	assert_int_equal(posted, 1);
+	cqe = poll_one(&p.d);
+	assert_int_equal(cqe.op, RMIG_CQE_READ);
+	assert_ptr_equal(cqe.ctx, (void *)7);
+	assert_int_equal(cqe.len, PAGE);
+	assert_memory_equal(p.d.ram + 4 * PAGE, p.s.ram + 3 * PAGE + 5, PAGE);
+	assert_int_equal(P->poll(p.s.c, &cqe, 1, 0), 0);
+	/* Five at once: four posted, until one completion is polled. */
+	for (int i = 0; i < 5; i++)
+		rd[i] = read_at(&p, src, tgt, (size_t)i * 64, 64, 10 + i);
+	assert_int_equal(P->post_read(p.d.c, rd, 5, &posted), -EAGAIN);
+	assert_int_equal(posted, 4);
+	assert_err_has("4 reads outstanding (max_read 4)");
+	assert_ptr_equal(poll_one(&p.d).ctx, (void *)10);
+	assert_int_equal(P->post_read(p.d.c, rd + 4, 1, &posted), 0);
+	for (int i = 1; i < 5; i++)
+		assert_ptr_equal(poll_one(&p.d).ctx, (void *)(uintptr_t)(10 + i));
+	mock_get_counters(&c);
+	assert_int_equal(c.reads, 6);
+	assert_int_equal(c.read_bytes, PAGE + 5 * 64);
+	assert_int_equal(c.max_reads_outstanding, 4);
+	assert_int_equal(c.local_access_errors, 2);
+	assert_int_equal(c.mr_regs[RMIG_MR_READ_SOURCE], 1);
+	assert_int_equal(c.mr_regs[RMIG_MR_READ_TARGET], 1);
+	/* Past the end of the source: a remote access error at the
+	 * reader's poll, naming the read; the peer is reset. */
+	rd[0] = read_at(&p, src, tgt, RAM_PAGES * PAGE - 8, 64, 9);
+	assert_int_equal(P->post_read(p.d.c, rd, 1, &posted), 0);
+	assert_int_equal(P->poll(p.d.c, &cqe, 1, 2000), -EACCES);
+	assert_int_equal(cqe.op, RMIG_CQE_READ);
+	assert_ptr_equal(cqe.ctx, (void *)9);
+	assert_err_has("RDMA READ of 64 bytes");
+	assert_err_has("outside registration");
+	poll_expect_err(&p.s, -ECONNRESET);
+	mock_get_counters(&c);
+	assert_int_equal(c.access_errors, 1);
+	P->mr_dereg(src);
+	P->mr_dereg(tgt);
+	pair_close(&p);
+}
+
+/* Faults apply to reads: "read" fails the post after the reads before
+ * it, "read_cqe" completes the read in error and resets the peer; a
+ * silenced side's reads never complete, while the peer's reads from it
+ * still do. */
+static void test_read_faults(void **state)
+{
+	struct rmig_prov_mr *src, *tgt, *back_src, *back_tgt;
+	struct rmig_read rd[3];
+	struct rmig_cqe cqe;
+	unsigned posted;
+	struct pair p;
+
+	pair_open(&p);
+	read_regs(&p, &src, &tgt);
+	for (int i = 0; i < 3; i++)
+		rd[i] = read_at(&p, src, tgt, (size_t)i * PAGE, 64, 1 + i);
+	assert_int_equal(mock_fail_after("read", 2, -EIO), 0);
+	assert_int_equal(P->post_read(p.d.c, rd, 3, &posted), -EIO);
+	assert_int_equal(posted, 1);
+	assert_err_has("mock read: injected failure");
+	assert_ptr_equal(poll_one(&p.d).ctx, (void *)1);
+	assert_int_equal(mock_fail_after("read_cqe", 1, -ETIMEDOUT), 0);
+	assert_int_equal(P->post_read(p.d.c, rd + 2, 1, &posted), 0);
+	assert_int_equal(P->poll(p.d.c, &cqe, 1, 2000), -ETIMEDOUT);
+	assert_int_equal(cqe.op, RMIG_CQE_READ);
+	assert_ptr_equal(cqe.ctx, (void *)3);
+	assert_err_has("injected read completion error");
+	poll_expect_err(&p.s, -ECONNRESET);
+	P->mr_dereg(src);
+	P->mr_dereg(tgt);
+	pair_close(&p);
+
+	pair_open(&p);
+	read_regs(&p, &src, &tgt);
+	memset(p.d.ram, 0x5a, PAGE);
+	assert_int_equal(P->mr_reg(p.d.dom, p.d.ram, PAGE, RMIG_MR_READ_SOURCE,
+				   &back_src), 0);
+	assert_int_equal(P->mr_reg(p.s.dom, p.s.ram + 8 * PAGE, PAGE,
+				   RMIG_MR_READ_TARGET, &back_tgt), 0);
+	mock_set_silent(MOCK_SILENT_PASSIVE);
+	rd[0] = read_at(&p, src, tgt, 0, PAGE, 1);
+	assert_int_equal(P->post_read(p.d.c, rd, 1, &posted), 0);
+	assert_int_equal(P->poll(p.d.c, &cqe, 1, 200), 0);
+	for (unsigned i = 0; i < PAGE; i++)
+		assert_int_equal(p.d.ram[4 * PAGE + i], 0);
+	rd[1] = (struct rmig_read){ .addr = p.s.ram + 8 * PAGE, .len = PAGE,
+				    .mr = back_tgt, .raddr = back_src->raddr,
+				    .rkey = back_src->rkey, .ctx = (void *)2 };
+	assert_int_equal(P->post_read(p.s.c, rd + 1, 1, &posted), 0);
+	assert_ptr_equal(poll_one(&p.s).ctx, (void *)2);
+	assert_memory_equal(p.s.ram + 8 * PAGE, p.d.ram, PAGE);
+	/* The silenced read holds its target registration: close the
+	 * connection (which flushes it) before deregistering. */
+	P->conn_close(p.d.c);
+	p.d.c = NULL;
+	P->mr_dereg(back_src);
+	P->mr_dereg(back_tgt);
+	P->mr_dereg(src);
+	P->mr_dereg(tgt);
+	pair_close(&p);
+}
+
 static void test_fault_setup(void **state)
 {
 	struct end s;
@@ -1314,6 +1473,8 @@ int main(void)
 		T(test_fault_post),
 		T(test_fault_cqe),
 		T(test_fault_setup),
+		T(test_read_checks),
+		T(test_read_faults),
 		T(test_delay),
 		T(test_threaded_stream),
 #undef T
