@@ -22,6 +22,9 @@
  * checks, and the cases that run the same on every provider are in
  * provider_suite.c (shared with test_fabric_provider).
  *
+ * test_read_stale_key_next_session is its RDMA READ counterpart on the
+ * provider alone (the sessions do not read yet).
+ *
  * test_stale_key_sessions goes through the library's sessions instead: a
  * destination's RAM key, as its ACCEPT announces it, is written with from a
  * raw connection to the next destination session on the same RAM.
@@ -590,6 +593,79 @@ static void test_stale_key_next_session(void **state)
 		assert_int_equal(w.dst[i], 0x5a);
 	wbufs_close(&w2);
 	wbufs_close(&w);
+}
+
+/* Post one read of @len bytes from (@raddr, @rkey) into @dst (in @mr) on
+ * @c and wait for it: 1 when it completed, else the poll's error, with
+ * the failed read named by &@tag. */
+static int read_wait(struct rmig_prov_conn *c, uint8_t *dst, size_t len,
+		     struct rmig_prov_mr *mr, uint64_t raddr, uint64_t rkey)
+{
+	int tag, r;
+	struct rmig_read rd = { .addr = dst, .len = len, .mr = mr,
+				.raddr = raddr, .rkey = rkey, .ctx = &tag };
+	int64_t end = now_ms() + WAIT_MS;
+	struct rmig_cqe cqe;
+	unsigned posted;
+
+	CHECK_OK(ops->post_read(c, &rd, 1, &posted));
+	do {
+		memset(&cqe, 0, sizeof(cqe));
+		r = ops->poll(c, &cqe, 1, 1000);
+	} while (r == 0 && now_ms() < end);
+	assert_int_equal(cqe.op, RMIG_CQE_READ);
+	assert_ptr_equal(cqe.ctx, &tag);
+	return r;
+}
+
+/*
+ * The end of a source's session: its connection, registrations and
+ * domain (protection domain) are gone.  A destination that kept the old
+ * address and key of the source's RAM, reading over a connection to the
+ * source's next session, fails with a remote access error, and nothing
+ * lands.
+ */
+static void test_read_stale_key_next_session(void **state)
+{
+	enum { LEN = 64 * 1024 };
+	uint8_t *src = malloc(LEN), *dst = malloc(LEN);
+	struct rmig_prov_mr *smr, *dmr;
+	struct pair *p = *state;
+	uint64_t raddr, rkey;
+	int r;
+
+	assert_non_null(src);
+	assert_non_null(dst);
+	memset(src, 0x6b, LEN);
+	CHECK_OK(ops->mr_reg(p->act.dom, src, LEN, RMIG_MR_READ_SOURCE, &smr));
+	CHECK_OK(ops->mr_reg(p->pas.dom, dst, LEN, RMIG_MR_READ_TARGET, &dmr));
+	raddr = smr->raddr;
+	rkey = smr->rkey;
+	/* The key works while its session lasts. */
+	assert_int_equal(read_wait(p->pas.conn, dst, LEN, dmr, raddr, rkey), 1);
+	assert_memory_equal(dst, src, LEN);
+	ops->mr_dereg(smr);
+	ops->mr_dereg(dmr);
+	pair_teardown(state);
+	*state = NULL;
+
+	pair_setup(state);
+	p = *state;
+	CHECK_OK(ops->mr_reg(p->pas.dom, dst, LEN, RMIG_MR_READ_TARGET, &dmr));
+	memset(dst, 0xee, LEN);
+	rmig_err_clear();
+	r = read_wait(p->pas.conn, dst, LEN, dmr, raddr, rkey);
+	printf("# old read key 0x%llx in the next session: %d: %s\n",
+	       (unsigned long long)rkey, r, rmig_err_msg());
+	assert_int_equal(r, -EACCES);
+	assert_non_null(strstr(rmig_err_msg(), "RDMA READ"));
+	assert_non_null(strstr(rmig_err_msg(), "remote access"));
+	for (size_t i = 0; i < LEN; i++)
+		if (dst[i] != 0xee)
+			fail_msg("target byte %zu became 0x%02x", i, dst[i]);
+	ops->mr_dereg(dmr);
+	free(src);
+	free(dst);
 }
 
 /* A verbs session config for @addr: one channel, the tests' secret.  A
@@ -1215,6 +1291,7 @@ int main(int argc, char **argv)
 		PAIR(test_stale_key_signaled),
 		PAIR(test_stale_key_unsignaled),
 		PAIR(test_stale_key_next_session),
+		PAIR(test_read_stale_key_next_session),
 		cmocka_unit_test(test_stale_key_sessions),
 		PAIR(test_error_mid_chain),
 		PAIR(test_rnr_bounded),
