@@ -103,8 +103,11 @@ int rmig_chan_init(struct rmig_chan *ch, struct rmig_session *s, unsigned id,
 	if (ch->tp->cache)
 		ch->held = calloc(rmig_regcache_capacity(ch->tp->cache),
 				  sizeof(*ch->held));
+	if (ch->tp->attr.max_read)
+		ch->rdone = calloc(ch->tp->attr.max_read, sizeof(*ch->rdone));
 	if (!ch->recs || !ch->txbuf_free || !ch->stash || !ch->wlog ||
-	    (ch->tp->cache && !ch->held)) {
+	    (ch->tp->cache && !ch->held) ||
+	    (ch->tp->attr.max_read && !ch->rdone)) {
 		ret = rmig_err(-ENOMEM, "channel %u: out of memory", id);
 		goto err_free_arrays;
 	}
@@ -131,6 +134,7 @@ err_free_arrays:
 	free(ch->stash);
 	free(ch->wlog);
 	free(ch->held);
+	free(ch->rdone);
 	ch->tp->ops.mr_dereg(ch->bufs_mr);
 err_free_bufs:
 	rmig_numa_free(ch->bufs, ch->bufs_len, ch->bufs_node);
@@ -159,6 +163,7 @@ void rmig_chan_fini(struct rmig_chan *ch)
 	free(ch->stash);
 	free(ch->wlog);
 	free(ch->held);
+	free(ch->rdone);
 	memset(ch, 0, sizeof(*ch));
 }
 
@@ -178,6 +183,7 @@ static struct rmig_txrec *rec_get(struct rmig_chan *ch)
 
 static void rec_put(struct rmig_chan *ch, struct rmig_txrec *r)
 {
+	r->info.op = 0; /* free (rmig_chan_abandon_reads()) */
 	r->next_free = ch->rec_free;
 	ch->rec_free = (int32_t)(r - ch->recs);
 }
@@ -196,59 +202,6 @@ static int proto_err(struct rmig_chan *ch, const char *fmt, ...)
 	return rmig_err(-EPROTO, "%s", msg);
 }
 
-/* What @e (the failed completion a provider named, see provider.h) was;
- * NULL when the provider could not tell or the context is not ours. */
-static const struct rmig_opinfo *op_of(struct rmig_chan *ch,
-				       const struct rmig_cqe *e)
-{
-	const struct rmig_txrec *r = e->ctx;
-	const struct rmig_opinfo *w = e->ctx;
-
-	if (!e->ctx)
-		return NULL;
-	if (r >= ch->recs && r < ch->recs + ch->nrecs &&
-	    (const char *)r == (const char *)&ch->recs[r - ch->recs])
-		return r->info.op ? &r->info : NULL;
-	if (w >= ch->wlog && w < ch->wlog + ch->nwlog)
-		return w->op ? w : NULL;
-	return NULL;
-}
-
-/* A failed poll: rephrase the provider's message to name the operation
- * (and for a write the RAM block and offset).  Returns @err. */
-static int op_error(struct rmig_chan *ch, const struct rmig_cqe *e, int err)
-{
-	struct rmig_session *s = ch->sess;
-	const struct rmig_opinfo *o = op_of(ch, e);
-	char text[RMIG_ERR_MSG_MAX];
-
-	snprintf(text, sizeof(text), "%s", rmig_err_msg());
-	switch (e->op) {
-	case RMIG_CQE_WRITE:
-		if (o && o->op == RMIG_CQE_WRITE && o->block >= 0 &&
-		    (unsigned)o->block < s->nblocks)
-			return rmig_err(err, "RDMA WRITE to block '%s' offset "
-					"0x%llx (%llu bytes) failed: %s",
-					s->blocks[o->block].name,
-					(unsigned long long)o->offset,
-					(unsigned long long)o->len, text);
-		return rmig_err(err, "RDMA WRITE (block unknown) failed: %s",
-				text);
-	case RMIG_CQE_SEND:
-		if (o && o->op == RMIG_CQE_SEND)
-			return rmig_err(err, "SEND of a %s message (%llu "
-					"bytes) failed: %s",
-					rmig_msg_type_name(o->msg),
-					(unsigned long long)o->len, text);
-		return rmig_err(err, "SEND failed: %s", text);
-	case RMIG_CQE_RECV:
-		return rmig_err(err, "RECV failed: %s", text);
-	case RMIG_CQE_READ:
-		return rmig_err(err, "RDMA READ failed: %s", text);
-	}
-	return err; /* no operation named: the provider's message stands */
-}
-
 /* Handle up to RMIG_CQE_BATCH completions, waiting up to @timeout_ms for the
  * first.  Received messages (other than CREDIT) are stashed in order. */
 static int cq_poll(struct rmig_chan *ch, int timeout_ms)
@@ -260,7 +213,7 @@ static int cq_poll(struct rmig_chan *ch, int timeout_ms)
 	cqe[0].ctx = NULL;
 	n = ch->tp->ops.poll(ch->conn, cqe, RMIG_CQE_BATCH, timeout_ms);
 	if (n < 0)
-		return op_error(ch, &cqe[0], n);
+		return rmig_chan_op_error(ch, &cqe[0], n);
 	for (int i = 0; i < n; i++) {
 		struct rmig_cqe *e = &cqe[i];
 
@@ -271,6 +224,12 @@ static int cq_poll(struct rmig_chan *ch, int timeout_ms)
 				return proto_err(ch, "completion with unknown "
 						 "context %p", e->ctx);
 			ch->ops_outstanding -= r->ops;
+			if (r->info.op == RMIG_CQE_READ) {
+				/* rmig_chan_read() took a read slot, and
+				 * rdone has one a read slot. */
+				ch->reads_outstanding--;
+				ch->rdone[ch->nrdone++] = r->req;
+			}
 			if (r->buf >= 0)
 				ch->txbuf_free[ch->ntxbuf_free++] = r->buf;
 			rec_put(ch, r);
@@ -617,6 +576,69 @@ int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 	RMIG_STAT_ADD(ch, messages, 1);
 	RMIG_STAT_ADD(ch, bytes, len);
 	return 0;
+}
+
+int rmig_chan_read(struct rmig_chan *ch, struct rmig_read *rd, int block,
+		   uint64_t offset, void *req)
+{
+	struct rmig_session *s = ch->sess;
+	struct rmig_txrec *r;
+	unsigned posted;
+	int ret;
+
+	/* The caller's to keep: a free read slot.  Then an op slot and a
+	 * record (wait_tx polls, which may complete reads: their slots stay
+	 * taken until the owner empties rdone, so rdone never overflows). */
+	if (ch->reads_outstanding + ch->nrdone >= ch->tp->attr.max_read)
+		return rmig_err(-EAGAIN, "channel %u: %u RDMA READs "
+				"outstanding", ch->id, ch->tp->attr.max_read);
+	ret = wait_tx(ch, 1, false, true, -1);
+	if (ret)
+		return ret;
+	r = rec_get(ch);
+	r->ops = 1;
+	r->req = req;
+	r->info = (struct rmig_opinfo){ .op = RMIG_CQE_READ, .block = block,
+					.offset = offset, .len = rd->len };
+	rd->ctx = r;
+	for (;;) {
+		ret = ch->tp->ops.post_read(ch->conn, rd, 1, &posted);
+		if (ret != -EAGAIN)
+			break;
+		if (rmig_sess_failed(s))
+			return rmig_sess_check(s);
+		ret = cq_poll(ch, EAGAIN_POLL_MS);
+		if (ret < 0)
+			return ret;
+		ret = rmig_chan_idle_check(ch, ret, "room in the send queue");
+		if (ret)
+			return ret;
+	}
+	if (ret) {
+		rec_put(ch, r);
+		return ret;
+	}
+	ch->ops_outstanding++;
+	ch->reads_outstanding++;
+	RMIG_STAT_ADD(ch, bytes, rd->len);
+	return 0;
+}
+
+unsigned rmig_chan_abandon_reads(struct rmig_chan *ch, void **out,
+				 unsigned max)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < ch->nrecs && n < max; i++) {
+		struct rmig_txrec *r = &ch->recs[i];
+
+		if (r->info.op != RMIG_CQE_READ)
+			continue;
+		out[n++] = r->req;
+		ch->reads_outstanding--;
+		rec_put(ch, r);
+	}
+	return n;
 }
 
 /* Wait until every op this channel posted has retired, which drops its

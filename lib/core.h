@@ -171,6 +171,7 @@ struct rmig_txrec {
 	int32_t buf;    /* tx buffer index, or -1 */
 	int32_t next_free;
 	struct rmig_opinfo info;
+	void *req;      /* READ: the caller's request (rmig_chan_read()) */
 };
 
 struct rmig_msg {
@@ -232,6 +233,13 @@ struct rmig_chan {
 	struct rmig_write bw[RMIG_BATCH_MAX];
 	struct rmig_iov biov[RMIG_BATCH_MAX];
 	unsigned nbw;
+
+	/* RDMA READs (rmig_chan_read()): posted and not yet completed, at
+	 * most tp->attr.max_read; the requests of the completed ones, in
+	 * completion order, until the owner takes them (nrdone = 0). */
+	unsigned reads_outstanding;
+	void **rdone;
+	unsigned nrdone;
 
 	/* Received messages stashed while waiting to send. */
 	struct rmig_msg *stash;
@@ -383,6 +391,25 @@ int rmig_chan_write(struct rmig_chan *ch, int block, uint64_t offset,
 		    size_t len, bool signal_last);
 /** Wait until every posted tx op has completed. */
 int rmig_chan_drain(struct rmig_chan *ch, int timeout_ms);
+/** Post @rd (its addr, len, mr, raddr and rkey set; ctx is ours), an RDMA
+ *  READ of @offset in block @block (named if it fails), once an op slot
+ *  and a record are free.  The caller makes sure of a read slot first:
+ *  reads_outstanding + nrdone < tp->attr.max_read (else -EAGAIN).  When
+ *  it completes, a poll of the channel appends @req to ch->rdone, which
+ *  the caller empties (nrdone = 0).  A failed read fails the poll that
+ *  sees it (rmig_chan_op_error() names it). */
+int rmig_chan_read(struct rmig_chan *ch, struct rmig_read *rd, int block,
+		   uint64_t offset, void *req);
+/** The connection failed: forget the reads still posted, putting up to
+ *  @max of their requests in @out; returns how many (call again while it
+ *  returns @max). */
+unsigned rmig_chan_abandon_reads(struct rmig_chan *ch, void **out,
+				 unsigned max);
+/* chan_op.c */
+/** A failed poll: rephrase the provider's message to name the operation
+ *  @e was (for a write or read the RAM block and offset).  Returns @err. */
+int rmig_chan_op_error(struct rmig_chan *ch, const struct rmig_cqe *e,
+		       int err);
 /** Send an ERROR message carrying @code (negative errno) and @text (best
  *  effort, never blocks long); the peer fails with -code and the text. */
 void rmig_chan_send_error(struct rmig_chan *ch, int code, const char *text);

@@ -32,6 +32,7 @@ void rmig_dest_kick(void *arg)
 	}
 	for (unsigned i = 0; i <= n; i++)
 		sem_post(&d->sync_arrived);
+	rmig_dest_pull_wake(d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -242,6 +243,33 @@ static int park(struct dest_chan *p)
 	return ret;
 }
 
+int rmig_dest_sync_check(struct dest_chan *p, struct rmig_msg *m,
+			 struct rmig_sync_msg *sm)
+{
+	int ret = rmig_sync_decode(m->data, m->len, sm);
+
+	if (ret)
+		return ret;
+	if (sm->sync_num != p->sync_num + 1)
+		return rmig_err(-EPROTO, "SYNC number %llu, expected %llu",
+				(unsigned long long)sm->sync_num,
+				(unsigned long long)p->sync_num + 1);
+	if (sm->packets != p->packets_recv)
+		return rmig_err(-EPROTO, "SYNC %llu: source sent %llu packets, "
+				"%llu arrived", (unsigned long long)sm->sync_num,
+				(unsigned long long)sm->packets,
+				(unsigned long long)p->packets_recv);
+	if (p->cur)
+		return rmig_err(-EPROTO, "SYNC %llu inside device-state blob "
+				"%u", (unsigned long long)sm->sync_num,
+				p->cur->seq);
+	if ((sm->flags & RMIG_SYNC_POSTCOPY) && !p->nrkeys)
+		return rmig_err(-EPROTO, "SYNC %llu: the post-copy switch "
+				"without READ_KEYS before it",
+				(unsigned long long)sm->sync_num);
+	return 0;
+}
+
 /* Stop at the marker until the caller releases us, then acknowledge. */
 static int handle_sync(struct dest_chan *p, struct rmig_msg *m)
 {
@@ -251,27 +279,14 @@ static int handle_sync(struct dest_chan *p, struct rmig_msg *m)
 	uint8_t *buf;
 	int idx, ret;
 
-	ret = rmig_sync_decode(m->data, m->len, &sm);
+	ret = rmig_dest_sync_check(p, m, &sm);
 	if (ret)
 		return ret;
-	if (sm.sync_num != p->sync_num + 1)
-		return rmig_err(-EPROTO, "SYNC number %llu, expected %llu",
-				(unsigned long long)sm.sync_num,
-				(unsigned long long)p->sync_num + 1);
-	if (sm.packets != p->packets_recv)
-		return rmig_err(-EPROTO, "SYNC %llu: source sent %llu packets, "
-				"%llu arrived", (unsigned long long)sm.sync_num,
-				(unsigned long long)sm.packets,
-				(unsigned long long)p->packets_recv);
-	if (p->cur)
-		return rmig_err(-EPROTO, "SYNC %llu inside device-state blob "
-				"%u", (unsigned long long)sm.sync_num,
-				p->cur->seq);
 	ret = rmig_chan_msg_done(ch, m);
 	if (ret)
 		return ret;
 	p->sync_num = sm.sync_num;
-	p->sync_final = sm.flags & RMIG_SYNC_FINAL;
+	p->sync_flags = sm.flags;
 	RMIG_STAT_ADD(ch, syncs, 1);
 	sem_post(&d->sync_arrived);
 	ret = park(p);
@@ -314,11 +329,24 @@ void *rmig_dest_thread(void *arg)
 		case RMIG_MSG_DEVSTATE:
 			ret = handle_devstate(p, &m);
 			break;
+		case RMIG_MSG_READ_KEYS:
+			ret = rmig_dest_read_keys(p, &m);
+			break;
 		case RMIG_MSG_SYNC:
 			ret = handle_sync(p, &m);
 			if (ret)
 				goto out;
-			if (p->sync_final) {
+			if (p->sync_flags & RMIG_SYNC_POSTCOPY) {
+				/* The switch: only reads from here on, until
+				 * the final SYNC is acknowledged. */
+				ret = rmig_dest_pull(p);
+				if (ret)
+					goto out;
+				rmig_chan_go_quiet(ch);
+				ret = rmig_chan_drain(ch, 5000);
+				goto out;
+			}
+			if (p->sync_flags & RMIG_SYNC_FINAL) {
 				/* Done: the source leaves after our
 				 * SYNC_ACK. */
 				rmig_chan_go_quiet(ch);
@@ -384,11 +412,21 @@ static int sem_wait_deadline(sem_t *sem, int timeout_ms, struct timespec *dl)
 	return 0;
 }
 
+static const char *sync_kind(uint32_t flags)
+{
+	if (flags & RMIG_SYNC_FINAL)
+		return " (final)";
+	if (flags & RMIG_SYNC_POSTCOPY)
+		return " (post-copy switch)";
+	return "";
+}
+
 int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms)
 {
 	struct rmig_session *s;
 	struct timespec dl;
-	bool final;
+	uint32_t flags;
+	bool final, pulling;
 	int ret;
 
 	if (!d)
@@ -413,21 +451,21 @@ int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms)
 		d->arrived++;
 	}
 	/* Every channel posted sync_arrived after writing its sync_num and
-	 * sync_final; our waits on it order those reads. */
-	final = d->chans[0]->sync_final;
+	 * sync_flags; our waits on it order those reads. */
+	flags = d->chans[0]->sync_flags;
+	final = flags & RMIG_SYNC_FINAL;
 	for (unsigned i = 1; i < d->nchans; i++) {
 		if (d->chans[i]->sync_num != d->chans[0]->sync_num ||
-		    d->chans[i]->sync_final != final)
+		    d->chans[i]->sync_flags != flags)
 			return rmig_sess_fail(s, -EPROTO, "sync: channel %u "
 					      "at sync %llu%s, channel 0 at "
 					      "%llu%s", i,
 					      (unsigned long long)
 					      d->chans[i]->sync_num,
-					      d->chans[i]->sync_final ?
-					      " (final)" : "",
+					      sync_kind(d->chans[i]->sync_flags),
 					      (unsigned long long)
 					      d->chans[0]->sync_num,
-					      final ? " (final)" : "");
+					      sync_kind(flags));
 	}
 	/* Every blob sent before this sync has arrived: the ones waiting
 	 * must follow on from ds_next without a gap, or the source skipped
@@ -444,10 +482,37 @@ int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms)
 				      "blob %u missing (blob %u arrived)",
 				      (unsigned long long)
 				      d->chans[0]->sync_num, want, n->seq);
+	if (flags & RMIG_SYNC_POSTCOPY) {
+		ret = rmig_dest_pull_start(d);
+		if (ret)
+			return rmig_sess_fail(s, ret, "sync %llu (post-copy "
+					      "switch): %s",
+					      (unsigned long long)
+					      d->chans[0]->sync_num,
+					      rmig_err_msg());
+		/* The source writes no more: revoke its write access to
+		 * our RAM now. */
+		rmig_tp_dereg_ram(s->tp);
+	}
+	/* From the switch on, the channels wait in their poll (serving
+	 * reads), not on release alone. */
+	pulling = atomic_load_explicit(&d->pull, memory_order_relaxed) != 0;
+	if (final && pulling) {
+		/* Post-copy is over: no more submits (a request queued
+		 * meanwhile comes back with -ECANCELED). */
+		atomic_store_explicit(&d->pull, 2, memory_order_relaxed);
+		rmig_dest_pull_wake(d);
+	}
 	d->arrived = 0;
 	atomic_fetch_add_explicit(&d->syncs_done, 1, memory_order_relaxed);
-	for (unsigned i = 0; i < d->nchans; i++)
+	for (unsigned i = 0; i < d->nchans; i++) {
 		sem_post(&d->chans[i]->release);
+		if (pulling)
+			d->chans[i]->ch.tp->ops.conn_wake(
+				d->chans[i]->ch.conn);
+	}
+	if (flags & RMIG_SYNC_POSTCOPY)
+		return RMIG_SYNC_POSTCOPY_SWITCH;
 	if (final) {
 		d->final_done = true;
 		/* Every page is in place: revoke remote access now, so

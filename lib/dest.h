@@ -25,10 +25,23 @@ struct dest_chan {
 	/* Written by the channel thread before it posts sync_arrived, read by
 	 * the caller after waiting on it: the semaphore orders them. */
 	uint64_t sync_num;
-	bool sync_final;
+	uint32_t sync_flags; /* RMIG_SYNC_FINAL, RMIG_SYNC_POSTCOPY */
 	/* Device-state blob being reassembled. */
 	struct ds_node *cur;
 	uint64_t cur_off;
+
+	/* Post-copy (dest_pull.c).  The source's READ_KEYS, written by the
+	 * thread before it posts sync_arrived for the switch (which orders
+	 * them for the caller). */
+	struct rmig_read_key rkeys[RMIG_MAX_BLOCKS];
+	unsigned nrkeys;
+	/* Requests queued for this channel, under the dest's rq_lock:
+	 * urgent ones first.  rq_closed: the thread takes no more (it left
+	 * post-copy or failed); submit refuses then. */
+	struct rmig_read_req *uq_head, *uq_tail, *bq_head, *bq_tail;
+	bool rq_closed;
+	/* The final SYNC arrived during the pull (thread only). */
+	bool final_pending;
 };
 
 /* A connection being greeted (established, authenticated, its HANDSHAKE
@@ -98,6 +111,30 @@ struct rmig_dest {
 
 	_Atomic uint64_t syncs_done, rejected, zero_cleared, devstate_blobs,
 		devstate_bytes;
+
+	/* Post-copy (dest_pull.c).  pull: 0 before the switch, 1 from it
+	 * (rmig_dest_wait_sync() stores it with release after src_key and
+	 * src_keyed; submit loads it with acquire), 2 from the final sync. */
+	_Atomic int pull;
+	struct rmig_read_key src_key[RMIG_MAX_BLOCKS]; /* by our block index */
+	bool src_keyed[RMIG_MAX_BLOCKS];
+	/* Regions reads land in: entries below nregions are fixed (release
+	 * store of nregions after each, acquire loads by the threads);
+	 * added under rq_lock. */
+	struct dest_region {
+		uint8_t *addr;
+		size_t len;
+		struct rmig_prov_mr *mr;
+	} regions[RMIG_READ_REGIONS];
+	_Atomic unsigned nregions;
+	/* Queues (dest_chan), completions and the count of requests the
+	 * library holds (submitted, not yet handed back). */
+	pthread_mutex_t rq_lock;
+	pthread_cond_t rq_cond;
+	struct rmig_read_req *done_head, *done_tail;
+	uint64_t held;
+	unsigned bg_next;
+	_Atomic uint64_t reads, read_bytes;
 };
 
 /* dest.c */
@@ -107,6 +144,27 @@ void rmig_dest_kick(void *arg);
 void *rmig_dest_thread(void *arg);
 /** Join the channel threads that run (once). */
 void rmig_dest_join_threads(struct rmig_dest *d);
+
+/** Check a SYNC against what the channel received: its number follows
+ *  on, the packet count matches, no blob is half done.  0 and *@sm. */
+int rmig_dest_sync_check(struct dest_chan *p, struct rmig_msg *m,
+			 struct rmig_sync_msg *sm);
+
+/* dest_pull.c */
+/** READ_KEYS from the source (before the post-copy switch). */
+int rmig_dest_read_keys(struct dest_chan *p, struct rmig_msg *m);
+/** The channel thread after the post-copy switch: post the caller's
+ *  reads until the final SYNC arrived and the caller released it (then
+ *  acknowledged), or the session fails; every request it held is handed
+ *  back either way. */
+int rmig_dest_pull(struct dest_chan *p);
+/** The switch, on the caller's thread (rmig_dest_wait_sync()): adopt
+ *  the channels' keys.  -EPROTO when they differ. */
+int rmig_dest_pull_start(struct rmig_dest *d);
+/** Wake the threads waiting for completions (kick, end of the pull). */
+void rmig_dest_pull_wake(struct rmig_dest *d);
+/** Deregister the read regions (destroy). */
+void rmig_dest_pull_fini(struct rmig_dest *d);
 
 /* dest_accept.c */
 /** Transport auto: the first source came over @tp; keep it, close the

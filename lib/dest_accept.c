@@ -34,6 +34,8 @@ int rmig_dest_create_prov(const struct rmig_config *cfg,
 	sem_init(&d->sync_arrived, 0, 0);
 	sem_init(&d->greeted, 0, 0);
 	pthread_mutex_init(&d->ds_lock, NULL);
+	pthread_mutex_init(&d->rq_lock, NULL);
+	pthread_cond_init(&d->rq_cond, NULL);
 	d->cfg_uuid_set = d->s.uuid_set;
 	d->cfg_channels = d->s.channels;
 	d->s.kick = rmig_dest_kick;
@@ -431,6 +433,7 @@ void rmig_dest_destroy(rmig_dest *d)
 		rmig_dest_free_chan(d->chans[i]);
 	for (unsigned i = 0; i < d->nlis; i++)
 		d->lis[i].tp->ops.listen_close(d->lis[i].l);
+	rmig_dest_pull_fini(d);
 	rmig_sess_fini(&d->s);
 	while (d->ds_list) {
 		struct ds_node *n = d->ds_list;
@@ -439,6 +442,8 @@ void rmig_dest_destroy(rmig_dest *d)
 		rmig_devstate_free(&n->ds);
 	}
 	pthread_mutex_destroy(&d->ds_lock);
+	pthread_mutex_destroy(&d->rq_lock);
+	pthread_cond_destroy(&d->rq_cond);
 	sem_destroy(&d->sync_arrived);
 	sem_destroy(&d->greeted);
 	free(d);

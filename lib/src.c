@@ -37,6 +37,8 @@ void rmig_src_kick(void *arg)
 		p->ch.tp->ops.conn_wake(p->ch.conn);
 		sem_post(&src->channels_ready);
 	}
+	/* A failed session's RAM is not readable any more. */
+	rmig_src_revoke_read(src);
 }
 
 /* ------------------------------------------------------------------ */
@@ -140,11 +142,27 @@ static int send_devstate(struct src_chan *p)
 	return 0;
 }
 
-static int send_sync(struct src_chan *p, bool final)
+/* The post-copy switch: where the destination's reads find our RAM,
+ * before the SYNC that announces it. */
+static int send_read_keys(struct src_chan *p)
+{
+	struct rmig_src *src = p->src;
+	uint8_t *buf;
+	int idx = rmig_chan_tx_get(&p->ch, &buf, -1);
+
+	if (idx < 0)
+		return idx;
+	return rmig_chan_tx_send(&p->ch, idx, RMIG_MSG_READ_KEYS,
+				 rmig_read_keys_encode(src->read_keys,
+						       src->s.nblocks, buf,
+						       RMIG_MSG_SIZE));
+}
+
+static int send_sync(struct src_chan *p, uint32_t flags)
 {
 	struct rmig_chan *ch = &p->ch;
 	struct rmig_sync_msg sm = {
-		.flags = final ? RMIG_SYNC_FINAL : 0,
+		.flags = flags,
 		.sync_num = ++p->sync_num,
 		.packets = p->packets_sent,
 	};
@@ -153,6 +171,11 @@ static int send_sync(struct src_chan *p, bool final)
 	uint8_t *buf;
 	int idx, ret;
 
+	if (flags & RMIG_SYNC_POSTCOPY) {
+		ret = send_read_keys(p);
+		if (ret)
+			return ret;
+	}
 	idx = rmig_chan_tx_get(ch, &buf, -1);
 	if (idx < 0)
 		return idx;
@@ -268,10 +291,12 @@ void *rmig_src_thread(void *arg)
 				break;
 		} else if (atomic_load_explicit(&p->pending_sync,
 						memory_order_relaxed)) {
-			/* Read sync_final before sem_sync lets the caller
+			/* Read sync_flags before sem_sync lets the caller
 			 * go on (and maybe write it for the next sync). */
-			final = p->sync_final;
-			ret = send_sync(p, final);
+			uint32_t flags = p->sync_flags;
+
+			final = flags & RMIG_SYNC_FINAL;
+			ret = send_sync(p, flags);
 			atomic_store_explicit(&p->pending_sync, false,
 					      memory_order_relaxed);
 			/* On failure the exit path records the error before
@@ -378,6 +403,19 @@ static int check_active(struct rmig_src *src, const char *what)
 	return 0;
 }
 
+/* check_active(), and nothing but rmig_src_finish() after the post-copy
+ * switch: the destination's channels only read then. */
+static int check_sending(struct rmig_src *src, const char *what)
+{
+	int ret = check_active(src, what);
+
+	if (!ret && src->postcopy)
+		ret = rmig_err(-EINVAL, "%s: not after the post-copy switch "
+			       "(rmig_src_postcopy()); only rmig_src_finish() "
+			       "is left", what);
+	return ret;
+}
+
 /* Mark a page queued for this sync; -EBUSY if it is already. */
 static int mark_queued(struct rmig_src *src, int block, uint64_t offset)
 {
@@ -407,7 +445,7 @@ int rmig_src_queue_page(rmig_src *src, int block, uint64_t offset)
 
 	if (!src)
 		return rmig_err(-EINVAL, "queue_page: session is NULL");
-	ret = check_active(src, "queue_page");
+	ret = check_sending(src, "queue_page");
 	if (ret)
 		return ret;
 	ret = rmig_sess_check_page(&src->s, block, offset);
@@ -437,7 +475,7 @@ int rmig_src_queue_pages(rmig_src *src, int block, const uint64_t *offsets,
 		return rmig_err(-EINVAL, "queue_pages: session is NULL");
 	if (!offsets && n)
 		return rmig_err(-EINVAL, "queue_pages: offsets is NULL");
-	ret = check_active(src, "queue_pages");
+	ret = check_sending(src, "queue_pages");
 	if (ret)
 		return ret;
 	for (size_t i = 0; i < n; i++) {
@@ -482,7 +520,7 @@ int rmig_src_send_devstate(rmig_src *src, const char *idstr,
 
 	if (!src)
 		return rmig_err(-EINVAL, "send_devstate: session is NULL");
-	ret = check_active(src, "send_devstate");
+	ret = check_sending(src, "send_devstate");
 	if (ret)
 		return ret;
 	if (!idstr || !*idstr)
@@ -526,9 +564,11 @@ int rmig_src_send_devstate(rmig_src *src, const char *idstr,
 	return 0;
 }
 
-static int do_sync(struct rmig_src *src, bool final)
+/* A sync with the SYNC flags @flags (RMIG_SYNC_FINAL, RMIG_SYNC_POSTCOPY). */
+static int do_sync(struct rmig_src *src, uint32_t flags)
 {
 	struct rmig_session *s = &src->s;
+	bool final = flags & RMIG_SYNC_FINAL;
 	int ret = flush_batch(src);
 
 	if (ret)
@@ -536,7 +576,7 @@ static int do_sync(struct rmig_src *src, bool final)
 	for (unsigned i = 0; i < src->nchans; i++) {
 		struct src_chan *p = src->chans[i];
 
-		p->sync_final = final;
+		p->sync_flags = flags;
 		/* seq_cst: handshake with wait_work(), see there. */
 		atomic_store(&p->pending_sync, true);
 		sem_post(&p->sem);
@@ -570,10 +610,69 @@ int rmig_src_sync(rmig_src *src)
 
 	if (!src)
 		return rmig_err(-EINVAL, "sync: session is NULL");
-	ret = check_active(src, "sync");
+	ret = check_sending(src, "sync");
 	if (ret)
 		return ret;
-	return do_sync(src, false);
+	return do_sync(src, 0);
+}
+
+/* Revoke the destination's read access to our RAM (post-copy): at the
+ * final sync, and from the kick when the session fails. */
+void rmig_src_revoke_read(struct rmig_src *src)
+{
+	pthread_mutex_lock(&src->read_lock);
+	/* Only once registered, after connect: s->tp is fixed by then
+	 * (a kick during connect must not touch a transport the caller
+	 * may be replacing). */
+	if (src->read_registered) {
+		rmig_tp_dereg_read(src->s.tp);
+		src->read_registered = false;
+	}
+	pthread_mutex_unlock(&src->read_lock);
+}
+
+int rmig_src_postcopy(rmig_src *src)
+{
+	struct rmig_session *s;
+	struct rmig_tp *tp;
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "postcopy: session is NULL");
+	s = &src->s;
+	ret = check_active(src, "postcopy");
+	if (ret)
+		return ret;
+	if (src->postcopy)
+		return rmig_err(-EINVAL, "postcopy: the post-copy switch was "
+				"made already");
+	tp = s->tp;
+	if (!tp->attr.max_read)
+		return rmig_err(-EOPNOTSUPP, "postcopy: transport %s has no "
+				"RDMA READ (continue with pre-copy)",
+				tp->attr.name);
+	/* Under read_lock against the kick's revocation: a session that
+	 * failed before we register keeps nothing registered. */
+	pthread_mutex_lock(&src->read_lock);
+	ret = rmig_sess_check(s);
+	if (!ret) {
+		ret = rmig_tp_reg_read(s, tp);
+		if (ret)
+			rmig_err_prefix("postcopy");
+		src->read_registered = !ret;
+	}
+	pthread_mutex_unlock(&src->read_lock);
+	if (ret)
+		return ret; /* the session goes on: pre-copy is still there */
+	for (unsigned i = 0; i < s->nblocks; i++)
+		src->read_keys[i] = (struct rmig_read_key){
+			.block = s->blocks[i].remote_index,
+			.length = s->blocks[i].length,
+			.raddr = tp->rmr[i]->raddr,
+			.rkey = tp->rmr[i]->rkey,
+		};
+	src->postcopy = true;
+	return do_sync(src, RMIG_SYNC_POSTCOPY);
 }
 
 void rmig_src_join_threads(struct rmig_src *src)
@@ -596,7 +695,10 @@ int rmig_src_finish(rmig_src *src)
 	ret = check_active(src, "finish");
 	if (ret)
 		return ret;
-	ret = do_sync(src, true);
+	ret = do_sync(src, RMIG_SYNC_FINAL);
+	/* The destination acknowledged the final sync (post-copy: it has
+	 * every page): nothing may read our RAM any more. */
+	rmig_src_revoke_read(src);
 	rmig_src_join_threads(src);
 	if (ret)
 		return ret;

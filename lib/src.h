@@ -40,7 +40,9 @@ struct src_chan {
 	/* The thread is driving progress in poll() while it waits for work,
 	 * so a new job must also wake the poll.  See wait_work(). */
 	_Atomic bool polling;
-	bool sync_final;
+	/* SYNC flags of the pending sync, written by the caller before it
+	 * posts sem (which orders it, as pending_sync). */
+	uint32_t sync_flags;
 	struct src_job job;
 	uint64_t packets_sent;
 	uint64_t sync_num;
@@ -61,6 +63,15 @@ struct rmig_src {
 	uint32_t devstate_seq;
 	_Atomic uint64_t syncs_done, devstate_blobs, devstate_bytes;
 	bool joined;
+	/* Post-copy (rmig_src_postcopy()): the switch was made (caller's
+	 * thread only); the keys the channels send in READ_KEYS (written
+	 * before the sync's semaphores, which order them); read_lock
+	 * serialises registering the read access (read_registered) with
+	 * its revocation. */
+	bool postcopy;
+	bool read_registered;
+	struct rmig_read_key read_keys[RMIG_MAX_BLOCKS];
+	pthread_mutex_t read_lock;
 };
 
 /* src.c */
@@ -70,5 +81,7 @@ void rmig_src_kick(void *arg);
 void *rmig_src_thread(void *arg);
 /** Join the channel threads that run (once). */
 void rmig_src_join_threads(struct rmig_src *src);
+/** Deregister the RAM's read registrations (post-copy), if any. */
+void rmig_src_revoke_read(struct rmig_src *src);
 
 #endif /* RMIG_SRC_H */

@@ -52,6 +52,7 @@ int rmig_src_create_prov(const struct rmig_config *cfg,
 		return rmig_err(-ENOMEM, "src_create: out of memory");
 	}
 	sem_init(&src->channels_ready, 0, 0);
+	pthread_mutex_init(&src->read_lock, NULL);
 	src->s.kick = rmig_src_kick;
 	src->s.kick_arg = src;
 	*out = src;
@@ -444,8 +445,10 @@ void rmig_src_destroy(rmig_src *src)
 	rmig_src_join_threads(src);
 	for (unsigned i = 0; i < src->nchans; i++)
 		free_chan(src, i);
+	rmig_src_revoke_read(src);
 	rmig_sess_fini(&src->s);
 	sem_destroy(&src->channels_ready);
+	pthread_mutex_destroy(&src->read_lock);
 	free(src->batch.offsets);
 	free(src);
 }

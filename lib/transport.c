@@ -45,8 +45,22 @@ static int open_domain(struct rmig_session *s, struct rmig_tp *tp,
 	return 0;
 }
 
-int rmig_tp_reg_ram(struct rmig_session *s, struct rmig_tp *tp,
-		    enum rmig_mr_access access)
+static void dereg_blocks(struct rmig_tp *tp, struct rmig_prov_mr **mr,
+			 unsigned *n)
+{
+	for (unsigned i = 0; i < *n; i++) {
+		if (mr[i])
+			tp->ops.mr_dereg(mr[i]);
+		mr[i] = NULL;
+	}
+	*n = 0;
+}
+
+/* Register every block of @s in @tp for @access into @mr[], counting them
+ * in *@n; on failure deregister the ones made. */
+static int reg_blocks(struct rmig_session *s, struct rmig_tp *tp,
+		      enum rmig_mr_access access, struct rmig_prov_mr **mr,
+		      unsigned *n)
 {
 	uint64_t t0 = rmig_now_ns();
 	int ret = 0;
@@ -55,33 +69,45 @@ int rmig_tp_reg_ram(struct rmig_session *s, struct rmig_tp *tp,
 		struct rmig_block *b = &s->blocks[i];
 
 		ret = tp->ops.mr_reg(tp->dom, b->host, b->length, access,
-				     &tp->mr[i]);
+				     &mr[i]);
 		if (ret) {
-			tp->mr[i] = NULL;
+			mr[i] = NULL;
 			rmig_err_prefix("registering RAM block '%s' (%llu "
-					"bytes)", b->name,
-					(unsigned long long)b->length);
+					"bytes) as %s", b->name,
+					(unsigned long long)b->length,
+					rmig_mr_access_name(access));
 			break;
 		}
-		tp->nmr = i + 1;
+		*n = i + 1;
 		atomic_fetch_add_explicit(&s->registrations, 1,
 					  memory_order_relaxed);
 	}
 	atomic_fetch_add_explicit(&s->registration_ns, rmig_now_ns() - t0,
 				  memory_order_relaxed);
 	if (ret)
-		rmig_tp_dereg_ram(tp);
+		dereg_blocks(tp, mr, n);
 	return ret;
+}
+
+int rmig_tp_reg_ram(struct rmig_session *s, struct rmig_tp *tp,
+		    enum rmig_mr_access access)
+{
+	return reg_blocks(s, tp, access, tp->mr, &tp->nmr);
+}
+
+int rmig_tp_reg_read(struct rmig_session *s, struct rmig_tp *tp)
+{
+	return reg_blocks(s, tp, RMIG_MR_READ_SOURCE, tp->rmr, &tp->nrmr);
+}
+
+void rmig_tp_dereg_read(struct rmig_tp *tp)
+{
+	dereg_blocks(tp, tp->rmr, &tp->nrmr);
 }
 
 void rmig_tp_dereg_ram(struct rmig_tp *tp)
 {
-	for (unsigned i = 0; i < tp->nmr; i++) {
-		if (tp->mr[i])
-			tp->ops.mr_dereg(tp->mr[i]);
-		tp->mr[i] = NULL;
-	}
-	tp->nmr = 0;
+	dereg_blocks(tp, tp->mr, &tp->nmr);
 }
 
 int rmig_tp_open(struct rmig_session *s, const struct rmig_provider_ops *prov,
@@ -100,6 +126,9 @@ int rmig_tp_open(struct rmig_session *s, const struct rmig_provider_ops *prov,
 	ret = open_domain(s, tp, address);
 	if (ret)
 		goto err_free;
+	/* A provider without post_read reads nothing, whatever it says. */
+	if (!prov->post_read)
+		tp->attr.max_read = 0;
 	if (s->reg_mode == RMIG_REG_ON_DEMAND) {
 		ret = rmig_regcache_create(s, tp, s->reg_chunk_size,
 					   s->reg_cache_chunks, &tp->cache);
@@ -131,6 +160,7 @@ void rmig_tp_close(struct rmig_tp *tp)
 		return;
 	rmig_regcache_destroy(tp->cache);
 	rmig_tp_dereg_ram(tp);
+	rmig_tp_dereg_read(tp);
 	if (tp->dom)
 		tp->ops.domain_close(tp->dom);
 	free(tp);

@@ -37,6 +37,11 @@ struct rmig_tp {
 	unsigned nmr;
 	/** On demand (source): the chunks registered in @dom instead. */
 	struct rmig_regcache *cache;
+	/** Post-copy (source): block i exposed to the peer's RDMA READs
+	 *  (RMIG_MR_READ_SOURCE), from rmig_tp_reg_read() to
+	 *  rmig_tp_dereg_read(). */
+	struct rmig_prov_mr *rmr[RMIG_MAX_BLOCKS];
+	unsigned nrmr;
 };
 
 /**
@@ -63,6 +68,15 @@ int rmig_tp_reg_ram(struct rmig_session *s, struct rmig_tp *tp,
 /** Deregister the RAM blocks: their keys are dead from here on (remote
  *  access revoked).  Safe to call when none is registered. */
 void rmig_tp_dereg_ram(struct rmig_tp *tp);
+
+/** Post-copy (source): register every RAM block of the session whole
+ *  for the peer's RDMA READs (RMIG_MR_READ_SOURCE), fresh keys.  A
+ *  provider without reads: -EOPNOTSUPP.  On failure none stays. */
+int rmig_tp_reg_read(struct rmig_session *s, struct rmig_tp *tp);
+
+/** Deregister the read registrations: remote read access revoked.  Safe
+ *  to call when none is registered. */
+void rmig_tp_dereg_read(struct rmig_tp *tp);
 
 /** Deregister everything and close the domain (its connections and
  *  listeners are closed already).  NULL is a no-op. */

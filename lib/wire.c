@@ -51,6 +51,7 @@ const char *rmig_msg_type_name(unsigned type)
 		[RMIG_MSG_AUTH_CHALLENGE] = "AUTH_CHALLENGE",
 		[RMIG_MSG_AUTH_PROOF] = "AUTH_PROOF",
 		[RMIG_MSG_AUTH_REJECT] = "AUTH_REJECT",
+		[RMIG_MSG_READ_KEYS] = "READ_KEYS",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

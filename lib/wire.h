@@ -39,9 +39,16 @@
  *  24 u64[normal] normal page offsets, then u64[zero] zero page offsets
  *   (byte offsets into the block, page-aligned)
  *
- * SYNC: 0 u32 flags (RMIG_SYNC_FINAL)  4 u32 reserved  8 u64 sync number
- *  16 u64 packets sent on this channel so far
+ * SYNC: 0 u32 flags (RMIG_SYNC_FINAL, RMIG_SYNC_POSTCOPY)  4 u32 reserved
+ *   8 u64 sync number  16 u64 packets sent on this channel so far
  * SYNC_ACK: 0 u64 sync number
+ *
+ * READ_KEYS (source -> destination, on every channel right before the
+ *   SYNC with RMIG_SYNC_POSTCOPY): where the destination's RDMA READs find
+ *   the source's RAM.  0 u32 entry count (1..RMIG_MAX_BLOCKS)  4 u32
+ *   reserved (0), then per entry, 32 bytes: 0 u32 block index (the
+ *   destination's, as in its ACCEPT)  4 u32 reserved (0)  8 u64 length
+ *   16 u64 remote address  24 u64 remote key.  Each block at most once.
  *
  * DEVSTATE fragment: 0 u32 blob sequence  4 u32 instance id  8 u64 total length
  *  16 u64 fragment offset  24 u16 idstr length n (incl. NUL)  26 u16 reserved
@@ -74,6 +81,11 @@
 #define RMIG_ERROR_ERRNO_MAX 4095u
 #define RMIG_IMM_CREDITS_MAX 4095u
 #define RMIG_SYNC_FINAL 1u
+/** The post-copy switch: the source's RAM is readable (READ_KEYS came
+ *  just before on the channel) and it writes no more pages. */
+#define RMIG_SYNC_POSTCOPY 2u
+#define RMIG_READ_KEYS_HDR_LEN 8u
+#define RMIG_READ_KEYS_ENTRY_LEN 32u
 
 enum rmig_msg_type {
 	RMIG_MSG_HANDSHAKE = 1,
@@ -90,9 +102,11 @@ enum rmig_msg_type {
 	RMIG_MSG_AUTH_CHALLENGE = 11,
 	RMIG_MSG_AUTH_PROOF = 12,
 	RMIG_MSG_AUTH_REJECT = 13,
+	/* Post-copy. */
+	RMIG_MSG_READ_KEYS = 14,
 };
 /** The highest message type spoken. */
-#define RMIG_MSG_TYPE_MAX RMIG_MSG_AUTH_REJECT
+#define RMIG_MSG_TYPE_MAX RMIG_MSG_READ_KEYS
 
 /** Reasons a destination gives for turning a handshake away. */
 enum rmig_reject {
@@ -246,6 +260,29 @@ size_t rmig_sync_encode(const struct rmig_sync_msg *m, void *buf);
 int rmig_sync_decode(const void *buf, size_t len, struct rmig_sync_msg *m);
 size_t rmig_sync_ack_encode(uint64_t sync_num, void *buf);
 int rmig_sync_ack_decode(const void *buf, size_t len, uint64_t *sync_num);
+
+/* Read keys (post-copy) ------------------------------------------------ */
+
+struct rmig_read_key {
+	uint32_t block; /* the destination's block index */
+	uint64_t length;
+	uint64_t raddr;
+	uint64_t rkey;
+};
+
+/** Bytes of a READ_KEYS message with @n entries. */
+size_t rmig_read_keys_len(unsigned n);
+/** Encode @n (1..RMIG_MAX_BLOCKS) entries into @buf of @cap bytes;
+ *  returns the length, 0 when it does not fit. */
+size_t rmig_read_keys_encode(const struct rmig_read_key *k, unsigned n,
+			     void *buf, size_t cap);
+/** Decode and check: count 1..RMIG_MAX_BLOCKS and below @nblocks' bound
+ *  (every block index < @nblocks, each at most once), length exact,
+ *  reserved fields zero, every length a nonzero multiple of @page_size.
+ *  @out holds RMIG_MAX_BLOCKS entries; *@n gets the count. */
+int rmig_read_keys_decode(const void *buf, size_t len, unsigned nblocks,
+			  uint64_t page_size, struct rmig_read_key *out,
+			  unsigned *n);
 
 /* Device state fragments ---------------------------------------------- */
 

@@ -163,11 +163,15 @@ int rmig_sync_decode(const void *buf, size_t len, struct rmig_sync_msg *m)
 				RMIG_SYNC_LEN);
 	flags = rmig_get_u32(p + 0);
 	reserved = rmig_get_u32(p + 4);
-	if (flags & ~RMIG_SYNC_FINAL)
+	if (flags & ~(RMIG_SYNC_FINAL | RMIG_SYNC_POSTCOPY))
 		return rmig_err(-EPROTO,
 				"sync: unknown flags 0x%08" PRIx32
-				" (expected only 0x%x)", flags & ~RMIG_SYNC_FINAL,
-				RMIG_SYNC_FINAL);
+				" (expected only 0x%x)",
+				flags & ~(RMIG_SYNC_FINAL | RMIG_SYNC_POSTCOPY),
+				RMIG_SYNC_FINAL | RMIG_SYNC_POSTCOPY);
+	if ((flags & RMIG_SYNC_FINAL) && (flags & RMIG_SYNC_POSTCOPY))
+		return rmig_err(-EPROTO, "sync: flags 0x%08" PRIx32 " both "
+				"final and the post-copy switch", flags);
 	if (reserved)
 		return rmig_err(-EPROTO,
 				"sync: reserved field 0x%08" PRIx32 " (expected 0)",
@@ -194,6 +198,99 @@ int rmig_sync_ack_decode(const void *buf, size_t len, uint64_t *sync_num)
 }
 
 /* Device state fragments ---------------------------------------------- */
+
+size_t rmig_read_keys_len(unsigned n)
+{
+	return RMIG_READ_KEYS_HDR_LEN + (size_t)n * RMIG_READ_KEYS_ENTRY_LEN;
+}
+
+size_t rmig_read_keys_encode(const struct rmig_read_key *k, unsigned n,
+			     void *buf, size_t cap)
+{
+	uint8_t *p = buf;
+	size_t len = rmig_read_keys_len(n);
+
+	if (!n || n > RMIG_MAX_BLOCKS || len > cap)
+		return 0;
+	rmig_put_u32(p + 0, n);
+	rmig_put_u32(p + 4, 0);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *e = p + RMIG_READ_KEYS_HDR_LEN +
+			     (size_t)i * RMIG_READ_KEYS_ENTRY_LEN;
+
+		rmig_put_u32(e + 0, k[i].block);
+		rmig_put_u32(e + 4, 0);
+		rmig_put_u64(e + 8, k[i].length);
+		rmig_put_u64(e + 16, k[i].raddr);
+		rmig_put_u64(e + 24, k[i].rkey);
+	}
+	return len;
+}
+
+int rmig_read_keys_decode(const void *buf, size_t len, unsigned nblocks,
+			  uint64_t page_size, struct rmig_read_key *out,
+			  unsigned *n)
+{
+	const uint8_t *p = buf;
+	uint64_t seen[RMIG_MAX_BLOCKS / 64] = { 0 };
+	uint32_t count, reserved;
+
+	if (len < RMIG_READ_KEYS_HDR_LEN)
+		return wire_too_short("read keys", len, RMIG_READ_KEYS_HDR_LEN);
+	count = rmig_get_u32(p + 0);
+	reserved = rmig_get_u32(p + 4);
+	if (count < 1 || count > RMIG_MAX_BLOCKS || count > nblocks)
+		return rmig_err(-EPROTO, "read keys: entry count %" PRIu32
+				" (expected 1..%u)", count,
+				nblocks < RMIG_MAX_BLOCKS ? nblocks :
+				RMIG_MAX_BLOCKS);
+	if (reserved)
+		return rmig_err(-EPROTO, "read keys: reserved field 0x%08"
+				PRIx32 " (expected 0)", reserved);
+	if (len != rmig_read_keys_len(count))
+		return rmig_err(-EPROTO, "read keys: length %zu for %" PRIu32
+				" entries (expected %zu)", len, count,
+				rmig_read_keys_len(count));
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *e = p + RMIG_READ_KEYS_HDR_LEN +
+				   (size_t)i * RMIG_READ_KEYS_ENTRY_LEN;
+		uint32_t block = rmig_get_u32(e + 0);
+		uint64_t length = rmig_get_u64(e + 8);
+
+		if (block >= nblocks)
+			return rmig_err(-EPROTO, "read keys: entry %" PRIu32
+					": block %" PRIu32 " (expected < %u)",
+					i, block, nblocks);
+		if (seen[block / 64] & (1ull << (block % 64)))
+			return rmig_err(-EPROTO, "read keys: entry %" PRIu32
+					": block %" PRIu32 " listed twice", i,
+					block);
+		seen[block / 64] |= 1ull << (block % 64);
+		if (rmig_get_u32(e + 4))
+			return rmig_err(-EPROTO, "read keys: entry %" PRIu32
+					": reserved field 0x%08" PRIx32
+					" (expected 0)", i,
+					rmig_get_u32(e + 4));
+		if (!length || length % page_size)
+			return rmig_err(-EPROTO, "read keys: entry %" PRIu32
+					": length %" PRIu64 " (expected a "
+					"nonzero multiple of the page size "
+					"%" PRIu64 ")", i, length, page_size);
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *e = p + RMIG_READ_KEYS_HDR_LEN +
+				   (size_t)i * RMIG_READ_KEYS_ENTRY_LEN;
+
+		out[i] = (struct rmig_read_key){
+			.block = rmig_get_u32(e + 0),
+			.length = rmig_get_u64(e + 8),
+			.raddr = rmig_get_u64(e + 16),
+			.rkey = rmig_get_u64(e + 24),
+		};
+	}
+	*n = count;
+	return 0;
+}
 
 size_t rmig_devstate_frag_room(size_t idstr_len)
 {

@@ -201,6 +201,13 @@ static void *driver_main(void *arg)
 			dv->blobs_at[dv->syncs] = dv->nblobs;
 		}
 		dv->syncs++;
+		if (r == RMIG_SYNC_POSTCOPY_SWITCH) {
+			dv->switches++;
+			if (dv->on_switch)
+				dv->pull_ret = dv->on_switch(dv,
+							     dv->switch_arg);
+			continue;
+		}
 		if (r == 1) {
 			dv->finish_ret = rmig_dest_finish(dv->d);
 			if (dv->finish_ret)

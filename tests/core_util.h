@@ -119,7 +119,7 @@ struct driver {
 	/* Written by the driver thread, read by the test after the join
 	 * (accept_ret and, on failure, err: once `accepted` is set). */
 	int accept_ret;
-	int last_ret;   /* last wait_sync result (1: final) */
+	int last_ret;   /* last wait_sync result (1: final, 2: switch) */
 	int finish_ret;
 	char err[RMIG_ERR_MSG_MAX];
 	unsigned syncs; /* wait_sync returns of 0 or 1 */
@@ -128,6 +128,13 @@ struct driver {
 	struct rmig_devstate *blob[MAX_BLOBS];
 	unsigned nblobs;
 	bool extra_blobs; /* more than MAX_BLOBS */
+	/* Post-copy: called on the driver's thread when wait_sync returns
+	 * RMIG_SYNC_POSTCOPY_SWITCH (set before mig_start()); its result
+	 * lands in pull_ret, and the driver goes on to the final sync. */
+	int (*on_switch)(struct driver *dv, void *arg);
+	void *switch_arg;
+	int pull_ret;
+	unsigned switches;
 	/* rmig_dest_accept() has returned (driver_wait_accept()). */
 	_Atomic bool accepted;
 	_Atomic bool done;

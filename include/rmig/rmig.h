@@ -452,6 +452,31 @@ RMIG_API int rmig_src_sync(rmig_src *s);
 RMIG_API int rmig_src_finish(rmig_src *s);
 
 /**
+ * The post-copy switch.  Call it once the guest is paused for good on the
+ * source, after the last pages and device state it sends (the vCPU state,
+ * the list of pages the destination lacks).  It registers every RAM block
+ * for the destination's one-sided RDMA READs (remote read only: the
+ * memory is never writable remotely), sends each channel the block keys
+ * (READ_KEYS) and a sync marked as the switch, and waits like
+ * rmig_src_sync(): on return every page queued before is in place on the
+ * destination, whose rmig_dest_wait_sync() returned
+ * RMIG_SYNC_POSTCOPY_SWITCH, and the destination reads the rest of the
+ * source's RAM by itself, without this process's CPU.  No page may be
+ * queued after it.
+ *
+ * The source keeps its RAM readable until rmig_src_finish() returns (the
+ * destination acknowledges the final sync only once it has every page) or
+ * the session ends otherwise (failure, cancel, destroy): then the read
+ * registrations are gone and their keys are dead.  Do not free or reuse
+ * the guest's memory before that.
+ *
+ * -EOPNOTSUPP (the session goes on, nothing was sent: continue with
+ * pre-copy) when the transport has no RDMA READ; -EINVAL when called
+ * twice; the session's error otherwise.
+ */
+RMIG_API int rmig_src_postcopy(rmig_src *s);
+
+/**
  * Abort the migration from any thread: blocked and later calls return
  * -ECANCELED and the state becomes RMIG_STATE_CANCELLED.  The connections
  * close at rmig_src_destroy(), where the destination sees them go.  The
@@ -497,13 +522,87 @@ RMIG_API int rmig_dest_get_address(rmig_dest *d, char *buf, size_t len);
  */
 RMIG_API int rmig_dest_accept(rmig_dest *d, int timeout_ms);
 
+/** rmig_dest_wait_sync()'s value at the source's post-copy switch. */
+#define RMIG_SYNC_POSTCOPY_SWITCH 2
+
 /**
  * Wait until every channel has stopped at the next SYNC marker, then release
  * them.  Returns 0 for a sync, 1 for the source's final sync (the migration
- * is complete; call rmig_dest_finish()), or a negative errno (-ETIMEDOUT when
- * @timeout_ms >= 0 ran out, with the channels still running).
+ * is complete; call rmig_dest_finish()), RMIG_SYNC_POSTCOPY_SWITCH for the
+ * source's rmig_src_postcopy() (the RAM blocks take no more writes: their
+ * registration is gone; the source's RAM is readable with
+ * rmig_dest_read_submit() from now until the final sync), or a negative
+ * errno (-ETIMEDOUT when @timeout_ms >= 0 ran out, with the channels still
+ * running).
+ *
+ * In post-copy the source's final sync comes at once; this call returns 1
+ * for it only when the caller asks, after its last read completed: the
+ * source keeps its RAM until then.
  */
 RMIG_API int rmig_dest_wait_sync(rmig_dest *d, int timeout_ms);
+
+/* Post-copy: reading the source's RAM ------------------------------- */
+
+/**
+ * One RDMA READ from the source's RAM (post-copy): @len bytes at byte
+ * @offset of the destination's block @block (its index from
+ * rmig_dest_add_block(); the source's block of the same name is read)
+ * into @buf, which lies inside a region registered with
+ * rmig_dest_read_region().  @len is at most RMIG_READ_MAX.  The library
+ * owns the request from rmig_dest_read_submit() until
+ * rmig_dest_read_wait() hands it back with @status set: 0 when the
+ * bytes are in @buf, or a negative errno.
+ */
+struct rmig_read_req {
+	int block;
+	uint64_t offset;
+	uint64_t len;
+	void *buf;
+	void *user;  /**< the caller's, untouched */
+	int status;  /**< out */
+	struct rmig_read_req *next_; /**< the library's while submitted */
+};
+
+/** Bytes one read may ask for, at most. */
+#define RMIG_READ_MAX (1u << 20)
+
+/** rmig_dest_read_submit() flag: a fault is waiting for this read: it
+ *  goes before every background read not yet posted, and (with two
+ *  channels or more) on a channel that carries no background reads. */
+#define RMIG_READ_URGENT 1u
+
+/**
+ * Register [@addr, @addr + @len) as memory reads may land in (local
+ * write access only: nothing remote can reach it), after
+ * rmig_dest_accept(), at most RMIG_READ_REGIONS of them; deregistered at
+ * rmig_dest_destroy().  -EOPNOTSUPP when the transport has no RDMA READ,
+ * -ENOSPC when RMIG_READ_REGIONS are registered, -EINVAL for NULL or an
+ * empty range, -ENOTCONN before the accept.
+ */
+RMIG_API int rmig_dest_read_region(rmig_dest *d, void *addr, size_t len);
+#define RMIG_READ_REGIONS 16
+
+/**
+ * Queue @req (see struct rmig_read_req) for a channel to post; @flags 0 or
+ * RMIG_READ_URGENT.  Only between the post-copy switch and the final
+ * sync.  -EINVAL (a field out of range, naming it: block, range past the
+ * source's block, length 0 or above RMIG_READ_MAX, buffer outside every
+ * read region), -ENOTCONN (not in post-copy), or the session's error; then
+ * the request is not taken.  Any thread.
+ */
+RMIG_API int rmig_dest_read_submit(rmig_dest *d, struct rmig_read_req *req,
+				   unsigned flags);
+
+/**
+ * Take up to @max completed requests into @done, waiting up to
+ * @timeout_ms (< 0: for ever, 0: not at all) for the first.  Returns the
+ * count (0 on timeout), or the session's error once it failed and every
+ * request it held came back (those with the same error in status).  A
+ * failed read fails the session.  Any thread (the completions are shared:
+ * one waiter is the simple use).
+ */
+RMIG_API int rmig_dest_read_wait(rmig_dest *d, struct rmig_read_req **done,
+				 unsigned max, int timeout_ms);
 
 /** A received device-state blob. */
 struct rmig_devstate {
