@@ -87,8 +87,9 @@ static void test_msg_type_name(void **state)
 	assert_string_equal(rmig_msg_type_name(RMIG_MSG_ERROR), "ERROR");
 	assert_string_equal(rmig_msg_type_name(RMIG_MSG_AUTH_REJECT),
 			    "AUTH_REJECT");
+	assert_string_equal(rmig_msg_type_name(RMIG_MSG_READ_KEYS),
+			    "READ_KEYS");
 	assert_string_equal(rmig_msg_type_name(0), "UNKNOWN");
-	assert_string_equal(rmig_msg_type_name(14), "UNKNOWN");
 	assert_string_equal(rmig_msg_type_name(15), "UNKNOWN");
 	assert_string_equal(rmig_msg_type_name(~0u), "UNKNOWN");
 }
@@ -138,11 +139,22 @@ static void test_imm_reject_unknown_type(void **state)
 	(void)state;
 	assert_eproto(rmig_imm_parse(0x00000000u, &type, &c), "message type 0");
 	assert_eproto(rmig_imm_parse(0x00050000u, &type, &c), "message type 0");
-	assert_eproto(rmig_imm_parse(0xe0000000u, &type, &c), "message type 14");
 	assert_eproto(rmig_imm_parse(0xf0010000u, &type, &c), "message type 15");
 	/* Outputs untouched on failure. */
 	assert_int_equal(type, RMIG_MSG_SYNC);
 	assert_int_equal(c, 77);
+}
+
+/* The highest type, READ_KEYS (14), is spoken. */
+static void test_imm_read_keys(void **state)
+{
+	enum rmig_msg_type type = RMIG_MSG_SYNC;
+	unsigned c = 0;
+
+	(void)state;
+	assert_ok(rmig_imm_parse(0xe0030000u, &type, &c));
+	assert_int_equal(type, RMIG_MSG_READ_KEYS);
+	assert_int_equal(c, 3);
 }
 
 static void test_imm_reject_low_bits(void **state)
@@ -1325,9 +1337,15 @@ static void test_sync_reject(void **state)
 		      "sync: length 23 (expected 24)");
 	assert_eproto(rmig_sync_decode(buf, RMIG_SYNC_LEN + 1, &d), "length 25");
 	assert_eproto(rmig_sync_decode(buf, 0, &d), "length 0");
-	be32(buf, 2);
+	be32(buf, 4);
 	assert_eproto(rmig_sync_decode(buf, RMIG_SYNC_LEN, &d),
-		      "unknown flags 0x00000002");
+		      "unknown flags 0x00000004");
+	be32(buf, RMIG_SYNC_FINAL | RMIG_SYNC_POSTCOPY);
+	assert_eproto(rmig_sync_decode(buf, RMIG_SYNC_LEN, &d),
+		      "both final and the post-copy switch");
+	be32(buf, RMIG_SYNC_POSTCOPY);
+	assert_ok(rmig_sync_decode(buf, RMIG_SYNC_LEN, &d));
+	assert_int_equal(d.flags, RMIG_SYNC_POSTCOPY);
 	be32(buf, 0x80000001u);
 	assert_eproto(rmig_sync_decode(buf, RMIG_SYNC_LEN, &d), "flags");
 	be32(buf, 1);
@@ -1352,6 +1370,101 @@ static void test_sync_ack(void **state)
 	assert_eproto(rmig_sync_ack_decode(buf, 7, &v), "sync ack: length 7");
 	assert_eproto(rmig_sync_ack_decode(buf, 9, &v), "length 9 (expected 8)");
 	assert_eproto(rmig_sync_ack_decode(buf, 0, &v), "length 0");
+}
+
+/* Read keys (post-copy) ----------------------------------------------- */
+
+#define RK_PS 4096u
+
+static void test_read_keys_roundtrip(void **state)
+{
+	const struct rmig_read_key k[3] = {
+		{ .block = 2, .length = 8 * RK_PS, .raddr = 0x7f0011223000ull,
+		  .rkey = 0xdeadbeefcafeull },
+		{ .block = 0, .length = RK_PS, .raddr = 0, .rkey = 1 },
+		{ .block = 1, .length = 1ull << 40, .raddr = UINT64_MAX,
+		  .rkey = UINT64_MAX },
+	};
+	static struct rmig_read_key d[RMIG_MAX_BLOCKS];
+	uint8_t buf[RMIG_READ_KEYS_HDR_LEN + 3 * RMIG_READ_KEYS_ENTRY_LEN];
+	unsigned n = 0;
+	uint8_t *x;
+
+	(void)state;
+	assert_int_equal(rmig_read_keys_len(3), sizeof(buf));
+	assert_int_equal(rmig_read_keys_encode(k, 3, buf, sizeof(buf)),
+			 sizeof(buf));
+	assert_memory_equal(buf, "\0\0\0\3\0\0\0\0\0\0\0\2\0\0\0\0", 16);
+	assert_int_equal(rd64(buf + 16), 8 * RK_PS);
+	assert_int_equal(rd64(buf + 24), 0x7f0011223000ull);
+	assert_int_equal(rd64(buf + 32), 0xdeadbeefcafeull);
+	x = dup_exact(buf, sizeof(buf));
+	assert_ok(rmig_read_keys_decode(x, sizeof(buf), 3, RK_PS, d, &n));
+	free(x);
+	assert_int_equal(n, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(d[i].block, k[i].block);
+		assert_int_equal(d[i].length, k[i].length);
+		assert_int_equal(d[i].raddr, k[i].raddr);
+		assert_int_equal(d[i].rkey, k[i].rkey);
+	}
+	/* Encoding refuses what it cannot send. */
+	assert_int_equal(rmig_read_keys_encode(k, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(rmig_read_keys_encode(k, 3, buf, sizeof(buf) - 1), 0);
+	assert_int_equal(rmig_read_keys_encode(k, RMIG_MAX_BLOCKS + 1, buf,
+					       sizeof(buf)), 0);
+}
+
+static void test_read_keys_reject(void **state)
+{
+	const struct rmig_read_key k[2] = {
+		{ .block = 0, .length = 2 * RK_PS, .raddr = 1, .rkey = 2 },
+		{ .block = 1, .length = RK_PS, .raddr = 3, .rkey = 4 },
+	};
+	static struct rmig_read_key d[RMIG_MAX_BLOCKS];
+	uint8_t buf[RMIG_READ_KEYS_HDR_LEN + 2 * RMIG_READ_KEYS_ENTRY_LEN];
+	uint8_t *e1 = buf + RMIG_READ_KEYS_HDR_LEN + RMIG_READ_KEYS_ENTRY_LEN;
+	unsigned n = 99;
+
+	(void)state;
+#define RK_FRESH() rmig_read_keys_encode(k, 2, buf, sizeof(buf))
+	RK_FRESH();
+	assert_eproto(rmig_read_keys_decode(buf, 7, 2, RK_PS, d, &n),
+		      "read keys: length 7 shorter than the 8-byte header");
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf) - 1, 2, RK_PS, d,
+					    &n),
+		      "length 71 for 2 entries (expected 72)");
+	/* More entries than the destination has blocks. */
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf), 1, RK_PS, d, &n),
+		      "entry count 2 (expected 1..1)");
+	be32(buf, 0);
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf), 2, RK_PS, d, &n),
+		      "entry count 0");
+	RK_FRESH();
+	be32(buf + 4, 1);
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf), 2, RK_PS, d, &n),
+		      "read keys: reserved field 0x00000001");
+	RK_FRESH();
+	be32(e1, 5);
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf), 2, RK_PS, d, &n),
+		      "entry 1: block 5 (expected < 2)");
+	be32(e1, 0);
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf), 2, RK_PS, d, &n),
+		      "entry 1: block 0 listed twice");
+	RK_FRESH();
+	be32(e1 + 4, 9);
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf), 2, RK_PS, d, &n),
+		      "entry 1: reserved field 0x00000009");
+	RK_FRESH();
+	be64(e1 + 8, 0);
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf), 2, RK_PS, d, &n),
+		      "entry 1: length 0 (expected a nonzero multiple");
+	be64(e1 + 8, RK_PS + 1);
+	assert_eproto(rmig_read_keys_decode(buf, sizeof(buf), 2, RK_PS, d, &n),
+		      "length 4097");
+	/* Nothing written on failure. */
+	assert_int_equal(n, 99);
+#undef RK_FRESH
 }
 
 /* Device state -------------------------------------------------------- */
@@ -1806,7 +1919,8 @@ static bool fuzz_sync(const uint8_t *buf, size_t len)
 
 	if (!rmig_sync_decode(buf, len, &m)) {
 		assert_int_equal(len, RMIG_SYNC_LEN);
-		assert_true(m.flags <= RMIG_SYNC_FINAL);
+		assert_true(m.flags == 0 || m.flags == RMIG_SYNC_FINAL ||
+			    m.flags == RMIG_SYNC_POSTCOPY);
 		ok = true;
 	}
 	if (!rmig_sync_ack_decode(buf, len, &v)) {
@@ -1917,6 +2031,39 @@ static void test_fuzz_packet(void **state)
 	run_fuzz("packet", seeds, 5, fuzz_packet);
 }
 
+static bool fuzz_read_keys(const uint8_t *buf, size_t len)
+{
+	static struct rmig_read_key k[RMIG_MAX_BLOCKS];
+	static uint8_t back[RMIG_MSG_SIZE];
+	unsigned n;
+
+	if (rmig_read_keys_decode(buf, len, 4, RK_PS, k, &n))
+		return false;
+	assert_true(n >= 1 && n <= 4);
+	assert_int_equal(len, rmig_read_keys_len(n));
+	for (unsigned i = 0; i < n; i++) {
+		assert_true(k[i].block < 4);
+		assert_true(k[i].length && k[i].length % RK_PS == 0);
+	}
+	assert_int_equal(rmig_read_keys_encode(k, n, back, sizeof(back)), len);
+	assert_memory_equal(back, buf, len);
+	return true;
+}
+
+static void test_fuzz_read_keys(void **state)
+{
+	const struct rmig_read_key k[3] = {
+		{ .block = 3, .length = RK_PS, .raddr = 1, .rkey = 2 },
+		{ .block = 0, .length = 64 * RK_PS, .raddr = 3, .rkey = 4 },
+		{ .block = 1, .length = 2 * RK_PS, .raddr = 5, .rkey = 6 },
+	};
+
+	(void)state;
+	seeds[0].len = rmig_read_keys_encode(k, 1, seeds[0].buf, FUZZ_CAP);
+	seeds[1].len = rmig_read_keys_encode(k, 3, seeds[1].buf, FUZZ_CAP);
+	run_fuzz("read keys", seeds, 2, fuzz_read_keys);
+}
+
 static void test_fuzz_sync(void **state)
 {
 	struct rmig_sync_msg m = { .flags = RMIG_SYNC_FINAL, .sync_num = 5,
@@ -1973,6 +2120,7 @@ int main(void)
 		cmocka_unit_test(test_imm_roundtrip),
 		cmocka_unit_test(test_imm_credits_clamped),
 		cmocka_unit_test(test_imm_reject_unknown_type),
+		cmocka_unit_test(test_imm_read_keys),
 		cmocka_unit_test(test_imm_reject_low_bits),
 
 		cmocka_unit_test(test_handshake_roundtrip),
@@ -2020,6 +2168,8 @@ int main(void)
 		cmocka_unit_test(test_sync_roundtrip),
 		cmocka_unit_test(test_sync_reject),
 		cmocka_unit_test(test_sync_ack),
+		cmocka_unit_test(test_read_keys_roundtrip),
+		cmocka_unit_test(test_read_keys_reject),
 
 		cmocka_unit_test(test_devstate_roundtrip),
 		cmocka_unit_test(test_devstate_edges),
@@ -2033,6 +2183,7 @@ int main(void)
 		cmocka_unit_test(test_fuzz_reject),
 		cmocka_unit_test(test_fuzz_packet),
 		cmocka_unit_test(test_fuzz_sync),
+		cmocka_unit_test(test_fuzz_read_keys),
 		cmocka_unit_test(test_fuzz_devstate),
 		cmocka_unit_test(test_fuzz_imm),
 	};

@@ -140,7 +140,24 @@ static void gen_sync(void)
 	put("sync", "round", b, rmig_sync_encode(&m, b));
 	m.flags = RMIG_SYNC_FINAL;
 	put("sync", "final", b, rmig_sync_encode(&m, b));
+	m.flags = RMIG_SYNC_POSTCOPY;
+	put("sync", "postcopy", b, rmig_sync_encode(&m, b));
 	put("sync_ack", "ack", b, rmig_sync_ack_encode(3, b));
+}
+
+static void gen_read_keys(void)
+{
+	const struct rmig_read_key k[FUZZ_NBLOCKS] = {
+		{ .block = 1, .length = 1ull << 40, .raddr = 0x7f0000000000ull,
+		  .rkey = 0x1234 },
+		{ .block = 0, .length = 1u << 20, .raddr = 0, .rkey = 7 },
+	};
+	uint8_t b[RMIG_READ_KEYS_HDR_LEN +
+		  FUZZ_NBLOCKS * RMIG_READ_KEYS_ENTRY_LEN];
+
+	put("read_keys", "one", b, rmig_read_keys_encode(k, 1, b, sizeof(b)));
+	put("read_keys", "both", b, rmig_read_keys_encode(k, FUZZ_NBLOCKS, b,
+							  sizeof(b)));
 }
 
 static void gen_devstate(void)
@@ -209,6 +226,7 @@ int main(int argc, char **argv)
 	gen_notices();
 	gen_packet();
 	gen_sync();
+	gen_read_keys();
 	gen_devstate();
 	gen_auth();
 	return failed;

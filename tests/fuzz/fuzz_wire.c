@@ -144,6 +144,28 @@ static UNUSED void fuzz_packet(const uint8_t *d, size_t n)
 	}
 }
 
+/* READ_KEYS against a destination of FUZZ_NBLOCKS blocks: accepted keys
+ * name distinct blocks, lengths are whole pages, and re-encode to the
+ * same bytes. */
+static UNUSED void fuzz_read_keys(const uint8_t *d, size_t n)
+{
+	static struct rmig_read_key k[RMIG_MAX_BLOCKS];
+	static uint8_t buf[RMIG_MSG_SIZE];
+	unsigned nk;
+
+	if (rmig_read_keys_decode(d, n, FUZZ_NBLOCKS, FUZZ_PAGE_SIZE, k, &nk))
+		return;
+	expect(nk >= 1 && nk <= FUZZ_NBLOCKS);
+	for (unsigned i = 0; i < nk; i++) {
+		expect(k[i].block < FUZZ_NBLOCKS);
+		expect(k[i].length && k[i].length % FUZZ_PAGE_SIZE == 0);
+		for (unsigned j = 0; j < i; j++)
+			expect(k[j].block != k[i].block);
+	}
+	expect(rmig_read_keys_encode(k, nk, buf, sizeof(buf)) == n &&
+	       !memcmp(buf, d, n));
+}
+
 static UNUSED void fuzz_sync(const uint8_t *d, size_t n)
 {
 	uint8_t buf[RMIG_SYNC_LEN];
