@@ -627,6 +627,10 @@ int rmig_dest_get_stats(rmig_dest *d, struct rmig_stats *out)
 						 memory_order_relaxed);
 	st.devstate_bytes = atomic_load_explicit(&d->devstate_bytes,
 						 memory_order_relaxed);
+	st.postcopy_reads = atomic_load_explicit(&d->reads,
+						 memory_order_relaxed);
+	st.postcopy_read_bytes = atomic_load_explicit(&d->read_bytes,
+						      memory_order_relaxed);
 	return rmig_stats_copy_out(out, &st);
 }
 

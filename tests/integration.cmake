@@ -42,6 +42,7 @@ endfunction()
 
 # test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE [ppp=N] [adopt=1]
 #              [verify=each|final] [poll=1] [storm=N] [prov=NAME]
+#              [postcopy=1]
 rmig_integ_test(test_migrate 120 SOURCES test_migrate.c ARGS 1 64 3 4096)
 rmig_integ_test(test_migrate 120 ARGS 2 128 4 4096 adopt=1)
 rmig_integ_test(test_migrate 180 ARGS 4 256 3 4096)
@@ -50,6 +51,11 @@ rmig_integ_test(test_migrate 120 ARGS 1 24 2 4096 ppp=1)
 rmig_integ_test(test_migrate 180 ARGS 2 256 3 2097152)
 rmig_integ_test(test_migrate 120 ARGS 4 16 3 4096 poll=1 storm=20000)
 rmig_integ_test(test_migrate 600 ARGS 8 1024 3 4096 LARGE)
+# Post-copy: the last round read back by RDMA READ (fi_read over tcp), on
+# one channel (urgent and background reads share it) and on three.
+rmig_integ_test(test_migrate 120 ARGS 1 32 2 4096 postcopy=1)
+rmig_integ_test(test_migrate 180 ARGS 3 96 3 4096 postcopy=1)
+rmig_integ_test(test_migrate 180 ARGS 2 64 2 2097152 postcopy=1)
 # The same over libfabric's sockets provider (FI_EP_MSG, its own progress
 # thread, fi_cq_signal reported as -FI_ECANCELED).
 rmig_integ_test(test_migrate 120 ARGS 2 64 3 4096 prov=sockets

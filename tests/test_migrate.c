@@ -6,7 +6,7 @@
  *   test_migrate CHANNELS SIZE_MIB ROUNDS PAGE_SIZE [ppp=N] [adopt=1]
  *                [verify=each|final] [poll=1] [storm=N] [seed=N]
  *                [prov=NAME] [transport=fabric|verbs]
- *                [reg=ondemand:CHUNK:CACHE]
+ *                [reg=ondemand:CHUNK:CACHE] [postcopy=1]
  *
  * The source lays out three RAM blocks (tu_image), writes round 0 (a mix of
  * random, sparse and zero pages), queues every page and syncs; each later
@@ -35,6 +35,15 @@
  * chunks of CHUNK bytes (suffix K, M or G allowed), at most CACHE at once;
  * the source's stats must then show more registrations than CACHE when RAM
  * holds more chunks, evictions, and never more than CACHE registered.
+ *
+ * postcopy=1: the last round's pages are written on the source but not
+ * queued; its blobs go out, then rmig_src_postcopy() and rmig_src_finish().
+ * The destination, at RMIG_SYNC_POSTCOPY_SWITCH, reads every page of every
+ * block back by RDMA READ (deep queues of 1 MiB or smaller reads, every
+ * fifth one urgent) into a landing region, copies them into its RAM, and
+ * only then calls rmig_dest_wait_sync() for the final sync; the final image
+ * must match, the source's memory must be unchanged, and the destination's
+ * read statistics must count every byte.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -77,7 +86,11 @@ struct opts {
 	uint64_t seed;
 	uint64_t reg_chunk;  /* reg=ondemand: chunk bytes (0: pin-all) */
 	unsigned reg_cache;  /* ... and chunks registered at most */
+	bool postcopy;       /* the last round travels by RDMA READ */
 };
+
+/* The landing region of pull_all(), freed after the session. */
+static void *pulled_land;
 
 struct ctx {
 	struct opts o;
@@ -375,6 +388,23 @@ static int run_src(void *arg)
 
 		tu_image_write_round(&im, r, offs, n, &normal, &zero);
 		pages = n[0] + n[1] + n[2];
+		if (o->postcopy && r + 1 == o->rounds) {
+			/* Not queued: the destination reads them. */
+			normal = n0;
+			zero = z0;
+			if (!send_blobs(s, o, r, blobbuf) ||
+			    !TU_RMIG_OK(rmig_src_postcopy(s)))
+				goto out;
+			tu_msg("round %u: %zu pages left to the destination's "
+			       "reads (post-copy switch in %.1f ms)", r, pages,
+			       tu_ms_since(tr));
+			tr = tu_now_ns();
+			if (!TU_RMIG_OK(rmig_src_finish(s)))
+				goto out;
+			tu_msg("finished when the destination had read them, "
+			       "%.1f ms after the switch", tu_ms_since(tr));
+			continue;
+		}
 		if (!queue_round(s, &im, r, offs, n) ||
 		    !send_blobs(s, o, r, blobbuf))
 			goto out;
@@ -483,6 +513,84 @@ static bool drain_blobs(rmig_dest *d, const struct opts *o, int round,
 			*got, exact ? "" : ">= ", want);
 }
 
+/* Post-copy: read every byte of every block back from the source. */
+#define PULL_SLOTS 16
+#define PULL_CHUNK (256u << 10)
+
+struct pulled {
+	uint64_t reads, bytes;
+};
+
+static bool pull_all(rmig_dest *d, struct tu_image *im, struct pulled *pl)
+{
+	struct rmig_read_req req[PULL_SLOTS], *done[PULL_SLOTS];
+	unsigned nfree = PULL_SLOTS, inflight = 0, b = 0;
+	unsigned free_slots[PULL_SLOTS];
+	uint8_t *land = aligned_alloc(4096, PULL_SLOTS * PULL_CHUNK);
+	uint64_t off = 0, t0 = tu_now_ns();
+	bool ok = false;
+
+	if (!TU_CHECK(land, "no memory for the landing region"))
+		return false;
+	if (!TU_RMIG_OK(rmig_dest_read_region(d, land,
+					      PULL_SLOTS * PULL_CHUNK)))
+		goto out;
+	for (unsigned i = 0; i < PULL_SLOTS; i++)
+		free_slots[i] = i;
+	for (;;) {
+		while (nfree && b < im->nblocks) {
+			uint64_t left = im->b[b].len - off;
+			unsigned sl = free_slots[--nfree];
+			struct rmig_read_req *q = &req[sl];
+
+			*q = (struct rmig_read_req){
+				.block = (int)b, .offset = off,
+				.len = left < PULL_CHUNK ? left : PULL_CHUNK,
+				.buf = land + (size_t)sl * PULL_CHUNK,
+				.user = (void *)(uintptr_t)sl,
+			};
+			if (!TU_RMIG_OK(rmig_dest_read_submit(
+					d, q, pl->reads % 5 ? 0 :
+					RMIG_READ_URGENT)))
+				goto out;
+			pl->reads++;
+			inflight++;
+			off += q->len;
+			if (off == im->b[b].len) {
+				b++;
+				off = 0;
+			}
+		}
+		if (!inflight)
+			break;
+		int n = rmig_dest_read_wait(d, done, PULL_SLOTS, 30000);
+
+		if (!TU_CHECK(n > 0, "read_wait returned %d: %s", n,
+			      rmig_last_error()))
+			goto out;
+		for (int i = 0; i < n; i++) {
+			struct rmig_read_req *q = done[i];
+
+			if (!TU_CHECK(q->status == 0, "read of block %d at "
+				      "0x%" PRIx64 " failed: %d", q->block,
+				      q->offset, q->status))
+				goto out;
+			memcpy(im->b[q->block].mem + q->offset, q->buf, q->len);
+			pl->bytes += q->len;
+			free_slots[nfree++] = (unsigned)(uintptr_t)q->user;
+			inflight--;
+		}
+	}
+	tu_msg("post-copy: read %" PRIu64 " MiB back in %" PRIu64 " reads, "
+	       "%.1f ms", pl->bytes >> 20, pl->reads, tu_ms_since(t0));
+	ok = true;
+out:
+	/* Registered until destroy, which also ends every read still
+	 * posted after a failure: freed after it. */
+	pulled_land = land;
+	return ok;
+}
+
 static int run_dest(void *arg)
 {
 	struct ctx *cx = arg;
@@ -494,6 +602,7 @@ static int run_dest(void *arg)
 	uint64_t normal = 0, zero = 0, cleared = 0, t0;
 	struct tu_baseline base = tu_take_baseline();
 	unsigned got = 0, r = 0;
+	struct pulled pulled = { 0 };
 	uint8_t *hasdata[TU_MAX_BLOCKS] = { 0 };
 	uint8_t *blobbuf = malloc(BLOB_MAX_LEN);
 	rmig_dest *d = NULL;
@@ -513,7 +622,7 @@ static int run_dest(void *arg)
 			goto out;
 		memset(hasdata[b], 1, tu_image_pages(&im, b));
 	}
-	for (unsigned rr = 0; rr < o->rounds; rr++)
+	for (unsigned rr = 0; rr < o->rounds - o->postcopy; rr++)
 		for (unsigned b = 0; b < im.nblocks; b++)
 			for (uint64_t p = 0; p < tu_image_pages(&im, b); p++) {
 				if (!tu_changed(&im, rr, b, p))
@@ -566,6 +675,14 @@ static int run_dest(void *arg)
 			goto out;
 		if (ret == 1)
 			break;
+		if (ret == RMIG_SYNC_POSTCOPY_SWITCH) {
+			if (!TU_CHECK(o->postcopy && r + 1 == o->rounds,
+				      "post-copy switch in round %u of %u", r,
+				      o->rounds) ||
+			    !pull_all(d, &im, &pulled))
+				goto out;
+			continue;
+		}
 		if (!TU_CHECK(ret == 0 && r + 1 < o->rounds,
 			      "wait_sync returned %d for round %u of %u", ret,
 			      r, o->rounds))
@@ -611,6 +728,11 @@ static int run_dest(void *arg)
 		       st.zero_pages_cleared, cleared);
 	ok &= TU_CHECK(st.rejected_handshakes == 0, "rejected %" PRIu64,
 		       st.rejected_handshakes);
+	ok &= TU_CHECK(st.postcopy_read_bytes == pulled.bytes &&
+			       st.postcopy_reads == pulled.reads,
+		       "read stats %" PRIu64 " reads, %" PRIu64 " bytes; "
+		       "pulled %" PRIu64 " / %" PRIu64, st.postcopy_reads,
+		       st.postcopy_read_bytes, pulled.reads, pulled.bytes);
 	for (unsigned b = 0; b < im.nblocks; b++) {
 		int64_t n = rmig_dest_block_received(d, (int)b);
 
@@ -622,6 +744,7 @@ static int run_dest(void *arg)
 		       "stats pipe");
 out:
 	ok &= tu_dest_destroy(d, &base, 0);
+	free(pulled_land);
 	for (unsigned b = 0; b < TU_MAX_BLOCKS; b++)
 		free(hasdata[b]);
 	free(blobbuf);
@@ -663,7 +786,7 @@ static int usage(void)
 			"PAGE_SIZE [ppp=N] [adopt=1] [verify=each|final] "
 			"[poll=1] [storm=N] [seed=N] [prov=NAME] "
 			"[transport=fabric|verbs] "
-			"[reg=ondemand:CHUNK:CACHE]\n");
+			"[reg=ondemand:CHUNK:CACHE] [postcopy=1]\n");
 	return 2;
 }
 
@@ -721,6 +844,8 @@ int main(int argc, char **argv)
 			o->verify_each = false;
 		else if (!strcmp(argv[i], "poll=1"))
 			o->poll = true;
+		else if (!strcmp(argv[i], "postcopy=1"))
+			o->postcopy = true;
 		else if (!strncmp(argv[i], "storm=", 6))
 			o->storm = (unsigned)strtoul(argv[i] + 6, NULL, 0);
 		else if (!strncmp(argv[i], "seed=", 5))
@@ -743,6 +868,7 @@ int main(int argc, char **argv)
 		tu_msg("verify=each under TSan: expect reports of the "
 		       "emulated RDMA writes racing with the compare");
 	if (!o->channels || o->channels > RMIG_MAX_CHANNELS || !o->rounds ||
+	    (o->postcopy && o->rounds < 2) ||
 	    (o->page_size != 4096 && o->page_size != (2u << 20)))
 		return usage();
 	if (!build_blobs(o))

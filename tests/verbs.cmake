@@ -44,6 +44,9 @@ rmig_rxe_test(test_migrate 240 ARGS 1 64 2 4096 ppp=4096)
 # On-demand source registration: 1 MiB chunks, at most 4 registered, 8
 # channels competing for them (evictions under in-flight writes).
 rmig_rxe_test(test_migrate 240 ARGS 8 32 3 4096 reg=ondemand:1M:4)
+# Post-copy: the last round read back by IBV_WR_RDMA_READ from the
+# source's RAM (remote read access only).
+rmig_rxe_test(test_migrate 240 ARGS 2 32 3 4096 postcopy=1)
 # Every handshake mode.
 foreach(mode raw dup extra srcreject refused forget silent dsgap)
   rmig_rxe_test(test_handshake 180 SOURCES test_handshake.c ARGS ${mode})

@@ -374,6 +374,10 @@ struct rmig_stats {
 	 *  "verbs/rxe0"; "" before it is fixed (a destination in auto mode
 	 *  until the first source's handshake is accepted). */
 	char transport[32];
+	/** dest, post-copy: RDMA READs of the source's RAM completed, and
+	 *  their bytes (rmig_dest_read_submit()). */
+	uint64_t postcopy_reads;
+	uint64_t postcopy_read_bytes;
 };
 
 /* ------------------------------------------------------------------ */
