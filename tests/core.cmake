@@ -10,7 +10,8 @@ target_link_libraries(rmig_core_fixture PUBLIC rmig_internal
   PkgConfig::CMOCKA)
 # Each takes seconds; test_core_sync about a minute under TSan (20 fresh
 # sessions with spinning threads), hence its longer timeout.
-foreach(area handoff sync errors cancel args regcache numa auto auth idle)
+foreach(area handoff sync errors cancel args regcache numa auto auth idle
+    postcopy)
   if(area STREQUAL "sync")
     set(core_timeout 240)
   else()

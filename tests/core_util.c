@@ -379,8 +379,8 @@ void dest_up(struct mig *m, const char *const names[NBLK],
 		assert_ok(rmig_dest_create_auto(&c, m->dst_verbs,
 						&rmig_mock_provider, &m->dst));
 	else
-		assert_ok(rmig_dest_create_prov(&c, &rmig_mock_provider,
-						&m->dst));
+		assert_ok(rmig_dest_create_prov(&c, m->prov ? m->prov :
+						&rmig_mock_provider, &m->dst));
 	for (int b = NBLK - 1; b >= 0; b--) {
 		int idx = rmig_dest_add_block(m->dst, names[b],
 					      dpage(&m->mem, (unsigned)b, 0),
@@ -419,8 +419,8 @@ void src_up(struct mig *m)
 		assert_ok(rmig_src_create_auto(&c, m->src_verbs,
 					       &rmig_mock_provider, &m->src));
 	else
-		assert_ok(rmig_src_create_prov(&c, &rmig_mock_provider,
-					       &m->src));
+		assert_ok(rmig_src_create_prov(&c, m->prov ? m->prov :
+					       &rmig_mock_provider, &m->src));
 	for (unsigned b = 0; b < NBLK; b++) {
 		m->sblk[b] = rmig_src_add_block(m->src, blk_name[b],
 						spage(&m->mem, b, 0),

@@ -176,6 +176,8 @@ struct mig {
 	 * idle_timeout_ms and devstate_max. */
 	struct rmig_config dst_extra;
 	const struct rmig_provider_ops *src_verbs, *dst_verbs;
+	/* Both sides' provider without transport auto (NULL: the mock). */
+	const struct rmig_provider_ops *prov;
 };
 
 /* The number in the last setup()'s address "core-test:N". */

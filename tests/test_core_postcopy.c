@@ -335,8 +335,12 @@ static void test_postcopy_refusals(void **state)
 static void test_postcopy_unsupported(void **state)
 {
 	struct mig *m = *state;
+	/* The mock without its post_read: a provider that cannot read. */
+	static struct rmig_provider_ops noread;
 
-	mock_set_max_read(0);
+	noread = rmig_mock_provider;
+	noread.post_read = NULL;
+	m->prov = &noread;
 	mig_start(m, 2, 8, P0, P1);
 	mem_fill(&m->mem);
 	assert_int_equal(rmig_src_postcopy(m->src), -EOPNOTSUPP);
