@@ -298,6 +298,20 @@ static int cq_poll(struct rmig_chan *ch, int timeout_ms)
 	return n;
 }
 
+/* A post found a queue full: handle completions for a moment (the session
+ * not failed, the peer not silent beyond the idle limit). */
+static int eagain_wait(struct rmig_chan *ch)
+{
+	int ret;
+
+	if (rmig_sess_failed(ch->sess))
+		return rmig_sess_check(ch->sess);
+	ret = cq_poll(ch, EAGAIN_POLL_MS);
+	if (ret < 0)
+		return ret;
+	return rmig_chan_idle_check(ch, ret, "room in the send queue");
+}
+
 /*
  * Post the batch (ch->bw) and then @send (unless NULL).  A full queue
  * (-EAGAIN) is waited out here: the ops the provider did post are dropped
@@ -308,7 +322,6 @@ static int cq_poll(struct rmig_chan *ch, int timeout_ms)
  */
 static int batch_post(struct rmig_chan *ch, const struct rmig_send *send)
 {
-	struct rmig_session *s = ch->sess;
 	unsigned off = 0;
 
 	for (;;) {
@@ -323,12 +336,7 @@ static int batch_post(struct rmig_chan *ch, const struct rmig_send *send)
 		/* Posted: the first @posted writes (and never the send, which
 		 * comes last and would have made it a success). */
 		off += posted < nw ? posted : nw;
-		if (rmig_sess_failed(s))
-			return rmig_sess_check(s);
-		ret = cq_poll(ch, EAGAIN_POLL_MS);
-		if (ret < 0)
-			return ret;
-		ret = rmig_chan_idle_check(ch, ret, "room in the send queue");
+		ret = eagain_wait(ch);
 		if (ret)
 			return ret;
 	}
@@ -581,7 +589,6 @@ int rmig_chan_tx_send(struct rmig_chan *ch, int idx, enum rmig_msg_type type,
 int rmig_chan_read(struct rmig_chan *ch, struct rmig_read *rd, int block,
 		   uint64_t offset, void *req)
 {
-	struct rmig_session *s = ch->sess;
 	struct rmig_txrec *r;
 	unsigned posted;
 	int ret;
@@ -601,18 +608,11 @@ int rmig_chan_read(struct rmig_chan *ch, struct rmig_read *rd, int block,
 	r->info = (struct rmig_opinfo){ .op = RMIG_CQE_READ, .block = block,
 					.offset = offset, .len = rd->len };
 	rd->ctx = r;
-	for (;;) {
-		ret = ch->tp->ops.post_read(ch->conn, rd, 1, &posted);
-		if (ret != -EAGAIN)
-			break;
-		if (rmig_sess_failed(s))
-			return rmig_sess_check(s);
-		ret = cq_poll(ch, EAGAIN_POLL_MS);
-		if (ret < 0)
-			return ret;
-		ret = rmig_chan_idle_check(ch, ret, "room in the send queue");
+	while ((ret = ch->tp->ops.post_read(ch->conn, rd, 1, &posted)) ==
+	       -EAGAIN) {
+		ret = eagain_wait(ch);
 		if (ret)
-			return ret;
+			break;
 	}
 	if (ret) {
 		rec_put(ch, r);

@@ -27,25 +27,38 @@ static const struct rmig_opinfo *op_of(struct rmig_chan *ch,
 	return NULL;
 }
 
+/* A failed RDMA WRITE or READ (@what; @prep: "to" or "of" the block),
+ * named by its block and offset when @o says them. */
+static int rdma_error(struct rmig_chan *ch, const struct rmig_opinfo *o,
+		      enum rmig_cqe_op op, const char *what, const char *prep,
+		      int err, const char *text)
+{
+	struct rmig_session *s = ch->sess;
+
+	if (o && o->op == op && o->block >= 0 &&
+	    (unsigned)o->block < s->nblocks)
+		return rmig_err(err, "%s %s block '%s' offset 0x%llx (%llu "
+				"bytes) failed: %s", what, prep,
+				s->blocks[o->block].name,
+				(unsigned long long)o->offset,
+				(unsigned long long)o->len, text);
+	return rmig_err(err, "%s (block unknown) failed: %s", what, text);
+}
+
 int rmig_chan_op_error(struct rmig_chan *ch, const struct rmig_cqe *e,
 		       int err)
 {
-	struct rmig_session *s = ch->sess;
 	const struct rmig_opinfo *o = op_of(ch, e);
 	char text[RMIG_ERR_MSG_MAX];
 
 	snprintf(text, sizeof(text), "%s", rmig_err_msg());
 	switch (e->op) {
 	case RMIG_CQE_WRITE:
-		if (o && o->op == RMIG_CQE_WRITE && o->block >= 0 &&
-		    (unsigned)o->block < s->nblocks)
-			return rmig_err(err, "RDMA WRITE to block '%s' offset "
-					"0x%llx (%llu bytes) failed: %s",
-					s->blocks[o->block].name,
-					(unsigned long long)o->offset,
-					(unsigned long long)o->len, text);
-		return rmig_err(err, "RDMA WRITE (block unknown) failed: %s",
-				text);
+		return rdma_error(ch, o, RMIG_CQE_WRITE, "RDMA WRITE", "to",
+				  err, text);
+	case RMIG_CQE_READ:
+		return rdma_error(ch, o, RMIG_CQE_READ, "RDMA READ", "of",
+				  err, text);
 	case RMIG_CQE_SEND:
 		if (o && o->op == RMIG_CQE_SEND)
 			return rmig_err(err, "SEND of a %s message (%llu "
@@ -55,16 +68,6 @@ int rmig_chan_op_error(struct rmig_chan *ch, const struct rmig_cqe *e,
 		return rmig_err(err, "SEND failed: %s", text);
 	case RMIG_CQE_RECV:
 		return rmig_err(err, "RECV failed: %s", text);
-	case RMIG_CQE_READ:
-		if (o && o->op == RMIG_CQE_READ && o->block >= 0 &&
-		    (unsigned)o->block < s->nblocks)
-			return rmig_err(err, "RDMA READ of block '%s' offset "
-					"0x%llx (%llu bytes) failed: %s",
-					s->blocks[o->block].name,
-					(unsigned long long)o->offset,
-					(unsigned long long)o->len, text);
-		return rmig_err(err, "RDMA READ (block unknown) failed: %s",
-				text);
 	}
 	return err; /* no operation named: the provider's message stands */
 }
