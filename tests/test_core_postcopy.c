@@ -28,6 +28,10 @@ struct pull {
 	size_t n[NBLK];
 	unsigned urgent_every; /* every n-th read is urgent (0: none) */
 	uint8_t *land;         /* SLOTS pages, the read region */
+	/* Wait for `start` before the first read (the source's switch has
+	 * returned: a failure cannot race with its acknowledgement). */
+	bool wait_start;
+	_Atomic bool start;
 	/* Stop after this many reads and wait for `go_on` (0: never). */
 	size_t pause_after;
 	_Atomic bool paused, go_on;
@@ -68,6 +72,8 @@ static int pull_pages(struct driver *dv, void *arg)
 	ret = rmig_dest_read_region(dv->d, pl->land, SLOTS * PS);
 	if (ret)
 		return ret;
+	while (pl->wait_start && !atomic_load(&pl->start))
+		usleep(1000);
 	for (unsigned i = 0; i < SLOTS; i++)
 		free_slots[i] = i;
 	for (;;) {
@@ -397,6 +403,44 @@ static void test_postcopy_source_gone(void **state)
 	pull_free(&pl);
 }
 
+/* A read that completes in error (a remote access error: the key is
+ * refused): the destination's session fails with a message naming the
+ * read's block and offset, every request comes back, the source's session
+ * fails too (its connection broke) and its memory is unchanged. */
+static void test_postcopy_read_fails(void **state)
+{
+	struct mig *m = *state;
+	struct pull pl;
+	uint8_t *before;
+	size_t total = (P0 + P1) * PS;
+
+	pull_init(&pl, m);
+	mig_start(m, 1, 8, P0, P1);
+	mem_fill(&m->mem);
+	want_range(&pl, 0, 0, P0);
+	before = malloc(total);
+	assert_non_null(before);
+	memcpy(before, m->mem.s, total);
+	assert_ok(mock_fail_after("read_cqe", 5, -EACCES));
+	pl.wait_start = true;
+	assert_ok(rmig_src_postcopy(m->src));
+	atomic_store(&pl.start, true);
+	assert_true(driver_join(m, JOIN_TIMEOUT_S));
+	assert_int_equal(pl.returned, pl.submitted);
+	assert_true(pl.failed >= 1);
+	assert_true(m->dv.pull_ret < 0);
+	assert_int_equal(rmig_dest_state(m->dst), RMIG_STATE_FAILED);
+	assert_err_has(rmig_dest_error(m->dst), "RDMA READ of block 'pc.ram' "
+		       "offset 0x");
+	/* A remote access error breaks the connection (RC: both QPs go to
+	 * the error state): the source sees it reset, and revokes. */
+	assert_int_equal(src_finish(m), -ECONNRESET);
+	assert_int_equal(src_read_regs(m), 0);
+	assert_memory_equal(before, m->mem.s, total);
+	free(before);
+	pull_free(&pl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -404,6 +448,7 @@ int main(void)
 		CORE_TEST(test_postcopy_refusals),
 		CORE_TEST(test_postcopy_unsupported),
 		CORE_TEST(test_postcopy_source_gone),
+		CORE_TEST(test_postcopy_read_fails),
 	};
 
 	core_test_filter();
