@@ -108,6 +108,9 @@ struct rmig_session {
 	unsigned idle_timeout_ms;
 	/* Source: every queued page is written, none tested for zero. */
 	bool no_zero_detect;
+	/* A session resuming a lost post-copy's pull: no RAM registered for
+	 * writes, the switch first (RMIG_CFG_POSTCOPY_RESUME). */
+	bool postcopy_resume;
 	uint64_t devstate_max;
 	unsigned rx_depth;
 	unsigned tx_depth;

@@ -263,6 +263,11 @@ int rmig_dest_sync_check(struct dest_chan *p, struct rmig_msg *m,
 		return rmig_err(-EPROTO, "SYNC %llu inside device-state blob "
 				"%u", (unsigned long long)sm->sync_num,
 				p->cur->seq);
+	if (p->dest->s.postcopy_resume && !p->sync_num &&
+	    !(sm->flags & RMIG_SYNC_POSTCOPY))
+		return rmig_err(-EPROTO, "SYNC %llu: a session resuming a "
+				"post-copy starts with the switch",
+				(unsigned long long)sm->sync_num);
 	if ((sm->flags & RMIG_SYNC_POSTCOPY) && !p->nrkeys)
 		return rmig_err(-EPROTO, "SYNC %llu: the post-copy switch "
 				"without READ_KEYS before it",
@@ -324,7 +329,11 @@ void *rmig_dest_thread(void *arg)
 			continue;
 		switch (m.type) {
 		case RMIG_MSG_PACKET:
-			ret = handle_packet(p, &m);
+			/* Nothing is registered, and the guest's memory may
+			 * be under userfaultfd: no page may come. */
+			ret = s->postcopy_resume ?
+			      rmig_err(-EPROTO, "PACKET in a session resuming "
+				       "a post-copy") : handle_packet(p, &m);
 			break;
 		case RMIG_MSG_DEVSTATE:
 			ret = handle_devstate(p, &m);

@@ -240,7 +240,11 @@ static int accept_commit(struct rmig_dest *d)
 	struct rmig_session *s = &d->s;
 	int ret;
 
-	ret = rmig_tp_reg_ram(s, s->tp, RMIG_MR_WRITE_TARGET);
+	/* A session resuming a post-copy registers nothing for writes: the
+	 * guest's memory may have pages missing under userfaultfd, and
+	 * the source only lets us read. */
+	ret = s->postcopy_resume ? 0 :
+	      rmig_tp_reg_ram(s, s->tp, RMIG_MR_WRITE_TARGET);
 	if (ret)
 		return ret;
 	for (unsigned i = 0; i < d->nchans; i++) {

@@ -72,8 +72,10 @@ int rmig_dest_send_accept(struct rmig_dest *d, struct dest_chan *p)
 	for (unsigned i = 0; i < s->nblocks; i++) {
 		memcpy(wb[i].name, s->blocks[i].name, RMIG_BLOCK_NAME_MAX);
 		wb[i].length = s->blocks[i].length;
-		wb[i].raddr = p->ch.tp->mr[i]->raddr;
-		wb[i].rkey = p->ch.tp->mr[i]->rkey;
+		/* Resuming a post-copy: no key at all (nothing is
+		 * registered; the source writes nothing). */
+		wb[i].raddr = s->postcopy_resume ? 0 : p->ch.tp->mr[i]->raddr;
+		wb[i].rkey = s->postcopy_resume ? 0 : p->ch.tp->mr[i]->rkey;
 		wb[i].page_size = (uint32_t)s->page_size;
 	}
 	idx = rmig_chan_tx_get(&p->ch, &buf, (int)s->connect_timeout_ms);
@@ -314,6 +316,7 @@ static void judge(struct rmig_dest *d, struct dest_chan *p, struct rmig_msg *m,
 		.channel_count = s->channels,
 		.page_size = (uint32_t)s->page_size,
 		.seen = seen,
+		.features = s->postcopy_resume ? RMIG_FEAT_POSTCOPY_RESUME : 0,
 	};
 	memcpy(e.uuid, s->uuid, 16);
 	reason = rmig_handshake_check(&h, &e, why, sizeof(why));

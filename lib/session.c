@@ -236,7 +236,8 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 	const uint64_t known = 0xfff | /* RMIG_CFG_TRANSPORT..IDLE_TIMEOUT */
 			       RMIG_CFG_AUTH_KEY | RMIG_CFG_AUTH_KEY_FILE |
 			       RMIG_CFG_INSECURE | RMIG_CFG_ALLOWED_SOURCES |
-			       RMIG_CFG_NO_ZERO_DETECT;
+			       RMIG_CFG_NO_ZERO_DETECT |
+			       RMIG_CFG_POSTCOPY_RESUME;
 	bool auto_mode = false;
 	uint64_t m;
 	const char *sub;
@@ -328,6 +329,8 @@ int rmig_sess_init(struct rmig_session *s, const struct rmig_config *cfg,
 					RMIG_IDLE_TIMEOUT_MAX_MS);
 		s->idle_timeout_ms = cfg->idle_timeout_ms;
 	}
+	if (m & RMIG_CFG_POSTCOPY_RESUME)
+		s->postcopy_resume = cfg->postcopy_resume != 0;
 	if (m & RMIG_CFG_NO_ZERO_DETECT) {
 		if (is_dest)
 			return rmig_err(-EINVAL, "config: no_zero_detect is a "

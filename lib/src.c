@@ -413,6 +413,10 @@ static int check_sending(struct rmig_src *src, const char *what)
 		ret = rmig_err(-EINVAL, "%s: not after the post-copy switch "
 			       "(rmig_src_postcopy()); only rmig_src_finish() "
 			       "is left", what);
+	else if (!ret && src->s.postcopy_resume)
+		ret = rmig_err(-EINVAL, "%s: a session resuming a post-copy "
+			       "(postcopy_resume) sends no pages: call "
+			       "rmig_src_postcopy()", what);
 	return ret;
 }
 

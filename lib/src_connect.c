@@ -160,6 +160,7 @@ static int connect_one(struct rmig_src *src, unsigned id, bool *cm_failed)
 		.pages_per_packet = s->pages_per_packet,
 		.rx_depth = s->rx_depth,
 		.msg_size = RMIG_MSG_SIZE,
+		.features = s->postcopy_resume ? RMIG_FEAT_POSTCOPY_RESUME : 0,
 	};
 	uint64_t deadline = rmig_deadline_ns(tmo);
 	struct rmig_prov_conn *conn;

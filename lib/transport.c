@@ -129,7 +129,11 @@ int rmig_tp_open(struct rmig_session *s, const struct rmig_provider_ops *prov,
 	/* A provider without post_read reads nothing, whatever it says. */
 	if (!prov->post_read)
 		tp->attr.max_read = 0;
-	if (s->reg_mode == RMIG_REG_ON_DEMAND) {
+	if (s->postcopy_resume) {
+		/* Resuming a post-copy: nothing is written, so nothing is
+		 * registered for writes (the source's RAM is registered for
+		 * reading by rmig_src_postcopy()). */
+	} else if (s->reg_mode == RMIG_REG_ON_DEMAND) {
 		ret = rmig_regcache_create(s, tp, s->reg_chunk_size,
 					   s->reg_cache_chunks, &tp->cache);
 		if (ret)

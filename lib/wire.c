@@ -190,10 +190,18 @@ enum rmig_reject rmig_handshake_check(const struct rmig_handshake *h,
 	if (h->flags)
 		return reject(RMIG_REJECT_FEATURES, why, whylen,
 			      "unknown flags 0x%04x (expected 0)", h->flags);
-	if (h->features)
+	if (h->features & ~RMIG_FEAT_POSTCOPY_RESUME)
 		return reject(RMIG_REJECT_FEATURES, why, whylen,
-			      "unknown features 0x%08" PRIx32 " (expected 0)",
-			      h->features);
+			      "unknown features 0x%08" PRIx32 " (expected 0 or "
+			      "0x%x)", h->features,
+			      RMIG_FEAT_POSTCOPY_RESUME);
+	if (h->features != e->features)
+		return reject(RMIG_REJECT_FEATURES, why, whylen,
+			      "%s post-copy: features 0x%08" PRIx32
+			      " (expected 0x%08" PRIx32 ")",
+			      e->features ? "this destination resumes a lost"
+					  : "this destination does not resume a",
+			      h->features, e->features);
 	if (h->msg_size != RMIG_MSG_SIZE)
 		return reject(RMIG_REJECT_MALFORMED, why, whylen,
 			      "message size %" PRIu32 " (expected %u)",

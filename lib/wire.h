@@ -17,7 +17,8 @@
  *   0 u32 magic 0x524d4947 ("RMIG")    4 u16 version (1)   6 u16 flags (0)
  *   8 u8[16] session uuid              24 u16 channel id   26 u16 channel count
  *  28 u32 page size                    32 u32 pages per packet
- *  36 u32 features (0)                 40 u32 source rx depth (buffers posted)
+ *  36 u32 features (0, or RMIG_FEAT_POSTCOPY_RESUME)
+ *  40 u32 source rx depth (buffers posted)
  *  44 u32 message size (bytes of each posted buffer)
  *
  * ACCEPT (destination -> source, only after the handshake passed every check)
@@ -80,6 +81,9 @@
 #define RMIG_ERROR_TEXT_MAX 512u
 #define RMIG_ERROR_ERRNO_MAX 4095u
 #define RMIG_IMM_CREDITS_MAX 4095u
+/** HANDSHAKE feature: the session resumes a lost post-copy's pull
+ *  (RMIG_CFG_POSTCOPY_RESUME). */
+#define RMIG_FEAT_POSTCOPY_RESUME 1u
 #define RMIG_SYNC_FINAL 1u
 /** The post-copy switch: the source's RAM is readable (READ_KEYS came
  *  just before on the channel) and it writes no more pages. */
@@ -160,6 +164,7 @@ struct rmig_handshake_expect {
 	unsigned channel_count; /* 0: any 1..RMIG_MAX_CHANNELS */
 	uint32_t page_size;
 	const uint64_t *seen; /* bitmap of channel ids already accepted */
+	uint32_t features;    /* exactly these (0 or RMIG_FEAT_*) */
 };
 
 /**

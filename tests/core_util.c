@@ -375,6 +375,7 @@ void dest_up(struct mig *m, const char *const names[NBLK],
 	c.field_mask |= m->dst_extra.field_mask;
 	c.idle_timeout_ms = m->dst_extra.idle_timeout_ms;
 	c.devstate_max = m->dst_extra.devstate_max;
+	c.postcopy_resume = m->dst_extra.postcopy_resume;
 	if (m->dst_verbs)
 		assert_ok(rmig_dest_create_auto(&c, m->dst_verbs,
 						&rmig_mock_provider, &m->dst));
@@ -415,6 +416,7 @@ void src_up(struct mig *m)
 	c.idle_timeout_ms = m->src_extra.idle_timeout_ms;
 	c.no_zero_detect = m->src_extra.no_zero_detect;
 	c.devstate_max = m->src_extra.devstate_max;
+	c.postcopy_resume = m->src_extra.postcopy_resume;
 	if (m->src_verbs)
 		assert_ok(rmig_src_create_auto(&c, m->src_verbs,
 					       &rmig_mock_provider, &m->src));

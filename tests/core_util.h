@@ -173,7 +173,7 @@ struct mig {
 	 * it, dst_auth's RMIG_CFG_ALLOWED_SOURCES is taken too. */
 	struct rmig_config dst_auth;
 	/* The same for the destination: field_mask bits with
-	 * idle_timeout_ms and devstate_max. */
+	 * idle_timeout_ms, devstate_max and postcopy_resume. */
 	struct rmig_config dst_extra;
 	const struct rmig_provider_ops *src_verbs, *dst_verbs;
 	/* Both sides' provider without transport auto (NULL: the mock). */

@@ -35,6 +35,8 @@ struct pull {
 	/* Stop after this many reads and wait for `go_on` (0: never). */
 	size_t pause_after;
 	_Atomic bool paused, go_on;
+	/* Pages read and placed, per block (when set: one byte a page). */
+	uint8_t *present[NBLK];
 	/* Results (read after the driver is joined). */
 	size_t submitted, returned, ok, failed;
 	int first_err, wait_ret;
@@ -58,6 +60,8 @@ static void place(struct pull *pl, struct rmig_read_req *r)
 	}
 	pl->ok++;
 	memcpy(dpage(&pl->m->mem, (unsigned)b, r->offset / PS), r->buf, PS);
+	if (pl->present[b])
+		pl->present[b][r->offset / PS] = 1;
 }
 
 static int pull_pages(struct driver *dv, void *arg)
@@ -441,6 +445,118 @@ static void test_postcopy_read_fails(void **state)
 	pull_free(&pl);
 }
 
+/* Post-copy recovery: the first session is lost in the middle of the
+ * pull (the source cancelled: its connections go); the source keeps its
+ * memory.  A second session, both sides with postcopy_resume, registers
+ * nothing for writes, refuses pages, starts with the switch, and pulls
+ * exactly the pages the first did not deliver.  The guest ends equal to
+ * the source's image; each page was read once over both sessions. */
+static void test_postcopy_resume(void **state)
+{
+	struct mig *m = *state;
+	static uint8_t present0[P0], present1[P1];
+	struct pull pl, pl2;
+	uint8_t *before;
+	size_t total = (P0 + P1) * PS;
+	struct mock_counters c;
+
+	memset(present0, 0, sizeof(present0));
+	memset(present1, 0, sizeof(present1));
+	pull_init(&pl, m);
+	pl.pause_after = 30;
+	pl.present[0] = present0;
+	pl.present[1] = present1;
+	mig_start(m, 2, 8, P0, P1);
+	mem_fill(&m->mem);
+	want_range(&pl, 0, 0, P0);
+	want_range(&pl, 1, 0, P1);
+	before = malloc(total);
+	assert_non_null(before);
+	memcpy(before, m->mem.s, total);
+	assert_ok(rmig_src_postcopy(m->src));
+	while (!atomic_load(&pl.paused))
+		usleep(1000);
+	rmig_src_cancel(m->src); /* the session is lost */
+	atomic_store(&pl.go_on, true);
+	assert_true(driver_join(m, JOIN_TIMEOUT_S));
+	assert_int_equal(pl.ok, 30);
+	assert_true(m->dv.pull_ret < 0);
+	mig_stop(m);
+
+	/* The second session. */
+	pull_init(&pl2, m);
+	for (size_t p = 0; p < P0; p++)
+		if (!present0[p])
+			want_range(&pl2, 0, p, p + 1);
+	for (size_t p = 0; p < P1; p++)
+		if (!present1[p])
+			want_range(&pl2, 1, p, p + 1);
+	pl2.present[0] = present0;
+	pl2.present[1] = present1;
+	m->src_extra.field_mask |= RMIG_CFG_POSTCOPY_RESUME;
+	m->src_extra.postcopy_resume = 1;
+	m->dst_extra.field_mask |= RMIG_CFG_POSTCOPY_RESUME;
+	m->dst_extra.postcopy_resume = 1;
+	mock_reset();
+	mig_start(m, 2, 8, P0, P1);
+	/* Nothing registered for writes on either side. */
+	mock_get_counters(&c);
+	assert_int_equal(c.mr_regs[RMIG_MR_WRITE_SOURCE], 0);
+	assert_int_equal(c.mr_regs[RMIG_MR_WRITE_TARGET], 0);
+	assert_int_equal(rmig_src_queue_page(m->src, m->sblk[0], 0), -EINVAL);
+	assert_last_err_has("sends no pages");
+	assert_int_equal(rmig_src_sync(m->src), -EINVAL);
+	assert_ok(rmig_src_postcopy(m->src));
+	assert_ok(src_finish(m));
+	assert_true(driver_join(m, JOIN_TIMEOUT_S));
+	if (m->dv.pull_ret)
+		fail_msg("resumed pull: %d (%s)", m->dv.pull_ret, pl2.err);
+	assert_int_equal(m->dv.last_ret, 1);
+	assert_int_equal(pl2.ok, P0 + P1 - 30);
+	assert_int_equal(mem_diff_all(&m->mem), 0);
+	assert_memory_equal(before, m->mem.s, total);
+	free(before);
+	pull_free(&pl);
+	pull_free(&pl2);
+}
+
+/* Both sides must agree on resuming: a resuming source is turned away by
+ * a plain destination and the reverse, before any key is revealed. */
+static void test_postcopy_resume_mismatch(void **state)
+{
+	struct mig *m = *state;
+	struct rmig_config c;
+	rmig_src *s;
+
+	m->dst_extra.field_mask |= RMIG_CFG_POSTCOPY_RESUME;
+	m->dst_extra.postcopy_resume = 1;
+	m->channels = 1;
+	m->ppp = 8;
+	mem_alloc(&m->mem, P0, P1);
+	dest_up(m, blk_name, m->mem.pages);
+	cfg_init(&c, m->addr, 1, 8);
+	assert_ok(rmig_src_create_prov(&c, &rmig_mock_provider, &s));
+	for (unsigned b = 0; b < NBLK; b++)
+		assert_true(rmig_src_add_block(s, blk_name[b],
+					       spage(&m->mem, b, 0),
+					       m->mem.pages[b] * PS) >= 0);
+	assert_int_equal(rmig_src_connect(s), -ECONNREFUSED);
+	assert_last_err_has("resumes a lost post-copy");
+	rmig_src_destroy(s);
+	mig_stop(m);
+
+	/* A resuming source, a plain destination. */
+	m->dst_extra.field_mask = 0;
+	m->dst_extra.postcopy_resume = 0;
+	m->src_extra.field_mask |= RMIG_CFG_POSTCOPY_RESUME;
+	m->src_extra.postcopy_resume = 1;
+	m->dv.accept_timeout_ms = 20000;
+	dest_up(m, blk_name, m->mem.pages);
+	src_up(m);
+	assert_int_equal(rmig_src_connect(m->src), -ECONNREFUSED);
+	assert_last_err_has("does not resume a post-copy");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -449,6 +565,8 @@ int main(void)
 		CORE_TEST(test_postcopy_unsupported),
 		CORE_TEST(test_postcopy_source_gone),
 		CORE_TEST(test_postcopy_read_fails),
+		CORE_TEST(test_postcopy_resume),
+		CORE_TEST(test_postcopy_resume_mismatch),
 	};
 
 	core_test_filter();

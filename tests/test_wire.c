@@ -478,7 +478,17 @@ static void test_handshake_reject_features(void **state)
 	h.features = 0x4;
 	check_reject(&h, &e, RMIG_REJECT_FEATURES, "features 0x00000004",
 		     "expected 0");
+	/* Resuming a post-copy: both sides or neither. */
+	h.features = RMIG_FEAT_POSTCOPY_RESUME;
+	check_reject(&h, &e, RMIG_REJECT_FEATURES, "does not resume a post-copy",
+		     "expected 0x00000000");
+	e.features = RMIG_FEAT_POSTCOPY_RESUME;
+	assert_int_equal(rmig_handshake_check(&h, &e, NULL, 0),
+			 RMIG_REJECT_NONE);
 	h.features = 0;
+	check_reject(&h, &e, RMIG_REJECT_FEATURES, "resumes a lost post-copy",
+		     "expected 0x00000001");
+	e.features = 0;
 	h.flags = 0x8000;
 	check_reject(&h, &e, RMIG_REJECT_FEATURES, "flags 0x8000",
 		     "expected 0");

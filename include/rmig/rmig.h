@@ -142,6 +142,8 @@ enum rmig_config_field {
 	RMIG_CFG_ALLOWED_SOURCES = 1u << 15,
 	/** no_zero_detect (source). */
 	RMIG_CFG_NO_ZERO_DETECT = 1u << 16,
+	/** postcopy_resume (both sides). */
+	RMIG_CFG_POSTCOPY_RESUME = 1u << 17,
 };
 
 /** Most addresses in rmig_config.allowed_sources. */
@@ -294,6 +296,20 @@ struct rmig_config {
 	 *  destination's memory ends the same either way.  A destination
 	 *  refuses the bit (-EINVAL).  Appended last, as idle_timeout_ms. */
 	int no_zero_detect;
+	/** Both sides (RMIG_CFG_POSTCOPY_RESUME): nonzero makes a session
+	 *  that resumes the pull of a post-copy whose first session was
+	 *  lost (rmig(7), Post-copy recovery).  It writes nothing: neither
+	 *  side registers RAM for RDMA WRITE (the destination's guest
+	 *  memory may be under userfaultfd, with pages missing), the source
+	 *  refuses every queue, device-state and sync call, and its first
+	 *  call after rmig_src_connect() is rmig_src_postcopy(), which the
+	 *  destination's rmig_dest_wait_sync() sees as
+	 *  RMIG_SYNC_POSTCOPY_SWITCH.  Both sides must set it (the source's
+	 *  HANDSHAKE says so; a destination that differs turns it away).
+	 *  Give the new session a UUID of its own, derived from the lost
+	 *  one's, on both sides (RMIG_CFG_UUID): a peer of the old session
+	 *  or any other then cannot join it.  Appended last. */
+	int postcopy_resume;
 };
 
 /**
