@@ -224,7 +224,8 @@ static int drain_reads(struct dest_chan *p)
 static void pull_abandon(struct dest_chan *p, int err)
 {
 	struct rmig_chan *ch = &p->ch;
-	void *left[RMIG_MAX_CHANNELS];
+	void *left[16];
+	const unsigned max = sizeof(left) / sizeof(left[0]);
 	unsigned n;
 
 	close_queues(p, err);
@@ -235,10 +236,10 @@ static void pull_abandon(struct dest_chan *p, int err)
 	deliver(p);
 	pthread_mutex_lock(&p->dest->rq_lock);
 	do {
-		n = rmig_chan_abandon_reads(ch, left, RMIG_MAX_CHANNELS);
+		n = rmig_chan_abandon_reads(ch, left, max);
 		for (unsigned i = 0; i < n; i++)
 			done_locked(p->dest, left[i], err);
-	} while (n == RMIG_MAX_CHANNELS);
+	} while (n == max);
 	pthread_cond_broadcast(&p->dest->rq_cond);
 	pthread_mutex_unlock(&p->dest->rq_lock);
 }
