@@ -209,9 +209,10 @@ static int send_sync(struct src_chan *p, uint32_t flags)
 
 /*
  * Wait for the caller's next job or sync.  While writes are outstanding,
- * keep driving the provider's progress (libfabric tcp moves data only while
- * someone polls) instead of sleeping on the semaphore, and let the caller
- * wake the poll.  All four accesses are seq_cst: "polling = true; read
+ * or while the destination may read our RAM (post-copy), keep driving the
+ * provider's progress (libfabric tcp moves data, and answers the peer's
+ * RDMA READs, only while someone polls) instead of sleeping on the
+ * semaphore, and let the caller wake the poll.  All four accesses are seq_cst: "polling = true; read
  * pending_*" here against "pending_* = true; read polling" in publish() and
  * do_sync() is a store-buffer handshake, so either we see the new work or
  * the caller sees polling and wakes the poll.  Otherwise sleep on the
@@ -225,7 +226,11 @@ static int wait_work(struct src_chan *p)
 
 	ch->awaiting = "anything (idle between jobs: the peer's keepalives)";
 	for (;;) {
-		if (!ch->ops_outstanding) {
+		/* Relaxed: only how to wait; set before the switch's SYNC,
+		 * which this thread sends after it. */
+		if (!ch->ops_outstanding &&
+		    !atomic_load_explicit(&p->src->serving_reads,
+					  memory_order_relaxed)) {
 			ret = rmig_chan_wait_sem(ch, &p->sem);
 			ch->awaiting = NULL;
 			return ret;
@@ -631,6 +636,8 @@ void rmig_src_revoke_read(struct rmig_src *src)
 	if (src->read_registered) {
 		rmig_tp_dereg_read(src->s.tp);
 		src->read_registered = false;
+		atomic_store_explicit(&src->serving_reads, false,
+				      memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&src->read_lock);
 }
@@ -664,6 +671,8 @@ int rmig_src_postcopy(rmig_src *src)
 		if (ret)
 			rmig_err_prefix("postcopy");
 		src->read_registered = !ret;
+		atomic_store_explicit(&src->serving_reads, !ret,
+				      memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&src->read_lock);
 	if (ret)

@@ -70,6 +70,9 @@ struct rmig_src {
 	 * its revocation. */
 	bool postcopy;
 	bool read_registered;
+	/* The RAM is readable: the channel threads keep polling (progress
+	 * for libfabric tcp, which answers reads only then). */
+	_Atomic bool serving_reads;
 	struct rmig_read_key read_keys[RMIG_MAX_BLOCKS];
 	pthread_mutex_t read_lock;
 };

@@ -41,7 +41,9 @@
  * The destination, at RMIG_SYNC_POSTCOPY_SWITCH, reads every page of every
  * block back by RDMA READ (deep queues of 1 MiB or smaller reads, every
  * fifth one urgent) into a landing region, copies them into its RAM, and
- * only then calls rmig_dest_wait_sync() for the final sync; the final image
+ * only then calls rmig_dest_wait_sync() for the final sync (the source
+ * calls rmig_src_finish() only once told the reads are done, so nothing
+ * of its own drives them); the final image
  * must match, the source's memory must be unchanged, and the destination's
  * read statistics must count every byte.
  */
@@ -399,6 +401,19 @@ static int run_src(void *arg)
 			       "reads (post-copy switch in %.1f ms)", r, pages,
 			       tu_ms_since(tr));
 			tr = tu_now_ns();
+			/* Finish only once the destination has read it all:
+			 * the reads must be answered by a source that is not
+			 * in any call of the library. */
+			uint64_t v = UINT64_MAX;
+
+			if (!TU_CHECK(!tu_recv_u64(cx->verdict.r, &v,
+						   wait_ms(o)) &&
+					      v == o->rounds,
+				      "no word from the destination's pull "
+				      "(got %" PRIu64 ")", v))
+				goto out;
+			tu_msg("the destination read it all in %.1f ms",
+			       tu_ms_since(tr));
 			if (!TU_RMIG_OK(rmig_src_finish(s)))
 				goto out;
 			tu_msg("finished when the destination had read them, "
@@ -679,7 +694,8 @@ static int run_dest(void *arg)
 			if (!TU_CHECK(o->postcopy && r + 1 == o->rounds,
 				      "post-copy switch in round %u of %u", r,
 				      o->rounds) ||
-			    !pull_all(d, &im, &pulled))
+			    !pull_all(d, &im, &pulled) ||
+			    tu_send_u64(cx->verdict.w, o->rounds))
 				goto out;
 			continue;
 		}
