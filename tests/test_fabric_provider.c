@@ -78,10 +78,27 @@ const bool ps_queue_enforced = false;
  * says which). */
 int ps_read_key_err = -EACCES;
 /* libfabric's verbs provider registers through its MR cache unless
- * FI_MR_CACHE_MAX_COUNT=0 (main()). */
+ * FI_MR_CACHE_MAX_COUNT=0, which the provider sets when the environment
+ * does not say (main(), test_mr_cache_off). */
 bool ps_mr_cache;
+/* FI_MR_CACHE_MAX_COUNT as the test started (NULL: unset). */
+static const char *mr_cache_env;
 
 /* ------------------------------------------------------------------ */
+
+/* Once a domain opened, libfabric's registration cache is off unless the
+ * environment set it: a key rmig deregisters is dead (docs/security.rst). */
+static void test_mr_cache_off(void **state)
+{
+	const char *v = getenv("FI_MR_CACHE_MAX_COUNT");
+
+	(void)state;
+	assert_non_null(v);
+	if (!mr_cache_env)
+		assert_string_equal(v, "0");
+	else
+		assert_string_equal(v, mr_cache_env);
+}
 
 static void test_domain_attr(void **state)
 {
@@ -413,6 +430,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_params),
 		cmocka_unit_test_setup_teardown(test_domain_attr, pair_setup,
 						pair_teardown),
+		cmocka_unit_test(test_mr_cache_off),
 		cmocka_unit_test_setup_teardown(test_listen_timeout, pair_setup,
 						pair_teardown),
 		cmocka_unit_test_setup_teardown(test_send_both_ways, pair_setup,
@@ -484,15 +502,18 @@ int main(int argc, char **argv)
 		snprintf(listen_addr, sizeof(listen_addr), "%s:0", host);
 	}
 	printf("# libfabric provider: %s\n", prov);
+	mr_cache_env = getenv("FI_MR_CACHE_MAX_COUNT");
 	/* tcp and net answer a read with a bad key by closing the
 	 * connection: the reader sees it reset. */
 	if (!strcmp(prov, "tcp") || !strcmp(prov, "net"))
 		ps_read_key_err = -ECONNRESET;
 	if (!strcmp(prov, "verbs")) {
-		const char *cnt = getenv("FI_MR_CACHE_MAX_COUNT");
+		const char *cnt = mr_cache_env;
 
 		ps_read_key_err = -EIO;
-		ps_mr_cache = !cnt || strcmp(cnt, "0");
+		/* The provider turns the cache off unless the environment
+		 * set it (fabric_domain.c: mr_cache_off()). */
+		ps_mr_cache = cnt && strcmp(cnt, "0");
 	}
 	/* Last resort below the ctest TIMEOUT (verbs: the VM runs under TCG). */
 	alarm(strcmp(prov, "verbs") ? 55 : 280);

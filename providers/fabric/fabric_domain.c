@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,33 @@ static struct fi_info *rfab_hints(const struct rmig_prov_params *p,
 	return h;
 }
 
+/*
+ * libfabric's registration cache (its verbs provider's, on by default)
+ * registers memory with every access (local and remote read and write)
+ * and keeps it registered after fi_close(): a read source would be
+ * writable from the network, and a key rmig revoked would stay alive
+ * (docs/security.rst).  Turn it off before libfabric reads its settings
+ * (its first fi_getinfo()), unless the environment chose: then say what
+ * that costs.
+ */
+static void mr_cache_off(void)
+{
+	const char *v = getenv("FI_MR_CACHE_MAX_COUNT");
+
+	if (!v) {
+		setenv("FI_MR_CACHE_MAX_COUNT", "0", 0);
+		return;
+	}
+	if (strcmp(v, "0"))
+		rmig_log_warn("FI_MR_CACHE_MAX_COUNT=%s: libfabric's "
+			      "registration cache keeps memory registered "
+			      "after rmig deregisters it (remote keys are not "
+			      "revoked) and, over its verbs provider, grants "
+			      "every registration remote write", v);
+}
+
+static pthread_once_t mr_cache_once = PTHREAD_ONCE_INIT;
+
 /* libfabric's first fi_getinfo() of the process initialises every
  * provider it has (fi_ini()), 100-200 ms with 1.17: do it now, for the
  * default provider, on the local host; a domain_open meanwhile waits on
@@ -184,6 +212,7 @@ int rfab_preload(void)
 
 	if (!hints)
 		return rmig_err(-ENOMEM, "fabric preload: out of memory");
+	pthread_once(&mr_cache_once, mr_cache_off);
 	ret = fi_getinfo(RFAB_FI_VERSION, NULL, NULL, 0, hints, &list);
 	fi_freeinfo(hints);
 	fi_freeinfo(list);
@@ -203,6 +232,8 @@ int rfab_domain_open(const struct rmig_prov_params *p,
 	const char *why = NULL, *why_prov = NULL;
 	struct rfab_domain *dom;
 	uint64_t flags;
+
+	pthread_once(&mr_cache_once, mr_cache_off);
 	int ret;
 
 	if (!p || !out || !attr)
