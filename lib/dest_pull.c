@@ -301,6 +301,10 @@ static int pull_loop(struct dest_chan *p)
 				return ret;
 			continue;
 		}
+		/* That poll may have completed reads: hand them back
+		 * before any wait. */
+		if (ch->nrdone)
+			continue;
 		if (p->final_pending && sem_trywait(&p->release) == 0) {
 			if (rmig_sess_failed(&d->s))
 				return rmig_sess_check(&d->s);
