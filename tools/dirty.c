@@ -142,8 +142,7 @@ uint64_t dirty_faults(const struct dirty *d)
 	return atomic_load_explicit(&d->faults, memory_order_relaxed);
 }
 
-/* A new userfaultfd: the syscall, else /dev/userfaultfd. */
-static int uffd_new(void)
+int dirty_uffd_new(void)
 {
 	int fd = (int)syscall(SYS_userfaultfd,
 			      O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
@@ -270,7 +269,7 @@ int dirty_open(struct dirty **out, void *base, size_t len, size_t page_size,
 	}
 	/* Probe what the kernel offers (UFFDIO_API may be called once per
 	 * descriptor: a second one gets the features we pick). */
-	probe = uffd_new();
+	probe = dirty_uffd_new();
 	if (probe < 0) {
 		ret = -errno;
 		set_err(err, errlen, "dirty tracking: no userfaultfd (%s; "
@@ -345,7 +344,7 @@ int dirty_open(struct dirty **out, void *base, size_t len, size_t page_size,
 	if (api.features & UFFD_FEATURE_WP_UNPOPULATED)
 		need |= UFFD_FEATURE_WP_UNPOPULATED;
 
-	d->uffd = uffd_new();
+	d->uffd = dirty_uffd_new();
 	if (d->uffd < 0) {
 		ret = -errno;
 		set_err(err, errlen, "dirty tracking: userfaultfd: %s",

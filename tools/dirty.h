@@ -70,6 +70,10 @@ int dirty_start(struct dirty *d, char *err, size_t errlen);
 int dirty_harvest(struct dirty *d, uint64_t *bits, uint64_t *newly, char *err,
 		  size_t errlen);
 
+/* A new userfaultfd (O_CLOEXEC | O_NONBLOCK, user-mode faults only): the
+ * syscall, else /dev/userfaultfd.  The descriptor, or -1 with errno. */
+int dirty_uffd_new(void);
+
 /* Remove every protection, unregister, stop the thread, close: the memory
  * is writable as before dirty_open(), its content untouched.  NULL ok. */
 void dirty_close(struct dirty *d);

@@ -178,17 +178,18 @@ static void layout(struct guest *g)
 #define GUEST_STORES
 #endif
 
-GUEST_STORES
-static void vcpu_step(const struct guest_config *cfg, uint8_t *mem,
-		      struct guest_vcpu *c)
+/* The page of its slice vCPU @c's step @n writes, and the step's draws. */
+static uint64_t step_page(const struct guest_config *cfg,
+			  const struct guest_vcpu *c, uint64_t n,
+			  uint64_t *rp, uint64_t *r2p)
 {
-	uint64_t n = c->st.steps;
 	uint64_t r = mix64(mix64(cfg->seed ^ ((uint64_t)(c->id + 1) << 40)) +
 			   (n + 1) * GOLDEN);
 	uint64_t r2 = mix64(r + GOLDEN);
-	uint64_t idx, *w;
-	size_t lines = cfg->page_size / GUEST_LINE;
+	uint64_t idx;
 
+	*rp = r;
+	*r2p = r2;
 	switch (cfg->pattern) {
 	case GUEST_HOT: {
 		uint64_t hot = c->npages * cfg->hot_percent / 100;
@@ -206,6 +207,17 @@ static void vcpu_step(const struct guest_config *cfg, uint8_t *mem,
 		idx = mulhi(r, c->npages);
 		break;
 	}
+	return idx;
+}
+
+GUEST_STORES
+static void vcpu_step(const struct guest_config *cfg, uint8_t *mem,
+		      struct guest_vcpu *c)
+{
+	uint64_t n = c->st.steps;
+	uint64_t r, r2, idx = step_page(cfg, c, n, &r, &r2), *w;
+	size_t lines = cfg->page_size / GUEST_LINE;
+
 	c->st.acc = mix64(c->st.acc ^ r);
 	w = (uint64_t *)(mem + (c->first + idx) * cfg->page_size +
 			 ((r2 >> 8) % lines) * GUEST_LINE);
@@ -254,6 +266,21 @@ uint64_t guest_checksum(const struct guest *g)
 	for (unsigned v = 0; v < g->cfg.vcpus; v++)
 		sum = mix64(sum ^ mix64(g->vcpu[v].st.steps) ^ g->vcpu[v].st.acc);
 	return sum;
+}
+
+void guest_touched(const struct guest *g, const uint64_t *from,
+		   const uint64_t *to, uint64_t *bits)
+{
+	for (unsigned v = 0; v < g->cfg.vcpus; v++) {
+		const struct guest_vcpu *c = &g->vcpu[v];
+
+		for (uint64_t n = from[v]; n < to[v]; n++) {
+			uint64_t r, r2;
+			uint64_t p = c->first + step_page(&g->cfg, c, n, &r, &r2);
+
+			bits[p / 64] |= 1ull << (p % 64);
+		}
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -567,6 +594,15 @@ void guest_resume(struct guest *g)
 	pthread_mutex_lock(&g->lock);
 	g->pause_req = false;
 	atomic_store(&g->pause_flag, g->stop);
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+void guest_abandon(struct guest *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->stop = true;
+	atomic_store(&g->pause_flag, true);
 	pthread_cond_broadcast(&g->cond);
 	pthread_mutex_unlock(&g->lock);
 }

@@ -122,6 +122,11 @@ int guest_start(struct guest *g);
 /* Park every vCPU at a step boundary and wait until all are parked. */
 void guest_pause(struct guest *g);
 void guest_resume(struct guest *g);
+/* Tell every vCPU thread to end at its next step boundary, without
+ * waiting for them: for vCPUs that may be blocked for good on a page that
+ * never comes (post-copy whose source went away).  Only process exit ends
+ * such a guest: do not call guest_stop() or guest_destroy() after it. */
+void guest_abandon(struct guest *g);
 /* 0..99: percent of each 10 ms period each vCPU sleeps (auto-converge). */
 void guest_set_throttle(struct guest *g, unsigned percent);
 /* Stop and join the threads (from any state). */
@@ -130,6 +135,12 @@ void guest_stop(struct guest *g);
 /* Run each vCPU in the calling thread until its step count is @steps[v]
  * (no-op for a vCPU already there); threads must not be running. */
 void guest_run_to(struct guest *g, const uint64_t *steps);
+
+/* OR into @bits (bit p%64 of word p/64 for page p) every page vCPU v's
+ * steps @from[v] .. @to[v] - 1 write (the workload is deterministic: no
+ * memory is read).  Configured as the guest that ran them (guest_adopt()). */
+void guest_touched(const struct guest *g, const uint64_t *from,
+		   const uint64_t *to, uint64_t *bits);
 
 /* One 64-bit checksum of the region and the vCPU states. */
 uint64_t guest_checksum(const struct guest *g);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #endif
 #include "live.h"
+#include "postcopy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,7 +19,6 @@
 
 #define QUEUE_CHUNK 4096 /* pages per queue call, at most ... */
 #define QUEUE_CHUNK_BYTES (8u << 20) /* ... and this many bytes */
-#define HASHES_PER_BLOB (1u << 20) /* 8 MiB blobs */
 #define GIVE_UP_AT_MAX 3 /* whole throttle periods at the maximum: give up */
 
 static double now_s(void)
@@ -62,6 +62,7 @@ void live_params_default(struct live_params *p)
 		.dirty_mode = DIRTY_AUTO,
 		.progress_interval_s = 0.2,
 		.throttle_period_s = 0.2,
+		.postcopy_after = 1,
 	};
 }
 
@@ -166,16 +167,16 @@ static int queue_bits(struct round_ctx *rc, uint64_t *bits, uint64_t pages,
 static int send_hashes(struct guest *g, rmig_src *s)
 {
 	uint64_t pages = g->pages;
-	uint64_t *h = malloc((size_t)(pages < HASHES_PER_BLOB ? pages :
-				      HASHES_PER_BLOB) * 8);
+	uint64_t *h = malloc((size_t)(pages < LIVE_HASHES_PER_BLOB ? pages :
+				      LIVE_HASHES_PER_BLOB) * 8);
 	int ret = 0;
 
 	if (!h)
 		return -ENOMEM;
 	for (uint64_t first = 0, i = 0; first < pages && !ret;
-	     first += HASHES_PER_BLOB, i++) {
-		uint64_t n = pages - first < HASHES_PER_BLOB ? pages - first :
-			     HASHES_PER_BLOB;
+	     first += LIVE_HASHES_PER_BLOB, i++) {
+		uint64_t n = pages - first < LIVE_HASHES_PER_BLOB ? pages - first :
+			     LIVE_HASHES_PER_BLOB;
 
 		for (uint64_t p = 0; p < n; p++)
 			h[p] = guest_page_hash(g->mem + (first + p) *
@@ -186,6 +187,62 @@ static int send_hashes(struct guest *g, rmig_src *s)
 	}
 	free(h);
 	return ret;
+}
+
+/* Post-copy: the bitmap of the pages the destination lacks, in blobs. */
+static int send_missing(const uint64_t *bits, uint64_t pages, rmig_src *s)
+{
+	uint64_t words = (pages + 63) / 64;
+	int ret = 0;
+
+	for (uint64_t w = 0, i = 0; w < words && !ret;
+	     w += LIVE_MISSING_WORDS, i++) {
+		uint64_t n = words - w < LIVE_MISSING_WORDS ? words - w :
+			     LIVE_MISSING_WORDS;
+
+		/* Little-endian words: the hosts this tool runs on. */
+		ret = rmig_src_send_devstate(s, LIVE_MISSING_IDSTR, (uint32_t)i,
+					     bits + w, (size_t)n * 8);
+	}
+	return ret;
+}
+
+/*
+ * The post-copy switch, the vCPUs paused for good and @bits the pages the
+ * destination lacks (kept: a fallback sends them): the vCPU state, the
+ * missing pages and the final image's hashes, then rmig_src_postcopy().
+ * 1 when switched, 0 when the transport has no RDMA READ (fall back to
+ * stop-and-copy: the blobs sent stay true, the guest being paused), or the
+ * library's negative errno.
+ */
+static int postcopy_switch(struct guest *g, rmig_src *s, const uint64_t *bits,
+			   const void *state, size_t slen,
+			   const struct live_params *p, struct live_result *r)
+{
+	double th;
+	int ret;
+
+	ret = rmig_src_send_devstate(s, LIVE_STATE_IDSTR, 0, state, slen);
+	if (ret >= 0)
+		ret = send_missing(bits, g->pages, s);
+	th = now_s();
+	if (ret >= 0)
+		ret = send_hashes(g, s);
+	r->hash_ms = (now_s() - th) * 1e3;
+	if (ret >= 0)
+		ret = rmig_src_postcopy(s);
+	if (ret == -EOPNOTSUPP) {
+		struct live_progress pg = { .phase = "postcopy-fallback" };
+
+		r->fell_back = true;
+		if (p->progress)
+			p->progress(&pg, p->arg);
+		return 0;
+	}
+	if (ret < 0)
+		return ret;
+	r->switched = true;
+	return 1;
 }
 
 int live_source(struct guest *g, rmig_src *s, int block,
@@ -202,7 +259,10 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	double t0 = now_s(), t, bw = 0, ram_bytes_sent = 0;
 	uint64_t pending = 0, sent_pages, b0, high = 0, at_max = 0;
 	double per_t0 = 0, per_dirty = 0, per_xfer = 0; /* throttle period */
-	bool paused = false;
+	bool paused = false, state_sent = false;
+	/* Post-copy with no pre-copy round: nothing is tracked or sent
+	 * before the switch, every page is missing. */
+	bool precopy = !p->postcopy || p->postcopy_after > 0;
 	struct round_ctx rc = {
 		.p = p, .g = g, .s = s, .block = block, .offs = offs,
 		.chunk = QUEUE_CHUNK_BYTES / ps < 1 ? 1 :
@@ -226,16 +286,20 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	r->mode = dirty_mode(dt);
 
 	/* Round 1: everything. */
+	for (uint64_t w = 0; w < words; w++)
+		bits[w] = ~0ull;
+	if (pages % 64)
+		bits[words - 1] = (1ull << (pages % 64)) - 1;
+	if (!precopy) {
+		pending = pages;
+		goto stop;
+	}
 	ret = dirty_start(dt, r->error, sizeof(r->error));
 	if (ret)
 		goto out;
 	r->rounds = 1;
 	t = now_s();
 	b0 = wire_bytes(s);
-	for (uint64_t w = 0; w < words; w++)
-		bits[w] = ~0ull;
-	if (pages % 64)
-		bits[words - 1] = (1ull << (pages % 64)) - 1;
 	sent_pages = pages;
 	round_begin(&rc, 1, pages);
 	ret = queue_bits(&rc, bits, pages, ps);
@@ -268,6 +332,8 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		pg.elapsed_s = now_s() - t0;
 		if (p->progress)
 			p->progress(&pg, p->arg);
+		if (p->postcopy && r->rounds >= p->postcopy_after)
+			break;
 		/* Round 1 moved the RAM in long contiguous runs; dirty pages
 		 * are scattered and move slower per byte.  So its bandwidth
 		 * is trusted only for a quarter of the limit; from round 2 on
@@ -350,24 +416,26 @@ int live_source(struct guest *g, rmig_src *s, int block,
 			goto lib_fail;
 	}
 
-	/* Stop-and-copy. */
+	/* Stop-and-copy, or the post-copy switch. */
+stop:
 	{
 		uint64_t pause_ns = now_ns();
 		double tp = now_s();
-		uint64_t newly;
+		uint64_t newly = 0;
 		size_t slen = guest_state_size(g->cfg.vcpus);
 
 		guest_pause(g);
 		paused = true;
 		r->pause_ms = (now_s() - tp) * 1e3;
-		ret = dirty_harvest(dt, bits, &newly, r->error,
-				    sizeof(r->error));
+		ret = precopy ? dirty_harvest(dt, bits, &newly, r->error,
+					      sizeof(r->error)) : 0;
 		if (ret)
 			goto out;
 		r->harvest_ms = (now_s() - tp) * 1e3 - r->pause_ms;
 		pending += newly;
 		r->final_pages = pending;
-		r->rounds++;
+		if (!p->postcopy)
+			r->rounds++;
 		if (p->paused_hook && p->paused_hook(p->arg)) {
 			ret = -ECANCELED;
 			fail(r->error, sizeof(r->error), "stopped by the pause "
@@ -382,8 +450,22 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		}
 		guest_state_encode(g, pause_ns, state);
 		rc.paused = true;
+		if (p->postcopy) {
+			r->missing_pages = pending;
+			ret = postcopy_switch(g, s, bits, state, slen, p, r);
+			if (ret < 0)
+				goto lib_fail;
+			state_sent = true;
+			if (ret == 1) {
+				r->downtime_ms = (now_s() - tp) * 1e3;
+				r->transfer_ms = r->downtime_ms - r->pause_ms -
+						 r->harvest_ms;
+				goto switched;
+			}
+			r->rounds++; /* stop-and-copy after all */
+		}
 		ret = queue_bits(&rc, bits, pages, ps);
-		if (ret >= 0)
+		if (ret >= 0 && !state_sent)
 			ret = rmig_src_send_devstate(s, LIVE_STATE_IDSTR, 0, state,
 						     slen);
 		if (ret >= 0)
@@ -400,13 +482,49 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		if (p->progress)
 			p->progress(&pg, p->arg);
 	}
-	/* The destination's proof: hashes of the final image, then the
-	 * final sync. */
-	ret = send_hashes(g, s);
+	/* The destination's proof: hashes of the final image (sent before
+	 * the switch in post-copy), then the final sync. */
+	ret = state_sent ? 0 : send_hashes(g, s);
 	if (ret >= 0)
 		ret = rmig_src_finish(s);
 	if (ret < 0)
 		goto lib_fail;
+	goto done;
+
+switched:
+	/* The guest runs at the destination, which reads what it lacks from
+	 * this RAM: keep it until rmig_src_finish() says every page is
+	 * there. */
+	dirty_close(dt); /* nothing to track: paused for good */
+	dt = NULL;
+	{
+		struct live_progress sw = { .phase = "postcopy-switch",
+					    .round = r->rounds,
+					    .elapsed_s = now_s() - t0 };
+		double tw = now_s();
+
+		if (p->progress)
+			p->progress(&sw, p->arg);
+		if (p->switched_hook && p->switched_hook(p->arg)) {
+			ret = -ECANCELED;
+			fail(r->error, sizeof(r->error), "stopped by the switch "
+			     "hook after the post-copy switch");
+			goto out;
+		}
+		ret = rmig_src_finish(s);
+		r->pull_s = now_s() - tw;
+		if (ret < 0) {
+			fail(r->error, sizeof(r->error), "after the post-copy "
+			     "switch (%.3f s into the pull): %s; the guest "
+			     "runs at the destination only: the source keeps "
+			     "its memory and does not resume it", r->pull_s,
+			     rmig_last_error()[0] ? rmig_last_error() :
+			     strerror(-ret));
+			goto out;
+		}
+		ram_bytes_sent += (double)pending * (double)ps; /* pulled */
+	}
+done:
 	r->total_s = now_s() - t0;
 	r->gbps = r->total_s > 0 ? ram_bytes_sent / r->total_s / 1e9 : 0;
 	r->ok = true;
@@ -433,7 +551,8 @@ out:
 	if (!r->ok) {
 		/* The one promise: the guest carries on where it was. */
 		guest_set_throttle(g, 0);
-		if (paused)
+		/* Not after the switch: the destination may run it. */
+		if (paused && !r->switched)
 			guest_resume(g);
 		if (!ret)
 			ret = -EIO;
@@ -468,90 +587,116 @@ int live_check_guest(struct guest *g, uint64_t *sum, uint64_t *ref,
 	return 0;
 }
 
+/* Take the blobs that came with the last sync: the guest state first,
+ * then the missing pages (post-copy) and the hashes, each in order. */
+static int take_blobs(rmig_dest *d, struct live_blobs *b,
+		      struct live_dest_result *r)
+{
+	uint64_t words = (b->pages + 63) / 64;
+	struct rmig_devstate *ds;
+	int ret = 0;
+
+	while (!ret && rmig_dest_recv_devstate(d, &ds) == 0) {
+		if (!b->have_state) {
+			if (strcmp(ds->idstr, LIVE_STATE_IDSTR)) {
+				fail(r->error, sizeof(r->error), "unexpected "
+				     "device state '%s' before the guest state",
+				     ds->idstr);
+				ret = -EPROTO;
+			} else {
+				b->have_all_ns = now_ns();
+				ret = guest_state_decode(ds->data, ds->len,
+							 &r->cfg, b->st,
+							 &b->pause_ns, r->error,
+							 sizeof(r->error));
+				b->have_state = !ret;
+			}
+		} else if (!strcmp(ds->idstr, LIVE_MISSING_IDSTR) &&
+			   !b->nhash && ds->len % 8 == 0 &&
+			   ds->instance_id == b->nmissing_words /
+					      LIVE_MISSING_WORDS &&
+			   b->nmissing_words + ds->len / 8 <= words) {
+			memcpy(b->missing + b->nmissing_words, ds->data,
+			       ds->len);
+			b->nmissing_words += ds->len / 8;
+		} else if (!strcmp(ds->idstr, LIVE_HASH_IDSTR) &&
+			   ds->len % 8 == 0 &&
+			   ds->instance_id == b->nhash / LIVE_HASHES_PER_BLOB &&
+			   b->nhash + ds->len / 8 <= b->pages) {
+			memcpy(b->hashes + b->nhash, ds->data, ds->len);
+			b->nhash += ds->len / 8;
+		} else {
+			fail(r->error, sizeof(r->error), "bad device state "
+			     "'%s' (instance %u, %zu bytes) after %" PRIu64
+			     " hashes", ds->idstr, ds->instance_id, ds->len,
+			     b->nhash);
+			ret = -EPROTO;
+		}
+		rmig_devstate_free(ds);
+	}
+	return ret;
+}
+
 int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 	      bool same_host, struct live_dest_result *r)
 {
-	struct guest_vcpu_state st[GUEST_MAX_VCPUS];
-	struct rmig_devstate *ds = NULL;
-	uint64_t *hashes = NULL, nhash = 0;
-	uint64_t pause_ns = 0, have_all_ns = 0;
+	struct live_blobs b = { .pages = g->pages };
 	uint64_t steps[GUEST_MAX_VCPUS];
-	bool have_state = false;
 	double t0 = now_s();
-	int ret;
+	int ret, sync;
 	int64_t received;
 
 	memset(r, 0, sizeof(*r));
 	r->first_mismatch = -1;
 	r->downtime_ms = -1;
 	r->pages = g->pages;
+	b.hashes = malloc((size_t)g->pages * 8);
+	b.missing = calloc((size_t)(g->pages + 63) / 64, 8);
+	if (!b.hashes || !b.missing) {
+		ret = -ENOMEM;
+		fail(r->error, sizeof(r->error), "out of memory");
+		goto out;
+	}
 	for (;;) {
-		ret = rmig_dest_wait_sync(d, -1);
-		if (ret < 0)
+		sync = rmig_dest_wait_sync(d, -1);
+		if (sync < 0) {
+			ret = sync;
 			goto lib_fail;
-		if (ret == 1)
+		}
+		ret = take_blobs(d, &b, r);
+		if (ret)
+			goto out;
+		if (sync == 1)
 			break;
-		while (!have_state && rmig_dest_recv_devstate(d, &ds) == 0) {
-			if (strcmp(ds->idstr, LIVE_STATE_IDSTR)) {
-				fail(r->error, sizeof(r->error), "unexpected "
-				     "device state '%s' before the guest state",
-				     ds->idstr);
-				ret = -EPROTO;
-				goto out;
-			}
-			have_all_ns = now_ns();
-			ret = guest_state_decode(ds->data, ds->len, &r->cfg, st,
-						 &pause_ns, r->error,
-						 sizeof(r->error));
-			if (ret)
-				goto out;
-			have_state = true;
-			rmig_devstate_free(ds);
-			ds = NULL;
+		if (sync == RMIG_SYNC_POSTCOPY_SWITCH) {
+			ret = postcopy_dest(g, d, block, resume_steps,
+					    same_host, &b, r);
+			r->seconds = now_s() - t0;
+			r->ok = ret == 0;
+			goto out;
 		}
 	}
 	ret = rmig_dest_finish(d);
 	if (ret < 0)
 		goto lib_fail;
 	r->seconds = now_s() - t0;
-	if (!have_state) {
+	if (!b.have_state) {
 		ret = -EPROTO;
 		fail(r->error, sizeof(r->error), "the source sent no guest state "
 		     "(is it 'rmig-migrate source' in live mode?)");
 		goto out;
 	}
-	if (same_host && have_all_ns > pause_ns)
-		r->downtime_ms = (double)(have_all_ns - pause_ns) / 1e6;
+	if (same_host && b.have_all_ns > b.pause_ns)
+		r->downtime_ms = (double)(b.have_all_ns - b.pause_ns) / 1e6;
 	ret = guest_adopt(g, &r->cfg, r->error, sizeof(r->error));
 	if (ret)
 		goto out;
 
 	/* The hash list of the source's final image. */
-	hashes = malloc((size_t)g->pages * 8);
-	if (!hashes) {
-		ret = -ENOMEM;
-		fail(r->error, sizeof(r->error), "out of memory");
-		goto out;
-	}
-	while (rmig_dest_recv_devstate(d, &ds) == 0) {
-		if (strcmp(ds->idstr, LIVE_HASH_IDSTR) || ds->len % 8 ||
-		    ds->instance_id != nhash / HASHES_PER_BLOB ||
-		    nhash + ds->len / 8 > g->pages) {
-			ret = -EPROTO;
-			fail(r->error, sizeof(r->error), "bad hash blob '%s' "
-			     "(instance %u, %zu bytes) after %" PRIu64 " hashes",
-			     ds->idstr, ds->instance_id, ds->len, nhash);
-			goto out;
-		}
-		memcpy(hashes + nhash, ds->data, ds->len);
-		nhash += ds->len / 8;
-		rmig_devstate_free(ds);
-		ds = NULL;
-	}
-	if (nhash != g->pages) {
+	if (b.nhash != g->pages) {
 		ret = -EPROTO;
 		fail(r->error, sizeof(r->error), "the source sent %" PRIu64
-		     " page hashes for %" PRIu64 " pages", nhash, g->pages);
+		     " page hashes for %" PRIu64 " pages", b.nhash, g->pages);
 		goto out;
 	}
 	received = rmig_dest_block_received(d, block);
@@ -563,7 +708,7 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 	}
 	for (uint64_t p = 0; p < g->pages; p++)
 		if (guest_page_hash(g->mem + p * g->cfg.page_size,
-				    g->cfg.page_size) != hashes[p]) {
+				    g->cfg.page_size) != b.hashes[p]) {
 			if (!r->mismatched_pages++)
 				r->first_mismatch = (int64_t)p;
 		}
@@ -579,10 +724,10 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 
 	/* Resume the workload here, then compare with a replay that never
 	 * migrated. */
-	guest_set_state(g, st);
+	guest_set_state(g, b.st);
 	r->resume_steps = resume_steps;
 	for (unsigned v = 0; v < g->cfg.vcpus; v++)
-		steps[v] = st[v].steps + resume_steps;
+		steps[v] = b.st[v].steps + resume_steps;
 	guest_run_to(g, steps);
 	r->checksum = guest_checksum(g);
 	ret = guest_replay(&g->cfg, steps, &r->replay_checksum, r->error,
@@ -607,8 +752,10 @@ out:
 	r->st.size = sizeof(r->st);
 	if (rmig_dest_get_stats(d, &r->st) < 0)
 		memset(&r->st, 0, sizeof(r->st));
-	if (ds)
-		rmig_devstate_free(ds);
-	free(hashes);
+	/* A lost post-copy guest's threads may still read the hashes. */
+	if (!r->lost) {
+		free(b.hashes);
+		free(b.missing);
+	}
 	return ret;
 }

@@ -41,9 +41,18 @@
 
 #define LIVE_STATE_IDSTR "rmig-migrate/guest"
 #define LIVE_HASH_IDSTR "rmig-migrate/page-hashes"
+/* Post-copy: the pages the destination lacks at the switch, a bitmap (bit
+ * p%64 of little-endian word p/64 for page p), LIVE_MISSING_WORDS words a
+ * blob, instance i from word i * LIVE_MISSING_WORDS on. */
+#define LIVE_MISSING_IDSTR "rmig-migrate/missing-pages"
+#define LIVE_MISSING_WORDS (1u << 20)
+/* Page hashes a blob (LIVE_HASH_IDSTR, instance i from hash i * this). */
+#define LIVE_HASHES_PER_BLOB (1u << 20)
 
 struct live_progress {
-	/* "sending": during a round, every progress_interval_s (pages of the
+	/* "postcopy-fallback": rmig_src_postcopy() said -EOPNOTSUPP;
+	 * "postcopy-switch": the guest runs at the destination;
+	 * "sending": during a round, every progress_interval_s (pages of the
 	 *            round not sent yet, the round's rate so far);
 	 * "round":   a round ended and the next dirty set was harvested (the
 	 *            pages to send next, the round's rate, a new estimate);
@@ -68,6 +77,13 @@ struct live_params {
 	double throttle_period_s;   /* auto-converge check period, default 0.2 */
 	bool force_finish;          /* not converging: stop-and-copy anyway */
 	enum dirty_mode dirty_mode; /* default auto */
+	/* Post-copy: after postcopy_after pre-copy rounds (0: none, every
+	 * page is pulled; default 1), pause for good, send the vCPU state,
+	 * the missing pages and the hashes, and switch (rmig_src_postcopy());
+	 * the destination pulls the rest while its guest runs.  A transport
+	 * without RDMA READ falls back to stop-and-copy. */
+	bool postcopy;
+	unsigned postcopy_after;
 	/* Called during each round (phase "sending", at most every
 	 * progress_interval_s, default 0.2; 0: after every chunk of pages
 	 * queued), after each round and at stop-and-copy (may be NULL).
@@ -80,6 +96,10 @@ struct live_params {
 	 * dirty set is harvested, before any of it is sent (tests: kill the
 	 * destination here); nonzero aborts, and the guest must resume. */
 	int (*paused_hook)(void *arg);
+	/* Post-copy: called once rmig_src_postcopy() returned (tests: kill
+	 * the source here); nonzero fails the migration, the guest staying
+	 * at the destination only. */
+	int (*switched_hook)(void *arg);
 	void *arg;
 };
 
@@ -103,6 +123,14 @@ struct live_result {
 	uint64_t normal_pages, zero_pages;
 	uint64_t final_pages;  /* dirty pages sent during the downtime */
 	uint64_t faults;       /* sync mode: write faults handled */
+	/* Post-copy: switched (the guest lives at the destination only from
+	 * then on: never resumed here), or fell back to stop-and-copy; the
+	 * pages the destination lacked at the switch, the downtime's time
+	 * hashing the image for the proof, the switch .. rmig_src_finish()
+	 * returned (the destination pulled every page). */
+	bool switched, fell_back;
+	uint64_t missing_pages;
+	double hash_ms, pull_s;
 	struct rmig_stats st;
 	char error[768];
 };
@@ -128,6 +156,22 @@ struct live_dest_result {
 	uint64_t checksum;      /* after resuming */
 	uint64_t replay_checksum; /* never-migrated replay */
 	struct guest_config cfg; /* the source's workload */
+	/* Post-copy (postcopy true: the source switched): the pages missing
+	 * at the switch, pulled by a fault (urgent read) or by the
+	 * background pull; faults that found their page's read in flight
+	 * already or the page present; pages a placement found present
+	 * (EEXIST, never overwritten); the switch .. every page present; the
+	 * fault service times (fault read .. UFFDIO_COPY done), µs; pages
+	 * the guest did not write after the switch, compared with the hash
+	 * list at the end (every pulled page is compared on arrival). */
+	bool postcopy;
+	bool lost;             /* the source went away mid-pull */
+	uint64_t missing_pages, fault_pages, background_pages;
+	uint64_t faults_joined, faults_present, eexist_pages;
+	uint64_t never_arrived;
+	double pull_s;
+	double fault_p50_us, fault_p99_us, fault_max_us;
+	uint64_t untouched_checked, untouched_mismatched;
 	struct rmig_stats st;
 	char error[768];
 };

@@ -126,6 +126,18 @@ static void usage(FILE *f)
 "  --dirty-tracking auto|async|sync  userfaultfd write-protect: async\n"
 "                          (PAGEMAP_SCAN, Linux 6.7+), sync (fault thread);\n"
 "                          auto (default) takes async where the kernel has it\n"
+"  --postcopy              post-copy: after the pre-copy rounds (see\n"
+"                          --postcopy-after) pause the vCPUs, send their\n"
+"                          state and the list of pages the destination\n"
+"                          lacks, and resume the guest there at once; the\n"
+"                          destination reads those pages from this RAM by\n"
+"                          RDMA READ (faults first, the rest in the\n"
+"                          background) while its guest runs.  Anonymous\n"
+"                          memory, 4 KiB pages.  A transport without RDMA\n"
+"                          READ falls back to pre-copy's stop-and-copy\n"
+"  --postcopy-after N      pre-copy rounds before the switch, 0..100000\n"
+"                          (default 1: round 1 sends every page; 0: none,\n"
+"                          every page is pulled); implies --postcopy\n"
 "  --still                 the still-image copy: migrate a still memory\n"
 "                          image and compare it byte for byte (no guest)\n"
 "\n"
@@ -200,6 +212,8 @@ enum opt_id {
 	OPT_THR_MAX,
 	OPT_FORCE,
 	OPT_TRACKING,
+	OPT_POSTCOPY,
+	OPT_POSTCOPY_AFTER,
 };
 
 static const struct option long_opts[] = {
@@ -233,6 +247,8 @@ static const struct option long_opts[] = {
 	{ "max-throttle", required_argument, NULL, OPT_THR_MAX },
 	{ "force-finish", no_argument, NULL, OPT_FORCE },
 	{ "dirty-tracking", required_argument, NULL, OPT_TRACKING },
+	{ "postcopy", no_argument, NULL, OPT_POSTCOPY },
+	{ "postcopy-after", required_argument, NULL, OPT_POSTCOPY_AFTER },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	CLI_SESSION_LONGOPTS,
@@ -448,6 +464,15 @@ int parse_args(int argc, char **argv, struct opts *o)
 			if (dirty_parse_mode(optarg, &o->live.dirty_mode))
 				return bad_value(idx, "auto, async or sync");
 			break;
+		case OPT_POSTCOPY:
+			o->live.postcopy = true;
+			break;
+		case OPT_POSTCOPY_AFTER:
+			if (cli_parse_unsigned(optarg, 100000,
+					       &o->live.postcopy_after))
+				return bad_value(idx, "0..100000");
+			o->live.postcopy = true;
+			break;
 		case 'v':
 			o->verbose++;
 			break;
@@ -476,6 +501,20 @@ int parse_args(int argc, char **argv, struct opts *o)
 			return -1;
 		}
 		o->sess.page_size = 2u << 20;
+	}
+	if (o->live.postcopy && o->still) {
+		fail_msg("--postcopy is for live migration, not --still");
+		return -1;
+	}
+	if (o->live.postcopy && o->guest.mem != GUEST_ANON) {
+		fail_msg("--postcopy needs --memory anon: post-copy into %s "
+			 "memory (MINOR faults and UFFDIO_CONTINUE) is not "
+			 "implemented", guest_mem_name(o->guest.mem));
+		return -1;
+	}
+	if (o->live.postcopy && o->sess.page_size != 4096) {
+		fail_msg("--postcopy needs 4 KiB pages (--page-size 4k)");
+		return -1;
 	}
 	if (o->live.throttle_initial > o->live.throttle_max) {
 		fail_msg("--throttle-initial %u is above --max-throttle %u",

@@ -172,8 +172,15 @@ void progress_cb(const struct live_progress *p, void *arg)
 	(void)arg;
 	if (g_json)
 		return;
-	if (!strcmp(p->phase, "stop-and-copy")) {
+	if (!strcmp(p->phase, "stop-and-copy") ||
+	    !strcmp(p->phase, "postcopy-switch")) {
 		progress_end();
+		return;
+	}
+	if (!strcmp(p->phase, "postcopy-fallback")) {
+		progress_end();
+		fprintf(stderr, "%s: transport has no RDMA READ: falling back "
+			"to pre-copy\n", role_name(g_role));
 		return;
 	}
 	if (p->expected_ms < 0)
@@ -246,6 +253,16 @@ void live_src_report(const struct opts *o, const struct live_result *r,
 		       r->final_pages, r->bytes, r->normal_pages, r->zero_pages,
 		       r->gbps, mode, r->faults, r->throttle, r->st.channels,
 		       prepare_s, connect_s);
+		if (o->live.postcopy)
+			printf(",\"postcopy\":%s,\"postcopy_fell_back\":%s"
+			       ",\"rounds_before_switch\":%u"
+			       ",\"missing_pages\":%" PRIu64
+			       ",\"downtime_hash_ms\":%.3f"
+			       ",\"pull_seconds\":%.6f",
+			       r->switched ? "true" : "false",
+			       r->fell_back ? "true" : "false",
+			       o->live.postcopy_after, r->missing_pages,
+			       r->hash_ms, r->pull_s);
 		if (intact >= 0)
 			printf(",\"source_intact\":%s,\"source_checksum\":\"0x%016"
 			       PRIx64 "\",\"source_replay_checksum\":\"0x%016"
@@ -259,6 +276,27 @@ void live_src_report(const struct opts *o, const struct live_result *r,
 	}
 	if (error)
 		say("FAILED: %s\n", error);
+	if (r->switched) {
+		char hb[32];
+
+		if (!error)
+			say("migrated a running %s guest by post-copy in %.3f s: "
+			    "%u pre-copy rounds, then the switch; downtime %.1f "
+			    "ms; the destination pulled %" PRIu64 " pages in "
+			    "%.3f s\n", human(o->size, hb), r->total_s,
+			    r->rounds, r->downtime_ms, r->missing_pages,
+			    r->pull_s);
+		say("downtime: %.1f ms pausing the vCPUs, %.1f ms last "
+		    "harvest, %.1f ms sending the state, the missing list "
+		    "and the hashes (of it %.1f ms hashing the image for the "
+		    "proof) and switching\n", r->pause_ms, r->harvest_ms,
+		    r->transfer_ms, r->hash_ms);
+		say("sent %.3f GB on the wire before the switch: %" PRIu64
+		    " normal + %" PRIu64 " zero pages; channels %u\n",
+		    (double)r->bytes / 1e9, r->normal_pages, r->zero_pages,
+		    r->st.channels);
+		return;
+	}
 	if (r->rounds) {
 		char hb[32];
 
@@ -311,9 +349,57 @@ void live_dest_report(const struct opts *o,
 		       dr->first_mismatch, dr->resume_steps, dr->checksum,
 		       dr->replay_checksum, dr->st.normal_pages,
 		       dr->st.zero_pages, dr->st.zero_pages_cleared);
+		if (dr->postcopy)
+			printf(",\"postcopy\":true,\"lost\":%s"
+			       ",\"missing_pages\":%" PRIu64
+			       ",\"never_arrived\":%" PRIu64
+			       ",\"pull_seconds\":%.6f,\"fault_pages\":%" PRIu64
+			       ",\"background_pages\":%" PRIu64
+			       ",\"faults_joined\":%" PRIu64
+			       ",\"faults_present\":%" PRIu64
+			       ",\"eexist_pages\":%" PRIu64
+			       ",\"fault_p50_us\":%.0f,\"fault_p99_us\":%.0f"
+			       ",\"fault_max_us\":%.0f"
+			       ",\"unwritten_pages_checked\":%" PRIu64,
+			       dr->lost ? "true" : "false", dr->missing_pages,
+			       dr->never_arrived, dr->pull_s, dr->fault_pages,
+			       dr->background_pages, dr->faults_joined,
+			       dr->faults_present, dr->eexist_pages,
+			       dr->fault_p50_us, dr->fault_p99_us,
+			       dr->fault_max_us, dr->untouched_checked);
 		if (error)
 			json_kv_str("error", error);
 		printf("}\n");
+	} else if (dr->postcopy) {
+		if (error)
+			say("FAILED: %s\n", error);
+		if (dr->downtime_ms >= 0)
+			say("downtime seen here: %.1f ms from the source's pause "
+			    "to the vCPUs running here\n", dr->downtime_ms);
+		if (!dr->lost || dr->pull_s > 0)
+			say("post-copy: %" PRIu64 " pages missing at the switch, "
+			    "pulled in %.3f s while the guest ran: %" PRIu64
+			    " by faults (service p50 %.0f us, p99 %.0f us, max "
+			    "%.0f us), %" PRIu64 " in the background; faults "
+			    "that found the page's read in flight %" PRIu64
+			    ", present %" PRIu64 "; pages found present at "
+			    "placement %" PRIu64 "\n", dr->missing_pages,
+			    dr->pull_s, dr->fault_pages, dr->fault_p50_us,
+			    dr->fault_p99_us, dr->fault_max_us,
+			    dr->background_pages, dr->faults_joined,
+			    dr->faults_present, dr->eexist_pages);
+		if (dr->verified)
+			say("verified: every pulled page's hash on arrival, and "
+			    "the %" PRIu64 " pages the guest did not write since "
+			    "the switch, equal the source's final image\n",
+			    dr->untouched_checked);
+		if (dr->checksum || dr->replay_checksum)
+			say("ran the guest %" PRIu64 " more steps per vCPU after "
+			    "the pull: checksum 0x%016" PRIx64 ", never-migrated "
+			    "replay 0x%016" PRIx64 ": %s\n", dr->resume_steps,
+			    dr->checksum, dr->replay_checksum,
+			    dr->checksum == dr->replay_checksum ? "equal" :
+			    "DIFFERENT");
 	} else {
 		if (error)
 			say("FAILED: %s; the received memory is discarded\n",

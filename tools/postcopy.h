@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * postcopy - the destination's side of post-copy (private to live.c and
+ * postcopy_dest.c; the source's switch is in live.c, see live.h).
+ *
+ * At the switch the destination has the vCPU state, the bitmap of the
+ * pages it lacks and the hash of every page of the source's final image
+ * (device-state blobs sent before rmig_src_postcopy()).  It drops the
+ * missing pages (MADV_DONTNEED), registers the guest RAM with userfaultfd
+ * in MISSING mode, resumes the vCPUs at once and fills the holes by RDMA
+ * READ from the source's RAM (rmig_dest_read_submit()):
+ *
+ *   fault thread   reads each fault off the userfaultfd; a missing page
+ *                  is claimed (missing -> fetching) and read with
+ *                  RMIG_READ_URGENT into a one-page landing slot; a page
+ *                  being fetched already is left to that read (its
+ *                  UFFDIO_COPY wakes the faulting vCPU); a present one is
+ *                  woken (UFFDIO_WAKE).
+ *   pull thread    the background pull and every completion: keeps
+ *                  PC_DEPTH reads in flight, each a run of up to PC_RUN
+ *                  adjacent missing pages claimed in address order, and
+ *                  takes the completions (rmig_dest_read_wait()): each
+ *                  page's hash is compared with the list, then the run is
+ *                  placed by UFFDIO_COPY (atomic: EEXIST for a page
+ *                  present already, which is never overwritten) and its
+ *                  pages become present.
+ *
+ * Each page is fetched once (the claim), so a page a fault placed and the
+ * guest then wrote is never overwritten by a late background read.  When
+ * every page is present: unregister, the final sync, rmig_dest_finish(),
+ * and the proof (see postcopy_dest()).  When the session fails first (the
+ * source went away), the guest is lost: its vCPUs blocked on missing pages
+ * stay blocked, the others stop, and nothing is verified or resumed.
+ */
+#ifndef RMIG_TOOLS_POSTCOPY_H
+#define RMIG_TOOLS_POSTCOPY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rmig/rmig.h>
+
+#include "guest.h"
+#include "live.h"
+
+/* What the source's device-state blobs said (live.c takes them). */
+struct live_blobs {
+	bool have_state;
+	struct guest_vcpu_state st[GUEST_MAX_VCPUS];
+	uint64_t pause_ns;     /* the source's clock at its pause */
+	uint64_t have_all_ns;  /* this side's clock when the state came */
+	uint64_t pages;        /* this side's guest */
+	uint64_t *hashes;      /* pages entries */
+	uint64_t nhash;
+	uint64_t *missing;     /* (pages + 63) / 64 words */
+	uint64_t nmissing_words;
+};
+
+/*
+ * The destination after rmig_dest_wait_sync() returned
+ * RMIG_SYNC_POSTCOPY_SWITCH (@b holds the blobs, r->cfg the source's
+ * workload from the state blob).  Runs the guest, pulls every missing
+ * page, completes the session and proves the guest: every page the guest
+ * did not write after the switch equals the source's final image (every
+ * pulled page was compared on arrival), and after @resume_steps more steps
+ * per vCPU the guest's checksum equals a never-migrated replay's.
+ * 0 when migrated and verified; negative with r->error, and r->lost when
+ * the guest is lost (its vCPUs may be blocked for good: the caller must
+ * not stop or destroy @g, only exit).
+ */
+int postcopy_dest(struct guest *g, rmig_dest *d, int block,
+		  uint64_t resume_steps, bool same_host, struct live_blobs *b,
+		  struct live_dest_result *r);
+
+#endif /* RMIG_TOOLS_POSTCOPY_H */
