@@ -55,6 +55,10 @@ rmig_live_test(test_live 90 INTEG ARGS killdest 128)
 rmig_live_test(test_live 90 INTEG ARGS killpaused 128)
 rmig_live_test(test_live 90 INTEG ARGS pausefail 64)
 rmig_live_test(test_live 90 INTEG ARGS cancel 64)
+# test_live postcopy MIB RATE_MBS AFTER | postcopy-fallback MIB
+rmig_live_test(test_live 90 INTEG ARGS postcopy 64 200 1)
+rmig_live_test(test_live 90 INTEG ARGS postcopy 64 100 0)
+rmig_live_test(test_live 90 INTEG ARGS postcopy-fallback 64)
 
 # The tool itself, end to end: the README's demo at a small size (exit 0:
 # migrated, hashes verified, resumed guest equals the replay), and a run
@@ -97,10 +101,37 @@ add_test(NAME rmig_migrate_still_demo
 add_test(NAME rmig_migrate_live_idle
   COMMAND rmig-migrate demo --size 32M --channels 2 --warmup 3
           --idle-timeout 1000 --resume-steps 1000)
+# Post-copy over libfabric tcp: at dirty rates 0, 200 MB/s and max (one
+# pre-copy round, then the switch), none at all (every page pulled while a
+# hot set is written as fast as the vCPUs go, so faults hit pages the
+# background pull fetches too): migrated and proven (exit 0).  The source
+# killed (SIGKILL) right after the switch: the destination says the guest
+# is lost, exits 1, and verifies nothing.
+foreach(rate 0 200 max)
+  add_test(NAME rmig_migrate_postcopy_rate_${rate}
+    COMMAND rmig-migrate demo --size 64M --channels 2 --warmup 0.3
+            --resume-steps 20000 --postcopy --dirty-rate ${rate})
+  list(APPEND postcopy_tests rmig_migrate_postcopy_rate_${rate})
+endforeach()
+add_test(NAME rmig_migrate_postcopy_race
+  COMMAND rmig-migrate demo --size 128M --channels 3 --warmup 0.3
+          --resume-steps 20000 --postcopy-after 0 --dirty-rate max
+          --pattern hot --hot-percent 5 --vcpus 2)
+add_test(NAME rmig_migrate_postcopy_source_killed
+  COMMAND rmig-migrate demo --size 128M --channels 2 --warmup 0.3
+          --resume-steps 1000 --postcopy-after 0)
+set_tests_properties(rmig_migrate_postcopy_source_killed PROPERTIES
+  ENVIRONMENT RMIG_MIGRATE_TEST_DIE_AFTER_SWITCH=1
+  PASS_REGULAR_EXPRESSION
+  "dest: +FAILED: guest lost: the source went away during post-copy; [1-9][0-9]* of 32768 pages never arrived.*source exit 137, destination exit 1"
+  FAIL_REGULAR_EXPRESSION "verified|PASSED|resumed|ran the guest")
+list(APPEND postcopy_tests rmig_migrate_postcopy_race
+  rmig_migrate_postcopy_source_killed)
 math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")
 set_tests_properties(rmig_migrate_live_demo rmig_migrate_live_giveup
   rmig_migrate_live_two_host rmig_migrate_live_ondemand rmig_migrate_still_demo
-  rmig_migrate_live_idle PROPERTIES TIMEOUT ${tool_t} LABELS "live;integration")
+  rmig_migrate_live_idle ${postcopy_tests} PROPERTIES TIMEOUT ${tool_t}
+  LABELS "live;integration")
 set_tests_properties(rmig_migrate_live_giveup PROPERTIES
   PASS_REGULAR_EXPRESSION
   "\"source_intact\":true,[^}]*\"source_steps_after_failure\":[1-9][0-9]*.*did not converge")

@@ -41,6 +41,17 @@
  *   test_live pausefail MIB
  *       A failure injected after the pause (the driver's paused_hook
  *       fails): the same promise, and the destination discards.
+ *   test_live postcopy MIB RATE_MBS AFTER
+ *       Post-copy after AFTER pre-copy rounds: the source switches (the
+ *       pages it did not send are the destination's missing pages), the
+ *       destination runs the guest, pulls every missing page and proves
+ *       it (pulled pages' hashes on arrival, unwritten pages' at the end,
+ *       a never-migrated replay after resuming).
+ *   test_live postcopy-fallback MIB
+ *       The same with rmig_src_postcopy() replaced by a stub that says
+ *       -EOPNOTSUPP (a transport without RDMA READ): the source falls back
+ *       to stop-and-copy with the blobs it sent for the switch, and the
+ *       destination verifies it as a pre-copy migration.
  *
  * The converge cases also take a progress update after every chunk of
  * pages queued and check that the updates come during the rounds, not
@@ -63,12 +74,13 @@
 #define SKIP 77
 
 enum mode { CONVERGE, AUTOCONVERGE, GIVEUP, FORCE, KILLDEST, KILLPAUSED,
-	    PAUSEFAIL, CANCEL };
+	    PAUSEFAIL, CANCEL, POSTCOPY, FALLBACK };
 
 struct ctx {
 	enum mode mode;
 	size_t mib;
 	double rate;
+	unsigned after;        /* POSTCOPY: pre-copy rounds */
 	enum dirty_mode tracking;
 	enum guest_mem mem;
 	bool big_pages;        /* 2 MiB pages of anonymous memory */
@@ -154,6 +166,23 @@ static int dest_main(void *arg)
 			goto out;
 		TU_CHECK(r.verified && !r.mismatched_pages, "hashes");
 		TU_CHECK(r.checksum == r.replay_checksum, "checksum");
+		if (cx->mode == POSTCOPY) {
+			TU_CHECK(r.postcopy && !r.lost &&
+				 r.fault_pages + r.background_pages ==
+				 r.missing_pages && r.untouched_checked > 0,
+				 "post-copy: %" PRIu64 " missing, %" PRIu64
+				 " by faults, %" PRIu64 " in the background, "
+				 "%" PRIu64 " unwritten pages checked",
+				 r.missing_pages, r.fault_pages,
+				 r.background_pages, r.untouched_checked);
+			tu_msg("post-copy: %" PRIu64 " pages missing, %" PRIu64
+			       " by faults (p50 %.0f us, p99 %.0f us), %"
+			       PRIu64 " in the background, pulled in %.3f s",
+			       r.missing_pages, r.fault_pages, r.fault_p50_us,
+			       r.fault_p99_us, r.background_pages, r.pull_s);
+		}
+		if (cx->mode == FALLBACK)
+			TU_CHECK(!r.postcopy, "the destination saw a switch");
 		tu_msg("verified %" PRIu64 " pages; resumed checksum 0x%016"
 		       PRIx64 " = replay 0x%016" PRIx64 "; downtime here %.1f ms",
 		       r.pages, r.checksum, r.replay_checksum, r.downtime_ms);
@@ -289,6 +318,12 @@ static double round_ms(rmig_src *s, int block, struct guest *g, size_t n,
 	return ok ? (double)(tu_now_ns() - t) / 1e6 : -1;
 }
 
+static int no_read_stub(rmig_src *s)
+{
+	(void)s;
+	return -EOPNOTSUPP;
+}
+
 static int src_main(void *arg)
 {
 	struct ctx *cx = arg;
@@ -334,6 +369,13 @@ static int src_main(void *arg)
 		p.round_hook = cancel_hook;
 		p.arg = cx;
 		cx->s = s;
+		break;
+	case POSTCOPY:
+	case FALLBACK:
+		p.postcopy = true;
+		p.postcopy_after = cx->after;
+		if (cx->mode == FALLBACK)
+			p.postcopy_fn = no_read_stub;
 		break;
 	case KILLPAUSED:
 	case PAUSEFAIL:
@@ -430,6 +472,14 @@ static int src_main(void *arg)
 		    !TU_CHECK(r.throttle >= p.throttle_initial,
 			      "auto-converge never throttled (%u%%)",
 			      r.throttle))
+			rc = 1;
+		if ((cx->mode == POSTCOPY || cx->mode == FALLBACK) &&
+		    !TU_CHECK(r.switched == (cx->mode == POSTCOPY) &&
+			      r.fell_back == (cx->mode == FALLBACK) &&
+			      r.rounds == cx->after +
+			      (cx->mode == FALLBACK), "post-copy: switched %d, "
+			      "fell back %d after %u rounds", r.switched,
+			      r.fell_back, r.rounds))
 			rc = 1;
 		if (cx->mode == CONVERGE &&
 		    !TU_CHECK(r.normal_pages + r.zero_pages >= g.pages,
@@ -552,6 +602,14 @@ int main(int argc, char **argv)
 	} else if (argc == 3 && !strcmp(argv[1], "cancel")) {
 		cx.mode = CANCEL;
 		cx.rate = 100;
+	} else if (argc == 5 && !strcmp(argv[1], "postcopy")) {
+		cx.mode = POSTCOPY;
+		cx.rate = atof(argv[3]);
+		cx.after = (unsigned)atoi(argv[4]);
+	} else if (argc == 3 && !strcmp(argv[1], "postcopy-fallback")) {
+		cx.mode = FALLBACK;
+		cx.rate = 200;
+		cx.after = 1;
 	} else if (argc == 3 && !strcmp(argv[1], "pausefail")) {
 		cx.mode = PAUSEFAIL;
 		cx.rate = 100;
@@ -618,6 +676,8 @@ int main(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: %s converge MIB RATE async|sync "
 		"anon|memfd|hugetlb | autoconverge MIB | giveup MIB | "
-		"force MIB | killdest MIB | killpaused MIB | pausefail MIB | cancel MIB\n", argv[0]);
+		"force MIB | killdest MIB | killpaused MIB | pausefail MIB | "
+		"cancel MIB | postcopy MIB RATE AFTER | postcopy-fallback "
+		"MIB\n", argv[0]);
 	return 2;
 }

@@ -230,7 +230,7 @@ static int postcopy_switch(struct guest *g, rmig_src *s, const uint64_t *bits,
 		ret = send_hashes(g, s);
 	r->hash_ms = (now_s() - th) * 1e3;
 	if (ret >= 0)
-		ret = rmig_src_postcopy(s);
+		ret = p->postcopy_fn ? p->postcopy_fn(s) : rmig_src_postcopy(s);
 	if (ret == -EOPNOTSUPP) {
 		struct live_progress pg = { .phase = "postcopy-fallback" };
 

@@ -100,6 +100,10 @@ struct live_params {
 	 * the source here); nonzero fails the migration, the guest staying
 	 * at the destination only. */
 	int (*switched_hook)(void *arg);
+	/* Tests: called instead of rmig_src_postcopy() when set (a stub
+	 * returning -EOPNOTSUPP exercises the fallback on a transport that
+	 * has RDMA READ). */
+	int (*postcopy_fn)(rmig_src *s);
 	void *arg;
 };
 

@@ -674,7 +674,7 @@ lost:
 
 		snprintf(why, sizeof(why), "%s", r->error);
 		r->error[0] = '\0';
-		if (ft_on)
+		if (ft_on || rmig_dest_state(d) == RMIG_STATE_FAILED)
 			fail(r->error, sizeof(r->error), "guest lost: the "
 			     "source went away during post-copy; %" PRIu64
 			     " of %" PRIu64 " pages never arrived (%s)",
