@@ -657,6 +657,7 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 		fail(r->error, sizeof(r->error), "out of memory");
 		goto out;
 	}
+	postcopy_prepare(d, g->cfg.page_size, &b);
 	for (;;) {
 		sync = rmig_dest_wait_sync(d, -1);
 		if (sync < 0) {
@@ -753,9 +754,8 @@ out:
 	if (rmig_dest_get_stats(d, &r->st) < 0)
 		memset(&r->st, 0, sizeof(r->st));
 	/* A lost post-copy guest's threads may still read the hashes. */
-	if (!r->lost) {
+	if (!r->lost)
 		free(b.hashes);
-		free(b.missing);
-	}
+	free(b.missing);
 	return ret;
 }

@@ -54,7 +54,22 @@ struct live_blobs {
 	uint64_t nhash;
 	uint64_t *missing;     /* (pages + 63) / 64 words */
 	uint64_t nmissing_words;
+	/* Where reads land, mapped and registered before the switch
+	 * (postcopy_prepare()); NULL with the reason in landing_err. */
+	uint8_t *landing;
+	size_t landing_len;
+	char landing_err[256];
 };
+
+/*
+ * Before the first sync (after rmig_dest_accept()): map, fault in and
+ * register the landing buffer of a post-copy (16 MiB for 4 KiB pages), so
+ * that a switch does not pay for it in the downtime.  Nothing fails here:
+ * without it (a transport without RDMA READ, pages above RMIG_READ_MAX)
+ * a switch fails with the reason kept in b->landing_err.  The buffer stays
+ * mapped (registered until rmig_dest_destroy()) until the process exits.
+ */
+void postcopy_prepare(rmig_dest *d, size_t page_size, struct live_blobs *b);
 
 /*
  * The destination after rmig_dest_wait_sync() returned

@@ -55,8 +55,7 @@ struct pc {
 	const uint64_t *hashes;
 	int uffd;
 	int stop_pipe[2];
-	uint8_t *landing;
-	size_t landing_len;
+	uint8_t *landing;         /* the live_blobs' */
 	struct pc_slot slots[PC_URGENT + PC_DEPTH];
 
 	pthread_mutex_t lock;     /* ufree */
@@ -79,6 +78,9 @@ struct pc {
 	_Atomic uint64_t fault_pages, bg_pages, faults_joined, faults_present;
 	_Atomic uint64_t eexist;
 };
+
+/* A lost guest's post-copy state, which its blocked threads may touch. */
+static struct pc *lost_pc;
 
 static uint64_t now_ns(void)
 {
@@ -386,8 +388,39 @@ static void fault_stats(struct pc *pc, struct live_dest_result *r)
 	r->fault_max_us = pc->lat_us[pc->nlat - 1];
 }
 
-/* Drop the missing pages, register the RAM for MISSING faults, map and
- * register the landing buffer. */
+void postcopy_prepare(rmig_dest *d, size_t page_size, struct live_blobs *b)
+{
+	size_t len = (PC_URGENT + (size_t)PC_DEPTH * PC_RUN) * page_size;
+	void *p;
+	int ret;
+
+	if (page_size > RMIG_READ_MAX) {
+		snprintf(b->landing_err, sizeof(b->landing_err), "post-copy "
+			 "with %zu-byte pages is not implemented", page_size);
+		return;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		snprintf(b->landing_err, sizeof(b->landing_err), "cannot map "
+			 "%zu bytes of landing buffer: %s", len,
+			 strerror(errno));
+		return;
+	}
+	madvise(p, len, MADV_POPULATE_WRITE);
+	ret = rmig_dest_read_region(d, p, len);
+	if (ret < 0) {
+		snprintf(b->landing_err, sizeof(b->landing_err), "registering "
+			 "the landing buffer: %s", lib_err(ret));
+		munmap(p, len);
+		return;
+	}
+	b->landing = p;
+	b->landing_len = len;
+}
+
+/* Drop the missing pages, register the RAM for MISSING faults, carve the
+ * landing buffer into slots. */
 static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
 		    size_t errlen)
 {
@@ -398,7 +431,6 @@ static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
 	unsigned nslots = PC_URGENT + PC_DEPTH;
-	int ret;
 
 	for (uint64_t p = 0; p < pc->pages; ) {
 		uint64_t e = p;
@@ -438,21 +470,10 @@ static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
 		fail(err, errlen, "pipe: %s", strerror(errno));
 		return -errno;
 	}
-	pc->landing_len = (PC_URGENT + (size_t)PC_DEPTH * PC_RUN) * pc->ps;
-	pc->landing = mmap(NULL, pc->landing_len, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (pc->landing == MAP_FAILED) {
-		pc->landing = NULL;
-		fail(err, errlen, "cannot map %zu bytes of landing buffer: %s",
-		     pc->landing_len, strerror(errno));
-		return -ENOMEM;
-	}
-	madvise(pc->landing, pc->landing_len, MADV_POPULATE_WRITE);
-	ret = rmig_dest_read_region(pc->d, pc->landing, pc->landing_len);
-	if (ret < 0) {
-		fail(err, errlen, "registering the landing buffer: %s",
-		     lib_err(ret));
-		return ret;
+	pc->landing = b->landing;
+	if (!pc->landing) {
+		fail(err, errlen, "%s", b->landing_err);
+		return -EOPNOTSUPP;
 	}
 	for (unsigned i = 0; i < nslots; i++) {
 		struct pc_slot *sl = &pc->slots[i];
@@ -690,6 +711,7 @@ lost:
 	 * would let them run on zero pages), and so does everything the
 	 * threads may still touch: freed by the process's exit. */
 	guest_abandon(g);
+	lost_pc = pc; /* kept, and reachable, until the exit */
 	return ret < 0 ? ret : -EIO;
 out:
 	if (pc->uffd >= 0)
@@ -698,8 +720,6 @@ out:
 		close(pc->stop_pipe[0]);
 		close(pc->stop_pipe[1]);
 	}
-	/* The landing buffer stays mapped: registered until
-	 * rmig_dest_destroy(). */
 	pthread_cond_destroy(&pc->cond);
 	pthread_mutex_destroy(&pc->lock);
 	free(pc->lat_us);
