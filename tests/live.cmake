@@ -55,9 +55,13 @@ rmig_live_test(test_live 90 INTEG ARGS killdest 128)
 rmig_live_test(test_live 90 INTEG ARGS killpaused 128)
 rmig_live_test(test_live 90 INTEG ARGS pausefail 64)
 rmig_live_test(test_live 90 INTEG ARGS cancel 64)
-# test_live postcopy MIB RATE_MBS AFTER | postcopy-fallback MIB
+# test_live postcopy MIB RATE_MBS AFTER [MEMORY] | postcopy-fallback MIB
 rmig_live_test(test_live 90 INTEG ARGS postcopy 64 200 1)
 rmig_live_test(test_live 90 INTEG ARGS postcopy 64 100 0)
+rmig_live_test(test_live 90 INTEG ARGS postcopy 64 200 1 memfd)
+rmig_live_test(test_live 90 INTEG ARGS postcopy 64 100 0 memfd)
+rmig_live_test(test_live 90 INTEG ARGS postcopy 64 200 1 hugetlb HUGE)
+rmig_live_test(test_live 90 INTEG ARGS postcopy 64 100 0 hugetlb HUGE)
 rmig_live_test(test_live 90 INTEG ARGS postcopy-fallback 64)
 
 # The tool itself, end to end: the README's demo at a small size (exit 0:

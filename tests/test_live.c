@@ -41,12 +41,14 @@
  *   test_live pausefail MIB
  *       A failure injected after the pause (the driver's paused_hook
  *       fails): the same promise, and the destination discards.
- *   test_live postcopy MIB RATE_MBS AFTER
+ *   test_live postcopy MIB RATE_MBS AFTER [MEMORY]
  *       Post-copy after AFTER pre-copy rounds: the source switches (the
  *       pages it did not send are the destination's missing pages), the
  *       destination runs the guest, pulls every missing page and proves
  *       it (pulled pages' hashes on arrival, unwritten pages' at the end,
- *       a never-migrated replay after resuming).
+ *       a never-migrated replay after resuming).  MEMORY anon (default:
+ *       MISSING faults), memfd or hugetlb (MINOR faults, huge pages
+ *       reserved as for converge).
  *   test_live postcopy-fallback MIB
  *       The same with rmig_src_postcopy() replaced by a stub that says
  *       -EOPNOTSUPP (a transport without RDMA READ): the source falls back
@@ -602,10 +604,12 @@ int main(int argc, char **argv)
 	} else if (argc == 3 && !strcmp(argv[1], "cancel")) {
 		cx.mode = CANCEL;
 		cx.rate = 100;
-	} else if (argc == 5 && !strcmp(argv[1], "postcopy")) {
+	} else if ((argc == 5 || argc == 6) && !strcmp(argv[1], "postcopy")) {
 		cx.mode = POSTCOPY;
 		cx.rate = atof(argv[3]);
 		cx.after = (unsigned)atoi(argv[4]);
+		if (argc == 6 && guest_parse_mem(argv[5], &cx.mem))
+			goto usage;
 	} else if (argc == 3 && !strcmp(argv[1], "postcopy-fallback")) {
 		cx.mode = FALLBACK;
 		cx.rate = 200;
@@ -677,7 +681,7 @@ usage:
 	fprintf(stderr, "usage: %s converge MIB RATE async|sync "
 		"anon|memfd|hugetlb | autoconverge MIB | giveup MIB | "
 		"force MIB | killdest MIB | killpaused MIB | pausefail MIB | "
-		"cancel MIB | postcopy MIB RATE AFTER | postcopy-fallback "
+		"cancel MIB | postcopy MIB RATE AFTER [MEMORY] | postcopy-fallback "
 		"MIB\n", argv[0]);
 	return 2;
 }

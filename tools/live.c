@@ -657,7 +657,7 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 		fail(r->error, sizeof(r->error), "out of memory");
 		goto out;
 	}
-	postcopy_prepare(d, g->cfg.page_size, &b);
+	postcopy_prepare(d, g, &b);
 	for (;;) {
 		sync = rmig_dest_wait_sync(d, -1);
 		if (sync < 0) {

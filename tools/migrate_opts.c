@@ -132,9 +132,10 @@ static void usage(FILE *f)
 "                          lacks, and resume the guest there at once; the\n"
 "                          destination reads those pages from this RAM by\n"
 "                          RDMA READ (faults first, the rest in the\n"
-"                          background) while its guest runs.  Anonymous\n"
-"                          memory, 4 KiB pages.  A transport without RDMA\n"
-"                          READ falls back to pre-copy's stop-and-copy\n"
+"                          background) while its guest runs (anon:\n"
+"                          userfaultfd MISSING faults, 4 KiB pages; memfd,\n"
+"                          hugetlb: MINOR faults).  A transport without\n"
+"                          RDMA READ falls back to stop-and-copy\n"
 "  --postcopy-after N      pre-copy rounds before the switch, 0..100000\n"
 "                          (default 1: round 1 sends every page; 0: none,\n"
 "                          every page is pulled); implies --postcopy\n"
@@ -506,14 +507,10 @@ int parse_args(int argc, char **argv, struct opts *o)
 		fail_msg("--postcopy is for live migration, not --still");
 		return -1;
 	}
-	if (o->live.postcopy && o->guest.mem != GUEST_ANON) {
-		fail_msg("--postcopy needs --memory anon: post-copy into %s "
-			 "memory (MINOR faults and UFFDIO_CONTINUE) is not "
-			 "implemented", guest_mem_name(o->guest.mem));
-		return -1;
-	}
-	if (o->live.postcopy && o->sess.page_size != 4096) {
-		fail_msg("--postcopy needs 4 KiB pages (--page-size 4k)");
+	if (o->live.postcopy && o->guest.mem == GUEST_ANON &&
+	    o->sess.page_size != 4096) {
+		fail_msg("--postcopy into anonymous memory needs 4 KiB pages "
+			 "(--page-size 4k; 2 MiB pages: --memory hugetlb)");
 		return -1;
 	}
 	if (o->live.throttle_initial > o->live.throttle_max) {

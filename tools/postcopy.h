@@ -1,29 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * postcopy - the destination's side of post-copy (private to live.c and
- * postcopy_dest.c; the source's switch is in live.c, see live.h).
+ * postcopy_*.c; the source's switch is in live.c, see live.h).
  *
  * At the switch the destination has the vCPU state, the bitmap of the
  * pages it lacks and the hash of every page of the source's final image
  * (device-state blobs sent before rmig_src_postcopy()).  It drops the
- * missing pages (MADV_DONTNEED), registers the guest RAM with userfaultfd
- * in MISSING mode, resumes the vCPUs at once and fills the holes by RDMA
- * READ from the source's RAM (rmig_dest_read_submit()):
+ * missing pages (MADV_DONTNEED), registers the guest RAM with userfaultfd,
+ * resumes the vCPUs at once and fills the holes by RDMA READ from the
+ * source's RAM (rmig_dest_read_submit()).  Anonymous memory: MISSING
+ * faults, reads land in a landing buffer and UFFDIO_COPY places them.
+ * memfd and hugetlb: the DONTNEED only unmaps (the file keeps the stale
+ * page), MINOR faults, reads land in a second mapping of the file and
+ * UFFDIO_CONTINUE maps the page.  Two threads (postcopy_pull.c):
  *
  *   fault thread   reads each fault off the userfaultfd; a missing page
  *                  is claimed (missing -> fetching) and read with
- *                  RMIG_READ_URGENT into a one-page landing slot; a page
- *                  being fetched already is left to that read (its
- *                  UFFDIO_COPY wakes the faulting vCPU); a present one is
- *                  woken (UFFDIO_WAKE).
+ *                  RMIG_READ_URGENT; a page being fetched already is left
+ *                  to that read (placing it wakes the faulting vCPU); a
+ *                  present one is woken (UFFDIO_WAKE).
  *   pull thread    the background pull and every completion: keeps
- *                  PC_DEPTH reads in flight, each a run of up to PC_RUN
- *                  adjacent missing pages claimed in address order, and
- *                  takes the completions (rmig_dest_read_wait()): each
- *                  page's hash is compared with the list, then the run is
- *                  placed by UFFDIO_COPY (atomic: EEXIST for a page
- *                  present already, which is never overwritten) and its
- *                  pages become present.
+ *                  PC_DEPTH reads in flight, each a run of adjacent
+ *                  missing pages (128 KiB at most, or one page) claimed
+ *                  in address order, and takes the completions
+ *                  (rmig_dest_read_wait()): each page's hash is compared
+ *                  with the list, then the run is placed (atomic: EEXIST
+ *                  for a page present already, which is never
+ *                  overwritten) and its pages become present.
  *
  * Each page is fetched once (the claim), so a page a fault placed and the
  * guest then wrote is never overwritten by a late background read.  When
@@ -63,13 +66,16 @@ struct live_blobs {
 
 /*
  * Before the first sync (after rmig_dest_accept()): map, fault in and
- * register the landing buffer of a post-copy (16 MiB for 4 KiB pages), so
- * that a switch does not pay for it in the downtime.  Nothing fails here:
- * without it (a transport without RDMA READ, pages above RMIG_READ_MAX)
- * a switch fails with the reason kept in b->landing_err.  The buffer stays
- * mapped (registered until rmig_dest_destroy()) until the process exits.
+ * register where a post-copy's reads land (anonymous memory: a landing
+ * buffer, 16 MiB; memfd and hugetlb: a second mapping of the guest's
+ * file), so that a switch does not pay for it in the downtime.  Nothing
+ * fails here: without it (a transport without RDMA READ, anonymous memory
+ * with 2 MiB pages) a switch fails with the reason kept in
+ * b->landing_err.  The mapping stays (registered until
+ * rmig_dest_destroy()) until the process exits.
  */
-void postcopy_prepare(rmig_dest *d, size_t page_size, struct live_blobs *b);
+void postcopy_prepare(rmig_dest *d, const struct guest *g,
+		      struct live_blobs *b);
 
 /*
  * The destination after rmig_dest_wait_sync() returned

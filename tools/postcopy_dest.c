@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 #include "postcopy.h"
+#include "postcopy_int.h"
 #include "dirty.h"
 
 #include <errno.h>
@@ -30,65 +31,8 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define PC_DEPTH 128   /* background reads in flight */
-#define PC_RUN 32      /* pages a background read, at most */
-#define PC_URGENT (GUEST_MAX_VCPUS + 2) /* one-page fault slots */
-#define PC_WAIT_MAX 64 /* completions taken a call */
-
-enum { PG_PRESENT = 0, PG_MISSING = 1, PG_FETCHING = 2 };
-
-struct pc_slot {
-	struct rmig_read_req req; /* first: done[] points here */
-	uint64_t first, n;        /* pages */
-	uint64_t t_fault_ns;      /* urgent: when the fault was read */
-	bool urgent;
-	struct pc_slot *next;     /* on a free list */
-};
-
-struct pc {
-	struct guest *g;
-	rmig_dest *d;
-	int block;
-	uint64_t pages;
-	size_t ps;
-	_Atomic uint8_t *st;      /* per page: PG_* */
-	const uint64_t *hashes;
-	int uffd;
-	int stop_pipe[2];
-	uint8_t *landing;         /* the live_blobs' */
-	struct pc_slot slots[PC_URGENT + PC_DEPTH];
-
-	pthread_mutex_t lock;     /* ufree */
-	pthread_cond_t cond;
-	struct pc_slot *ufree;    /* free urgent slots */
-	bool stopping;            /* under lock: the fault thread ends */
-
-	/* The pull thread's own. */
-	struct pc_slot *bfree;    /* free background slots */
-	unsigned bg_inflight;
-	uint64_t cursor;          /* next page the pull looks at */
-	uint32_t *lat_us;         /* fault service times */
-	uint64_t nlat;
-	uint64_t present;         /* pages present */
-	uint64_t mismatched;
-	int64_t first_mismatch;
-
-	_Atomic int err;          /* first failure, negative errno */
-	char errmsg[512];         /* set by the thread that set err */
-	_Atomic uint64_t fault_pages, bg_pages, faults_joined, faults_present;
-	_Atomic uint64_t eexist;
-};
-
 /* A lost guest's post-copy state, which its blocked threads may touch. */
 static struct pc *lost_pc;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void fail(char *buf, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -101,271 +45,6 @@ static void fail(char *buf, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, len, fmt, ap);
 	va_end(ap);
-}
-
-/* The first failure of either thread wins; the other threads see it. */
-static void pc_fail(struct pc *pc, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void pc_fail(struct pc *pc, int err, const char *fmt, ...)
-{
-	int none = 0;
-	va_list ap;
-
-	if (!atomic_compare_exchange_strong(&pc->err, &none, err))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(pc->errmsg, sizeof(pc->errmsg), fmt, ap);
-	va_end(ap);
-}
-
-static const char *lib_err(int ret)
-{
-	return rmig_last_error()[0] ? rmig_last_error() : strerror(-ret);
-}
-
-/* ------------------------------------------------------------------ */
-/* Placing pages                                                       */
-
-/* Compare each page of @sl's landing bytes with the list, place the run
- * by UFFDIO_COPY (it wakes the vCPUs waiting on it), mark it present. */
-static int place(struct pc *pc, struct pc_slot *sl)
-{
-	uint8_t *src = sl->req.buf;
-	uint64_t len = sl->n * pc->ps, off = 0;
-
-	for (uint64_t i = 0; i < sl->n; i++)
-		if (guest_page_hash(src + i * pc->ps, pc->ps) !=
-		    pc->hashes[sl->first + i] && !pc->mismatched++)
-			pc->first_mismatch = (int64_t)(sl->first + i);
-	while (off < len) {
-		struct uffdio_copy c = {
-			.dst = (uintptr_t)(pc->g->mem + sl->first * pc->ps + off),
-			.src = (uintptr_t)(src + off),
-			.len = len - off,
-		};
-
-		if (ioctl(pc->uffd, UFFDIO_COPY, &c) == 0)
-			break;
-		if (errno == EAGAIN) {
-			if (c.copy > 0)
-				off += (uint64_t)c.copy;
-		} else if (errno == EEXIST) {
-			/* Present already: never overwritten. */
-			atomic_fetch_add_explicit(&pc->eexist, 1,
-						  memory_order_relaxed);
-			off += pc->ps;
-		} else {
-			int e = errno;
-
-			pc_fail(pc, -e, "UFFDIO_COPY of page %" PRIu64 ": %s",
-				sl->first + off / pc->ps, strerror(e));
-			return -e;
-		}
-	}
-	for (uint64_t i = 0; i < sl->n; i++)
-		/* Pairs with the acquire loads of the fault thread and the
-		 * claims: the page is in place before it says present. */
-		atomic_store_explicit(&pc->st[sl->first + i], PG_PRESENT,
-				      memory_order_release);
-	pc->present += sl->n;
-	return 0;
-}
-
-static bool claim(struct pc *pc, uint64_t p)
-{
-	uint8_t want = PG_MISSING;
-
-	/* Acquire-release: pairs with the other claimer and with place(). */
-	return atomic_compare_exchange_strong_explicit(
-		&pc->st[p], &want, PG_FETCHING, memory_order_acq_rel,
-		memory_order_acquire);
-}
-
-/* ------------------------------------------------------------------ */
-/* Fault thread                                                        */
-
-static struct pc_slot *urgent_slot(struct pc *pc)
-{
-	struct pc_slot *sl;
-
-	pthread_mutex_lock(&pc->lock);
-	while (!pc->ufree && !pc->stopping)
-		pthread_cond_wait(&pc->cond, &pc->lock);
-	sl = pc->ufree;
-	if (sl)
-		pc->ufree = sl->next;
-	pthread_mutex_unlock(&pc->lock);
-	return sl;
-}
-
-static void serve_fault(struct pc *pc, uint64_t addr, uint64_t t)
-{
-	uint64_t p = (addr - (uintptr_t)pc->g->mem) / pc->ps;
-	struct pc_slot *sl;
-	int ret;
-
-	if (p >= pc->pages)
-		return;
-	if (!claim(pc, p)) {
-		/* Pairs with the release store in place(). */
-		if (atomic_load_explicit(&pc->st[p], memory_order_acquire) ==
-		    PG_PRESENT) {
-			struct uffdio_range r = {
-				.start = (uintptr_t)pc->g->mem + p * pc->ps,
-				.len = pc->ps };
-
-			atomic_fetch_add_explicit(&pc->faults_present, 1,
-						  memory_order_relaxed);
-			ioctl(pc->uffd, UFFDIO_WAKE, &r);
-		} else {
-			/* Its read is in flight: its copy wakes the vCPU. */
-			atomic_fetch_add_explicit(&pc->faults_joined, 1,
-						  memory_order_relaxed);
-		}
-		return;
-	}
-	sl = urgent_slot(pc);
-	if (!sl)
-		return;
-	sl->first = p;
-	sl->n = 1;
-	sl->t_fault_ns = t;
-	sl->req.offset = p * pc->ps;
-	sl->req.len = pc->ps;
-	ret = rmig_dest_read_submit(pc->d, &sl->req, RMIG_READ_URGENT);
-	if (ret < 0)
-		pc_fail(pc, ret, "the read of faulting page %" PRIu64 ": %s", p,
-			lib_err(ret));
-	else
-		atomic_fetch_add_explicit(&pc->fault_pages, 1,
-					  memory_order_relaxed);
-}
-
-static void *fault_main(void *arg)
-{
-	struct pc *pc = arg;
-	struct uffd_msg msg[64];
-
-	while (!atomic_load(&pc->err)) {
-		struct pollfd f[2] = {
-			{ .fd = pc->uffd, .events = POLLIN },
-			{ .fd = pc->stop_pipe[0], .events = POLLIN },
-		};
-		ssize_t n;
-		uint64_t t;
-
-		if (poll(f, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			pc_fail(pc, -errno, "fault thread: poll: %s",
-				strerror(errno));
-			break;
-		}
-		if (f[1].revents)
-			break;
-		n = read(pc->uffd, msg, sizeof(msg));
-		t = now_ns();
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			pc_fail(pc, -errno, "fault thread: reading the "
-				"userfaultfd: %s", strerror(errno));
-			break;
-		}
-		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++)
-			if (msg[i].event == UFFD_EVENT_PAGEFAULT)
-				serve_fault(pc, msg[i].arg.pagefault.address, t);
-	}
-	return NULL;
-}
-
-/* ------------------------------------------------------------------ */
-/* Pull thread                                                         */
-
-/* Claim the next run of missing pages and read it; false when none is
- * left to claim (or the submit failed). */
-static bool pull_more(struct pc *pc)
-{
-	struct pc_slot *sl = pc->bfree;
-	uint64_t p = pc->cursor, n = 1;
-	int ret;
-
-	while (p < pc->pages && !claim(pc, p))
-		p++;
-	if (p >= pc->pages) {
-		pc->cursor = p;
-		return false;
-	}
-	while (n < PC_RUN && p + n < pc->pages && claim(pc, p + n))
-		n++;
-	pc->cursor = p + n;
-	pc->bfree = sl->next;
-	sl->first = p;
-	sl->n = n;
-	sl->req.offset = p * pc->ps;
-	sl->req.len = n * pc->ps;
-	ret = rmig_dest_read_submit(pc->d, &sl->req, 0);
-	if (ret < 0) {
-		pc_fail(pc, ret, "the background read of pages %" PRIu64
-			"..%" PRIu64 ": %s", p, p + n - 1, lib_err(ret));
-		return false;
-	}
-	pc->bg_inflight++;
-	atomic_fetch_add_explicit(&pc->bg_pages, n, memory_order_relaxed);
-	return true;
-}
-
-static void done_one(struct pc *pc, struct pc_slot *sl)
-{
-	if (sl->req.status < 0) {
-		pc_fail(pc, sl->req.status, "an RDMA READ of pages %" PRIu64
-			"..%" PRIu64 " failed: %s", sl->first,
-			sl->first + sl->n - 1, strerror(-sl->req.status));
-	} else if (!atomic_load(&pc->err) && place(pc, sl) == 0 &&
-		   sl->urgent) {
-		uint64_t us = (now_ns() - sl->t_fault_ns) / 1000;
-
-		pc->lat_us[pc->nlat++] = us > UINT32_MAX ? UINT32_MAX :
-					 (uint32_t)us;
-	}
-	if (sl->urgent) {
-		pthread_mutex_lock(&pc->lock);
-		sl->next = pc->ufree;
-		pc->ufree = sl;
-		pthread_cond_signal(&pc->cond);
-		pthread_mutex_unlock(&pc->lock);
-	} else {
-		sl->next = pc->bfree;
-		pc->bfree = sl;
-		pc->bg_inflight--;
-	}
-}
-
-static void *pull_main(void *arg)
-{
-	struct pc *pc = arg;
-	struct rmig_read_req *done[PC_WAIT_MAX];
-
-	for (;;) {
-		int n;
-
-		if (!atomic_load(&pc->err)) {
-			if (pc->present == pc->pages)
-				break;
-			while (pc->bfree && pull_more(pc))
-				;
-		}
-		n = rmig_dest_read_wait(pc->d, done, PC_WAIT_MAX, 200);
-		if (n < 0) {
-			/* Every request came back: nothing writes the
-			 * landing buffer any more. */
-			pc_fail(pc, n, "%s", lib_err(n));
-			break;
-		}
-		for (int i = 0; i < n; i++)
-			done_one(pc, (struct pc_slot *)done[i]);
-	}
-	return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -388,22 +67,35 @@ static void fault_stats(struct pc *pc, struct live_dest_result *r)
 	r->fault_max_us = pc->lat_us[pc->nlat - 1];
 }
 
-void postcopy_prepare(rmig_dest *d, size_t page_size, struct live_blobs *b)
+/* Pages a background read takes at most. */
+static uint64_t run_pages(size_t page_size)
 {
-	size_t len = (PC_URGENT + (size_t)PC_DEPTH * PC_RUN) * page_size;
+	return page_size >= PC_RUN_BYTES ? 1 : PC_RUN_BYTES / page_size;
+}
+
+void postcopy_prepare(rmig_dest *d, const struct guest *g,
+		      struct live_blobs *b)
+{
+	size_t ps = g->cfg.page_size;
+	size_t len = g->memfd >= 0 ? (size_t)g->cfg.size :
+		     (PC_URGENT + (size_t)PC_DEPTH * run_pages(ps)) * ps;
 	void *p;
 	int ret;
 
-	if (page_size > RMIG_READ_MAX) {
+	if (ps > (size_t)PC_SPLIT * RMIG_READ_MAX ||
+	    (g->memfd < 0 && ps != 4096)) {
 		snprintf(b->landing_err, sizeof(b->landing_err), "post-copy "
-			 "with %zu-byte pages is not implemented", page_size);
+			 "into %s memory with %zu-byte pages is not "
+			 "implemented", guest_mem_name(g->cfg.mem), ps);
 		return;
 	}
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* memfd, hugetlb: a second mapping of the guest's file. */
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, g->memfd >= 0 ?
+		 MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS, g->memfd, 0);
 	if (p == MAP_FAILED) {
 		snprintf(b->landing_err, sizeof(b->landing_err), "cannot map "
-			 "%zu bytes of landing buffer: %s", len,
+			 "%zu bytes %s: %s", len, g->memfd >= 0 ?
+			 "of the guest's second mapping" : "of landing buffer",
 			 strerror(errno));
 		return;
 	}
@@ -411,7 +103,7 @@ void postcopy_prepare(rmig_dest *d, size_t page_size, struct live_blobs *b)
 	ret = rmig_dest_read_region(d, p, len);
 	if (ret < 0) {
 		snprintf(b->landing_err, sizeof(b->landing_err), "registering "
-			 "the landing buffer: %s", lib_err(ret));
+			 "where reads land: %s", pc_lib_err(ret));
 		munmap(p, len);
 		return;
 	}
@@ -419,19 +111,82 @@ void postcopy_prepare(rmig_dest *d, size_t page_size, struct live_blobs *b)
 	b->landing_len = len;
 }
 
-/* Drop the missing pages, register the RAM for MISSING faults, carve the
- * landing buffer into slots. */
-static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
-		    size_t errlen)
+/* A userfaultfd with what @pc's memory needs, its RAM registered. */
+static int pc_uffd(struct pc *pc, char *err, size_t errlen)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg = {
 		.range = { .start = (uintptr_t)pc->g->mem,
 			   .len = pc->pages * pc->ps },
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
+		.mode = pc->minor ? UFFDIO_REGISTER_MODE_MINOR :
+				    UFFDIO_REGISTER_MODE_MISSING,
 	};
-	unsigned nslots = PC_URGENT + PC_DEPTH;
+	uint64_t need = !pc->minor ? 0 : pc->g->cfg.mem == GUEST_HUGETLB ?
+			UFFD_FEATURE_MINOR_HUGETLBFS : UFFD_FEATURE_MINOR_SHMEM;
+	unsigned op = pc->minor ? _UFFDIO_CONTINUE : _UFFDIO_COPY;
+	int probe = dirty_uffd_new();
 
+	if (probe < 0) {
+		fail(err, errlen, "post-copy needs userfaultfd: %s (root, "
+		     "vm.unprivileged_userfaultfd=1 or /dev/userfaultfd)",
+		     strerror(errno));
+		return -errno;
+	}
+	/* What the kernel offers (UFFDIO_API once per descriptor). */
+	if (ioctl(probe, UFFDIO_API, &api)) {
+		fail(err, errlen, "userfaultfd: UFFDIO_API: %s",
+		     strerror(errno));
+		close(probe);
+		return -errno;
+	}
+	close(probe);
+	if ((api.features & need) != need) {
+		fail(err, errlen, "this kernel's userfaultfd has no %s: "
+		     "post-copy into %s memory needs MINOR faults",
+		     need == UFFD_FEATURE_MINOR_SHMEM ?
+		     "UFFD_FEATURE_MINOR_SHMEM (Linux 5.14+)" :
+		     "UFFD_FEATURE_MINOR_HUGETLBFS (Linux 5.13+)",
+		     guest_mem_name(pc->g->cfg.mem));
+		return -EOPNOTSUPP;
+	}
+	pc->uffd = dirty_uffd_new();
+	api = (struct uffdio_api){ .api = UFFD_API, .features = need };
+	if (pc->uffd < 0 || ioctl(pc->uffd, UFFDIO_API, &api) ||
+	    ioctl(pc->uffd, UFFDIO_REGISTER, &reg)) {
+		fail(err, errlen, "userfaultfd: registering the guest's %s "
+		     "memory for %s faults: %s", guest_mem_name(pc->g->cfg.mem),
+		     pc->minor ? "MINOR" : "MISSING", strerror(errno));
+		return -errno;
+	}
+	if (!(reg.ioctls & (1ull << op))) {
+		fail(err, errlen, "userfaultfd: no %s for %s memory",
+		     pc->minor ? "UFFDIO_CONTINUE" : "UFFDIO_COPY",
+		     guest_mem_name(pc->g->cfg.mem));
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/* Drop the missing pages from the guest's mapping (anonymous memory:
+ * the pages; memfd and hugetlb: only the mapping, the file keeps the stale
+ * page for the read to overwrite through the second mapping), register
+ * the RAM, carve the landing buffer into slots. */
+static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
+		    size_t errlen)
+{
+	unsigned nslots = PC_URGENT + PC_DEPTH;
+	int ret;
+
+	if (!b->landing) {
+		fail(err, errlen, "%s", b->landing_err);
+		return -EOPNOTSUPP;
+	}
+	pc->minor = pc->g->memfd >= 0;
+	if (pc->minor)
+		pc->alias = b->landing;
+	else
+		pc->landing = b->landing;
+	pc->run = run_pages(pc->ps);
 	for (uint64_t p = 0; p < pc->pages; ) {
 		uint64_t e = p;
 
@@ -447,42 +202,21 @@ static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
 			atomic_init(&pc->st[i], PG_MISSING);
 		p = e > p ? e : p + 1;
 	}
-	pc->uffd = dirty_uffd_new();
-	if (pc->uffd < 0) {
-		fail(err, errlen, "post-copy needs userfaultfd: %s (root, "
-		     "vm.unprivileged_userfaultfd=1 or /dev/userfaultfd)",
-		     strerror(errno));
-		return -errno;
-	}
-	if (ioctl(pc->uffd, UFFDIO_API, &api) ||
-	    ioctl(pc->uffd, UFFDIO_REGISTER, &reg)) {
-		fail(err, errlen, "userfaultfd: %s of the guest's %s memory "
-		     "for MISSING faults: %s", api.ioctls ? "UFFDIO_REGISTER" :
-		     "UFFDIO_API", guest_mem_name(pc->g->cfg.mem),
-		     strerror(errno));
-		return -errno;
-	}
-	if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
-		fail(err, errlen, "userfaultfd: no UFFDIO_COPY for this memory");
-		return -EOPNOTSUPP;
-	}
+	ret = pc_uffd(pc, err, errlen);
+	if (ret)
+		return ret;
 	if (pipe2(pc->stop_pipe, O_CLOEXEC)) {
 		fail(err, errlen, "pipe: %s", strerror(errno));
 		return -errno;
-	}
-	pc->landing = b->landing;
-	if (!pc->landing) {
-		fail(err, errlen, "%s", b->landing_err);
-		return -EOPNOTSUPP;
 	}
 	for (unsigned i = 0; i < nslots; i++) {
 		struct pc_slot *sl = &pc->slots[i];
 		bool urgent = i < PC_URGENT;
 
 		sl->urgent = urgent;
-		sl->req.block = pc->block;
-		sl->req.buf = pc->landing + (urgent ? i : PC_URGENT +
-			      (size_t)(i - PC_URGENT) * PC_RUN) * pc->ps;
+		if (!pc->minor)
+			sl->land = pc->landing + (urgent ? i : PC_URGENT +
+				   (size_t)(i - PC_URGENT) * pc->run) * pc->ps;
 		if (urgent) {
 			sl->next = pc->ufree;
 			pc->ufree = sl;
@@ -563,7 +297,7 @@ int postcopy_dest(struct guest *g, rmig_dest *d, int block,
 	struct pc *pc = calloc(1, sizeof(*pc));
 	pthread_t ft, pt;
 	bool ft_on = false, pt_on = false;
-	uint64_t t_switch = now_ns();
+	uint64_t t_switch = pc_now_ns();
 	int ret;
 
 	r->postcopy = true;
@@ -594,16 +328,6 @@ int postcopy_dest(struct guest *g, rmig_dest *d, int block,
 		     b->nmissing_words, pc->pages);
 	else if ((ret = guest_adopt(g, &r->cfg, r->error,
 				    sizeof(r->error))) == 0) {
-		ret = -EOPNOTSUPP;
-		if (g->cfg.mem != GUEST_ANON)
-			fail(r->error, sizeof(r->error), "post-copy into %s "
-			     "memory is not implemented (anonymous memory "
-			     "only)", guest_mem_name(g->cfg.mem));
-		else if (pc->ps > RMIG_READ_MAX)
-			fail(r->error, sizeof(r->error), "post-copy with %zu-"
-			     "byte pages is not implemented", pc->ps);
-		else
-			ret = 0;
 	}
 	if (!ret && (!pc->st || !(pc->lat_us = malloc(pc->pages * 4)))) {
 		fail(r->error, sizeof(r->error), "out of memory");
@@ -627,12 +351,12 @@ int postcopy_dest(struct guest *g, rmig_dest *d, int block,
 		     "threads: %s", strerror(-ret));
 		goto lost;
 	}
-	if (same_host && now_ns() > b->pause_ns)
-		r->downtime_ms = (double)(now_ns() - b->pause_ns) / 1e6;
-	ret = pthread_create(&ft, NULL, fault_main, pc);
+	if (same_host && pc_now_ns() > b->pause_ns)
+		r->downtime_ms = (double)(pc_now_ns() - b->pause_ns) / 1e6;
+	ret = pthread_create(&ft, NULL, pc_fault_main, pc);
 	ft_on = ret == 0;
 	if (!ret)
-		ret = pthread_create(&pt, NULL, pull_main, pc);
+		ret = pthread_create(&pt, NULL, pc_pull_main, pc);
 	pt_on = ft_on && ret == 0;
 	if (ret)
 		pc_fail(pc, -ret, "cannot start the post-copy threads: %s",
@@ -650,7 +374,7 @@ int postcopy_dest(struct guest *g, rmig_dest *d, int block,
 			pthread_cancel(ft);
 		pthread_join(ft, NULL);
 	}
-	r->pull_s = (double)(now_ns() - t_switch) / 1e9;
+	r->pull_s = (double)(pc_now_ns() - t_switch) / 1e9;
 	r->fault_pages = atomic_load(&pc->fault_pages);
 	r->background_pages = atomic_load(&pc->bg_pages);
 	r->faults_joined = atomic_load(&pc->faults_joined);
@@ -679,7 +403,7 @@ int postcopy_dest(struct guest *g, rmig_dest *d, int block,
 		ret = rmig_dest_finish(d);
 	}
 	if (ret < 0) {
-		fail(r->error, sizeof(r->error), "%s", lib_err(ret));
+		fail(r->error, sizeof(r->error), "%s", pc_lib_err(ret));
 		/* Every page is here: the guest is whole, not proven. */
 		guest_pause(g);
 		goto out;
