@@ -129,8 +129,19 @@ set_tests_properties(rmig_migrate_postcopy_source_killed PROPERTIES
   PASS_REGULAR_EXPRESSION
   "dest: +FAILED: guest lost: the source went away during post-copy; [1-9][0-9]* of 32768 pages never arrived.*source exit 137, destination exit 1"
   FAIL_REGULAR_EXPRESSION "verified|PASSED|resumed|ran the guest")
+# rmig_src_postcopy() stubbed to say -EOPNOTSUPP (a transport without RDMA
+# READ): the source says so, falls back to stop-and-copy, and the
+# migration is proven as a pre-copy one.
+add_test(NAME rmig_migrate_postcopy_fallback
+  COMMAND rmig-migrate demo --size 32M --channels 2 --warmup 0.3
+          --resume-steps 1000 --postcopy)
+set_tests_properties(rmig_migrate_postcopy_fallback PROPERTIES
+  ENVIRONMENT RMIG_MIGRATE_TEST_NO_READ=1
+  PASS_REGULAR_EXPRESSION
+  "source: transport has no RDMA READ: falling back to pre-copy.*verified: all 8192 page hashes.*PASSED"
+  FAIL_REGULAR_EXPRESSION "post-copy:|FAILED")
 list(APPEND postcopy_tests rmig_migrate_postcopy_race
-  rmig_migrate_postcopy_source_killed)
+  rmig_migrate_postcopy_source_killed rmig_migrate_postcopy_fallback)
 math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")
 set_tests_properties(rmig_migrate_live_demo rmig_migrate_live_giveup
   rmig_migrate_live_two_host rmig_migrate_live_ondemand rmig_migrate_still_demo

@@ -305,7 +305,8 @@ void live_src_report(const struct opts *o, const struct live_result *r,
 			    "downtime %.1f ms (limit %.0f ms, %s), %.3f GB/s\n",
 			    human(o->size, hb), r->total_s, r->rounds,
 			    r->downtime_ms, o->live.downtime_limit_ms,
-			    r->converged ? "converged" :
+			    r->converged ? "converged" : r->fell_back ?
+			    "post-copy fell back to stop-and-copy" :
 			    "forced past the limit", r->gbps);
 		say("sent %.3f GB on the wire: %" PRIu64 " normal + %" PRIu64
 		    " zero pages (page size %zu), %" PRIu64 " in the downtime; "
