@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -24,6 +25,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,6 +170,75 @@ static int pc_uffd(struct pc *pc, char *err, size_t errlen)
 	return 0;
 }
 
+/* MADV_DONTNEED of @n ranges: a few process_madvise() calls on this
+ * process where the kernel takes MADV_DONTNEED there (Linux 6.13+; one
+ * TLB flush a call), else one madvise() a range. */
+static int dontneed(struct iovec *iov, size_t n, int *pidfd)
+{
+	size_t done = 0;
+
+	while (*pidfd >= 0 && done < n) {
+		size_t k = n - done < IOV_MAX ? n - done : IOV_MAX;
+		size_t want = 0;
+		long got;
+
+		for (size_t i = 0; i < k; i++)
+			want += iov[done + i].iov_len;
+		got = syscall(SYS_process_madvise, *pidfd, iov + done, k,
+			      MADV_DONTNEED, 0);
+		if (got < 0 || (size_t)got != want) {
+			/* Not offered here (or cut short): the rest one by
+			 * one (dropping a dropped page again is harmless). */
+			close(*pidfd);
+			*pidfd = -1;
+			break;
+		}
+		done += k;
+	}
+	for (; done < n; done++)
+		if (madvise(iov[done].iov_base, iov[done].iov_len,
+			    MADV_DONTNEED))
+			return -errno;
+	return 0;
+}
+
+/* Mark the missing pages and drop them from the guest's mapping. */
+static int drop_missing(struct pc *pc, const uint64_t *missing, char *err,
+			size_t errlen)
+{
+	struct iovec iov[IOV_MAX];
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	size_t n = 0;
+	int ret = 0;
+
+	for (uint64_t p = 0; p < pc->pages && !ret; ) {
+		uint64_t e = p;
+
+		while (e < pc->pages && (missing[e / 64] >> (e % 64) & 1))
+			e++;
+		for (uint64_t i = p; i < e; i++)
+			atomic_init(&pc->st[i], PG_MISSING);
+		if (e > p) {
+			iov[n++] = (struct iovec){
+				.iov_base = pc->g->mem + p * pc->ps,
+				.iov_len = (e - p) * pc->ps };
+			if (n == IOV_MAX) {
+				ret = dontneed(iov, n, &pidfd);
+				n = 0;
+			}
+		}
+		p = e > p ? e : p + 1;
+	}
+	if (!ret && n)
+		ret = dontneed(iov, n, &pidfd);
+	if (pidfd >= 0)
+		close(pidfd);
+	if (ret)
+		fail(err, errlen, "MADV_DONTNEED of the missing pages: %s",
+		     strerror(-ret));
+	return ret;
+}
+
 /* Drop the missing pages from the guest's mapping (anonymous memory:
  * the pages; memfd and hugetlb: only the mapping, the file keeps the stale
  * page for the read to overwrite through the second mapping), register
@@ -187,21 +259,9 @@ static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
 	else
 		pc->landing = b->landing;
 	pc->run = run_pages(pc->ps);
-	for (uint64_t p = 0; p < pc->pages; ) {
-		uint64_t e = p;
-
-		while (e < pc->pages && (b->missing[e / 64] >> (e % 64) & 1))
-			e++;
-		if (e > p && madvise(pc->g->mem + p * pc->ps, (e - p) * pc->ps,
-				     MADV_DONTNEED)) {
-			fail(err, errlen, "MADV_DONTNEED of pages %" PRIu64 "..%"
-			     PRIu64 ": %s", p, e - 1, strerror(errno));
-			return -errno;
-		}
-		for (uint64_t i = p; i < e; i++)
-			atomic_init(&pc->st[i], PG_MISSING);
-		p = e > p ? e : p + 1;
-	}
+	ret = drop_missing(pc, b->missing, err, errlen);
+	if (ret)
+		return ret;
 	ret = pc_uffd(pc, err, errlen);
 	if (ret)
 		return ret;
