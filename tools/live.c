@@ -164,87 +164,6 @@ static int queue_bits(struct round_ctx *rc, uint64_t *bits, uint64_t pages,
 	return n ? rmig_src_queue_pages(rc->s, rc->block, offs, n) : 0;
 }
 
-static int send_hashes(struct guest *g, rmig_src *s)
-{
-	uint64_t pages = g->pages;
-	uint64_t *h = malloc((size_t)(pages < LIVE_HASHES_PER_BLOB ? pages :
-				      LIVE_HASHES_PER_BLOB) * 8);
-	int ret = 0;
-
-	if (!h)
-		return -ENOMEM;
-	for (uint64_t first = 0, i = 0; first < pages && !ret;
-	     first += LIVE_HASHES_PER_BLOB, i++) {
-		uint64_t n = pages - first < LIVE_HASHES_PER_BLOB ? pages - first :
-			     LIVE_HASHES_PER_BLOB;
-
-		for (uint64_t p = 0; p < n; p++)
-			h[p] = guest_page_hash(g->mem + (first + p) *
-					       g->cfg.page_size,
-					       g->cfg.page_size);
-		ret = rmig_src_send_devstate(s, LIVE_HASH_IDSTR, (uint32_t)i, h,
-					     (size_t)n * 8);
-	}
-	free(h);
-	return ret;
-}
-
-/* Post-copy: the bitmap of the pages the destination lacks, in blobs. */
-static int send_missing(const uint64_t *bits, uint64_t pages, rmig_src *s)
-{
-	uint64_t words = (pages + 63) / 64;
-	int ret = 0;
-
-	for (uint64_t w = 0, i = 0; w < words && !ret;
-	     w += LIVE_MISSING_WORDS, i++) {
-		uint64_t n = words - w < LIVE_MISSING_WORDS ? words - w :
-			     LIVE_MISSING_WORDS;
-
-		/* Little-endian words: the hosts this tool runs on. */
-		ret = rmig_src_send_devstate(s, LIVE_MISSING_IDSTR, (uint32_t)i,
-					     bits + w, (size_t)n * 8);
-	}
-	return ret;
-}
-
-/*
- * The post-copy switch, the vCPUs paused for good and @bits the pages the
- * destination lacks (kept: a fallback sends them): the vCPU state, the
- * missing pages and the final image's hashes, then rmig_src_postcopy().
- * 1 when switched, 0 when the transport has no RDMA READ (fall back to
- * stop-and-copy: the blobs sent stay true, the guest being paused), or the
- * library's negative errno.
- */
-static int postcopy_switch(struct guest *g, rmig_src *s, const uint64_t *bits,
-			   const void *state, size_t slen,
-			   const struct live_params *p, struct live_result *r)
-{
-	double th;
-	int ret;
-
-	ret = rmig_src_send_devstate(s, LIVE_STATE_IDSTR, 0, state, slen);
-	if (ret >= 0)
-		ret = send_missing(bits, g->pages, s);
-	th = now_s();
-	if (ret >= 0)
-		ret = send_hashes(g, s);
-	r->hash_ms = (now_s() - th) * 1e3;
-	if (ret >= 0)
-		ret = p->postcopy_fn ? p->postcopy_fn(s) : rmig_src_postcopy(s);
-	if (ret == -EOPNOTSUPP) {
-		struct live_progress pg = { .phase = "postcopy-fallback" };
-
-		r->fell_back = true;
-		if (p->progress)
-			p->progress(&pg, p->arg);
-		return 0;
-	}
-	if (ret < 0)
-		return ret;
-	r->switched = true;
-	return 1;
-}
-
 int live_source(struct guest *g, rmig_src *s, int block,
 		const struct live_params *p, struct live_result *r)
 {
@@ -260,6 +179,7 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	uint64_t pending = 0, sent_pages, b0, high = 0, at_max = 0;
 	double per_t0 = 0, per_dirty = 0, per_xfer = 0; /* throttle period */
 	bool paused = false, state_sent = false;
+	uint64_t *hashes = NULL, *fresh = NULL; /* post-copy, see stop: */
 	/* Post-copy with no pre-copy round: nothing is tracked or sent
 	 * before the switch, every page is missing. */
 	bool precopy = !p->postcopy || p->postcopy_after > 0;
@@ -416,6 +336,23 @@ int live_source(struct guest *g, rmig_src *s, int block,
 			goto lib_fail;
 	}
 
+	/* Post-copy after pre-copy rounds: hash the image for the proof while
+	 * the guest still runs.  A page written from now on is in the last
+	 * harvest (@fresh), and hashed again in the downtime. */
+	if (p->postcopy && precopy) {
+		double th = now_s();
+
+		hashes = malloc((size_t)pages * 8);
+		fresh = calloc(words, 8);
+		if (!hashes || !fresh) {
+			ret = -ENOMEM;
+			fail(r->error, sizeof(r->error), "out of memory");
+			goto out;
+		}
+		live_hash_pages(g, hashes, NULL);
+		r->prehash_ms = (now_s() - th) * 1e3;
+	}
+
 	/* Stop-and-copy, or the post-copy switch. */
 stop:
 	{
@@ -427,10 +364,18 @@ stop:
 		guest_pause(g);
 		paused = true;
 		r->pause_ms = (now_s() - tp) * 1e3;
-		ret = precopy ? dirty_harvest(dt, bits, &newly, r->error,
-					      sizeof(r->error)) : 0;
+		ret = precopy ? dirty_harvest(dt, fresh ? fresh : bits, &newly,
+					      r->error, sizeof(r->error)) : 0;
 		if (ret)
 			goto out;
+		if (fresh) {
+			newly = 0;
+			for (uint64_t w = 0; w < words; w++) {
+				newly += (uint64_t)__builtin_popcountll(
+					fresh[w] & ~bits[w]);
+				bits[w] |= fresh[w];
+			}
+		}
 		r->harvest_ms = (now_s() - tp) * 1e3 - r->pause_ms;
 		pending += newly;
 		r->final_pages = pending;
@@ -452,7 +397,8 @@ stop:
 		rc.paused = true;
 		if (p->postcopy) {
 			r->missing_pages = pending;
-			ret = postcopy_switch(g, s, bits, state, slen, p, r);
+			ret = postcopy_switch(g, s, bits, hashes, fresh, state,
+					      slen, p, r);
 			if (ret < 0)
 				goto lib_fail;
 			state_sent = true;
@@ -484,7 +430,7 @@ stop:
 	}
 	/* The destination's proof: hashes of the final image (sent before
 	 * the switch in post-copy), then the final sync. */
-	ret = state_sent ? 0 : send_hashes(g, s);
+	ret = state_sent ? 0 : live_send_hashes(g, s, NULL);
 	if (ret >= 0)
 		ret = rmig_src_finish(s);
 	if (ret < 0)
@@ -558,6 +504,8 @@ out:
 			ret = -EIO;
 	}
 	free(state);
+	free(hashes);
+	free(fresh);
 	free(bits);
 	free(offs);
 	return ret;

@@ -129,12 +129,14 @@ struct live_result {
 	uint64_t faults;       /* sync mode: write faults handled */
 	/* Post-copy: switched (the guest lives at the destination only from
 	 * then on: never resumed here), or fell back to stop-and-copy; the
-	 * pages the destination lacked at the switch, the downtime's time
-	 * hashing the image for the proof, the switch .. rmig_src_finish()
+	 * pages the destination lacked at the switch, the time hashing the
+	 * image for the proof, the switch .. rmig_src_finish()
 	 * returned (the destination pulled every page). */
 	bool switched, fell_back;
 	uint64_t missing_pages;
-	double hash_ms, pull_s;
+	/* hash_ms: in the downtime (the pages written since the image was
+	 * hashed before the pause, prehash_ms; every page with 0 rounds) */
+	double hash_ms, prehash_ms, pull_s;
 	struct rmig_stats st;
 	char error[768];
 };

@@ -258,11 +258,11 @@ void live_src_report(const struct opts *o, const struct live_result *r,
 			       ",\"rounds_before_switch\":%u"
 			       ",\"missing_pages\":%" PRIu64
 			       ",\"downtime_hash_ms\":%.3f"
-			       ",\"pull_seconds\":%.6f",
+			       ",\"prehash_ms\":%.3f,\"pull_seconds\":%.6f",
 			       r->switched ? "true" : "false",
 			       r->fell_back ? "true" : "false",
 			       o->live.postcopy_after, r->missing_pages,
-			       r->hash_ms, r->pull_s);
+			       r->hash_ms, r->prehash_ms, r->pull_s);
 		if (intact >= 0)
 			printf(",\"source_intact\":%s,\"source_checksum\":\"0x%016"
 			       PRIx64 "\",\"source_replay_checksum\":\"0x%016"
@@ -288,9 +288,11 @@ void live_src_report(const struct opts *o, const struct live_result *r,
 			    r->pull_s);
 		say("downtime: %.1f ms pausing the vCPUs, %.1f ms last "
 		    "harvest, %.1f ms sending the state, the missing list "
-		    "and the hashes (of it %.1f ms hashing the image for the "
-		    "proof) and switching\n", r->pause_ms, r->harvest_ms,
-		    r->transfer_ms, r->hash_ms);
+		    "and the hashes and switching (of it %.1f ms hashing "
+		    "pages for the proof%s; %.1f ms hashing the image before "
+		    "the pause)\n", r->pause_ms, r->harvest_ms,
+		    r->transfer_ms, r->hash_ms, r->prehash_ms > 0 ?
+		    ": those written since" : "", r->prehash_ms);
 		say("sent %.3f GB on the wire before the switch: %" PRIu64
 		    " normal + %" PRIu64 " zero pages; channels %u\n",
 		    (double)r->bytes / 1e9, r->normal_pages, r->zero_pages,

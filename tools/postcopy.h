@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * postcopy - the destination's side of post-copy (private to live.c and
- * postcopy_*.c; the source's switch is in live.c, see live.h).
+ * postcopy - post-copy in rmig-migrate's live run (private to live.c and
+ * postcopy_*.c): the source's switch (postcopy_src.c; live.c's
+ * live_source() runs the rounds before it) and the destination's side.
  *
  * At the switch the destination has the vCPU state, the bitmap of the
  * pages it lacks and the hash of every page of the source's final image
@@ -76,6 +77,35 @@ struct live_blobs {
  */
 void postcopy_prepare(rmig_dest *d, const struct guest *g,
 		      struct live_blobs *b);
+
+/* ------------------------------------------------------------------ */
+/* Source (postcopy_src.c)                                             */
+
+/* Hash the pages of @g into @h (g->pages entries): every page, or with
+ * @only those whose bit is set. */
+void live_hash_pages(const struct guest *g, uint64_t *h, const uint64_t *only);
+
+/* The proof's hash list (LIVE_HASH_IDSTR blobs): @all, or when NULL the
+ * hashes of the memory now.  0 or the library's negative errno. */
+int live_send_hashes(struct guest *g, rmig_src *s, const uint64_t *all);
+
+/*
+ * The post-copy switch, the vCPUs paused for good and @bits the pages the
+ * destination lacks (kept: a fallback sends them): the vCPU state, the
+ * missing pages and the final image's hashes (@hashes computed before the
+ * pause, brought up to date for the pages in @fresh, written since; NULL:
+ * all hashed now), then rmig_src_postcopy() (or p->postcopy_fn).  1 when
+ * switched, 0 when the transport has no RDMA READ (fall back to
+ * stop-and-copy: the blobs sent stay true, the guest being paused), or the
+ * library's negative errno.
+ */
+int postcopy_switch(struct guest *g, rmig_src *s, const uint64_t *bits,
+		    uint64_t *hashes, const uint64_t *fresh, const void *state,
+		    size_t slen, const struct live_params *p,
+		    struct live_result *r);
+
+/* ------------------------------------------------------------------ */
+/* Destination (postcopy_dest.c, postcopy_pull.c)                      */
 
 /*
  * The destination after rmig_dest_wait_sync() returned
