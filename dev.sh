@@ -27,6 +27,12 @@
 #                             perf/bench-loopback.sh OPTS on the default tree
 #                             (--runs N, --baseline DIR, --no-pin ...)
 #   ./dev.sh bench-live       perf/bench-live.sh (downtime vs dirty rate)
+#   ./dev.sh bench-postcopy [--vm] [OPTS]
+#                             perf/bench-postcopy.sh OPTS: pre-copy,
+#                             post-copy and hybrid against the dirty rate,
+#                             fault service vs one READ's round trip, the
+#                             source's CPU in the pull (libfabric tcp on
+#                             127.0.0.1; --vm: verbs in the soft-RoCE VM)
 #   ./dev.sh bench-rxe [OPTS] install what is missing, build the default
 #                             tree, run perf/bench-rxe.sh OPTS in the soft-RoCE
 #                             VM (--runs N, --baseline DIR)
@@ -259,6 +265,22 @@ cmd_bench_live() {
 	exec perf/bench-live.sh "$root/build/default"
 }
 
+# Options (--vm, --runs N, --size, --rates ...) go to
+# perf/bench-postcopy.sh, which boots the VM itself with --vm.
+cmd_bench_postcopy() {
+	local a
+	for a in "$@"; do
+		if [ "$a" = --vm ]; then
+			ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+			break
+		fi
+	done
+	ensure_packages "${BUILD_PACKAGES[@]}"
+	build_one rmig-migrate >/dev/null
+	build_one rmig_read_lat >/dev/null
+	exec perf/bench-postcopy.sh "$@" "$root/build/default"
+}
+
 # Per-tree results for the summary.
 declare -A T_STATUS T_PASSED T_FAILED T_SKIPPED T_TIME T_DESC
 
@@ -400,6 +422,7 @@ test) shift; cmd_test "$@" ;;
 bench) shift; cmd_bench "$@" ;;
 bench-live) shift; cmd_bench_live ;;
 bench-rxe) shift; cmd_bench_rxe "$@" ;;
+bench-postcopy) shift; cmd_bench_postcopy "$@" ;;
 vm) shift; cmd_vm "$@" ;;
 qemu-demo) shift; cmd_qemu_demo "$@" ;;
 bench-qemu) shift; cmd_bench_qemu "$@" ;;
@@ -410,6 +433,6 @@ deps) ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	[ -n "${1:-}" ] ;;
 *)
-	say "unknown command '$1' (demo, test, bench, bench-live, bench-rxe, vm, qemu-demo, bench-qemu, bench-qemu-rxe, deps)"
+	say "unknown command '$1' (demo, test, bench, bench-live, bench-rxe, bench-postcopy, vm, qemu-demo, bench-qemu, bench-qemu-rxe, deps)"
 	exit 2 ;;
 esac
