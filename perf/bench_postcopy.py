@@ -34,6 +34,7 @@ import threading
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+GRACE_S = 15  # split: how long the destination has after the source failed
 
 
 def cpu_ticks(pid):
@@ -185,6 +186,7 @@ def cmd_run(a):
         out_dst.start()
         if not wait_listen(a.port, d, 120):
             err = f"the destination did not listen on {where} in 120 s"
+            d.kill()
         else:
             s = subprocess.Popen([a.bin, "source", "--connect", where] +
                                  common + src + auth,
@@ -199,9 +201,14 @@ def cmd_run(a):
     errs = [Lines(p.stderr) for p in procs]
     for e in errs:
         e.start()
-    for p in procs:
+    # The source first when split: if it fails, the destination would wait
+    # for it up to its own timeout; it gets GRACE_S to notice, then goes.
+    for p in reversed(procs):
+        left = a.timeout - (time.monotonic() - t_start)
+        if p is not procs[-1] and procs[-1].returncode:
+            left = min(left, GRACE_S)
         try:
-            p.wait(timeout=max(1, a.timeout - (time.monotonic() - t_start)))
+            p.wait(timeout=max(1, left))
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()
@@ -212,9 +219,6 @@ def cmd_run(a):
     for e in errs:
         e.join(5)
     stderr = ["".join(x for _, x in e.lines).strip() for e in errs]
-    if len(procs) < 2 and a.split:
-        for p in procs:
-            p.kill()
     wall = time.monotonic() - t_start
     res = {"rate": a.rate, "mode": a.mode, "after": a.after, "run": a.run,
            "wall_s": round(wall, 3)}
