@@ -411,8 +411,8 @@ def cmd_report(a):
           "destination), faults served by their own urgent READ / that "
           "joined a background READ in flight / found present, fault "
           "service max, the part of the source's downtime spent hashing "
-          "the image for the proof, source CPU over the pull as a share "
-          "of one core.")
+          "for the proof, source CPU over the pull as a share of one "
+          "core.")
     print()
     print("| dirty MB/s | mode | runs ok | rounds | throttle % | missing "
           "pages | pull s src/dest | faults own/joined/present | fault max "
@@ -436,14 +436,14 @@ def cmd_report(a):
 
     print()
     print("Where the downtime goes (medians, ms): the source's pause of the "
-          "vCPUs, its last harvest, hashing the whole image for the proof "
-          "(the tool's, not a hypervisor's), the rest of its switch (vCPU "
-          "state, missing-page list, hashes on the wire, "
-          "rmig_src_postcopy() or the final pages and sync), then the "
-          "destination's own part (its view minus the source's: after "
-          "the switch, dropping the missing pages the tool faulted in "
-          "before timing, userfaultfd and read-buffer registration, "
-          "starting the vCPUs).")
+          "vCPUs, its last harvest, its hashing for the proof within the "
+          "downtime (downtime_hash_ms: the tool's, not a hypervisor's), the "
+          "rest of its switch (vCPU state, missing-page list, hashes on the "
+          "wire, rmig_src_postcopy(); pre-copy: the final pages and sync), "
+          "then the destination's own part (its view minus the source's; "
+          "post-copy: after the switch, dropping the missing pages the tool "
+          "faulted in before timing, userfaultfd registration, starting "
+          "the vCPUs).")
     print()
     print("| dirty MB/s | mode | pause | harvest | hashing | rest of the "
           "source's switch | destination's own | total (dest view) |")
@@ -472,7 +472,7 @@ def cmd_report(a):
               f" {v:7.1f} ms ({side}) = {r:.2f} x target: "
               f"{'meets' if r <= 1 else 'MISSED'}"
               + ("" if nohash is None else
-                 f"; without hashing the image for the proof "
+                 f"; without the source's hashing for the proof "
                  f"{nohash:.1f} ms = {nohash / 50:.2f} x"))
         if r > 1:
             bad_dn.append(w)
