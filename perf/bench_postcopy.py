@@ -215,7 +215,7 @@ def cmd_run(a):
             p.wait()
             err = err or f"timed out after {a.timeout:.0f} s (killed)"
         if p.returncode and not err:
-            err = f"{' '.join(p.args[:2])} exited {p.returncode}"
+            err = f"rmig-migrate {p.args[1]} exited {p.returncode}"
     for e in errs:
         e.join(5)
     stderr = ["".join(x for _, x in e.lines).strip() for e in errs]
@@ -236,8 +236,8 @@ def cmd_run(a):
     res["ok"] = bool(js and jd and js.get("ok") and jd.get("ok") and
                      not err and jd.get("verified", False))
     if not res["ok"]:
-        msgs = [m for m in (err, (js or {}).get("error"),
-                            (jd or {}).get("error")) if m]
+        msgs = [m for m in ((js or {}).get("error"),
+                            (jd or {}).get("error"), err) if m]
         msgs += [e.splitlines()[-1] for e in stderr if e]
         res["error"] = "; ".join(msgs) or "no JSON from a side"
     if js and js.get("postcopy") and t_src is not None:
@@ -368,8 +368,10 @@ def cmd_report(a):
         if w["mode"] == "hybrid":
             name += f" ({a.hybrid_after} round{'s' if a.hybrid_after > 1 else ''})"
         if not w["ok"]:
+            e = w["error"] or "?"
+            e = e if len(e) <= 160 else e[:157] + "..."
             print(f"| {w['rate']} | {name} | failed in {w['runs']} of "
-                  f"{w['runs']} runs: {w['error']} | | | | | | |")
+                  f"{w['runs']} runs: {e} | | | | | | |")
             continue
         dn = fmt(w["down_src"], ".1f")
         if w["down_dst"] is not None:
