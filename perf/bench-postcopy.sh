@@ -58,8 +58,8 @@
 # rmig-migrate faults in (and boots) the guest's memory on both sides
 # before any clock starts; at a post-copy switch the destination drops
 # the missing pages (the faults are the point).  rmig_read_lat faults in
-# both blocks before timing.  About 4 minutes on the host (2 cores, 512
-# MiB, 3 runs); the VM run about 15 minutes.
+# both blocks before timing.  About 6 minutes on the host (2 cores, 512
+# MiB, 3 runs); the VM run about 5 minutes (TCG, 128 MiB, 1 run).
 #
 # Environment: RMIG_RXE_ADDR (--verbs), RMIG_BENCH_WARMUP (seconds the
 # guest runs before migrating, default 2), RMIG_BENCH_TIMEOUT (seconds per
