@@ -79,6 +79,17 @@ add_test(NAME rmig_migrate_live_giveup
 add_test(NAME rmig_migrate_live_two_host
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/live_two_host.sh
           $<TARGET_FILE:rmig-migrate>)
+# The same by post-copy (one pre-copy round, then the destination's RDMA
+# READs), and over verbs in the soft-RoCE VM (label rxe: vm_rxe runs it;
+# skipped elsewhere).
+add_test(NAME rmig_migrate_live_two_host_postcopy
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/live_two_host.sh
+          $<TARGET_FILE:rmig-migrate> --postcopy)
+add_test(NAME rmig_migrate_live_two_host_postcopy_verbs
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/live_two_host.sh
+          $<TARGET_FILE:rmig-migrate> --postcopy --verbs)
+set_tests_properties(rmig_migrate_live_two_host_postcopy_verbs PROPERTIES
+  TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS "rxe;verbs")
 # Sizes this machine cannot hold, and guests that cannot exist, are refused
 # before anything is mapped, with a message naming the option.
 add_test(NAME rmig_migrate_live_too_big
@@ -144,7 +155,8 @@ list(APPEND postcopy_tests rmig_migrate_postcopy_race
   rmig_migrate_postcopy_source_killed rmig_migrate_postcopy_fallback)
 math(EXPR tool_t "90 * ${RMIG_INTEG_SLOW}")
 set_tests_properties(rmig_migrate_live_demo rmig_migrate_live_giveup
-  rmig_migrate_live_two_host rmig_migrate_live_ondemand rmig_migrate_still_demo
+  rmig_migrate_live_two_host rmig_migrate_live_two_host_postcopy
+  rmig_migrate_live_ondemand rmig_migrate_still_demo
   rmig_migrate_live_idle ${postcopy_tests} PROPERTIES TIMEOUT ${tool_t}
   LABELS "live;integration")
 set_tests_properties(rmig_migrate_live_giveup PROPERTIES

@@ -397,6 +397,13 @@ stop:
 		rc.paused = true;
 		if (p->postcopy) {
 			r->missing_pages = pending;
+			/* Paused for good and harvested: no more tracking.
+			 * Before the switch, which registers the RAM for
+			 * reading: the kernel refuses to pin pages still
+			 * write-protected by userfaultfd (ibv_reg_mr:
+			 * EFAULT on Linux 6.1). */
+			dirty_close(dt);
+			dt = NULL;
 			ret = postcopy_switch(g, s, bits, hashes, fresh, state,
 					      slen, p, r);
 			if (ret < 0)
@@ -441,8 +448,6 @@ switched:
 	/* The guest runs at the destination, which reads what it lacks from
 	 * this RAM: keep it until rmig_src_finish() says every page is
 	 * there. */
-	dirty_close(dt); /* nothing to track: paused for good */
-	dt = NULL;
 	{
 		struct live_progress sw = { .phase = "postcopy-switch",
 					    .round = r->rounds,
