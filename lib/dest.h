@@ -131,7 +131,9 @@ struct rmig_dest {
 	 * library holds (submitted, not yet handed back). */
 	pthread_mutex_t rq_lock;
 	pthread_cond_t rq_cond;
-	struct rmig_read_req *done_head, *done_tail;
+	/* Completed, not yet taken: urgent ones (taken first), then the
+	 * background ones; each in completion order. */
+	struct rmig_read_req *udone_head, *udone_tail, *done_head, *done_tail;
 	uint64_t held;
 	unsigned bg_next;
 	_Atomic uint64_t reads, read_bytes;

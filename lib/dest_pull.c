@@ -73,13 +73,19 @@ int rmig_dest_read_keys(struct dest_chan *p, struct rmig_msg *m)
 static void done_locked(struct rmig_dest *d, struct rmig_read_req *r,
 			int status)
 {
+	struct rmig_read_req **head = &d->done_head, **tail = &d->done_tail;
+
 	r->status = status;
+	if (r->flags_ & RMIG_READ_URGENT) {
+		head = &d->udone_head;
+		tail = &d->udone_tail;
+	}
 	r->next_ = NULL;
-	if (d->done_tail)
-		d->done_tail->next_ = r;
+	if (*tail)
+		(*tail)->next_ = r;
 	else
-		d->done_head = r;
-	d->done_tail = r;
+		*head = r;
+	*tail = r;
 	d->held--;
 }
 
@@ -498,6 +504,7 @@ int rmig_dest_read_submit(rmig_dest *d, struct rmig_read_req *r,
 					    "post-copy is over");
 	}
 	r->next_ = NULL;
+	r->flags_ = flags;
 	r->status = -EINPROGRESS;
 	if (flags & RMIG_READ_URGENT) {
 		if (p->uq_tail)
@@ -518,20 +525,31 @@ int rmig_dest_read_submit(rmig_dest *d, struct rmig_read_req *r,
 	return 0;
 }
 
-/* Move up to @max - @n completions to @done[@n..]; under rq_lock. */
-static unsigned pop_done(struct rmig_dest *d, struct rmig_read_req **done,
-			 unsigned n, unsigned max)
+/* Move up to @max - @n completions of the list @head .. @tail to
+ * @done[@n..]; under rq_lock. */
+static unsigned pop_list(struct rmig_read_req **head,
+			 struct rmig_read_req **tail,
+			 struct rmig_read_req **done, unsigned n, unsigned max)
 {
-	while (n < max && d->done_head) {
-		struct rmig_read_req *r = d->done_head;
+	while (n < max && *head) {
+		struct rmig_read_req *r = *head;
 
-		d->done_head = r->next_;
-		if (!d->done_head)
-			d->done_tail = NULL;
+		*head = r->next_;
+		if (!*head)
+			*tail = NULL;
 		r->next_ = NULL;
 		done[n++] = r;
 	}
 	return n;
+}
+
+/* Up to @max completions into @done, urgent ones first; under rq_lock. */
+static unsigned pop_done(struct rmig_dest *d, struct rmig_read_req **done,
+			 unsigned max)
+{
+	unsigned n = pop_list(&d->udone_head, &d->udone_tail, done, 0, max);
+
+	return pop_list(&d->done_head, &d->done_tail, done, n, max);
 }
 
 int rmig_dest_read_wait(rmig_dest *d, struct rmig_read_req **done,
@@ -548,7 +566,7 @@ int rmig_dest_read_wait(rmig_dest *d, struct rmig_read_req **done,
 		dl = rmig_timespec_after(CLOCK_REALTIME, timeout_ms);
 	pthread_mutex_lock(&d->rq_lock);
 	for (;;) {
-		n = pop_done(d, done, 0, max);
+		n = pop_done(d, done, max);
 		if (n || timeout_ms == 0)
 			break;
 		/* Nothing held any more, and nothing will be: a failed
@@ -564,7 +582,7 @@ int rmig_dest_read_wait(rmig_dest *d, struct rmig_read_req **done,
 			pthread_cond_wait(&d->rq_cond, &d->rq_lock);
 		} else if (pthread_cond_timedwait(&d->rq_cond, &d->rq_lock,
 						  &dl) == ETIMEDOUT) {
-			n = pop_done(d, done, 0, max);
+			n = pop_done(d, done, max);
 			break;
 		}
 	}

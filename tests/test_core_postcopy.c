@@ -178,9 +178,17 @@ static void pull_free(struct pull *pl)
 	free(pl->land);
 }
 
+/* The source's read registrations (under its read_lock: a failing
+ * channel thread revokes them). */
 static size_t src_read_regs(struct mig *m)
 {
-	return ((struct rmig_src *)m->src)->s.tp->nrmr;
+	struct rmig_src *s = (struct rmig_src *)m->src;
+	size_t n;
+
+	pthread_mutex_lock(&s->read_lock);
+	n = s->s.tp->nrmr;
+	pthread_mutex_unlock(&s->read_lock);
+	return n;
 }
 
 /* Pre-copy sends the first half of block 0; the source then dirties some
@@ -557,6 +565,67 @@ static void test_postcopy_resume_mismatch(void **state)
 	assert_last_err_has("does not resume a post-copy");
 }
 
+/* Completions are handed back urgent first: background reads that
+ * completed before an urgent one still come after it. */
+static int urgent_first(struct driver *dv, void *arg)
+{
+	struct pull *pl = arg;
+	struct rmig_read_req req[SLOTS], *done[SLOTS];
+	struct rmig_stats st = { .size = sizeof(st) };
+	int n;
+
+	if (rmig_dest_read_region(dv->d, pl->land, SLOTS * PS))
+		return -200;
+	for (unsigned i = 0; i < SLOTS; i++) {
+		req[i] = (struct rmig_read_req){
+			.block = dv->dblk[0], .offset = (uint64_t)i * PS,
+			.len = PS, .buf = pl->land + (size_t)i * PS,
+		};
+		/* The background reads first, then the urgent one, each
+		 * completed (handed over by its channel) before the next. */
+		if (rmig_dest_read_submit(dv->d, &req[i], i == SLOTS - 1 ?
+					  RMIG_READ_URGENT : 0))
+			return -201;
+		if (i < SLOTS - 2)
+			continue;
+		do {
+			usleep(1000);
+			if (rmig_dest_get_stats(dv->d, &st))
+				return -202;
+		} while (st.postcopy_reads < i + 1);
+	}
+	n = rmig_dest_read_wait(dv->d, done, SLOTS, 0);
+	if (n != SLOTS)
+		return -203;
+	if (done[0] != &req[SLOTS - 1])
+		return -204; /* the urgent one is not first */
+	for (int i = 0; i < n; i++) {
+		if (done[i]->status)
+			return -205;
+		if (memcmp(done[i]->buf, spage(&pl->m->mem, 0,
+					       done[i]->offset / PS), PS))
+			return -206;
+	}
+	return 0;
+}
+
+static void test_postcopy_urgent_first(void **state)
+{
+	struct mig *m = *state;
+	struct pull pl;
+
+	pull_init(&pl, m);
+	m->dv.on_switch = urgent_first;
+	mig_start(m, 3, 8, P0, P1);
+	mem_fill(&m->mem);
+	assert_ok(rmig_src_postcopy(m->src));
+	assert_ok(src_finish(m));
+	assert_true(driver_join(m, JOIN_TIMEOUT_S));
+	assert_int_equal(m->dv.pull_ret, 0);
+	assert_int_equal(m->dv.last_ret, 1);
+	pull_free(&pl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -567,6 +636,7 @@ int main(void)
 		CORE_TEST(test_postcopy_read_fails),
 		CORE_TEST(test_postcopy_resume),
 		CORE_TEST(test_postcopy_resume_mismatch),
+		CORE_TEST(test_postcopy_urgent_first),
 	};
 
 	core_test_filter();

@@ -581,6 +581,7 @@ struct rmig_read_req {
 	void *user;  /**< the caller's, untouched */
 	int status;  /**< out */
 	struct rmig_read_req *next_; /**< the library's while submitted */
+	unsigned flags_;             /**< the library's while submitted */
 };
 
 /** Bytes one read may ask for, at most. */
@@ -615,7 +616,9 @@ RMIG_API int rmig_dest_read_submit(rmig_dest *d, struct rmig_read_req *req,
 
 /**
  * Take up to @max completed requests into @done, waiting up to
- * @timeout_ms (< 0: for ever, 0: not at all) for the first.  Returns the
+ * @timeout_ms (< 0: for ever, 0: not at all) for the first; urgent ones
+ * (RMIG_READ_URGENT) before any background one, each kind in completion
+ * order.  Returns the
  * count (0 on timeout), or the session's error once it failed and every
  * request it held came back (those with the same error in status).  A
  * failed read fails the session.  Any thread (the completions are shared:
