@@ -349,16 +349,26 @@ int rmig_dest_pull(struct dest_chan *p)
 /* ------------------------------------------------------------------ */
 /* Caller side                                                         */
 
+/* Field by field: the struct has padding, which decoding leaves as it
+ * found it. */
+static bool same_key(const struct rmig_read_key *a,
+		     const struct rmig_read_key *b)
+{
+	return a->block == b->block && a->length == b->length &&
+	       a->raddr == b->raddr && a->rkey == b->rkey;
+}
+
 int rmig_dest_pull_start(struct rmig_dest *d)
 {
 	struct dest_chan *c0 = d->chans[0];
 
 	for (unsigned i = 1; i < d->nchans; i++) {
 		struct dest_chan *p = d->chans[i];
+		bool same = p->nrkeys == c0->nrkeys;
 
-		if (p->nrkeys != c0->nrkeys ||
-		    memcmp(p->rkeys, c0->rkeys,
-			   c0->nrkeys * sizeof(c0->rkeys[0])))
+		for (unsigned k = 0; same && k < c0->nrkeys; k++)
+			same = same_key(&p->rkeys[k], &c0->rkeys[k]);
+		if (!same)
 			return rmig_err(-EPROTO, "READ_KEYS of channel %u "
 					"differ from channel 0's", i);
 	}
