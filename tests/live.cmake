@@ -120,8 +120,9 @@ add_test(NAME rmig_migrate_live_idle
 # pre-copy round, then the switch), none at all (every page pulled while a
 # hot set is written as fast as the vCPUs go, so faults hit pages the
 # background pull fetches too): migrated and proven (exit 0).  The source
-# killed (SIGKILL) right after the switch: the destination says the guest
-# is lost, exits 1, and verifies nothing.
+# killed (SIGKILL) right after the switch: the destination tries to
+# resume the session for --postcopy-recover-timeout (3 s), then says the
+# guest is lost, exits 1, and verifies nothing.
 foreach(rate 0 200 max)
   add_test(NAME rmig_migrate_postcopy_rate_${rate}
     COMMAND rmig-migrate demo --size 64M --channels 2 --warmup 0.3
@@ -134,12 +135,24 @@ add_test(NAME rmig_migrate_postcopy_race
           --pattern hot --hot-percent 5 --vcpus 2)
 add_test(NAME rmig_migrate_postcopy_source_killed
   COMMAND rmig-migrate demo --size 128M --channels 2 --warmup 0.3
-          --resume-steps 1000 --postcopy-after 0)
+          --resume-steps 1000 --postcopy-after 0
+          --postcopy-recover-timeout 3)
 set_tests_properties(rmig_migrate_postcopy_source_killed PROPERTIES
   ENVIRONMENT RMIG_MIGRATE_TEST_DIE_AFTER_SWITCH=1
   PASS_REGULAR_EXPRESSION
-  "dest: +FAILED: guest lost: the source went away during post-copy; [1-9][0-9]* of 32768 pages never arrived.*source exit 137, destination exit 1"
+  "dest: +FAILED: guest lost: the source went away during post-copy; [1-9][0-9]* of 32768 pages never arrived \\(the session was lost \\(.*\\) and recovery gave up: no new session within 3 s.*source exit 137, destination exit 1"
   FAIL_REGULAR_EXPRESSION "verified|PASSED|resumed|ran the guest")
+# Post-copy recovery (tests/postcopy_recover.sh, root for ss -K): one TCP
+# connection of the session cut mid-pull, then every one: a resumed
+# session pulls the rest, proven, nothing placed while disconnected; the
+# destination killed and the reconnecting source stopped (SIGTERM): it
+# gives up saying what is lost and never resumes the guest.
+foreach(mode channel all giveup)
+  add_test(NAME rmig_migrate_postcopy_recover_${mode}
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/postcopy_recover.sh
+            $<TARGET_FILE:rmig-migrate> ${mode})
+  list(APPEND postcopy_tests rmig_migrate_postcopy_recover_${mode})
+endforeach()
 # rmig_src_postcopy() stubbed to say -EOPNOTSUPP (a transport without RDMA
 # READ): the source says so, falls back to stop-and-copy, and the
 # migration is proven as a pre-copy one.

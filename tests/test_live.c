@@ -162,7 +162,7 @@ static int dest_main(void *arg)
 		goto out;
 	if (!TU_RMIG_OK(rmig_dest_accept(d, 30000)))
 		goto out;
-	ret = live_dest(&g, d, block, 20000, true, &r);
+	ret = live_dest(&g, d, block, 20000, true, NULL, &r);
 	if (!source_fails(cx->mode)) {
 		if (!TU_CHECK(ret == 0, "live_dest: %s", r.error))
 			goto out;

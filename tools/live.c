@@ -8,6 +8,8 @@
 #include "live.h"
 #include "postcopy.h"
 
+#include <openssl/sha.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -463,6 +465,42 @@ switched:
 			goto out;
 		}
 		ret = rmig_src_finish(s);
+		while (ret < 0 && p->recover) {
+			/* Lost: the guest's RAM stays; a resumed session
+			 * serves the rest of the pull. */
+			struct live_progress lo = { .phase = "postcopy-lost",
+						    .round = r->recoveries + 1,
+						    .elapsed_s = now_s() - t0 };
+			char why[512], err[512] = "";
+			double tl = now_s();
+
+			snprintf(why, sizeof(why), "%s", rmig_last_error()[0] ?
+				 rmig_last_error() : strerror(-ret));
+			if (p->progress)
+				p->progress(&lo, p->arg);
+			ret = p->recover(r->recoveries + 1, &s, err,
+					 sizeof(err), p->arg);
+			r->outage_s += now_s() - tl;
+			if (ret < 0) {
+				r->gave_up = true;
+				r->pull_s = now_s() - tw;
+				fail(r->error, sizeof(r->error), "post-copy "
+				     "recovery gave up after %.1f s "
+				     "disconnected (session lost: %s): %s; the "
+				     "guest runs at the destination, which "
+				     "lacks the pages it had not pulled: they "
+				     "exist only here and are lost when this "
+				     "process ends; the source does not "
+				     "resume the guest", r->outage_s, why, err);
+				goto out;
+			}
+			r->recoveries++;
+			lo.phase = "postcopy-resumed";
+			lo.elapsed_s = now_s() - t0;
+			if (p->progress)
+				p->progress(&lo, p->arg);
+			ret = rmig_src_finish(s);
+		}
 		r->pull_s = now_s() - tw;
 		if (ret < 0) {
 			fail(r->error, sizeof(r->error), "after the post-copy "
@@ -492,7 +530,7 @@ out:
 		dirty_close(dt);
 	}
 	r->st.size = sizeof(r->st);
-	if (rmig_src_get_stats(s, &r->st) == 0) {
+	if (s && rmig_src_get_stats(s, &r->st) == 0) {
 		r->bytes = r->st.bytes;
 		r->normal_pages = r->st.normal_pages;
 		r->zero_pages = r->st.zero_pages;
@@ -514,6 +552,20 @@ out:
 	free(bits);
 	free(offs);
 	return ret;
+}
+
+void live_resume_uuid(const uint8_t first[16], unsigned attempt,
+		      uint8_t out[16])
+{
+	static const char label[] = "rmig-resume";
+	uint8_t in[16 + sizeof(label) - 1 + 4], md[SHA256_DIGEST_LENGTH];
+
+	memcpy(in, first, 16);
+	memcpy(in + 16, label, sizeof(label) - 1);
+	for (unsigned i = 0; i < 4; i++)
+		in[16 + sizeof(label) - 1 + i] = (uint8_t)(attempt >> (8 * i));
+	SHA256(in, sizeof(in), md);
+	memcpy(out, md, 16);
 }
 
 /* ------------------------------------------------------------------ */
@@ -564,6 +616,10 @@ static int take_blobs(rmig_dest *d, struct live_blobs *b,
 							 sizeof(r->error));
 				b->have_state = !ret;
 			}
+		} else if (!strcmp(ds->idstr, LIVE_UUID_IDSTR) &&
+			   ds->len == sizeof(b->uuid)) {
+			memcpy(b->uuid, ds->data, sizeof(b->uuid));
+			b->have_uuid = true;
 		} else if (!strcmp(ds->idstr, LIVE_MISSING_IDSTR) &&
 			   !b->nhash && ds->len % 8 == 0 &&
 			   ds->instance_id == b->nmissing_words /
@@ -591,7 +647,8 @@ static int take_blobs(rmig_dest *d, struct live_blobs *b,
 }
 
 int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
-	      bool same_host, struct live_dest_result *r)
+	      bool same_host, const struct live_recover *rec,
+	      struct live_dest_result *r)
 {
 	struct live_blobs b = { .pages = g->pages };
 	uint64_t steps[GUEST_MAX_VCPUS];
@@ -623,8 +680,8 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 		if (sync == 1)
 			break;
 		if (sync == RMIG_SYNC_POSTCOPY_SWITCH) {
-			ret = postcopy_dest(g, d, block, resume_steps,
-					    same_host, &b, r);
+			ret = postcopy_dest(g, &d, block, resume_steps,
+					    same_host, &b, rec, r);
 			r->seconds = now_s() - t0;
 			r->ok = ret == 0;
 			goto out;
@@ -704,7 +761,7 @@ lib_fail:
 	     rmig_last_error() : strerror(-ret));
 out:
 	r->st.size = sizeof(r->st);
-	if (rmig_dest_get_stats(d, &r->st) < 0)
+	if (!d || rmig_dest_get_stats(d, &r->st) < 0)
 		memset(&r->st, 0, sizeof(r->st));
 	/* A lost post-copy guest's threads may still read the hashes. */
 	if (!r->lost)

@@ -46,6 +46,10 @@
  * blob, instance i from word i * LIVE_MISSING_WORDS on. */
 #define LIVE_MISSING_IDSTR "rmig-migrate/missing-pages"
 #define LIVE_MISSING_WORDS (1u << 20)
+/* Post-copy: what the resumed sessions' UUIDs derive from (16 bytes: the
+ * first session's UUID when configured, else random), sent before the
+ * switch. */
+#define LIVE_UUID_IDSTR "rmig-migrate/session-uuid"
 /* Page hashes a blob (LIVE_HASH_IDSTR, instance i from hash i * this). */
 #define LIVE_HASHES_PER_BLOB (1u << 20)
 
@@ -104,6 +108,19 @@ struct live_params {
 	 * returning -EOPNOTSUPP exercises the fallback on a transport that
 	 * has RDMA READ). */
 	int (*postcopy_fn)(rmig_src *s);
+	/* Post-copy: the resumed sessions' UUIDs derive from this
+	 * (uuid_set: the first session's UUID when configured, else random),
+	 * sent with the switch so that the destination derives the same
+	 * (live_resume_uuid()). */
+	uint8_t uuid[16];
+	bool uuid_set;
+	/* Post-copy recovery (NULL: none, a lost session fails the run):
+	 * after the switch, rmig_src_finish() failed; replace *@s (destroy
+	 * it) by a new session of attempt @attempt (1, 2, ...) connected
+	 * and switched again (rmig_src_postcopy() returned), retrying until
+	 * it gives up: 0, or negative with why in @err. */
+	int (*recover)(unsigned attempt, rmig_src **s, char *err, size_t len,
+		       void *arg);
 	void *arg;
 };
 
@@ -137,6 +154,12 @@ struct live_result {
 	/* hash_ms: in the downtime (the pages written since the image was
 	 * hashed before the pause, prehash_ms; every page with 0 rounds) */
 	double hash_ms, prehash_ms, pull_s;
+	/* Post-copy recovery: sessions resumed after a loss, seconds
+	 * between each loss and its resumed switch (all of them), and
+	 * gave_up: the last loss was not recovered. */
+	unsigned recoveries;
+	double outage_s;
+	bool gave_up;
 	struct rmig_stats st;
 	char error[768];
 };
@@ -149,6 +172,8 @@ struct live_result {
  */
 int live_source(struct guest *g, rmig_src *s, int block,
 		const struct live_params *p, struct live_result *r);
+
+#define LIVE_MAX_SESSIONS 16
 
 struct live_dest_result {
 	bool ok;
@@ -178,19 +203,53 @@ struct live_dest_result {
 	double pull_s;
 	double fault_p50_us, fault_p99_us, fault_max_us;
 	uint64_t untouched_checked, untouched_mismatched;
+	/* Post-copy recovery: sessions resumed, seconds disconnected (the
+	 * loss seen .. the resumed switch, all of them), faults that came
+	 * while disconnected (their vCPUs wait: served after), faults that
+	 * waited for a resumed session (those, and the faults whose read
+	 * failed with the session), pages placed while disconnected (always
+	 * 0: the check), pages pulled by each session (the first
+	 * LIVE_MAX_SESSIONS). */
+	unsigned recoveries;
+	double outage_s;
+	uint64_t outage_faults, waited_faults, outage_placed;
+	uint64_t session_pages[LIVE_MAX_SESSIONS];
 	struct rmig_stats st;
 	char error[768];
 };
+
+/* Post-copy recovery at the destination: what live_dest() calls when the
+ * session fails during the pull. */
+struct live_recover {
+	/* Destroy *@d (nothing of it is used any more), listen again, accept
+	 * the resumed session of attempt @attempt (UUID: @uuid, the first
+	 * session's, through live_resume_uuid()) and wait for its switch;
+	 * 0 with *@d and *@block the new session's, or negative (give up,
+	 * why in @err; *@d NULL or a session to destroy). */
+	int (*reconnect)(unsigned attempt, const uint8_t uuid[16],
+			 rmig_dest **d, int *block, char *err, size_t len,
+			 void *arg);
+	/* Tests (may be NULL): called by the pull thread before each wait,
+	 * with the pages pulled so far. */
+	void (*pull_hook)(uint64_t pulled, void *arg);
+	void *arg;
+};
+
+/* The UUID of resumed session @attempt: the first 16 bytes of
+ * SHA-256(@first || "rmig-resume" || attempt, 4 bytes little-endian). */
+void live_resume_uuid(const uint8_t first[16], unsigned attempt,
+		      uint8_t out[16]);
 
 /*
  * Receive into @g (created without boot; block @block of the accepted
  * session @d), prove it (hashes, then resume @resume_steps per vCPU and
  * compare with a replay).  @same_host: the source's pause time is on this
- * clock (demo).  0 when migrated and verified; negative with r->error.
+ * clock (demo).  @rec (may be NULL): post-copy recovery.  0 when migrated
+ * and verified; negative with r->error.
  */
 int live_dest(struct guest *g, rmig_dest *d, int block,
 	      uint64_t resume_steps, bool same_host,
-	      struct live_dest_result *r);
+	      const struct live_recover *rec, struct live_dest_result *r);
 
 /*
  * Pause @g, compare its checksum with a never-migrated replay of the same

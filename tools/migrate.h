@@ -59,6 +59,7 @@ struct opts {
 	double warmup_s;        /* source: guest runs this long first */
 	uint64_t resume_steps;  /* dest: steps per vCPU after migrating */
 	struct live_params live;
+	double recover_timeout_s; /* post-copy: keep reconnecting this long */
 	bool demo_child;        /* forked by demo: one host, one clock */
 };
 
@@ -86,6 +87,11 @@ struct side {
 	void *base;         /* the mapping, for munmap() */
 	size_t base_len;
 	uint8_t *ram;       /* the RAM block, aligned, in it */
+	/* Sessions side_open() creates: this UUID (uuid_set, else the
+	 * options'), and a resumed post-copy (RMIG_CFG_POSTCOPY_RESUME). */
+	bool uuid_set;
+	uint8_t uuid[16];
+	bool resume;
 };
 
 /* ------------------------------------------------------------------ */

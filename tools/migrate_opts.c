@@ -139,6 +139,12 @@ static void usage(FILE *f)
 "  --postcopy-after N      pre-copy rounds before the switch, 0..100000\n"
 "                          (default 1: round 1 sends every page; 0: none,\n"
 "                          every page is pulled); implies --postcopy\n"
+"  --postcopy-recover-timeout SECONDS  both sides: a session lost after\n"
+"                          the switch is resumed by a new one (same secret,\n"
+"                          UUID derived from the first); keep trying this\n"
+"                          long after each loss, 0..86400 (default 120),\n"
+"                          then give up: the guest is lost (a signal gives\n"
+"                          up at once)\n"
 "  --still                 the still-image copy: migrate a still memory\n"
 "                          image and compare it byte for byte (no guest)\n"
 "\n"
@@ -215,6 +221,7 @@ enum opt_id {
 	OPT_TRACKING,
 	OPT_POSTCOPY,
 	OPT_POSTCOPY_AFTER,
+	OPT_POSTCOPY_RECOVER,
 };
 
 static const struct option long_opts[] = {
@@ -250,6 +257,8 @@ static const struct option long_opts[] = {
 	{ "dirty-tracking", required_argument, NULL, OPT_TRACKING },
 	{ "postcopy", no_argument, NULL, OPT_POSTCOPY },
 	{ "postcopy-after", required_argument, NULL, OPT_POSTCOPY_AFTER },
+	{ "postcopy-recover-timeout", required_argument, NULL,
+	  OPT_POSTCOPY_RECOVER },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	CLI_SESSION_LONGOPTS,
@@ -305,6 +314,7 @@ int parse_args(int argc, char **argv, struct opts *o)
 			   .rate_mbs = 200 },
 		.warmup_s = 2,
 		.resume_steps = 100000,
+		.recover_timeout_s = 120,
 	};
 	live_params_default(&o->live);
 	if (argc < 2) {
@@ -473,6 +483,11 @@ int parse_args(int argc, char **argv, struct opts *o)
 					       &o->live.postcopy_after))
 				return bad_value(idx, "0..100000");
 			o->live.postcopy = true;
+			break;
+		case OPT_POSTCOPY_RECOVER:
+			if (parse_double(optarg, 0, 86400,
+					 &o->recover_timeout_s))
+				return bad_value(idx, "0..86400 seconds");
 			break;
 		case 'v':
 			o->verbose++;

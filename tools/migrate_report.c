@@ -177,6 +177,17 @@ void progress_cb(const struct live_progress *p, void *arg)
 		progress_end();
 		return;
 	}
+	if (!strcmp(p->phase, "postcopy-lost")) {
+		progress_end();
+		say("post-copy: session lost during the pull; keeping the "
+		    "guest's memory, reconnecting (recovery %u)\n", p->round);
+		return;
+	}
+	if (!strcmp(p->phase, "postcopy-resumed")) {
+		say("post-copy: resumed in a new session (recovery %u, %.3f "
+		    "s into the run)\n", p->round, p->elapsed_s);
+		return;
+	}
 	if (!strcmp(p->phase, "postcopy-fallback")) {
 		progress_end();
 		fprintf(stderr, "%s: transport has no RDMA READ: falling back "
@@ -258,11 +269,15 @@ void live_src_report(const struct opts *o, const struct live_result *r,
 			       ",\"rounds_before_switch\":%u"
 			       ",\"missing_pages\":%" PRIu64
 			       ",\"downtime_hash_ms\":%.3f"
-			       ",\"prehash_ms\":%.3f,\"pull_seconds\":%.6f",
+			       ",\"prehash_ms\":%.3f,\"pull_seconds\":%.6f"
+			       ",\"recoveries\":%u,\"disconnected_seconds\":%.3f"
+			       ",\"recovery_gave_up\":%s",
 			       r->switched ? "true" : "false",
 			       r->fell_back ? "true" : "false",
 			       o->live.postcopy_after, r->missing_pages,
-			       r->hash_ms, r->prehash_ms, r->pull_s);
+			       r->hash_ms, r->prehash_ms, r->pull_s,
+			       r->recoveries, r->outage_s,
+			       r->gave_up ? "true" : "false");
 		if (intact >= 0)
 			printf(",\"source_intact\":%s,\"source_checksum\":\"0x%016"
 			       PRIx64 "\",\"source_replay_checksum\":\"0x%016"
@@ -286,6 +301,10 @@ void live_src_report(const struct opts *o, const struct live_result *r,
 			    "%.3f s\n", human(o->size, hb), r->total_s,
 			    r->rounds, r->downtime_ms, r->missing_pages,
 			    r->pull_s);
+		if (r->recoveries || r->gave_up)
+			say("post-copy recovery: reconnected %u times after a "
+			    "loss, %.3f s disconnected%s\n", r->recoveries,
+			    r->outage_s, r->gave_up ? "; gave up" : "");
 		say("downtime: %.1f ms pausing the vCPUs, %.1f ms last "
 		    "harvest, %.1f ms sending the state, the missing list "
 		    "and the hashes and switching (of it %.1f ms hashing "
@@ -370,6 +389,20 @@ void live_dest_report(const struct opts *o,
 			       dr->faults_present, dr->eexist_pages,
 			       dr->fault_p50_us, dr->fault_p99_us,
 			       dr->fault_max_us, dr->untouched_checked);
+		if (dr->postcopy) {
+			printf(",\"recoveries\":%u,\"disconnected_seconds\":%.3f"
+			       ",\"outage_faults\":%" PRIu64
+			       ",\"waited_faults\":%" PRIu64
+			       ",\"outage_placed_pages\":%" PRIu64
+			       ",\"session_pages\":[", dr->recoveries,
+			       dr->outage_s, dr->outage_faults,
+			       dr->waited_faults, dr->outage_placed);
+			for (unsigned i = 0; i <= dr->recoveries &&
+			     i < LIVE_MAX_SESSIONS; i++)
+				printf("%s%" PRIu64, i ? "," : "",
+				       dr->session_pages[i]);
+			printf("]");
+		}
 		if (error)
 			json_kv_str("error", error);
 		printf("}\n");
@@ -391,6 +424,19 @@ void live_dest_report(const struct opts *o,
 			    dr->fault_p99_us, dr->fault_max_us,
 			    dr->background_pages, dr->faults_joined,
 			    dr->faults_present, dr->eexist_pages);
+		if (dr->recoveries || dr->outage_s > 0) {
+			say("post-copy recovery: reconnected %u times, %.3f s "
+			    "disconnected; %" PRIu64 " faults waited for the "
+			    "next session (%" PRIu64 " came while "
+			    "disconnected), %" PRIu64 " pages placed while "
+			    "disconnected; pages read by session:",
+			    dr->recoveries, dr->outage_s, dr->waited_faults,
+			    dr->outage_faults, dr->outage_placed);
+			for (unsigned i = 0; i <= dr->recoveries &&
+			     i < LIVE_MAX_SESSIONS; i++)
+				printf(" %" PRIu64, dr->session_pages[i]);
+			printf("\n");
+		}
 		if (dr->verified)
 			say("verified: every pulled page's hash on arrival, and "
 			    "the %" PRIu64 " pages the guest did not write since "

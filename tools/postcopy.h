@@ -33,8 +33,13 @@
  * guest then wrote is never overwritten by a late background read.  When
  * every page is present: unregister, the final sync, rmig_dest_finish(),
  * and the proof (see postcopy_dest()).  When the session fails first (the
- * source went away), the guest is lost: its vCPUs blocked on missing pages
- * stay blocked, the others stop, and nothing is verified or resumed.
+ * source went away), the reads that failed make their pages missing
+ * again, faults on missing pages wait (nothing is read or placed while
+ * disconnected), and the pull thread replaces the session by a resumed
+ * one (struct live_recover): the pages faults wait on are read first,
+ * then the rest.  When that gives up the guest is lost: its vCPUs blocked
+ * on missing pages stay blocked, the others stop, and nothing is
+ * verified or resumed.
  */
 #ifndef RMIG_TOOLS_POSTCOPY_H
 #define RMIG_TOOLS_POSTCOPY_H
@@ -58,6 +63,8 @@ struct live_blobs {
 	uint64_t nhash;
 	uint64_t *missing;     /* (pages + 63) / 64 words */
 	uint64_t nmissing_words;
+	uint8_t uuid[16];      /* resumed UUIDs' root (LIVE_UUID_IDSTR) */
+	bool have_uuid;
 	/* Where reads land, mapped and registered before the switch
 	 * (postcopy_prepare()); NULL with the reason in landing_err. */
 	uint8_t *landing;
@@ -117,10 +124,13 @@ int postcopy_switch(struct guest *g, rmig_src *s, const uint64_t *bits,
  * per vCPU the guest's checksum equals a never-migrated replay's.
  * 0 when migrated and verified; negative with r->error, and r->lost when
  * the guest is lost (its vCPUs may be blocked for good: the caller must
- * not stop or destroy @g, only exit).
+ * not stop or destroy @g, only exit).  With @rec, a session lost during
+ * the pull is replaced (rec->reconnect(), which destroys *@d; *@d is the
+ * session in use when this returns, NULL when a reconnect gave up) and the pull goes
+ * on; see postcopy_pull.c.
  */
-int postcopy_dest(struct guest *g, rmig_dest *d, int block,
+int postcopy_dest(struct guest *g, rmig_dest **d, int block,
 		  uint64_t resume_steps, bool same_host, struct live_blobs *b,
-		  struct live_dest_result *r);
+		  const struct live_recover *rec, struct live_dest_result *r);
 
 #endif /* RMIG_TOOLS_POSTCOPY_H */

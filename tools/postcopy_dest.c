@@ -350,10 +350,11 @@ static int prove(struct pc *pc, struct live_blobs *b, uint64_t resume_steps,
 	return 0;
 }
 
-int postcopy_dest(struct guest *g, rmig_dest *d, int block,
+int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 		  uint64_t resume_steps, bool same_host, struct live_blobs *b,
-		  struct live_dest_result *r)
+		  const struct live_recover *rec, struct live_dest_result *r)
 {
+	rmig_dest *d = *dp;
 	struct pc *pc = calloc(1, sizeof(*pc));
 	pthread_t ft, pt;
 	bool ft_on = false, pt_on = false;
@@ -375,7 +376,12 @@ int postcopy_dest(struct guest *g, rmig_dest *d, int block,
 	pc->first_mismatch = -1;
 	pthread_mutex_init(&pc->lock, NULL);
 	pthread_cond_init(&pc->cond, NULL);
+	pthread_rwlock_init(&pc->sess_lock, NULL);
+	pc->connected = true;
+	pc->rec = rec && rec->reconnect && b->have_uuid ? rec : NULL;
+	pc->b = b;
 	pc->st = calloc(pc->pages, 1);
+	pc->want = calloc(pc->pages, 1);
 	ret = -EPROTO;
 	if (!b->have_state)
 		fail(r->error, sizeof(r->error), "the source switched to "
@@ -389,7 +395,8 @@ int postcopy_dest(struct guest *g, rmig_dest *d, int block,
 	else if ((ret = guest_adopt(g, &r->cfg, r->error,
 				    sizeof(r->error))) == 0) {
 	}
-	if (!ret && (!pc->st || !(pc->lat_us = malloc(pc->pages * 4)))) {
+	if (!ret && (!pc->st || !pc->want ||
+		     !(pc->lat_us = malloc(pc->pages * 4)))) {
 		fail(r->error, sizeof(r->error), "out of memory");
 		ret = -ENOMEM;
 	}
@@ -440,7 +447,15 @@ int postcopy_dest(struct guest *g, rmig_dest *d, int block,
 	r->faults_joined = atomic_load(&pc->faults_joined);
 	r->faults_present = atomic_load(&pc->faults_present);
 	r->eexist_pages = atomic_load(&pc->eexist);
+	r->recoveries = pc->recoveries;
+	r->outage_s = pc->outage_s;
+	r->outage_faults = atomic_load(&pc->outage_faults);
+	r->waited_faults = atomic_load(&pc->waited);
+	r->outage_placed = pc->outage_placed;
+	memcpy(r->session_pages, pc->session_pages, sizeof(r->session_pages));
 	fault_stats(pc, r);
+	/* The session in use now (the pull thread has ended). */
+	d = *dp = pc->d;
 	ret = atomic_load(&pc->err);
 	if (ret) {
 		fail(r->error, sizeof(r->error), "%s", pc->errmsg);
@@ -479,7 +494,7 @@ lost:
 
 		snprintf(why, sizeof(why), "%s", r->error);
 		r->error[0] = '\0';
-		if (ft_on || rmig_dest_state(d) == RMIG_STATE_FAILED)
+		if (ft_on || (d && rmig_dest_state(d) == RMIG_STATE_FAILED))
 			fail(r->error, sizeof(r->error), "guest lost: the "
 			     "source went away during post-copy; %" PRIu64
 			     " of %" PRIu64 " pages never arrived (%s)",
@@ -506,7 +521,9 @@ out:
 	}
 	pthread_cond_destroy(&pc->cond);
 	pthread_mutex_destroy(&pc->lock);
+	pthread_rwlock_destroy(&pc->sess_lock);
 	free(pc->lat_us);
+	free(pc->want);
 	free(pc->st);
 	free(pc);
 	return ret;

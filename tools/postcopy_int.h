@@ -14,6 +14,7 @@
 #include <rmig/rmig.h>
 
 #include "guest.h"
+#include "live.h"
 
 #define PC_DEPTH 128   /* background reads in flight */
 #define PC_RUN_BYTES (128u << 10) /* a background read, at most (and a
@@ -75,6 +76,22 @@ struct pc {
 	char errmsg[512];         /* set by the thread that set err */
 	_Atomic uint64_t fault_pages, bg_pages, faults_joined, faults_present;
 	_Atomic uint64_t eexist;
+
+	/* Recovery.  sess_lock: the fault thread reads (d, connected)
+	 * under it, the pull thread writes them under it. */
+	pthread_rwlock_t sess_lock;
+	bool connected;
+	_Atomic uint8_t *want;    /* per page: a vCPU may wait on it */
+	bool want_scan;           /* pull thread: read the wanted first */
+	uint64_t want_cursor;
+	const struct live_recover *rec;
+	struct live_blobs *b;
+	unsigned recoveries;
+	double outage_s;
+	_Atomic uint64_t outage_faults;
+	_Atomic uint64_t waited;  /* faults served by a resumed session */
+	uint64_t outage_placed;
+	uint64_t session_pages[LIVE_MAX_SESSIONS];
 };
 
 uint64_t pc_now_ns(void);

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 #include "postcopy_int.h"
+#include "postcopy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -119,7 +120,28 @@ static int place(struct pc *pc, struct pc_slot *sl)
 		atomic_store_explicit(&pc->st[sl->first + i], PG_PRESENT,
 				      memory_order_release);
 	pc->present += sl->n;
+	if (!pc->connected)
+		pc->outage_placed += sl->n; /* never: the check */
+	if (pc->recoveries < LIVE_MAX_SESSIONS)
+		pc->session_pages[pc->recoveries] += sl->n;
 	return 0;
+}
+
+/* @sl's reads failed (the session is lost): its pages are missing again,
+ * wanted first once resumed (a vCPU may wait on any of them). */
+static void unclaim(struct pc *pc, struct pc_slot *sl)
+{
+	if (sl->urgent)
+		atomic_fetch_add_explicit(&pc->waited, 1,
+					  memory_order_relaxed);
+	for (uint64_t i = 0; i < sl->n; i++) {
+		atomic_store_explicit(&pc->want[sl->first + i], 1,
+				      memory_order_relaxed);
+		/* Pairs with the claims' acquire: a page is claimed anew
+		 * only after this slot let it go. */
+		atomic_store_explicit(&pc->st[sl->first + i], PG_MISSING,
+				      memory_order_release);
+	}
 }
 
 static bool claim(struct pc *pc, uint64_t p)
@@ -157,13 +179,19 @@ static int submit(struct pc *pc, struct pc_slot *sl, unsigned flags)
 			break;
 	}
 	if (ret < 0) {
-		pc_fail(pc, ret, "the %s read of pages %" PRIu64 "..%" PRIu64
-			": %s", flags & RMIG_READ_URGENT ? "fault's" :
-			"background", sl->first, sl->first + sl->n - 1,
-			pc_lib_err(ret));
+		/* A lost session: the pull thread recovers (with rec) when
+		 * rmig_dest_read_wait() says so; anything else fails. */
+		if (!pc->rec || rmig_dest_state(pc->d) != RMIG_STATE_FAILED)
+			pc_fail(pc, ret, "the %s read of pages %" PRIu64 "..%"
+				PRIu64 ": %s", flags & RMIG_READ_URGENT ?
+				"fault's" : "background", sl->first,
+				sl->first + sl->n - 1, pc_lib_err(ret));
+		sl->status = ret;
 		/* The reads submitted come back; the others never will. */
 		atomic_fetch_sub_explicit(&sl->pending, sl->nreq - k,
 					  memory_order_relaxed);
+		if (!k)
+			unclaim(pc, sl);
 		return k ? 0 : ret;
 	}
 	return 0;
@@ -195,13 +223,38 @@ static void release_urgent(struct pc *pc, struct pc_slot *sl)
 	pthread_mutex_unlock(&pc->lock);
 }
 
+static void serve_claimed(struct pc *pc, uint64_t p, uint64_t t);
+
 static void serve_fault(struct pc *pc, uint64_t addr, uint64_t t)
 {
 	uint64_t p = (addr - (uintptr_t)pc->g->mem) / pc->ps;
-	struct pc_slot *sl;
 
 	if (p >= pc->pages)
 		return;
+	/* Read: nothing submits to a session being replaced. */
+	pthread_rwlock_rdlock(&pc->sess_lock);
+	if (!pc->connected &&
+	    /* Pairs with the release store in place(). */
+	    atomic_load_explicit(&pc->st[p], memory_order_acquire) !=
+	    PG_PRESENT) {
+		/* Disconnected: the vCPU waits; its page is read first once
+		 * a session is resumed. */
+		atomic_store_explicit(&pc->want[p], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&pc->outage_faults, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&pc->waited, 1,
+					  memory_order_relaxed);
+	} else {
+		serve_claimed(pc, p, t);
+	}
+	pthread_rwlock_unlock(&pc->sess_lock);
+}
+
+/* serve_fault() connected (or the page present). */
+static void serve_claimed(struct pc *pc, uint64_t p, uint64_t t)
+{
+	struct pc_slot *sl;
+
 	if (!claim(pc, p)) {
 		/* Pairs with the release store in place(). */
 		if (atomic_load_explicit(&pc->st[p], memory_order_acquire) ==
@@ -280,7 +333,23 @@ static bool pull_more(struct pc *pc)
 {
 	struct pc_slot *sl = pc->bfree;
 	uint64_t p = pc->cursor, n = 1;
+	unsigned flags = 0;
 
+	/* Resumed: the pages vCPUs may wait on first, one a read. */
+	while (pc->want_scan && pc->want_cursor < pc->pages) {
+		uint64_t w = pc->want_cursor++;
+
+		if (atomic_exchange_explicit(&pc->want[w], 0,
+					     memory_order_relaxed) &&
+		    claim(pc, w)) {
+			pc->bfree = sl->next;
+			sl->first = w;
+			sl->n = 1;
+			flags = RMIG_READ_URGENT;
+			goto read;
+		}
+	}
+	pc->want_scan = false;
 	while (p < pc->pages && !claim(pc, p))
 		p++;
 	if (p >= pc->pages) {
@@ -293,19 +362,23 @@ static bool pull_more(struct pc *pc)
 	pc->bfree = sl->next;
 	sl->first = p;
 	sl->n = n;
-	if (submit(pc, sl, 0)) {
+read:
+	if (submit(pc, sl, flags)) {
 		sl->next = pc->bfree;
 		pc->bfree = sl;
 		return false;
 	}
-	atomic_fetch_add_explicit(&pc->bg_pages, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&pc->bg_pages, sl->n, memory_order_relaxed);
 	return true;
 }
 
 /* Every read of @sl came back. */
 static void slot_done(struct pc *pc, struct pc_slot *sl)
 {
-	if (sl->status < 0) {
+	if (sl->status < 0 && pc->rec) {
+		/* The session is lost: read again in the next. */
+		unclaim(pc, sl);
+	} else if (sl->status < 0) {
 		pc_fail(pc, sl->status, "an RDMA READ of pages %" PRIu64
 			"..%" PRIu64 " failed: %s", sl->first,
 			sl->first + sl->n - 1, strerror(-sl->status));
@@ -337,6 +410,56 @@ static void read_done(struct pc *pc, struct rmig_read_req *r)
 		slot_done(pc, sl);
 }
 
+/*
+ * The session failed (@why) and every read came back: stop the fault
+ * thread's reads, replace the session (pc->rec) and register where reads
+ * land in the new one.  0 when resumed; -1 when recovery gave up
+ * (pc_fail() said why).
+ */
+static int recover(struct pc *pc, int why)
+{
+	struct rmig_read_req *done[PC_WAIT_MAX];
+	uint64_t t = pc_now_ns();
+	rmig_dest *d = pc->d;
+	int block = pc->block, n, ret;
+	char lost[256], err[512] = "";
+
+	snprintf(lost, sizeof(lost), "%s", pc_lib_err(why));
+	pthread_rwlock_wrlock(&pc->sess_lock);
+	pc->connected = false;
+	pthread_rwlock_unlock(&pc->sess_lock);
+	/* A fault's read submitted as the session failed: back now. */
+	while ((n = rmig_dest_read_wait(d, done, PC_WAIT_MAX, 0)) > 0)
+		for (int i = 0; i < n; i++)
+			read_done(pc, done[i]);
+	ret = pc->rec->reconnect(pc->recoveries + 1, pc->b->uuid, &d, &block,
+				 err, sizeof(err), pc->rec->arg);
+	if (!ret) {
+		ret = rmig_dest_read_region(d, pc->b->landing,
+					    pc->b->landing_len);
+		if (ret < 0)
+			snprintf(err, sizeof(err), "registering where reads "
+				 "land in the resumed session: %s",
+				 pc_lib_err(ret));
+	}
+	pthread_rwlock_wrlock(&pc->sess_lock);
+	pc->d = d;
+	pc->block = block;
+	pc->connected = ret == 0;
+	pthread_rwlock_unlock(&pc->sess_lock);
+	pc->outage_s += (double)(pc_now_ns() - t) / 1e9;
+	if (ret) {
+		pc_fail(pc, ret, "the session was lost (%s) and recovery gave "
+			"up: %s", lost, err);
+		return -1;
+	}
+	pc->recoveries++;
+	pc->want_scan = true;
+	pc->want_cursor = 0;
+	pc->cursor = 0;
+	return 0;
+}
+
 void *pc_pull_main(void *arg)
 {
 	struct pc *pc = arg;
@@ -351,7 +474,18 @@ void *pc_pull_main(void *arg)
 			while (pc->bfree && pull_more(pc))
 				;
 		}
+		if (pc->rec && pc->rec->pull_hook)
+			pc->rec->pull_hook(atomic_load(&pc->bg_pages) +
+					   atomic_load(&pc->fault_pages),
+					   pc->rec->arg);
 		n = rmig_dest_read_wait(pc->d, done, PC_WAIT_MAX, 200);
+		if (n < 0 && pc->rec && !atomic_load(&pc->err)) {
+			/* Every request came back (the failed ones' pages
+			 * are missing again). */
+			if (recover(pc, n))
+				break;
+			continue;
+		}
 		if (n < 0) {
 			/* Every request came back: nothing writes where the
 			 * reads land any more. */

@@ -71,6 +71,9 @@ int postcopy_switch(struct guest *g, rmig_src *s, const uint64_t *bits,
 	int ret;
 
 	ret = rmig_src_send_devstate(s, LIVE_STATE_IDSTR, 0, state, slen);
+	if (ret >= 0 && p->uuid_set)
+		ret = rmig_src_send_devstate(s, LIVE_UUID_IDSTR, 0, p->uuid,
+					     sizeof(p->uuid));
 	if (ret >= 0)
 		ret = send_missing(bits, g->pages, s);
 	th = pc_now_ns();

@@ -201,6 +201,14 @@ int side_open(struct side *x, const char *address, rmig_src **s,
 	int ret;
 
 	make_config(x->o, &cfg, address);
+	if (x->uuid_set) {
+		cfg.field_mask |= RMIG_CFG_UUID;
+		memcpy(cfg.uuid, x->uuid, sizeof(cfg.uuid));
+	}
+	if (x->resume) {
+		cfg.field_mask |= RMIG_CFG_POSTCOPY_RESUME;
+		cfg.postcopy_resume = 1;
+	}
 	ret = s ? rmig_src_create(&cfg, s) : rmig_dest_create(&cfg, d);
 	if (ret < 0)
 		return ret;
