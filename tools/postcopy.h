@@ -125,9 +125,9 @@ int postcopy_switch(struct guest *g, rmig_src *s, const uint64_t *bits,
  * 0 when migrated and verified; negative with r->error, and r->lost when
  * the guest is lost (its vCPUs may be blocked for good: the caller must
  * not stop or destroy @g, only exit).  With @rec, a session lost during
- * the pull is replaced (rec->reconnect(), which destroys *@d; *@d is the
- * session in use when this returns, NULL when a reconnect gave up) and the pull goes
- * on; see postcopy_pull.c.
+ * the pull is replaced (rec->reconnect(), which destroys *@d) and the pull
+ * goes on; *@d is the session in use when this returns (NULL when a
+ * reconnect gave up).  See postcopy_pull.c.
  */
 int postcopy_dest(struct guest *g, rmig_dest **d, int block,
 		  uint64_t resume_steps, bool same_host, struct live_blobs *b,
