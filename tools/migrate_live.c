@@ -81,6 +81,7 @@ static int src_recover(unsigned attempt, rmig_src **sp, char *err,
 {
 	struct recover_ctx *c = arg;
 	double end = recover_begin(c, c->uuid, attempt);
+	double wait_s = 0.02; /* between tries, doubling up to 1 s */
 	unsigned tries = 0;
 
 	if (*sp)
@@ -105,7 +106,8 @@ static int src_recover(unsigned attempt, rmig_src **sp, char *err,
 			rmig_src_destroy(s);
 		if (cli_now_s() >= end)
 			return -ETIMEDOUT;
-		nap(0.2);
+		nap(wait_s);
+		wait_s = wait_s < 0.5 ? wait_s * 2 : 1.0;
 	}
 	snprintf(err, len, "stopped by a signal while reconnecting (%u "
 		 "tries)", tries);
