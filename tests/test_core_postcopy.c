@@ -191,6 +191,18 @@ static size_t src_read_regs(struct mig *m)
 	return n;
 }
 
+/* A copy of the source's memory (both blocks), to prove rmig left it
+ * alone. */
+static uint8_t *src_snapshot(struct mig *m)
+{
+	size_t total = (P0 + P1) * PS;
+	uint8_t *c = malloc(total);
+
+	assert_non_null(c);
+	memcpy(c, m->mem.s, total);
+	return c;
+}
+
 /* Pre-copy sends the first half of block 0; the source then dirties some
  * of those pages and pauses for good.  The destination pulls the rest of
  * block 0, the dirtied pages and all of block 1, and the final sync waits
@@ -216,9 +228,7 @@ static void test_postcopy_pulls_the_rest(void **state)
 	want_range(&pl, 0, 4, 12);
 	want_range(&pl, 0, P0 / 2, P0);
 	want_range(&pl, 1, 0, P1);
-	before = malloc(total);
-	assert_non_null(before);
-	memcpy(before, m->mem.s, total);
+	before = src_snapshot(m);
 
 	assert_ok(rmig_src_postcopy(m->src));
 	assert_int_equal(src_read_regs(m), NBLK);
@@ -388,9 +398,7 @@ static void test_postcopy_source_gone(void **state)
 	mem_fill(&m->mem);
 	want_range(&pl, 0, 0, P0);
 	want_range(&pl, 1, 0, P1);
-	before = malloc(total);
-	assert_non_null(before);
-	memcpy(before, m->mem.s, total);
+	before = src_snapshot(m);
 	assert_ok(rmig_src_postcopy(m->src));
 	while (!atomic_load(&pl.paused))
 		usleep(1000);
@@ -430,9 +438,7 @@ static void test_postcopy_read_fails(void **state)
 	mig_start(m, 1, 8, P0, P1);
 	mem_fill(&m->mem);
 	want_range(&pl, 0, 0, P0);
-	before = malloc(total);
-	assert_non_null(before);
-	memcpy(before, m->mem.s, total);
+	before = src_snapshot(m);
 	assert_ok(mock_fail_after("read_cqe", 5, -EACCES));
 	pl.wait_start = true;
 	assert_ok(rmig_src_postcopy(m->src));
@@ -478,9 +484,7 @@ static void test_postcopy_resume(void **state)
 	mem_fill(&m->mem);
 	want_range(&pl, 0, 0, P0);
 	want_range(&pl, 1, 0, P1);
-	before = malloc(total);
-	assert_non_null(before);
-	memcpy(before, m->mem.s, total);
+	before = src_snapshot(m);
 	assert_ok(rmig_src_postcopy(m->src));
 	while (!atomic_load(&pl.paused))
 		usleep(1000);

@@ -21,10 +21,17 @@
 #define RMIG_TOOLS_GUEST_H
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Linux 5.14's madvise() advice (guest memory is faulted in with it);
+ * older headers lack the name. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 #define GUEST_MAX_VCPUS 64
 #define GUEST_LINE 64 /* bytes one step writes */

@@ -39,9 +39,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void fail(char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void fail(char *buf, size_t len, const char *fmt, ...)
+void live_fail(char *buf, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -198,7 +196,7 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	r->expected_ms = -1;
 	if (!bits || !offs) {
 		ret = -ENOMEM;
-		fail(r->error, sizeof(r->error), "out of memory");
+		live_fail(r->error, sizeof(r->error), "out of memory");
 		goto out;
 	}
 	ret = dirty_open(&dt, g->mem, (size_t)g->cfg.size, ps, g->cfg.mem,
@@ -305,7 +303,7 @@ int live_source(struct guest *g, rmig_src *s, int block,
 			if (p->force_finish)
 				break;
 			ret = -ETIMEDOUT;
-			fail(r->error, sizeof(r->error), "did not converge: after "
+			live_fail(r->error, sizeof(r->error), "did not converge: after "
 			     "%u rounds %" PRIu64 " dirty pages (%.1f MB) would "
 			     "take %.0f ms at %.2f GB/s, above the downtime limit "
 			     "of %.0f ms%s%u%%; raise --downtime-limit, "
@@ -320,7 +318,7 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		}
 		if (p->round_hook && p->round_hook(r->rounds + 1, p->arg)) {
 			ret = -ECANCELED;
-			fail(r->error, sizeof(r->error), "stopped by the round "
+			live_fail(r->error, sizeof(r->error), "stopped by the round "
 			     "hook before round %u", r->rounds + 1);
 			goto out;
 		}
@@ -348,7 +346,7 @@ int live_source(struct guest *g, rmig_src *s, int block,
 		fresh = calloc(words, 8);
 		if (!hashes || !fresh) {
 			ret = -ENOMEM;
-			fail(r->error, sizeof(r->error), "out of memory");
+			live_fail(r->error, sizeof(r->error), "out of memory");
 			goto out;
 		}
 		live_hash_pages(g, hashes, NULL);
@@ -385,14 +383,14 @@ stop:
 			r->rounds++;
 		if (p->paused_hook && p->paused_hook(p->arg)) {
 			ret = -ECANCELED;
-			fail(r->error, sizeof(r->error), "stopped by the pause "
+			live_fail(r->error, sizeof(r->error), "stopped by the pause "
 			     "hook in stop-and-copy, the vCPUs paused");
 			goto out;
 		}
 		state = malloc(slen);
 		if (!state) {
 			ret = -ENOMEM;
-			fail(r->error, sizeof(r->error), "out of memory");
+			live_fail(r->error, sizeof(r->error), "out of memory");
 			goto out;
 		}
 		guest_state_encode(g, pause_ns, state);
@@ -460,7 +458,7 @@ switched:
 			p->progress(&sw, p->arg);
 		if (p->switched_hook && p->switched_hook(p->arg)) {
 			ret = -ECANCELED;
-			fail(r->error, sizeof(r->error), "stopped by the switch "
+			live_fail(r->error, sizeof(r->error), "stopped by the switch "
 			     "hook after the post-copy switch");
 			goto out;
 		}
@@ -484,7 +482,7 @@ switched:
 			if (ret < 0) {
 				r->gave_up = true;
 				r->pull_s = now_s() - tw;
-				fail(r->error, sizeof(r->error), "post-copy "
+				live_fail(r->error, sizeof(r->error), "post-copy "
 				     "recovery gave up after %.1f s "
 				     "disconnected (session lost: %s): %s; the "
 				     "guest runs at the destination, which "
@@ -503,7 +501,7 @@ switched:
 		}
 		r->pull_s = now_s() - tw;
 		if (ret < 0) {
-			fail(r->error, sizeof(r->error), "after the post-copy "
+			live_fail(r->error, sizeof(r->error), "after the post-copy "
 			     "switch (%.3f s into the pull): %s; the guest "
 			     "runs at the destination only: the source keeps "
 			     "its memory and does not resume it", r->pull_s,
@@ -521,7 +519,7 @@ done:
 	goto out;
 
 lib_fail:
-	fail(r->error, sizeof(r->error), "%s", rmig_last_error()[0] ?
+	live_fail(r->error, sizeof(r->error), "%s", rmig_last_error()[0] ?
 	     rmig_last_error() : strerror(-ret));
 out:
 	if (dt) {
@@ -571,25 +569,34 @@ void live_resume_uuid(const uint8_t first[16], unsigned attempt,
 /* ------------------------------------------------------------------ */
 /* Destination                                                         */
 
-int live_check_guest(struct guest *g, uint64_t *sum, uint64_t *ref,
-		     char *err, size_t errlen)
+int live_compare_replay(struct guest *g, const uint64_t *steps,
+			const char *what, uint64_t *sum, uint64_t *ref,
+			char *err, size_t errlen)
 {
-	uint64_t steps[GUEST_MAX_VCPUS];
 	int ret;
 
-	guest_pause(g);
-	for (unsigned v = 0; v < g->cfg.vcpus; v++)
-		steps[v] = g->vcpu[v].st.steps;
 	*sum = guest_checksum(g);
 	ret = guest_replay(&g->cfg, steps, ref, err, errlen);
 	if (ret)
 		return ret;
 	if (*sum != *ref) {
-		snprintf(err, errlen, "checksum 0x%016" PRIx64 " differs from "
-			 "the never-migrated replay's 0x%016" PRIx64, *sum, *ref);
+		snprintf(err, errlen, "%schecksum 0x%016" PRIx64 " differs "
+			 "from the never-migrated replay's 0x%016" PRIx64,
+			 what, *sum, *ref);
 		return -EIO;
 	}
 	return 0;
+}
+
+int live_check_guest(struct guest *g, uint64_t *sum, uint64_t *ref,
+		     char *err, size_t errlen)
+{
+	uint64_t steps[GUEST_MAX_VCPUS];
+
+	guest_pause(g);
+	for (unsigned v = 0; v < g->cfg.vcpus; v++)
+		steps[v] = g->vcpu[v].st.steps;
+	return live_compare_replay(g, steps, "", sum, ref, err, errlen);
 }
 
 /* Take the blobs that came with the last sync: the guest state first,
@@ -604,7 +611,7 @@ static int take_blobs(rmig_dest *d, struct live_blobs *b,
 	while (!ret && rmig_dest_recv_devstate(d, &ds) == 0) {
 		if (!b->have_state) {
 			if (strcmp(ds->idstr, LIVE_STATE_IDSTR)) {
-				fail(r->error, sizeof(r->error), "unexpected "
+				live_fail(r->error, sizeof(r->error), "unexpected "
 				     "device state '%s' before the guest state",
 				     ds->idstr);
 				ret = -EPROTO;
@@ -635,7 +642,7 @@ static int take_blobs(rmig_dest *d, struct live_blobs *b,
 			memcpy(b->hashes + b->nhash, ds->data, ds->len);
 			b->nhash += ds->len / 8;
 		} else {
-			fail(r->error, sizeof(r->error), "bad device state "
+			live_fail(r->error, sizeof(r->error), "bad device state "
 			     "'%s' (instance %u, %zu bytes) after %" PRIu64
 			     " hashes", ds->idstr, ds->instance_id, ds->len,
 			     b->nhash);
@@ -664,7 +671,7 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 	b.missing = calloc((size_t)(g->pages + 63) / 64, 8);
 	if (!b.hashes || !b.missing) {
 		ret = -ENOMEM;
-		fail(r->error, sizeof(r->error), "out of memory");
+		live_fail(r->error, sizeof(r->error), "out of memory");
 		goto out;
 	}
 	postcopy_prepare(d, g, &b);
@@ -693,7 +700,7 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 	r->seconds = now_s() - t0;
 	if (!b.have_state) {
 		ret = -EPROTO;
-		fail(r->error, sizeof(r->error), "the source sent no guest state "
+		live_fail(r->error, sizeof(r->error), "the source sent no guest state "
 		     "(is it 'rmig-migrate source' in live mode?)");
 		goto out;
 	}
@@ -706,14 +713,14 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 	/* The hash list of the source's final image. */
 	if (b.nhash != g->pages) {
 		ret = -EPROTO;
-		fail(r->error, sizeof(r->error), "the source sent %" PRIu64
+		live_fail(r->error, sizeof(r->error), "the source sent %" PRIu64
 		     " page hashes for %" PRIu64 " pages", b.nhash, g->pages);
 		goto out;
 	}
 	received = rmig_dest_block_received(d, block);
 	if (received != (int64_t)g->pages) {
 		ret = -EIO;
-		fail(r->error, sizeof(r->error), "received bitmap counts %"
+		live_fail(r->error, sizeof(r->error), "received bitmap counts %"
 		     PRId64 " of %" PRIu64 " pages", received, g->pages);
 		goto out;
 	}
@@ -725,7 +732,7 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 		}
 	if (r->mismatched_pages) {
 		ret = -EIO;
-		fail(r->error, sizeof(r->error), "%" PRIu64 " of %" PRIu64
+		live_fail(r->error, sizeof(r->error), "%" PRIu64 " of %" PRIu64
 		     " pages differ from the source's final image (first: "
 		     "page %" PRId64 ")", r->mismatched_pages, g->pages,
 		     r->first_mismatch);
@@ -740,24 +747,17 @@ int live_dest(struct guest *g, rmig_dest *d, int block, uint64_t resume_steps,
 	for (unsigned v = 0; v < g->cfg.vcpus; v++)
 		steps[v] = b.st[v].steps + resume_steps;
 	guest_run_to(g, steps);
-	r->checksum = guest_checksum(g);
-	ret = guest_replay(&g->cfg, steps, &r->replay_checksum, r->error,
-			   sizeof(r->error));
+	ret = live_compare_replay(g, steps, "after resuming, ", &r->checksum,
+				  &r->replay_checksum, r->error,
+				  sizeof(r->error));
 	if (ret)
 		goto out;
-	if (r->checksum != r->replay_checksum) {
-		ret = -EIO;
-		fail(r->error, sizeof(r->error), "after resuming, checksum "
-		     "0x%016" PRIx64 " differs from the never-migrated "
-		     "replay's 0x%016" PRIx64, r->checksum, r->replay_checksum);
-		goto out;
-	}
 	r->ok = true;
 	ret = 0;
 	goto out;
 
 lib_fail:
-	fail(r->error, sizeof(r->error), "%s", rmig_last_error()[0] ?
+	live_fail(r->error, sizeof(r->error), "%s", rmig_last_error()[0] ?
 	     rmig_last_error() : strerror(-ret));
 out:
 	r->st.size = sizeof(r->st);

@@ -256,6 +256,20 @@ int live_dest(struct guest *g, rmig_dest *d, int block,
  * steps; 0 when equal, -EIO when not (@err says both), other -errno.
  * *sum / *ref get the two checksums.  The guest stays paused.
  */
+/* Write the message into @buf unless it holds one already (the first
+ * error wins). */
+void live_fail(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * The guest's checksum into *@sum, and that of a never-migrated replay of
+ * @g's workload to @steps (per vCPU) into *@ref: 0 when equal, -EIO when
+ * not (@err says both, after @what), other -errno.
+ */
+int live_compare_replay(struct guest *g, const uint64_t *steps,
+			const char *what, uint64_t *sum, uint64_t *ref,
+			char *err, size_t errlen);
+
 int live_check_guest(struct guest *g, uint64_t *sum, uint64_t *ref,
 		     char *err, size_t errlen);
 

@@ -352,6 +352,19 @@ void live_src_report(const struct opts *o, const struct live_result *r,
 }
 
 /* The live destination's results: @dr, and @error when it failed. */
+/* The replay line: "@before <steps> @after", the checksums and whether
+ * they agree; only when the guest was run. */
+static void say_replay(const struct live_dest_result *dr, const char *before,
+		       const char *after)
+{
+	if (!dr->checksum && !dr->replay_checksum)
+		return;
+	say("%s %" PRIu64 " %s: checksum 0x%016" PRIx64 ", never-migrated "
+	    "replay 0x%016" PRIx64 ": %s\n", before, dr->resume_steps, after,
+	    dr->checksum, dr->replay_checksum,
+	    dr->checksum == dr->replay_checksum ? "equal" : "DIFFERENT");
+}
+
 void live_dest_report(const struct opts *o,
 		      const struct live_dest_result *dr, const char *error)
 {
@@ -442,13 +455,8 @@ void live_dest_report(const struct opts *o,
 			    "the %" PRIu64 " pages the guest did not write since "
 			    "the switch, equal the source's final image\n",
 			    dr->untouched_checked);
-		if (dr->checksum || dr->replay_checksum)
-			say("ran the guest %" PRIu64 " more steps per vCPU after "
-			    "the pull: checksum 0x%016" PRIx64 ", never-migrated "
-			    "replay 0x%016" PRIx64 ": %s\n", dr->resume_steps,
-			    dr->checksum, dr->replay_checksum,
-			    dr->checksum == dr->replay_checksum ? "equal" :
-			    "DIFFERENT");
+		say_replay(dr, "ran the guest", "more steps per vCPU after the "
+			   "pull");
 	} else {
 		if (error)
 			say("FAILED: %s; the received memory is discarded\n",
@@ -467,12 +475,6 @@ void live_dest_report(const struct opts *o,
 		if (dr->verified)
 			say("verified: all %" PRIu64 " page hashes equal the "
 			    "source's final image\n", dr->pages);
-		if (dr->checksum || dr->replay_checksum)
-			say("resumed the guest here for %" PRIu64 " steps per "
-			    "vCPU: checksum 0x%016" PRIx64 ", never-migrated "
-			    "replay 0x%016" PRIx64 ": %s\n", dr->resume_steps,
-			    dr->checksum, dr->replay_checksum,
-			    dr->checksum == dr->replay_checksum ? "equal" :
-			    "DIFFERENT");
+		say_replay(dr, "resumed the guest here for", "steps per vCPU");
 	}
 }

@@ -18,7 +18,6 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,25 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 /* A lost guest's post-copy state, which its blocked threads may touch. */
 static struct pc *lost_pc;
-
-static void fail(char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void fail(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (buf[0])
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
 
 /* ------------------------------------------------------------------ */
 /* Setup, the end, the proof                                           */
@@ -130,21 +113,21 @@ static int pc_uffd(struct pc *pc, char *err, size_t errlen)
 	int probe = dirty_uffd_new();
 
 	if (probe < 0) {
-		fail(err, errlen, "post-copy needs userfaultfd: %s (root, "
+		live_fail(err, errlen, "post-copy needs userfaultfd: %s (root, "
 		     "vm.unprivileged_userfaultfd=1 or /dev/userfaultfd)",
 		     strerror(errno));
 		return -errno;
 	}
 	/* What the kernel offers (UFFDIO_API once per descriptor). */
 	if (ioctl(probe, UFFDIO_API, &api)) {
-		fail(err, errlen, "userfaultfd: UFFDIO_API: %s",
+		live_fail(err, errlen, "userfaultfd: UFFDIO_API: %s",
 		     strerror(errno));
 		close(probe);
 		return -errno;
 	}
 	close(probe);
 	if ((api.features & need) != need) {
-		fail(err, errlen, "this kernel's userfaultfd has no %s: "
+		live_fail(err, errlen, "this kernel's userfaultfd has no %s: "
 		     "post-copy into %s memory needs MINOR faults",
 		     need == UFFD_FEATURE_MINOR_SHMEM ?
 		     "UFFD_FEATURE_MINOR_SHMEM (Linux 5.14+)" :
@@ -156,13 +139,13 @@ static int pc_uffd(struct pc *pc, char *err, size_t errlen)
 	api = (struct uffdio_api){ .api = UFFD_API, .features = need };
 	if (pc->uffd < 0 || ioctl(pc->uffd, UFFDIO_API, &api) ||
 	    ioctl(pc->uffd, UFFDIO_REGISTER, &reg)) {
-		fail(err, errlen, "userfaultfd: registering the guest's %s "
+		live_fail(err, errlen, "userfaultfd: registering the guest's %s "
 		     "memory for %s faults: %s", guest_mem_name(pc->g->cfg.mem),
 		     pc->minor ? "MINOR" : "MISSING", strerror(errno));
 		return -errno;
 	}
 	if (!(reg.ioctls & (1ull << op))) {
-		fail(err, errlen, "userfaultfd: no %s for %s memory",
+		live_fail(err, errlen, "userfaultfd: no %s for %s memory",
 		     pc->minor ? "UFFDIO_CONTINUE" : "UFFDIO_COPY",
 		     guest_mem_name(pc->g->cfg.mem));
 		return -EOPNOTSUPP;
@@ -234,7 +217,7 @@ static int drop_missing(struct pc *pc, const uint64_t *missing, char *err,
 	if (pidfd >= 0)
 		close(pidfd);
 	if (ret)
-		fail(err, errlen, "MADV_DONTNEED of the missing pages: %s",
+		live_fail(err, errlen, "MADV_DONTNEED of the missing pages: %s",
 		     strerror(-ret));
 	return ret;
 }
@@ -250,7 +233,7 @@ static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
 	int ret;
 
 	if (!b->landing) {
-		fail(err, errlen, "%s", b->landing_err);
+		live_fail(err, errlen, "%s", b->landing_err);
 		return -EOPNOTSUPP;
 	}
 	pc->minor = pc->g->memfd >= 0;
@@ -266,7 +249,7 @@ static int pc_setup(struct pc *pc, struct live_blobs *b, char *err,
 	if (ret)
 		return ret;
 	if (pipe2(pc->stop_pipe, O_CLOEXEC)) {
-		fail(err, errlen, "pipe: %s", strerror(errno));
+		live_fail(err, errlen, "pipe: %s", strerror(errno));
 		return -errno;
 	}
 	for (unsigned i = 0; i < nslots; i++) {
@@ -296,11 +279,11 @@ static int prove(struct pc *pc, struct live_blobs *b, uint64_t resume_steps,
 {
 	struct guest *g = pc->g;
 	uint64_t from[GUEST_MAX_VCPUS], to[GUEST_MAX_VCPUS];
+	char what[64];
 	uint64_t *touched = calloc((pc->pages + 63) / 64, 8);
-	int ret;
 
 	if (!touched) {
-		fail(r->error, sizeof(r->error), "out of memory");
+		live_fail(r->error, sizeof(r->error), "out of memory");
 		return -ENOMEM;
 	}
 	guest_pause(g);
@@ -323,7 +306,7 @@ static int prove(struct pc *pc, struct live_blobs *b, uint64_t resume_steps,
 			       pc->first_mismatch < r->first_mismatch))
 		r->first_mismatch = pc->first_mismatch;
 	if (r->mismatched_pages) {
-		fail(r->error, sizeof(r->error), "%" PRIu64 " pulled and %"
+		live_fail(r->error, sizeof(r->error), "%" PRIu64 " pulled and %"
 		     PRIu64 " unwritten pages differ from the source's final "
 		     "image (first: page %" PRId64 ")", pc->mismatched,
 		     r->untouched_mismatched, r->first_mismatch);
@@ -335,19 +318,11 @@ static int prove(struct pc *pc, struct live_blobs *b, uint64_t resume_steps,
 	for (unsigned v = 0; v < g->cfg.vcpus; v++)
 		to[v] += resume_steps;
 	guest_run_to(g, to);
-	r->checksum = guest_checksum(g);
-	ret = guest_replay(&g->cfg, to, &r->replay_checksum, r->error,
-			   sizeof(r->error));
-	if (ret)
-		return ret;
-	if (r->checksum != r->replay_checksum) {
-		fail(r->error, sizeof(r->error), "after the pull and %" PRIu64
-		     " more steps, checksum 0x%016" PRIx64 " differs from the "
-		     "never-migrated replay's 0x%016" PRIx64, resume_steps,
-		     r->checksum, r->replay_checksum);
-		return -EIO;
-	}
-	return 0;
+	snprintf(what, sizeof(what), "after the pull and %" PRIu64 " more "
+		 "steps, ", resume_steps);
+	return live_compare_replay(g, to, what, &r->checksum,
+				   &r->replay_checksum, r->error,
+				   sizeof(r->error));
 }
 
 int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
@@ -363,7 +338,7 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 
 	r->postcopy = true;
 	if (!pc) {
-		fail(r->error, sizeof(r->error), "out of memory");
+		live_fail(r->error, sizeof(r->error), "out of memory");
 		return -ENOMEM;
 	}
 	pc->g = g;
@@ -384,11 +359,11 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 	pc->want = calloc(pc->pages, 1);
 	ret = -EPROTO;
 	if (!b->have_state)
-		fail(r->error, sizeof(r->error), "the source switched to "
+		live_fail(r->error, sizeof(r->error), "the source switched to "
 		     "post-copy without sending the guest state");
 	else if (b->nhash != pc->pages ||
 		 b->nmissing_words != (pc->pages + 63) / 64)
-		fail(r->error, sizeof(r->error), "the source switched with %"
+		live_fail(r->error, sizeof(r->error), "the source switched with %"
 		     PRIu64 " page hashes and %" PRIu64 " words of missing "
 		     "pages for %" PRIu64 " pages", b->nhash,
 		     b->nmissing_words, pc->pages);
@@ -397,7 +372,7 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 	}
 	if (!ret && (!pc->st || !pc->want ||
 		     !(pc->lat_us = malloc(pc->pages * 4)))) {
-		fail(r->error, sizeof(r->error), "out of memory");
+		live_fail(r->error, sizeof(r->error), "out of memory");
 		ret = -ENOMEM;
 	}
 	if (!ret) {
@@ -414,7 +389,7 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 	guest_set_state(g, b->st);
 	ret = guest_start(g);
 	if (ret) {
-		fail(r->error, sizeof(r->error), "cannot start the vCPU "
+		live_fail(r->error, sizeof(r->error), "cannot start the vCPU "
 		     "threads: %s", strerror(-ret));
 		goto lost;
 	}
@@ -458,7 +433,7 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 	d = *dp = pc->d;
 	ret = atomic_load(&pc->err);
 	if (ret) {
-		fail(r->error, sizeof(r->error), "%s", pc->errmsg);
+		live_fail(r->error, sizeof(r->error), "%s", pc->errmsg);
 		goto lost;
 	}
 
@@ -472,13 +447,13 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 	ret = rmig_dest_wait_sync(d, -1);
 	if (ret >= 0 && ret != 1) {
 		ret = -EPROTO;
-		fail(r->error, sizeof(r->error), "after the pull the source's "
+		live_fail(r->error, sizeof(r->error), "after the pull the source's "
 		     "sync is not the final one");
 	} else if (ret >= 0) {
 		ret = rmig_dest_finish(d);
 	}
 	if (ret < 0) {
-		fail(r->error, sizeof(r->error), "%s", pc_lib_err(ret));
+		live_fail(r->error, sizeof(r->error), "%s", pc_lib_err(ret));
 		/* Every page is here: the guest is whole, not proven. */
 		guest_pause(g);
 		goto out;
@@ -495,12 +470,12 @@ lost:
 		snprintf(why, sizeof(why), "%s", r->error);
 		r->error[0] = '\0';
 		if (ft_on || (d && rmig_dest_state(d) == RMIG_STATE_FAILED))
-			fail(r->error, sizeof(r->error), "guest lost: the "
+			live_fail(r->error, sizeof(r->error), "guest lost: the "
 			     "source went away during post-copy; %" PRIu64
 			     " of %" PRIu64 " pages never arrived (%s)",
 			     r->never_arrived, pc->pages, why);
 		else
-			fail(r->error, sizeof(r->error), "guest lost: the "
+			live_fail(r->error, sizeof(r->error), "guest lost: the "
 			     "source switched to post-copy, which cannot run "
 			     "here: %s; %" PRIu64 " of %" PRIu64 " pages never "
 			     "arrived", why, r->never_arrived, pc->pages);
