@@ -178,10 +178,18 @@ run_peer() {
 
 # start_peer NAME MODE [ARGS]: the same in the background ($bg_pid), until
 # it says "hostile: ready" (or, with READY set, another line).
+#
+# --foreground: stop_peer's SIGTERM goes to timeout(1), which passes it on
+# and, without --foreground, follows it with a SIGCONT.  A SIGCONT discards
+# a pending SIGSTOP, and the leak check of an ASan build stops the process
+# at exit with one (its tracer PTRACE_ATTACHes each thread and waits for
+# the stop): when the peer's exit outran timeout's SIGCONT, the tracer
+# waited forever and timeout's SIGKILL ended the peer, exit 137, its
+# report already written.
 start_peer() {
 	local name=$1
 	shift
-	timeout -k 5 120 "$peer" "$@" --uuid "$UUID" "${peer_tp[@]}" \
+	timeout --foreground -k 5 120 "$peer" "$@" --uuid "$UUID" "${peer_tp[@]}" \
 		>"$tmp/$name.json" 2>"$tmp/$name.err" &
 	bg_pid=$!
 	wait_line "$tmp/$name.err" "${READY:-^hostile: ready}" "$bg_pid"
