@@ -642,6 +642,56 @@ void rmig_src_revoke_read(struct rmig_src *src)
 	pthread_mutex_unlock(&src->read_lock);
 }
 
+/* Register every RAM block for the destination's reads (once: a
+ * prepared session's switch keeps that registration).  The keys stay
+ * here until the switch sends them.  With @serve (the switch) the
+ * channels serve reads from now on: wait_work() reads serving_reads
+ * before it sends the switch's SYNC. */
+static int reg_read(struct rmig_src *src, const char *what, bool serve)
+{
+	struct rmig_session *s = &src->s;
+	struct rmig_tp *tp = s->tp;
+	int ret;
+
+	if (!tp->attr.max_read)
+		return rmig_err(-EOPNOTSUPP, "%s: transport %s has no RDMA "
+				"READ (continue with pre-copy)", what,
+				tp->attr.name);
+	/* Under read_lock against the kick's revocation: a session that
+	 * failed before we register keeps nothing registered. */
+	pthread_mutex_lock(&src->read_lock);
+	ret = rmig_sess_check(s);
+	if (!ret && !src->read_registered) {
+		ret = rmig_tp_reg_read(s, tp);
+		if (ret)
+			rmig_err_prefix(what);
+		src->read_registered = !ret;
+	}
+	if (!ret && serve)
+		atomic_store_explicit(&src->serving_reads, true,
+				      memory_order_relaxed);
+	pthread_mutex_unlock(&src->read_lock);
+	return ret; /* on failure the session goes on: pre-copy is there */
+}
+
+int rmig_src_postcopy_prepare(rmig_src *src)
+{
+	int ret;
+
+	if (!src)
+		return rmig_err(-EINVAL, "postcopy_prepare: session is NULL");
+	ret = check_active(src, "postcopy_prepare");
+	if (ret)
+		return ret;
+	if (src->postcopy || src->read_prepared)
+		return rmig_err(-EINVAL, "postcopy_prepare: %s", src->postcopy ?
+				"the post-copy switch was made already" :
+				"called already");
+	ret = reg_read(src, "postcopy_prepare", false);
+	src->read_prepared = !ret;
+	return ret;
+}
+
 int rmig_src_postcopy(rmig_src *src)
 {
 	struct rmig_session *s;
@@ -658,25 +708,9 @@ int rmig_src_postcopy(rmig_src *src)
 		return rmig_err(-EINVAL, "postcopy: the post-copy switch was "
 				"made already");
 	tp = s->tp;
-	if (!tp->attr.max_read)
-		return rmig_err(-EOPNOTSUPP, "postcopy: transport %s has no "
-				"RDMA READ (continue with pre-copy)",
-				tp->attr.name);
-	/* Under read_lock against the kick's revocation: a session that
-	 * failed before we register keeps nothing registered. */
-	pthread_mutex_lock(&src->read_lock);
-	ret = rmig_sess_check(s);
-	if (!ret) {
-		ret = rmig_tp_reg_read(s, tp);
-		if (ret)
-			rmig_err_prefix("postcopy");
-		src->read_registered = !ret;
-		atomic_store_explicit(&src->serving_reads, !ret,
-				      memory_order_relaxed);
-	}
-	pthread_mutex_unlock(&src->read_lock);
+	ret = reg_read(src, "postcopy", true);
 	if (ret)
-		return ret; /* the session goes on: pre-copy is still there */
+		return ret;
 	for (unsigned i = 0; i < s->nblocks; i++)
 		src->read_keys[i] = (struct rmig_read_key){
 			.block = s->blocks[i].remote_index,

@@ -67,8 +67,10 @@ struct rmig_src {
 	 * thread only); the keys the channels send in READ_KEYS (written
 	 * before the sync's semaphores, which order them); read_lock
 	 * serialises registering the read access (read_registered) with
-	 * its revocation. */
+	 * its revocation; read_prepared: rmig_src_postcopy_prepare()
+	 * succeeded (caller's thread only). */
 	bool postcopy;
+	bool read_prepared;
 	bool read_registered;
 	/* The RAM is readable: the channel threads keep polling (progress
 	 * for libfabric tcp, which answers reads only then). */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_core_postcopy.c - post-copy over the mock provider: a pre-copy
- * round, the source's switch (rmig_src_postcopy()), the destination's
+ * round, the source's switch (rmig_src_postcopy(), prepared ahead or
+ * not), the destination's
  * RDMA READs of what it lacks (urgent and background), the final sync
  * that waits for the destination, the API's refusals, a transport
  * without reads, and a source that goes away in the middle of the pull:
@@ -265,6 +266,73 @@ static void test_postcopy_pulls_the_rest(void **state)
 	pull_free(&pl);
 }
 
+/* rmig_src_postcopy_prepare(): the read registration is made while
+ * pre-copy goes on, the switch registers nothing more, and the pull reads
+ * through the prepared keys; a second prepare is refused.  Without a
+ * switch the prepared registration ends at the finish (next test). */
+static void test_postcopy_prepared(void **state)
+{
+	struct mig *m = *state;
+	struct mock_counters c;
+	struct pull pl;
+	uint8_t *before;
+
+	pull_init(&pl, m);
+	mig_start(m, 2, 8, P0, P1);
+	mem_fill(&m->mem);
+	assert_int_equal(rmig_src_postcopy_prepare(NULL), -EINVAL);
+	assert_ok(rmig_src_postcopy_prepare(m->src));
+	assert_int_equal(src_read_regs(m), NBLK);
+	assert_int_equal(rmig_src_postcopy_prepare(m->src), -EINVAL);
+	assert_last_err_has("called already");
+	/* Pre-copy goes on. */
+	for (size_t p = 0; p < P0 / 2; p++)
+		assert_ok(rmig_src_queue_page(m->src, m->sblk[0], p * PS));
+	assert_ok(src_sync(m));
+	assert_int_equal(mem_diff(&m->mem, 0, 0, P0 / 2), 0);
+	want_range(&pl, 0, P0 / 2, P0);
+	want_range(&pl, 1, 0, P1);
+	before = src_snapshot(m);
+	assert_ok(rmig_src_postcopy(m->src));
+	mock_get_counters(&c);
+	assert_int_equal(c.mr_regs[RMIG_MR_READ_SOURCE], NBLK);
+	assert_int_equal(rmig_src_postcopy_prepare(m->src), -EINVAL);
+	assert_last_err_has("made already");
+	assert_ok(src_finish(m));
+	assert_int_equal(src_read_regs(m), 0);
+	assert_true(driver_join(m, JOIN_TIMEOUT_S));
+	if (m->dv.pull_ret)
+		fail_msg("pull: %d (%s)", m->dv.pull_ret, pl.err);
+	assert_int_equal(m->dv.last_ret, 1);
+	assert_int_equal(pl.ok, P0 / 2 + P1);
+	assert_int_equal(mem_diff_all(&m->mem), 0);
+	assert_memory_equal(before, m->mem.s, (P0 + P1) * PS);
+	free(before);
+	pull_free(&pl);
+}
+
+/* Prepared, then no switch: a plain pre-copy end revokes the read
+ * registration; so does a cancel. */
+static void test_postcopy_prepared_unused(void **state)
+{
+	struct mig *m = *state;
+
+	mig_start(m, 2, 8, P0, P1);
+	assert_ok(rmig_src_postcopy_prepare(m->src));
+	assert_int_equal(src_read_regs(m), NBLK);
+	small_migration(m);
+	assert_int_equal(src_read_regs(m), 0);
+	mig_stop(m);
+
+	mock_reset();
+	mig_start(m, 2, 8, P0, P1);
+	assert_ok(rmig_src_postcopy_prepare(m->src));
+	rmig_src_cancel(m->src);
+	assert_int_equal(src_read_regs(m), 0);
+	assert_int_equal(rmig_src_postcopy(m->src), -ECANCELED);
+	assert_int_equal(src_read_regs(m), 0);
+}
+
 /* The refusals of the destination's read API, each naming what is
  * wrong; a refused request is not taken. */
 static int bad_requests(struct driver *dv, void *arg)
@@ -371,6 +439,8 @@ static void test_postcopy_unsupported(void **state)
 	m->prov = &noread;
 	mig_start(m, 2, 8, P0, P1);
 	mem_fill(&m->mem);
+	assert_int_equal(rmig_src_postcopy_prepare(m->src), -EOPNOTSUPP);
+	assert_last_err_has("postcopy_prepare: transport mock has no RDMA READ");
 	assert_int_equal(rmig_src_postcopy(m->src), -EOPNOTSUPP);
 	assert_last_err_has("no RDMA READ");
 	assert_int_equal(rmig_src_state(m->src), RMIG_STATE_ACTIVE);
@@ -634,6 +704,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		CORE_TEST(test_postcopy_pulls_the_rest),
+		CORE_TEST(test_postcopy_prepared),
+		CORE_TEST(test_postcopy_prepared_unused),
 		CORE_TEST(test_postcopy_refusals),
 		CORE_TEST(test_postcopy_unsupported),
 		CORE_TEST(test_postcopy_source_gone),
