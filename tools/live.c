@@ -22,6 +22,10 @@
 #define QUEUE_CHUNK 4096 /* pages per queue call, at most ... */
 #define QUEUE_CHUNK_BYTES (8u << 20) /* ... and this many bytes */
 #define GIVE_UP_AT_MAX 3 /* whole throttle periods at the maximum: give up */
+/* Post-copy's proof: passes over the pages written while the image was
+ * hashed, at most, before the pause; a pass that found fewer is the last. */
+#define PREHASH_PASSES 3
+#define PREHASH_ENOUGH 256
 
 static double now_s(void)
 {
@@ -178,10 +182,11 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	double t0 = now_s(), t, bw = 0, ram_bytes_sent = 0;
 	uint64_t pending = 0, sent_pages, b0, high = 0, at_max = 0;
 	double per_t0 = 0, per_dirty = 0, per_xfer = 0; /* throttle period */
-	bool paused = false, state_sent = false;
-	uint64_t *hashes = NULL, *fresh = NULL; /* post-copy, see stop: */
-	/* Post-copy with no pre-copy round: nothing is tracked or sent
-	 * before the switch, every page is missing. */
+	bool paused = false, state_sent = false, prepared = false;
+	/* Post-copy, see hash: */
+	uint64_t *hashes = NULL, *fresh = NULL, *written = NULL;
+	/* Post-copy with no pre-copy round: nothing is sent before the
+	 * switch, every page is missing. */
 	bool precopy = !p->postcopy || p->postcopy_after > 0;
 	struct round_ctx rc = {
 		.p = p, .g = g, .s = s, .block = block, .offs = offs,
@@ -204,19 +209,34 @@ int live_source(struct guest *g, rmig_src *s, int block,
 	if (ret)
 		goto out;
 	r->mode = dirty_mode(dt);
+	/* Post-copy: the RAM registered for the destination's reads now,
+	 * while the guest runs, not in the pause; and before the tracking
+	 * write-protects it (verbs pins for writing before Linux 6.2, which
+	 * fails on write-protected pages).  -EOPNOTSUPP: the switch says so
+	 * again and falls back. */
+	if (p->postcopy && !p->postcopy_fn) {
+		ret = rmig_src_postcopy_prepare(s);
+		if (ret < 0 && ret != -EOPNOTSUPP)
+			goto lib_fail;
+		prepared = ret == 0;
+	}
 
 	/* Round 1: everything. */
 	for (uint64_t w = 0; w < words; w++)
 		bits[w] = ~0ull;
 	if (pages % 64)
 		bits[words - 1] = (1ull << (pages % 64)) - 1;
-	if (!precopy) {
-		pending = pages;
-		goto stop;
-	}
 	ret = dirty_start(dt, r->error, sizeof(r->error));
 	if (ret)
 		goto out;
+	if (!precopy) {
+		/* Nothing is sent before the switch: the tracking only keeps
+		 * the proof's hashes of the image (hashed below, as the
+		 * guest runs) true, rehashing in the pause just what the
+		 * guest wrote since. */
+		pending = pages;
+		goto hash;
+	}
 	r->rounds = 1;
 	t = now_s();
 	b0 = wire_bytes(s);
@@ -336,25 +356,44 @@ int live_source(struct guest *g, rmig_src *s, int block,
 			goto lib_fail;
 	}
 
-	/* Post-copy after pre-copy rounds: hash the image for the proof while
-	 * the guest still runs.  A page written from now on is in the last
-	 * harvest (@fresh), and hashed again in the downtime. */
-	if (p->postcopy && precopy) {
+	/* Post-copy: hash the image for the proof while the guest still
+	 * runs, then a few passes over what it wrote meanwhile (each pass
+	 * shorter than the last).  The pages written since their hash are in
+	 * the last harvest (@fresh), hashed again in the downtime; all those
+	 * written since the first hash (@written) are missing at the
+	 * destination too. */
+hash:
+	if (p->postcopy) {
 		double th = now_s();
 
 		hashes = malloc((size_t)pages * 8);
 		fresh = calloc(words, 8);
-		if (!hashes || !fresh) {
+		written = calloc(words, 8);
+		if (!hashes || !fresh || !written) {
 			ret = -ENOMEM;
 			live_fail(r->error, sizeof(r->error), "out of memory");
 			goto out;
 		}
 		live_hash_pages(g, hashes, NULL);
+		for (unsigned pass = 0; pass < PREHASH_PASSES; pass++) {
+			uint64_t n = 0;
+
+			memset(fresh, 0, words * 8);
+			ret = dirty_harvest(dt, fresh, &n, r->error,
+					    sizeof(r->error));
+			if (ret)
+				goto out;
+			live_hash_pages(g, hashes, fresh);
+			for (uint64_t w = 0; w < words; w++)
+				written[w] |= fresh[w];
+			if (n < PREHASH_ENOUGH)
+				break;
+		}
+		memset(fresh, 0, words * 8);
 		r->prehash_ms = (now_s() - th) * 1e3;
 	}
 
 	/* Stop-and-copy, or the post-copy switch. */
-stop:
 	{
 		uint64_t pause_ns = now_ns();
 		double tp = now_s();
@@ -364,16 +403,17 @@ stop:
 		guest_pause(g);
 		paused = true;
 		r->pause_ms = (now_s() - tp) * 1e3;
-		ret = precopy ? dirty_harvest(dt, fresh ? fresh : bits, &newly,
-					      r->error, sizeof(r->error)) : 0;
+		ret = dirty_harvest(dt, fresh ? fresh : bits, &newly, r->error,
+				    sizeof(r->error));
 		if (ret)
 			goto out;
 		if (fresh) {
 			newly = 0;
 			for (uint64_t w = 0; w < words; w++) {
+				written[w] |= fresh[w];
 				newly += (uint64_t)__builtin_popcountll(
-					fresh[w] & ~bits[w]);
-				bits[w] |= fresh[w];
+					written[w] & ~bits[w]);
+				bits[w] |= written[w];
 			}
 		}
 		r->harvest_ms = (now_s() - tp) * 1e3 - r->pause_ms;
@@ -397,13 +437,17 @@ stop:
 		rc.paused = true;
 		if (p->postcopy) {
 			r->missing_pages = pending;
-			/* Paused for good and harvested: no more tracking.
-			 * Before the switch, which registers the RAM for
-			 * reading: the kernel refuses to pin pages still
-			 * write-protected by userfaultfd (ibv_reg_mr:
-			 * EFAULT on Linux 6.1). */
-			dirty_close(dt);
-			dt = NULL;
+			/* Paused for good and harvested: the tracking is
+			 * over.  Closed (unprotecting every page) after the
+			 * pause when the read registration is made; else
+			 * here, before the switch registers: the kernel
+			 * refuses to pin pages still write-protected by
+			 * userfaultfd (ibv_reg_mr: EFAULT on Linux 6.1). */
+			if (!prepared) {
+				r->faults = dirty_faults(dt);
+				dirty_close(dt);
+				dt = NULL;
+			}
 			ret = postcopy_switch(g, s, bits, hashes, fresh, state,
 					      slen, p, r);
 			if (ret < 0)
@@ -476,6 +520,12 @@ switched:
 				 rmig_last_error() : strerror(-ret));
 			if (p->progress)
 				p->progress(&lo, p->arg);
+			if (dt) {
+				/* Before a resumed session registers. */
+				r->faults = dirty_faults(dt);
+				dirty_close(dt);
+				dt = NULL;
+			}
 			ret = p->recover(r->recoveries + 1, &s, err,
 					 sizeof(err), p->arg);
 			r->outage_s += now_s() - tl;
@@ -547,6 +597,7 @@ out:
 	free(state);
 	free(hashes);
 	free(fresh);
+	free(written);
 	free(bits);
 	free(offs);
 	return ret;

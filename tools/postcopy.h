@@ -89,7 +89,7 @@ void postcopy_prepare(rmig_dest *d, const struct guest *g,
 /* Source (postcopy_src.c)                                             */
 
 /* Hash the pages of @g into @h (g->pages entries): every page, or with
- * @only those whose bit is set. */
+ * @only those whose bit is set; many pages on a thread a CPU. */
 void live_hash_pages(const struct guest *g, uint64_t *h, const uint64_t *only);
 
 /* The proof's hash list (LIVE_HASH_IDSTR blobs): @all, or when NULL the

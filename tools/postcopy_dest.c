@@ -33,6 +33,17 @@
 /* A lost guest's post-copy state, which its blocked threads may touch. */
 static struct pc *lost_pc;
 
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4 /* Linux 5.7 */
+#endif
+/* A missing run of anonymous memory this long or longer is moved out of
+ * the guest's mapping rather than dropped where it is. */
+#define PC_MOVE_BYTES (2u << 20)
+/* Dropping many pages: a thread a CPU, up to this many, each with at
+ * least DROP_THREAD_PAGES pages. */
+#define DROP_THREADS_MAX 8
+#define DROP_THREAD_PAGES 4096
+
 /* ------------------------------------------------------------------ */
 /* Setup, the end, the proof                                           */
 
@@ -154,28 +165,24 @@ static int pc_uffd(struct pc *pc, char *err, size_t errlen)
 }
 
 /* MADV_DONTNEED of @n ranges: a few process_madvise() calls on this
- * process where the kernel takes MADV_DONTNEED there (Linux 6.13+; one
- * TLB flush a call), else one madvise() a range. */
-static int dontneed(struct iovec *iov, size_t n, int *pidfd)
+ * process (@pidfd) where the kernel takes MADV_DONTNEED there (Linux
+ * 6.13+; one TLB flush a call), else one madvise() a range. */
+static int dontneed(const struct iovec *iov, size_t n, int pidfd)
 {
 	size_t done = 0;
 
-	while (*pidfd >= 0 && done < n) {
+	while (pidfd >= 0 && done < n) {
 		size_t k = n - done < IOV_MAX ? n - done : IOV_MAX;
 		size_t want = 0;
 		long got;
 
 		for (size_t i = 0; i < k; i++)
 			want += iov[done + i].iov_len;
-		got = syscall(SYS_process_madvise, *pidfd, iov + done, k,
+		got = syscall(SYS_process_madvise, pidfd, iov + done, k,
 			      MADV_DONTNEED, 0);
-		if (got < 0 || (size_t)got != want) {
-			/* Not offered here (or cut short): the rest one by
-			 * one (dropping a dropped page again is harmless). */
-			close(*pidfd);
-			*pidfd = -1;
-			break;
-		}
+		if (got < 0 || (size_t)got != want)
+			break; /* not offered here, or cut short: the rest
+				* one by one (dropping twice is harmless) */
 		done += k;
 	}
 	for (; done < n; done++)
@@ -185,13 +192,120 @@ static int dontneed(struct iovec *iov, size_t n, int *pidfd)
 	return 0;
 }
 
-/* Mark the missing pages and drop them from the guest's mapping. */
+struct drop_part {
+	const struct iovec *iov;
+	size_t n;
+	int pidfd, ret;
+	pthread_t t;
+	bool on;
+};
+
+static void *drop_part_main(void *arg)
+{
+	struct drop_part *dp = arg;
+
+	dp->ret = dontneed(dp->iov, dp->n, dp->pidfd);
+	return NULL;
+}
+
+/* dontneed() of @n ranges (@pages pages) on a thread a CPU when there are
+ * many: both guests are paused, the CPUs are free, and freeing the pages
+ * is what takes the time (some 1 us a page). */
+static int dontneed_all(const struct iovec *iov, size_t n, uint64_t pages)
+{
+	struct drop_part part[DROP_THREADS_MAX];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned k = cpus < 1 ? 1 : cpus > DROP_THREADS_MAX ?
+		     DROP_THREADS_MAX : (unsigned)cpus;
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	int ret = 0;
+
+	if (pages / DROP_THREAD_PAGES < k)
+		k = pages / DROP_THREAD_PAGES ? (unsigned)(pages /
+						 DROP_THREAD_PAGES) : 1;
+	if (k > n)
+		k = n ? (unsigned)n : 1;
+	/* Parts of about as many ranges; the last one is this thread's. */
+	for (unsigned i = 0; i < k; i++) {
+		part[i] = (struct drop_part){ .iov = iov + n * i / k,
+					      .n = n * (i + 1) / k - n * i / k,
+					      .pidfd = pidfd };
+		if (i + 1 < k)
+			part[i].on = !pthread_create(&part[i].t, NULL,
+						     drop_part_main, &part[i]);
+		if (!part[i].on)
+			drop_part_main(&part[i]);
+	}
+	for (unsigned i = 0; i < k; i++) {
+		if (part[i].on)
+			pthread_join(part[i].t, NULL);
+		if (!ret)
+			ret = part[i].ret;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	return ret;
+}
+
+/* Anonymous memory: move the pages of @len bytes at @at out of the
+ * guest's mapping, which keeps the range, now empty (its next touch a
+ * MISSING fault), and note where they went for the reaper.  Freeing the
+ * pages is most of what MADV_DONTNEED costs (some 30-60 ms for 512 MiB
+ * here); moving the page tables is not (0.1 ms), so it is what happens
+ * in the pause.  False when the kernel will not (before Linux 5.7, or no
+ * room for one more mapping): the caller drops them. */
+static bool move_out(struct pc *pc, void *at, size_t len, size_t *cap)
+{
+	void *to;
+
+	if (pc->ngraves == *cap) {
+		size_t c = *cap ? 2 * *cap : 64;
+		struct pc_grave *gr = realloc(pc->graves, c * sizeof(*gr));
+
+		if (!gr)
+			return false;
+		pc->graves = gr;
+		*cap = c;
+	}
+	to = mremap(at, len, len, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, NULL);
+	if (to == MAP_FAILED)
+		return false;
+	pc->graves[pc->ngraves++] = (struct pc_grave){ to, len };
+	return true;
+}
+
+/* Unmap what move_out() moved (the reaper thread, or the caller's). */
+static void *reap_main(void *arg)
+{
+	struct pc *pc = arg;
+
+	for (size_t i = 0; i < pc->ngraves; i++)
+		munmap(pc->graves[i].at, pc->graves[i].len);
+	return NULL;
+}
+
+/* The moved pages are gone once this returns. */
+static void reap_join(struct pc *pc)
+{
+	if (pc->reaper_on)
+		pthread_join(pc->reaper, NULL);
+	else
+		reap_main(pc);
+	pc->reaper_on = false;
+	free(pc->graves);
+	pc->graves = NULL;
+	pc->ngraves = 0;
+}
+
+/* Mark the missing pages and drop them from the guest's mapping: long
+ * runs of anonymous memory moved out (move_out()), the rest dropped. */
 static int drop_missing(struct pc *pc, const uint64_t *missing, char *err,
 			size_t errlen)
 {
-	struct iovec iov[IOV_MAX];
-	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-	size_t n = 0;
+	struct iovec *iov = NULL;
+	size_t n = 0, ncap = 0, cap = 0;
+	uint64_t dropped = 0;
+	bool move = !pc->minor;
 	int ret = 0;
 
 	for (uint64_t p = 0; p < pc->pages && !ret; ) {
@@ -201,21 +315,36 @@ static int drop_missing(struct pc *pc, const uint64_t *missing, char *err,
 			e++;
 		for (uint64_t i = p; i < e; i++)
 			atomic_init(&pc->st[i], PG_MISSING);
+		if (e > p && move && (e - p) * pc->ps >= PC_MOVE_BYTES) {
+			if (move_out(pc, pc->g->mem + p * pc->ps,
+				     (e - p) * pc->ps, &cap)) {
+				p = e;
+				continue;
+			}
+			move = false; /* dropped from now on */
+		}
 		if (e > p) {
+			if (n == ncap) {
+				size_t c = ncap ? 2 * ncap : 1024;
+				struct iovec *v = realloc(iov, c * sizeof(*v));
+
+				if (!v) {
+					ret = -ENOMEM;
+					break;
+				}
+				iov = v;
+				ncap = c;
+			}
 			iov[n++] = (struct iovec){
 				.iov_base = pc->g->mem + p * pc->ps,
 				.iov_len = (e - p) * pc->ps };
-			if (n == IOV_MAX) {
-				ret = dontneed(iov, n, &pidfd);
-				n = 0;
-			}
+			dropped += e - p;
 		}
 		p = e > p ? e : p + 1;
 	}
-	if (!ret && n)
-		ret = dontneed(iov, n, &pidfd);
-	if (pidfd >= 0)
-		close(pidfd);
+	if (!ret)
+		ret = dontneed_all(iov, n, dropped);
+	free(iov);
 	if (ret)
 		live_fail(err, errlen, "MADV_DONTNEED of the missing pages: %s",
 		     strerror(-ret));
@@ -395,6 +524,10 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 	}
 	if (same_host && pc_now_ns() > b->pause_ns)
 		r->downtime_ms = (double)(pc_now_ns() - b->pause_ns) / 1e6;
+	/* The moved-out pages freed as the guest runs (or by reap_join()). */
+	if (pc->ngraves)
+		pc->reaper_on = !pthread_create(&pc->reaper, NULL, reap_main,
+						pc);
 	ret = pthread_create(&ft, NULL, pc_fault_main, pc);
 	ft_on = ret == 0;
 	if (!ret)
@@ -405,6 +538,7 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 			strerror(ret));
 	if (pt_on)
 		pthread_join(pt, NULL);
+	reap_join(pc);
 	pthread_mutex_lock(&pc->lock);
 	pc->stopping = true;
 	pthread_cond_broadcast(&pc->cond);
@@ -462,6 +596,7 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 	goto out;
 
 lost:
+	reap_join(pc);
 	r->lost = true;
 	r->never_arrived = pc->pages - pc->present;
 	{

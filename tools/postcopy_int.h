@@ -53,6 +53,14 @@ struct pc {
 	uint8_t *alias;
 	uint8_t *landing;
 	_Atomic uint8_t *st;      /* per page: PG_* */
+	/* Anonymous memory: the old pages of the long missing runs, moved
+	 * out of the guest's mapping in the pause (mremap with
+	 * MREMAP_DONTUNMAP leaves the runs empty), unmapped by the reaper
+	 * thread once the guest runs. */
+	struct pc_grave { void *at; size_t len; } *graves;
+	size_t ngraves;
+	pthread_t reaper;
+	bool reaper_on;
 	const uint64_t *hashes;
 	int uffd;
 	int stop_pipe[2];
