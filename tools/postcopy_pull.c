@@ -478,7 +478,7 @@ void *pc_pull_main(void *arg)
 			pc->rec->pull_hook(atomic_load(&pc->bg_pages) +
 					   atomic_load(&pc->fault_pages),
 					   pc->rec->arg);
-		n = rmig_dest_read_wait(pc->d, done, PC_WAIT_MAX, 200);
+		n = rmig_dest_read_wait(pc->d, done, PC_WAIT_BATCH, 200);
 		if (n < 0 && pc->rec && !atomic_load(&pc->err)) {
 			/* Every request came back (the failed ones' pages
 			 * are missing again). */
