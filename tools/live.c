@@ -438,11 +438,12 @@ hash:
 		if (p->postcopy) {
 			r->missing_pages = pending;
 			/* Paused for good and harvested: the tracking is
-			 * over.  Closed (unprotecting every page) after the
-			 * pause when the read registration is made; else
-			 * here, before the switch registers: the kernel
-			 * refuses to pin pages still write-protected by
-			 * userfaultfd (ibv_reg_mr: EFAULT on Linux 6.1). */
+			 * over.  With the read registration made ahead it is
+			 * closed after the pull (its unprotecting every page
+			 * kept out of the downtime); else here, before the
+			 * switch registers: the kernel refuses to pin pages
+			 * still write-protected by userfaultfd (ibv_reg_mr:
+			 * EFAULT on Linux 6.1). */
 			if (!prepared) {
 				r->faults = dirty_faults(dt);
 				dirty_close(dt);
