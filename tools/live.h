@@ -194,10 +194,13 @@ struct live_dest_result {
 	 * (EEXIST, never overwritten); the switch .. every page present; the
 	 * fault service times (fault read .. UFFDIO_COPY done), µs; pages
 	 * the guest did not write after the switch, compared with the hash
-	 * list at the end (every pulled page is compared on arrival). */
+	 * list at the end (every pulled page is compared on arrival); the
+	 * missing pages moved out of the guest's mapping at the switch (runs
+	 * of 2 MiB or more, anonymous memory) and dropped in place. */
 	bool postcopy;
 	bool lost;             /* the source went away mid-pull */
 	uint64_t missing_pages, fault_pages, background_pages;
+	uint64_t moved_out_pages, dropped_pages;
 	uint64_t faults_joined, faults_present, eexist_pages;
 	uint64_t never_arrived;
 	double pull_s;

@@ -393,6 +393,8 @@ void live_dest_report(const struct opts *o,
 			       ",\"faults_joined\":%" PRIu64
 			       ",\"faults_present\":%" PRIu64
 			       ",\"eexist_pages\":%" PRIu64
+			       ",\"moved_out_pages\":%" PRIu64
+			       ",\"dropped_pages\":%" PRIu64
 			       ",\"fault_p50_us\":%.0f,\"fault_p99_us\":%.0f"
 			       ",\"fault_max_us\":%.0f"
 			       ",\"unwritten_pages_checked\":%" PRIu64,
@@ -400,6 +402,7 @@ void live_dest_report(const struct opts *o,
 			       dr->never_arrived, dr->pull_s, dr->fault_pages,
 			       dr->background_pages, dr->faults_joined,
 			       dr->faults_present, dr->eexist_pages,
+			       dr->moved_out_pages, dr->dropped_pages,
 			       dr->fault_p50_us, dr->fault_p99_us,
 			       dr->fault_max_us, dr->untouched_checked);
 		if (dr->postcopy) {

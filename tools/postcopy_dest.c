@@ -271,6 +271,7 @@ static bool move_out(struct pc *pc, void *at, size_t len, size_t *cap)
 	if (to == MAP_FAILED)
 		return false;
 	pc->graves[pc->ngraves++] = (struct pc_grave){ to, len };
+	pc->moved += len / pc->ps;
 	return true;
 }
 
@@ -344,6 +345,7 @@ static int drop_missing(struct pc *pc, const uint64_t *missing, char *err,
 	}
 	if (!ret)
 		ret = dontneed_all(iov, n, dropped);
+	pc->dropped = dropped;
 	free(iov);
 	if (ret)
 		live_fail(err, errlen, "MADV_DONTNEED of the missing pages: %s",
@@ -556,6 +558,8 @@ int postcopy_dest(struct guest *g, rmig_dest **dp, int block,
 	r->faults_joined = atomic_load(&pc->faults_joined);
 	r->faults_present = atomic_load(&pc->faults_present);
 	r->eexist_pages = atomic_load(&pc->eexist);
+	r->moved_out_pages = pc->moved;
+	r->dropped_pages = pc->dropped;
 	r->recoveries = pc->recoveries;
 	r->outage_s = pc->outage_s;
 	r->outage_faults = atomic_load(&pc->outage_faults);

@@ -64,6 +64,7 @@ struct pc {
 	 * thread once the guest runs. */
 	struct pc_grave { void *at; size_t len; } *graves;
 	size_t ngraves;
+	uint64_t moved, dropped;  /* pages (the report's) */
 	pthread_t reaper;
 	bool reaper_on;
 	const uint64_t *hashes;
