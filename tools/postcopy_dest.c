@@ -10,6 +10,7 @@
 #include "postcopy.h"
 #include "postcopy_int.h"
 #include "dirty.h"
+#include "par.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,10 +40,8 @@ static struct pc *lost_pc;
 /* A missing run of anonymous memory this long or longer is moved out of
  * the guest's mapping rather than dropped where it is. */
 #define PC_MOVE_BYTES (2u << 20)
-/* Dropping many pages: a thread a CPU, up to this many, each with at
- * least DROP_THREAD_PAGES pages. */
-#define DROP_THREADS_MAX 8
-#define DROP_THREAD_PAGES 4096
+/* Dropping many pages: a part (par.h) has this many pages at least. */
+#define DROP_PART_PAGES 4096
 
 /* ------------------------------------------------------------------ */
 /* Setup, the end, the proof                                           */
@@ -192,20 +191,21 @@ static int dontneed(const struct iovec *iov, size_t n, int pidfd)
 	return 0;
 }
 
-struct drop_part {
+struct drop_job {
 	const struct iovec *iov;
 	size_t n;
-	int pidfd, ret;
-	pthread_t t;
-	bool on;
+	int pidfd;
+	int ret[PAR_MAX];
 };
 
-static void *drop_part_main(void *arg)
+/* Part @i of @k: about as many ranges as the others. */
+static void drop_part(void *arg, unsigned i, unsigned k)
 {
-	struct drop_part *dp = arg;
+	struct drop_job *j = arg;
+	size_t first = j->n * i / k;
 
-	dp->ret = dontneed(dp->iov, dp->n, dp->pidfd);
-	return NULL;
+	j->ret[i] = dontneed(j->iov + first, j->n * (i + 1) / k - first,
+			     j->pidfd);
 }
 
 /* dontneed() of @n ranges (@pages pages) on a thread a CPU when there are
@@ -213,37 +213,20 @@ static void *drop_part_main(void *arg)
  * is what takes the time (some 1 us a page). */
 static int dontneed_all(const struct iovec *iov, size_t n, uint64_t pages)
 {
-	struct drop_part part[DROP_THREADS_MAX];
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned k = cpus < 1 ? 1 : cpus > DROP_THREADS_MAX ?
-		     DROP_THREADS_MAX : (unsigned)cpus;
-	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	struct drop_job j = {
+		.iov = iov, .n = n,
+		.pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0),
+	};
+	unsigned k = par_parts(pages, DROP_PART_PAGES);
 	int ret = 0;
 
-	if (pages / DROP_THREAD_PAGES < k)
-		k = pages / DROP_THREAD_PAGES ? (unsigned)(pages /
-						 DROP_THREAD_PAGES) : 1;
 	if (k > n)
 		k = n ? (unsigned)n : 1;
-	/* Parts of about as many ranges; the last one is this thread's. */
-	for (unsigned i = 0; i < k; i++) {
-		part[i] = (struct drop_part){ .iov = iov + n * i / k,
-					      .n = n * (i + 1) / k - n * i / k,
-					      .pidfd = pidfd };
-		if (i + 1 < k)
-			part[i].on = !pthread_create(&part[i].t, NULL,
-						     drop_part_main, &part[i]);
-		if (!part[i].on)
-			drop_part_main(&part[i]);
-	}
-	for (unsigned i = 0; i < k; i++) {
-		if (part[i].on)
-			pthread_join(part[i].t, NULL);
-		if (!ret)
-			ret = part[i].ret;
-	}
-	if (pidfd >= 0)
-		close(pidfd);
+	par_run(k, drop_part, &j);
+	for (unsigned i = 0; i < k && !ret; i++)
+		ret = j.ret[i];
+	if (j.pidfd >= 0)
+		close(j.pidfd);
 	return ret;
 }
 

@@ -6,79 +6,44 @@
 #include "postcopy.h"
 #include "postcopy_int.h"
 
+#include "par.h"
+
 #include <errno.h>
-#include <pthread.h>
-#include <stdbool.h>
 #include <stdlib.h>
-#include <unistd.h>
 
-/* Hashing many pages: a thread a CPU, up to this many, each with at least
- * HASH_THREAD_PAGES pages (the guest is paused: its CPUs are free). */
-#define HASH_THREADS_MAX 8
-#define HASH_THREAD_PAGES 2048
+/* Hashing many pages: a part (par.h) has this many pages at least. */
+#define HASH_PART_PAGES 2048
 
-/* Pages [first, end) of @g whose bit is set in @only (all when NULL). */
-static void hash_range(const struct guest *g, uint64_t *h,
-		       const uint64_t *only, uint64_t first, uint64_t end)
-{
-	size_t ps = g->cfg.page_size;
-
-	for (uint64_t p = first; p < end; p++)
-		if (!only || (only[p / 64] >> (p % 64) & 1))
-			h[p] = guest_page_hash(g->mem + p * ps, ps);
-}
-
-struct hash_part {
+struct hash_job {
 	const struct guest *g;
 	uint64_t *h;
 	const uint64_t *only;
-	uint64_t first, end;
-	pthread_t t;
-	bool on;
 };
 
-static void *hash_part_main(void *arg)
+/* Part @i of @n: the pages of whole bitmap words whose bit is set in
+ * @only (all when NULL). */
+static void hash_part(void *arg, unsigned i, unsigned n)
 {
-	struct hash_part *hp = arg;
+	const struct hash_job *j = arg;
+	size_t ps = j->g->cfg.page_size;
+	uint64_t words = (j->g->pages + 63) / 64;
+	uint64_t end = words * (i + 1) / n * 64;
 
-	hash_range(hp->g, hp->h, hp->only, hp->first, hp->end);
-	return NULL;
+	if (end > j->g->pages)
+		end = j->g->pages;
+	for (uint64_t p = words * i / n * 64; p < end; p++)
+		if (!j->only || (j->only[p / 64] >> (p % 64) & 1))
+			j->h[p] = guest_page_hash(j->g->mem + p * ps, ps);
 }
 
 void live_hash_pages(const struct guest *g, uint64_t *h, const uint64_t *only)
 {
-	struct hash_part part[HASH_THREADS_MAX];
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned n = cpus < 1 ? 1 : cpus > HASH_THREADS_MAX ?
-		     HASH_THREADS_MAX : (unsigned)cpus;
-	uint64_t words = (g->pages + 63) / 64, count = 0;
+	struct hash_job j = { .g = g, .h = h, .only = only };
+	uint64_t count = only ? 0 : g->pages;
 
-	for (uint64_t w = 0; only && w < words; w++)
+	for (uint64_t w = 0; only && w < (g->pages + 63) / 64; w++)
 		count += (uint64_t)__builtin_popcountll(only[w]);
-	if (!only)
-		count = g->pages;
-	if (count < HASH_THREAD_PAGES * 2)
-		n = 1;
-	else if (count / HASH_THREAD_PAGES < n)
-		n = (unsigned)(count / HASH_THREAD_PAGES);
-	/* Parts of whole bitmap words; the last one is this thread's. */
-	for (unsigned i = 0; i < n; i++) {
-		part[i] = (struct hash_part){
-			.g = g, .h = h, .only = only,
-			.first = words * i / n * 64,
-			.end = words * (i + 1) / n * 64,
-		};
-		if (part[i].end > g->pages)
-			part[i].end = g->pages;
-		if (i + 1 < n)
-			part[i].on = !pthread_create(&part[i].t, NULL,
-						     hash_part_main, &part[i]);
-		if (!part[i].on)
-			hash_part_main(&part[i]);
-	}
-	for (unsigned i = 0; i + 1 < n; i++)
-		if (part[i].on)
-			pthread_join(part[i].t, NULL);
+	par_run(par_parts(count, HASH_PART_PAGES), hash_part, &j);
 }
 
 int live_send_hashes(struct guest *g, rmig_src *s, const uint64_t *all)
